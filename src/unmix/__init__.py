@@ -1,0 +1,57 @@
+"""unmix: physically constrained linear unmixing of spectroscopic imaging data.
+
+``X`` (pixels, channels) ~= ``A`` (pixels, k) @ ``S`` (k, channels): abundance maps times
+endmember spectra, with every knob of the matrix factorization framework explicit.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .constraints import Bounds, FixedEndmembers, NonNegative, Orthogonal, SumToOne, UnitNorm
+from .core import IterationInfo, factorize
+from .executor import SerialExecutor, Weights
+from .links import Identity, Logistic
+from .losses import KL, Beta, Frobenius
+from .preprocessing import Center, NormalizePixels, PoissonScaling
+from .regularizers import (
+    L1,
+    L2,
+    GaussianMapFilter,
+    MinVolume,
+    SpatialSmoothness,
+    SpectralSmoothing,
+)
+from .result import Result, load_result
+from ._validation import UnsupportedError
+
+__all__ = [
+    "KL",
+    "L1",
+    "L2",
+    "Beta",
+    "Bounds",
+    "Center",
+    "FixedEndmembers",
+    "Frobenius",
+    "GaussianMapFilter",
+    "Identity",
+    "IterationInfo",
+    "Logistic",
+    "MinVolume",
+    "NonNegative",
+    "NormalizePixels",
+    "Orthogonal",
+    "PoissonScaling",
+    "Result",
+    "SerialExecutor",
+    "SpatialSmoothness",
+    "SpectralSmoothing",
+    "SumToOne",
+    "UnitNorm",
+    "UnsupportedError",
+    "Weights",
+    "__version__",
+    "factorize",
+    "load_result",
+]

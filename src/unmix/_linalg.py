@@ -1,0 +1,131 @@
+"""Linear algebra kernels written against the array API.
+
+- :func:`nnls_bpp`: non-negative least squares for many right-hand sides sharing one
+  Gram matrix, by block principal pivoting (Kim & Park 2011), vectorized over rows.
+- :func:`svd_topk`: the leading singular triplets, exact for small problems and
+  randomized (Halko, Martinsson & Tropp 2011) for large ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._backend import Backend
+
+__all__ = ["nnls_bpp", "svd_topk"]
+
+
+def _masked_system(G: Any, F: Any, diag_add: Any, xp: Any) -> Any:
+    """Per-row matrices ``G_FF`` padded with the identity on the active set."""
+    k = G.shape[0]
+    Ff = xp.astype(F, G.dtype)
+    M = G[None, :, :] * (Ff[:, :, None] * Ff[:, None, :])
+    eye = xp.eye(k, dtype=G.dtype, device=_dev(G))
+    M = M + eye[None, :, :] * (1.0 - Ff)[:, None, :]
+    if diag_add is not None:
+        M = M + eye[None, :, :] * (diag_add * Ff)[:, None, :]
+    return M
+
+
+def _dev(a: Any) -> Any:
+    import array_api_compat as aac
+
+    return aac.device(a)
+
+
+def nnls_bpp(
+    G: Any,
+    B: Any,
+    be: Backend,
+    *,
+    diag_add: Any = None,
+    max_iter: int | None = None,
+) -> Any:
+    """Solve ``min_x 1/2 x^T (G + diag(c)) x - b^T x`` s.t. ``x >= 0`` for every row ``b`` of B.
+
+    Parameters
+    ----------
+    G : array (k, k)
+        Symmetric positive (semi-)definite Gram matrix, e.g. ``S @ S.T``.
+    B : array (n, k)
+        Right-hand sides, e.g. ``X @ S.T`` (n = pixels).
+    diag_add : array (n, 1), optional
+        Per-row addition to the diagonal of ``G``.
+
+    Returns
+    -------
+    X : array (n, k), in ``be.acc_dtype``, exactly optimal up to rounding.
+    """
+    xp = be.xp
+    G = be.acc(G)
+    B = be.acc(B)
+    n, k = B.shape
+    if diag_add is not None:
+        diag_add = be.acc(diag_add) * xp.ones((n, k), dtype=be.acc_dtype, device=be.device)
+    scale = float(xp.max(xp.abs(B))) if n else 0.0
+    tol = 1e-11 * max(scale, 1e-300)
+    X = xp.zeros((n, k), dtype=be.acc_dtype, device=be.device)
+    Y = -B
+    F = xp.zeros((n, k), dtype=xp.bool, device=be.device)
+    alpha = xp.full((n,), 3, dtype=xp.int64, device=be.device)
+    beta = xp.full((n,), k + 1, dtype=xp.int64, device=be.device)
+    idx = xp.arange(1, k + 1, dtype=xp.int64, device=be.device)
+    max_iter = 5 * k + 20 if max_iter is None else max_iter
+    for _ in range(max_iter):
+        V = (F & (X < -tol)) | (~F & (Y < -tol))
+        nV = xp.sum(xp.astype(V, xp.int64), axis=1)
+        todo = nV > 0
+        if not bool(xp.any(todo)):
+            break
+        improve = nV < beta
+        use_full = improve | (alpha >= 1)
+        beta = xp.where(improve, nV, beta)
+        alpha = xp.where(improve, 3, xp.where(todo & ~improve, alpha - 1, alpha))
+        last = xp.argmax(xp.astype(V, xp.int64) * idx[None, :], axis=1)
+        backup = idx[None, :] == (last[:, None] + 1)
+        flip = xp.where(use_full[:, None], V, backup & V) & todo[:, None]
+        F = F ^ flip
+        rows = xp.nonzero(todo)[0]
+        Fr = xp.take(F, rows, axis=0)
+        Br = xp.take(B, rows, axis=0)
+        dr = None if diag_add is None else xp.take(diag_add, rows, axis=0)
+        M = _masked_system(G, Fr, dr, xp)
+        rhs = Br * xp.astype(Fr, G.dtype)
+        sol = xp.linalg.solve(M, rhs[:, :, None])[:, :, 0]
+        sol = xp.where(Fr, sol, 0.0)
+        grad = sol @ G - Br
+        if dr is not None:
+            grad = grad + dr * sol
+        X[rows, :] = sol
+        Y[rows, :] = xp.where(Fr, 0.0, grad)
+    return xp.clip(X, min=0.0)
+
+
+def svd_topk(X: Any, k: int, be: Backend, *, rng: np.random.Generator, n_iter: int = 4) -> tuple:
+    """Leading ``k`` singular triplets ``(U, s, Vt)`` of ``X`` (pixels, channels).
+
+    Exact (LAPACK) when ``min(X.shape) <= 4 * (k + 10)``; otherwise a randomized range
+    finder with ``n_iter`` power iterations.  Signs are fixed so that the largest-magnitude
+    entry of each row of ``Vt`` is positive (deterministic output).
+    """
+    xp = be.xp
+    n, m = X.shape
+    small = min(n, m) <= 4 * (k + 10)
+    if small:
+        U, s, Vt = xp.linalg.svd(X, full_matrices=False)
+    else:
+        ell = min(k + 10, min(n, m))
+        Omega = be.asarray(rng.standard_normal((m, ell)))
+        Q, _ = xp.linalg.qr(X @ Omega)
+        for _ in range(n_iter):
+            Z, _ = xp.linalg.qr(X.T @ Q)
+            Q, _ = xp.linalg.qr(X @ Z)
+        Ub, s, Vt = xp.linalg.svd(Q.T @ X, full_matrices=False)
+        U = Q @ Ub
+    U, s, Vt = U[:, :k], s[:k], Vt[:k, :]
+    pivot = xp.argmax(xp.abs(Vt), axis=1)
+    signs = xp.sign(xp.take_along_axis(Vt, pivot[:, None], axis=1))
+    signs = xp.where(signs == 0, 1.0, signs)
+    return U * signs.T, s, Vt * signs

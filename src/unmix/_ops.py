@@ -1,0 +1,133 @@
+"""Small array-API building blocks shared by constraints, regularizers and solvers."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = [
+    "gaussian_filter_axes",
+    "grid_neighbor_sum",
+    "median_filter_axes",
+    "project_simplex_rows",
+]
+
+
+def project_simplex_rows(V: Any, xp: Any, total: float = 1.0) -> Any:
+    """Euclidean projection of each row of ``V`` onto ``{a >= 0, sum(a) = total}``.
+
+    Exact, sort-based (Held, Wolfe & Crowder 1974; Duchi et al. 2008): O(k log k) a row.
+    """
+    k = V.shape[1]
+    U = xp.flip(xp.sort(V, axis=1), axis=1)
+    css = xp.cumulative_sum(U, axis=1) - total
+    idx = xp.arange(1, k + 1, dtype=V.dtype, device=_device(V))
+    cond = (U - css / idx) > 0
+    rho = xp.sum(xp.astype(cond, xp.int64), axis=1, keepdims=True)  # >= 1 always
+    theta = xp.take_along_axis(css, rho - 1, axis=1) / xp.astype(rho, V.dtype)
+    return xp.clip(V - theta, min=0.0)
+
+
+def _device(a: Any) -> Any:
+    import array_api_compat as aac
+
+    return aac.device(a)
+
+
+def _shift_add(out: Any, V: Any, axis: int, step: int) -> None:
+    """out[i] += V[i - step] along ``axis`` where defined (zero outside)."""
+    n = V.shape[axis]
+    if abs(step) >= n:
+        return
+    dst = [slice(None)] * V.ndim
+    src = [slice(None)] * V.ndim
+    if step > 0:
+        dst[axis], src[axis] = slice(step, None), slice(None, n - step)
+    else:
+        dst[axis], src[axis] = slice(None, n + step), slice(-step, None)
+    out[tuple(dst)] += V[tuple(src)]
+
+
+def grid_neighbor_sum(V: Any, xp: Any, *, n_axes: int, diagonal: bool = False) -> Any:
+    """Sum over grid neighbours of each site: ``(W @ V)`` for the grid adjacency ``W``.
+
+    ``V`` has shape ``(*spatial_shape, k)``; the first ``n_axes`` axes are spatial.
+    Neighbours differ by one step along one axis; with ``diagonal`` (2-D only) the four
+    diagonal neighbours are added (8-neighbourhood).
+    """
+    out = xp.zeros_like(V)
+    for ax in range(n_axes):
+        _shift_add(out, V, ax, 1)
+        _shift_add(out, V, ax, -1)
+    if diagonal:
+        if n_axes != 2:
+            raise ValueError("diagonal neighbours are defined for 2-D scans only.")
+        h, w = V.shape[0], V.shape[1]
+        if h > 1 and w > 1:
+            out[1:, 1:] += V[:-1, :-1]
+            out[:-1, :-1] += V[1:, 1:]
+            out[1:, :-1] += V[:-1, 1:]
+            out[:-1, 1:] += V[1:, :-1]
+    return out
+
+
+def _reflect_pad(V: Any, xp: Any, axis: int, r: int) -> Any:
+    n = V.shape[axis]
+    r = min(r, n)
+    if r == 0:
+        return V
+    head = [slice(None)] * V.ndim
+    tail = [slice(None)] * V.ndim
+    head[axis], tail[axis] = slice(0, r), slice(n - r, n)
+    return xp.concat(
+        [xp.flip(V[tuple(head)], axis=axis), V, xp.flip(V[tuple(tail)], axis=axis)], axis=axis
+    )
+
+
+def gaussian_kernel(sigma: float) -> list[float]:
+    r = max(1, math.ceil(3.0 * sigma))
+    w = [math.exp(-0.5 * (t / sigma) ** 2) for t in range(-r, r + 1)]
+    s = sum(w)
+    return [x / s for x in w]
+
+
+def gaussian_filter_axes(V: Any, xp: Any, sigma: float, axes: tuple[int, ...]) -> Any:
+    """Separable Gaussian smoothing of ``V`` along ``axes`` (reflecting boundaries)."""
+    if sigma <= 0:
+        return V
+    weights = gaussian_kernel(sigma)
+    r = len(weights) // 2
+    for ax in axes:
+        n = V.shape[ax]
+        rr = min(r, n)
+        P = _reflect_pad(V, xp, ax, rr)
+        out = xp.zeros_like(V)
+        ws = weights[r - rr : r + rr + 1]
+        total = sum(ws)
+        for t, w in enumerate(x / total for x in ws):
+            sl = [slice(None)] * V.ndim
+            sl[ax] = slice(t, t + n)
+            out = out + w * P[tuple(sl)]
+        V = out
+    return V
+
+
+def median_filter_axes(V: Any, xp: Any, size: int, axes: tuple[int, ...]) -> Any:
+    """Median filter of ``V`` over a ``size``-wide window on ``axes`` (reflecting edges)."""
+    if size <= 1:
+        return V
+    r = size // 2
+    P = V
+    for ax in axes:
+        P = _reflect_pad(P, xp, ax, r)
+    shifts = [()]
+    for _ in axes:
+        shifts = [s + (t,) for s in shifts for t in range(2 * r + 1)]
+    stack = []
+    for shift in shifts:
+        sl = [slice(None)] * V.ndim
+        for ax, t in zip(axes, shift, strict=True):
+            sl[ax] = slice(t, t + V.shape[ax])
+        stack.append(P[tuple(sl)])
+    S = xp.sort(xp.stack(stack, axis=0), axis=0)
+    return S[len(stack) // 2, ...]

@@ -1,0 +1,150 @@
+"""Input checks with messages that name the input and the fix."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import array_api_compat as aac
+import numpy as np
+
+logger = logging.getLogger("unmix")
+
+__all__ = [
+    "UnsupportedError",
+    "check_k",
+    "check_lam",
+    "check_nonnegative",
+    "ensure_2d_float",
+    "finite_report",
+]
+
+
+class UnsupportedError(ValueError):
+    """A combination of knobs that the chosen solver cannot handle."""
+
+
+def _where(mask_np: np.ndarray, limit: int = 3) -> str:
+    rows, cols = np.nonzero(mask_np)
+    pairs = ", ".join(f"({r}, {c})" for r, c in zip(rows[:limit], cols[:limit], strict=True))
+    more = " ..." if rows.size > limit else ""
+    return f"first at (pixel, channel) {pairs}{more}"
+
+
+def ensure_2d_float(X: Any, *, name: str = "X") -> Any:
+    """Return ``X`` as a 2-D floating array of its own library, or raise.
+
+    Lists and other sequences become NumPy arrays.  Integer and boolean arrays are
+    converted to float32 (a new array: counts up to 2**24 are exact); float16 becomes
+    float32; float32 and float64 pass through untouched (no copy).
+    """
+    if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError(
+            f"{name} is a scipy sparse matrix; sparse input is not supported. "
+            f"Convert it with {name}.toarray() (spectrum images are dense)."
+        )
+    if not aac.is_array_api_obj(X):
+        X = np.asarray(X)
+    if isinstance(X, np.ndarray) and X.dtype == object:
+        raise TypeError(
+            f"{name} has dtype object; pass a numeric array (e.g. np.asarray({name}, dtype=float))."
+        )
+    xp = aac.array_namespace(X)
+    if X.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D (pixels, channels); got {X.ndim}-D with shape {tuple(X.shape)}. "
+            f"Unfold a spectrum image with {name}.reshape(-1, n_channels); a single spectrum "
+            f"with {name}.reshape(1, -1)."
+        )
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(X.shape)} (pixels, channels).")
+    if xp.isdtype(X.dtype, "real floating"):
+        if X.dtype == getattr(xp, "float16", None):
+            logger.info("%s is float16; computing in float32 (a converted copy).", name)
+            return xp.astype(X, xp.float32)
+        return X
+    if xp.isdtype(X.dtype, ("integral", "bool")):
+        logger.info(
+            "%s has dtype %s; converting to float32 (a new array; inputs stay unchanged).",
+            name,
+            X.dtype,
+        )
+        return xp.astype(X, xp.float32)
+    raise TypeError(f"{name} has unsupported dtype {X.dtype}; pass a real numeric array.")
+
+
+def finite_report(X: Any, *, name: str = "X", allowed: Any = None) -> None:
+    """Raise if ``X`` has NaN or Inf outside the entries marked missing in ``allowed``.
+
+    ``allowed`` is a boolean mask (True = observed) or None.
+    """
+    xp = aac.array_namespace(X)
+    bad = ~xp.isfinite(X)
+    if allowed is not None:
+        bad = bad & allowed
+    n_bad = int(xp.sum(xp.astype(bad, xp.int64)))
+    if n_bad == 0:
+        return
+    bad_np = np.asarray(_host(bad))
+    X_np = np.asarray(_host(X))
+    n_nan = int(np.sum(np.isnan(X_np) & bad_np))
+    hint = (
+        "mark them missing with mask= (False there)"
+        if allowed is None
+        else "they are not covered by mask= (mask must be False at every NaN/Inf)"
+    )
+    raise ValueError(
+        f"{name} has {n_nan} NaN and {n_bad - n_nan} Inf entries ({_where(bad_np)}); "
+        f"{hint}, or clean the data (e.g. np.nan_to_num)."
+    )
+
+
+def _host(a: Any) -> Any:
+    from ._backend import to_numpy
+
+    return to_numpy(a)
+
+
+def check_nonnegative(X: Any, *, name: str = "X", observed: Any = None, why: str = "") -> None:
+    """Raise if ``X`` has negative (observed) entries; the message suggests fixes."""
+    xp = aac.array_namespace(X)
+    neg = X < 0
+    if observed is not None:
+        neg = neg & observed
+    n_neg = int(xp.sum(xp.astype(neg, xp.int64)))
+    if n_neg == 0:
+        return
+    neg_np = np.asarray(_host(neg))
+    min_val = float(np.min(np.asarray(_host(X))[neg_np]))
+    raise ValueError(
+        f"Negative values in data passed to {why or 'a non-negative model'}: {name} has "
+        f"{n_neg} negative entries (min {min_val:.4g}, {_where(neg_np)}). "
+        "NMF needs X >= 0 - clip them, add an offset, or drop non-negativity "
+        "(solver='svd' for PCA, or constraints=[NonNegative('S')] for semi-NMF)."
+    )
+
+
+def check_k(k: Any, n_pixels: int, n_channels: int) -> int:
+    """Validate the number of components."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"k must be an integer number of components; got {k!r}.")
+    k = int(k)
+    limit = min(n_pixels, n_channels)
+    if k < 1 or k > limit:
+        extra = " (X has 1 sample)" if n_pixels == 1 else ""
+        raise ValueError(
+            f"k={k} is out of range: it must be between 1 and min(n_pixels, n_channels) = "
+            f"min({n_pixels}, {n_channels}) = {limit}{extra}."
+        )
+    return k
+
+
+def check_lam(lam: Any, name: str) -> float:
+    """A regularization strength must be a finite number >= 0."""
+    try:
+        value = float(lam)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: lam must be a number; got {lam!r}.") from None
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name}: lam must be finite and >= 0; got {lam!r}.")
+    return value

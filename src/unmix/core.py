@@ -1,0 +1,500 @@
+"""The functional core: :func:`factorize`."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from ._backend import Backend, backend_of, to_numpy
+from ._validation import check_k, check_nonnegative, ensure_2d_float, finite_report
+from .constraints import NonNegative, Orthogonal
+from .executor import PixelData, SerialExecutor, Weights, default_block_size
+from .init import initialize
+from .links import make_link
+from .losses import make_loss
+from .presets import resolve_preset
+from .problem import Problem
+from .result import Result
+from .solvers import get_solver
+from .solvers.base import Solver
+from .terms import BindContext, Constraint, Filter, Penalty, Term
+
+logger = logging.getLogger("unmix")
+
+__all__ = ["IterationInfo", "factorize"]
+
+
+@dataclass(frozen=True)
+class IterationInfo:
+    """Passed to ``callback`` after every iteration; return True to stop."""
+
+    iteration: int
+    objective: float
+    fit: float
+    penalties: dict[str, float]
+    elapsed: float
+    A: Any
+    S: Any
+
+
+def factorize(
+    X: Any,
+    k: int,
+    *,
+    loss: Any = None,
+    solver: str | Solver = "auto",
+    constraints: Sequence[Constraint] | None = None,
+    regularizers: Sequence[Term] = (),
+    weights: Any = None,
+    mask: Any = None,
+    link: Any = None,
+    preprocessing: Sequence[Any] = (),
+    init: Any = None,
+    max_iter: int | None = None,
+    tol: float | None = None,
+    time_limit: float | None = None,
+    n_restarts: int = 1,
+    random_state: int | np.random.Generator | None = None,
+    callback: Callable[[IterationInfo], Any] | None = None,
+    spatial_shape: tuple[int, ...] | None = None,
+    signal_shape: tuple[int, ...] | None = None,
+    block_size: int | None = None,
+    executor: Any = None,
+    solver_options: dict | None = None,
+    preset: str | None = None,
+) -> Result:
+    r"""Factorize ``X`` (pixels, channels) as ``X ~= f(A @ S)`` under explicit knobs.
+
+    Minimizes::
+
+        loss(X, f(A @ S); W)  +  sum_i  penalty_i(A or S)
+        subject to every hard constraint on A (pixels, k) and S (k, channels)
+
+    where ``loss`` is a beta-divergence (``1/2 ||W * (X - Y)||_F^2`` for Frobenius,
+    ``sum W (X log(X / Y) - X + Y)`` for KL), ``W`` the weights times the mask, and ``f``
+    the link (identity by default).
+
+    Parameters
+    ----------
+    X : array (n_pixels, n_channels)
+        Data in scikit-learn orientation (one spectrum a row): NumPy, PyTorch or CuPy;
+        the factors follow its dtype (float32 stays float32) and device.  Integer data
+        (counts) are converted to float32.
+    k : int
+        Number of components, ``1 <= k <= min(n_pixels, n_channels)``.
+    loss : str, float or Loss, optional
+        ``"frobenius"`` (default), ``"kl"``, ``"itakura-saito"`` or a beta value.
+    solver : str or Solver
+        ``"auto"``, ``"mu"``, ``"hals"``, ``"bpp"``, ``"admm"``, ``"gradient"`` or
+        ``"svd"``.  ``"auto"`` picks one that supports the other knobs.
+    constraints : list of Constraint, optional
+        Hard constraints; None means ``[NonNegative()]`` (``[Orthogonal()]`` for
+        ``solver="svd"``).  ``[]`` means none (unconstrained factorization).
+    regularizers : list of Penalty or Filter
+        Soft penalties (``L1``, ``L2``, ``SpatialSmoothness``, ``MinVolume``) and
+        between-iteration filters (``GaussianMapFilter``, ``SpectralSmoothing``).
+    weights : Weights or array (n_pixels, n_channels), optional
+        Entry weights of the loss.  Use ``Weights(pixels=w)`` / ``Weights(channels=c)``
+        for separable weights (fast path).
+    mask : bool array (n_pixels, n_channels), optional
+        False marks missing entries (they may hold NaN).
+    link : str or Link, optional
+        ``"identity"`` (default) or ``"logistic"``.
+    preprocessing : list of Step
+        E.g. ``[NormalizePixels()]``, ``[PoissonScaling()]``, ``[Center()]``; undone
+        in the result (see :mod:`unmix.preprocessing`).
+    init : str or tuple, optional
+        ``"nndsvda"`` (default), ``"nndsvd"``, ``"nndsvdar"``, ``"random"``, ``"spa"``,
+        ``"vca"`` or ``(A0, S0)``.
+    max_iter : int, optional
+        Most iterations (default 500).
+    tol : float, optional
+        Stop when the relative change of the objective is below ``tol`` (default 1e-5).
+    time_limit : float, optional
+        Seconds per restart.
+    n_restarts : int
+        Independent starts (different seeds); the lowest objective wins.
+    random_state : int or Generator, optional
+        Seed for reproducible starts.
+    callback : callable, optional
+        ``callback(IterationInfo)`` after each iteration; a truthy return stops the fit.
+    spatial_shape, signal_shape : tuple of int, optional
+        Scan grid of the pixels and shape of one spectrum/pattern (needed by spatial
+        and 2-D spectral regularizers; kept in the result).
+    block_size : int, optional
+        Pixels per block of the data pass (default: about 8 MB of X on CPU, all on GPU).
+    executor : Executor, optional
+        Where blocks run (default: :class:`~unmix.executor.SerialExecutor`).
+    solver_options : dict, optional
+        Solver-specific options (e.g. ``{"inner": 10}`` for ADMM, ``{"lr": 0.05}``).
+    preset : str, optional
+        A documented bundle of defaults, e.g. ``"blind-unmixing"`` (see
+        :mod:`unmix.presets`); explicit arguments override it.
+
+    Returns
+    -------
+    Result
+        ``A`` (pixels, k), ``S`` (k, channels), objective history, convergence info,
+        timings and the full problem spec.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad input (the message names the input and the fix).
+    UnsupportedError
+        The solver cannot handle a knob (the message names solvers that can).
+    """
+    given = {
+        "loss": loss, "constraints": constraints, "regularizers": regularizers, "init": init,
+        "max_iter": max_iter, "tol": tol, "preprocessing": preprocessing, "solver": solver,
+        "solver_options": solver_options,
+    }
+    opts = resolve_preset(preset, given)
+    t_start = time.perf_counter()
+    X = ensure_2d_float(X)
+    be = backend_of(X)
+    n, m = (int(s) for s in X.shape)
+    k = check_k(k, n, m)
+    mask_arr = _check_mask(mask, X, be)
+    finite_report(X, allowed=mask_arr)
+    weights_obj = _check_weights(weights, n, m, be)
+
+    pre_steps = list(opts["preprocessing"])
+    Xw = X
+    for step in pre_steps:
+        Xw = step.fit_transform(Xw)
+    loss_obj = make_loss(opts["loss"])
+    link_obj = make_link(link)
+    solver_name = opts["solver"]
+    if constraints is None and opts["constraints"] is None:
+        base = [Orthogonal()] if solver_name == "svd" else [NonNegative()]
+    else:
+        base = list(opts["constraints"] if constraints is None else constraints)
+    terms = _split_terms(base, list(opts["regularizers"]))
+    nonneg = {t: any(c.kind in ("nonneg", "simplex") for c in terms["constraints"][t])
+              for t in ("A", "S")}
+    if (nonneg["A"] and nonneg["S"] and link_obj.is_identity) or loss_obj.needs_nonnegative_data:
+        why = "an NMF model (A >= 0 and S >= 0)" if nonneg["A"] and nonneg["S"] else (
+            f"loss={loss_obj.name!r}")
+        check_nonnegative(Xw, observed=mask_arr, why=why)
+
+    if block_size is None:
+        row = spatial_shape[-1] if spatial_shape else 1
+        block_size = default_block_size(n, m, be, row=row)
+    data = PixelData(Xw, be, block_size=block_size, weights=weights_obj, mask=mask_arr)
+    ctx = BindContext(
+        n_pixels=n, n_channels=m, k=k, backend=be,
+        spatial_shape=tuple(spatial_shape) if spatial_shape else None,
+        signal_shape=tuple(signal_shape) if signal_shape else None,
+        nonneg_A=nonneg["A"], nonneg_S=nonneg["S"],
+    )
+    problem = Problem(
+        k=k, loss=loss_obj, link=link_obj, be=be, data=data,
+        constraints={t: [c.bind(ctx) for c in terms["constraints"][t]] for t in "AS"},
+        penalties={t: [c.bind(ctx) for c in terms["penalties"][t]] for t in "AS"},
+        filters={t: [c.bind(ctx) for c in terms["filters"][t]] for t in "AS"},
+        spatial_shape=ctx.spatial_shape, signal_shape=ctx.signal_shape,
+    )
+    _warn_useless(problem)
+    slv = _choose_solver(solver_name, problem, opts["solver_options"] or {})
+    init_name = opts["init"] or "nndsvda"
+    max_iter = int(opts["max_iter"] if opts["max_iter"] is not None else 500)
+    tol = float(opts["tol"] if opts["tol"] is not None else 1e-5)
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1; got {max_iter}.")
+    if n_restarts < 1:
+        raise ValueError(f"n_restarts must be >= 1; got {n_restarts}.")
+    rng = random_state if isinstance(random_state, np.random.Generator) else (
+        np.random.default_rng(random_state))
+    seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=n_restarts)]
+    executor = executor or SerialExecutor()
+
+    best, runs = None, []
+    for seed in seeds:
+        run = _run(problem, slv, init_name, seed, max_iter, tol, time_limit, callback, executor)
+        runs.append({"seed": seed, "objective": run["objective"], "n_iter": run["n_iter"],
+                     "stop_reason": run["stop_reason"]})
+        if best is None or run["objective"] < best["objective"]:
+            best = run
+    assert best is not None
+    A, S = best["A"], best["S"]
+    for step in reversed(pre_steps):
+        A, S = step.undo_factors(A, S)
+    total = time.perf_counter() - t_start
+    spec = _spec(problem, slv, opts, init_name, max_iter, tol, time_limit, n_restarts,
+                 random_state, pre_steps, weights_obj, mask_arr, block_size, preset, be)
+    result = Result(
+        A=A, S=S, objective=best["objective"], history=best["history"],
+        n_iter=best["n_iter"], converged=best["stop_reason"] == "tol",
+        stop_reason=best["stop_reason"],
+        timings={"init": best["t_init"], "iterations": best["t_iter"], "total": total,
+                 "per_iteration": best["t_iter"] / max(best["n_iter"], 1)},
+        spec=spec, restarts=runs, preprocessing=pre_steps,
+        spatial_shape=ctx.spatial_shape, signal_shape=ctx.signal_shape,
+    )
+    result._args = {  # live objects for fit_maps (not saved)
+        "loss": loss_obj, "link": link_obj, "constraints": base,
+        "regularizers": list(opts["regularizers"]), "preprocessing": pre_steps,
+        "solver": slv.name, "solver_options": dict(opts["solver_options"] or {}),
+        "nonneg_S": nonneg["S"],
+    }
+    return result
+
+
+# --------------------------------------------------------------------- pieces
+def _check_mask(mask: Any, X: Any, be: Backend) -> Any:
+    if mask is None:
+        return None
+    xp = be.xp
+    if not hasattr(mask, "shape"):
+        mask = np.asarray(mask)
+    if tuple(mask.shape) != tuple(X.shape):
+        raise ValueError(
+            f"mask has shape {tuple(mask.shape)}; it must match X {tuple(X.shape)} "
+            "(True = observed, False = missing)."
+        )
+    if isinstance(mask, np.ndarray) and be.name != "numpy":
+        mask = be.asarray(mask, dtype=xp.bool)
+    mask = xp.astype(mask, xp.bool)
+    n_obs = int(xp.sum(xp.astype(mask, xp.int64)))
+    if n_obs == 0:
+        raise ValueError("mask marks every entry of X missing; nothing to fit.")
+    return mask
+
+
+def _check_weights(weights: Any, n: int, m: int, be: Backend) -> Weights | None:
+    if weights is None:
+        return None
+    xp = be.xp
+    if not isinstance(weights, Weights):
+        shape = tuple(getattr(weights, "shape", np.shape(weights)))
+        if len(shape) == 1:
+            raise ValueError(
+                f"weights is 1-D (length {shape[0]}); say what it weighs: "
+                "unmix.Weights(pixels=w) (length n_pixels) or unmix.Weights(channels=w) "
+                "(length n_channels)."
+            )
+        weights = Weights(full=weights)
+    out = {}
+    for name, expected in (("pixels", (n,)), ("channels", (m,)), ("full", (n, m))):
+        w = getattr(weights, name)
+        if w is None:
+            out[name] = None
+            continue
+        w = be.asarray(to_numpy(w)) if isinstance(w, np.ndarray) or not hasattr(
+            w, "__array_namespace__") and be.name != "numpy" else xp.astype(
+            xp.asarray(w), be.dtype)
+        if tuple(w.shape) != expected:
+            raise ValueError(f"Weights.{name} has shape {tuple(w.shape)}; expected {expected}.")
+        if not bool(xp.all(xp.isfinite(w))) or bool(xp.any(w < 0)):
+            raise ValueError(f"Weights.{name} must be finite and >= 0.")
+        out[name] = w
+    return Weights(**out)
+
+
+def _split_terms(constraints: list, regularizers: list) -> dict:
+    out: dict[str, dict[str, list]] = {
+        "constraints": {"A": [], "S": []},
+        "penalties": {"A": [], "S": []},
+        "filters": {"A": [], "S": []},
+    }
+    for c in constraints:
+        if not isinstance(c, Constraint):
+            raise TypeError(
+                f"constraints must hold Constraint objects (e.g. unmix.NonNegative()); got {c!r}."
+            )
+        for part in c.split() if isinstance(c, NonNegative) else [c]:
+            out["constraints"][part.target].append(part)
+    for r in regularizers:
+        if isinstance(r, Penalty):
+            out["penalties"][r.target].append(r)
+        elif isinstance(r, Filter):
+            out["filters"][r.target].append(r)
+        elif isinstance(r, Constraint):
+            raise TypeError(f"{type(r).__name__} is a hard constraint: pass it in constraints=.")
+        else:
+            raise TypeError(
+                f"regularizers must hold Penalty or Filter objects (e.g. unmix.L1(1e-3)); "
+                f"got {r!r}."
+            )
+    return out
+
+
+def _warn_useless(p: Problem) -> None:
+    if "simplex" in p.kinds("A"):
+        for pen in p.penalties["A"]:
+            if type(pen).__name__ == "L1" and pen.lam:
+                warnings.warn(
+                    "L1 on sum-to-one abundances is constant (lam * total); it has no effect.",
+                    UserWarning, stacklevel=3,
+                )
+
+
+def _choose_solver(name: Any, p: Problem, options: dict) -> Solver:
+    from .solvers import get_solver as _get
+    from .solvers.base import solvers_supporting
+
+    if name in (None, "auto"):
+        supported = solvers_supporting(p)
+        for pick in ("hals", "mu", "admm", "gradient"):
+            if pick in supported:
+                name = pick
+                break
+        else:
+            get_solver("hals").check(p)  # raises with the reasons
+    slv = _get(name, **options)
+    slv.check(p)
+    return slv
+
+
+def evaluate_fit(p: Problem, A: Any, S: Any) -> float:
+    """Data-fit term at ``(A, S)``, computed directly (one pass)."""
+    be, xp = p.be, p.be.xp
+    total = 0.0
+    for b in p.data.blocks:
+        Z = A[b.slice, :] @ S
+        Y = p.link.forward(Z, xp)
+        total += float(be.acc(p.loss.value(p.data.x(b), Y, p.data.w(b), xp=xp, tiny=be.tiny)))
+    return total
+
+
+def _all_finite(M: Any, xp: Any) -> bool:
+    return bool(xp.all(xp.isfinite(M)))
+
+
+def _run(p: Problem, slv: Solver, init: Any, seed: int, max_iter: int, tol: float,
+         time_limit: float | None, callback: Any, executor: Any) -> dict:
+    be, xp = p.be, p.be.xp
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    if slv.one_shot:
+        A = be.zeros((p.data.n_pixels, p.k))
+        S = be.zeros((p.k, p.data.n_channels))
+        slv.options.setdefault("seed", seed)
+    else:
+        A, S = initialize(p, init, rng)
+        A = xp.asarray(p.project("A", A), copy=True)
+        S = p.project("S", S)
+    fit0 = evaluate_fit(p, A, S) if not slv.one_shot else float("nan")
+    for t in p.penalties["A"] + p.penalties["S"]:
+        t.on_init(A, S, fit0)
+    pens = p.penalty_values(A, S) if not slv.one_shot else {}
+    hist: dict[str, list[float]] = {"objective": [fit0 + sum(pens.values())], "fit": [fit0],
+                                    "time": [0.0]}
+    for key, val in pens.items():
+        hist[key] = [val]
+    state = slv.setup(p, A, S)
+    t_init = time.perf_counter() - t0
+    t_loop = time.perf_counter()
+    stop, n_iter = "max_iter", 0
+    prev = hist["objective"][0]
+    for it in range(1, max_iter + 1):
+        A_prev, S_prev = xp.asarray(A, copy=True), S
+        out = slv.step(p, A, S, state, executor)
+        S = out.S
+        if p.filters["A"]:
+            A[:, :] = p.project("A", p.filter("A", A))
+        if p.filters["S"]:
+            S = p.project("S", p.filter("S", S))
+        fit_A = A_prev if out.fit_at_old_A else A
+        pens = p.penalty_values(fit_A, out.fit_S)
+        obj = out.fit + sum(pens.values())
+        if not (np.isfinite(obj) and _all_finite(S, xp)):
+            A[:, :] = A_prev
+            S = S_prev
+            stop = "non-finite"
+            warnings.warn(
+                f"The objective became non-finite at iteration {it} (regularization too "
+                "strong or badly scaled data?); stopped and returned the last finite iterate.",
+                RuntimeWarning, stacklevel=3,
+            )
+            break
+        n_iter = it
+        elapsed = time.perf_counter() - t_loop
+        hist["objective"].append(obj)
+        hist["fit"].append(out.fit)
+        hist["time"].append(elapsed)
+        for key, val in pens.items():
+            hist.setdefault(key, []).append(val)
+        if callback is not None and callback(IterationInfo(it, obj, out.fit, pens, elapsed, A, S)):
+            stop = "callback"
+            break
+        if slv.one_shot:
+            stop = "tol"
+            break
+        lagged_first = out.fit_at_old_A and it == 1
+        if not lagged_first and abs(prev - obj) <= tol * max(abs(prev), 1e-300):
+            stop = "tol"
+            break
+        prev = obj
+        if time_limit is not None and elapsed >= time_limit:
+            stop = "time_limit"
+            break
+    t_iter = time.perf_counter() - t_loop
+    final_fit = evaluate_fit(p, A, S)
+    final = final_fit + sum(p.penalty_values(A, S).values())
+    if slv.one_shot:
+        hist["objective"][0] = hist["objective"][-1]
+        hist["fit"][0] = hist["fit"][-1]
+    _warn_collapsed(A, S, xp)
+    logger.info("%s: %d iterations, objective %.6g (%s)", slv.name, n_iter, final, stop)
+    return {"A": A, "S": S, "objective": final, "n_iter": n_iter, "stop_reason": stop,
+            "history": {k: np.asarray(v, dtype=float) for k, v in hist.items()},
+            "t_init": t_init, "t_iter": t_iter}
+
+
+def _warn_collapsed(A: Any, S: Any, xp: Any) -> None:
+    dead_A = to_numpy(xp.all(A == 0, axis=0))
+    dead_S = to_numpy(xp.all(S == 0, axis=1))
+    dead = sorted(set(np.nonzero(dead_A)[0]) | set(np.nonzero(dead_S)[0]))
+    if dead:
+        warnings.warn(
+            f"Components {dead} collapsed to zero (a regularization strength too large, "
+            "or k larger than the data supports).", RuntimeWarning, stacklevel=4,
+        )
+
+
+def _spec(p: Problem, slv: Solver, opts: dict, init: Any, max_iter: int, tol: float,
+          time_limit: Any, n_restarts: int, random_state: Any, pre: list, weights: Any,
+          mask: Any, block_size: int, preset: Any, be: Backend) -> dict:
+    def terms(group: str) -> list:
+        return [t.describe() for tgt in "AS" for t in getattr(p, group)[tgt]]
+
+    return {
+        "unmix_version": __version__,
+        "k": p.k,
+        "n_pixels": p.data.n_pixels,
+        "n_channels": p.data.n_channels,
+        "loss": p.loss.name,
+        "beta": p.loss.beta,
+        "link": p.link.name,
+        "solver": slv.name,
+        "solver_options": {k: v for k, v in slv.options.items()},
+        "constraints": terms("constraints"),
+        "penalties": terms("penalties"),
+        "filters": terms("filters"),
+        "preprocessing": [s.describe() for s in pre],
+        "init": init if isinstance(init, str) else "custom",
+        "max_iter": max_iter,
+        "tol": tol,
+        "time_limit": time_limit,
+        "n_restarts": n_restarts,
+        "random_state": random_state if isinstance(random_state, (int, type(None))) else "Generator",
+        "weights": None if weights is None else {
+            k: v is not None for k, v in vars(weights).items()},
+        "mask": None if mask is None else "bool mask",
+        "spatial_shape": p.spatial_shape,
+        "signal_shape": p.signal_shape,
+        "block_size": block_size,
+        "preset": preset,
+        "backend": be.name,
+        "dtype": str(be.dtype),
+        "device": str(be.device),
+    }

@@ -1,0 +1,182 @@
+"""scikit-learn compatible estimators over :func:`unmix.factorize`.
+
+``NMF`` and ``PCA`` are thin: ``fit`` calls :func:`unmix.factorize`; ``transform`` solves
+for the maps of new pixels with the fitted endmembers held fixed (the same loss and
+constraints on ``A``).  HyperSpy accepts them: ``s.decomposition(algorithm=NMF(...))``.
+Orientation is scikit-learn's: ``X`` is (n_samples = pixels, n_features = channels),
+``components_`` (k, channels) are the endmembers, ``transform(X)`` returns the maps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat as aac
+import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .core import factorize
+from .result import Result
+
+__all__ = ["NMF", "PCA"]
+
+
+class _Base(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Shared fit / transform / inverse_transform."""
+
+    _preset: str | None = None
+
+    def _validate(self, X: Any, reset: bool) -> Any:
+        if aac.is_array_api_obj(X) and not isinstance(X, np.ndarray):
+            n_features = int(X.shape[1]) if X.ndim == 2 else None
+            if reset:
+                self.n_features_in_ = n_features
+            elif n_features != self.n_features_in_:
+                raise ValueError(
+                    f"X has {n_features} features, but {type(self).__name__} is expecting "
+                    f"{self.n_features_in_} features as input."
+                )
+            return X
+        return validate_data(
+            self, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1
+        )
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "loss": self.loss,
+            "solver": self.solver,
+            "constraints": self.constraints,
+            "regularizers": tuple(self.regularizers or ()),
+            "init": self.init,
+            "max_iter": self.max_iter,
+            "tol": self.tol,
+            "n_restarts": self.n_restarts,
+            "random_state": self.random_state,
+            "preset": self.preset if self.preset is not None else self._preset,
+            "spatial_shape": self.spatial_shape,
+            "signal_shape": self.signal_shape,
+            "solver_options": self.solver_options,
+        }
+
+    def fit(self, X: Any, y: Any = None) -> _Base:
+        """Fit the factorization to ``X`` (pixels, channels)."""
+        self.fit_transform(X)
+        return self
+
+    def fit_transform(self, X: Any, y: Any = None) -> Any:
+        """Fit and return the maps ``A`` (pixels, k) of the fit."""
+        X = self._validate(X, reset=True)
+        k = self.n_components if self.n_components is not None else min(X.shape)
+        result = factorize(X, k, **self._options())
+        self.result_ = result
+        self.components_ = result.S
+        self.n_components_ = int(result.S.shape[0])
+        self.n_iter_ = result.n_iter
+        self.reconstruction_err_ = float(np.sqrt(2.0 * max(result.history["fit"][-1], 0.0)))
+        self.mean_ = result.mean
+        return result.A
+
+    def transform(self, X: Any) -> Any:
+        """Maps of new pixels with the fitted endmembers fixed."""
+        check_is_fitted(self, "components_")
+        X = self._validate(X, reset=False)
+        return self._maps(X, self.result_)
+
+    def inverse_transform(self, X: Any) -> Any:
+        """Spectra ``A @ S`` (plus the mean, when centered) of maps ``A`` (pixels, k)."""
+        check_is_fitted(self, "components_")
+        Y = X @ self.components_
+        return Y if self.mean_ is None else Y + self.mean_
+
+    def _maps(self, X: Any, result: Result) -> Any:
+        raise NotImplementedError
+
+    def __sklearn_tags__(self):  # noqa: D105
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+class NMF(_Base):
+    """Non-negative (and otherwise constrained) matrix factorization estimator.
+
+    Every parameter maps 1:1 to :func:`unmix.factorize` (see there for the objective);
+    ``n_components=None`` means ``min(n_samples, n_features)``.
+
+    Attributes
+    ----------
+    components_ : array (k, n_features)
+        Endmembers.
+    result_ : Result
+        The full result of the fit (history, timings, spec).
+    reconstruction_err_ : float
+        ``||X - A S||_F`` at the end of the fit (Frobenius loss).
+    """
+
+    def __init__(
+        self,
+        n_components: int | None = None,
+        *,
+        loss: Any = None,
+        solver: str = "auto",
+        constraints: Any = None,
+        regularizers: Any = None,
+        init: Any = None,
+        max_iter: int | None = None,
+        tol: float | None = None,
+        n_restarts: int = 1,
+        random_state: Any = None,
+        preset: str | None = None,
+        spatial_shape: Any = None,
+        signal_shape: Any = None,
+        solver_options: dict | None = None,
+    ) -> None:
+        self.n_components = n_components
+        self.loss = loss
+        self.solver = solver
+        self.constraints = constraints
+        self.regularizers = regularizers
+        self.init = init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_restarts = n_restarts
+        self.random_state = random_state
+        self.preset = preset
+        self.spatial_shape = spatial_shape
+        self.signal_shape = signal_shape
+        self.solver_options = solver_options
+
+    def _maps(self, X: Any, result: Result) -> Any:
+        from .transform import fit_maps
+
+        return fit_maps(X, result)
+
+    def __sklearn_tags__(self):  # noqa: D105
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        return tags
+
+
+class PCA(_Base):
+    """PCA through the same framework (centering + orthonormal endmembers, truncated SVD).
+
+    ``transform(X) = (X - mean_) @ components_.T``.
+    """
+
+    _preset = "pca"
+
+    def __init__(
+        self,
+        n_components: int | None = None,
+        *,
+        random_state: Any = None,
+    ) -> None:
+        self.n_components = n_components
+        self.random_state = random_state
+
+    def _options(self) -> dict[str, Any]:
+        return {"preset": "pca", "random_state": self.random_state}
+
+    def _maps(self, X: Any, result: Result) -> Any:
+        return (X - self.mean_) @ self.components_.T

@@ -1,0 +1,174 @@
+"""Pixel blocks and executors: the one data pass of DESIGN.md section 2.
+
+Every alternating solver needs, per iteration, for each pixel block ``b``: ``X_b @ S.T``
+to update that block's maps ``A_b``, then - while ``X_b`` is still hot - the block's
+contributions ``A_b.T @ X_b`` and ``A_b.T @ A_b`` to two small sums that update ``S``.
+A solver therefore writes a *kernel* ``kernel(block) -> dict of small arrays`` and asks
+an executor to ``map_reduce`` it over the blocks.  The executor decides where blocks
+live and how sums travel; the serial executor here runs them in order in one process.
+(MPI and Dask executors plug in behind the same two methods.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ._backend import Backend
+
+__all__ = ["Block", "Executor", "PixelData", "SerialExecutor", "Weights", "default_block_size"]
+
+
+@dataclass(frozen=True)
+class Block:
+    """A contiguous range of pixels (rows of ``X``); whole scan lines where possible."""
+
+    index: int
+    start: int
+    stop: int
+
+    @property
+    def slice(self) -> slice:
+        return slice(self.start, self.stop)
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+class Executor(Protocol):
+    """Runs a kernel over pixel blocks and sums the small arrays it returns."""
+
+    def map_reduce(self, kernel: Callable[[Block], dict], blocks: Sequence[Block]) -> dict:
+        """Apply ``kernel`` to every block; return the element-wise sums of its outputs."""
+        ...
+
+
+class SerialExecutor:
+    """All blocks in this process, one after the other."""
+
+    def map_reduce(self, kernel: Callable[[Block], dict], blocks: Sequence[Block]) -> dict:
+        total: dict[str, Any] = {}
+        for block in blocks:
+            out = kernel(block)
+            for key, value in out.items():
+                total[key] = value if key not in total else total[key] + value
+        return total
+
+    def __repr__(self) -> str:
+        return "SerialExecutor()"
+
+
+def default_block_size(n_pixels: int, n_channels: int, be: Backend, *, row: int = 1) -> int:
+    """Pixels a block: about 8 MB of ``X`` on CPU (cache/BLAS friendly), all on a GPU.
+
+    Rounded to whole scan lines of ``row`` pixels.
+    """
+    if be.name != "numpy" and str(be.device) != "cpu":
+        return n_pixels
+    itemsize = 4 if str(be.dtype).endswith("32") else 8
+    rows = max(256, (8 << 20) // max(1, n_channels * itemsize))
+    if row > 1:
+        rows = max(row, (rows // row) * row)
+    return min(n_pixels, rows)
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Per-entry weights of the loss: separable per pixel / per channel, or full.
+
+    The weight of entry ``(i, j)`` is ``pixels[i] * channels[j] * full[i, j]`` (missing
+    parts are 1).  A ``mask`` passed to :func:`unmix.factorize` multiplies it (0 = missing).
+
+    Parameters
+    ----------
+    pixels : array (n_pixels,), optional
+    channels : array (n_channels,), optional
+    full : array (n_pixels, n_channels), optional
+    """
+
+    pixels: Any = None
+    channels: Any = None
+    full: Any = None
+
+
+class PixelData:
+    """``X`` with its weights and mask, cut into pixel blocks (in memory).
+
+    Parameters
+    ----------
+    X : array (n_pixels, n_channels)
+        The data, already validated (floating dtype).
+    be : Backend
+    block_size : int
+        Pixels a block.
+    weights : Weights, optional
+    mask : bool array (n_pixels, n_channels), optional
+        True where observed.
+    """
+
+    def __init__(
+        self,
+        X: Any,
+        be: Backend,
+        *,
+        block_size: int,
+        weights: Weights | None = None,
+        mask: Any = None,
+    ) -> None:
+        self.X = X
+        self.be = be
+        self.n_pixels, self.n_channels = (int(s) for s in X.shape)
+        self.block_size = max(1, int(block_size))
+        n_blocks = math.ceil(self.n_pixels / self.block_size)
+        self.blocks = [
+            Block(i, i * self.block_size, min(self.n_pixels, (i + 1) * self.block_size))
+            for i in range(n_blocks)
+        ]
+        w = weights or Weights()
+        self.pixel_w = None if w.pixels is None else be.xp.reshape(w.pixels, (-1, 1))
+        self.channel_w = None if w.channels is None else be.xp.reshape(w.channels, (1, -1))
+        self.full_w = w.full
+        self.mask = mask
+
+    @property
+    def has_mask(self) -> bool:
+        return self.mask is not None
+
+    @property
+    def elementwise(self) -> bool:
+        """True when weights/mask are not separable (need per-entry work)."""
+        return self.full_w is not None or self.mask is not None
+
+    @property
+    def weighted(self) -> bool:
+        return self.elementwise or self.pixel_w is not None or self.channel_w is not None
+
+    def x(self, block: Block) -> Any:
+        """``X_b``; missing entries (mask False) read as 0."""
+        Xb = self.X[block.slice, :]
+        if self.mask is not None:
+            Xb = self.be.xp.where(self.mask[block.slice, :], Xb, 0.0)
+        return Xb
+
+    def w(self, block: Block) -> Any:
+        """Entry weights of the block (None when all ones); mask included."""
+        xp = self.be.xp
+        W = None
+        if self.full_w is not None:
+            W = self.full_w[block.slice, :]
+        if self.mask is not None:
+            m = xp.astype(self.mask[block.slice, :], self.be.dtype)
+            W = m if W is None else W * m
+        if self.pixel_w is not None:
+            pw = self.pixel_w[block.slice, :]
+            W = pw if W is None else W * pw
+        if self.channel_w is not None:
+            W = self.channel_w if W is None else W * self.channel_w
+        return W
+
+    def pw(self, block: Block) -> Any:
+        """Pixel weights of the block as a column (None when absent)."""
+        return None if self.pixel_w is None else self.pixel_w[block.slice, :]

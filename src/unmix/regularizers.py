@@ -1,0 +1,323 @@
+"""Soft regularizers (penalties added to the objective) and between-iteration filters.
+
+The objective of :func:`unmix.factorize` is ``loss(X, f(A @ S)) + sum_i penalty_i``.  The
+penalties here, for a factor ``M`` (``A``: pixels x k, or ``S``: k x channels):
+
+================================  ====================================================
+``L1(lam)``                       ``lam * sum |M|``                       (sparsity)
+``L2(lam)``                       ``lam / 2 * ||M||_F^2``                 (ridge)
+``SpatialSmoothness(lam, ...)``   ``lam / 2 * tr(A^T L A)``, ``L`` the graph Laplacian of
+                                  the 4/8-neighbour scan grid (Cai et al. 2011)
+``MinVolume(lam, delta)``         ``lam / 2 * logdet(S S^T + delta I)``
+                                  (Leplat, Gillis & Ang 2020)
+================================  ====================================================
+
+Filters act between iterations and are not part of the objective:
+``GaussianMapFilter(sigma)`` smooths each map on the scan grid (sigma in pixels; the
+probe's spatial resolution of Uesugi et al. 2021), ``SpectralSmoothing`` applies a
+Gaussian or a median filter to each spectrum, or to each 2-D pattern when
+``signal_shape`` is 2-D (removing "downward-convex peaks" of 4D-STEM patterns).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._ops import gaussian_filter_axes, grid_neighbor_sum, median_filter_axes
+from .terms import BindContext, Filter, Penalty, PenaltyModel
+
+__all__ = [
+    "L1",
+    "L2",
+    "GaussianMapFilter",
+    "MinVolume",
+    "SpatialSmoothness",
+    "SpectralSmoothing",
+]
+
+
+def _label(name: str, target: str) -> str:
+    return f"{name}({target})"
+
+
+@dataclass(frozen=True)
+class L1(Penalty):
+    """Sparsity: ``lam * sum |M|``.  On a non-negative factor it is linear."""
+
+    @property
+    def label(self) -> str:
+        return _label("L1", self.target)
+
+    def value(self, M: Any) -> float:
+        xp = self.ctx.backend.xp
+        return self.lam * float(xp.sum(xp.abs(M)))
+
+    def model(self, M: Any) -> PenaltyModel:
+        if not self._nonneg():
+            xp = self.ctx.backend.xp
+            g = self.lam * xp.sign(M)
+            return PenaltyModel(grad=g)
+        return PenaltyModel(grad=self.lam, mu_pos=self.lam)
+
+    def _nonneg(self) -> bool:
+        return self.ctx.nonneg_A if self.target == "A" else self.ctx.nonneg_S
+
+    def prox(self, V: Any, step: float) -> Any:
+        xp = self.ctx.backend.xp
+        t = step * self.lam
+        return xp.sign(V) * xp.clip(xp.abs(V) - t, min=0.0)
+
+
+@dataclass(frozen=True)
+class L2(Penalty):
+    """Ridge: ``lam / 2 * ||M||_F^2`` (exactly quadratic: a ``lam * I`` Gram term)."""
+
+    @property
+    def label(self) -> str:
+        return _label("L2", self.target)
+
+    def value(self, M: Any) -> float:
+        xp = self.ctx.backend.xp
+        return 0.5 * self.lam * float(xp.sum(M * M))
+
+    def model(self, M: Any) -> PenaltyModel:
+        be = self.ctx.backend
+        return PenaltyModel(
+            gram=self.lam * be.eye(self.ctx.k, dtype=be.acc_dtype), mu_pos=self.lam * M
+        )
+
+    def prox(self, V: Any, step: float) -> Any:
+        return V / (1.0 + step * self.lam)
+
+
+@dataclass(frozen=True)
+class SpatialSmoothness(Penalty):
+    """Graph-Laplacian smoothness of the maps on the scan grid.
+
+    ``lam / 2 * tr(A^T L A) = lam / 2 * sum_(i~j) ||a_i - a_j||^2`` over neighbouring
+    pixels ``i ~ j`` of the scan grid ``spatial_shape`` (taken from the problem).
+
+    Parameters
+    ----------
+    lam : float
+        Strength.
+    neighbors : {4, 8}
+        Grid connectivity for 2-D scans (8 adds diagonals); N-D scans use axis neighbours.
+    """
+
+    neighbors: int = 4
+    target: str = field(default="A", kw_only=True)
+    _allowed_targets = ("A",)
+
+    @property
+    def label(self) -> str:
+        return "Smooth(A)"
+
+    def _prepare(self, ctx: BindContext) -> None:
+        shape = _spatial_shape(ctx, "SpatialSmoothness")
+        if self.neighbors not in (4, 8):
+            raise ValueError(f"SpatialSmoothness: neighbors must be 4 or 8; got {self.neighbors}.")
+        diagonal = self.neighbors == 8
+        if diagonal and len(shape) != 2:
+            raise ValueError("SpatialSmoothness: neighbors=8 needs a 2-D spatial_shape.")
+        be = ctx.backend
+        ones = be.ones((*shape, 1))
+        deg = grid_neighbor_sum(ones, be.xp, n_axes=len(shape), diagonal=diagonal)
+        object.__setattr__(self, "_shape", shape)
+        object.__setattr__(self, "_diag", diagonal)
+        object.__setattr__(self, "_deg", be.xp.reshape(deg, (-1, 1)))
+        object.__setattr__(self, "_max_deg", float(be.xp.max(deg)) if ctx.n_pixels > 1 else 0.0)
+
+    def _neighbors(self, A: Any) -> Any:
+        xp = self.ctx.backend.xp
+        V = xp.reshape(A, (*self._shape, A.shape[1]))
+        W = grid_neighbor_sum(V, xp, n_axes=len(self._shape), diagonal=self._diag)
+        return xp.reshape(W, A.shape)
+
+    def value(self, M: Any) -> float:
+        xp = self.ctx.backend.xp
+        LA = self._deg * M - self._neighbors(M)
+        return 0.5 * self.lam * float(xp.sum(M * LA))
+
+    def model(self, M: Any) -> PenaltyModel:
+        # L = D - W and L <= 2 D, so the diagonal 2 lam D majorizes the quadratic.
+        WA = self._neighbors(M)
+        DA = self._deg * M
+        lam = self.lam
+        return PenaltyModel(
+            grad=lam * (DA - WA),
+            curv=2.0 * lam * self._deg,
+            lipschitz=2.0 * lam * self._max_deg,
+            mu_pos=lam * DA,
+            mu_neg=lam * WA,
+        )
+
+
+@dataclass(frozen=True)
+class MinVolume(Penalty):
+    """Minimum volume of the endmember simplex: ``lam / 2 * logdet(S S^T + delta I)``.
+
+    Majorized at the current ``S`` by the quadratic ``lam / 2 * tr(Y S S^T)`` with
+    ``Y = (S S^T + delta I)^-1`` (a Gram term ``lam * Y``).
+
+    Parameters
+    ----------
+    lam : float
+        Strength.  With ``relative=True`` (default) ``lam`` is scaled at initialization
+        by ``loss(A0, S0) / |logdet(S0 S0^T + delta I)|`` as Leplat et al. recommend, so
+        a value near 0.1 to 1 is meaningful for any data scale.
+    delta : float
+        Regularization of the log-determinant, relative to ``max(diag(S0 S0^T))``.
+    """
+
+    delta: float = 0.1
+    relative: bool = True
+    target: str = field(default="S", kw_only=True)
+    _allowed_targets = ("S",)
+
+    @property
+    def label(self) -> str:
+        return "MinVol(S)"
+
+    def _prepare(self, ctx: BindContext) -> None:
+        if not self.delta > 0:
+            raise ValueError(f"MinVolume: delta must be > 0; got {self.delta!r}.")
+        object.__setattr__(self, "_state", {"delta": None, "lam": self.lam})
+
+    def on_init(self, A: Any, S: Any, loss_value: float) -> None:
+        G = _host(S @ S.T)
+        delta = self.delta * max(float(np.max(np.diag(G))), 1e-30)
+        self._state["delta"] = delta
+        if self.relative:
+            logdet = abs(self._logdet(G, delta))
+            self._state["lam"] = self.lam * loss_value / max(logdet, 1e-12)
+
+    @staticmethod
+    def _logdet(G: np.ndarray, delta: float) -> float:
+        _, logabs = np.linalg.slogdet(G + delta * np.eye(G.shape[0]))
+        return float(logabs)
+
+    @property
+    def effective_lam(self) -> float:
+        return self._state["lam"]
+
+    def value(self, M: Any) -> float:
+        if self._state["delta"] is None:
+            raise RuntimeError("MinVolume.on_init must run before the penalty is evaluated.")
+        return 0.5 * self._state["lam"] * self._logdet(_host(M @ M.T), self._state["delta"])
+
+    def model(self, M: Any) -> PenaltyModel:
+        be = self.ctx.backend
+        xp = be.xp
+        lam, delta = self._state["lam"], self._state["delta"]
+        G = be.acc(M @ M.T)
+        Y = xp.linalg.inv(G + delta * be.eye(G.shape[0], dtype=be.acc_dtype))
+        gram = lam * Y
+        Yp = be.work(xp.clip(gram, min=0.0))
+        Yn = be.work(xp.clip(-gram, min=0.0))
+        return PenaltyModel(gram=gram, mu_pos=Yp @ M, mu_neg=Yn @ M)
+
+
+def _host(a: Any) -> np.ndarray:
+    from ._backend import to_numpy
+
+    return np.asarray(to_numpy(a), dtype=float)
+
+
+def _spatial_shape(ctx: BindContext, owner: str) -> tuple[int, ...]:
+    shape = ctx.spatial_shape
+    if shape is None:
+        raise ValueError(
+            f"{owner} needs the scan grid: pass spatial_shape=(rows, cols) to factorize "
+            f"(X has {ctx.n_pixels} pixels)."
+        )
+    if math.prod(shape) != ctx.n_pixels:
+        raise ValueError(
+            f"{owner}: spatial_shape {tuple(shape)} has {math.prod(shape)} pixels but X has "
+            f"{ctx.n_pixels} rows."
+        )
+    return tuple(int(s) for s in shape)
+
+
+@dataclass(frozen=True)
+class GaussianMapFilter(Filter):
+    """Smooth each abundance map on the scan grid with a Gaussian of ``sigma`` pixels."""
+
+    sigma: float = 1.0
+    target: str = field(default="A", kw_only=True)
+    _allowed_targets = ("A",)
+
+    @property
+    def label(self) -> str:
+        return "GaussianMapFilter(A)"
+
+    def _prepare(self, ctx: BindContext) -> None:
+        if not self.sigma > 0:
+            raise ValueError(f"GaussianMapFilter: sigma must be > 0 pixels; got {self.sigma!r}.")
+        object.__setattr__(self, "_shape", _spatial_shape(ctx, "GaussianMapFilter"))
+
+    def apply(self, M: Any) -> Any:
+        xp = self.ctx.backend.xp
+        V = xp.reshape(M, (*self._shape, M.shape[1]))
+        V = gaussian_filter_axes(V, xp, self.sigma, tuple(range(len(self._shape))))
+        return xp.reshape(V, M.shape)
+
+
+@dataclass(frozen=True)
+class SpectralSmoothing(Filter):
+    """Smooth each endmember between iterations.
+
+    Parameters
+    ----------
+    method : {"gaussian", "median"}
+        Gaussian low-pass (``sigma`` in channels) or median filter (``size`` channels).
+        The median filter removes isolated dips and spikes ("downward-convex peaks").
+    sigma : float
+        Width of the Gaussian, in channels.
+    size : int
+        Window of the median filter, in channels (odd).
+
+    When the problem's ``signal_shape`` is 2-D (diffraction patterns), each endmember is
+    filtered as a 2-D image.
+    """
+
+    method: str = "gaussian"
+    sigma: float = 1.0
+    size: int = 3
+    target: str = field(default="S", kw_only=True)
+    _allowed_targets = ("S",)
+
+    @property
+    def label(self) -> str:
+        return f"SpectralSmoothing[{self.method}](S)"
+
+    def _prepare(self, ctx: BindContext) -> None:
+        if self.method not in ("gaussian", "median"):
+            raise ValueError(
+                f"SpectralSmoothing: method must be 'gaussian' or 'median'; got {self.method!r}."
+            )
+        if self.method == "gaussian" and not self.sigma > 0:
+            raise ValueError(f"SpectralSmoothing: sigma must be > 0; got {self.sigma!r}.")
+        if self.method == "median" and (int(self.size) != self.size or self.size < 1):
+            raise ValueError(f"SpectralSmoothing: size must be a positive int; got {self.size!r}.")
+        shape = ctx.signal_shape or (ctx.n_channels,)
+        if math.prod(shape) != ctx.n_channels:
+            raise ValueError(
+                f"SpectralSmoothing: signal_shape {tuple(shape)} has {math.prod(shape)} channels "
+                f"but X has {ctx.n_channels}."
+            )
+        object.__setattr__(self, "_shape", tuple(int(s) for s in shape))
+
+    def apply(self, M: Any) -> Any:
+        xp = self.ctx.backend.xp
+        V = xp.reshape(M, (M.shape[0], *self._shape))
+        axes = tuple(range(1, V.ndim))
+        if self.method == "gaussian":
+            V = gaussian_filter_axes(V, xp, self.sigma, axes)
+        else:
+            V = median_filter_axes(V, xp, int(self.size), axes)
+        return xp.reshape(V, M.shape)

@@ -1,0 +1,144 @@
+"""Multiplicative updates for any beta-divergence (Lee & Seung 2001; Fevotte & Idier 2011).
+
+Objective: ``sum W d_beta(X | A S) + penalties`` with ``A, S >= 0``.  With the gradient of
+the objective split as ``grad = Q - P`` (``P, Q >= 0``)::
+
+    A <- A * (P_A / Q_A) ** gamma(beta),   S <- S * (P_S / Q_S) ** gamma(beta)
+
+where the data parts are ``P_A = (W X Y^(beta-2)) S^T``, ``Q_A = (W Y^(beta-1)) S^T`` and each
+penalty adds its ``mu_neg`` to ``P`` and ``mu_pos`` to ``Q``.  For plain Frobenius
+(no weights, no mask) the Gram form ``P_A = X S^T``, ``Q_A = A S S^T`` is used; otherwise
+the block's model ``Y_b = A_b S`` is formed while ``X_b`` is in cache.  Without penalties
+(or with L1 / L2) the objective never increases.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..executor import Block, Executor
+from ..problem import CombinedModel, Problem
+from ._frobenius import data_norm, fit_from_sums
+from .base import Solver, StepOut, register
+
+__all__ = ["MU"]
+
+
+def _ratio(num: Any, den: Any, m: CombinedModel, rows: Any, be: Any, gamma: float) -> Any:
+    """``((num + mu_neg) / (den + mu_pos)) ** gamma`` with the penalties' rows."""
+    xp = be.xp
+    if m.mu_neg is not None:
+        num = num + _rows(m.mu_neg, rows)
+    if m.mu_pos is not None:
+        den = den + _rows(m.mu_pos, rows)
+    r = xp.clip(num, min=0.0) / xp.clip(den, min=be.tiny)
+    return r if gamma == 1.0 else r**gamma
+
+
+def _rows(M: Any, rows: Any) -> Any:
+    if rows is None or isinstance(M, (int, float)) or getattr(M, "ndim", 0) == 0:
+        return M
+    return M[rows, :]
+
+
+@register
+class MU(Solver):
+    """Multiplicative updates (any beta-divergence, any weights and masks)."""
+
+    name = "mu"
+    betas = "any"
+    kinds_A = frozenset({"nonneg"})
+    kinds_S = frozenset({"nonneg", "fixed", "unitnorm"})
+    penalties = frozenset({"L1", "L2", "SpatialSmoothness", "MinVolume"})
+    weights = frozenset({"none", "mask", "separable", "full"})
+    needs_nonneg = True
+    monotone = True
+
+    def setup(self, p: Problem, A: Any, S: Any) -> dict:
+        from ..executor import SerialExecutor
+
+        fast = p.loss.is_frobenius and not p.data.weighted
+        return {"fast": fast, "xx": data_norm(p, SerialExecutor()) if fast else 0.0}
+
+    def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
+        if state["fast"]:
+            return self._step_gram(p, A, S, state, executor)
+        return self._step_elementwise(p, A, S, executor)
+
+    # --------------------------------------------------------------- Frobenius
+    def _step_gram(self, p: Problem, A: Any, S: Any, state: dict, ex: Executor) -> StepOut:
+        be, xp = p.be, p.be.xp
+        mA = p.model("A", A)
+        G = be.work(be.acc(S @ S.T))
+
+        def kernel(block: Block) -> dict:
+            sl = block.slice
+            Xb = p.data.x(block)
+            Ab = A[sl, :]
+            Ab = Ab * _ratio(Xb @ S.T, Ab @ G, mA, sl, be, 1.0)
+            A[sl, :] = Ab
+            return {"AtX": be.acc(Ab.T @ Xb), "AtA": be.acc(Ab.T @ Ab)}
+
+        sums = ex.map_reduce(kernel, p.data.blocks)
+        S_new = S
+        if p.update_S:
+            mS = p.model("S", S)
+            num = be.work(sums["AtX"])
+            den = be.work(sums["AtA"]) @ S
+            S_new = S * _ratio(num, den, mS, None, be, 1.0)
+            if p.fixed is not None:
+                S_new = p.fixed.project(S_new)
+        fit = fit_from_sums(p, sums, S_new, state["xx"])
+        S_new = self._normalize(p, A, S_new)
+        return StepOut(S=S_new, fit=fit, fit_S=S_new)
+
+    # ------------------------------------------------- any beta, weights, masks
+    def _step_elementwise(self, p: Problem, A: Any, S: Any, ex: Executor) -> StepOut:
+        be, xp = p.be, p.be.xp
+        loss, gamma = p.loss, p.loss.mu_exponent
+        mA = p.model("A", A)
+        S_sum = xp.sum(S, axis=1)[None, :]  # 1 S^T for unweighted KL
+
+        def kernel(block: Block) -> dict:
+            sl = block.slice
+            Xb = p.data.x(block)
+            Wb = p.data.w(block)
+            Ab = A[sl, :]
+            Pn, Qn = loss.mu_factors(Xb, Ab @ S, Wb, xp=xp, tiny=be.tiny)
+            num = Pn @ S.T
+            den = S_sum if Qn is None else Qn @ S.T
+            Ab = Ab * _ratio(num, den, mA, sl, be, gamma)
+            A[sl, :] = Ab
+            Y = Ab @ S
+            Pn, Qn = loss.mu_factors(Xb, Y, Wb, xp=xp, tiny=be.tiny)
+            out = {
+                "num": be.acc(Ab.T @ Pn),
+                "den": be.acc(xp.sum(Ab, axis=0)[:, None] if Qn is None else Ab.T @ Qn),
+                "fit": be.acc(loss.value(Xb, Y, Wb, xp=xp, tiny=be.tiny)),
+            }
+            return out
+
+        sums = ex.map_reduce(kernel, p.data.blocks)
+        S_new = S
+        if p.update_S:
+            mS = p.model("S", S)
+            num, den = be.work(sums["num"]), be.work(sums["den"])
+            if den.shape[1] == 1:
+                den = den * xp.ones_like(S)
+            S_new = S * _ratio(num, den, mS, None, be, gamma)
+            if p.fixed is not None:
+                S_new = p.fixed.project(S_new)
+            S_new = self._normalize(p, A, S_new)
+        return StepOut(S=S_new, fit=float(sums["fit"]), fit_S=S)
+
+    # ------------------------------------------------------------------ common
+    @staticmethod
+    def _normalize(p: Problem, A: Any, S_new: Any) -> Any:
+        """For unit-norm rows, rescale A so that the product A @ S is unchanged."""
+        xp = p.be.xp
+        if "unitnorm" not in p.kinds("S"):
+            return S_new
+        norms = xp.sqrt(xp.sum(S_new * S_new, axis=1))
+        norms = xp.where(norms > 0, norms, 1.0)
+        A *= norms[None, :]
+        return S_new / norms[:, None]
