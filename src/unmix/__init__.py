@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from . import datasets, metrics
 from .constraints import Bounds, FixedEndmembers, NonNegative, Orthogonal, SumToOne, UnitNorm
 from .core import IterationInfo, factorize
 from .executor import SerialExecutor, Weights
@@ -52,6 +53,8 @@ __all__ = [
     "UnsupportedError",
     "Weights",
     "__version__",
+    "datasets",
+    "metrics",
     "factorize",
     "load_result",
 ]

@@ -71,6 +71,14 @@ class Backend:
     def eye(self, k: int, *, dtype: Any = None) -> Any:
         return self.xp.eye(k, dtype=self.dtype if dtype is None else dtype, device=self.device)
 
+    def clip_min(self, a: Any, lo: float) -> Any:
+        """``max(a, lo)`` for a scalar ``lo`` by the cheapest native call of the library."""
+        if self.name == "numpy":
+            return np.maximum(a, lo)
+        if self.name == "torch":
+            return a.clamp(min=lo)
+        return self.xp.clip(a, min=lo)
+
     def acc(self, a: Any) -> Any:
         """Cast a (small) array to the accumulation dtype."""
         return self.xp.astype(a, self.acc_dtype)

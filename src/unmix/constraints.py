@@ -48,7 +48,7 @@ class NonNegative(Constraint):
         return [self]
 
     def project(self, M: Any) -> Any:
-        return self.ctx.backend.xp.clip(M, min=0.0)
+        return self.ctx.backend.clip_min(M, 0.0)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ class _Clipper:
     def __init__(self, p: Problem, target: str, shape: tuple[int, int]) -> None:
         xp = p.be.xp
         self.xp = xp
+        self.be = p.be
         self.nonneg = False
         self.lo, self.hi = [], []
         self.fixed = None
@@ -48,7 +49,7 @@ class _Clipper:
         """Clip column ``j`` of A restricted to pixel ``rows``."""
         xp = self.xp
         if self.nonneg:
-            a = xp.clip(a, min=0.0)
+            a = self.be.clip_min(a, 0.0)
         for lo in self.lo:
             a = xp.maximum(a, lo[rows, j])
         for hi in self.hi:
@@ -59,7 +60,7 @@ class _Clipper:
         """Clip row ``j`` of S."""
         xp = self.xp
         if self.nonneg:
-            s = xp.clip(s, min=0.0)
+            s = self.be.clip_min(s, 0.0)
         for lo in self.lo:
             s = xp.maximum(s, lo[j, :])
         for hi in self.hi:
@@ -155,7 +156,7 @@ class HALS(Solver):
                         cj = _row(curvT, j)
                         g = g + cj * (At[j, :] - A0t[j, :])
                         d = d + cj
-                    new = clip.column(At[j, :] - g / xp.clip(d, min=be.tiny), j, sl)
+                    new = clip.column(At[j, :] - g / be.clip_min(d, be.tiny), j, sl)
                     change += float(xp.sum((new - At[j, :]) ** 2))
                     At[j, :] = new
                 if first is None:
@@ -200,7 +201,7 @@ class HALS(Solver):
                     cj = _row(mS.curv, j)
                     g = g + cj * (S[j, :] - S0[j, :])
                     d = d + cj
-                new = clip.row(S[j, :] - g / xp.clip(d, min=be.tiny), j)
+                new = clip.row(S[j, :] - g / be.clip_min(d, be.tiny), j)
                 if clip.unit:
                     nrm = xp.sqrt(xp.sum(new * new))
                     new = new / nrm if float(nrm) > 0 else S[j, :]

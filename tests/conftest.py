@@ -1,0 +1,101 @@
+"""Shared fixtures: planted-factor data and the array backends to test on."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+from unmix.datasets import make_mixture
+
+SHARED_DATA = os.environ.get(
+    "UNMIX_SHARED_DATA",
+    os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"),
+)
+
+
+def _torch_cuda() -> bool:
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def _cupy_gpu() -> bool:
+    if importlib.util.find_spec("cupy") is None:
+        return False
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+BACKENDS = [
+    pytest.param("numpy", id="numpy"),
+    pytest.param(
+        "torch",
+        id="torch-cpu",
+        marks=pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="no torch"),
+    ),
+    pytest.param(
+        "torch-cuda",
+        id="torch-cuda",
+        marks=[pytest.mark.gpu, pytest.mark.skipif(not _torch_cuda(), reason="no CUDA device")],
+    ),
+    pytest.param(
+        "cupy",
+        id="cupy",
+        marks=[pytest.mark.gpu, pytest.mark.skipif(not _cupy_gpu(), reason="no CuPy GPU")],
+    ),
+]
+
+
+def to_backend(X: np.ndarray, name: str, dtype: str = "float64"):
+    """Put a NumPy array on a backend (explicitly, as a user would)."""
+    X = np.ascontiguousarray(X, dtype=dtype)
+    if name == "numpy":
+        return X
+    if name.startswith("torch"):
+        import torch
+
+        t = torch.from_numpy(X)
+        return t.cuda() if name == "torch-cuda" else t
+    if name == "cupy":
+        import cupy
+
+        return cupy.asarray(X)
+    raise ValueError(name)
+
+
+def host(a) -> np.ndarray:
+    from unmix._backend import to_numpy
+
+    return np.asarray(to_numpy(a))
+
+
+@pytest.fixture(scope="session")
+def mixture():
+    """k=3 planted factors on a 20 x 25 grid, 40 channels, 40 dB, clipped >= 0."""
+    mx = make_mixture(3, spatial_shape=(20, 25), n_channels=40, snr_db=40, random_state=0)
+    mx.X = np.clip(mx.X, 0, None)
+    return mx
+
+
+@pytest.fixture(scope="session")
+def counts():
+    """Poisson counts (k=3), ~200 counts per pixel."""
+    return make_mixture(
+        3, spatial_shape=(20, 25), n_channels=40, noise="poisson", scale=10.0, random_state=1
+    )
+
+
+def shared_path(*parts: str) -> str:
+    path = os.path.join(SHARED_DATA, *parts)
+    if not os.path.exists(path):
+        pytest.skip(f"shared dataset {path} not available")
+    return path
