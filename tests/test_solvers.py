@@ -246,23 +246,21 @@ def test_spectral_smoothing_removes_spike(mixture, method):
     assert spike.max() < 2.0
 
 
-def test_spectral_smoothing_2d_patterns():
+def test_spectral_smoothing_2d_patterns_removes_hot_pixel():
     rng = np.random.default_rng(0)
-    patt = np.zeros((2, 12, 12))
-    patt[0, 2:6, 2:6] = 1
-    patt[1, 6:11, 5:10] = 1
+    patt = np.zeros((2, 16, 16))
+    patt[0, 1:8, 1:8] = 1
+    patt[1, 8:15, 7:14] = 1
     A = rng.random((80, 2))
-    X = A @ patt.reshape(2, 144) + 0.05 * rng.random((80, 144))
-    r = _fit(
-        X,
-        k=2,
-        solver="hals",
-        signal_shape=(12, 12),
-        regularizers=[unmix.SpectralSmoothing(method="median", size=3)],
-        max_iter=60,
-    )
-    assert r.endmembers().shape == (2, 12, 12)
-    corr = np.corrcoef(np.vstack([r.S, patt.reshape(2, 144)]))[:2, 2:]
+    X = A @ patt.reshape(2, 256) + 0.05 * rng.random((80, 256))
+    X[:, 3 * 16 + 12] += 5.0  # a hot detector pixel outside both disks
+    kw = {"k": 2, "solver": "hals", "signal_shape": (16, 16), "max_iter": 60}
+    plain = _fit(X, **kw)
+    med = _fit(X, **kw, regularizers=[unmix.SpectralSmoothing(method="median", size=3)])
+    assert med.endmembers().shape == (2, 16, 16)
+    hot = lambda r: r.endmembers()[:, 3, 12].max() / r.endmembers().max()  # noqa: E731
+    assert hot(plain) > 0.5 and hot(med) < 0.1
+    corr = np.corrcoef(np.vstack([med.S, patt.reshape(2, 256)]))[:2, 2:]
     assert np.all(corr.max(axis=1) > 0.9)
 
 
