@@ -5,10 +5,18 @@ from __future__ import annotations
 import importlib.util
 import os
 
-import numpy as np
-import pytest
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from unmix.datasets import make_mixture
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from unmix.datasets import make_mixture  # noqa: E402
+
+if importlib.util.find_spec("torch") is not None:
+    import torch
+
+    torch.set_num_threads(1)
 
 SHARED_DATA = os.environ.get(
     "UNMIX_SHARED_DATA",

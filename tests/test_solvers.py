@@ -360,7 +360,11 @@ def test_time_limit_and_callback(mixture):
     assert r.stop_reason == "time_limit" and r.n_iter < 10_000
     seen = []
     r = unmix.factorize(
-        mixture.X, 3, max_iter=50, tol=0, callback=lambda i: seen.append(i.iteration) or i.iteration == 7
+        mixture.X,
+        3,
+        max_iter=50,
+        tol=0,
+        callback=lambda i: seen.append(i.iteration) or i.iteration == 7,
     )
     assert r.stop_reason == "callback" and seen == list(range(1, 8))
 

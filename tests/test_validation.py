@@ -98,7 +98,9 @@ def test_nan_where_mask_is_true_is_an_error(X):
     mask[3, 4] = False
     X[3, 4] = np.nan
     X[8, 9] = np.nan  # observed
-    with pytest.raises(ValueError, match=r"1 NaN and 0 Inf entries .*\(8, 9\).*not covered by mask"):
+    with pytest.raises(
+        ValueError, match=r"1 NaN and 0 Inf entries .*\(8, 9\).*not covered by mask"
+    ):
         unmix.factorize(X, 3, mask=mask)
 
 
@@ -202,9 +204,7 @@ def test_empty_X(shape):
         unmix.factorize(np.zeros(shape), 1)
 
 
-@pytest.mark.parametrize(
-    ("shape", "ndim"), [((10,), 1), ((2, 3, 4), 3)], ids=["1-D", "3-D"]
-)
+@pytest.mark.parametrize(("shape", "ndim"), [((10,), 1), ((2, 3, 4), 3)], ids=["1-D", "3-D"])
 def test_X_must_be_2d(shape, ndim):
     with pytest.raises(ValueError, match=rf"X must be 2-D \(pixels, channels\); got {ndim}-D"):
         unmix.factorize(np.ones(shape), 1)
@@ -321,9 +321,7 @@ def test_collapse_warning_lists_plain_indices(X):
         _fit(X, solver="hals", regularizers=[unmix.L1(1e12)])
 
 
-@pytest.mark.parametrize(
-    "term", [unmix.L1, unmix.L2, unmix.SpatialSmoothness, unmix.MinVolume]
-)
+@pytest.mark.parametrize("term", [unmix.L1, unmix.L2, unmix.SpatialSmoothness, unmix.MinVolume])
 @pytest.mark.parametrize("lam", [-1.0, -1e-9, float("nan"), float("inf")])
 def test_bad_lambda_rejected(term, lam):
     with pytest.raises(ValueError, match=rf"{term.__name__}: lam must be finite and >= 0"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import datasets, metrics
+from ._validation import UnsupportedError
 from .constraints import Bounds, FixedEndmembers, NonNegative, Orthogonal, SumToOne, UnitNorm
 from .core import IterationInfo, factorize
 from .executor import SerialExecutor, Weights
@@ -24,7 +25,6 @@ from .regularizers import (
     SpectralSmoothing,
 )
 from .result import Result, load_result
-from ._validation import UnsupportedError
 
 __all__ = [
     "KL",
@@ -54,7 +54,7 @@ __all__ = [
     "Weights",
     "__version__",
     "datasets",
-    "metrics",
     "factorize",
     "load_result",
+    "metrics",
 ]

@@ -63,10 +63,14 @@ class Backend:
         return self.xp.asarray(a, dtype=dtype, device=self.device)
 
     def zeros(self, shape: tuple[int, ...], *, dtype: Any = None) -> Any:
-        return self.xp.zeros(shape, dtype=self.dtype if dtype is None else dtype, device=self.device)
+        return self.xp.zeros(
+            shape, dtype=self.dtype if dtype is None else dtype, device=self.device
+        )
 
     def ones(self, shape: tuple[int, ...], *, dtype: Any = None) -> Any:
-        return self.xp.ones(shape, dtype=self.dtype if dtype is None else dtype, device=self.device)
+        return self.xp.ones(
+            shape, dtype=self.dtype if dtype is None else dtype, device=self.device
+        )
 
     def eye(self, k: int, *, dtype: Any = None) -> Any:
         return self.xp.eye(k, dtype=self.dtype if dtype is None else dtype, device=self.device)

@@ -122,7 +122,7 @@ def median_filter_axes(V: Any, xp: Any, size: int, axes: tuple[int, ...]) -> Any
         P = _reflect_pad(P, xp, ax, r)
     shifts = [()]
     for _ in axes:
-        shifts = [s + (t,) for s in shifts for t in range(2 * r + 1)]
+        shifts = [(*s, t) for s in shifts for t in range(2 * r + 1)]
     stack = []
     for shift in shifts:
         sl = [slice(None)] * V.ndim

@@ -47,7 +47,8 @@ def ensure_2d_float(X: Any, *, name: str = "X") -> Any:
         X = np.asarray(X)
     if isinstance(X, np.ndarray) and X.dtype == object:
         raise TypeError(
-            f"{name} has dtype object; pass a numeric array (e.g. np.asarray({name}, dtype=float))."
+            f"{name} has dtype object; pass a numeric array "
+            f"(e.g. np.asarray({name}, dtype=float))."
         )
     xp = aac.array_namespace(X)
     if X.ndim != 2:

@@ -40,8 +40,9 @@ def demo(outdir: str, *, force: bool = False, quiet: bool = False) -> int:
     from .plotting import plot_endmembers, plot_loss, plot_maps
 
     if os.path.exists(outdir) and os.listdir(outdir) and not force:
-        print(f"error: {outdir} exists and is not empty; use --force to overwrite.",
-              file=sys.stderr)
+        print(
+            f"error: {outdir} exists and is not empty; use --force to overwrite.", file=sys.stderr
+        )
         return 2
     os.makedirs(outdir, exist_ok=True)
     d = load_cuzn_eels()
@@ -49,25 +50,39 @@ def demo(outdir: str, *, force: bool = False, quiet: bool = False) -> int:
     h, w, m = cube.shape
     X = cube.reshape(h * w, m)
     if not quiet:
-        print(f"Cu/ZnO EELS spectrum image: {h} x {w} pixels x {m} channels "
-              f"({d['axis'][0]:.0f}-{d['axis'][-1]:.0f} {d['axis_units']}), "
-              f"{X.sum() / X.shape[0]:.0f} counts/pixel")
-    result = factorize(X, 3, solver="hals", spatial_shape=(h, w), max_iter=1000, tol=1e-6,
-                       random_state=0)
+        print(
+            f"Cu/ZnO EELS spectrum image: {h} x {w} pixels x {m} channels "
+            f"({d['axis'][0]:.0f}-{d['axis'][-1]:.0f} {d['axis_units']}), "
+            f"{X.sum() / X.shape[0]:.0f} counts/pixel"
+        )
+    result = factorize(
+        X, 3, solver="hals", spatial_shape=(h, w), max_iter=1000, tol=1e-6, random_state=0
+    )
     names = _edge_names(np.asarray(result.S), d["axis"])
     files = {
         "results": result.save(os.path.join(outdir, "result.h5")),
         "endmembers": plot_endmembers(
-            result, os.path.join(outdir, "endmembers.png"), axis=d["axis"],
-            axis_label=f"{d['axis_name']} ({d['axis_units']})", names=names),
-        "maps": plot_maps(result, os.path.join(outdir, "maps.png"),
-                          pixel_size=d["scale_nm"], units="nm", names=names),
+            result,
+            os.path.join(outdir, "endmembers.png"),
+            axis=d["axis"],
+            axis_label=f"{d['axis_name']} ({d['axis_units']})",
+            names=names,
+        ),
+        "maps": plot_maps(
+            result,
+            os.path.join(outdir, "maps.png"),
+            pixel_size=d["scale_nm"],
+            units="nm",
+            names=names,
+        ),
         "loss": plot_loss(result, os.path.join(outdir, "loss.png")),
     }
     if not quiet:
-        print(f"NMF k=3 ({result.spec['solver']}): {result.n_iter} iterations, "
-              f"{result.stop_reason}, {result.timings['total']:.1f} s; components: "
-              + ", ".join(names))
+        print(
+            f"NMF k=3 ({result.spec['solver']}): {result.n_iter} iterations, "
+            f"{result.stop_reason}, {result.timings['total']:.1f} s; components: "
+            + ", ".join(names)
+        )
         for key, path in files.items():
             print(f"  {key:<11} {os.path.abspath(path)}")
     return 0

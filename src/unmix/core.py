@@ -152,8 +152,14 @@ def factorize(
         The solver cannot handle a knob (the message names solvers that can).
     """
     given = {
-        "loss": loss, "constraints": constraints, "regularizers": regularizers, "init": init,
-        "max_iter": max_iter, "tol": tol, "preprocessing": preprocessing, "solver": solver,
+        "loss": loss,
+        "constraints": constraints,
+        "regularizers": regularizers,
+        "init": init,
+        "max_iter": max_iter,
+        "tol": tol,
+        "preprocessing": preprocessing,
+        "solver": solver,
         "solver_options": solver_options,
     }
     opts = resolve_preset(preset, given)
@@ -178,11 +184,16 @@ def factorize(
     else:
         base = list(opts["constraints"] if constraints is None else constraints)
     terms = _split_terms(base, list(opts["regularizers"]))
-    nonneg = {t: any(c.kind in ("nonneg", "simplex") for c in terms["constraints"][t])
-              for t in ("A", "S")}
+    nonneg = {
+        t: any(c.kind in ("nonneg", "simplex") for c in terms["constraints"][t])
+        for t in ("A", "S")
+    }
     if (nonneg["A"] and nonneg["S"] and link_obj.is_identity) or loss_obj.needs_nonnegative_data:
-        why = "an NMF model (A >= 0 and S >= 0)" if nonneg["A"] and nonneg["S"] else (
-            f"loss={loss_obj.name!r}")
+        why = (
+            "an NMF model (A >= 0 and S >= 0)"
+            if nonneg["A"] and nonneg["S"]
+            else (f"loss={loss_obj.name!r}")
+        )
         check_nonnegative(Xw, observed=mask_arr, why=why)
 
     if block_size is None:
@@ -190,17 +201,26 @@ def factorize(
         block_size = default_block_size(n, m, be, row=row)
     data = PixelData(Xw, be, block_size=block_size, weights=weights_obj, mask=mask_arr)
     ctx = BindContext(
-        n_pixels=n, n_channels=m, k=k, backend=be,
+        n_pixels=n,
+        n_channels=m,
+        k=k,
+        backend=be,
         spatial_shape=tuple(spatial_shape) if spatial_shape else None,
         signal_shape=tuple(signal_shape) if signal_shape else None,
-        nonneg_A=nonneg["A"], nonneg_S=nonneg["S"],
+        nonneg_A=nonneg["A"],
+        nonneg_S=nonneg["S"],
     )
     problem = Problem(
-        k=k, loss=loss_obj, link=link_obj, be=be, data=data,
+        k=k,
+        loss=loss_obj,
+        link=link_obj,
+        be=be,
+        data=data,
         constraints={t: [c.bind(ctx) for c in terms["constraints"][t]] for t in "AS"},
         penalties={t: [c.bind(ctx) for c in terms["penalties"][t]] for t in "AS"},
         filters={t: [c.bind(ctx) for c in terms["filters"][t]] for t in "AS"},
-        spatial_shape=ctx.spatial_shape, signal_shape=ctx.signal_shape,
+        spatial_shape=ctx.spatial_shape,
+        signal_shape=ctx.signal_shape,
     )
     _warn_useless(problem)
     slv = _choose_solver(solver_name, problem, opts["solver_options"] or {})
@@ -211,16 +231,25 @@ def factorize(
         raise ValueError(f"max_iter must be >= 1; got {max_iter}.")
     if n_restarts < 1:
         raise ValueError(f"n_restarts must be >= 1; got {n_restarts}.")
-    rng = random_state if isinstance(random_state, np.random.Generator) else (
-        np.random.default_rng(random_state))
+    rng = (
+        random_state
+        if isinstance(random_state, np.random.Generator)
+        else (np.random.default_rng(random_state))
+    )
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=n_restarts)]
     executor = executor or SerialExecutor()
 
     best, runs = None, []
     for seed in seeds:
         run = _run(problem, slv, init_name, seed, max_iter, tol, time_limit, callback, executor)
-        runs.append({"seed": seed, "objective": run["objective"], "n_iter": run["n_iter"],
-                     "stop_reason": run["stop_reason"]})
+        runs.append(
+            {
+                "seed": seed,
+                "objective": run["objective"],
+                "n_iter": run["n_iter"],
+                "stop_reason": run["stop_reason"],
+            }
+        )
         if best is None or run["objective"] < best["objective"]:
             best = run
     assert best is not None
@@ -228,21 +257,51 @@ def factorize(
     for step in reversed(pre_steps):
         A, S = step.undo_factors(A, S)
     total = time.perf_counter() - t_start
-    spec = _spec(problem, slv, opts, init_name, max_iter, tol, time_limit, n_restarts,
-                 random_state, pre_steps, weights_obj, mask_arr, block_size, preset, be)
+    spec = _spec(
+        problem,
+        slv,
+        opts,
+        init_name,
+        max_iter,
+        tol,
+        time_limit,
+        n_restarts,
+        random_state,
+        pre_steps,
+        weights_obj,
+        mask_arr,
+        block_size,
+        preset,
+        be,
+    )
     result = Result(
-        A=A, S=S, objective=best["objective"], history=best["history"],
-        n_iter=best["n_iter"], converged=best["stop_reason"] == "tol",
+        A=A,
+        S=S,
+        objective=best["objective"],
+        history=best["history"],
+        n_iter=best["n_iter"],
+        converged=best["stop_reason"] == "tol",
         stop_reason=best["stop_reason"],
-        timings={"init": best["t_init"], "iterations": best["t_iter"], "total": total,
-                 "per_iteration": best["t_iter"] / max(best["n_iter"], 1)},
-        spec=spec, restarts=runs, preprocessing=pre_steps,
-        spatial_shape=ctx.spatial_shape, signal_shape=ctx.signal_shape,
+        timings={
+            "init": best["t_init"],
+            "iterations": best["t_iter"],
+            "total": total,
+            "per_iteration": best["t_iter"] / max(best["n_iter"], 1),
+        },
+        spec=spec,
+        restarts=runs,
+        preprocessing=pre_steps,
+        spatial_shape=ctx.spatial_shape,
+        signal_shape=ctx.signal_shape,
     )
     result._args = {  # live objects for fit_maps (not saved)
-        "loss": loss_obj, "link": link_obj, "constraints": base,
-        "regularizers": list(opts["regularizers"]), "preprocessing": pre_steps,
-        "solver": slv.name, "solver_options": dict(opts["solver_options"] or {}),
+        "loss": loss_obj,
+        "link": link_obj,
+        "constraints": base,
+        "regularizers": list(opts["regularizers"]),
+        "preprocessing": pre_steps,
+        "solver": slv.name,
+        "solver_options": dict(opts["solver_options"] or {}),
         "nonneg_S": nonneg["S"],
     }
     return result
@@ -288,9 +347,12 @@ def _check_weights(weights: Any, n: int, m: int, be: Backend) -> Weights | None:
         if w is None:
             out[name] = None
             continue
-        w = be.asarray(to_numpy(w)) if isinstance(w, np.ndarray) or not hasattr(
-            w, "__array_namespace__") and be.name != "numpy" else xp.astype(
-            xp.asarray(w), be.dtype)
+        w = (
+            be.asarray(to_numpy(w))
+            if isinstance(w, np.ndarray)
+            or (not hasattr(w, "__array_namespace__") and be.name != "numpy")
+            else xp.astype(xp.asarray(w), be.dtype)
+        )
         if tuple(w.shape) != expected:
             raise ValueError(f"Weights.{name} has shape {tuple(w.shape)}; expected {expected}.")
         if not bool(xp.all(xp.isfinite(w))) or bool(xp.any(w < 0)):
@@ -333,7 +395,8 @@ def _warn_useless(p: Problem) -> None:
             if type(pen).__name__ == "L1" and pen.lam:
                 warnings.warn(
                     "L1 on sum-to-one abundances is constant (lam * total); it has no effect.",
-                    UserWarning, stacklevel=3,
+                    UserWarning,
+                    stacklevel=3,
                 )
 
 
@@ -369,8 +432,17 @@ def _all_finite(M: Any, xp: Any) -> bool:
     return bool(xp.all(xp.isfinite(M)))
 
 
-def _run(p: Problem, slv: Solver, init: Any, seed: int, max_iter: int, tol: float,
-         time_limit: float | None, callback: Any, executor: Any) -> dict:
+def _run(
+    p: Problem,
+    slv: Solver,
+    init: Any,
+    seed: int,
+    max_iter: int,
+    tol: float,
+    time_limit: float | None,
+    callback: Any,
+    executor: Any,
+) -> dict:
     be, xp = p.be, p.be.xp
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
@@ -386,8 +458,11 @@ def _run(p: Problem, slv: Solver, init: Any, seed: int, max_iter: int, tol: floa
     for t in p.penalties["A"] + p.penalties["S"]:
         t.on_init(A, S, fit0)
     pens = p.penalty_values(A, S) if not slv.one_shot else {}
-    hist: dict[str, list[float]] = {"objective": [fit0 + sum(pens.values())], "fit": [fit0],
-                                    "time": [0.0]}
+    hist: dict[str, list[float]] = {
+        "objective": [fit0 + sum(pens.values())],
+        "fit": [fit0],
+        "time": [0.0],
+    }
     for key, val in pens.items():
         hist[key] = [val]
     state = slv.setup(p, A, S)
@@ -413,7 +488,8 @@ def _run(p: Problem, slv: Solver, init: Any, seed: int, max_iter: int, tol: floa
             warnings.warn(
                 f"The objective became non-finite at iteration {it} (regularization too "
                 "strong or badly scaled data?); stopped and returned the last finite iterate.",
-                RuntimeWarning, stacklevel=3,
+                RuntimeWarning,
+                stacklevel=3,
             )
             break
         n_iter = it
@@ -445,9 +521,16 @@ def _run(p: Problem, slv: Solver, init: Any, seed: int, max_iter: int, tol: floa
         hist["fit"][0] = hist["fit"][-1]
     _warn_collapsed(A, S, xp)
     logger.info("%s: %d iterations, objective %.6g (%s)", slv.name, n_iter, final, stop)
-    return {"A": A, "S": S, "objective": final, "n_iter": n_iter, "stop_reason": stop,
-            "history": {k: np.asarray(v, dtype=float) for k, v in hist.items()},
-            "t_init": t_init, "t_iter": t_iter}
+    return {
+        "A": A,
+        "S": S,
+        "objective": final,
+        "n_iter": n_iter,
+        "stop_reason": stop,
+        "history": {k: np.asarray(v, dtype=float) for k, v in hist.items()},
+        "t_init": t_init,
+        "t_iter": t_iter,
+    }
 
 
 def _warn_collapsed(A: Any, S: Any, xp: Any) -> None:
@@ -457,13 +540,29 @@ def _warn_collapsed(A: Any, S: Any, xp: Any) -> None:
     if dead:
         warnings.warn(
             f"Components {dead} collapsed to zero (a regularization strength too large, "
-            "or k larger than the data supports).", RuntimeWarning, stacklevel=4,
+            "or k larger than the data supports).",
+            RuntimeWarning,
+            stacklevel=4,
         )
 
 
-def _spec(p: Problem, slv: Solver, opts: dict, init: Any, max_iter: int, tol: float,
-          time_limit: Any, n_restarts: int, random_state: Any, pre: list, weights: Any,
-          mask: Any, block_size: int, preset: Any, be: Backend) -> dict:
+def _spec(
+    p: Problem,
+    slv: Solver,
+    opts: dict,
+    init: Any,
+    max_iter: int,
+    tol: float,
+    time_limit: Any,
+    n_restarts: int,
+    random_state: Any,
+    pre: list,
+    weights: Any,
+    mask: Any,
+    block_size: int,
+    preset: Any,
+    be: Backend,
+) -> dict:
     def terms(group: str) -> list:
         return [t.describe() for tgt in "AS" for t in getattr(p, group)[tgt]]
 
@@ -486,9 +585,12 @@ def _spec(p: Problem, slv: Solver, opts: dict, init: Any, max_iter: int, tol: fl
         "tol": tol,
         "time_limit": time_limit,
         "n_restarts": n_restarts,
-        "random_state": random_state if isinstance(random_state, (int, type(None))) else "Generator",
-        "weights": None if weights is None else {
-            k: v is not None for k, v in vars(weights).items()},
+        "random_state": random_state
+        if isinstance(random_state, (int, type(None)))
+        else "Generator",
+        "weights": None
+        if weights is None
+        else {k: v is not None for k, v in vars(weights).items()},
         "mask": None if mask is None else "bool mask",
         "spatial_shape": p.spatial_shape,
         "signal_shape": p.signal_shape,

@@ -233,9 +233,7 @@ def initialize(p: Problem, init: Any, rng: np.random.Generator) -> tuple[Any, An
     elif init in ("nndsvd", "nndsvda", "nndsvdar"):
         A, S = _nndsvd(p, rng, init)
     else:
-        raise ValueError(
-            f"init={init!r} is unknown; use one of {METHODS} or a tuple (A0, S0)."
-        )
+        raise ValueError(f"init={init!r} is unknown; use one of {METHODS} or a tuple (A0, S0).")
     return _rescale(p, A, S), S
 
 
@@ -246,15 +244,21 @@ def _custom(p: Problem, init: Any) -> tuple[Any, Any]:
     be = p.be
     n, m, k = p.data.n_pixels, p.data.n_channels, p.k
     if A0 is None and S0 is None:
-        raise ValueError("init=(None, None): give at least one of A0 (pixels, k), S0 (k, channels).")
+        raise ValueError(
+            "init=(None, None): give at least one of A0 (pixels, k), S0 (k, channels)."
+        )
     if S0 is not None:
         S0 = be.xp.asarray(be.asarray(to_numpy(S0)), copy=True)
         if tuple(S0.shape) != (k, m):
-            raise ValueError(f"init S0 has shape {tuple(S0.shape)}; expected (k, channels) = {(k, m)}.")
+            raise ValueError(
+                f"init S0 has shape {tuple(S0.shape)}; expected (k, channels) = {(k, m)}."
+            )
     if A0 is not None:
         A0 = be.xp.asarray(be.asarray(to_numpy(A0)), copy=True)
         if tuple(A0.shape) != (n, k):
-            raise ValueError(f"init A0 has shape {tuple(A0.shape)}; expected (pixels, k) = {(n, k)}.")
+            raise ValueError(
+                f"init A0 has shape {tuple(A0.shape)}; expected (pixels, k) = {(n, k)}."
+            )
     if S0 is None:
         S0 = spectra_for(p, A0)
     if A0 is None:

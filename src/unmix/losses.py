@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Beta", "Frobenius", "KL", "Loss", "make_loss"]
+__all__ = ["KL", "Beta", "Frobenius", "Loss", "make_loss"]
 
 
 @dataclass(frozen=True)
@@ -121,12 +121,20 @@ class Beta(Loss):
     """Beta-divergence with a given ``beta`` (0: Itakura-Saito, 1: KL, 2: Frobenius)."""
 
 
-_NAMES = {"frobenius": 2.0, "fro": 2.0, "l2": 2.0, "kl": 1.0, "kullback-leibler": 1.0,
-          "poisson": 1.0, "itakura-saito": 0.0, "is": 0.0}
+_NAMES = {
+    "frobenius": 2.0,
+    "fro": 2.0,
+    "l2": 2.0,
+    "kl": 1.0,
+    "kullback-leibler": 1.0,
+    "poisson": 1.0,
+    "itakura-saito": 0.0,
+    "is": 0.0,
+}
 
 
 def make_loss(loss: Any) -> Loss:
-    """Turn ``'frobenius'``, ``'kl'``, ``'itakura-saito'``, a number (beta) or a Loss into a Loss."""
+    """A Loss from ``'frobenius'``, ``'kl'``, ``'itakura-saito'``, a number (beta) or a Loss."""
     if loss is None:
         return Loss(beta=2.0)
     if isinstance(loss, Loss):

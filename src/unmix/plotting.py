@@ -107,8 +107,15 @@ def _scale_bar(ax: Any, width_px: int, pixel_size: float, units: str) -> None:
     h = ax.get_images()[0].get_array().shape[0]
     x0, y0 = width_px * 0.05, h * 0.92
     ax.plot([x0, x0 + length], [y0, y0], color="white", lw=3)
-    ax.text(x0 + length / 2, y0 - h * 0.04, f"{nice:g} {units}", color="white",
-            ha="center", va="bottom", fontsize=8)
+    ax.text(
+        x0 + length / 2,
+        y0 - h * 0.04,
+        f"{nice:g} {units}",
+        color="white",
+        ha="center",
+        va="bottom",
+        fontsize=8,
+    )
 
 
 def plot_loss(result: Result, path: str | os.PathLike) -> str:

@@ -46,8 +46,9 @@ def fit_maps(X: Any, result: Result, *, max_iter: int = 1000, tol: float = 1e-7)
     be = backend_of(Xp)
     S = be.xp.astype(S, be.dtype)
     constraints = [c for c in args["constraints"] if c.target in ("A", "both")]
-    constraints = [NonNegative(target="A") if isinstance(c, NonNegative) else c
-                   for c in constraints]
+    constraints = [
+        NonNegative(target="A") if isinstance(c, NonNegative) else c for c in constraints
+    ]
     if args["nonneg_S"]:
         constraints.append(NonNegative(target="S"))
     constraints.append(FixedEndmembers(S))
@@ -57,14 +58,24 @@ def fit_maps(X: Any, result: Result, *, max_iter: int = 1000, tol: float = 1e-7)
         logger.info("fit_maps: dropping %s (new pixels have no scan grid).", dropped)
     regs = [r for r in regs if type(r).__name__ not in _PIXEL_COUPLED]
     solver = args["solver"]
-    if solver in ("hals", "bpp") and all(type(r).__name__ in ("L1", "L2") for r in regs) and all(
-        c.kind in ("nonneg", "fixed") for c in constraints
+    if (
+        solver in ("hals", "bpp")
+        and all(type(r).__name__ in ("L1", "L2") for r in regs)
+        and all(c.kind in ("nonneg", "fixed") for c in constraints)
     ):
         solver, max_iter = "bpp", 1
     res = factorize(
-        Xp, result.k, loss=args["loss"], link=args["link"], solver=solver,
-        constraints=constraints, regularizers=regs, init=(None, S), max_iter=max_iter,
-        tol=tol, solver_options=args["solver_options"],
+        Xp,
+        result.k,
+        loss=args["loss"],
+        link=args["link"],
+        solver=solver,
+        constraints=constraints,
+        regularizers=regs,
+        init=(None, S),
+        max_iter=max_iter,
+        tol=tol,
+        solver_options=args["solver_options"],
     )
     A = res.A
     for step in reversed(steps):

@@ -76,7 +76,7 @@ class ADMM(Solver):
         return be.work(xp.linalg.inv(G + rho * eye)), rho
 
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
-        be, xp = p.be, p.be.xp
+        xp = p.be.xp
         n_inner = int(self.options.get("inner", 5))
         tol2 = float(self.options.get("inner_tol", 1e-2)) ** 2
         _, G = gram_A(p, S)

@@ -72,8 +72,13 @@ class Solver:
                     out.append(f"{type(pen).__name__} on {target}")
         need = _weight_kind(p)
         if need not in self.weights:
-            out.append({"mask": "a mask", "separable": "pixel/channel weights",
-                        "full": "full (n_pixels, n_channels) weights"}[need])
+            out.append(
+                {
+                    "mask": "a mask",
+                    "separable": "pixel/channel weights",
+                    "full": "full (n_pixels, n_channels) weights",
+                }[need]
+            )
         if self.needs_nonneg and not (p.nonneg_A and p.nonneg_S):
             out.append("factors that may be negative")
         return out

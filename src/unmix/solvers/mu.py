@@ -26,7 +26,6 @@ __all__ = ["MU"]
 
 def _ratio(num: Any, den: Any, m: CombinedModel, rows: Any, be: Any, gamma: float) -> Any:
     """``((num + mu_neg) / (den + mu_pos)) ** gamma`` with the penalties' rows."""
-    xp = be.xp
     if m.mu_neg is not None:
         num = num + _rows(m.mu_neg, rows)
     if m.mu_pos is not None:
@@ -104,8 +103,9 @@ class MU(Solver):
             sl = block.slice
             Xb = p.data.x(block)
             XSt = Xb @ S.T
-            Ab = _repeat(lambda M: M * _ratio(XSt, M @ G, mA, sl, be, 1.0), A[sl, :],
-                         inner_A, delta, xp)
+            Ab = _repeat(
+                lambda M: M * _ratio(XSt, M @ G, mA, sl, be, 1.0), A[sl, :], inner_A, delta, xp
+            )
             A[sl, :] = Ab
             return {"AtX": be.acc(Ab.T @ Xb), "AtA": be.acc(Ab.T @ Ab)}
 
@@ -115,8 +115,9 @@ class MU(Solver):
             mS = p.model("S", S)
             num = be.work(sums["AtX"])
             H = be.work(sums["AtA"])
-            S_new = _repeat(lambda M: M * _ratio(num, H @ M, mS, None, be, 1.0), S, inner_S,
-                            delta, xp)
+            S_new = _repeat(
+                lambda M: M * _ratio(num, H @ M, mS, None, be, 1.0), S, inner_S, delta, xp
+            )
             if p.fixed is not None:
                 S_new = p.fixed.project(S_new)
         fit = fit_from_sums(p, sums, S_new, state["xx"])
