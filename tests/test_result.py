@@ -70,12 +70,6 @@ def test_round_trip_float32(X, tmp_path):
     _assert_same_result(r, loaded)
 
 
-@pytest.mark.xfail(
-    reason="spatial_shape / signal_shape tuples come back as JSON lists inside spec "
-    "(spec['spatial_shape'] == [20, 25] after load, (20, 25) before)",
-    raises=AssertionError,
-    strict=True,
-)
 def test_round_trip_spec_with_shapes(X, tmp_path):
     r = unmix.factorize(
         X, 2, max_iter=5, random_state=0, spatial_shape=SHAPE, signal_shape=(N_CHANNELS,)

@@ -395,5 +395,5 @@ def test_spec_records_problem(mixture):
     spec = r.spec
     assert spec["solver"] == "hals" and spec["k"] == 3 and spec["loss"] == "frobenius"
     assert spec["penalties"][0]["type"] == "L1" and spec["penalties"][0]["lam"] == 1e-3
-    assert spec["spatial_shape"] == (20, 25) and spec["backend"] == "numpy"
+    assert spec["spatial_shape"] == [20, 25] and spec["backend"] == "numpy"
     assert "L1(A)" in r.history

@@ -48,12 +48,12 @@ class Backend:
     @property
     def eps(self) -> float:
         """Machine epsilon of the working dtype."""
-        return float(self.xp.finfo(self.dtype).eps)
+        return _finfo(self.xp, self.dtype)[0]
 
     @property
     def tiny(self) -> float:
         """A floor for denominators, far above the dtype's underflow."""
-        return float(self.xp.finfo(self.dtype).tiny) * 1e6
+        return _finfo(self.xp, self.dtype)[1] * 1e6
 
     def asarray(self, a: Any, *, dtype: Any = None) -> Any:
         """Put ``a`` on this backend's device with the working dtype (an explicit move)."""
@@ -84,16 +84,27 @@ class Backend:
         return self.xp.clip(a, min=lo)
 
     def acc(self, a: Any) -> Any:
-        """Cast a (small) array to the accumulation dtype."""
-        return self.xp.astype(a, self.acc_dtype)
+        """Cast a (small) array to the accumulation dtype (no copy when it already is)."""
+        return a if a.dtype == self.acc_dtype else self.xp.astype(a, self.acc_dtype)
 
     def work(self, a: Any) -> Any:
-        """Cast a (small) array back to the working dtype."""
-        return self.xp.astype(a, self.dtype)
+        """Cast a (small) array back to the working dtype (no copy when it already is)."""
+        return a if a.dtype == self.dtype else self.xp.astype(a, self.dtype)
 
     def scalar(self, a: Any) -> float:
         """A 0-d array as a Python float (a device sync on GPUs)."""
         return float(a)
+
+
+_FINFO: dict = {}
+
+
+def _finfo(xp: Any, dtype: Any) -> tuple[float, float]:
+    key = (xp.__name__, str(dtype))
+    if key not in _FINFO:
+        fi = xp.finfo(dtype)
+        _FINFO[key] = (float(fi.eps), float(fi.smallest_normal))
+    return _FINFO[key]
 
 
 def _has_float64(xp: Any, device: Any) -> bool:

@@ -175,7 +175,7 @@ def factorize(
     pre_steps = list(opts["preprocessing"])
     Xw = X
     for step in pre_steps:
-        Xw = step.fit_transform(Xw)
+        Xw = step.fit_transform(Xw, mask_arr)
     loss_obj = make_loss(opts["loss"])
     link_obj = make_link(link)
     solver_name = opts["solver"]
@@ -465,6 +465,7 @@ def _run(
     }
     for key, val in pens.items():
         hist[key] = [val]
+    balance0 = _balance(A, S, xp)
     state = slv.setup(p, A, S)
     t_init = time.perf_counter() - t0
     t_loop = time.perf_counter()
@@ -519,7 +520,9 @@ def _run(
     if slv.one_shot:
         hist["objective"][0] = hist["objective"][-1]
         hist["fit"][0] = hist["fit"][-1]
-    _warn_collapsed(A, S, xp)
+    if not slv.one_shot:
+        _warn_collapsed(p, A, S)
+        _warn_scale_drift(balance0, _balance(A, S, xp))
     logger.info("%s: %d iterations, objective %.6g (%s)", slv.name, n_iter, final, stop)
     return {
         "A": A,
@@ -533,10 +536,35 @@ def _run(
     }
 
 
-def _warn_collapsed(A: Any, S: Any, xp: Any) -> None:
-    dead_A = to_numpy(xp.all(A == 0, axis=0))
-    dead_S = to_numpy(xp.all(S == 0, axis=1))
-    dead = sorted(set(np.nonzero(dead_A)[0]) | set(np.nonzero(dead_S)[0]))
+def _balance(A: Any, S: Any, xp: Any) -> float:
+    """``||A||_F / ||S||_F`` (how the scale is shared between the factors)."""
+    na, ns = float(xp.sqrt(xp.sum(A * A))), float(xp.sqrt(xp.sum(S * S)))
+    return na / ns if ns > 0 else float("inf")
+
+
+def _warn_scale_drift(before: float, after: float) -> None:
+    if not (np.isfinite(before) and before > 0 and np.isfinite(after) and after > 0):
+        return
+    if abs(np.log10(after / before)) > 8:
+        warnings.warn(
+            f"The factors' scale drifted by 1e{np.log10(after / before):+.0f} (||A|| / ||S||): "
+            "a penalty on one factor without a norm constraint on the other is "
+            "scale-ambiguous; add UnitNorm() on S (or penalize both factors).",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
+def _warn_collapsed(p: Problem, A: Any, S: Any) -> None:
+    """Warn about components whose contribution ||a_j|| ||s_j|| is negligible."""
+    xp, be = p.be.xp, p.be
+    contrib = to_numpy(xp.sqrt(xp.sum(be.acc(A * A), axis=0) * xp.sum(be.acc(S * S), axis=1)))
+    norm_x = 0.0
+    for b in p.data.blocks:
+        Xb = p.data.x(b)
+        norm_x += float(xp.sum(be.acc(Xb * Xb)))
+    ref = np.sqrt(norm_x)
+    dead = [int(j) for j in np.nonzero(contrib <= 1e-8 * max(ref, 1e-300))[0]]
     if dead:
         warnings.warn(
             f"Components {dead} collapsed to zero (a regularization strength too large, "
@@ -592,8 +620,8 @@ def _spec(
         if weights is None
         else {k: v is not None for k, v in vars(weights).items()},
         "mask": None if mask is None else "bool mask",
-        "spatial_shape": p.spatial_shape,
-        "signal_shape": p.signal_shape,
+        "spatial_shape": None if p.spatial_shape is None else list(p.spatial_shape),
+        "signal_shape": None if p.signal_shape is None else list(p.signal_shape),
         "block_size": block_size,
         "preset": preset,
         "backend": be.name,

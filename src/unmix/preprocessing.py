@@ -11,6 +11,7 @@ runs and maps the factors (and the model) back:
   ``X / sqrt(g h^T)`` with ``g`` the pixel means and ``h`` the channel means; the factors
   are un-scaled (``A * sqrt(g)``, ``S * sqrt(h)``).
 
+Statistics use the observed entries only when a ``mask`` (True = observed) is given.
 Steps never modify the input array: each returns a new one.
 """
 
@@ -24,11 +25,28 @@ import array_api_compat as aac
 __all__ = ["Center", "NormalizePixels", "PoissonScaling", "Step"]
 
 
+def _observed(X: Any, mask: Any) -> tuple[Any, Any]:
+    """``(X with missing entries set to 0, 0/1 weights)``; weights None without a mask."""
+    if mask is None:
+        return X, None
+    xp = aac.array_namespace(X)
+    return xp.where(mask, X, 0.0), xp.astype(mask, X.dtype)
+
+
+def _mean(X: Any, mask: Any, axis: int) -> Any:
+    xp = aac.array_namespace(X)
+    Xo, w = _observed(X, mask)
+    if w is None:
+        return xp.mean(X, axis=axis)
+    count = xp.sum(w, axis=axis)
+    return xp.sum(Xo, axis=axis) / xp.where(count > 0, count, 1.0)
+
+
 @dataclass
 class Step:
     """Base class of preprocessing steps (stateful once fitted)."""
 
-    state: dict = field(default_factory=dict, repr=False, compare=False)
+    state: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -39,14 +57,15 @@ class Step:
         d.update({k: v for k, v in vars(self).items() if k != "state"})
         return d
 
-    def fit_transform(self, X: Any) -> Any:
+    def fit_transform(self, X: Any, mask: Any = None) -> Any:
+        """Fit on ``X`` (observed entries of ``mask``) and return the transformed copy."""
         raise NotImplementedError
 
-    def transform(self, X: Any) -> Any:
-        """Apply to new pixels with the fitted channel-side state."""
-        return self.fit_transform_pixels(X)
+    def transform(self, X: Any, mask: Any = None) -> Any:
+        """Apply to new pixels, keeping the fitted channel-side state."""
+        return self.fit_transform_pixels(X, mask)
 
-    def fit_transform_pixels(self, X: Any) -> Any:
+    def fit_transform_pixels(self, X: Any, mask: Any = None) -> Any:
         raise NotImplementedError
 
     def undo_factors(self, A: Any, S: Any) -> tuple[Any, Any]:
@@ -73,30 +92,25 @@ class Center(Step):
     def nonneg_safe(self) -> bool:
         return False
 
-    def fit_transform(self, X: Any) -> Any:
-        xp = aac.array_namespace(X)
-        self.state["mean"] = xp.mean(X, axis=0)
+    def fit_transform(self, X: Any, mask: Any = None) -> Any:
+        self.state["mean"] = _mean(X, mask, axis=0)
         return X - self.state["mean"]
 
-    def transform(self, X: Any) -> Any:
+    def transform(self, X: Any, mask: Any = None) -> Any:
         return X - self.state["mean"]
 
     def undo_model(self, Y: Any, rows: slice | None = None) -> Any:
         return Y + self.state["mean"]
 
 
-def _row_scale(X: Any, norm: str) -> Any:
-    xp = aac.array_namespace(X)
-    if norm == "l1":
-        s = xp.sum(xp.abs(X), axis=1)
-    else:
-        s = xp.sqrt(xp.sum(X * X, axis=1))
-    return xp.where(s > 0, s, 1.0)[:, None]
-
-
 @dataclass
 class NormalizePixels(Step):
-    """Divide each pixel by its sum (``norm="l1"``) or Euclidean norm (``"l2"``)."""
+    """Divide each pixel by its sum (``norm="l1"``) or Euclidean norm (``"l2"``).
+
+    With a mask, the scale of a pixel is its mean over the observed channels times the
+    number of channels (``"l1"``; root-mean-square for ``"l2"``), so missing entries do
+    not shrink it.
+    """
 
     norm: str = "l1"
 
@@ -104,11 +118,17 @@ class NormalizePixels(Step):
         if self.norm not in ("l1", "l2"):
             raise ValueError(f"NormalizePixels: norm must be 'l1' or 'l2'; got {self.norm!r}.")
 
-    def fit_transform(self, X: Any) -> Any:
-        return self.fit_transform_pixels(X)
+    def fit_transform(self, X: Any, mask: Any = None) -> Any:
+        return self.fit_transform_pixels(X, mask)
 
-    def fit_transform_pixels(self, X: Any) -> Any:
-        scale = _row_scale(X, self.norm)
+    def fit_transform_pixels(self, X: Any, mask: Any = None) -> Any:
+        xp = aac.array_namespace(X)
+        m = X.shape[1]
+        if self.norm == "l1":
+            s = _mean(xp.abs(X), mask, axis=1) * m
+        else:
+            s = xp.sqrt(_mean(X * X, mask, axis=1) * m)
+        scale = xp.where(s > 0, s, 1.0)[:, None]
         self.state["scale"] = scale
         return X / scale
 
@@ -121,18 +141,16 @@ class NormalizePixels(Step):
 class PoissonScaling(Step):
     """Keenan-Kotula scaling ``X / sqrt(g h^T)`` for Poisson counts (undone in the factors)."""
 
-    def fit_transform(self, X: Any) -> Any:
+    def fit_transform(self, X: Any, mask: Any = None) -> Any:
         xp = aac.array_namespace(X)
-        h = xp.mean(X, axis=0)
-        h = xp.where(h > 0, h, 1.0)
-        self.state["h"] = xp.sqrt(h)[None, :]
-        return self.fit_transform_pixels(X)
+        h = _mean(X, mask, axis=0)
+        self.state["h"] = xp.sqrt(xp.where(h > 0, h, 1.0))[None, :]
+        return self.fit_transform_pixels(X, mask)
 
-    def fit_transform_pixels(self, X: Any) -> Any:
+    def fit_transform_pixels(self, X: Any, mask: Any = None) -> Any:
         xp = aac.array_namespace(X)
-        g = xp.mean(X, axis=1)
-        g = xp.where(g > 0, g, 1.0)
-        self.state["g"] = xp.sqrt(g)[:, None]
+        g = _mean(X, mask, axis=1)
+        self.state["g"] = xp.sqrt(xp.where(g > 0, g, 1.0))[:, None]
         return X / (self.state["g"] * self.state["h"])
 
     def undo_factors(self, A: Any, S: Any) -> tuple[Any, Any]:

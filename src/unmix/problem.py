@@ -110,6 +110,8 @@ class Problem:
             if p.lam == 0 or type(p).__name__ in exclude:
                 continue
             m: PenaltyModel = p.model(M)
+            if m.mu_pos is None and m.mu_neg is None:
+                m.mu_pos, m.mu_neg = self._mu_split(target, M, m)
             out.gram = _add(out.gram, m.gram)
             out.grad = _add(out.grad, m.grad)
             out.curv = _add(out.curv, m.curv)
@@ -117,6 +119,19 @@ class Problem:
             out.mu_pos = _add(out.mu_pos, m.mu_pos)
             out.mu_neg = _add(out.mu_neg, m.mu_neg)
         return out
+
+    def _mu_split(self, target: str, M: Any, m: PenaltyModel) -> tuple[Any, Any]:
+        """Generic split of a model's gradient into non-negative parts (for MU)."""
+        xp, be = self.be.xp, self.be
+        pos = neg = None
+        if m.grad is not None:
+            pos, neg = be.clip_min(m.grad, 0.0), be.clip_min(-m.grad, 0.0)
+        if m.gram is not None:
+            gp, gn = be.work(be.clip_min(m.gram, 0.0)), be.work(be.clip_min(-m.gram, 0.0))
+            qp, qn = (M @ gp, M @ gn) if target == "A" else (gp @ M, gn @ M)
+            pos, neg = _add(pos, qp), _add(neg, qn)
+        del xp
+        return pos, neg
 
     def penalty_values(self, A: Any, S: Any) -> dict[str, float]:
         vals: dict[str, float] = {}

@@ -146,7 +146,13 @@ def load_result(path: str | os.PathLike) -> Result:
     """Read a result written by :meth:`Result.save` (NumPy arrays)."""
     import h5py
 
-    with h5py.File(os.fspath(path), "r") as f:
+    if not os.path.exists(os.fspath(path)):
+        raise FileNotFoundError(f"No result file at {os.fspath(path)}.")
+    try:
+        f = h5py.File(os.fspath(path), "r")
+    except OSError as err:
+        raise ValueError(f"{os.fspath(path)} is not a readable HDF5 file ({err}).") from err
+    with f:
         if f.attrs.get("format") != "unmix-result":
             raise ValueError(f"{os.fspath(path)} is not an unmix result file.")
         meta = json.loads(f.attrs["meta"])

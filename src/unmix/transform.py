@@ -42,7 +42,7 @@ def fit_maps(X: Any, result: Result, *, max_iter: int = 1000, tol: float = 1e-7)
         S = step.to_model_S(S)
     Xp = X
     for step in steps:
-        Xp = step.transform(Xp)
+        Xp = step.transform(Xp, None)
     be = backend_of(Xp)
     S = be.xp.astype(S, be.dtype)
     constraints = [c for c in args["constraints"] if c.target in ("A", "both")]

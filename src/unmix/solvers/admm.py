@@ -54,7 +54,6 @@ class ADMM(Solver):
     name = "admm"
     kinds_A = frozenset({"nonneg", "box", "simplex"})
     kinds_S = frozenset({"nonneg", "box", "fixed", "unitnorm", "orthogonal"})
-    penalties = frozenset({"L1", "L2", "SpatialSmoothness", "MinVolume"})
     weights = frozenset({"none", "mask"})
 
     def setup(self, p: Problem, A: Any, S: Any) -> dict:

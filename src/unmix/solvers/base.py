@@ -41,8 +41,8 @@ class Solver:
     #: constraint kinds supported on A and on S
     kinds_A: ClassVar[frozenset] = frozenset()
     kinds_S: ClassVar[frozenset] = frozenset()
-    #: penalty class names supported
-    penalties: ClassVar[frozenset] = frozenset()
+    #: penalties supported: "any" (every Penalty through its local model) or class names
+    penalties: ClassVar[Any] = "any"
     links: ClassVar[bool] = False
     #: "none", "mask" (binary mask only), "separable", "full"
     weights: ClassVar[frozenset] = frozenset({"none"})
@@ -68,7 +68,7 @@ class Solver:
                     out.append(f"{type(c).__name__} on {target}")
         for target in ("A", "S"):
             for pen in p.penalties[target]:
-                if type(pen).__name__ not in self.penalties:
+                if self.penalties != "any" and type(pen).__name__ not in self.penalties:
                     out.append(f"{type(pen).__name__} on {target}")
         need = _weight_kind(p)
         if need not in self.weights:

@@ -53,7 +53,6 @@ class BPP(Solver):
     name = "bpp"
     kinds_A = frozenset({"nonneg"})
     kinds_S = frozenset({"nonneg", "fixed", "unitnorm"})
-    penalties = frozenset({"L1", "L2", "SpatialSmoothness", "MinVolume"})
     weights = frozenset({"none", "mask"})
     needs_nonneg = True
     monotone = True

@@ -54,7 +54,6 @@ class Gradient(Solver):
     betas = "any"
     kinds_A = ALL_KINDS
     kinds_S = ALL_KINDS
-    penalties = frozenset({"L1", "L2", "SpatialSmoothness", "MinVolume"})
     links = True
     weights = frozenset({"none", "mask", "separable", "full"})
 

@@ -103,7 +103,6 @@ class HALS(Solver):
     name = "hals"
     kinds_A = frozenset({"nonneg", "box"})
     kinds_S = frozenset({"nonneg", "box", "fixed", "unitnorm"})
-    penalties = frozenset({"L1", "L2", "SpatialSmoothness", "MinVolume"})
     weights = frozenset({"none", "mask", "separable"})
     monotone = True
 

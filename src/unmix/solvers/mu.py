@@ -73,7 +73,6 @@ class MU(Solver):
     betas = "any"
     kinds_A = frozenset({"nonneg"})
     kinds_S = frozenset({"nonneg", "fixed", "unitnorm"})
-    penalties = frozenset({"L1", "L2", "SpatialSmoothness", "MinVolume"})
     weights = frozenset({"none", "mask", "separable", "full"})
     needs_nonneg = True
     monotone = True

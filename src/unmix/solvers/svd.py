@@ -26,6 +26,7 @@ class SVD(Solver):
 
     name = "svd"
     kinds_S = frozenset({"orthogonal"})
+    penalties = frozenset()
     one_shot = True
 
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
