@@ -81,7 +81,7 @@ class Size:
 
 FULL = {
     "small": Size("small", (128, 128), 1535, 4, unmix_iter=200, sklearn_iter=400),
-    "large": Size("large", (256, 256), 4096, 8, unmix_iter=100, sklearn_iter=200),
+    "large": Size("large", (256, 256), 4096, 8, unmix_iter=80, sklearn_iter=200),
 }
 QUICK = {
     "small": Size("small", (32, 32), 200, 4, unmix_iter=20, sklearn_iter=50),
@@ -188,6 +188,7 @@ class Run:
     objectives: np.ndarray = field(default_factory=lambda: np.empty(0))
     cpu_at: np.ndarray = field(default_factory=lambda: np.empty(0))
     reported_obj: float = float("nan")
+    wall_total: float = float("nan")
     note: str = ""
 
     def reach(self, target: float) -> tuple[int, float] | None:
@@ -200,17 +201,27 @@ class Run:
 
 
 def run_sklearn(X: np.ndarray, k: int, solver: str, max_iter: int, S_true) -> Run:
-    model = NMF(n_components=k, solver=solver, init="nndsvda", max_iter=max_iter,
-                random_state=SEED)
+    model = NMF(
+        n_components=k, solver=solver, init="nndsvda", max_iter=max_iter, random_state=SEED
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        t0 = time.process_time()
+        w0, t0 = time.perf_counter(), time.process_time()
         W = model.fit_transform(X)
-        cpu = time.process_time() - t0
+        cpu, wall = time.process_time() - t0, time.perf_counter() - w0
     H = model.components_
-    note = "hit max_iter" if any(issubclass(w.category, ConvergenceWarning) for w in caught) else ""
-    run = Run(f"sklearn-{solver}", cpu, int(model.n_iter_), objective(X, W, H), sad(H, S_true),
-              note=note)
+    note = (
+        "hit max_iter" if any(issubclass(w.category, ConvergenceWarning) for w in caught) else ""
+    )
+    run = Run(
+        f"sklearn-{solver}",
+        cpu,
+        int(model.n_iter_),
+        objective(X, W, H),
+        sad(H, S_true),
+        wall_total=wall,
+        note=note,
+    )
     # sklearn's own start (input checks + nndsvda), timed apart to get its cost per iteration
     try:
         from sklearn.decomposition._nmf import _initialize_nmf
@@ -233,16 +244,33 @@ def run_unmix(X: np.ndarray, k: int, solver: str, max_iter: int, S_true) -> Run:
         objs.append(info.objective)
         return False
 
-    t0 = time.process_time()
-    res = unmix.factorize(X, k, solver=solver, init="nndsvda", tol=0, max_iter=max_iter,
-                          random_state=SEED, callback=callback)
-    cpu = time.process_time() - t0
+    w0, t0 = time.perf_counter(), time.process_time()
+    res = unmix.factorize(
+        X,
+        k,
+        solver=solver,
+        init="nndsvda",
+        tol=0,
+        max_iter=max_iter,
+        random_state=SEED,
+        callback=callback,
+    )
+    cpu, wall = time.process_time() - t0, time.perf_counter() - w0
     cpu_at = np.asarray(stamps) - t0
     per_iter = np.diff(cpu_at)  # iterations 2..N (the first one is mixed with the start)
     ms_iter = 1e3 * float(per_iter.mean()) if per_iter.size else float("nan")
-    run = Run(f"unmix-{solver}", cpu, int(res.n_iter), objective(X, res.A, res.S),
-              sad(res.S, S_true), ms_iter=ms_iter, objectives=np.asarray(objs), cpu_at=cpu_at,
-              reported_obj=float(res.objective))
+    run = Run(
+        f"unmix-{solver}",
+        cpu,
+        int(res.n_iter),
+        objective(X, res.A, res.S),
+        sad(res.S, S_true),
+        ms_iter=ms_iter,
+        objectives=np.asarray(objs),
+        cpu_at=cpu_at,
+        reported_obj=float(res.objective),
+        wall_total=wall,
+    )
     run.startup = float(cpu_at[0]) - (ms_iter / 1e3 if per_iter.size else 0.0)
     del res
     return run
@@ -266,13 +294,22 @@ def machine_info() -> dict:
         pass
     blas = "unknown"
     if threadpool_info is not None:
-        libs = [f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} thread)"
-                for i in threadpool_info() if i.get("user_api") == "blas"]
+        libs = [
+            f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} thread)"
+            for i in threadpool_info()
+            if i.get("user_api") == "blas"
+        ]
         blas = "; ".join(libs) or blas
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "memory": mem, "blas": blas,
-        "python": platform.python_version(), "numpy": np.__version__,
-        "scipy": scipy.__version__, "sklearn": sklearn.__version__,
+        "commit": _git_revision(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory": mem,
+        "blas": blas,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "sklearn": sklearn.__version__,
         "unmix": unmix.__version__,
     }
 
@@ -322,28 +359,69 @@ def size_section(size: Size, dtype, sigma: float, fl: dict, runs: list[Run]) -> 
             f"{cd.cpu_total:.2f} CPU s.",
             "",
         ]
-    head = ["method", "ms/iter (CPU)", "x floor", "x 2 products", "iters to cd obj",
-            "CPU s to cd obj", "speedup vs sklearn-cd", "final objective", "final SAD (deg)"]
+    head = [
+        "method",
+        "ms/iter (CPU)",
+        "x floor",
+        "x 2 products",
+        "iters to cd obj",
+        "CPU s to cd obj",
+        "speedup vs sklearn-cd",
+        "final objective",
+        "final SAD (deg)",
+    ]
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
         reach = _reach_cells(r, cd.final_obj, cd.cpu_total) if cd else ["-"] * 3
         label = r.method + (" (n_iter_ " + str(r.n_iter) + ")" if r.method in sk else "")
-        out.append("| " + " | ".join([
-            label, _ms(r.ms_iter), _f(r.ms_iter / fl["Xv"]), _f(r.ms_iter / fl["two"], ".2f"),
-            *reach, f"{r.final_obj:.6g}", _f(r.sad, ".3f"),
-        ]) + " |")
+        out.append(
+            "| "
+            + " | ".join(
+                [
+                    label,
+                    _ms(r.ms_iter),
+                    _f(r.ms_iter / fl["Xv"]),
+                    _f(r.ms_iter / fl["two"], ".2f"),
+                    *reach,
+                    f"{r.final_obj:.6g}",
+                    _f(r.sad, ".3f"),
+                ]
+            )
+            + " |"
+        )
     out += ["", "Second target and totals:", ""]
-    head2 = ["method", "start-up CPU s", "total CPU s", "iterations", "iters to mu obj",
-             "CPU s to mu obj", "speedup vs sklearn-mu", "note"]
+    head2 = [
+        "method",
+        "start-up CPU s",
+        "total CPU s",
+        "wall s",
+        "iterations",
+        "iters to mu obj",
+        "CPU s to mu obj",
+        "speedup vs sklearn-mu",
+        "note",
+    ]
     out += ["| " + " | ".join(head2) + " |", "|" + "---|" * len(head2)]
     for r in runs:
         reach = _reach_cells(r, mu.final_obj, mu.cpu_total) if mu else ["-"] * 3
         note = r.note
         if np.isfinite(r.reported_obj) and abs(r.reported_obj - r.final_obj) > 1e-8 * r.final_obj:
             note = (note + "; " if note else "") + f"unmix reports {r.reported_obj:.8g}"
-        out.append("| " + " | ".join([
-            r.method, _f(r.startup, ".2f"), f"{r.cpu_total:.2f}", str(r.n_iter), *reach, note,
-        ]) + " |")
+        out.append(
+            "| "
+            + " | ".join(
+                [
+                    r.method,
+                    _f(r.startup, ".2f"),
+                    f"{r.cpu_total:.2f}",
+                    f"{r.wall_total:.1f}",
+                    str(r.n_iter),
+                    *reach,
+                    note,
+                ]
+            )
+            + " |"
+        )
     out += ["", *remarks(runs, cd, fl), ""]
     return out
 
@@ -354,8 +432,10 @@ def remarks(runs: list[Run], cd: Run | None, fl: dict) -> list[str]:
     if hals is not None and cd is not None:
         hit = hals.reach(cd.final_obj)
         if hit is None:
-            out.append(f"- **Target (HALS <= 1/3 of sklearn-cd CPU): not met** - HALS did not "
-                       f"reach sklearn-cd's objective in {hals.n_iter} iterations.")
+            out.append(
+                f"- **Target (HALS <= 1/3 of sklearn-cd CPU): not met** - HALS did not "
+                f"reach sklearn-cd's objective in {hals.n_iter} iterations."
+            )
         else:
             it, cpu = hit
             ok = cpu <= cd.cpu_total / 3
@@ -367,18 +447,61 @@ def remarks(runs: list[Run], cd: Run | None, fl: dict) -> list[str]:
                 f"{cd.cpu_total / 3:.2f} s): {first:.2f} s until the end of iteration 1 "
                 f"(input checks, nndsvda, setup, one iteration), then {cpu - first:.2f} s for "
                 f"{it - 1} more iterations ({_ms(1e3 * (cpu - first) / max(it - 1, 1))} ms "
-                "each on average).")
+                "each on average)."
+            )
     for r in runs:
         if r.method.startswith("unmix"):
-            out.append(f"- {r.method}: {_ms(r.ms_iter)} ms/iteration = "
-                       f"{r.ms_iter / fl['Xv']:.1f} one-pass floors = "
-                       f"{r.ms_iter / fl['two']:.2f} x the two big NumPy products.")
-    out.append(f"- The two big products alone cost {fl['two'] / fl['Xv']:.1f} one-pass floors: "
-               "BLAS GEMM with only k columns on one side is not memory-bound.")
+            out.append(
+                f"- {r.method}: {_ms(r.ms_iter)} ms/iteration = "
+                f"{r.ms_iter / fl['Xv']:.1f} one-pass floors = "
+                f"{r.ms_iter / fl['two']:.2f} x the two big NumPy products."
+            )
+    out.append(
+        f"- The two big products alone cost {fl['two'] / fl['Xv']:.1f} one-pass floors: "
+        "BLAS GEMM with only k columns on one side is not memory-bound."
+    )
     return out
 
 
+def _git_revision() -> str:
+    """Commit of the checkout the benchmark ran on, flagged when src/ has local edits."""
+    import subprocess
+
+    try:
+
+        def git(*a: str) -> str:
+            return subprocess.run(
+                ["git", *a], cwd=HERE.parent, capture_output=True, text=True, check=True
+            ).stdout.strip()
+
+        rev = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--", "src")
+        return rev + (" (src/ modified)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _load() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # pragma: no cover - not on every platform
+        return float("nan")
+
+
 def write_report(path: Path | None, info: dict, sections: list[list[str]], args, wall: float):
+    cores = info["cores"] or 1
+    busy = max(info["load_start"], info["load_end"]) > 1.25
+    load = (
+        f"Load average (1 min) {info['load_start']:.1f} at the start, "
+        f"{info['load_end']:.1f} at the end, on {cores} cores"
+        + (
+            ": **other jobs shared this machine during the run**, so CPU times (which "
+            "exclude waiting) are the reliable measure; wall times are inflated, and "
+            "memory-bound CPU times may be inflated by a few percent too."
+            if busy
+            else "."
+        )
+    )
     lines = [
         "# unmix engine benchmark (single BLAS thread)",
         "",
@@ -389,12 +512,15 @@ def write_report(path: Path | None, info: dict, sections: list[list[str]], args,
         f"BLAS: {info['blas']}; BLAS threads pinned to 1 "
         "(OMP/OPENBLAS/MKL_NUM_THREADS=1 and threadpoolctl).",
         "",
+        load,
+        "",
         f"Versions: Python {info['python']}, NumPy {info['numpy']}, SciPy {info['scipy']}, "
-        f"scikit-learn {info['sklearn']}, unmix {info['unmix']}.",
+        f"scikit-learn {info['sklearn']}, unmix {info['unmix']} (commit {info['commit']}).",
         "",
         "How to run: `.venv/bin/python benchmarks/bench_engine.py` (all sizes, writes this "
         "file); `--sizes small|large|all`, `--quick` for a smoke test in seconds"
-        + (" (this report is a --quick run)" if args.quick else "") + ".",
+        + (" (this report is a --quick run)" if args.quick else "")
+        + ".",
         "",
         "Definitions: all times are CPU seconds of the process (`time.process_time`), "
         "including input checks and initialization. *ms/iter* for unmix is the mean over "
@@ -431,14 +557,18 @@ def bench_size(size: Size, dtype, solvers: list[str], repeat: int) -> list[str]:
     for solver in ("cd", "mu"):
         runs.append(run_sklearn(X, size.k, solver, size.sklearn_iter, S))
         r = runs[-1]
-        log(f"{r.method}: {r.cpu_total:.2f} s, {r.n_iter} it, obj {r.final_obj:.6g}, "
-            f"SAD {r.sad:.3f} {r.note}")
+        log(
+            f"{r.method}: {r.cpu_total:.2f} s, {r.n_iter} it, obj {r.final_obj:.6g}, "
+            f"SAD {r.sad:.3f} {r.note}"
+        )
         gc.collect()
     for solver in solvers:
         runs.append(run_unmix(X, size.k, solver, size.unmix_iter, S))
         r = runs[-1]
-        log(f"{r.method}: {r.cpu_total:.2f} s, {r.ms_iter:.1f} ms/it, obj {r.final_obj:.6g}, "
-            f"SAD {r.sad:.3f}")
+        log(
+            f"{r.method}: {r.cpu_total:.2f} s, {r.ms_iter:.1f} ms/it, obj {r.final_obj:.6g}, "
+            f"SAD {r.sad:.3f}"
+        )
         gc.collect()
     return size_section(size, dtype, sigma, fl, runs)
 
@@ -448,13 +578,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", choices=("small", "large", "all"), default="all")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, few iterations")
     ap.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    ap.add_argument("--solvers", default=",".join(SOLVERS),
-                    help="comma-separated unmix solvers (default: all four)")
-    ap.add_argument("--max-iter", type=int, default=None,
-                    help="unmix iterations for every size (default: per size, 200 / 100)")
-    ap.add_argument("--out", type=Path, default=None,
-                    help=f"report path (default {DEFAULT_OUT.relative_to(HERE.parent)}; "
-                    "--quick prints to stdout)")
+    ap.add_argument(
+        "--solvers",
+        default=",".join(SOLVERS),
+        help="comma-separated unmix solvers (default: all four)",
+    )
+    ap.add_argument(
+        "--max-iter",
+        type=int,
+        default=None,
+        help="unmix iterations for every size (default: per size, 200 / 100)",
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"report path (default {DEFAULT_OUT.relative_to(HERE.parent)}; "
+        "--quick prints to stdout)",
+    )
     args = ap.parse_args(argv)
     table = QUICK if args.quick else FULL
     if args.max_iter is not None:
@@ -467,8 +608,11 @@ def main(argv: list[str] | None = None) -> int:
     limiter = threadpool_limits(limits=1) if threadpool_limits is not None else None
     try:
         info = machine_info()
-        sections = [bench_size(table[name], dtype, solvers, 2 if args.quick else 5)
-                    for name in names]
+        info["load_start"] = _load()
+        sections = [
+            bench_size(table[name], dtype, solvers, 2 if args.quick else 5) for name in names
+        ]
+        info["load_end"] = _load()
     finally:
         if limiter is not None:
             limiter.restore_original_limits()

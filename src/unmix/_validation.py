@@ -80,12 +80,14 @@ def finite_report(X: Any, *, name: str = "X", allowed: Any = None) -> None:
     ``allowed`` is a boolean mask (True = observed) or None.
     """
     xp = aac.array_namespace(X)
+    if allowed is None and bool(xp.all(xp.isfinite(X))):
+        return  # the common case: one cheap pass, no counting
     bad = ~xp.isfinite(X)
     if allowed is not None:
         bad = bad & allowed
-    n_bad = int(xp.sum(xp.astype(bad, xp.int64)))
-    if n_bad == 0:
+    if not bool(xp.any(bad)):
         return
+    n_bad = int(xp.sum(xp.astype(bad, xp.int64)))
     bad_np = np.asarray(_host(bad))
     X_np = np.asarray(_host(X))
     n_nan = int(np.sum(np.isnan(X_np) & bad_np))
@@ -109,12 +111,15 @@ def _host(a: Any) -> Any:
 def check_nonnegative(X: Any, *, name: str = "X", observed: Any = None, why: str = "") -> None:
     """Raise if ``X`` has negative (observed) entries; the message suggests fixes."""
     xp = aac.array_namespace(X)
-    neg = X < 0
-    if observed is not None:
-        neg = neg & observed
+    if observed is None:
+        if bool(xp.min(X) >= 0):
+            return  # the common case: one cheap pass, no counting
+        neg = X < 0
+    else:
+        neg = (X < 0) & observed
+        if not bool(xp.any(neg)):
+            return
     n_neg = int(xp.sum(xp.astype(neg, xp.int64)))
-    if n_neg == 0:
-        return
     neg_np = np.asarray(_host(neg))
     min_val = float(np.min(np.asarray(_host(X))[neg_np]))
     raise ValueError(

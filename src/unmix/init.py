@@ -64,7 +64,7 @@ def _random(p: Problem, rng: np.random.Generator) -> tuple[Any, Any]:
 def _nndsvd(p: Problem, rng: np.random.Generator, variant: str) -> tuple[Any, Any]:
     be, xp = p.be, p.be.xp
     k = p.k
-    U, s, Vt = svd_topk(p.data.X if p.data.mask is None else _filled(p), k, be, rng=rng)
+    U, s, Vt = svd_topk(p.data.X if p.data.mask is None else _filled(p), k, be, rng=rng, n_iter=2)
     U, s, Vt = to_numpy(U).astype(float), to_numpy(s).astype(float), to_numpy(Vt).astype(float)
     n, m = U.shape[0], Vt.shape[1]
     A = np.zeros((n, k))
@@ -132,7 +132,7 @@ def _vca_rows(p: Problem, k: int, rng: np.random.Generator) -> list[int]:
     be, xp = p.be, p.be.xp
     X = p.data.X
     n, m = X.shape
-    _, s_all, Vt = svd_topk(X, k, be, rng=rng)
+    _, s_all, Vt = svd_topk(X, k, be, rng=rng, n_iter=2)
     Xp = be.acc(X @ Vt.T)  # n x k, projection on the signal subspace
     total = float(xp.sum(be.acc(X * X))) / n
     proj = float(xp.sum(Xp * Xp)) / n

@@ -45,6 +45,11 @@ class _Clipper:
             elif c.kind == "unitnorm":
                 self.unit = True
 
+    @property
+    def plain(self) -> bool:
+        """Only non-negativity (or nothing): the lean sweep applies."""
+        return not (self.lo or self.hi or self.fixed is not None or self.unit)
+
     def column(self, a: Any, j: int, rows: slice) -> Any:
         """Clip column ``j`` of A restricted to pixel ``rows``."""
         xp = self.xp
@@ -134,6 +139,8 @@ class HALS(Solver):
             Pt = XSt.T
             if pw is not None:
                 Pt = Pt * pw.T
+            if pw is None and gram is None and mA.grad is None and mA.curv is None and clip.plain:
+                return _plain_sweeps(At, Pt, G, clip.nonneg, inner_max, delta, be).T
             gradT = None if mA.grad is None else _block_T(mA.grad, sl)
             curvT = None if mA.curv is None else _block_T(mA.curv, sl)
             pwT = None if pw is None else pw.T
@@ -211,6 +218,33 @@ class HALS(Solver):
             if change <= delta * delta * first or first == 0.0:
                 break
         return S
+
+
+def _plain_sweeps(
+    At: Any, Pt: Any, G: Any, nonneg: bool, inner_max: int, delta: float, be: Any
+) -> Any:
+    """HALS sweeps over the rows of ``At`` (k x n_b) for the plain problem, few ops a row.
+
+    ``a_j <- max(0, a_j + (p_j - G_j A) / G_jj)``, repeated while a sweep still changes
+    the block by more than ``delta`` times the first sweep's change.
+    """
+    xp = be.xp
+    k = At.shape[0]
+    d = be.clip_min(xp.linalg.diagonal(G), be.tiny)[:, None]
+    Gs, Q = G / d, Pt / d
+    first = None
+    for _ in range(inner_max):
+        before = xp.asarray(At, copy=True) if inner_max > 1 else None
+        for j in range(k):
+            new = At[j, :] + Q[j, :] - (Gs[j : j + 1, :] @ At)[0, :]
+            At[j, :] = be.clip_min(new, 0.0) if nonneg else new
+        if before is None:
+            break
+        change = float(xp.sum((At - before) ** 2))
+        first = change if first is None else first
+        if change <= delta * delta * first or first == 0.0:
+            break
+    return At
 
 
 def _block_T(M: Any, sl: slice) -> Any:
