@@ -8,11 +8,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import datasets, metrics
+from . import datasets, io, metrics
 from ._validation import UnsupportedError
 from .constraints import Bounds, FixedEndmembers, NonNegative, Orthogonal, SumToOne, UnitNorm
 from .core import IterationInfo, factorize
 from .executor import SerialExecutor, Weights
+from .io import load
 from .links import Identity, Logistic
 from .losses import KL, Beta, Frobenius
 from .preprocessing import Center, NormalizePixels, PoissonScaling
@@ -25,11 +26,13 @@ from .regularizers import (
     SpectralSmoothing,
 )
 from .result import Result, load_result
+from .spectral_image import Axis, SpectralImage
 
 __all__ = [
     "KL",
     "L1",
     "L2",
+    "Axis",
     "Beta",
     "Bounds",
     "Center",
@@ -47,6 +50,7 @@ __all__ = [
     "Result",
     "SerialExecutor",
     "SpatialSmoothness",
+    "SpectralImage",
     "SpectralSmoothing",
     "SumToOne",
     "UnitNorm",
@@ -55,6 +59,8 @@ __all__ = [
     "__version__",
     "datasets",
     "factorize",
+    "io",
+    "load",
     "load_result",
     "metrics",
 ]

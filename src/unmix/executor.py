@@ -172,3 +172,44 @@ class PixelData:
     def pw(self, block: Block) -> Any:
         """Pixel weights of the block as a column (None when absent)."""
         return None if self.pixel_w is None else self.pixel_w[block.slice, :]
+
+    def x_times(self, block: Block, M: Any) -> Any:
+        """``X_b @ M`` for a small ``M`` (channels, k)."""
+        return self.x(block) @ M
+
+    def t_times(self, block: Block, Aw: Any) -> Any:
+        """``Aw^T @ X_b`` for the block's (weighted) maps ``Aw`` (n_b, k)."""
+        return Aw.T @ self.x(block)
+
+    def sq_norm(self, block: Block) -> Any:
+        """``sum W X_b^2`` over the block (0-d array)."""
+        Xb = self.x(block)
+        W = self.w(block)
+        return self.be.xp.sum(Xb * Xb if W is None else W * Xb * Xb)
+
+
+class LowRankData(PixelData):
+    """``X ~= U @ Vt`` (a truncated SVD) standing in for ``X`` in the data pass.
+
+    Products cost ``O((n_b + channels) r k)`` instead of ``O(n_b channels k)``: the
+    low-rank-approximation NMF of Zhou, Cichocki & Xie (2012).  Only the Frobenius
+    solvers' product interface is available (no per-entry access, weights or masks).
+    """
+
+    def __init__(self, U: Any, Vt: Any, be: Backend, *, block_size: int) -> None:
+        self.U, self.Vt = U, Vt
+        super().__init__(U, be, block_size=block_size)
+        self.n_channels = int(Vt.shape[1])
+
+    def x(self, block: Block) -> Any:
+        raise NotImplementedError("compressed data has no per-entry access")
+
+    def x_times(self, block: Block, M: Any) -> Any:
+        return self.U[block.slice, :] @ (self.Vt @ M)
+
+    def t_times(self, block: Block, Aw: Any) -> Any:
+        return (Aw.T @ self.U[block.slice, :]) @ self.Vt
+
+    def sq_norm(self, block: Block) -> Any:
+        Ub = self.U[block.slice, :]
+        return self.be.xp.sum(Ub * Ub)  # the rows of Vt are orthonormal

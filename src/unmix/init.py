@@ -173,7 +173,7 @@ def maps_for(p: Problem, S: Any) -> Any:
     G = G + ridge * be.eye(p.k, dtype=be.acc_dtype)
     A = xp.zeros((p.data.n_pixels, p.k), dtype=be.dtype, device=be.device)
     for b in p.data.blocks:
-        A[b.slice, :] = be.work(nnls_bpp(G, be.acc(p.data.x(b) @ S.T), be))
+        A[b.slice, :] = be.work(nnls_bpp(G, be.acc(p.data.x_times(b, S.T)), be))
     return A
 
 
@@ -183,7 +183,7 @@ def spectra_for(p: Problem, A: Any) -> Any:
     H = be.acc(A.T @ A)
     P = xp.zeros((p.k, p.data.n_channels), dtype=be.acc_dtype, device=be.device)
     for b in p.data.blocks:
-        P = P + be.acc(A[b.slice, :].T @ p.data.x(b))
+        P = P + be.acc(p.data.t_times(b, A[b.slice, :]))
     ridge = 1e-10 * max(float(xp.max(xp.linalg.diagonal(H))), be.tiny)
     H = H + ridge * be.eye(p.k, dtype=be.acc_dtype)
     return be.work(nnls_bpp(H, P.T, be).T)
@@ -195,7 +195,7 @@ def _rescale(p: Problem, A: Any, S: Any) -> Any:
     if p.loss.is_frobenius:
         cross = 0.0
         for b in p.data.blocks:
-            cross += float(xp.sum(be.acc(A[b.slice, :].T @ p.data.x(b)) * be.acc(S)))
+            cross += float(xp.sum(be.acc(p.data.t_times(b, A[b.slice, :])) * be.acc(S)))
         quad = float(xp.sum(be.acc(A.T @ A) * be.acc(S @ S.T)))
         alpha = cross / quad if quad > 0 else 1.0
     else:

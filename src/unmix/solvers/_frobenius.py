@@ -25,13 +25,10 @@ __all__ = ["data_norm", "fit_from_sums", "frobenius_pass", "gram_A"]
 
 def data_norm(p: Problem, executor: Executor) -> float:
     """``||X||_w^2`` (weighted, observed entries only), one pass, in float64."""
-    be, data, xp = p.be, p.data, p.be.xp
+    be, data = p.be, p.data
 
     def kernel(block: Block) -> dict:
-        Xb = data.x(block)
-        W = data.w(block)
-        sq = Xb * Xb if W is None else W * Xb * Xb
-        return {"xx": xp.sum(be.acc(sq))}
+        return {"xx": be.acc(data.sq_norm(block))}
 
     return float(executor.map_reduce(kernel, data.blocks)["xx"])
 
@@ -62,14 +59,16 @@ def frobenius_pass(
     def kernel(block: Block) -> dict:
         sl = block.slice
         Ab = A[sl, :]
-        Xb = data.x(block)
-        if data.mask is not None:
-            Xb = xp.where(data.mask[sl, :], Xb, Ab @ S)
-        Ab = update_block(block, Ab, Xb @ Sc.T)
+        if data.mask is None:
+            Ab = update_block(block, Ab, data.x_times(block, Sc.T))
+        else:
+            Xb = xp.where(data.mask[sl, :], data.x(block), Ab @ S)  # EM imputation
+            Ab = update_block(block, Ab, Xb @ Sc.T)
         A[sl, :] = Ab
         pw = data.pw(block)
         Aw = Ab if pw is None else Ab * pw
-        out = {"AtX": be.acc(Aw.T @ Xb), "AtA": be.acc(Aw.T @ Ab)}
+        AtX = data.t_times(block, Aw) if data.mask is None else Aw.T @ Xb
+        out = {"AtX": be.acc(AtX), "AtA": be.acc(Aw.T @ Ab)}
         if data.mask is not None:
             W = data.w(block)
             R = data.x(block) - Ab @ S

@@ -100,13 +100,12 @@ class MU(Solver):
 
         def kernel(block: Block) -> dict:
             sl = block.slice
-            Xb = p.data.x(block)
-            XSt = Xb @ S.T
+            XSt = p.data.x_times(block, S.T)
             Ab = _repeat(
                 lambda M: M * _ratio(XSt, M @ G, mA, sl, be, 1.0), A[sl, :], inner_A, delta, xp
             )
             A[sl, :] = Ab
-            return {"AtX": be.acc(Ab.T @ Xb), "AtA": be.acc(Ab.T @ Ab)}
+            return {"AtX": be.acc(p.data.t_times(block, Ab)), "AtA": be.acc(Ab.T @ Ab)}
 
         sums = ex.map_reduce(kernel, p.data.blocks)
         S_new = S
