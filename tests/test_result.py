@@ -56,7 +56,7 @@ def test_save_load_round_trip(result, tmp_path):
     path = tmp_path / "fit.h5"
     assert result.save(path) == str(path)
     loaded = unmix.load_result(path)
-    assert set(result.history) == {"objective", "fit", "time", "L1(A)"}
+    assert set(result.history) == {"objective", "fit", "time", "phase", "L1(A)"}
     _assert_same_result(result, loaded)
     assert loaded.k == 3
     assert os.listdir(tmp_path) == ["fit.h5"]  # no temporary file left behind

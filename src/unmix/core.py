@@ -6,7 +6,6 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,8 +15,8 @@ from ._backend import Backend, backend_of, to_numpy
 from ._validation import check_k, check_nonnegative, ensure_2d_float, finite_report
 from .constraints import NonNegative, Orthogonal
 from .executor import PixelData, SerialExecutor, Weights, default_block_size
-from .init import initialize
 from .links import make_link
+from .loop import IterationInfo, Settings, run_once
 from .losses import make_loss
 from .presets import resolve_preset
 from .problem import Problem
@@ -29,19 +28,6 @@ from .terms import BindContext, Constraint, Filter, Penalty, Term
 logger = logging.getLogger("unmix")
 
 __all__ = ["IterationInfo", "factorize"]
-
-
-@dataclass(frozen=True)
-class IterationInfo:
-    """Passed to ``callback`` after every iteration; return True to stop."""
-
-    iteration: int
-    objective: float
-    fit: float
-    penalties: dict[str, float]
-    elapsed: float
-    A: Any
-    S: Any
 
 
 def factorize(
@@ -68,6 +54,7 @@ def factorize(
     block_size: int | None = None,
     executor: Any = None,
     solver_options: dict | None = None,
+    compress: int | bool | None = None,
     preset: str | None = None,
 ) -> Result:
     r"""Factorize ``X`` (pixels, channels) as ``X ~= f(A @ S)`` under explicit knobs.
@@ -134,6 +121,11 @@ def factorize(
         Where blocks run (default: :class:`~unmix.executor.SerialExecutor`).
     solver_options : dict, optional
         Solver-specific options (e.g. ``{"inner": 10}`` for ADMM, ``{"lr": 0.05}``).
+    compress : int or bool, optional
+        Iterate first on a rank-``r`` truncated SVD of ``X`` (``True``: ``r = k + 10``),
+        then refine on ``X`` until ``tol`` (low-rank-approximation NMF, Zhou et al. 2012).
+        Each compressed pass costs ``O((pixels + channels) r k)``: large speed-ups on big
+        data.  Frobenius solvers (hals, mu, bpp, admm) without weights or a mask.
     preset : str, optional
         A documented bundle of defaults, e.g. ``"blind-unmixing"`` (see
         :mod:`unmix.presets`); explicit arguments override it.
@@ -237,11 +229,17 @@ def factorize(
         else (np.random.default_rng(random_state))
     )
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=n_restarts)]
-    executor = executor or SerialExecutor()
-
+    cfg = Settings(
+        max_iter=max_iter,
+        tol=tol,
+        time_limit=time_limit,
+        callback=callback,
+        executor=executor or SerialExecutor(),
+        compress=_check_compress(compress, problem, slv),
+    )
     best, runs = None, []
     for seed in seeds:
-        run = _run(problem, slv, init_name, seed, max_iter, tol, time_limit, callback, executor)
+        run = run_once(problem, slv, init_name, seed, cfg)
         runs.append(
             {
                 "seed": seed,
@@ -260,19 +258,17 @@ def factorize(
     spec = _spec(
         problem,
         slv,
-        opts,
-        init_name,
-        max_iter,
-        tol,
-        time_limit,
-        n_restarts,
-        random_state,
-        pre_steps,
-        weights_obj,
-        mask_arr,
-        block_size,
-        preset,
-        be,
+        cfg,
+        init=init_name if isinstance(init_name, str) else "custom",
+        n_restarts=n_restarts,
+        random_state=random_state if isinstance(random_state, (int, type(None))) else "Generator",
+        preprocessing=[st.describe() for st in pre_steps],
+        weights=None
+        if weights_obj is None
+        else {k: v is not None for k, v in vars(weights_obj).items()},
+        mask=None if mask_arr is None else "bool mask",
+        block_size=block_size,
+        preset=preset,
     )
     result = Result(
         A=A,
@@ -308,6 +304,29 @@ def factorize(
 
 
 # --------------------------------------------------------------------- pieces
+def _check_compress(compress: Any, p: Problem, slv: Solver) -> int | None:
+    if compress is None or compress is False:
+        return None
+    if compress is True:
+        return min(p.k + 10, p.data.n_pixels, p.data.n_channels)
+    if isinstance(compress, bool) or not isinstance(compress, (int, np.integer)):
+        raise TypeError(f"compress must be an int rank, True or None; got {compress!r}.")
+    if compress < p.k:
+        raise ValueError(f"compress={compress} must be >= k={p.k} (the rank of the SVD).")
+    ok = (
+        slv.name in ("hals", "mu", "bpp", "admm")
+        and p.loss.is_frobenius
+        and p.link.is_identity
+        and not p.data.weighted
+    )
+    if not ok:
+        raise ValueError(
+            "compress= needs a Frobenius solver ('hals', 'mu', 'bpp' or 'admm') on unweighted "
+            "data without a mask; drop compress= or the weights/mask."
+        )
+    return int(compress)
+
+
 def _check_mask(mask: Any, X: Any, be: Backend) -> Any:
     if mask is None:
         return None
@@ -417,184 +436,13 @@ def _choose_solver(name: Any, p: Problem, options: dict) -> Solver:
     return slv
 
 
-def evaluate_fit(p: Problem, A: Any, S: Any) -> float:
-    """Data-fit term at ``(A, S)``, computed directly (one pass)."""
-    be, xp = p.be, p.be.xp
-    total = 0.0
-    for b in p.data.blocks:
-        Z = A[b.slice, :] @ S
-        Y = p.link.forward(Z, xp)
-        total += float(be.acc(p.loss.value(p.data.x(b), Y, p.data.w(b), xp=xp, tiny=be.tiny)))
-    return total
+def _spec(p: Problem, slv: Solver, cfg: Settings, **extra: Any) -> dict:
+    """The full problem specification, JSON-friendly (for provenance)."""
 
-
-def _all_finite(M: Any, xp: Any) -> bool:
-    return bool(xp.all(xp.isfinite(M)))
-
-
-def _run(
-    p: Problem,
-    slv: Solver,
-    init: Any,
-    seed: int,
-    max_iter: int,
-    tol: float,
-    time_limit: float | None,
-    callback: Any,
-    executor: Any,
-) -> dict:
-    be, xp = p.be, p.be.xp
-    t0 = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    if slv.one_shot:
-        A = be.zeros((p.data.n_pixels, p.k))
-        S = be.zeros((p.k, p.data.n_channels))
-        slv.options.setdefault("seed", seed)
-    else:
-        A, S = initialize(p, init, rng)
-        A = xp.asarray(p.project("A", A), copy=True)
-        S = p.project("S", S)
-    fit0 = evaluate_fit(p, A, S) if not slv.one_shot else float("nan")
-    for t in p.penalties["A"] + p.penalties["S"]:
-        t.on_init(A, S, fit0)
-    pens = p.penalty_values(A, S) if not slv.one_shot else {}
-    hist: dict[str, list[float]] = {
-        "objective": [fit0 + sum(pens.values())],
-        "fit": [fit0],
-        "time": [0.0],
-    }
-    for key, val in pens.items():
-        hist[key] = [val]
-    balance0 = _balance(A, S, xp)
-    state = slv.setup(p, A, S)
-    t_init = time.perf_counter() - t0
-    t_loop = time.perf_counter()
-    stop, n_iter = "max_iter", 0
-    prev = hist["objective"][0]
-    for it in range(1, max_iter + 1):
-        A_prev, S_prev = xp.asarray(A, copy=True), S
-        out = slv.step(p, A, S, state, executor)
-        S = out.S
-        if p.filters["A"]:
-            A[:, :] = p.project("A", p.filter("A", A))
-        if p.filters["S"]:
-            S = p.project("S", p.filter("S", S))
-        fit_A = A_prev if out.fit_at_old_A else A
-        pens = p.penalty_values(fit_A, out.fit_S)
-        obj = out.fit + sum(pens.values())
-        if not (np.isfinite(obj) and _all_finite(S, xp)):
-            A[:, :] = A_prev
-            S = S_prev
-            stop = "non-finite"
-            warnings.warn(
-                f"The objective became non-finite at iteration {it} (regularization too "
-                "strong or badly scaled data?); stopped and returned the last finite iterate.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            break
-        n_iter = it
-        elapsed = time.perf_counter() - t_loop
-        hist["objective"].append(obj)
-        hist["fit"].append(out.fit)
-        hist["time"].append(elapsed)
-        for key, val in pens.items():
-            hist.setdefault(key, []).append(val)
-        if callback is not None and callback(IterationInfo(it, obj, out.fit, pens, elapsed, A, S)):
-            stop = "callback"
-            break
-        if slv.one_shot:
-            stop = "tol"
-            break
-        lagged_first = out.fit_at_old_A and it == 1
-        if not lagged_first and abs(prev - obj) <= tol * max(abs(prev), 1e-300):
-            stop = "tol"
-            break
-        prev = obj
-        if time_limit is not None and elapsed >= time_limit:
-            stop = "time_limit"
-            break
-    t_iter = time.perf_counter() - t_loop
-    final_fit = evaluate_fit(p, A, S)
-    final = final_fit + sum(p.penalty_values(A, S).values())
-    if slv.one_shot:
-        hist["objective"][0] = hist["objective"][-1]
-        hist["fit"][0] = hist["fit"][-1]
-    if not slv.one_shot:
-        _warn_collapsed(p, A, S)
-        _warn_scale_drift(balance0, _balance(A, S, xp))
-    logger.info("%s: %d iterations, objective %.6g (%s)", slv.name, n_iter, final, stop)
-    return {
-        "A": A,
-        "S": S,
-        "objective": final,
-        "n_iter": n_iter,
-        "stop_reason": stop,
-        "history": {k: np.asarray(v, dtype=float) for k, v in hist.items()},
-        "t_init": t_init,
-        "t_iter": t_iter,
-    }
-
-
-def _balance(A: Any, S: Any, xp: Any) -> float:
-    """``||A||_F / ||S||_F`` (how the scale is shared between the factors)."""
-    na, ns = float(xp.sqrt(xp.sum(A * A))), float(xp.sqrt(xp.sum(S * S)))
-    return na / ns if ns > 0 else float("inf")
-
-
-def _warn_scale_drift(before: float, after: float) -> None:
-    if not (np.isfinite(before) and before > 0 and np.isfinite(after) and after > 0):
-        return
-    if abs(np.log10(after / before)) > 8:
-        warnings.warn(
-            f"The factors' scale drifted by 1e{np.log10(after / before):+.0f} (||A|| / ||S||): "
-            "a penalty on one factor without a norm constraint on the other is "
-            "scale-ambiguous; add UnitNorm() on S (or penalize both factors).",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-
-
-def _warn_collapsed(p: Problem, A: Any, S: Any) -> None:
-    """Warn about components whose contribution ||a_j|| ||s_j|| is negligible."""
-    xp, be = p.be.xp, p.be
-    contrib = to_numpy(xp.sqrt(xp.sum(be.acc(A * A), axis=0) * xp.sum(be.acc(S * S), axis=1)))
-    norm_x = 0.0
-    for b in p.data.blocks:
-        Xb = p.data.x(b)
-        norm_x += float(xp.sum(be.acc(Xb * Xb)))
-    ref = np.sqrt(norm_x)
-    dead = [int(j) for j in np.nonzero(contrib <= 1e-8 * max(ref, 1e-300))[0]]
-    if dead:
-        warnings.warn(
-            f"Components {dead} collapsed to zero (a regularization strength too large, "
-            "or k larger than the data supports).",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-
-
-def _spec(
-    p: Problem,
-    slv: Solver,
-    opts: dict,
-    init: Any,
-    max_iter: int,
-    tol: float,
-    time_limit: Any,
-    n_restarts: int,
-    random_state: Any,
-    pre: list,
-    weights: Any,
-    mask: Any,
-    block_size: int,
-    preset: Any,
-    be: Backend,
-) -> dict:
     def terms(group: str) -> list:
         return [t.describe() for tgt in "AS" for t in getattr(p, group)[tgt]]
 
-    return {
+    spec = {
         "unmix_version": __version__,
         "k": p.k,
         "n_pixels": p.data.n_pixels,
@@ -603,28 +451,19 @@ def _spec(
         "beta": p.loss.beta,
         "link": p.link.name,
         "solver": slv.name,
-        "solver_options": {k: v for k, v in slv.options.items()},
+        "solver_options": dict(slv.options),
         "constraints": terms("constraints"),
         "penalties": terms("penalties"),
         "filters": terms("filters"),
-        "preprocessing": [s.describe() for s in pre],
-        "init": init if isinstance(init, str) else "custom",
-        "max_iter": max_iter,
-        "tol": tol,
-        "time_limit": time_limit,
-        "n_restarts": n_restarts,
-        "random_state": random_state
-        if isinstance(random_state, (int, type(None)))
-        else "Generator",
-        "weights": None
-        if weights is None
-        else {k: v is not None for k, v in vars(weights).items()},
-        "mask": None if mask is None else "bool mask",
+        "max_iter": cfg.max_iter,
+        "tol": cfg.tol,
+        "time_limit": cfg.time_limit,
+        "compress": cfg.compress,
         "spatial_shape": None if p.spatial_shape is None else list(p.spatial_shape),
         "signal_shape": None if p.signal_shape is None else list(p.signal_shape),
-        "block_size": block_size,
-        "preset": preset,
-        "backend": be.name,
-        "dtype": str(be.dtype),
-        "device": str(be.device),
+        "backend": p.be.name,
+        "dtype": str(p.be.dtype),
+        "device": str(p.be.device),
     }
+    spec.update(extra)
+    return spec

@@ -181,6 +181,24 @@ class PixelData:
         """``Aw^T @ X_b`` for the block's (weighted) maps ``Aw`` (n_b, k)."""
         return Aw.T @ self.x(block)
 
+    def mean(self) -> float:
+        """Mean of the observed entries of ``X``."""
+        xp, be = self.be.xp, self.be
+        total = sum(float(xp.sum(be.acc(self.x(b)))) for b in self.blocks)
+        count = self.n_pixels * self.n_channels
+        if self.mask is not None:
+            count = int(xp.sum(xp.astype(self.mask, xp.int64)))
+        return total / max(count, 1)
+
+    def svd(self, k: int, rng: Any, n_iter: int = 2) -> tuple[Any, Any, Any]:
+        """Leading ``k`` singular triplets of ``X`` (missing entries set to the mean)."""
+        from ._linalg import svd_topk
+
+        X = self.X
+        if self.mask is not None:
+            X = self.be.xp.where(self.mask, X, self.mean())
+        return svd_topk(X, k, self.be, rng=rng, n_iter=n_iter)
+
     def sq_norm(self, block: Block) -> Any:
         """``sum W X_b^2`` over the block (0-d array)."""
         Xb = self.x(block)
@@ -196,13 +214,22 @@ class LowRankData(PixelData):
     solvers' product interface is available (no per-entry access, weights or masks).
     """
 
-    def __init__(self, U: Any, Vt: Any, be: Backend, *, block_size: int) -> None:
-        self.U, self.Vt = U, Vt
-        super().__init__(U, be, block_size=block_size)
+    def __init__(self, U: Any, s: Any, Vt: Any, be: Backend, *, block_size: int) -> None:
+        self._U, self._s = U, s
+        self.U, self.Vt = U * s[None, :], Vt
+        super().__init__(self.U, be, block_size=block_size)
         self.n_channels = int(Vt.shape[1])
 
     def x(self, block: Block) -> Any:
         raise NotImplementedError("compressed data has no per-entry access")
+
+    def mean(self) -> float:
+        xp = self.be.xp
+        total = xp.sum(xp.sum(self.U, axis=0) * xp.sum(self.Vt, axis=1))
+        return float(total) / (self.n_pixels * self.n_channels)
+
+    def svd(self, k: int, rng: Any, n_iter: int = 2) -> tuple[Any, Any, Any]:
+        return self._U[:, :k], self._s[:k], self.Vt[:k, :]
 
     def x_times(self, block: Block, M: Any) -> Any:
         return self.U[block.slice, :] @ (self.Vt @ M)

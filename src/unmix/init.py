@@ -41,15 +41,7 @@ METHODS = ("random", "nndsvd", "nndsvda", "nndsvdar", "spa", "vca")
 
 
 def _mean(p: Problem) -> float:
-    xp, be = p.be.xp, p.be
-    total, count = 0.0, 0
-    for b in p.data.blocks:
-        Xb = p.data.x(b)
-        total += float(xp.sum(be.acc(Xb)))
-        count += b.size * p.data.n_channels
-    if p.data.mask is not None:
-        count = int(xp.sum(xp.astype(p.data.mask, xp.int64)))
-    return total / max(count, 1)
+    return p.data.mean()
 
 
 def _random(p: Problem, rng: np.random.Generator) -> tuple[Any, Any]:
@@ -64,7 +56,7 @@ def _random(p: Problem, rng: np.random.Generator) -> tuple[Any, Any]:
 def _nndsvd(p: Problem, rng: np.random.Generator, variant: str) -> tuple[Any, Any]:
     be, xp = p.be, p.be.xp
     k = p.k
-    U, s, Vt = svd_topk(p.data.X if p.data.mask is None else _filled(p), k, be, rng=rng, n_iter=2)
+    U, s, Vt = p.data.svd(k, rng)
     U, s, Vt = to_numpy(U).astype(float), to_numpy(s).astype(float), to_numpy(Vt).astype(float)
     n, m = U.shape[0], Vt.shape[1]
     A = np.zeros((n, k))
@@ -95,12 +87,6 @@ def _nndsvd(p: Problem, rng: np.random.Generator, variant: str) -> tuple[Any, An
         S[S == 0] = fill * rng.random(int(np.sum(S == 0))) / 100
     del xp
     return be.asarray(A), be.asarray(S)
-
-
-def _filled(p: Problem) -> Any:
-    """X with missing entries set to the observed mean (for SVD-based starts)."""
-    xp = p.be.xp
-    return xp.where(p.data.mask, p.data.X, _mean(p))
 
 
 def _spa_rows(p: Problem, k: int) -> list[int]:
