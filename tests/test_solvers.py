@@ -397,3 +397,28 @@ def test_spec_records_problem(mixture):
     assert spec["penalties"][0]["type"] == "L1" and spec["penalties"][0]["lam"] == 1e-3
     assert spec["spatial_shape"] == [20, 25] and spec["backend"] == "numpy"
     assert "L1(A)" in r.history
+
+
+# ------------------------------------------------------------- compressed phase
+@pytest.mark.parametrize("solver", ["hals", "mu", "bpp", "admm"])
+def test_compress_reaches_exact_objective(mixture, solver):
+    exact = unmix.factorize(mixture.X, 3, solver=solver, random_state=0, tol=1e-7, max_iter=2000)
+    fast = unmix.factorize(
+        mixture.X, 3, solver=solver, random_state=0, tol=1e-7, max_iter=2000, compress=True
+    )
+    phases = fast.history["phase"]
+    assert phases[0] == 0 and (phases == 1).any() and phases[-1] == 2
+    assert np.all(np.diff(phases) >= 0)
+    assert fast.objective <= exact.objective * (1 + 1e-3)
+    direct = 0.5 * np.sum((mixture.X - fast.A @ fast.S) ** 2)
+    assert fast.objective == pytest.approx(direct, rel=1e-10)
+    assert fast.spec["compress"] == 13
+
+
+def test_compress_rejects_unsupported(mixture, counts):
+    with pytest.raises(ValueError, match="compress= needs a Frobenius solver"):
+        unmix.factorize(counts.X, 3, loss="kl", compress=True)
+    with pytest.raises(ValueError, match="must be >= k"):
+        unmix.factorize(mixture.X, 3, compress=2)
+    with pytest.raises(TypeError, match="compress must be"):
+        unmix.factorize(mixture.X, 3, compress="yes")

@@ -307,12 +307,10 @@ def factorize(
 def _check_compress(compress: Any, p: Problem, slv: Solver) -> int | None:
     if compress is None or compress is False:
         return None
-    if compress is True:
-        return min(p.k + 10, p.data.n_pixels, p.data.n_channels)
-    if isinstance(compress, bool) or not isinstance(compress, (int, np.integer)):
+    if compress is not True and (
+        isinstance(compress, bool) or not isinstance(compress, (int, np.integer))
+    ):
         raise TypeError(f"compress must be an int rank, True or None; got {compress!r}.")
-    if compress < p.k:
-        raise ValueError(f"compress={compress} must be >= k={p.k} (the rank of the SVD).")
     ok = (
         slv.name in ("hals", "mu", "bpp", "admm")
         and p.loss.is_frobenius
@@ -324,6 +322,10 @@ def _check_compress(compress: Any, p: Problem, slv: Solver) -> int | None:
             "compress= needs a Frobenius solver ('hals', 'mu', 'bpp' or 'admm') on unweighted "
             "data without a mask; drop compress= or the weights/mask."
         )
+    if compress is True:
+        return min(p.k + 10, p.data.n_pixels, p.data.n_channels)
+    if compress < p.k:
+        raise ValueError(f"compress={compress} must be >= k={p.k} (the rank of the SVD).")
     return int(compress)
 
 
