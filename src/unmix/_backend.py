@@ -43,7 +43,7 @@ class Backend:
     @property
     def name(self) -> str:
         """Short name of the array library (``numpy``, ``torch``, ``cupy``)."""
-        return self.xp.__name__.split(".")[-1]
+        return _NAMES.setdefault(self.xp.__name__, self.xp.__name__.split(".")[-1])
 
     @property
     def eps(self) -> float:
@@ -77,9 +77,9 @@ class Backend:
 
     def clip_min(self, a: Any, lo: float) -> Any:
         """``max(a, lo)`` for a scalar ``lo`` by the cheapest native call of the library."""
-        if self.name == "numpy":
+        if isinstance(a, np.ndarray):
             return np.maximum(a, lo)
-        if self.name == "torch":
+        if hasattr(a, "clamp"):  # torch
             return a.clamp(min=lo)
         return self.xp.clip(a, min=lo)
 
@@ -97,6 +97,7 @@ class Backend:
 
 
 _FINFO: dict = {}
+_NAMES: dict = {}
 
 
 def _finfo(xp: Any, dtype: Any) -> tuple[float, float]:

@@ -199,6 +199,13 @@ class PixelData:
             X = self.be.xp.where(self.mask, X, self.mean())
         return svd_topk(X, k, self.be, rng=rng, n_iter=n_iter)
 
+    def norm2(self) -> float:
+        """``sum W X^2`` over all blocks, in float64; computed once and cached."""
+        if getattr(self, "_norm2", None) is None:
+            be = self.be
+            self._norm2 = sum(float(be.acc(self.sq_norm(b))) for b in self.blocks)
+        return self._norm2
+
     def sq_norm(self, block: Block) -> Any:
         """``sum W X_b^2`` over the block (0-d array)."""
         Xb = self.x(block)
