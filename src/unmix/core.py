@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -13,6 +15,7 @@ import numpy as np
 from . import __version__
 from ._backend import Backend, backend_of, to_numpy
 from ._validation import check_k, check_nonnegative, ensure_2d_float, finite_report
+from .checkpoint import Checkpointer, data_signature, fingerprint
 from .constraints import NonNegative, Orthogonal
 from .executor import PixelData, SerialExecutor, Weights, default_block_size
 from .links import make_link
@@ -55,6 +58,9 @@ def factorize(
     executor: Any = None,
     solver_options: dict | None = None,
     compress: int | bool | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: float = 60.0,
+    resume: bool = False,
     preset: str | None = None,
 ) -> Result:
     r"""Factorize ``X`` (pixels, channels) as ``X ~= f(A @ S)`` under explicit knobs.
@@ -126,6 +132,14 @@ def factorize(
         then refine on ``X`` until ``tol`` (low-rank-approximation NMF, Zhou et al. 2012).
         Each compressed pass costs ``O((pixels + channels) r k)``: large speed-ups on big
         data.  Frobenius solvers (hals, mu, bpp, admm) without weights or a mask.
+    checkpoint : path, optional
+        Save the iterate to this HDF5 file every ``checkpoint_every`` seconds (``0``:
+        every iteration) and on Ctrl-C; removed when the fit completes.
+    checkpoint_every : float
+        Seconds between checkpoints (default 60).
+    resume : bool
+        Continue from ``checkpoint`` when it exists (same data and options, checked by a
+        fingerprint); the answer equals that of an uninterrupted fit with the same seed.
     preset : str, optional
         A documented bundle of defaults, e.g. ``"blind-unmixing"`` (see
         :mod:`unmix.presets`); explicit arguments override it.
@@ -237,24 +251,6 @@ def factorize(
         executor=executor or SerialExecutor(),
         compress=_check_compress(compress, problem, slv),
     )
-    best, runs = None, []
-    for seed in seeds:
-        run = run_once(problem, slv, init_name, seed, cfg)
-        runs.append(
-            {
-                "seed": seed,
-                "objective": run["objective"],
-                "n_iter": run["n_iter"],
-                "stop_reason": run["stop_reason"],
-            }
-        )
-        if best is None or run["objective"] < best["objective"]:
-            best = run
-    assert best is not None
-    A, S = best["A"], best["S"]
-    for step in reversed(pre_steps):
-        A, S = step.undo_factors(A, S)
-    total = time.perf_counter() - t_start
     spec = _spec(
         problem,
         slv,
@@ -270,6 +266,16 @@ def factorize(
         block_size=block_size,
         preset=preset,
     )
+    if checkpoint is not None:
+        fp = fingerprint({**spec, "seeds": seeds}, data_signature(data))
+        cfg = replace(
+            cfg, checkpoint=Checkpointer(checkpoint, every=checkpoint_every, fingerprint=fp)
+        )
+    best, runs = _restarts(problem, slv, init_name, seeds, cfg, resume)
+    A, S = best["A"], best["S"]
+    for step in reversed(pre_steps):
+        A, S = step.undo_factors(A, S)
+    total = time.perf_counter() - t_start
     result = Result(
         A=A,
         S=S,
@@ -304,6 +310,41 @@ def factorize(
 
 
 # --------------------------------------------------------------------- pieces
+def _restarts(
+    p: Problem, slv: Solver, init: Any, seeds: list[int], cfg: Settings, resume: bool
+) -> tuple[dict, list[dict]]:
+    """Run every restart (resuming from the checkpoint when asked); keep the best."""
+    ckpt = cfg.checkpoint
+    snap = ckpt.load() if (ckpt is not None and resume) else None
+    if resume and ckpt is not None and snap is None:
+        logger.info("No checkpoint at %s: starting afresh.", ckpt.path)
+    if resume and ckpt is None:
+        raise ValueError("resume=True needs checkpoint= (the checkpoint file to resume from).")
+    first = 0 if snap is None else int(snap["restart"])
+    runs = [] if snap is None else list(ckpt.bookkeeping["finished"])
+    best = None if snap is None else ckpt.bookkeeping["best"]
+    if best is not None:
+        best = dict(best, A=p.be.asarray(best["A"]), S=p.be.asarray(best["S"]))
+    for r in range(first, len(seeds)):
+        run = run_once(p, slv, init, seeds[r], cfg, restart=r, snap=snap if r == first else None)
+        runs.append(
+            {
+                "seed": seeds[r],
+                "objective": run["objective"],
+                "n_iter": run["n_iter"],
+                "stop_reason": run["stop_reason"],
+            }
+        )
+        if best is None or run["objective"] < best["objective"]:
+            best = run
+        if ckpt is not None:
+            ckpt.bookkeeping = {"finished": runs, "best": best}
+    if ckpt is not None:
+        ckpt.remove()  # the fit completed: the result replaces the checkpoint
+    assert best is not None
+    return best, runs
+
+
 def _check_compress(compress: Any, p: Problem, slv: Solver) -> int | None:
     if compress is None or compress is False:
         return None

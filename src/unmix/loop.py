@@ -55,6 +55,7 @@ class Settings:
     callback: Any
     executor: Any
     compress: int | None = None
+    checkpoint: Any = None
 
 
 def evaluate_fit(p: Problem, A: Any, S: Any) -> float:
@@ -65,8 +66,11 @@ def evaluate_fit(p: Problem, A: Any, S: Any) -> float:
     is computed entry by entry.
     """
     be, xp = p.be, p.be.xp
-    if p.loss.is_frobenius and p.link.is_identity and not p.data.weighted and (
-        be.dtype == be.acc_dtype
+    if (
+        p.loss.is_frobenius
+        and p.link.is_identity
+        and not p.data.weighted
+        and (be.dtype == be.acc_dtype)
     ):
         AtX = sum(be.acc(p.data.t_times(b, A[b.slice, :])) for b in p.data.blocks)
         S64 = be.acc(S)
@@ -98,6 +102,12 @@ class _History:
     def arrays(self) -> dict[str, np.ndarray]:
         return {k: np.asarray(v, dtype=float) for k, v in self.values.items()}
 
+    @classmethod
+    def from_arrays(cls, arrays: dict) -> _History:
+        h = cls()
+        h.values = {k: [float(x) for x in np.asarray(v)] for k, v in arrays.items()}
+        return h
+
 
 def _compressed(p: Problem, rank: int, rng: np.random.Generator) -> Problem:
     be = p.be
@@ -105,6 +115,58 @@ def _compressed(p: Problem, rank: int, rng: np.random.Generator) -> Problem:
     U, s, Vt = svd_topk(p.data.X, r, be, rng=rng, n_iter=2)
     data = LowRankData(U, s, Vt, be, block_size=p.data.n_pixels)
     return dataclasses.replace(p, data=data)
+
+
+@dataclass
+class _Run:
+    """Mutable bookkeeping of one restart (what a checkpoint needs besides A and S)."""
+
+    restart: int
+    seed: int
+    A0: Any
+    S0: Any
+    fit0: float
+    t_init: float
+    elapsed0: float = 0.0
+    resume_state: dict | None = None
+
+
+def _snapshot(
+    run: _Run,
+    A: Any,
+    S: Any,
+    hist: _History,
+    state: dict,
+    slv: Solver,
+    phase: int,
+    iteration: int,
+    prev: float,
+    elapsed: float,
+) -> dict:
+    return {
+        "A": A,
+        "S": S,
+        "A0": run.A0,
+        "S0": run.S0,
+        "history": hist.arrays(),
+        "state": {k: state[k] for k in slv.persistent},
+        "restart": run.restart,
+        "seed": run.seed,
+        "phase": phase,
+        "iteration": iteration,
+        "prev": prev,
+        "fit0": run.fit0,
+        "t_init": run.t_init,
+        "elapsed": elapsed,
+    }
+
+
+def _restore_state(state: dict, saved: dict | None, p: Problem) -> None:
+    for key, value in (saved or {}).items():
+        if key in state and hasattr(state[key], "shape"):
+            state[key] = p.be.asarray(value)
+        elif key in state:
+            state[key] = type(state[key])(value)
 
 
 def _iterate(
@@ -115,10 +177,10 @@ def _iterate(
     hist: _History,
     it0: int,
     n_max: int,
-    tol: float,
     cfg: Settings,
     t_loop: float,
     phase: int,
+    run: _Run,
     prev: float | None = None,
     offset: float = 0.0,
 ) -> tuple[Any, str, int]:
@@ -126,16 +188,38 @@ def _iterate(
 
     The relative change is measured against ``|objective| + offset`` (for the compressed
     phase, ``offset`` is the energy of ``X`` outside the kept subspace, so that ``tol``
-    means the same as on ``X``).
+    means the same as on ``X``).  With a checkpointer in ``cfg``, the iterate is saved
+    periodically and on Ctrl-C (then ``KeyboardInterrupt`` propagates).
     """
     xp = p.be.xp
     state = slv.setup(p, A, S)
+    _restore_state(state, run.resume_state, p)
+    run.resume_state = None
     prev = hist.values["objective"][-1] if prev is None else prev
-    stop, done = "max_iter", 0
+    stop, done, ckpt = "max_iter", 0, cfg.checkpoint
     for i in range(1, n_max + 1):
         it = it0 + i
         A_prev, S_prev = xp.asarray(A, copy=True), S
-        out = slv.step(p, A, S, state, cfg.executor)
+        kept = (
+            {
+                k: xp.asarray(state[k], copy=True) if hasattr(state[k], "shape") else state[k]
+                for k in slv.persistent
+            }
+            if ckpt is not None
+            else {}
+        )
+        try:
+            out = slv.step(p, A, S, state, cfg.executor)
+        except KeyboardInterrupt:
+            if ckpt is not None:
+                A[:, :] = A_prev
+                state.update(kept)
+                elapsed = run.elapsed0 + time.perf_counter() - t_loop
+                ckpt.save(
+                    _snapshot(run, A, S_prev, hist, state, slv, phase, it - 1, prev, elapsed)
+                )
+                logger.warning("Interrupted: checkpoint at iteration %d in %s", it - 1, ckpt.path)
+            raise
         S = out.S
         if p.filters["A"]:
             A[:, :] = p.project("A", p.filter("A", A))
@@ -154,7 +238,7 @@ def _iterate(
             )
             break
         done = i
-        elapsed = time.perf_counter() - t_loop
+        elapsed = run.elapsed0 + time.perf_counter() - t_loop
         hist.add(obj, out.fit, pens, elapsed, phase)
         info = IterationInfo(it, obj, out.fit, pens, elapsed, A, S, phase)
         if cfg.callback is not None and cfg.callback(info):
@@ -164,56 +248,100 @@ def _iterate(
             stop = "tol"
             break
         lagged_first = out.fit_at_old_A and i == 1
-        if not lagged_first and abs(prev - obj) <= tol * max(abs(prev) + offset, 1e-300):
+        if not lagged_first and abs(prev - obj) <= cfg.tol * max(abs(prev) + offset, 1e-300):
             stop = "tol"
             break
         prev = obj
         if cfg.time_limit is not None and elapsed >= cfg.time_limit:
             stop = "time_limit"
             break
+        if ckpt is not None and ckpt.due():
+            ckpt.save(_snapshot(run, A, S, hist, state, slv, phase, it, prev, elapsed))
     return S, stop, done
 
 
-def run_once(p: Problem, slv: Solver, init: Any, seed: int, cfg: Settings) -> dict:
-    """One restart: start, iterate (compressed, then exact), evaluate the objective."""
+def _start(
+    p: Problem, p_lr: Problem | None, slv: Solver, init: Any, rng: np.random.Generator
+) -> tuple[Any, Any]:
+    be, xp = p.be, p.be.xp
+    if slv.one_shot:
+        slv.options.setdefault("seed", int(rng.integers(2**31 - 1)))
+        return be.zeros((p.data.n_pixels, p.k)), be.zeros((p.k, p.data.n_channels))
+    fast = p_lr is not None and isinstance(init, str) and init.startswith(("nndsvd", "rand"))
+    A, S = initialize(p_lr if fast else p, init, rng)
+    return xp.asarray(p.project("A", A), copy=True), p.project("S", S)
+
+
+def run_once(
+    p: Problem,
+    slv: Solver,
+    init: Any,
+    seed: int,
+    cfg: Settings,
+    restart: int = 0,
+    snap: dict | None = None,
+) -> dict:
+    """One restart: start (or resume ``snap``), iterate (compressed, then exact), evaluate."""
     be, xp = p.be, p.be.xp
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     p_lr = _compressed(p, cfg.compress, rng) if cfg.compress else None
-    if slv.one_shot:
-        A = be.zeros((p.data.n_pixels, p.k))
-        S = be.zeros((p.k, p.data.n_channels))
-        slv.options.setdefault("seed", seed)
+    if snap is None:
+        A, S = _start(p, p_lr, slv, init, rng)
+        fit0 = evaluate_fit(p, A, S) if not slv.one_shot else float("nan")
+        keep = cfg.checkpoint is not None
+        run = _Run(restart, seed, xp.asarray(A, copy=True) if keep else None, S, fit0, 0.0)
+        hist, start_phase, n_iter, prev = _History(), 0, 0, None
     else:
-        fast = p_lr is not None and isinstance(init, str) and init.startswith(("nndsvd", "rand"))
-        A, S = initialize(p_lr if fast else p, init, rng)
-        A = xp.asarray(p.project("A", A), copy=True)
-        S = p.project("S", S)
-    fit0 = evaluate_fit(p, A, S) if not slv.one_shot else float("nan")
-    for t in p.penalties["A"] + p.penalties["S"]:
-        t.on_init(A, S, fit0)
-    pens = p.penalty_values(A, S) if not slv.one_shot else {}
-    hist = _History()
-    hist.add(fit0 + sum(pens.values()), fit0, pens, 0.0, 0)
-    balance0 = _balance(A, S, xp)
-    t_init = time.perf_counter() - t0
-    t_loop = time.perf_counter()
-    n_iter = 0
-    if p_lr is not None:
-        outside = 0.5 * max(data_norm(p, cfg.executor) - data_norm(p_lr, cfg.executor), 0.0)
-        S, stop, n_iter = _iterate(
-            p_lr, slv, A, S, hist, 0, cfg.max_iter, cfg.tol, cfg, t_loop, phase=1, offset=outside
+        A, S = xp.asarray(be.asarray(snap["A"]), copy=True), be.asarray(snap["S"])
+        run = _Run(
+            restart,
+            seed,
+            be.asarray(snap["A0"]),
+            be.asarray(snap["S0"]),
+            snap["fit0"],
+            snap["t_init"],
+            snap["elapsed"],
+            snap["state"],
         )
+        hist = _History.from_arrays(snap["history"])
+        start_phase, n_iter, prev = snap["phase"], snap["iteration"], snap["prev"]
+    for t in p.penalties["A"] + p.penalties["S"]:
+        t.on_init(run.A0 if run.A0 is not None else A, run.S0, run.fit0)
+    if snap is None:
+        pens = p.penalty_values(A, S) if not slv.one_shot else {}
+        hist.add(run.fit0 + sum(pens.values()), run.fit0, pens, 0.0, 0)
+        run.t_init = time.perf_counter() - t0
+    balance0 = _balance(run.A0 if run.A0 is not None else A, run.S0, xp)
+    t_loop = time.perf_counter()
+    stop = "max_iter"
+    if p_lr is not None and start_phase <= 1:
+        outside = 0.5 * max(data_norm(p, cfg.executor) - data_norm(p_lr, cfg.executor), 0.0)
+        S, stop, done = _iterate(
+            p_lr,
+            slv,
+            A,
+            S,
+            hist,
+            n_iter,
+            cfg.max_iter - n_iter,
+            cfg,
+            t_loop,
+            1,
+            run,
+            prev=prev,
+            offset=outside,
+        )
+        n_iter, prev = n_iter + done, None
     remaining = cfg.max_iter - n_iter
-    if p_lr is None or (stop in ("tol", "max_iter") and remaining > 0):
-        prev = None
-        if p_lr is not None:  # the exact objective where the compressed phase ended
+    if p_lr is None or start_phase == 2 or (stop in ("tol", "max_iter") and remaining > 0):
+        if p_lr is not None and prev is None:  # exact objective where phase 1 ended
             prev = evaluate_fit(p, A, S) + sum(p.penalty_values(A, S).values())
         S, stop, done = _iterate(
-            p, slv, A, S, hist, n_iter, max(remaining, 1), cfg.tol, cfg, t_loop, phase=2, prev=prev
+            p, slv, A, S, hist, n_iter, max(remaining, 1), cfg, t_loop, 2, run, prev=prev
         )
         n_iter += done
-    t_iter = time.perf_counter() - t_loop
+    t_iter = run.elapsed0 + time.perf_counter() - t_loop
     final = evaluate_fit(p, A, S) + sum(p.penalty_values(A, S).values())
     history = hist.arrays()
     if slv.one_shot:
@@ -230,7 +358,7 @@ def run_once(p: Problem, slv: Solver, init: Any, seed: int, cfg: Settings) -> di
         "n_iter": n_iter,
         "stop_reason": stop,
         "history": history,
-        "t_init": t_init,
+        "t_init": run.t_init,
         "t_iter": t_iter,
     }
 

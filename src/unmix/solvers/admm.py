@@ -55,6 +55,7 @@ class ADMM(Solver):
     kinds_A = frozenset({"nonneg", "box", "simplex"})
     kinds_S = frozenset({"nonneg", "box", "fixed", "unitnorm", "orthogonal"})
     weights = frozenset({"none", "mask"})
+    persistent = ("U", "V")
 
     def setup(self, p: Problem, A: Any, S: Any) -> dict:
         xp = p.be.xp

@@ -50,6 +50,8 @@ class Solver:
     monotone: ClassVar[bool] = False
     #: solved in a single step (no iterations)
     one_shot: ClassVar[bool] = False
+    #: state keys that carry over between iterations (saved in checkpoints)
+    persistent: ClassVar[tuple] = ()
 
     def __init__(self, **options: Any) -> None:
         self.options = options

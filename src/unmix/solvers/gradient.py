@@ -56,6 +56,7 @@ class Gradient(Solver):
     kinds_S = ALL_KINDS
     links = True
     weights = frozenset({"none", "mask", "separable", "full"})
+    persistent = ("t", "lr_A", "lr_S", "mA", "vA", "mS", "vS")
 
     def setup(self, p: Problem, A: Any, S: Any) -> dict:
         xp = p.be.xp

@@ -1,0 +1,116 @@
+"""Checkpoints: interrupt a fit, resume it, get the uninterrupted answer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import unmix
+
+CASES = [
+    ("hals", {}),
+    ("admm", {"constraints": [unmix.SumToOne()]}),
+    ("gradient", {}),
+    ("hals", {"compress": True}),
+    ("mu", {"n_restarts": 3, "init": "random"}),
+]
+
+
+@pytest.mark.parametrize(("solver", "extra"), CASES)
+def test_interrupt_and_resume_gives_same_answer(mixture, tmp_path, solver, extra):
+    kw = {"solver": solver, "random_state": 1, "max_iter": 60, "tol": 0, **extra}
+    ref = unmix.factorize(mixture.X, 3, **kw)
+    path = tmp_path / "fit.ckpt.h5"
+    calls = {"n": 0}
+
+    def interrupt(info):
+        calls["n"] += 1
+        if calls["n"] == 37:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        unmix.factorize(
+            mixture.X, 3, **kw, checkpoint=path, checkpoint_every=0, callback=interrupt
+        )
+    assert path.exists()
+    res = unmix.factorize(mixture.X, 3, **kw, checkpoint=path, resume=True)
+    np.testing.assert_array_equal(res.S, ref.S)
+    np.testing.assert_array_equal(res.A, ref.A)
+    assert res.n_iter == ref.n_iter and res.objective == ref.objective
+    np.testing.assert_array_equal(res.history["objective"], ref.history["objective"])
+    assert not path.exists()  # removed once the fit completed
+
+
+def test_checkpoint_refuses_other_problem(mixture, tmp_path):
+    path = tmp_path / "fit.ckpt.h5"
+    with pytest.raises(KeyboardInterrupt):
+        unmix.factorize(
+            mixture.X,
+            3,
+            random_state=0,
+            checkpoint=path,
+            checkpoint_every=0,
+            callback=lambda i: (_ for _ in ()).throw(KeyboardInterrupt) if i.iteration == 3 else 0,
+        )
+    with pytest.raises(ValueError, match="belongs to other data or other parameters"):
+        unmix.factorize(mixture.X, 4, random_state=0, checkpoint=path, resume=True)
+    with pytest.raises(ValueError, match="belongs to other data"):
+        unmix.factorize(mixture.X * 2, 3, random_state=0, checkpoint=path, resume=True)
+
+
+def test_resume_without_checkpoint_file_starts_afresh(mixture, tmp_path):
+    r = unmix.factorize(
+        mixture.X, 3, random_state=0, max_iter=5, checkpoint=tmp_path / "none.h5", resume=True
+    )
+    assert r.n_iter == 5
+    with pytest.raises(ValueError, match="resume=True needs checkpoint="):
+        unmix.factorize(mixture.X, 3, resume=True)
+
+
+KILL_SCRIPT = """
+import sys, numpy as np, unmix
+X = np.load(sys.argv[1])
+unmix.factorize(X, 3, solver="hals", random_state=2, max_iter=int(sys.argv[3]), tol=0,
+                checkpoint=sys.argv[2], checkpoint_every=0, resume=True,
+                callback=lambda info: print(info.iteration, flush=True))
+"""
+
+
+def test_killed_process_resumes(mixture, tmp_path):
+    """SIGKILL mid-fit (no chance to clean up), then resume: same answer."""
+    data = tmp_path / "X.npy"
+    np.save(data, mixture.X)
+    ckpt = tmp_path / "fit.ckpt.h5"
+    script = tmp_path / "fit.py"
+    script.write_text(KILL_SCRIPT)
+    n = 4000
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(data), str(ckpt), str(n)],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    for line in proc.stdout:  # wait until a few iterations are checkpointed
+        if int(line) >= 30:
+            break
+    proc.kill()
+    proc.wait()
+    time.sleep(0.1)
+    assert ckpt.exists()
+    res = unmix.factorize(
+        mixture.X,
+        3,
+        solver="hals",
+        random_state=2,
+        max_iter=n,
+        tol=0,
+        checkpoint=ckpt,
+        resume=True,
+    )
+    ref = unmix.factorize(mixture.X, 3, solver="hals", random_state=2, max_iter=n, tol=0)
+    np.testing.assert_array_equal(res.S, ref.S)
+    assert res.n_iter == ref.n_iter > 30
