@@ -15,3 +15,49 @@ from __future__ import annotations
 from .invertible import Center, NormalizePixels, PoissonScaling, Step
 
 __all__ = ["Center", "NormalizePixels", "PoissonScaling", "Step"]
+
+# Image operations: importable from here, but their classes are deliberately not in
+# ``__all__``, whose classes are the invertible steps that ``factorize(preprocessing=...)``
+# (and the config's ``preprocessing = [{type = ...}]``) accepts; ``IMAGE_OPS`` lists them.
+from .image import (
+    FFT,
+    Absolute,
+    BaselineALS,
+    Bin,
+    BinDetector,
+    Crop,
+    Derivative,
+    Log,
+    MaskChannels,
+    MaskPixels,
+    Normalize,
+    Offset,
+    PolarTransform,
+    PowerLawBackground,
+    SlidingWindowFFT,
+    image_from_array,
+    op_from_dict,
+    pipeline_from_config,
+)
+from .image import ImageOp as ImageOp
+from .image import Pipeline as Pipeline
+
+IMAGE_OPS = [
+    FFT,
+    Absolute,
+    BaselineALS,
+    Bin,
+    BinDetector,
+    Crop,
+    Derivative,
+    Log,
+    MaskChannels,
+    MaskPixels,
+    Normalize,
+    Offset,
+    PolarTransform,
+    PowerLawBackground,
+    SlidingWindowFFT,
+]
+
+__all__ += ["IMAGE_OPS", "image_from_array", "op_from_dict", "pipeline_from_config"]
