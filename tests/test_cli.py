@@ -1,61 +1,35 @@
-"""The command line: ``unmix demo``."""
+"""The command line: demo, run, compare, inspect, config files, exit codes, resume."""
 
 from __future__ import annotations
 
 import functools
+import subprocess
+import sys
+import time
 
+import numpy as np
 import pytest
 
 import unmix
-import unmix.cli
 import unmix.core
+from conftest import shared_path
+from unmix.cli import EXIT_EXISTS, EXIT_INPUT, entry
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-OUTPUTS = ("result.h5", "endmembers.png", "maps.png", "loss.png")
+DEMO_FILES = ("result.h5", "report.html", "comparison.png")
+DEMO_PNGS = ("01_nmf-hals_endmembers.png", "01_nmf-hals_maps.png", "01_nmf-hals_loss.png")
 
 
 def _snapshot(folder) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
-
-
-def _check_outputs(folder) -> None:
-    assert sorted(p.name for p in folder.iterdir()) == sorted(OUTPUTS)
-    for name in OUTPUTS:
-        if name.endswith(".png"):
-            data = (folder / name).read_bytes()
-            assert data.startswith(PNG_SIGNATURE), name
-            assert len(data) > 1000, name
-
-
-def test_demo(tmp_path, capsys):
-    out = tmp_path / "out"
-    assert unmix.cli.main(["demo", "-o", str(out)]) == 0
-    _check_outputs(out)
-    printed = capsys.readouterr().out
-    for name in ("background", "Cu L2,3 edge", "Zn L2,3 edge"):
-        assert name in printed
-    assert "components: " in printed
-    result = unmix.load_result(out / "result.h5")
-    assert result.k == 3
-    assert result.A.shape == (50 * 40, 3)
-    assert result.S.shape == (3, 162)
-    assert result.maps().shape == (50, 40, 3)
-    assert result.spec["solver"] == "hals"
-
-    # a second run into the same, now non-empty, folder refuses and touches nothing
-    before = _snapshot(out)
-    assert unmix.cli.main(["demo", "-o", str(out)]) == 2
-    captured = capsys.readouterr()
-    assert "--force" in captured.err
-    assert _snapshot(out) == before
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
 @pytest.fixture
 def fast_factorize(monkeypatch):
-    """Make the demo's fit short; ``calls`` records the max_iter of every fit."""
+    """Make fits short; ``calls`` records the max_iter of every fit."""
     real = unmix.core.factorize
     calls: list[int] = []
-    state = {"max_iter": 2}  # tests may change it
+    state = {"max_iter": 3}
 
     @functools.wraps(real)
     def short(*args, **kwargs):
@@ -64,48 +38,185 @@ def fast_factorize(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(unmix.core, "factorize", short)
-    monkeypatch.setattr(unmix.cli, "factorize", short, raising=False)
     return state, calls
 
 
-def test_demo_force_overwrites(tmp_path, capsys, fast_factorize):
-    state, calls = fast_factorize
+def test_demo(tmp_path, capsys):
     out = tmp_path / "out"
-    out.mkdir()
-    for name in OUTPUTS:  # stale outputs of an earlier run
-        (out / name).write_bytes(b"stale")
-    before = _snapshot(out)
+    assert entry(["demo", "-o", str(out)]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert set(DEMO_FILES) | set(DEMO_PNGS) <= names
+    for name in DEMO_PNGS:
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 1000, name
+    printed = capsys.readouterr().out
+    for name in ("background", "Cu L2,3 edge", "Zn L2,3 edge", "report.html"):
+        assert name in printed
+    result = unmix.load_result(out / "result.h5")
+    assert result.k == 3 and result.maps().shape == (50, 40, 3)
+    assert result.context["signal_axes"][0]["units"] == "eV"
 
-    assert unmix.cli.main(["demo", "-o", str(out)]) == 2
+    before = _snapshot(out)
+    assert entry(["demo", "-o", str(out)]) == EXIT_EXISTS
     assert "--force" in capsys.readouterr().err
     assert _snapshot(out) == before
-    assert calls == []  # refused before fitting
-
-    state["max_iter"] = 3
-    assert unmix.cli.main(["demo", "--quiet", "--force", "-o", str(out)]) == 0
-    assert capsys.readouterr().out == ""  # --quiet
-    assert calls == [3]
-    _check_outputs(out)
-    assert unmix.load_result(out / "result.h5").n_iter == 3  # really rewritten
 
 
-def test_demo_refuses_a_non_empty_folder(tmp_path, capsys, fast_factorize):
+def test_demo_force_and_quiet(tmp_path, capsys, fast_factorize):
     _, calls = fast_factorize
-    (tmp_path / "notes.txt").write_text("keep me")
-    assert unmix.cli.main(["demo", "-o", str(tmp_path)]) == 2
-    assert "not empty" in capsys.readouterr().err
-    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
-    assert (tmp_path / "notes.txt").read_text() == "keep me"
-    assert calls == []
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "result.h5").write_bytes(b"stale")
+    assert entry(["demo", "-o", str(out)]) == EXIT_EXISTS
+    assert calls == []  # refused before fitting
+    assert entry(["demo", "--quiet", "--force", "-o", str(out)]) == 0
+    assert capsys.readouterr().out == ""
+    assert unmix.load_result(out / "result.h5").n_iter == 3
 
 
-def test_version(capsys):
-    with pytest.raises(SystemExit, match="0"):
-        unmix.cli.main(["--version"])
+def test_run_eels_writes_result_report_and_provenance(tmp_path, capsys):
+    path = shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy")
+    out = tmp_path / "run"
+    code = entry(["run", path, "-k", "3", "--seed", "0", "--max-iter", "50", "-o", str(out)])
+    assert code == 0
+    result = unmix.load_result(out / "result.h5")
+    assert result.k == 3 and result.maps().shape == (50, 40, 3)
+    ctx = result.context
+    assert len(ctx["sha256"]) == 64 and ctx["source"].endswith(".hspy")
+    assert ctx["signal_axes"][0]["units"] == "eV"
+    html = (out / "report.html").read_text()
+    assert "CuZn_EELS_mapping_tutorial" in html
+    assert not (out / "checkpoint.h5").exists()
+    assert "stopped by" in capsys.readouterr().out
+
+
+def test_config_file_maps_one_to_one(tmp_path):
+    path = shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy")
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(
+        f"""
+[input]
+file = "{path}"
+
+[preprocess]
+steps = [{{op = "crop", signal = [850, 1400]}}]
+
+[factorize]
+k = 3
+solver = "hals"
+random_state = 1
+max_iter = 40
+constraints = [{{type = "NonNegative"}}]
+regularizers = [{{type = "L1", lam = 0.5}}]
+
+[output]
+dir = "{tmp_path / "a"}"
+report = false
+"""
+    )
+    assert entry(["run", "--config", str(cfg), "-q"]) == 0
+    via_config = unmix.load_result(tmp_path / "a" / "result.h5")
+    assert via_config.spec["penalties"][0] == {"type": "L1", "target": "A", "lam": 0.5}
+    assert via_config.context["preprocess"][0]["op"] == "crop"
+    image = unmix.load(path)
+    X = image.unfold()[
+        :, (image.signal_axes[0].values >= 850) & (image.signal_axes[0].values <= 1400)
+    ]
+    direct = unmix.factorize(
+        X,
+        3,
+        solver="hals",
+        random_state=1,
+        max_iter=40,
+        regularizers=[unmix.L1(0.5)],
+        spatial_shape=(50, 40),
+    )
+    np.testing.assert_allclose(via_config.S, direct.S, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[factorize]\nk = 3\nbogus = 1\n", "unknown key"),
+        ("[fit]\nk = 3\n", "unknown table"),
+        ("[factorize]\nk = 3\nregularizers = [{type = 'L7'}]\n", "unknown type"),
+        ("[factorize]\nk = 3\nregularizers = [{type = 'L1', lamda = 1}]\n", "no field"),
+        ("[factorize\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_is_a_usage_error(tmp_path, capsys, text, match):
+    path = shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy")
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(text)
+    assert entry(["run", path, "--config", str(cfg), "-o", str(tmp_path / "o")]) == 2
+    assert match in capsys.readouterr().err
+
+
+def test_exit_codes(tmp_path, capsys):
+    assert entry(["run", str(tmp_path / "missing.hspy"), "-k", "2"]) == EXIT_INPUT
+    assert "cannot read" in capsys.readouterr().err
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not hdf5 at all")
+    assert entry(["run", str(bad), "-k", "2", "-o", str(tmp_path / "o")]) == EXIT_INPUT
+    assert entry(["run", str(bad)]) == 2  # -k missing: usage error
+    assert "number of components" in capsys.readouterr().err
+
+
+def test_compare_pca_has_negative_lobes_nmf_none(tmp_path, capsys):
+    path = shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy")
+    out = tmp_path / "cmp"
+    assert (
+        entry(["compare", path, "-k", "3", "--seed", "0", "--max-iter", "60", "-o", str(out)]) == 0
+    )
+    pca = unmix.load_result(out / "result_PCA.h5")
+    nmf = unmix.load_result(out / "result_NMF.h5")
+    cnmf = unmix.load_result(out / "result_constrained_NMF.h5")
+    assert (pca.S < 0).any() and (nmf.S >= 0).all() and (cnmf.S >= 0).all()
+    assert "comparison" in (out / "report.html").read_text().lower()
+
+
+def test_inspect_suggests(capsys):
+    assert entry(["inspect", shared_path("stm", "Bias_spectroscopy.3ds")]) == 0
+    out = capsys.readouterr().out
+    assert "Bias" in out and "negative values" in out
+    assert entry(["inspect", shared_path("eds", "eds_tem_bruker_64x64.npz")]) == 0
+    assert "--loss kl" in capsys.readouterr().out
+
+
+KILL = "import sys; from unmix.cli import entry; sys.exit(entry(sys.argv[1:]))"
+
+
+def test_kill_and_resume_gives_uninterrupted_answer(tmp_path):
+    """SIGKILL an `unmix run` mid-fit; `--resume` finishes with the same factors."""
+    path = shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy")
+    common = ["run", path, "-k", "3", "--seed", "4", "--tol", "0", "--max-iter", "600"]
+    common += ["--no-report", "-q"]
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL, *common, "--checkpoint-every", "0", "-o", str(out)],
+        stdin=subprocess.DEVNULL,
+    )
+    ckpt = out / "checkpoint.h5"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ckpt.exists() and ckpt.stat().st_size > 0:
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)  # a few more iterations, then kill without warning
+    proc.kill()
+    proc.wait()
+    assert ckpt.exists(), "no checkpoint before the kill"
+    assert not (out / "result.h5").exists()
+    assert entry([*common, "-o", str(out), "--resume"]) == 0
+    assert entry([*common, "-o", str(tmp_path / "straight")]) == 0
+    resumed = unmix.load_result(out / "result.h5")
+    straight = unmix.load_result(tmp_path / "straight" / "result.h5")
+    np.testing.assert_array_equal(resumed.S, straight.S)
+    assert resumed.n_iter == straight.n_iter == 600
+    assert sorted(p.name for p in out.iterdir()) == ["result.h5"]  # no stale temporaries
+
+
+def test_version_and_missing_command(capsys):
+    assert entry(["--version"]) == 0
     assert unmix.__version__ in capsys.readouterr().out
-
-
-def test_missing_command(capsys):
-    with pytest.raises(SystemExit, match="2"):
-        unmix.cli.main([])
-    assert "command" in capsys.readouterr().err
+    assert entry([]) != 0

@@ -132,6 +132,7 @@ class Checkpointer:
         """The saved snapshot (NumPy arrays), or None when there is no checkpoint."""
         import h5py
 
+        self._remove_stale_temporaries()
         if not os.path.exists(self.path):
             return None
         with h5py.File(self.path, "r") as f:
@@ -161,3 +162,14 @@ class Checkpointer:
     def remove(self) -> None:
         if os.path.exists(self.path):
             os.remove(self.path)
+        self._remove_stale_temporaries()
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of a write that a kill interrupted (never the checkpoint)."""
+        folder = os.path.dirname(os.path.abspath(self.path)) or "."
+        for name in os.listdir(folder):
+            if name.endswith(".ckpt.tmp"):
+                try:
+                    os.remove(os.path.join(folder, name))
+                except OSError:  # pragma: no cover - raced with another process
+                    pass

@@ -1,107 +1,439 @@
-"""Command-line interface: ``unmix demo`` (more commands come with the data/CLI work)."""
+"""The ``unmix`` command line: run, compare, inspect, demo.
+
+Exit codes: 0 success, 1 the fit failed, 2 usage error, 3 unreadable input, 4 output
+directory exists (use ``--force`` or ``--resume``), 130 interrupted (a checkpoint was
+saved; continue with ``--resume``).
+"""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
+import click
 import numpy as np
 
 from . import __version__
 
 __all__ = ["main"]
 
-
-def _edge_names(S: np.ndarray, axis: np.ndarray) -> list[str]:
-    """Name EELS components by their edge jumps (Cu L2,3 at 931 eV, Zn L2,3 at 1020 eV)."""
-
-    def jump(s: np.ndarray, edge: float) -> float:
-        before = s[(axis > edge - 40) & (axis < edge - 5)].mean()
-        after = s[(axis > edge + 10) & (axis < edge + 60)].mean()
-        return after / max(before, 1e-12 * max(s.max(), 1e-300))
-
-    names = []
-    for s in S:
-        cu, zn = jump(s, 931.0), jump(s, 1020.0)
-        if max(cu, zn) < 1.3:
-            names.append("background")
-        else:
-            names.append("Cu L2,3 edge" if cu >= zn else "Zn L2,3 edge")
-    return names
+EXIT_FIT, EXIT_INPUT, EXIT_EXISTS, EXIT_INTERRUPTED = 1, 3, 4, 130
+CHECKPOINT = "checkpoint.h5"
 
 
-def demo(outdir: str, *, force: bool = False, quiet: bool = False) -> int:
-    """Factorize the bundled Cu/ZnO EELS map and write figures and a results file."""
-    from .core import factorize
-    from .datasets import load_cuzn_eels
-    from .plotting import plot_endmembers, plot_loss, plot_maps
+class _Fail(click.ClickException):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.exit_code = code
 
-    if os.path.exists(outdir) and os.listdir(outdir) and not force:
-        print(
-            f"error: {outdir} exists and is not empty; use --force to overwrite.", file=sys.stderr
+
+# ----------------------------------------------------------------- helpers
+def _outdir(path: str, *, force: bool, resume: bool) -> str:
+    if os.path.isdir(path) and os.listdir(path) and not (force or resume):
+        raise _Fail(
+            f"{path} exists and is not empty; use --force to overwrite "
+            "or --resume to continue an interrupted run.",
+            EXIT_EXISTS,
         )
-        return 2
-    os.makedirs(outdir, exist_ok=True)
-    d = load_cuzn_eels()
-    cube = d["data"]
-    h, w, m = cube.shape
-    X = cube.reshape(h * w, m)
-    if not quiet:
-        print(
-            f"Cu/ZnO EELS spectrum image: {h} x {w} pixels x {m} channels "
-            f"({d['axis'][0]:.0f}-{d['axis'][-1]:.0f} {d['axis_units']}), "
-            f"{X.sum() / X.shape[0]:.0f} counts/pixel"
-        )
-    result = factorize(
-        X, 3, solver="hals", spatial_shape=(h, w), max_iter=1000, tol=1e-6, random_state=0
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _load_image(cfg: dict) -> Any:
+    from .io import load
+
+    inp = cfg.get("input", {})
+    try:
+        image = load(inp["file"], dataset=inp.get("dataset"), signal=inp.get("signal"))
+    except (OSError, ValueError, KeyError) as err:
+        raise _Fail(f"cannot read {inp.get('file')}: {err}", EXIT_INPUT) from err
+    if inp.get("spatial_shape"):
+        image = image.with_spatial_shape(inp["spatial_shape"])
+    steps = cfg.get("preprocess", {}).get("steps", [])
+    if steps:
+        from .preprocessing.image import pipeline_from_config
+
+        image = pipeline_from_config(steps).apply(image)
+    return image
+
+
+def _progress(max_iter: int, quiet: bool):
+    """A click progress bar fed by factorize's callback (or a no-op when quiet)."""
+    if quiet:
+        return None, (lambda info: None)
+    bar = click.progressbar(
+        length=max_iter,
+        label="fitting",
+        show_eta=True,
+        show_pos=True,
+        item_show_func=lambda x: x,
+        file=sys.stderr,
     )
-    names = _edge_names(np.asarray(result.S), d["axis"])
-    files = {
-        "results": result.save(os.path.join(outdir, "result.h5")),
-        "endmembers": plot_endmembers(
-            result,
-            os.path.join(outdir, "endmembers.png"),
-            axis=d["axis"],
-            axis_label=f"{d['axis_name']} ({d['axis_units']})",
-            names=names,
-        ),
-        "maps": plot_maps(
-            result,
-            os.path.join(outdir, "maps.png"),
-            pixel_size=d["scale_nm"],
-            units="nm",
-            names=names,
-        ),
-        "loss": plot_loss(result, os.path.join(outdir, "loss.png")),
-    }
-    if not quiet:
-        print(
-            f"NMF k=3 ({result.spec['solver']}): {result.n_iter} iterations, "
-            f"{result.stop_reason}, {result.timings['total']:.1f} s; components: "
-            + ", ".join(names)
+
+    def callback(info: Any) -> None:
+        bar.update(
+            1, f"objective {info.objective:.6g}" + (" (compressed)" if info.phase == 1 else "")
         )
+
+    return bar, callback
+
+
+def _fit(
+    X: Any,
+    image: Any,
+    opts: dict,
+    *,
+    outdir: str | None,
+    resume: bool,
+    quiet: bool,
+    label: str = "fitting",
+    every: float = 30.0,
+) -> Any:
+    from .core import factorize
+    from .executor import Weights
+
+    opts = dict(opts)
+    k = opts.pop("k")
+    weights = image.metadata.get("pixel_weights")
+    kw = {"spatial_shape": image.spatial_shape, "signal_shape": image.signal_shape}
+    if weights is not None:
+        kw["weights"] = Weights(pixels=np.asarray(weights, dtype=float).reshape(-1))
+    if outdir is not None:
+        kw.update(
+            checkpoint=os.path.join(outdir, CHECKPOINT), checkpoint_every=every, resume=resume
+        )
+    bar, callback = _progress(int(opts.get("max_iter") or 500), quiet)
+    try:
+        if bar is None:
+            return factorize(X, k, callback=callback, **opts, **kw)
+        with bar:
+            bar.label = label
+            return factorize(X, k, callback=callback, **opts, **kw)
+    except KeyboardInterrupt:
+        raise _Fail(
+            "interrupted; a checkpoint was saved: rerun with --resume to continue.",
+            EXIT_INTERRUPTED,
+        ) from None
+    except (ValueError, TypeError) as err:
+        raise _Fail(str(err), EXIT_FIT) from err
+
+
+def _attach_context(result: Any, image: Any) -> None:
+    ctx = image.provenance()
+    ctx["preprocess"] = image.metadata.get("preprocessing", [])
+    result.context = ctx
+
+
+def _merge(config: str | None, file: str | None, cli: dict, outdir: str | None) -> dict:
+    """Config file values, overridden by command-line flags that were given."""
+    from .config import load_config, validate_config
+
+    try:
+        return _merge_checked(config, file, cli, outdir, load_config, validate_config)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
+
+
+def _merge_checked(config, file, cli, outdir, load_config, validate_config) -> dict:
+    cfg = load_config(config) if config else {}
+    cfg = {t: dict(v) for t, v in cfg.items()}
+    if file:
+        cfg.setdefault("input", {})["file"] = file
+    if "file" not in cfg.get("input", {}):
+        raise click.UsageError("give FILE or an [input] file in --config.")
+    fac = cfg.setdefault("factorize", {})
+    for key, value in cli.items():
+        if value is not None:
+            fac[key] = value
+    if outdir:
+        cfg.setdefault("output", {})["dir"] = outdir
+    cfg.setdefault("output", {}).setdefault("dir", "unmix_output")
+    if "k" not in fac:
+        raise click.UsageError("the number of components is required: -k N (or k in config).")
+    return validate_config(cfg)
+
+
+def _flag_terms(
+    fac: dict,
+    *,
+    sum_to_one: bool,
+    sparsity: float | None,
+    smooth: float | None,
+    laplacian: float | None,
+    X: Any,
+) -> dict:
+    """Turn the convenience flags into constraint/regularizer objects."""
+    from .config import factorize_options
+    from .constraints import NonNegative, SumToOne, UnitNorm
+    from .regularizers import L1, GaussianMapFilter, SpatialSmoothness
+
+    opts = factorize_options(fac)
+    cons = list(opts.get("constraints") or [])
+    regs = list(opts.get("regularizers") or [])
+    if sum_to_one:
+        cons = cons or [NonNegative()]
+        cons.append(SumToOne())
+    if sparsity:
+        # scale-free: L1 on the maps relative to a typical pixel norm, with unit-norm spectra
+        cons = cons or [NonNegative()]
+        if not any(isinstance(c, (UnitNorm, SumToOne)) for c in cons):
+            cons.append(UnitNorm())
+        scale = float(np.mean(np.sqrt(np.sum(np.asarray(X, dtype=float) ** 2, axis=1))))
+        regs.append(L1(sparsity * scale))
+    if smooth:
+        regs.append(GaussianMapFilter(smooth))
+    if laplacian:
+        regs.append(SpatialSmoothness(laplacian))
+    if cons:
+        opts["constraints"] = cons
+    opts["regularizers"] = regs
+    return opts
+
+
+def _report(outdir: str, results: dict, X: Any, image: Any, title: str) -> str | None:
+    try:
+        from .report import write_report
+    except ImportError:  # pragma: no cover - report module missing
+        return None
+    return os.fspath(write_report(outdir, results, X=X, image=image, title=title))
+
+
+# ----------------------------------------------------------------- commands
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="unmix")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def main(verbose: int) -> None:
+    """unmix: physically constrained linear unmixing of spectroscopic images."""
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+_fit_options = [
+    click.option("-k", "k", type=int, help="Number of components."),
+    click.option("--loss", help="frobenius, kl, itakura-saito or a beta value."),
+    click.option("--solver", help="auto, hals, mu, bpp, admm, gradient, svd."),
+    click.option("--init", help="nndsvda, nndsvd, nndsvdar, random, spa, vca."),
+    click.option("--preset", help="nmf, counts, pca, blind-unmixing."),
+    click.option("--max-iter", type=int),
+    click.option("--tol", type=float),
+    click.option("--seed", "random_state", type=int, help="Random seed (reproducible)."),
+    click.option("--restarts", "n_restarts", type=int),
+    click.option("--compress", type=int, help="Rank of the compressed first phase."),
+    click.option("--sum-to-one", is_flag=True, help="Abundances on the simplex."),
+    click.option("--sparsity", type=float, help="L1 on the maps, relative to pixel norms."),
+    click.option("--smooth", type=float, help="Gaussian smoothing of maps, sigma in pixels."),
+    click.option("--laplacian", type=float, help="Graph-Laplacian smoothness strength."),
+    click.option("--config", type=click.Path(exists=True, dir_okay=False), help="TOML file."),
+    click.option("-o", "--outdir", help="Output directory (default unmix_output)."),
+    click.option("--force", is_flag=True, help="Overwrite a non-empty output directory."),
+    click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary."),
+]
+
+
+def _with(options):
+    def deco(f):
+        for opt in reversed(options):
+            f = opt(f)
+        return f
+
+    return deco
+
+
+def _fit_keys(kw: dict) -> dict:
+    keys = (
+        "k",
+        "loss",
+        "solver",
+        "init",
+        "preset",
+        "max_iter",
+        "tol",
+        "random_state",
+        "n_restarts",
+        "compress",
+    )
+    return {key: kw.get(key) for key in keys}
+
+
+@main.command()
+@click.argument("file", required=False)
+@_with(_fit_options)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in OUTDIR.")
+@click.option(
+    "--checkpoint-every",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds between checkpoints (0: every iteration).",
+)
+@click.option("--no-report", is_flag=True, help="Skip the HTML report.")
+def run(file: str | None, **kw: Any) -> None:
+    """Factorize FILE and write result.h5, figures and report.html to OUTDIR."""
+    cfg = _merge(kw["config"], file, _fit_keys(kw), kw["outdir"])
+    out = cfg["output"]
+    outdir = _outdir(out["dir"], force=kw["force"] or out.get("force", False), resume=kw["resume"])
+    image = _load_image(cfg)
+    X = image.unfold()
+    opts = _flag_terms(
+        cfg["factorize"],
+        sum_to_one=kw["sum_to_one"],
+        sparsity=kw["sparsity"],
+        smooth=kw["smooth"],
+        laplacian=kw["laplacian"],
+        X=X,
+    )
+    result = _fit(
+        X,
+        image,
+        opts,
+        outdir=outdir,
+        resume=kw["resume"],
+        quiet=kw["quiet"],
+        every=kw["checkpoint_every"],
+    )
+    _attach_context(result, image)
+    path = result.save(os.path.join(outdir, "result.h5"))
+    report = None
+    if not kw["no_report"] and out.get("report", True):
+        report = _report(outdir, {"NMF": result}, X, image, f"unmix run: {image.title}")
+    if not kw["quiet"]:
+        click.echo(
+            f"{result.spec['solver']}: {result.n_iter} iterations, stopped by "
+            f"{result.stop_reason}, objective {result.objective:.6g}, "
+            f"{result.timings['total']:.1f} s"
+        )
+        click.echo(f"  result  {os.path.abspath(path)}")
+        if report:
+            click.echo(f"  report  {os.path.abspath(report)}")
+
+
+@main.command()
+@click.argument("file", required=False)
+@_with(_fit_options)
+def compare(file: str | None, **kw: Any) -> None:
+    """PCA vs NMF vs constrained NMF on FILE, side by side in one report."""
+    cfg = _merge(kw["config"], file, _fit_keys(kw), kw["outdir"])
+    outdir = _outdir(cfg["output"]["dir"], force=kw["force"], resume=False)
+    image = _load_image(cfg)
+    X = image.unfold()
+    fac = cfg["factorize"]
+    base = {k: v for k, v in fac.items() if k in ("k", "random_state", "max_iter", "tol")}
+    constrained = _flag_terms(
+        dict(fac),
+        sum_to_one=kw["sum_to_one"],
+        sparsity=kw["sparsity"] or 0.05,
+        smooth=kw["smooth"] or 1.0,
+        laplacian=kw["laplacian"],
+        X=X,
+    )
+    runs = {
+        "PCA": dict(base, preset="pca"),
+        "NMF": {
+            k: v
+            for k, v in _flag_terms(
+                dict(fac), sum_to_one=False, sparsity=None, smooth=None, laplacian=None, X=X
+            ).items()
+        },
+        "constrained NMF": constrained,
+    }
+    results = {}
+    for name, opts in runs.items():
+        results[name] = _fit(
+            X, image, opts, outdir=None, resume=False, quiet=kw["quiet"], label=name
+        )
+        _attach_context(results[name], image)
+        results[name].save(os.path.join(outdir, f"result_{name.replace(' ', '_')}.h5"))
+    report = _report(outdir, results, X, image, f"unmix compare: {image.title}")
+    if not kw["quiet"]:
+        for name, r in results.items():
+            neg = float(np.mean(np.asarray(r.S) < 0))
+            click.echo(
+                f"{name:>16}: {r.n_iter} it., objective {r.objective:.6g}, "
+                f"negative entries in spectra {100 * neg:.0f}%"
+            )
+        if report:
+            click.echo(f"  report  {os.path.abspath(report)}")
+
+
+@main.command()
+@click.argument("file")
+@click.option("--dataset", help="HDF5 dataset path.")
+@click.option("--signal", help="Which signal/channel in multi-signal files.")
+def inspect(file: str, dataset: str | None, signal: str | None) -> None:
+    """Axes, shape, counts and suggested preprocessing of FILE."""
+    image = _load_image({"input": {"file": file, "dataset": dataset, "signal": signal}})
+    click.echo(repr(image))
+    for ax in image.spatial_axes + image.signal_axes:
+        v = ax.values
+        kind = "spatial" if ax.navigate else "signal"
+        click.echo(
+            f"  {kind:<7} {ax.name:<16} {ax.size:>6} points  {v[0]:.6g} .. {v[-1]:.6g} "
+            f"{ax.units}{'' if ax.is_uniform else ' (non-uniform)'}"
+        )
+    X = np.asarray(image.unfold(), dtype=float)
+    per_pixel = X.sum(axis=1)
+    integer = bool(np.all(np.mod(X[: min(len(X), 2000)], 1) == 0))
+    click.echo(
+        f"  values  min {X.min():.4g}  max {X.max():.4g}  mean {X.mean():.4g}  "
+        f"zeros {100 * np.mean(X == 0):.1f}%  {'integer counts' if integer else 'real'}"
+    )
+    click.echo(f"  per pixel total: mean {per_pixel.mean():.4g}, min {per_pixel.min():.4g}")
+    for line in _suggestions(image, X, integer, per_pixel):
+        click.echo(f"  suggestion: {line}")
+
+
+def _suggestions(image: Any, X: np.ndarray, integer: bool, per_pixel: np.ndarray) -> list[str]:
+    out = []
+    kind = str(image.metadata.get("signal_type", ""))
+    if X.min() < 0:
+        out.append(
+            f'{int(np.sum(X < 0))} negative values: use an offset ({{op="offset"}}), '
+            "|I| or dI/dV for NMF, or compare with PCA."
+        )
+    if integer and per_pixel.mean() < 1000:
+        out.append(
+            f"low counts ({per_pixel.mean():.0f}/pixel): --loss kl or "
+            "PoissonScaling preprocessing."
+        )
+    elif integer:
+        out.append("counts: --loss kl (Poisson) or PoissonScaling before Frobenius NMF.")
+    if kind == "EELS":
+        out.append('EELS: a power-law background fit before the edges (op="powerlaw").')
+    if kind == "Raman" or X.min() > 0.2 * X.mean():
+        out.append('a large baseline: asymmetric least squares (op="baseline_als").')
+    if len(image.spatial_shape) == 1 and image.n_pixels > 16:
+        out.append("a 1-D scan: if it is a raster, set [input] spatial_shape = [rows, cols].")
+    return out
+
+
+@main.command()
+@click.option("-o", "--outdir", default="demo_output", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite OUTDIR.")
+@click.option("-q", "--quiet", is_flag=True)
+def demo(outdir: str, force: bool, quiet: bool) -> None:
+    """Factorize the bundled Cu/ZnO EELS map (k = 3) and write figures and a report."""
+    from .demo import run_demo
+
+    outdir = _outdir(outdir, force=force, resume=False)
+    files, summary = run_demo(outdir)
+    if not quiet:
+        click.echo(summary)
         for key, path in files.items():
-            print(f"  {key:<11} {os.path.abspath(path)}")
+            click.echo(f"  {key:<11} {os.path.abspath(path)}")
+
+
+def entry(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return the exit code (for tests and ``python -m unmix``)."""
+    try:
+        main.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.ClickException as err:
+        err.show()
+        return err.exit_code
+    except click.exceptions.Abort:
+        return EXIT_INTERRUPTED
+    except click.exceptions.Exit as err:
+        return err.exit_code
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="unmix", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"unmix {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_demo = sub.add_parser("demo", help="factorize the bundled Cu/ZnO EELS map")
-    p_demo.add_argument("-o", "--outdir", default="demo_output")
-    p_demo.add_argument("--force", action="store_true", help="overwrite OUTDIR")
-    p_demo.add_argument("-q", "--quiet", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "demo":
-        return demo(args.outdir, force=args.force, quiet=args.quiet)
-    return 2  # pragma: no cover
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

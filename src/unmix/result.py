@@ -45,6 +45,9 @@ class Result:
         Seed, final objective and iterations of every restart.
     mean : array (channels,) or None
         Mean spectrum removed by centering (PCA), added back by :meth:`reconstruct`.
+    context : dict
+        Provenance of the input set by the caller (e.g. the CLI): source file, sha256,
+        reader, calibrated axes, image-level preprocessing.  Saved with the result.
     """
 
     A: Any
@@ -60,6 +63,7 @@ class Result:
     preprocessing: list = field(default_factory=list, repr=False)
     spatial_shape: tuple[int, ...] | None = None
     signal_shape: tuple[int, ...] | None = None
+    context: dict[str, Any] = field(default_factory=dict)
 
     @property
     def k(self) -> int:
@@ -122,6 +126,7 @@ class Result:
                     "restarts": self.restarts,
                     "spatial_shape": self.spatial_shape,
                     "signal_shape": self.signal_shape,
+                    "context": self.context,
                 }
                 f.attrs["meta"] = json.dumps(meta, default=_json_default)
             os.replace(tmp, path)
@@ -182,4 +187,5 @@ def load_result(path: str | os.PathLike) -> Result:
         preprocessing=pre,
         spatial_shape=tuple(shape) if shape else None,
         signal_shape=tuple(sig) if sig else None,
+        context=meta.get("context", {}),
     )

@@ -1,0 +1,30 @@
+"""Figures and a self-contained HTML report of one or several factorizations.
+
+>>> from unmix.report import write_report
+>>> write_report("out", {"PCA": pca, "NMF": nmf}, X=X, image=image)  # doctest: +SKIP
+PosixPath('out/report.html')
+"""
+
+from __future__ import annotations
+
+from .figures import (
+    plot_comparison,
+    plot_endmembers,
+    plot_loss,
+    plot_maps,
+    plot_pixel_fits,
+    plot_residual_map,
+    relative_residuals,
+)
+from .html import write_report
+
+__all__ = [
+    "plot_comparison",
+    "plot_endmembers",
+    "plot_loss",
+    "plot_maps",
+    "plot_pixel_fits",
+    "plot_residual_map",
+    "relative_residuals",
+    "write_report",
+]

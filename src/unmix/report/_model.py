@@ -1,0 +1,103 @@
+"""The model of a result, pixel block by pixel block: residuals and contributions (private).
+
+Everything here reads ``X`` and evaluates :meth:`Result.reconstruct` in blocks of pixels
+(a few tens of MB at a time), on the result's own backend, and returns NumPy arrays.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+
+from .._backend import to_numpy
+from ..result import Result
+
+_logger = logging.getLogger(__name__)
+
+BLOCK_VALUES = 4_000_000  # values of X (and of the model) handled at once: 32 MB
+
+
+def _undo(result: Result, Y: Any, start: int, stop: int) -> np.ndarray:
+    """Undo the preprocessing on model rows ``start:stop`` (as :meth:`Result.reconstruct`)."""
+    for step in reversed(result.preprocessing):
+        Y = step.undo_model(Y, rows=slice(start, stop))
+    return np.asarray(to_numpy(Y), dtype=float)
+
+
+def model_rows(result: Result, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of :meth:`Result.reconstruct`, on the host."""
+    return _undo(result, result.A[start:stop] @ result.S, start, stop)
+
+
+def blocks(n_pixels: int, n_channels: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` pixel ranges of about :data:`BLOCK_VALUES` values each."""
+    step = max(1, BLOCK_VALUES // max(n_channels, 1))
+    return [(a, min(a + step, n_pixels)) for a in range(0, n_pixels, step)]
+
+
+def check_X(result: Result, X: Any) -> Any:
+    """``X`` when its shape is the result's (pixels, channels); a ValueError otherwise."""
+    if tuple(X.shape) != (result.A.shape[0], result.S.shape[1]):
+        raise ValueError(
+            f"X has shape {tuple(X.shape)}; the result models "
+            f"({result.A.shape[0]}, {result.S.shape[1]}) (pixels, channels)"
+        )
+    if result.spec.get("link", "identity") != "identity":
+        _logger.warning(
+            "the model ignores the %s link (as Result.reconstruct)", result.spec["link"]
+        )
+    return X
+
+
+def relative_residuals(result: Result, X: Any) -> tuple[np.ndarray, float]:
+    """Per-pixel relative residual ``||x_i - y_i|| / ||x_i||`` and the overall one.
+
+    The model ``Y`` is :meth:`Result.reconstruct` computed in blocks of pixels, so that
+    no more than a few tens of MB are held at once. Pixels with ``x_i = 0`` give NaN.
+
+    Returns
+    -------
+    rel : ndarray (pixels,)
+    total : float
+        ``||X - Y||_F / ||X||_F``.
+    """
+    X = check_X(result, X)
+    n, m = X.shape
+    num, den = np.empty(n), np.empty(n)
+    for a, b in blocks(n, m):
+        xb = np.asarray(to_numpy(X[a:b]), dtype=float)
+        num[a:b] = np.sum((xb - model_rows(result, a, b)) ** 2, axis=1)
+        den[a:b] = np.sum(xb**2, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.sqrt(num / np.where(den > 0, den, np.nan))
+    total = math.sqrt(num.sum() / den.sum()) if den.sum() > 0 else math.nan
+    return rel, total
+
+
+def default_pixels(result: Result, X: Any) -> list[tuple[str, int]]:
+    """The brightest pixel (largest sum), the worst-fitted one and a median-fit one."""
+    rel, _ = relative_residuals(result, X)
+    n, m = X.shape
+    sums = np.empty(n)
+    for a, b in blocks(n, m):
+        sums[a:b] = np.asarray(to_numpy(X[a:b]), dtype=float).sum(axis=1)
+    out = [("brightest", int(np.argmax(sums)))]
+    if np.any(np.isfinite(rel)):
+        med = np.nanmedian(rel)
+        out.append(("worst fitted", int(np.nanargmax(rel))))
+        out.append(("median fit", int(np.nanargmin(np.abs(rel - med)))))
+    return out
+
+
+def contributions(result: Result, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """What each component adds to the model at pixel ``i``, and what preprocessing adds."""
+    zero = result.S[:1] * 0
+    base = _undo(result, zero, i, i + 1)[0]
+    parts = [
+        _undo(result, result.A[i : i + 1, j : j + 1] * result.S[j : j + 1], i, i + 1)[0] - base
+        for j in range(result.k)
+    ]
+    return np.asarray(parts), base
