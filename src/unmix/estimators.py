@@ -57,6 +57,7 @@ class _Base(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             "spatial_shape": self.spatial_shape,
             "signal_shape": self.signal_shape,
             "solver_options": self.solver_options,
+            "compress": self.compress,
         }
 
     def fit(self, X: Any, y: Any = None) -> _Base:
@@ -131,6 +132,7 @@ class NMF(_Base):
         spatial_shape: Any = None,
         signal_shape: Any = None,
         solver_options: dict | None = None,
+        compress: Any = "auto",
     ) -> None:
         self.n_components = n_components
         self.loss = loss
@@ -146,6 +148,7 @@ class NMF(_Base):
         self.spatial_shape = spatial_shape
         self.signal_shape = signal_shape
         self.solver_options = solver_options
+        self.compress = compress
 
     def _maps(self, X: Any, result: Result) -> Any:
         from .transform import fit_maps
