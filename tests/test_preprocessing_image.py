@@ -625,3 +625,17 @@ def test_every_op_leaves_its_input_alone_and_records_itself(op, make):
     assert json.loads(json.dumps(record)) == record  # JSON-friendly
     assert op_from_dict(record[-1]) == op  # the description rebuilds the op
     assert out.data.shape == tuple(a.size for a in out.axes)
+
+
+def test_clip_only_touches_values_outside_the_range():
+    import unmix
+    from unmix.preprocessing.image import Clip, pipeline_from_config
+
+    data = np.array([[[-1.0, 0.5, 2.0], [0.1, -0.2, 3.0]]])
+    image = unmix.SpectralImage(data)
+    out = Clip().apply(image)
+    np.testing.assert_array_equal(out.data, np.clip(data, 0.0, None))
+    np.testing.assert_array_equal(image.data, data)  # input unchanged
+    capped = pipeline_from_config([{"op": "clip", "lower": 0.0, "upper": 1.0}]).apply(image)
+    assert capped.data.max() == 1.0 and capped.data.min() == 0.0
+    assert capped.metadata["preprocessing"][-1]["op"] == "clip"

@@ -140,6 +140,12 @@ def _merge(config: str | None, file: str | None, cli: dict, outdir: str | None) 
 def _merge_checked(config, file, cli, outdir, load_config, validate_config) -> dict:
     cfg = load_config(config) if config else {}
     cfg = {t: dict(v) for t, v in cfg.items()}
+    if config:  # relative paths in a config file are relative to the file
+        base = os.path.dirname(os.path.abspath(config))
+        for table, key in (("input", "file"), ("output", "dir")):
+            value = cfg.get(table, {}).get(key)
+            if value and not os.path.isabs(value):
+                cfg[table][key] = os.path.join(base, value)
     if file:
         cfg.setdefault("input", {})["file"] = file
     if "file" not in cfg.get("input", {}):

@@ -19,6 +19,7 @@ op                    what it does
 ``baseline_als``      :class:`~.background.BaselineALS` - asymmetric least squares baseline
 ``offset``            :class:`Offset` - add a constant (``"min"``: make the minimum 0)
 ``absolute``          :class:`Absolute` - ``|X|``
+``clip``              :class:`Clip` - clip to ``[lower, upper]``
 ``derivative``        :class:`Derivative` - ``dX/dE`` along the signal axis
 ``log``               :class:`Log` - ``log(X + offset)``
 ``normalize``         :class:`Normalize` - per pixel or per channel, by sum / max / L2
@@ -56,7 +57,7 @@ from ._imagebase import (
 )
 from .background import BaselineALS, PowerLawBackground
 from .fourier import FFT, PolarTransform, SlidingWindowFFT, image_from_array
-from .pointwise import Absolute, Derivative, Log, Normalize, Offset
+from .pointwise import Absolute, Clip, Derivative, Log, Normalize, Offset
 
 __all__ = [
     "FFT",
@@ -64,6 +65,7 @@ __all__ = [
     "BaselineALS",
     "Bin",
     "BinDetector",
+    "Clip",
     "Crop",
     "Derivative",
     "ImageOp",

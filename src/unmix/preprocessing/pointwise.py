@@ -58,6 +58,21 @@ class Absolute(ImageOp):
 
 @register
 @dataclass
+class Clip(ImageOp):
+    """Clip values to ``[lower, upper]`` (e.g. the few noise-negative entries of a dI/dV
+    map, where an offset would add a large constant to every spectrum). Axes unchanged."""
+
+    lower: float | None = 0.0
+    upper: float | None = None
+    op = "clip"
+
+    def _transform(self, image: SpectralImage) -> Out:
+        data = np.clip(read(image), self.lower, self.upper)
+        return Out(data, list(image.spatial_axes), list(image.signal_axes))
+
+
+@register
+@dataclass
 class Derivative(ImageOp):
     """Numerical derivative along the signal axis (dI/dV from I(V) curves).
 
