@@ -127,17 +127,40 @@ def _attach_context(result: Any, image: Any) -> None:
     result.context = ctx
 
 
-def _merge(config: str | None, file: str | None, cli: dict, outdir: str | None) -> dict:
+def _inline_table(text: str) -> dict:
+    from .config import tomllib
+
+    try:
+        value = tomllib.loads(f"step = {text}")["step"]
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"--step {text!r} is not a TOML inline table ({err}).") from err
+    if not isinstance(value, dict):
+        raise ValueError(f'--step {text!r}: expected a table like {{op="crop", ...}}.')
+    return value
+
+
+def _merge(
+    config: str | None,
+    file: str | None,
+    cli: dict,
+    outdir: str | None,
+    extra_steps: Sequence[str] = (),
+    spatial_shape: str | None = None,
+) -> dict:
     """Config file values, overridden by command-line flags that were given."""
     from .config import load_config, validate_config
 
     try:
-        return _merge_checked(config, file, cli, outdir, load_config, validate_config)
+        return _merge_checked(
+            config, file, cli, outdir, load_config, validate_config, extra_steps, spatial_shape
+        )
     except ValueError as err:
         raise click.UsageError(str(err)) from err
 
 
-def _merge_checked(config, file, cli, outdir, load_config, validate_config) -> dict:
+def _merge_checked(
+    config, file, cli, outdir, load_config, validate_config, extra_steps, spatial_shape
+) -> dict:
     cfg = load_config(config) if config else {}
     cfg = {t: dict(v) for t, v in cfg.items()}
     if config:  # relative paths in a config file are relative to the file
@@ -156,6 +179,16 @@ def _merge_checked(config, file, cli, outdir, load_config, validate_config) -> d
             fac[key] = value
     if outdir:
         cfg.setdefault("output", {})["dir"] = outdir
+    if extra_steps:
+        steps = cfg.setdefault("preprocess", {}).setdefault("steps", [])
+        steps.extend(_inline_table(s) for s in extra_steps)
+    if spatial_shape:
+        try:
+            cfg.setdefault("input", {})["spatial_shape"] = [
+                int(v) for v in spatial_shape.lower().split("x")
+            ]
+        except ValueError:
+            raise ValueError(f"--shape {spatial_shape!r}: use ROWSxCOLS, e.g. 11x13.") from None
     cfg.setdefault("output", {}).setdefault("dir", "unmix_output")
     if "k" not in fac:
         raise click.UsageError("the number of components is required: -k N (or k in config).")
@@ -232,6 +265,14 @@ _fit_options = [
     click.option("--sparsity", type=float, help="L1 on the maps, relative to pixel norms."),
     click.option("--smooth", type=float, help="Gaussian smoothing of maps, sigma in pixels."),
     click.option("--laplacian", type=float, help="Graph-Laplacian smoothness strength."),
+    click.option(
+        "--step",
+        "steps",
+        multiple=True,
+        help="Preprocessing op as a TOML inline table, e.g. "
+        "'{op=\"crop\", signal=[0.2, 12]}' (repeatable; after the config's).",
+    ),
+    click.option("--shape", "spatial_shape", help="Scan shape for 1-D scans, e.g. 11x13."),
     click.option("--config", type=click.Path(exists=True, dir_okay=False), help="TOML file."),
     click.option("-o", "--outdir", help="Output directory (default unmix_output)."),
     click.option("--force", is_flag=True, help="Overwrite a non-empty output directory."),
@@ -278,7 +319,7 @@ def _fit_keys(kw: dict) -> dict:
 @click.option("--no-report", is_flag=True, help="Skip the HTML report.")
 def run(file: str | None, **kw: Any) -> None:
     """Factorize FILE and write result.h5, figures and report.html to OUTDIR."""
-    cfg = _merge(kw["config"], file, _fit_keys(kw), kw["outdir"])
+    cfg = _merge(kw["config"], file, _fit_keys(kw), kw["outdir"], kw["steps"], kw["spatial_shape"])
     out = cfg["output"]
     outdir = _outdir(out["dir"], force=kw["force"] or out.get("force", False), resume=kw["resume"])
     image = _load_image(cfg)
@@ -321,7 +362,7 @@ def run(file: str | None, **kw: Any) -> None:
 @_with(_fit_options)
 def compare(file: str | None, **kw: Any) -> None:
     """PCA vs NMF vs constrained NMF on FILE, side by side in one report."""
-    cfg = _merge(kw["config"], file, _fit_keys(kw), kw["outdir"])
+    cfg = _merge(kw["config"], file, _fit_keys(kw), kw["outdir"], kw["steps"], kw["spatial_shape"])
     outdir = _outdir(cfg["output"]["dir"], force=kw["force"], resume=False)
     image = _load_image(cfg)
     X = image.unfold()
