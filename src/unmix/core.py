@@ -299,6 +299,7 @@ def factorize(
         spatial_shape=ctx.spatial_shape,
         signal_shape=ctx.signal_shape,
     )
+    result.link = link_obj
     result._args = {  # live objects for fit_maps (not saved)
         "loss": loss_obj,
         "link": link_obj,

@@ -64,6 +64,7 @@ class Result:
     spatial_shape: tuple[int, ...] | None = None
     signal_shape: tuple[int, ...] | None = None
     context: dict[str, Any] = field(default_factory=dict)
+    link: Any = field(default=None, repr=False)
 
     @property
     def k(self) -> int:
@@ -76,11 +77,19 @@ class Result:
                 return step.state["mean"]
         return None
 
-    def reconstruct(self) -> Any:
-        """The model of ``X`` (pixels, channels) in the input's units."""
-        Y = self.A @ self.S
+    def reconstruct(self, rows: slice | None = None) -> Any:
+        """The model ``f(A @ S)`` of ``X`` (pixels, channels) in the input's units.
+
+        ``rows`` restricts it to a block of pixels (bounded memory on big scans).
+        """
+        A = self.A if rows is None else self.A[rows, :]
+        Y = A @ self.S
+        if self.link is not None and not self.link.is_identity:
+            import array_api_compat as aac
+
+            Y = self.link.forward(Y, aac.array_namespace(Y))
         for step in reversed(self.preprocessing):
-            Y = step.undo_model(Y)
+            Y = step.undo_model(Y, rows)
         return Y
 
     def maps(self) -> np.ndarray:
@@ -114,8 +123,7 @@ class Result:
                 h = f.create_group("history")
                 for key, values in self.history.items():
                     h.create_dataset(key, data=np.asarray(values))
-                if self.mean is not None:
-                    f.create_dataset("mean", data=to_numpy(self.mean))
+                _save_steps(f.create_group("preprocessing"), self.preprocessing)
                 meta = {
                     "objective": self.objective,
                     "n_iter": self.n_iter,
@@ -127,6 +135,7 @@ class Result:
                     "spatial_shape": self.spatial_shape,
                     "signal_shape": self.signal_shape,
                     "context": self.context,
+                    "link": _link_spec(self.link),
                 }
                 f.attrs["meta"] = json.dumps(meta, default=_json_default)
             os.replace(tmp, path)
@@ -147,6 +156,44 @@ def _json_default(o: Any) -> Any:
     return repr(o)
 
 
+def _link_spec(link: Any) -> dict | None:
+    if link is None:
+        return None
+    return {"type": type(link).__name__, **{k: v for k, v in vars(link).items()}}
+
+
+def _make_link(spec: dict | None) -> Any:
+    if not spec:
+        return None
+    from . import links
+
+    spec = dict(spec)
+    return getattr(links, spec.pop("type"))(**spec)
+
+
+def _save_steps(group: Any, steps: list) -> None:
+    for i, step in enumerate(steps):
+        g = group.create_group(f"{i:02d}")
+        params = {k: v for k, v in step.describe().items() if k != "type"}
+        g.attrs["type"] = type(step).__name__
+        g.attrs["params"] = json.dumps(params, default=_json_default)
+        for key, value in step.state.items():
+            g.create_dataset(key, data=to_numpy(value))
+
+
+def _load_steps(group: Any) -> list:
+    from . import preprocessing
+
+    steps = []
+    for name in sorted(group):
+        g = group[name]
+        step = getattr(preprocessing, g.attrs["type"])(**json.loads(g.attrs["params"]))
+        for key in g:
+            step.state[key] = g[key][()]
+        steps.append(step)
+    return steps
+
+
 def load_result(path: str | os.PathLike) -> Result:
     """Read a result written by :meth:`Result.save` (NumPy arrays)."""
     import h5py
@@ -163,14 +210,12 @@ def load_result(path: str | os.PathLike) -> Result:
         meta = json.loads(f.attrs["meta"])
         history = {k: f["history"][k][()] for k in f["history"]}
         A, S = f["A"][()], f["S"][()]
-        mean = f["mean"][()] if "mean" in f else None
-    pre = []
-    if mean is not None:
-        from .preprocessing import Center
+        pre = _load_steps(f["preprocessing"]) if "preprocessing" in f else []
+        if not pre and "mean" in f:  # files written before preprocessing was saved
+            from .preprocessing import Center
 
-        c = Center()
-        c.state["mean"] = mean
-        pre.append(c)
+            pre = [Center()]
+            pre[0].state["mean"] = f["mean"][()]
     shape = meta.get("spatial_shape")
     sig = meta.get("signal_shape")
     return Result(
@@ -188,4 +233,5 @@ def load_result(path: str | os.PathLike) -> Result:
         spatial_shape=tuple(shape) if shape else None,
         signal_shape=tuple(sig) if sig else None,
         context=meta.get("context", {}),
+        link=_make_link(meta.get("link")),
     )
