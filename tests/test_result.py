@@ -169,3 +169,30 @@ def test_endmembers_reshape_to_signal_shape(X):
     r = unmix.factorize(X, 2, max_iter=5, random_state=0, signal_shape=(5, 8))
     assert r.endmembers().shape == (2, 5, 8)
     np.testing.assert_array_equal(r.endmembers().reshape(2, -1), r.S)
+
+
+@pytest.mark.parametrize(
+    "steps", [[unmix.NormalizePixels()], [unmix.PoissonScaling()], [unmix.NormalizePixels("l2")]]
+)
+def test_preprocessing_survives_save_and_load(tmp_path, steps):
+    rng = np.random.default_rng(0)
+    X = rng.random((3, 40)).T @ rng.random((3, 30)) * rng.uniform(1, 9, (40, 1))
+    r = unmix.factorize(X, 3, preprocessing=steps, random_state=0, max_iter=200)
+    r.save(tmp_path / "r.h5")
+    back = unmix.load_result(tmp_path / "r.h5")
+    np.testing.assert_allclose(back.reconstruct(), r.reconstruct(), rtol=1e-12)
+    np.testing.assert_allclose(r.reconstruct(slice(5, 9)), r.reconstruct()[5:9], rtol=1e-12)
+    assert np.linalg.norm(r.reconstruct() - X) < 0.05 * np.linalg.norm(X)
+
+
+def test_link_applied_in_reconstruct_and_restored(tmp_path):
+    rng = np.random.default_rng(0)
+    X = 1 / (1 + np.exp(-(rng.random((200, 2)) @ (3 * rng.random((2, 30))) - 1.5)))
+    r = unmix.factorize(
+        X, 2, solver="gradient", link=unmix.Logistic(shift=1.5), max_iter=800, random_state=0
+    )
+    assert np.linalg.norm(r.reconstruct() - X) < 0.05 * np.linalg.norm(X)
+    r.save(tmp_path / "r.h5")
+    back = unmix.load_result(tmp_path / "r.h5")
+    assert back.link == unmix.Logistic(shift=1.5)
+    np.testing.assert_allclose(back.reconstruct(), r.reconstruct(), rtol=1e-12)
