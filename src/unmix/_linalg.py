@@ -14,7 +14,7 @@ import numpy as np
 
 from ._backend import Backend
 
-__all__ = ["nnls_bpp", "svd_topk"]
+__all__ = ["nnls_bpp", "svd_blocks", "svd_topk"]
 
 
 def _masked_system(G: Any, F: Any, diag_add: Any, xp: Any) -> Any:
@@ -124,6 +124,66 @@ def svd_topk(X: Any, k: int, be: Backend, *, rng: np.random.Generator, n_iter: i
             Q, _ = xp.linalg.qr(X @ Z)
         Ub, s, Vt = xp.linalg.svd(Q.T @ X, full_matrices=False)
         U = Q @ Ub
+    U, s, Vt = U[:, :k], s[:k], Vt[:k, :]
+    pivot = xp.argmax(xp.abs(Vt), axis=1)
+    signs = xp.sign(xp.take_along_axis(Vt, pivot[:, None], axis=1))
+    signs = xp.where(signs == 0, 1.0, signs)
+    return U * signs.T, s, Vt * signs
+
+
+def _orth_rows(Y: Any, be: Backend, reduce: Any) -> Any:
+    """Orthonormal columns spanning ``Y`` (n x l, stacked blocks) by Cholesky-QR, twice.
+
+    Only the small Gram ``Y^T Y`` is reduced across blocks (and, later, ranks).
+    """
+    xp = be.xp
+    for _ in range(2):
+        G = reduce(be.acc(Y.T @ Y))
+        ridge = 1e-12 * max(float(xp.max(xp.linalg.diagonal(G))), 1e-300)
+        L = xp.linalg.cholesky(G + ridge * xp.eye(G.shape[0], dtype=G.dtype, device=be.device))
+        Y = Y @ be.work(xp.linalg.inv(L).T)
+    return Y
+
+
+def svd_blocks(
+    data: Any,
+    k: int,
+    be: Backend,
+    *,
+    rng: np.random.Generator,
+    n_iter: int = 2,
+    executor: Any = None,
+) -> tuple:
+    """Randomized truncated SVD of ``X`` through the data pass (``x_times``/``t_times``).
+
+    Works for in-memory, streamed (out-of-core) and compressed data: ``X`` is only
+    touched block by block, ``2 n_iter + 2`` passes in all.  Signs as in :func:`svd_topk`.
+    """
+    from .executor import SerialExecutor
+
+    xp = be.xp
+    ex = executor or SerialExecutor()
+    blocks = data.blocks
+    ell = min(k + 10, data.n_pixels, data.n_channels)
+    Omega = be.asarray(rng.standard_normal((data.n_channels, ell)))
+
+    def reduce(a: Any) -> Any:
+        return getattr(ex, "allreduce", lambda v: v)(a)
+
+    def right(M: Any) -> Any:  # X @ M, stacked over the (local) blocks
+        return xp.concat([data.x_times(b, M) for b in blocks], axis=0)
+
+    def left(Q: Any) -> Any:  # Q^T X, summed over blocks: (l, channels)
+        out = ex.map_reduce(lambda b: {"Z": be.acc(data.t_times(b, Q[b.slice, :]))}, blocks)
+        return be.work(out["Z"])
+
+    Q = _orth_rows(right(Omega), be, reduce)
+    for _ in range(n_iter):
+        Z, _ = xp.linalg.qr(left(Q).T)
+        Q = _orth_rows(right(Z), be, reduce)
+    B = left(Q)
+    Ub, s, Vt = xp.linalg.svd(B, full_matrices=False)
+    U = Q @ Ub
     U, s, Vt = U[:, :k], s[:k], Vt[:k, :]
     pivot = xp.argmax(xp.abs(Vt), axis=1)
     signs = xp.sign(xp.take_along_axis(Vt, pivot[:, None], axis=1))

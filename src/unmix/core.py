@@ -17,7 +17,7 @@ from ._backend import Backend, backend_of, to_numpy
 from ._validation import check_k, check_nonnegative, ensure_2d_float, finite_report
 from .checkpoint import Checkpointer, data_signature, fingerprint
 from .constraints import NonNegative, Orthogonal
-from .executor import PixelData, SerialExecutor, Weights, default_block_size
+from .executor import PixelData, SerialExecutor, StreamedData, Weights, default_block_size
 from .links import make_link
 from .loop import IterationInfo, Settings, run_once
 from .losses import make_loss
@@ -26,6 +26,7 @@ from .problem import Problem
 from .result import Result
 from .solvers import get_solver
 from .solvers.base import Solver
+from .streaming import check_streamed, is_streamable, streamed_backend
 from .terms import BindContext, Constraint, Filter, Penalty, Term
 
 logger = logging.getLogger("unmix")
@@ -173,18 +174,29 @@ def factorize(
     }
     opts = resolve_preset(preset, given)
     t_start = time.perf_counter()
-    X = ensure_2d_float(X)
-    be = backend_of(X)
-    n, m = (int(s) for s in X.shape)
-    k = check_k(k, n, m)
-    mask_arr = _check_mask(mask, X, be)
-    finite_report(X, allowed=mask_arr)
-    weights_obj = _check_weights(weights, n, m, be)
-
     pre_steps = list(opts["preprocessing"])
-    Xw = X
-    for step in pre_steps:
-        Xw = step.fit_transform(Xw, mask_arr)
+    streamed = is_streamable(X)
+    if streamed:
+        if mask is not None or pre_steps or (weights is not None):
+            raise ValueError(
+                "X is read from a file block by block (out of core): mask=, weights= and "
+                "preprocessing= need X in memory; load it (X[...]) or preprocess the file."
+            )
+        be, X = streamed_backend(X)
+        n, m = (int(s) for s in X.shape)
+        mask_arr, weights_obj, Xw = None, None, X
+    else:
+        X = ensure_2d_float(X)
+        be = backend_of(X)
+        n, m = (int(s) for s in X.shape)
+        mask_arr = _check_mask(mask, X, be)
+        finite_report(X, allowed=mask_arr)
+        weights_obj = _check_weights(weights, n, m, be)
+        Xw = X
+        for step in pre_steps:
+            Xw = step.fit_transform(Xw, mask_arr)
+        weights_obj = _step_weights(pre_steps, weights_obj)
+    k = check_k(k, n, m)
     loss_obj = make_loss(opts["loss"])
     link_obj = make_link(link)
     solver_name = opts["solver"]
@@ -203,12 +215,19 @@ def factorize(
             if nonneg["A"] and nonneg["S"]
             else (f"loss={loss_obj.name!r}")
         )
-        check_nonnegative(Xw, observed=mask_arr, why=why)
+        if not streamed:
+            check_nonnegative(Xw, observed=mask_arr, why=why)
 
     if block_size is None:
         row = spatial_shape[-1] if spatial_shape else 1
         block_size = default_block_size(n, m, be, row=row)
-    data = PixelData(Xw, be, block_size=block_size, weights=weights_obj, mask=mask_arr)
+    if streamed:
+        data = StreamedData(X, be, block_size=block_size, dtype=be.dtype)
+        check_streamed(
+            data, nonneg=(nonneg["A"] and nonneg["S"]) or loss_obj.needs_nonnegative_data
+        )
+    else:
+        data = PixelData(Xw, be, block_size=block_size, weights=weights_obj, mask=mask_arr)
     ctx = BindContext(
         n_pixels=n,
         n_channels=m,
@@ -232,6 +251,8 @@ def factorize(
         signal_shape=ctx.signal_shape,
     )
     _warn_useless(problem)
+    for term in problem.penalties["A"] + problem.penalties["S"]:
+        term.on_data(problem)
     slv = _choose_solver(solver_name, problem, opts["solver_options"] or {})
     init_name = opts["init"] or "nndsvda"
     max_iter = int(opts["max_iter"] if opts["max_iter"] is not None else 500)
@@ -275,6 +296,9 @@ def factorize(
             cfg, checkpoint=Checkpointer(checkpoint, every=checkpoint_every, fingerprint=fp)
         )
     best, runs = _restarts(problem, slv, init_name, seeds, cfg, resume)
+    spec["effective"] = {
+        t.label: t.effective() for t in problem.penalties["A"] + problem.penalties["S"]
+    }
     A, S = best["A"], best["S"]
     for step in reversed(pre_steps):
         A, S = step.undo_factors(A, S)
@@ -434,6 +458,18 @@ def _check_weights(weights: Any, n: int, m: int, be: Backend) -> Weights | None:
             raise ValueError(f"Weights.{name} must be finite and >= 0.")
         out[name] = w
     return Weights(**out)
+
+
+def _step_weights(steps: list, weights: Weights | None) -> Weights | None:
+    """Multiply pixel weights requested by preprocessing steps into ``weights``."""
+    for step in steps:
+        w = step.pixel_weights()
+        if w is None:
+            continue
+        base = weights or Weights()
+        pixels = w if base.pixels is None else base.pixels * w
+        weights = Weights(pixels=pixels, channels=base.channels, full=base.full)
+    return weights
 
 
 def _split_terms(constraints: list, regularizers: list) -> dict:

@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+
 from ._backend import Backend
 
 __all__ = ["Block", "Executor", "PixelData", "SerialExecutor", "Weights", "default_block_size"]
@@ -191,13 +193,37 @@ class PixelData:
         return total / max(count, 1)
 
     def svd(self, k: int, rng: Any, n_iter: int = 2) -> tuple[Any, Any, Any]:
-        """Leading ``k`` singular triplets of ``X`` (missing entries set to the mean)."""
-        from ._linalg import svd_topk
+        """Leading ``k`` singular triplets of ``X`` (missing entries set to the mean).
 
-        X = self.X
-        if self.mask is not None:
-            X = self.be.xp.where(self.mask, X, self.mean())
-        return svd_topk(X, k, self.be, rng=rng, n_iter=n_iter)
+        Small in-memory data: exact LAPACK.  Otherwise a randomized SVD through the data
+        pass (:func:`unmix._linalg.svd_blocks`), which also serves streamed data.
+        """
+        from ._linalg import svd_blocks, svd_topk
+
+        small = min(self.n_pixels, self.n_channels) <= 4 * (k + 10)
+        if self.mask is not None or (small and self.in_memory):
+            X = self.X if self.mask is None else self.be.xp.where(self.mask, self.X, self.mean())
+            return svd_topk(X, k, self.be, rng=rng, n_iter=n_iter)
+        return svd_blocks(self, k, self.be, rng=rng, n_iter=n_iter)
+
+    @property
+    def in_memory(self) -> bool:
+        """True when ``X`` is an array in memory (not streamed, not compressed)."""
+        return True
+
+    def rows(self, index: Any) -> Any:
+        """Selected pixels' spectra, shape (len(index), channels)."""
+        return self.be.xp.stack([self.X[int(i), :] for i in index], axis=0)
+
+    def weight_total(self) -> float:
+        """Sum of the pixel weights (the number of pixels when unweighted)."""
+        if self.pixel_w is None:
+            return float(self.n_pixels)
+        return float(self.be.xp.sum(self.be.acc(self.pixel_w)))
+
+    def weighted_view(self) -> Any:
+        """``diag(sqrt(w)) X`` through the product interface (for weighted SVDs)."""
+        return _RowScaled(self) if self.pixel_w is not None else self
 
     def norm2(self) -> float:
         """``sum W X^2`` over all blocks, in float64; computed once and cached."""
@@ -213,6 +239,50 @@ class PixelData:
         return self.be.xp.sum(Xb * Xb if W is None else W * Xb * Xb)
 
 
+class _RowScaled:
+    """``diag(sqrt(w)) X`` for the randomized SVD: blocks and products only."""
+
+    def __init__(self, data: PixelData) -> None:
+        self.data, self.blocks = data, data.blocks
+        self.n_pixels, self.n_channels = data.n_pixels, data.n_channels
+        self.be = data.be
+        self._r = self.be.xp.sqrt(data.pixel_w)
+
+    def x_times(self, block: Block, M: Any) -> Any:
+        return self._r[block.slice, :] * self.data.x_times(block, M)
+
+    def t_times(self, block: Block, Aw: Any) -> Any:
+        return self.data.t_times(block, Aw * self._r[block.slice, :])
+
+
+class StreamedData(PixelData):
+    """``X`` read block by block from a file-backed array (h5py, Zarr, memory map).
+
+    Each block is a run of whole rows, aligned to the storage's chunk rows where known,
+    read once per pass and converted to the compute dtype; nothing else of ``X`` is held.
+    """
+
+    def __init__(self, source: Any, be: Backend, *, block_size: int, dtype: Any) -> None:
+        chunks = getattr(source, "chunks", None)
+        if chunks and chunks[0] and block_size % int(chunks[0]):
+            block_size = max(int(chunks[0]), (block_size // int(chunks[0])) * int(chunks[0]))
+        super().__init__(source, be, block_size=block_size)
+        self.source = source
+        self._dtype = dtype
+
+    @property
+    def in_memory(self) -> bool:
+        return False
+
+    def x(self, block: Block) -> Any:
+        host = np.asarray(self.source[block.start : block.stop, :])
+        return self.be.asarray(host, dtype=self._dtype)
+
+    def rows(self, index: Any) -> Any:
+        host = np.stack([np.asarray(self.source[int(i), :]) for i in index], axis=0)
+        return self.be.asarray(host, dtype=self._dtype)
+
+
 class LowRankData(PixelData):
     """``X ~= U @ Vt`` (a truncated SVD) standing in for ``X`` in the data pass.
 
@@ -226,6 +296,10 @@ class LowRankData(PixelData):
         self.U, self.Vt = U * s[None, :], Vt
         super().__init__(self.U, be, block_size=block_size)
         self.n_channels = int(Vt.shape[1])
+
+    @property
+    def in_memory(self) -> bool:
+        return False
 
     def x(self, block: Block) -> Any:
         raise NotImplementedError("compressed data has no per-entry access")

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ._backend import to_numpy
-from ._linalg import nnls_bpp, svd_topk
+from ._linalg import nnls_bpp
 from .problem import Problem
 
 logger = logging.getLogger("unmix")
@@ -89,16 +89,28 @@ def _nndsvd(p: Problem, rng: np.random.Generator, variant: str) -> tuple[Any, An
     return be.asarray(A), be.asarray(S)
 
 
+def _stack_rows(p: Problem, f: Any) -> Any:
+    """``f(X_b)`` for every block, stacked along the pixels (one pass)."""
+    return p.be.xp.concat([f(b) for b in p.data.blocks], axis=0)
+
+
 def _spa_rows(p: Problem, k: int) -> list[int]:
-    """SPA on the pixels; works on ``X`` in place (no copy), one product a pick."""
+    """SPA on the pixels: one pass for the norms, then one product with ``X`` a pick.
+
+    Pixels are taken on the simplex (divided by their sums) when every sum is positive:
+    the separable-NMF setting SPA is made for; otherwise as they are.
+    """
     be, xp = p.be, p.be.xp
-    X = p.data.X
-    norms = xp.sum(be.acc(X * X), axis=1)
+    data = p.data
+    sums = _stack_rows(p, lambda b: xp.sum(be.acc(data.x(b)), axis=1))
+    if not bool(xp.all(sums > 0)):
+        sums = xp.ones_like(sums)
+    norms = _stack_rows(p, lambda b: xp.sum(be.acc(data.x(b) ** 2), axis=1)) / sums**2
     picked: list[int] = []
     basis: list[Any] = []
     for _ in range(k):
         j = int(xp.argmax(norms))
-        r = be.acc(X[j, :])
+        r = be.acc(data.rows([j])[0, :]) / sums[j]
         for u in basis:
             r = r - xp.sum(r * u) * u
         nr = float(xp.sqrt(xp.sum(r * r)))
@@ -107,20 +119,20 @@ def _spa_rows(p: Problem, k: int) -> list[int]:
         u = r / nr
         basis.append(u)
         picked.append(j)
-        proj = be.acc(X @ be.work(u))
+        proj = be.acc(_stack_rows(p, lambda b, u=u: data.x_times(b, be.work(u)[:, None]))[:, 0])
+        proj = proj / sums
         norms = xp.clip(norms - proj * proj, min=0.0)
         norms[j] = -1.0
     return picked
 
 
 def _vca_rows(p: Problem, k: int, rng: np.random.Generator) -> list[int]:
-    """VCA (Nascimento & Bioucas-Dias 2005) on the pixels."""
+    """VCA (Nascimento & Bioucas-Dias 2005) on the pixels (through the data pass)."""
     be, xp = p.be, p.be.xp
-    X = p.data.X
-    n, m = X.shape
-    _, s_all, Vt = svd_topk(X, k, be, rng=rng, n_iter=2)
-    Xp = be.acc(X @ Vt.T)  # n x k, projection on the signal subspace
-    total = float(xp.sum(be.acc(X * X))) / n
+    n, m = p.data.n_pixels, p.data.n_channels
+    _, _, Vt = p.data.svd(k, rng)
+    Xp = be.acc(_stack_rows(p, lambda b: p.data.x_times(b, Vt.T)))  # n x k projection
+    total = p.data.norm2() / n
     proj = float(xp.sum(Xp * Xp)) / n
     snr = 10 * np.log10(max(proj - k / m * total, 1e-30) / max(total - proj, 1e-30))
     if snr > 15 + 10 * np.log10(k):
@@ -147,7 +159,6 @@ def _vca_rows(p: Problem, k: int, rng: np.random.Generator) -> list[int]:
         j = int(np.argmax(v))
         picked.append(j)
         E[:, i] = Yh[j]
-    del s_all
     return picked
 
 
@@ -204,12 +215,11 @@ def initialize(p: Problem, init: Any, rng: np.random.Generator) -> tuple[Any, An
         rows = _spa_rows(p, p.k) if init == "spa" else _vca_rows(p, p.k, rng)
         if len(rows) < p.k:
             logger.warning("init=%r found only %d distinct pixels; random fill.", init, len(rows))
-            _, S_r = _random(p, rng)
-            S = S_r
-            for i, r in enumerate(rows):
-                S[i, :] = p.data.X[r, :]
+            _, S = _random(p, rng)
+            if rows:
+                S[: len(rows), :] = p.data.rows(rows)
         else:
-            S = be.xp.stack([p.data.X[r, :] for r in rows], axis=0)
+            S = p.data.rows(rows)
         if p.nonneg_S:
             S = be.xp.clip(S, min=0.0)
         S = be.xp.asarray(S, copy=True)

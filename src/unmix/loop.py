@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from ._backend import to_numpy
-from ._linalg import svd_topk
 from .executor import LowRankData
 from .init import initialize
 from .problem import Problem
@@ -112,7 +111,7 @@ class _History:
 def _compressed(p: Problem, rank: int, rng: np.random.Generator) -> Problem:
     be = p.be
     r = int(min(rank, p.data.n_pixels, p.data.n_channels))
-    U, s, Vt = svd_topk(p.data.X, r, be, rng=rng, n_iter=2)
+    U, s, Vt = p.data.svd(r, rng, n_iter=2)
     data = LowRankData(U, s, Vt, be, block_size=p.data.n_pixels)
     return dataclasses.replace(p, data=data)
 

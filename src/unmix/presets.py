@@ -37,6 +37,15 @@ def _pca() -> dict:
 
 
 def _blind() -> dict:
+    """Minimum-volume NMF with sum-to-one abundances on L2-normalized, weighted pixels.
+
+    Objective: ``1/2 sum_i w_i ||x_i/s_i - a_i S||^2 + lam/2 logdet(S S^T + delta I)``
+    with ``s_i = ||x_i||_2``, ``w_i = s_i / mean(s)``, ``A >= 0``, rows of ``A`` summing to
+    one, ``S >= 0``; ``lam = 0.5 * sum_{j>k} sigma_j^2`` (the weighted data's energy
+    outside its best rank-k approximation) and ``delta = 0.025 * mean_i w_i ||x_i/s_i||^2``
+    (both independent of the start); SPA start on the pixels' simplex; AO-ADMM.
+    Evidence: ``benchmarks/results/hsi.md`` (Samson, Jasper Ridge, Moffett).
+    """
     from .constraints import NonNegative, SumToOne
     from .preprocessing import NormalizePixels
     from .regularizers import MinVolume
@@ -44,12 +53,13 @@ def _blind() -> dict:
     return {
         "loss": "frobenius",
         "solver": "admm",
-        "init": "vca",
-        "preprocessing": [NormalizePixels("l1")],
+        "init": "spa",
+        "preprocessing": [NormalizePixels("l2", weights=True)],
         "constraints": [NonNegative(target="S"), SumToOne()],
-        "regularizers": [MinVolume(0.1)],
-        "max_iter": 300,
+        "regularizers": [MinVolume(0.5, delta=0.025, scale="residual")],
+        "max_iter": 500,
         "tol": 1e-6,
+        "solver_options": {"inner": 30},
     }
 
 

@@ -167,15 +167,21 @@ class MinVolume(Penalty):
     Parameters
     ----------
     lam : float
-        Strength.  With ``relative=True`` (default) ``lam`` is scaled at initialization
-        by ``loss(A0, S0) / |logdet(S0 S0^T + delta I)|`` as Leplat et al. recommend, so
-        a value near 0.1 to 1 is meaningful for any data scale.
+        Strength, made scale-free according to ``scale``.
     delta : float
-        Regularization of the log-determinant, relative to ``max(diag(S0 S0^T))``.
+        Regularization of the log-determinant, also scaled according to ``scale``.
+    scale : {"init", "residual", "none"}
+        ``"init"`` (default): ``lam`` is multiplied by ``loss(A0, S0) /
+        |logdet(S0 S0^T + delta I)|`` (Leplat et al.) and ``delta`` by
+        ``max(diag(S0 S0^T))``, so values near 0.1-1 suit any data scale, but they
+        depend on the start.  ``"residual"``: ``lam`` is multiplied by the energy of ``X``
+        outside its best rank-k approximation, ``sum_{j>k} sigma_j^2`` (pixel weights
+        included), and ``delta`` by the mean weighted squared pixel norm - independent of
+        the start (the blind-unmixing preset).  ``"none"``: both absolute.
     """
 
     delta: float = 0.1
-    relative: bool = True
+    scale: str = "init"
     target: str = field(default="S", kw_only=True)
     _allowed_targets = ("S",)
 
@@ -186,15 +192,34 @@ class MinVolume(Penalty):
     def _prepare(self, ctx: BindContext) -> None:
         if not self.delta > 0:
             raise ValueError(f"MinVolume: delta must be > 0; got {self.delta!r}.")
-        object.__setattr__(self, "_state", {"delta": None, "lam": self.lam})
+        if self.scale not in ("init", "residual", "none"):
+            raise ValueError(
+                f"MinVolume: scale must be 'init', 'residual' or 'none'; got {self.scale!r}."
+            )
+        delta = self.delta if self.scale == "none" else None
+        object.__setattr__(self, "_state", {"delta": delta, "lam": self.lam})
+
+    def on_data(self, problem: Any) -> None:
+        if self.scale != "residual":
+            return
+        from ._linalg import svd_blocks
+
+        data = problem.data
+        view = data.weighted_view()
+        _, s, _ = svd_blocks(view, problem.k, problem.be, rng=np.random.default_rng(0), n_iter=4)
+        total = data.norm2()
+        captured = float(np.sum(_host(s) ** 2))
+        self._state["lam"] = self.lam * max(total - captured, 0.0)
+        self._state["delta"] = self.delta * total / max(data.weight_total(), 1e-300)
 
     def on_init(self, A: Any, S: Any, loss_value: float) -> None:
+        if self.scale != "init":
+            return
         G = _host(S @ S.T)
         delta = self.delta * max(float(np.max(np.diag(G))), 1e-30)
         self._state["delta"] = delta
-        if self.relative:
-            logdet = abs(self._logdet(G, delta))
-            self._state["lam"] = self.lam * loss_value / max(logdet, 1e-12)
+        logdet = abs(self._logdet(G, delta))
+        self._state["lam"] = self.lam * loss_value / max(logdet, 1e-12)
 
     @staticmethod
     def _logdet(G: np.ndarray, delta: float) -> float:
@@ -205,9 +230,13 @@ class MinVolume(Penalty):
     def effective_lam(self) -> float:
         return self._state["lam"]
 
+    def effective(self) -> dict[str, float]:
+        """The absolute ``lam`` and ``delta`` in use (after scaling)."""
+        return {"lam": float(self._state["lam"]), "delta": float(self._state["delta"])}
+
     def value(self, M: Any) -> float:
         if self._state["delta"] is None:
-            raise RuntimeError("MinVolume.on_init must run before the penalty is evaluated.")
+            raise RuntimeError("MinVolume: on_data/on_init must run before it is evaluated.")
         return 0.5 * self._state["lam"] * self._logdet(_host(M @ M.T), self._state["delta"])
 
     def model(self, M: Any) -> PenaltyModel:

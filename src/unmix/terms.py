@@ -116,6 +116,9 @@ class Term:
             out[name] = _jsonable(value)
         return out
 
+    def on_data(self, problem: Any) -> None:
+        """Called once with the whole problem before any start (data-scaled strengths)."""
+
     def on_init(self, A: Any, S: Any, loss_value: float) -> None:
         """Called once after initialization (e.g. to resolve relative strengths)."""
 
@@ -167,6 +170,10 @@ class Penalty(Term):
     def model(self, M: Any) -> PenaltyModel:
         """Local model around ``M`` (see :class:`PenaltyModel`)."""
         raise NotImplementedError
+
+    def effective(self) -> dict[str, float]:
+        """The absolute strengths in use (differs from ``lam`` for scaled penalties)."""
+        return {"lam": float(self.lam)}
 
     def prox(self, V: Any, step: float) -> Any | None:
         """Proximal operator of ``step * lam * r`` if it has a cheap one, else None."""

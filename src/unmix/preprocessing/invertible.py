@@ -71,6 +71,10 @@ class Step:
     def undo_factors(self, A: Any, S: Any) -> tuple[Any, Any]:
         return A, S
 
+    def pixel_weights(self) -> Any:
+        """Loss weights per pixel that this step asks for (None: none)."""
+        return self.state.get("pixel_weights")
+
     def to_model_S(self, S: Any) -> Any:
         """Endmembers in the preprocessed space (inverse of ``undo_factors`` on S)."""
         return S
@@ -110,9 +114,14 @@ class NormalizePixels(Step):
     With a mask, the scale of a pixel is its mean over the observed channels times the
     number of channels (``"l1"``; root-mean-square for ``"l2"``), so missing entries do
     not shrink it.
+
+    With ``weights=True`` each pixel's loss is weighted by its scale over the mean scale,
+    so bright pixels keep the say they had before normalization (dark, noisy pixels do
+    not dominate): ``1/2 sum_i w_i ||x_i / s_i - a_i S||^2`` with ``w_i = s_i / mean(s)``.
     """
 
     norm: str = "l1"
+    weights: bool = False
 
     def __post_init__(self) -> None:
         if self.norm not in ("l1", "l2"):
@@ -130,6 +139,8 @@ class NormalizePixels(Step):
             s = xp.sqrt(_mean(X * X, mask, axis=1) * m)
         scale = xp.where(s > 0, s, 1.0)[:, None]
         self.state["scale"] = scale
+        if self.weights:
+            self.state["pixel_weights"] = scale[:, 0] / xp.mean(scale)
         return X / scale
 
     def undo_model(self, Y: Any, rows: slice | None = None) -> Any:

@@ -54,8 +54,16 @@ class ADMM(Solver):
     name = "admm"
     kinds_A = frozenset({"nonneg", "box", "simplex"})
     kinds_S = frozenset({"nonneg", "box", "fixed", "unitnorm", "orthogonal"})
-    weights = frozenset({"none", "mask"})
+    weights = frozenset({"none", "mask", "separable"})
     persistent = ("U", "V")
+
+    def problems(self, p: Problem) -> list[str]:
+        out = super().problems(p)
+        if p.data.channel_w is not None:
+            out.append("channel weights")
+        if p.data.pixel_w is not None and any(t.lam for t in p.penalties["A"]):
+            out.append("pixel weights together with penalties on A")
+        return out
 
     def setup(self, p: Problem, A: Any, S: Any) -> dict:
         xp = p.be.xp

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from .._linalg import svd_topk
 from ..executor import Executor
 from ..problem import Problem
 from .base import Solver, StepOut, register
@@ -31,10 +30,9 @@ class SVD(Solver):
 
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
         be, xp = p.be, p.be.xp
-        X = p.data.X
         seed = int(self.options.get("seed", 0))
-        U, s, Vt = svd_topk(X, p.k, be, rng=np.random.default_rng(seed))
+        U, s, Vt = p.data.svd(p.k, np.random.default_rng(seed), n_iter=4)
         A[:, :] = U * s[None, :]
-        xx = float(xp.sum(be.acc(X * X)))
+        xx = p.data.norm2()
         fit = max(0.5 * (xx - float(xp.sum(be.acc(s) ** 2))), 0.0)
         return StepOut(S=Vt, fit=fit, fit_S=Vt)
