@@ -110,7 +110,7 @@ def main() -> int:
         "sum-to-one least squares on the *raw* pixels (water is ~17x darker than soil), "
         "while Samson's are scale invariant; fitting the true endmembers under this scoring "
         "convention gives 0.0785 on Moffett, so no scale-invariant read-out reaches 0.06 "
-        "there without breaking Samson (analysis in the session notes).",
+        "there without breaking Samson (see `docs/hsi_notes.md`).",
         "",
     ]
     (HERE / "results" / "hsi.md").write_text("\n".join(lines))

@@ -132,17 +132,23 @@ def svd_topk(X: Any, k: int, be: Backend, *, rng: np.random.Generator, n_iter: i
 
 
 def _orth_rows(Y: Any, be: Backend, reduce: Any) -> Any:
-    """Orthonormal columns spanning ``Y`` (n x l, stacked blocks) by Cholesky-QR, twice.
+    """Orthonormal columns spanning ``Y`` (n x l, the stacked blocks of this process).
 
-    Only the small Gram ``Y^T Y`` is reduced across blocks (and, later, ranks).
+    Householder QR (robust when ``Y`` is rank deficient, e.g. exactly low-rank data).
+    With pixels spread over processes, ``reduce`` sums the small Gram ``Y^T Y``: then a
+    shifted Cholesky-QR, three times (Fukaya et al. 2020), orthonormalizes across them.
     """
     xp = be.xp
-    for _ in range(2):
-        G = reduce(be.acc(Y.T @ Y))
-        ridge = 1e-12 * max(float(xp.max(xp.linalg.diagonal(G))), 1e-300)
-        L = xp.linalg.cholesky(G + ridge * xp.eye(G.shape[0], dtype=G.dtype, device=be.device))
-        Y = Y @ be.work(xp.linalg.inv(L).T)
-    return Y
+    if getattr(reduce, "distributed", False):
+        for _ in range(3):
+            G = reduce(be.acc(Y.T @ Y))
+            shift = 1e-10 * max(float(xp.sum(xp.linalg.diagonal(G))), 1e-300)
+            eye = xp.eye(G.shape[0], dtype=G.dtype, device=be.device)
+            L = xp.linalg.cholesky(G + shift * eye)
+            Y = Y @ be.work(xp.linalg.inv(L).T)
+        return Y
+    Q, _ = xp.linalg.qr(Y)
+    return Q
 
 
 def svd_blocks(

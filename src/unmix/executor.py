@@ -192,16 +192,17 @@ class PixelData:
             count = int(xp.sum(xp.astype(self.mask, xp.int64)))
         return total / max(count, 1)
 
-    def svd(self, k: int, rng: Any, n_iter: int = 2) -> tuple[Any, Any, Any]:
+    def svd(self, k: int, rng: Any, n_iter: int = 2, *, exact: bool = False) -> tuple:
         """Leading ``k`` singular triplets of ``X`` (missing entries set to the mean).
 
-        Small in-memory data: exact LAPACK.  Otherwise a randomized SVD through the data
-        pass (:func:`unmix._linalg.svd_blocks`), which also serves streamed data.
+        A randomized SVD through the data pass (:func:`unmix._linalg.svd_blocks`), the
+        same for in-memory and streamed data; ``exact=True`` (the SVD solver) uses LAPACK
+        on small in-memory data.
         """
         from ._linalg import svd_blocks, svd_topk
 
         small = min(self.n_pixels, self.n_channels) <= 4 * (k + 10)
-        if self.mask is not None or (small and self.in_memory):
+        if self.mask is not None or (exact and small and self.in_memory):
             X = self.X if self.mask is None else self.be.xp.where(self.mask, self.X, self.mean())
             return svd_topk(X, k, self.be, rng=rng, n_iter=n_iter)
         return svd_blocks(self, k, self.be, rng=rng, n_iter=n_iter)
@@ -309,7 +310,7 @@ class LowRankData(PixelData):
         total = xp.sum(xp.sum(self.U, axis=0) * xp.sum(self.Vt, axis=1))
         return float(total) / (self.n_pixels * self.n_channels)
 
-    def svd(self, k: int, rng: Any, n_iter: int = 2) -> tuple[Any, Any, Any]:
+    def svd(self, k: int, rng: Any, n_iter: int = 2, *, exact: bool = False) -> tuple:
         return self._U[:, :k], self._s[:k], self.Vt[:k, :]
 
     def x_times(self, block: Block, M: Any) -> Any:

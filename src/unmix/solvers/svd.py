@@ -31,7 +31,7 @@ class SVD(Solver):
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
         be, xp = p.be, p.be.xp
         seed = int(self.options.get("seed", 0))
-        U, s, Vt = p.data.svd(p.k, np.random.default_rng(seed), n_iter=4)
+        U, s, Vt = p.data.svd(p.k, np.random.default_rng(seed), n_iter=4, exact=True)
         A[:, :] = U * s[None, :]
         xx = p.data.norm2()
         fit = max(0.5 * (xx - float(xp.sum(be.acc(s) ** 2))), 0.0)
