@@ -131,7 +131,7 @@ def svd_topk(X: Any, k: int, be: Backend, *, rng: np.random.Generator, n_iter: i
     return U * signs.T, s, Vt * signs
 
 
-def _orth_rows(Y: Any, be: Backend, reduce: Any) -> Any:
+def _orth_rows(Y: Any, be: Backend, ex: Any) -> Any:
     """Orthonormal columns spanning ``Y`` (n x l, the stacked blocks of this process).
 
     Householder QR (robust when ``Y`` is rank deficient, e.g. exactly low-rank data).
@@ -139,9 +139,9 @@ def _orth_rows(Y: Any, be: Backend, reduce: Any) -> Any:
     shifted Cholesky-QR, three times (Fukaya et al. 2020), orthonormalizes across them.
     """
     xp = be.xp
-    if getattr(reduce, "distributed", False):
+    if ex.distributed:
         for _ in range(3):
-            G = reduce(be.acc(Y.T @ Y))
+            G = ex.allreduce(be.acc(Y.T @ Y))
             shift = 1e-10 * max(float(xp.sum(xp.linalg.diagonal(G))), 1e-300)
             eye = xp.eye(G.shape[0], dtype=G.dtype, device=be.device)
             L = xp.linalg.cholesky(G + shift * eye)
@@ -170,23 +170,22 @@ def svd_blocks(
     xp = be.xp
     ex = executor or SerialExecutor()
     blocks = data.blocks
-    ell = min(k + 10, data.n_pixels, data.n_channels)
+    ell = min(k + 10, getattr(data, "n_total", data.n_pixels), data.n_channels)
     Omega = be.asarray(rng.standard_normal((data.n_channels, ell)))
 
-    def reduce(a: Any) -> Any:
-        return getattr(ex, "allreduce", lambda v: v)(a)
-
     def right(M: Any) -> Any:  # X @ M, stacked over the (local) blocks
+        if not blocks:  # a process that owns no pixels
+            return xp.zeros((0, M.shape[1]), dtype=be.dtype, device=be.device)
         return xp.concat([data.x_times(b, M) for b in blocks], axis=0)
 
     def left(Q: Any) -> Any:  # Q^T X, summed over blocks: (l, channels)
         out = ex.map_reduce(lambda b: {"Z": be.acc(data.t_times(b, Q[b.slice, :]))}, blocks)
         return be.work(out["Z"])
 
-    Q = _orth_rows(right(Omega), be, reduce)
+    Q = _orth_rows(right(Omega), be, ex)
     for _ in range(n_iter):
         Z, _ = xp.linalg.qr(left(Q).T)
-        Q = _orth_rows(right(Z), be, reduce)
+        Q = _orth_rows(right(Z), be, ex)
     B = left(Q)
     Ub, s, Vt = xp.linalg.svd(B, full_matrices=False)
     U = Q @ Ub

@@ -24,7 +24,7 @@ from ._backend import to_numpy
 
 logger = logging.getLogger("unmix")
 
-__all__ = ["Checkpointer", "fingerprint"]
+__all__ = ["Checkpointer", "DistributedCheckpointer", "fingerprint"]
 
 _ARRAYS = ("A", "S", "A0", "S0")
 
@@ -64,6 +64,8 @@ class Checkpointer:
         self.fingerprint = fingerprint
         self._last = time.monotonic()
         self.bookkeeping: dict[str, Any] = {"finished": [], "best": None}
+        self.on_interrupt = True  # Ctrl-C saves the last complete iterate
+        self._tmp_prefix = os.path.basename(self.path) + "."
 
     def due(self) -> bool:
         return self.every <= 0 or time.monotonic() - self._last >= self.every
@@ -73,7 +75,7 @@ class Checkpointer:
         import h5py
 
         folder = os.path.dirname(os.path.abspath(self.path)) or "."
-        fd, tmp = tempfile.mkstemp(suffix=".ckpt.tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=self._tmp_prefix, suffix=".ckpt.tmp", dir=folder)
         os.close(fd)
         try:
             with h5py.File(tmp, "w") as f:
@@ -168,8 +170,94 @@ class Checkpointer:
         """Temporary files of a write that a kill interrupted (never the checkpoint)."""
         folder = os.path.dirname(os.path.abspath(self.path)) or "."
         for name in os.listdir(folder):
-            if name.endswith(".ckpt.tmp"):
+            if name.startswith(self._tmp_prefix) and name.endswith(".ckpt.tmp"):
                 try:
                     os.remove(os.path.join(folder, name))
                 except OSError:  # pragma: no cover - raced with another process
                     pass
+
+
+class DistributedCheckpointer(Checkpointer):
+    """One checkpoint file per process, in generations that all processes agree on.
+
+    Process ``r`` of ``N`` writes ``PATH.rank{r}of{N}.g{G}`` (its rows of ``A``, the
+    shared ``S`` and state) atomically; after every process has written generation ``G``
+    (a barrier), each deletes its older generations.  A kill at any moment therefore
+    leaves one generation that every process holds; :meth:`load` picks the newest such
+    one.  Saves are collective: whether one is due is agreed by an all-reduce of the
+    processes' clocks, and Ctrl-C does not save (the other processes may be inside a
+    collective), so a run resumes from its last periodic checkpoint.  Resuming needs the
+    same number of processes.
+
+    Parameters
+    ----------
+    path : str
+        The checkpoint's base path.
+    every : float
+        Seconds between saves (``0``: every iteration).
+    fingerprint : str
+        The problem's fingerprint.
+    executor : distributed executor
+        Provides ``rank``, ``size``, ``barrier``, ``allgather`` and ``allreduce_max``.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, *, every: float, fingerprint: str, executor: Any
+    ) -> None:
+        super().__init__(path, every=every, fingerprint=fingerprint)
+        self.ex = executor
+        self.base = os.fspath(path)
+        self.generation = 0
+        self.on_interrupt = False
+        self._tmp_prefix = f"{os.path.basename(self.base)}.rank{executor.rank}of{executor.size}."
+        self.path = self._file(0)
+
+    def _file(self, generation: int) -> str:
+        return f"{self.base}.rank{self.ex.rank}of{self.ex.size}.g{generation}"
+
+    def _mine(self) -> dict[int, str]:
+        folder = os.path.dirname(os.path.abspath(self.base)) or "."
+        head = os.path.basename(self._file(0))[:-1]  # ... .g
+        found = {}
+        for name in os.listdir(folder):
+            tail = name[len(head) :]
+            if name.startswith(head) and tail.isdigit():
+                found[int(tail)] = os.path.join(folder, name)
+        return found
+
+    def due(self) -> bool:
+        if self.every <= 0:
+            return True
+        return self.ex.allreduce_max(float(super().due())) > 0
+
+    def save(self, snap: dict) -> None:
+        generation = self.generation + 1
+        self.path = self._file(generation)
+        super().save(snap)
+        self.ex.barrier()  # every process now holds this generation
+        for g, name in self._mine().items():
+            if g != generation:
+                os.remove(name)
+        self.generation = generation
+
+    def load(self) -> dict | None:
+        mine = self._mine()
+        everyone = self.ex.allgather(sorted(mine))
+        common = set(everyone[0]).intersection(*everyone[1:])
+        if not common:
+            if any(everyone):
+                logger.warning(
+                    "Checkpoint files %s.rank*of%d.g* do not share a generation over all "
+                    "processes (run with another number of processes?): starting afresh.",
+                    self.base,
+                    self.ex.size,
+                )
+            return None
+        self.generation = max(common)
+        self.path = mine[self.generation]
+        return super().load()
+
+    def remove(self) -> None:
+        for name in self._mine().values():
+            os.remove(name)
+        self._remove_stale_temporaries()

@@ -14,8 +14,14 @@ import numpy as np
 
 from . import __version__
 from ._backend import Backend, backend_of, to_numpy
-from ._validation import check_k, check_nonnegative, ensure_2d_float, finite_report
-from .checkpoint import Checkpointer, data_signature, fingerprint
+from ._validation import (
+    UnsupportedError,
+    check_k,
+    check_nonnegative,
+    ensure_2d_float,
+    finite_report,
+)
+from .checkpoint import Checkpointer, DistributedCheckpointer, data_signature, fingerprint
 from .constraints import NonNegative, Orthogonal
 from .executor import PixelData, SerialExecutor, StreamedData, Weights, default_block_size
 from .links import make_link
@@ -218,18 +224,33 @@ def factorize(
         if not streamed:
             check_nonnegative(Xw, observed=mask_arr, why=why)
 
+    ex = executor or SerialExecutor()
+    row = spatial_shape[-1] if spatial_shape else 1
     if block_size is None:
-        row = spatial_shape[-1] if spatial_shape else 1
         block_size = default_block_size(n, m, be, row=row)
+    start, stop = ex.partition(n, block_size)  # whole blocks: the serial block grid
+    if ex.distributed:
+        _check_distributed(terms, opts["init"])
     if streamed:
-        data = StreamedData(X, be, block_size=block_size, dtype=be.dtype)
+        data = StreamedData(
+            X, be, block_size=block_size, dtype=be.dtype, rows=(start, stop), executor=ex
+        )
         check_streamed(
             data, nonneg=(nonneg["A"] and nonneg["S"]) or loss_obj.needs_nonnegative_data
         )
     else:
-        data = PixelData(Xw, be, block_size=block_size, weights=weights_obj, mask=mask_arr)
+        rows = slice(start, stop)
+        data = PixelData(
+            Xw[rows, :],
+            be,
+            block_size=block_size,
+            weights=_rows_of(weights_obj, rows),
+            mask=None if mask_arr is None else mask_arr[rows, :],
+            executor=ex,
+            n_total=n,
+        )
     ctx = BindContext(
-        n_pixels=n,
+        n_pixels=stop - start,
         n_channels=m,
         k=k,
         backend=be,
@@ -272,7 +293,7 @@ def factorize(
         tol=tol,
         time_limit=time_limit,
         callback=callback,
-        executor=executor or SerialExecutor(),
+        executor=ex,
         compress=_check_compress(compress, problem, slv),
     )
     spec = _spec(
@@ -292,16 +313,20 @@ def factorize(
     )
     if checkpoint is not None:
         fp = fingerprint({**spec, "seeds": seeds}, data_signature(data))
-        cfg = replace(
-            cfg, checkpoint=Checkpointer(checkpoint, every=checkpoint_every, fingerprint=fp)
-        )
+        if ex.distributed:
+            ckpt = DistributedCheckpointer(
+                checkpoint, every=checkpoint_every, fingerprint=fp, executor=ex
+            )
+        else:
+            ckpt = Checkpointer(checkpoint, every=checkpoint_every, fingerprint=fp)
+        cfg = replace(cfg, checkpoint=ckpt)
     best, runs = _restarts(problem, slv, init_name, seeds, cfg, resume)
     spec["effective"] = {
         t.label: t.effective() for t in problem.penalties["A"] + problem.penalties["S"]
     }
     A, S = best["A"], best["S"]
     for step in reversed(pre_steps):
-        A, S = step.undo_factors(A, S)
+        A, S = step.undo_factors(A, S, rows=slice(start, stop))
     total = time.perf_counter() - t_start
     result = Result(
         A=A,
@@ -324,6 +349,7 @@ def factorize(
         signal_shape=ctx.signal_shape,
     )
     result.link = link_obj
+    result.rows = (start, stop)  # the pixels this process holds (all of them when serial)
     result._args = {  # live objects for fit_maps (not saved)
         "loss": loss_obj,
         "link": link_obj,
@@ -380,11 +406,11 @@ def _check_compress(compress: Any, p: Problem, slv: Solver) -> int | None:
     if compress is None or compress is False:
         return None
     if compress == "auto":
-        big = p.data.n_pixels * p.data.n_channels >= AUTO_COMPRESS_ENTRIES
-        small_k = p.k + 10 <= min(p.data.n_pixels, p.data.n_channels) // 4
+        big = p.data.n_total * p.data.n_channels >= AUTO_COMPRESS_ENTRIES
+        small_k = p.k + 10 <= min(p.data.n_total, p.data.n_channels) // 4
         fits = slv.name in ("hals", "mu", "bpp", "admm") and p.loss.is_frobenius
         ok = big and small_k and fits and p.link.is_identity and not p.data.weighted
-        return min(p.k + 10, p.data.n_pixels, p.data.n_channels) if ok else None
+        return min(p.k + 10, p.data.n_total, p.data.n_channels) if ok else None
     if compress is not True and (
         isinstance(compress, bool) or not isinstance(compress, (int, np.integer))
     ):
@@ -401,7 +427,7 @@ def _check_compress(compress: Any, p: Problem, slv: Solver) -> int | None:
             "data without a mask; drop compress= or the weights/mask."
         )
     if compress is True:
-        return min(p.k + 10, p.data.n_pixels, p.data.n_channels)
+        return min(p.k + 10, p.data.n_total, p.data.n_channels)
     if compress < p.k:
         raise ValueError(f"compress={compress} must be >= k={p.k} (the rank of the SVD).")
     return int(compress)
@@ -458,6 +484,37 @@ def _check_weights(weights: Any, n: int, m: int, be: Backend) -> Weights | None:
             raise ValueError(f"Weights.{name} must be finite and >= 0.")
         out[name] = w
     return Weights(**out)
+
+
+def _rows_of(weights: Weights | None, rows: slice) -> Weights | None:
+    """This process's rows of the per-pixel and full weights."""
+    if weights is None:
+        return None
+    return Weights(
+        pixels=None if weights.pixels is None else weights.pixels[rows],
+        channels=weights.channels,
+        full=None if weights.full is None else weights.full[rows, :],
+    )
+
+
+def _check_distributed(terms: dict, init: Any) -> None:
+    """What the distributed executors do not support yet (a clear error, not a hang)."""
+    coupled = [
+        type(t).__name__
+        for group in ("penalties", "filters")
+        for t in terms[group]["A"]
+        if type(t).__name__ in ("SpatialSmoothness", "GaussianMapFilter")
+    ]
+    if coupled:
+        raise UnsupportedError(
+            f"{coupled} couple neighbouring pixels; with pixels split over processes they "
+            "need a halo exchange that unmix does not do yet - run them serially."
+        )
+    if init in ("spa", "vca", "nndsvdar"):
+        raise UnsupportedError(
+            f"init={init!r} is not available with a distributed executor yet; use "
+            "'nndsvda', 'nndsvd', 'random' or (A0, S0)."
+        )
 
 
 def _step_weights(steps: list, weights: Weights | None) -> Weights | None:
@@ -537,7 +594,7 @@ def _spec(p: Problem, slv: Solver, cfg: Settings, **extra: Any) -> dict:
     spec = {
         "unmix_version": __version__,
         "k": p.k,
-        "n_pixels": p.data.n_pixels,
+        "n_pixels": p.data.n_total,
         "n_channels": p.data.n_channels,
         "loss": p.loss.name,
         "beta": p.loss.beta,

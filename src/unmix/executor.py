@@ -41,15 +41,34 @@ class Block:
 
 
 class Executor(Protocol):
-    """Runs a kernel over pixel blocks and sums the small arrays it returns."""
+    """Runs a kernel over pixel blocks and sums the small arrays it returns.
+
+    A distributed executor owns a share of the pixels (``partition``); its ``map_reduce``
+    runs the local blocks and sums across processes, and ``allreduce`` sums any other
+    small value (a norm, a penalty) so that every process sees the same global numbers.
+    """
+
+    distributed: bool
 
     def map_reduce(self, kernel: Callable[[Block], dict], blocks: Sequence[Block]) -> dict:
         """Apply ``kernel`` to every block; return the element-wise sums of its outputs."""
         ...
 
+    def allreduce(self, value: Any) -> Any:
+        """The sum of ``value`` over all processes (identity when serial)."""
+        ...
+
+    def partition(self, n_pixels: int, block: int) -> tuple[int, int]:
+        """The ``[start, stop)`` rows of ``X`` this process owns: whole blocks of the serial
+        block grid (blocks are whole scan lines), so every process's blocks, and hence the
+        answer, are those of a serial run."""
+        ...
+
 
 class SerialExecutor:
     """All blocks in this process, one after the other."""
+
+    distributed = False
 
     def map_reduce(self, kernel: Callable[[Block], dict], blocks: Sequence[Block]) -> dict:
         total: dict[str, Any] = {}
@@ -58,6 +77,12 @@ class SerialExecutor:
             for key, value in out.items():
                 total[key] = value if key not in total else total[key] + value
         return total
+
+    def allreduce(self, value: Any) -> Any:
+        return value
+
+    def partition(self, n_pixels: int, block: int) -> tuple[int, int]:
+        return 0, n_pixels
 
     def __repr__(self) -> str:
         return "SerialExecutor()"
@@ -119,10 +144,14 @@ class PixelData:
         block_size: int,
         weights: Weights | None = None,
         mask: Any = None,
+        executor: Any = None,
+        n_total: int | None = None,
     ) -> None:
         self.X = X
         self.be = be
+        self.executor = executor or SerialExecutor()
         self.n_pixels, self.n_channels = (int(s) for s in X.shape)
+        self.n_total = self.n_pixels if n_total is None else int(n_total)
         self.block_size = max(1, int(block_size))
         n_blocks = math.ceil(self.n_pixels / self.block_size)
         self.blocks = [
@@ -183,14 +212,19 @@ class PixelData:
         """``Aw^T @ X_b`` for the block's (weighted) maps ``Aw`` (n_b, k)."""
         return Aw.T @ self.x(block)
 
+    def reduce(self, value: Any) -> Any:
+        """Sum over the processes that share the pixels (identity when serial)."""
+        return self.executor.allreduce(value)
+
     def mean(self) -> float:
-        """Mean of the observed entries of ``X``."""
+        """Mean of the observed entries of ``X`` (all processes)."""
         xp, be = self.be.xp, self.be
         total = sum(float(xp.sum(be.acc(self.x(b)))) for b in self.blocks)
         count = self.n_pixels * self.n_channels
         if self.mask is not None:
             count = int(xp.sum(xp.astype(self.mask, xp.int64)))
-        return total / max(count, 1)
+        total, count = self.reduce(np.array([total, float(count)]))
+        return float(total) / max(float(count), 1.0)
 
     def svd(self, k: int, rng: Any, n_iter: int = 2, *, exact: bool = False) -> tuple:
         """Leading ``k`` singular triplets of ``X`` (missing entries set to the mean).
@@ -201,11 +235,12 @@ class PixelData:
         """
         from ._linalg import svd_blocks, svd_topk
 
-        small = min(self.n_pixels, self.n_channels) <= 4 * (k + 10)
-        if self.mask is not None or (exact and small and self.in_memory):
+        small = min(self.n_total, self.n_channels) <= 4 * (k + 10)
+        local = not self.executor.distributed
+        if self.mask is not None or (exact and small and self.in_memory and local):
             X = self.X if self.mask is None else self.be.xp.where(self.mask, self.X, self.mean())
             return svd_topk(X, k, self.be, rng=rng, n_iter=n_iter)
-        return svd_blocks(self, k, self.be, rng=rng, n_iter=n_iter)
+        return svd_blocks(self, k, self.be, rng=rng, n_iter=n_iter, executor=self.executor)
 
     @property
     def in_memory(self) -> bool:
@@ -219,8 +254,8 @@ class PixelData:
     def weight_total(self) -> float:
         """Sum of the pixel weights (the number of pixels when unweighted)."""
         if self.pixel_w is None:
-            return float(self.n_pixels)
-        return float(self.be.xp.sum(self.be.acc(self.pixel_w)))
+            return float(self.n_total)
+        return float(self.reduce(float(self.be.xp.sum(self.be.acc(self.pixel_w)))))
 
     def weighted_view(self) -> Any:
         """``diag(sqrt(w)) X`` through the product interface (for weighted SVDs)."""
@@ -230,7 +265,8 @@ class PixelData:
         """``sum W X^2`` over all blocks, in float64; computed once and cached."""
         if getattr(self, "_norm2", None) is None:
             be = self.be
-            self._norm2 = sum(float(be.acc(self.sq_norm(b))) for b in self.blocks)
+            local = sum(float(be.acc(self.sq_norm(b))) for b in self.blocks)
+            self._norm2 = float(self.reduce(local))
         return self._norm2
 
     def sq_norm(self, block: Block) -> Any:
@@ -246,7 +282,7 @@ class _RowScaled:
     def __init__(self, data: PixelData) -> None:
         self.data, self.blocks = data, data.blocks
         self.n_pixels, self.n_channels = data.n_pixels, data.n_channels
-        self.be = data.be
+        self.be, self.executor = data.be, data.executor
         self._r = self.be.xp.sqrt(data.pixel_w)
 
     def x_times(self, block: Block, M: Any) -> Any:
@@ -256,6 +292,23 @@ class _RowScaled:
         return self.data.t_times(block, Aw * self._r[block.slice, :])
 
 
+class _RowRange:
+    """Rows ``[start, stop)`` of a file-backed array, read only when sliced."""
+
+    def __init__(self, source: Any, start: int, stop: int) -> None:
+        self.src, self.start = source, start
+        self.shape = (stop - start, int(source.shape[1]))
+        self.dtype = source.dtype
+        self.chunks = getattr(source, "chunks", None)
+
+    def __getitem__(self, key: Any) -> Any:
+        rows, cols = key if isinstance(key, tuple) else (key, slice(None))
+        if isinstance(rows, slice):
+            a, b, _ = rows.indices(self.shape[0])
+            return self.src[self.start + a : self.start + b, cols]
+        return self.src[self.start + int(rows), cols]
+
+
 class StreamedData(PixelData):
     """``X`` read block by block from a file-backed array (h5py, Zarr, memory map).
 
@@ -263,12 +316,16 @@ class StreamedData(PixelData):
     read once per pass and converted to the compute dtype; nothing else of ``X`` is held.
     """
 
-    def __init__(self, source: Any, be: Backend, *, block_size: int, dtype: Any) -> None:
+    def __init__(self, source: Any, be: Backend, *, block_size: int, dtype: Any,
+                 rows: tuple[int, int] | None = None, executor: Any = None) -> None:
         chunks = getattr(source, "chunks", None)
         if chunks and chunks[0] and block_size % int(chunks[0]):
             block_size = max(int(chunks[0]), (block_size // int(chunks[0])) * int(chunks[0]))
-        super().__init__(source, be, block_size=block_size)
-        self.source = source
+        start, stop = rows if rows is not None else (0, int(source.shape[0]))
+        view = _RowRange(source, start, stop)
+        super().__init__(view, be, block_size=block_size, executor=executor,
+                         n_total=int(source.shape[0]))
+        self.source = view
         self._dtype = dtype
 
     @property
@@ -292,10 +349,11 @@ class LowRankData(PixelData):
     solvers' product interface is available (no per-entry access, weights or masks).
     """
 
-    def __init__(self, U: Any, s: Any, Vt: Any, be: Backend, *, block_size: int) -> None:
+    def __init__(self, U: Any, s: Any, Vt: Any, be: Backend, *, block_size: int,
+                 executor: Any = None, n_total: int | None = None) -> None:
         self._U, self._s = U, s
         self.U, self.Vt = U * s[None, :], Vt
-        super().__init__(self.U, be, block_size=block_size)
+        super().__init__(self.U, be, block_size=block_size, executor=executor, n_total=n_total)
         self.n_channels = int(Vt.shape[1])
 
     @property
@@ -307,8 +365,8 @@ class LowRankData(PixelData):
 
     def mean(self) -> float:
         xp = self.be.xp
-        total = xp.sum(xp.sum(self.U, axis=0) * xp.sum(self.Vt, axis=1))
-        return float(total) / (self.n_pixels * self.n_channels)
+        total = float(xp.sum(xp.sum(self.U, axis=0) * xp.sum(self.Vt, axis=1)))
+        return float(self.reduce(total)) / (self.n_total * self.n_channels)
 
     def svd(self, k: int, rng: Any, n_iter: int = 2, *, exact: bool = False) -> tuple:
         return self._U[:, :k], self._s[:k], self.Vt[:k, :]

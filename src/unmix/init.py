@@ -46,9 +46,11 @@ def _mean(p: Problem) -> float:
 
 def _random(p: Problem, rng: np.random.Generator) -> tuple[Any, Any]:
     be = p.be
-    n, m, k = p.data.n_pixels, p.data.n_channels, p.k
+    n, m, k = p.data.n_total, p.data.n_channels, p.k
     scale = np.sqrt(max(_mean(p), 1e-12) / k)
-    A = be.asarray(np.abs(rng.standard_normal((n, k))) * scale)
+    start = getattr(p.data.executor, "rows", None) or (0, n)
+    A_all = np.abs(rng.standard_normal((n, k))) * scale  # the same draws as a serial run
+    A = be.asarray(A_all[start[0] : start[0] + p.data.n_pixels])
     S = be.asarray(np.abs(rng.standard_normal((k, m))) * scale)
     return A, S
 
@@ -67,7 +69,9 @@ def _nndsvd(p: Problem, rng: np.random.Generator, variant: str) -> tuple[Any, An
         x, y = U[:, j], Vt[j]
         xp_, xn = np.maximum(x, 0), np.maximum(-x, 0)
         yp, yn = np.maximum(y, 0), np.maximum(-y, 0)
-        nxp, nyp, nxn, nyn = (np.linalg.norm(v) for v in (xp_, yp, xn, yn))
+        # U's rows are this process's pixels: its column norms are summed over processes
+        nxp, nxn = np.sqrt(p.data.reduce(np.array([xp_ @ xp_, xn @ xn])))
+        nyp, nyn = np.linalg.norm(yp), np.linalg.norm(yn)
         mp, mn = nxp * nyp, nxn * nyn
         if mp >= mn:
             u, v, sig = xp_ / max(nxp, 1e-300), yp / max(nyp, 1e-300), mp
@@ -75,7 +79,8 @@ def _nndsvd(p: Problem, rng: np.random.Generator, variant: str) -> tuple[Any, An
             u, v, sig = xn / max(nxn, 1e-300), yn / max(nyn, 1e-300), mn
         lbd = np.sqrt(s[j] * sig)
         A[:, j], S[j] = lbd * u, lbd * v
-    eps = 1e-6 * max(np.max(A), np.max(S), 1e-300)
+    top = float(np.max(A)) if A.size else 0.0
+    eps = 1e-6 * max(_global_max(p, top), float(np.max(S)), 1e-300)
     A[A < eps] = 0
     S[S < eps] = 0
     fill = np.sqrt(max(_mean(p), 1e-12) / k)
@@ -87,6 +92,12 @@ def _nndsvd(p: Problem, rng: np.random.Generator, variant: str) -> tuple[Any, An
         S[S == 0] = fill * rng.random(int(np.sum(S == 0))) / 100
     del xp
     return be.asarray(A), be.asarray(S)
+
+
+def _global_max(p: Problem, value: float) -> float:
+    """Maximum of a non-negative number over the processes that share the pixels."""
+    reducer = getattr(p.data.executor, "allreduce_max", None)
+    return float(reducer(value)) if reducer is not None else float(value)
 
 
 def _stack_rows(p: Problem, f: Any) -> Any:
@@ -177,10 +188,11 @@ def maps_for(p: Problem, S: Any) -> Any:
 def spectra_for(p: Problem, A: Any) -> Any:
     """Non-negative least-squares endmembers for given maps (one pass, exact)."""
     be, xp = p.be, p.be.xp
-    H = be.acc(A.T @ A)
+    H = p.data.reduce(be.acc(A.T @ A))
     P = xp.zeros((p.k, p.data.n_channels), dtype=be.acc_dtype, device=be.device)
     for b in p.data.blocks:
         P = P + be.acc(p.data.t_times(b, A[b.slice, :]))
+    P = p.data.reduce(P)
     ridge = 1e-10 * max(float(xp.max(xp.linalg.diagonal(H))), be.tiny)
     H = H + ridge * be.eye(p.k, dtype=be.acc_dtype)
     return be.work(nnls_bpp(H, P.T, be).T)
@@ -194,10 +206,12 @@ def _rescale(p: Problem, A: Any, S: Any) -> Any:
         for b in p.data.blocks:
             cross += float(xp.sum(be.acc(p.data.t_times(b, A[b.slice, :])) * be.acc(S)))
         quad = float(xp.sum(be.acc(A.T @ A) * be.acc(S @ S.T)))
+        cross, quad = (float(v) for v in p.data.reduce(np.array([cross, quad])))
         alpha = cross / quad if quad > 0 else 1.0
     else:
-        total_x = _mean(p) * p.data.n_pixels * p.data.n_channels
+        total_x = _mean(p) * p.data.n_total * p.data.n_channels
         total_y = float(xp.sum(be.acc(xp.sum(A, axis=0)) * be.acc(xp.sum(S, axis=1))))
+        total_y = float(p.data.reduce(total_y))
         alpha = total_x / total_y if total_y > 0 else 1.0
     if not np.isfinite(alpha) or alpha <= 0:
         return A
@@ -250,7 +264,11 @@ def _custom(p: Problem, init: Any) -> tuple[Any, Any]:
                 f"init S0 has shape {tuple(S0.shape)}; expected (k, channels) = {(k, m)}."
             )
     if A0 is not None:
-        A0 = be.xp.asarray(be.asarray(to_numpy(A0)), copy=True)
+        A0 = to_numpy(A0)
+        start = getattr(p.data.executor, "rows", None)
+        if start is not None and A0.shape[0] == p.data.n_total != n:  # full maps given
+            A0 = A0[start[0] : start[0] + n]
+        A0 = be.xp.asarray(be.asarray(A0), copy=True)
         if tuple(A0.shape) != (n, k):
             raise ValueError(
                 f"init A0 has shape {tuple(A0.shape)}; expected (pixels, k) = {(n, k)}."

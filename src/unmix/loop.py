@@ -73,14 +73,15 @@ def evaluate_fit(p: Problem, A: Any, S: Any) -> float:
     ):
         AtX = sum(be.acc(p.data.t_times(b, A[b.slice, :])) for b in p.data.blocks)
         S64 = be.acc(S)
-        cross = float(xp.sum(AtX * S64))
+        cross = float(xp.sum(AtX * S64)) if p.data.blocks else 0.0
         quad = float(xp.sum((be.acc(A.T @ A) @ S64) * S64))
+        cross, quad = (float(v) for v in p.data.reduce(np.array([cross, quad])))
         return max(0.5 * (p.data.norm2() - 2.0 * cross + quad), 0.0)
     total = 0.0
     for b in p.data.blocks:
         Y = p.link.forward(A[b.slice, :] @ S, xp)
         total += float(be.acc(p.loss.value(p.data.x(b), Y, p.data.w(b), xp=xp, tiny=be.tiny)))
-    return total
+    return float(p.data.reduce(total))
 
 
 def _all_finite(M: Any, xp: Any) -> bool:
@@ -110,9 +111,10 @@ class _History:
 
 def _compressed(p: Problem, rank: int, rng: np.random.Generator) -> Problem:
     be = p.be
-    r = int(min(rank, p.data.n_pixels, p.data.n_channels))
+    r = int(min(rank, p.data.n_total, p.data.n_channels))
     U, s, Vt = p.data.svd(r, rng, n_iter=2)
-    data = LowRankData(U, s, Vt, be, block_size=p.data.n_pixels)
+    data = LowRankData(U, s, Vt, be, block_size=p.data.block_size,  # the same block grid
+                       executor=p.data.executor, n_total=p.data.n_total)
     return dataclasses.replace(p, data=data)
 
 
@@ -210,7 +212,7 @@ def _iterate(
         try:
             out = slv.step(p, A, S, state, cfg.executor)
         except KeyboardInterrupt:
-            if ckpt is not None:
+            if ckpt is not None and ckpt.on_interrupt:
                 A[:, :] = A_prev
                 state.update(kept)
                 elapsed = run.elapsed0 + time.perf_counter() - t_loop
@@ -311,7 +313,7 @@ def run_once(
         pens = p.penalty_values(A, S) if not slv.one_shot else {}
         hist.add(run.fit0 + sum(pens.values()), run.fit0, pens, 0.0, 0)
         run.t_init = time.perf_counter() - t0
-    balance0 = _balance(run.A0 if run.A0 is not None else A, run.S0, xp)
+    balance0 = _balance(p, run.A0 if run.A0 is not None else A, run.S0)
     t_loop = time.perf_counter()
     stop = "max_iter"
     if p_lr is not None and start_phase <= 1:
@@ -348,7 +350,7 @@ def run_once(
         history["fit"][0] = history["fit"][-1]
     else:
         _warn_collapsed(p, A, S)
-        _warn_scale_drift(balance0, _balance(A, S, xp))
+        _warn_scale_drift(balance0, _balance(p, A, S))
     logger.info("%s: %d iterations, objective %.6g (%s)", slv.name, n_iter, final, stop)
     return {
         "A": A,
@@ -362,9 +364,11 @@ def run_once(
     }
 
 
-def _balance(A: Any, S: Any, xp: Any) -> float:
+def _balance(p: Problem, A: Any, S: Any) -> float:
     """``||A||_F / ||S||_F`` (how the scale is shared between the factors)."""
-    na, ns = float(xp.sqrt(xp.sum(A * A))), float(xp.sqrt(xp.sum(S * S)))
+    xp = p.be.xp
+    na = np.sqrt(float(p.data.reduce(float(xp.sum(A * A)))))
+    ns = float(xp.sqrt(xp.sum(S * S)))
     return na / ns if ns > 0 else float("inf")
 
 
@@ -384,7 +388,8 @@ def _warn_scale_drift(before: float, after: float) -> None:
 def _warn_collapsed(p: Problem, A: Any, S: Any) -> None:
     """Warn about components whose contribution ||a_j|| ||s_j|| is negligible."""
     xp, be = p.be.xp, p.be
-    contrib = to_numpy(xp.sqrt(xp.sum(be.acc(A * A), axis=0) * xp.sum(be.acc(S * S), axis=1)))
+    col = np.asarray(to_numpy(p.data.reduce(xp.sum(be.acc(A * A), axis=0))))
+    contrib = np.sqrt(col * np.asarray(to_numpy(xp.sum(be.acc(S * S), axis=1))))
     norm_x = p.data.norm2()
     dead = [int(j) for j in np.nonzero(contrib <= 1e-8 * max(np.sqrt(norm_x), 1e-300))[0]]
     if dead:

@@ -134,8 +134,12 @@ class Problem:
         return pos, neg
 
     def penalty_values(self, A: Any, S: Any) -> dict[str, float]:
+        """Each penalty's value; those on ``A`` summed over the processes sharing pixels."""
         vals: dict[str, float] = {}
         for target, M in (("A", A), ("S", S)):
             for p in self.penalties[target]:
-                vals[p.label] = vals.get(p.label, 0.0) + (p.value(M) if p.lam else 0.0)
+                v = p.value(M) if p.lam else 0.0
+                if target == "A":
+                    v = float(self.data.reduce(v))
+                vals[p.label] = vals.get(p.label, 0.0) + v
         return vals

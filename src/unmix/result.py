@@ -65,6 +65,7 @@ class Result:
     signal_shape: tuple[int, ...] | None = None
     context: dict[str, Any] = field(default_factory=dict)
     link: Any = field(default=None, repr=False)
+    rows: tuple[int, int] | None = field(default=None, repr=False)
 
     @property
     def k(self) -> int:

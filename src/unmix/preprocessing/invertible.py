@@ -68,7 +68,8 @@ class Step:
     def fit_transform_pixels(self, X: Any, mask: Any = None) -> Any:
         raise NotImplementedError
 
-    def undo_factors(self, A: Any, S: Any) -> tuple[Any, Any]:
+    def undo_factors(self, A: Any, S: Any, rows: slice | None = None) -> tuple[Any, Any]:
+        """Factors back in the units of ``X``; ``A`` holds the pixels ``rows`` (all: None)."""
         return A, S
 
     def pixel_weights(self) -> Any:
@@ -164,8 +165,9 @@ class PoissonScaling(Step):
         self.state["g"] = xp.sqrt(xp.where(g > 0, g, 1.0))[:, None]
         return X / (self.state["g"] * self.state["h"])
 
-    def undo_factors(self, A: Any, S: Any) -> tuple[Any, Any]:
-        return A * self.state["g"], S * self.state["h"]
+    def undo_factors(self, A: Any, S: Any, rows: slice | None = None) -> tuple[Any, Any]:
+        g = self.state["g"] if rows is None else self.state["g"][rows]
+        return A * g, S * self.state["h"]
 
     def to_model_S(self, S: Any) -> Any:
         return S / self.state["h"]

@@ -62,13 +62,14 @@ class Gradient(Solver):
         xp = p.be.xp
         lr = float(self.options.get("lr", 0.02))
 
-        def rms(M: Any) -> float:
-            return max(float(xp.sqrt(xp.mean(M * M))), p.be.tiny)
+        def rms(M: Any, reduce: Any, count: int) -> float:
+            total = float(reduce(float(xp.sum(p.be.acc(M * M)))))
+            return max((total / max(count, 1)) ** 0.5, p.be.tiny)
 
         return {
             "t": 0,
-            "lr_A": lr * rms(A),
-            "lr_S": lr * rms(S),
+            "lr_A": lr * rms(A, p.data.reduce, p.data.n_total * A.shape[1]),
+            "lr_S": lr * rms(S, float, S.shape[0] * S.shape[1]),
             "mA": xp.zeros_like(A),
             "vA": xp.zeros_like(A),
             "mS": xp.zeros_like(S),
