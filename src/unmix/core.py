@@ -167,6 +167,11 @@ def factorize(
     UnsupportedError
         The solver cannot handle a knob (the message names solvers that can).
     """
+    if getattr(executor, "drives_workers", False):  # e.g. Dask: the fit runs on the workers
+        kwargs = dict(locals())
+        for name in ("X", "k", "executor"):
+            del kwargs[name]
+        return executor.factorize(X, k, **kwargs)
     given = {
         "loss": loss,
         "constraints": constraints,

@@ -102,6 +102,18 @@ def default_block_size(n_pixels: int, n_channels: int, be: Backend, *, row: int 
     return min(n_pixels, rows)
 
 
+def rows_of_rank(n_pixels: int, block: int, rank: int, size: int) -> tuple[int, int]:
+    """The rows ``[start, stop)`` of process ``rank`` of ``size``: whole blocks of the
+    serial block grid, spread evenly (the first ``lines % size`` processes get one more;
+    with more processes than blocks the last ones own none)."""
+    lines = math.ceil(n_pixels / max(1, int(block)))
+    per, extra = divmod(lines, size)
+    first = rank * per + min(rank, extra)
+    count = per + (1 if rank < extra else 0)
+    block = max(1, int(block))
+    return min(n_pixels, first * block), min(n_pixels, (first + count) * block)
+
+
 @dataclass(frozen=True)
 class Weights:
     """Per-entry weights of the loss: separable per pixel / per channel, or full.
@@ -316,15 +328,24 @@ class StreamedData(PixelData):
     read once per pass and converted to the compute dtype; nothing else of ``X`` is held.
     """
 
-    def __init__(self, source: Any, be: Backend, *, block_size: int, dtype: Any,
-                 rows: tuple[int, int] | None = None, executor: Any = None) -> None:
+    def __init__(
+        self,
+        source: Any,
+        be: Backend,
+        *,
+        block_size: int,
+        dtype: Any,
+        rows: tuple[int, int] | None = None,
+        executor: Any = None,
+    ) -> None:
         chunks = getattr(source, "chunks", None)
         if chunks and chunks[0] and block_size % int(chunks[0]):
             block_size = max(int(chunks[0]), (block_size // int(chunks[0])) * int(chunks[0]))
         start, stop = rows if rows is not None else (0, int(source.shape[0]))
         view = _RowRange(source, start, stop)
-        super().__init__(view, be, block_size=block_size, executor=executor,
-                         n_total=int(source.shape[0]))
+        super().__init__(
+            view, be, block_size=block_size, executor=executor, n_total=int(source.shape[0])
+        )
         self.source = view
         self._dtype = dtype
 
@@ -349,8 +370,17 @@ class LowRankData(PixelData):
     solvers' product interface is available (no per-entry access, weights or masks).
     """
 
-    def __init__(self, U: Any, s: Any, Vt: Any, be: Backend, *, block_size: int,
-                 executor: Any = None, n_total: int | None = None) -> None:
+    def __init__(
+        self,
+        U: Any,
+        s: Any,
+        Vt: Any,
+        be: Backend,
+        *,
+        block_size: int,
+        executor: Any = None,
+        n_total: int | None = None,
+    ) -> None:
         self._U, self._s = U, s
         self.U, self.Vt = U * s[None, :], Vt
         super().__init__(self.U, be, block_size=block_size, executor=executor, n_total=n_total)

@@ -14,7 +14,6 @@ The result's ``A`` holds this rank's rows (``result.rows`` says which);
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,7 +21,7 @@ import array_api_compat as aac
 import numpy as np
 
 from ._backend import to_numpy
-from .executor import Block
+from .executor import Block, rows_of_rank
 
 __all__ = ["MPIExecutor"]
 
@@ -40,6 +39,33 @@ def _back(result: np.ndarray, like: Any, original: Any) -> Any:
         return float(result) if result.ndim == 0 and not hasattr(original, "shape") else result
     xp = aac.array_namespace(like)
     return xp.asarray(result, dtype=like.dtype, device=aac.device(like))
+
+
+def local_sums(kernel: Callable[[Block], dict], blocks: Sequence[Block]) -> dict:
+    """The kernel's outputs summed over this process's blocks (zeros when it has none)."""
+    local: dict[str, Any] = {}
+    for block in blocks or [Block(0, 0, 0)]:
+        for key, value in kernel(block).items():
+            local[key] = value if key not in local else local[key] + value
+    return local
+
+
+def packed_sum(local: dict, allreduce: Callable[[np.ndarray], np.ndarray]) -> dict:
+    """Sum every process's ``local`` arrays with ONE all-reduce of a packed float64 buffer.
+
+    ``allreduce`` sums a 1-D float64 host array over the processes; the results come back
+    in each value's own namespace, dtype and device (numbers stay numbers).
+    """
+    keys = sorted(local)
+    hosts = [_to_host64(local[key]) for key in keys]
+    flat = np.concatenate([h.reshape(-1) for h, _ in hosts]) if hosts else np.zeros(0)
+    total = allreduce(flat)
+    out, at = {}, 0
+    for key, (host, like) in zip(keys, hosts, strict=True):
+        part = total[at : at + host.size].reshape(host.shape)
+        at += host.size
+        out[key] = _back(part, like, local[key])
+    return out
 
 
 class MPIExecutor:
@@ -74,12 +100,7 @@ class MPIExecutor:
         one up to the order of the float64 sums.  With more ranks than blocks some ranks own
         no rows; they still take part in every reduction (with zeros).
         """
-        row = max(1, int(block))
-        lines = math.ceil(n_pixels / row)
-        per, extra = divmod(lines, self.size)
-        first = self.rank * per + min(self.rank, extra)
-        count = per + (1 if self.rank < extra else 0)
-        self.rows = (min(n_pixels, first * row), min(n_pixels, (first + count) * row))
+        self.rows = rows_of_rank(n_pixels, block, self.rank, self.size)
         return self.rows
 
     def allreduce(self, value: Any) -> Any:
@@ -103,13 +124,8 @@ class MPIExecutor:
         return self.comm.allgather(value)
 
     def map_reduce(self, kernel: Callable[[Block], dict], blocks: Sequence[Block]) -> dict:
-        """Local blocks in order, then one all-reduce per returned array."""
-        local: dict[str, Any] = {}
-        for block in blocks or [Block(0, 0, 0)]:  # a rank without rows sends zeros
-            out = kernel(block)
-            for key, value in out.items():
-                local[key] = value if key not in local else local[key] + value
-        return {key: self.allreduce(local[key]) for key in sorted(local)}
+        """Local blocks in order, then one all-reduce of all returned arrays, packed."""
+        return packed_sum(local_sums(kernel, blocks), self.allreduce)
 
     def gather_rows(self, A: Any) -> Any:
         """All ranks' rows of ``A`` stacked on rank 0 (None elsewhere)."""

@@ -27,6 +27,8 @@ def is_streamable(X: Any) -> bool:
         return X.ndim == 2
     if aac.is_array_api_obj(X) or isinstance(X, (list, tuple)):
         return False
+    if getattr(X, "_unmix_streamable", False):  # e.g. a Dask worker's rows of X
+        return True
     shape = getattr(X, "shape", None)
     return (
         shape is not None

@@ -1,0 +1,53 @@
+"""Hierarchical unmixing: trees of endmembers with maps at every level.
+
+- :func:`hierarchical_nmf` (HierNMF2, Kuang & Park 2013): recursive rank-2 NMF splits,
+  a score to choose the next split, stopping rules, optional per-node rank by
+  stability, full maps of every level refitted with the engine's constraints.
+- :func:`deep_nmf`: multilayer NMF (maps of maps, or endmembers of endmembers) with
+  Neural-NMF-style joint fine-tuning of all layers.
+- :func:`cluster_components`: dendrograms of endmembers by spectral angle, or of 2-D
+  diffraction patterns by a rotation-invariant (polar, angular cross-correlation)
+  distance.
+"""
+
+from __future__ import annotations
+
+from .cluster import (
+    Dendrogram,
+    cluster_components,
+    polar_transform,
+    rotation_distances,
+    spectral_angle_distances,
+)
+from .deep import DeepResult, deep_nmf
+from .evaluate import clade_recovery, match_leaves, planted_groups, triplet_agreement
+from .maps import layer_maps, nested_maps, refit_level
+from .model import Level, Node, Tree, attach_tree, load_tree
+from .rank2 import group_rank1, nnls2, rank2_nmf
+from .tree import hierarchical_nmf
+
+__all__ = [
+    "DeepResult",
+    "Dendrogram",
+    "Level",
+    "Node",
+    "Tree",
+    "attach_tree",
+    "clade_recovery",
+    "cluster_components",
+    "deep_nmf",
+    "group_rank1",
+    "hierarchical_nmf",
+    "layer_maps",
+    "load_tree",
+    "match_leaves",
+    "nested_maps",
+    "nnls2",
+    "planted_groups",
+    "polar_transform",
+    "rank2_nmf",
+    "refit_level",
+    "rotation_distances",
+    "spectral_angle_distances",
+    "triplet_agreement",
+]
