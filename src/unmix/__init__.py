@@ -58,9 +58,29 @@ __all__ = [
     "Weights",
     "__version__",
     "datasets",
+    "deep_nmf",
     "factorize",
+    "hierarchical_nmf",
     "io",
     "load",
     "load_result",
     "metrics",
+    "select_lambdas",
+    "select_rank",
 ]
+
+_LAZY = {
+    "select_rank": "selection",
+    "select_lambdas": "selection",
+    "hierarchical_nmf": "hierarchy",
+    "deep_nmf": "hierarchy",
+}
+
+
+def __getattr__(name: str):
+    """Rank selection and hierarchies are imported on first use (they are heavier)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'unmix' has no attribute {name!r}")

@@ -91,6 +91,7 @@ def _fit(
     quiet: bool,
     label: str = "fitting",
     every: float = 30.0,
+    executor: Any = None,
 ) -> Any:
     from .core import factorize
     from .executor import Weights
@@ -99,6 +100,8 @@ def _fit(
     k = opts.pop("k")
     weights = image.metadata.get("pixel_weights")
     kw = {"spatial_shape": image.spatial_shape, "signal_shape": image.signal_shape}
+    if executor is not None:
+        kw["executor"] = executor
     if weights is not None:
         kw["weights"] = Weights(pixels=np.asarray(weights, dtype=float).reshape(-1))
     if outdir is not None:
@@ -317,11 +320,45 @@ def _fit_keys(kw: dict) -> dict:
     help="Seconds between checkpoints (0: every iteration).",
 )
 @click.option("--no-report", is_flag=True, help="Skip the HTML report.")
+@click.option(
+    "--mpi",
+    is_flag=True,
+    help="Split the pixels over the MPI ranks (mpiexec -n N unmix run --mpi ...).",
+)
 def run(file: str | None, **kw: Any) -> None:
     """Factorize FILE and write result.h5, figures and report.html to OUTDIR."""
+    if kw["mpi"]:
+        _run_mpi(file, kw)
+    else:
+        _run(file, kw)
+
+
+def _run_mpi(file: str | None, kw: dict) -> None:
+    """``unmix run --mpi``: every rank fits its rows; rank 0 gathers the maps and writes."""
+    try:
+        from .mpi import MPIExecutor
+
+        ex = MPIExecutor()
+    except ImportError as err:
+        raise click.UsageError(f"--mpi needs mpi4py: pip install 'unmix[mpi]' ({err})") from err
+    kw = dict(kw, quiet=kw["quiet"] or ex.rank > 0)
+    try:
+        _run(file, kw, executor=ex)
+    except click.ClickException as err:
+        if ex.size > 1:  # the other ranks may wait in a collective: stop them all
+            err.show()
+            ex.comm.Abort(err.exit_code)
+        raise
+
+
+def _run(file: str | None, kw: dict, executor: Any = None) -> None:
     cfg = _merge(kw["config"], file, _fit_keys(kw), kw["outdir"], kw["steps"], kw["spatial_shape"])
     out = cfg["output"]
-    outdir = _outdir(out["dir"], force=kw["force"] or out.get("force", False), resume=kw["resume"])
+    lead = executor is None or executor.rank == 0
+    force, resume = kw["force"] or out.get("force", False), kw["resume"]
+    outdir = _outdir(out["dir"], force=force, resume=resume) if lead else out["dir"]
+    if executor is not None:
+        executor.barrier()
     image = _load_image(cfg)
     X = image.unfold()
     opts = _flag_terms(
@@ -340,7 +377,12 @@ def run(file: str | None, **kw: Any) -> None:
         resume=kw["resume"],
         quiet=kw["quiet"],
         every=kw["checkpoint_every"],
+        executor=executor,
     )
+    if executor is not None:
+        result.A, result.rows = executor.gather_rows(result.A), None
+        if not lead:
+            return
     _attach_context(result, image)
     path = result.save(os.path.join(outdir, "result.h5"))
     report = None
@@ -484,3 +526,12 @@ def entry(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Exit as err:
         return err.exit_code
     return 0
+
+
+from .hierarchy.cli import tree  # noqa: E402
+
+main.add_command(tree)
+
+from .selection.cli import select  # noqa: E402
+
+main.add_command(select)

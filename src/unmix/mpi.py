@@ -14,6 +14,7 @@ The result's ``A`` holds this rank's rows (``result.rows`` says which);
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -80,6 +81,9 @@ class MPIExecutor:
     ----------
     bytes_reduced : int
         Payload bytes this rank has contributed to all-reduces (for the cost model).
+    seconds_reduced : float
+        Wall seconds this rank has spent in all-reduces (communication plus waiting for
+        slower ranks).
     """
 
     distributed = True
@@ -91,6 +95,7 @@ class MPIExecutor:
         self.comm = comm if comm is not None else MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.bytes_reduced = 0
+        self.seconds_reduced = 0.0
         self.rows: tuple[int, int] | None = None
 
     def partition(self, n_pixels: int, block: int) -> tuple[int, int]:
@@ -107,7 +112,9 @@ class MPIExecutor:
         """Sum ``value`` (a number or an array of any backend) over the ranks, in float64."""
         host, like = _to_host64(value)
         out = np.empty_like(host)
+        t0 = time.perf_counter()
         self.comm.Allreduce(host, out, op=self.MPI.SUM)
+        self.seconds_reduced += time.perf_counter() - t0
         self.bytes_reduced += host.nbytes
         return _back(out, like, value)
 

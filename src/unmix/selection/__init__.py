@@ -1,0 +1,31 @@
+"""Choosing ``k`` and the regularization strengths with evidence.
+
+>>> from unmix.selection import select_rank, select_lambdas
+>>> sel = select_rank(X, range(2, 12), n_restarts=10, n_jobs=2)  # doctest: +SKIP
+>>> sel.recommended, sel.picks                                   # doctest: +SKIP
+>>> lam = select_lambdas(X, sel.recommended, params=("sparsity", "smoothness"),
+...                      spatial_shape=(95, 95), method="bayes")  # doctest: +SKIP
+
+See ``docs/selection.md``.
+"""
+
+from __future__ import annotations
+
+from .lambdas import PLAUSIBILITY, LambdaSearch, select_lambdas
+from .rank import CRITERIA, RULES, RankSelection, select_rank
+from .report import run_config, write_selection_report
+from .uncertainty import Uncertainty, uncertainty_from_runs
+
+__all__ = [
+    "CRITERIA",
+    "PLAUSIBILITY",
+    "RULES",
+    "LambdaSearch",
+    "RankSelection",
+    "Uncertainty",
+    "run_config",
+    "select_lambdas",
+    "select_rank",
+    "uncertainty_from_runs",
+    "write_selection_report",
+]
