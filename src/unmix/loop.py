@@ -113,8 +113,15 @@ def _compressed(p: Problem, rank: int, rng: np.random.Generator) -> Problem:
     be = p.be
     r = int(min(rank, p.data.n_total, p.data.n_channels))
     U, s, Vt = p.data.svd(r, rng, n_iter=2)
-    data = LowRankData(U, s, Vt, be, block_size=p.data.block_size,  # the same block grid
-                       executor=p.data.executor, n_total=p.data.n_total)
+    data = LowRankData(
+        U,
+        s,
+        Vt,
+        be,
+        block_size=p.data.block_size,  # the same block grid
+        executor=p.data.executor,
+        n_total=p.data.n_total,
+    )
     return dataclasses.replace(p, data=data)
 
 
