@@ -14,12 +14,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from typing import Any
 
 import numpy as np
 
+from ._atomic import atomic_path
 from ._backend import to_numpy
 
 logger = logging.getLogger("unmix")
@@ -74,59 +74,53 @@ class Checkpointer:
         """Atomically write ``snap`` (arrays, history, solver state, scalars)."""
         import h5py
 
-        folder = os.path.dirname(os.path.abspath(self.path)) or "."
-        fd, tmp = tempfile.mkstemp(prefix=self._tmp_prefix, suffix=".ckpt.tmp", dir=folder)
-        os.close(fd)
-        try:
-            with h5py.File(tmp, "w") as f:
-                f.attrs["format"] = "unmix-checkpoint"
-                f.attrs["fingerprint"] = self.fingerprint
-                for key in _ARRAYS:
-                    f.create_dataset(key, data=to_numpy(snap[key]))
-                h = f.create_group("history")
-                for key, values in snap["history"].items():
-                    h.create_dataset(key, data=np.asarray(values, dtype=float))
-                st = f.create_group("state")
-                scalars = {}
-                for key, value in snap["state"].items():
-                    if hasattr(value, "shape") and getattr(value, "ndim", 0) > 0:
-                        st.create_dataset(key, data=to_numpy(value))
-                    else:
-                        scalars[key] = float(value)
-                best = self.bookkeeping["best"]
-                if best is not None:
-                    b = f.create_group("best")
-                    b.create_dataset("A", data=to_numpy(best["A"]))
-                    b.create_dataset("S", data=to_numpy(best["S"]))
-                    bh = b.create_group("history")
-                    for key, values in best["history"].items():
-                        bh.create_dataset(key, data=np.asarray(values, dtype=float))
-                meta = {
-                    key: snap[key]
-                    for key in (
-                        "restart",
-                        "seed",
-                        "phase",
-                        "iteration",
-                        "prev",
-                        "fit0",
-                        "t_init",
-                        "elapsed",
-                    )
-                }
-                meta["state_scalars"] = scalars
-                meta["finished"] = self.bookkeeping["finished"]
-                meta["best_meta"] = (
-                    None
-                    if best is None
-                    else {k: v for k, v in best.items() if k not in ("A", "S", "history")}
+        with (
+            atomic_path(self.path, prefix=self._tmp_prefix, suffix=".ckpt.tmp") as tmp,
+            h5py.File(tmp, "w") as f,
+        ):
+            f.attrs["format"] = "unmix-checkpoint"
+            f.attrs["fingerprint"] = self.fingerprint
+            for key in _ARRAYS:
+                f.create_dataset(key, data=to_numpy(snap[key]))
+            h = f.create_group("history")
+            for key, values in snap["history"].items():
+                h.create_dataset(key, data=np.asarray(values, dtype=float))
+            st = f.create_group("state")
+            scalars = {}
+            for key, value in snap["state"].items():
+                if hasattr(value, "shape") and getattr(value, "ndim", 0) > 0:
+                    st.create_dataset(key, data=to_numpy(value))
+                else:
+                    scalars[key] = float(value)
+            best = self.bookkeeping["best"]
+            if best is not None:
+                b = f.create_group("best")
+                b.create_dataset("A", data=to_numpy(best["A"]))
+                b.create_dataset("S", data=to_numpy(best["S"]))
+                bh = b.create_group("history")
+                for key, values in best["history"].items():
+                    bh.create_dataset(key, data=np.asarray(values, dtype=float))
+            meta = {
+                key: snap[key]
+                for key in (
+                    "restart",
+                    "seed",
+                    "phase",
+                    "iteration",
+                    "prev",
+                    "fit0",
+                    "t_init",
+                    "elapsed",
                 )
-                f.attrs["meta"] = json.dumps(meta)
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+            }
+            meta["state_scalars"] = scalars
+            meta["finished"] = self.bookkeeping["finished"]
+            meta["best_meta"] = (
+                None
+                if best is None
+                else {k: v for k, v in best.items() if k not in ("A", "S", "history")}
+            )
+            f.attrs["meta"] = json.dumps(meta)
         self._last = time.monotonic()
         logger.debug("checkpoint written: iteration %s", snap["iteration"])
 

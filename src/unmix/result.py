@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ._atomic import atomic_path
 from ._backend import to_numpy
 
 __all__ = ["Result", "load_result"]
@@ -112,38 +112,29 @@ class Result:
         import h5py
 
         path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(suffix=".h5.tmp", dir=folder)
-        os.close(fd)
-        try:
-            with h5py.File(tmp, "w") as f:
-                f.attrs["format"] = "unmix-result"
-                f.attrs["format_version"] = 1
-                f.create_dataset("A", data=to_numpy(self.A), compression="gzip")
-                f.create_dataset("S", data=to_numpy(self.S), compression="gzip")
-                h = f.create_group("history")
-                for key, values in self.history.items():
-                    h.create_dataset(key, data=np.asarray(values))
-                _save_steps(f.create_group("preprocessing"), self.preprocessing)
-                meta = {
-                    "objective": self.objective,
-                    "n_iter": self.n_iter,
-                    "converged": self.converged,
-                    "stop_reason": self.stop_reason,
-                    "timings": self.timings,
-                    "spec": self.spec,
-                    "restarts": self.restarts,
-                    "spatial_shape": self.spatial_shape,
-                    "signal_shape": self.signal_shape,
-                    "context": self.context,
-                    "link": _link_spec(self.link),
-                }
-                f.attrs["meta"] = json.dumps(meta, default=_json_default)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        with atomic_path(path, suffix=".h5.tmp") as tmp, h5py.File(tmp, "w") as f:
+            f.attrs["format"] = "unmix-result"
+            f.attrs["format_version"] = 1
+            f.create_dataset("A", data=to_numpy(self.A), compression="gzip")
+            f.create_dataset("S", data=to_numpy(self.S), compression="gzip")
+            h = f.create_group("history")
+            for key, values in self.history.items():
+                h.create_dataset(key, data=np.asarray(values))
+            _save_steps(f.create_group("preprocessing"), self.preprocessing)
+            meta = {
+                "objective": self.objective,
+                "n_iter": self.n_iter,
+                "converged": self.converged,
+                "stop_reason": self.stop_reason,
+                "timings": self.timings,
+                "spec": self.spec,
+                "restarts": self.restarts,
+                "spatial_shape": self.spatial_shape,
+                "signal_shape": self.signal_shape,
+                "context": self.context,
+                "link": _link_spec(self.link),
+            }
+            f.attrs["meta"] = json.dumps(meta, default=_json_default)
         return path
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from .._atomic import atomic_path
 from .._backend import to_numpy
 
 __all__ = ["FORMAT", "Level", "Node", "Tree", "attach_tree", "load_tree"]
@@ -336,18 +336,9 @@ class Tree:
         import h5py
 
         path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(suffix=".h5.tmp", dir=folder)
-        os.close(fd)
-        try:
-            with h5py.File(tmp, "w") as f:
-                f.attrs["format"] = FORMAT
-                _write(f, self)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        with atomic_path(path, suffix=".h5.tmp") as tmp, h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            _write(f, self)
         return path
 
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
 
+from .._atomic import atomic_path
 from .._backend import to_numpy
 from ._plan import FitRecord
 
@@ -92,21 +92,14 @@ class Store:
 
     def write(self, rec: FitRecord) -> None:
         """Write one finished fit atomically."""
-        fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=self.fits)
-        os.close(fd)
         arrays = {"S": to_numpy(rec.S)}
         if rec.A is not None:
             arrays["A"] = to_numpy(rec.A)
         meta = {name: getattr(rec, name) for name in _SCALARS}
         meta["key"] = rec.key
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-            os.replace(tmp, os.path.join(self.fits, _safe(rec.key) + ".npz"))
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        target = os.path.join(self.fits, _safe(rec.key) + ".npz")
+        with atomic_path(target) as tmp, open(tmp, "wb") as f:
+            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
 
     def write_progress(self, finished: list[str]) -> None:
         """Rewrite ``progress.json`` atomically with the list of finished fits."""
@@ -116,10 +109,9 @@ class Store:
             "settings": self.settings,
             "finished": list(finished),
         }
-        fd, tmp = tempfile.mkstemp(suffix=".json.tmp", dir=self.path)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=1, default=str)
-        os.replace(tmp, self.progress)
+        with atomic_path(self.progress, suffix=".json.tmp") as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(meta, f, indent=1, default=str)
 
     def _read_all(self) -> dict[str, FitRecord]:
         out = {}

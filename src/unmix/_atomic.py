@@ -1,0 +1,38 @@
+"""Atomic file writes: write a temporary file beside the target, then rename it over.
+
+A kill or an error during the write leaves the previous file (or none), never a half
+written one; the temporary file is removed on errors.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["atomic_path"]
+
+
+@contextmanager
+def atomic_path(
+    path: str | os.PathLike, *, prefix: str = "tmp", suffix: str = ".tmp"
+) -> Iterator[str]:
+    """Yield a temporary path in ``path``'s folder; on success it replaces ``path``.
+
+    Examples
+    --------
+    >>> with atomic_path("result.h5", suffix=".h5.tmp") as tmp:  # doctest: +SKIP
+    ...     write_everything(tmp)
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

@@ -1,0 +1,30 @@
+"""Atomic writes: an error mid-write leaves the previous file and no temporary."""
+
+import os
+
+import pytest
+
+from unmix._atomic import atomic_path
+
+
+def test_success_replaces_the_file(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with atomic_path(target, suffix=".txt.tmp") as tmp:
+        assert os.path.dirname(tmp) == str(tmp_path)
+        with open(tmp, "w") as f:
+            f.write("new")
+    assert target.read_text() == "new"
+    assert sorted(os.listdir(tmp_path)) == ["out.txt"]
+
+
+def test_error_keeps_the_old_file_and_removes_the_temporary(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_path(target) as tmp:
+            with open(tmp, "w") as f:
+                f.write("half")
+            raise RuntimeError("disk full")
+    assert target.read_text() == "old"
+    assert sorted(os.listdir(tmp_path)) == ["out.txt"]
