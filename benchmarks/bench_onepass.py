@@ -19,6 +19,7 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
+import importlib.metadata  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -53,6 +54,10 @@ def median_cpu(f, r: int = 5) -> float:
         f()
         ts.append(time.process_time() - t)
     return float(np.median(ts))
+
+
+def _numba_version() -> str:
+    return importlib.metadata.version("numba") if _onepass.available() else "-"
 
 
 def unmix_run(X, k, solver, kernel, iters):
@@ -170,7 +175,7 @@ def main() -> None:
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
         f"(shared with other jobs: load average {load:.1f} at the end); BLAS: {blas}; "
-        f"numba {_onepass._nb.__version__ if _onepass.available() else '-'} (1 thread).",
+        f"numba {_numba_version()} (1 thread).",
         "",
         "How to run: `.venv/bin/python benchmarks/bench_onepass.py` (`--quick`: seconds).",
         "",
