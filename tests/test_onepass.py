@@ -62,7 +62,7 @@ def test_onepass_single_inner_and_l1(data, solver):
 
 
 def test_kernel_choice_reaches_the_pass(data, monkeypatch):
-    """'onepass' runs the kernel; 'auto' (the default, opt-in for now) and 'blas' do not."""
+    """'onepass' runs the kernel, 'blas' never; 'auto' from AUTO_MIN_ENTRIES entries on."""
     calls = []
     real = _onepass._pass
 
@@ -74,9 +74,17 @@ def test_kernel_choice_reaches_the_pass(data, monkeypatch):
     _fit(data, "hals", "onepass", max_iter=3)
     assert calls
     calls.clear()
-    for choice in ("auto", "blas"):
+    assert data.size < _onepass.AUTO_MIN_ENTRIES
+    for choice in ("auto", "blas"):  # small X: the JIT load would cost more than it saves
         _fit(data, "hals", choice, max_iter=3)
         assert not calls
+    monkeypatch.setattr(_onepass, "AUTO_MIN_ENTRIES", 0)
+    _fit(data, "hals", "auto", max_iter=3)
+    assert calls
+    calls.clear()
+    w = unmix.Weights(pixels=np.linspace(0.5, 1.5, data.shape[0]))
+    _fit(data, "hals", "auto", max_iter=3, weights=w)  # weights do not qualify
+    assert not calls
 
 
 def test_onepass_refuses_what_it_cannot_run(data):

@@ -110,9 +110,9 @@ class HALS(Solver):
         NumPy X in memory (C-contiguous, float32/float64), no weights or mask, only
         non-negativity (and a scalar L1) on A; a ValueError otherwise.  ``"blas"``: the
         BLAS products of :func:`~unmix.solvers._frobenius.frobenius_pass`.  ``"auto"``
-        (default): ``"blas"`` for now - the kernel is opt-in (1.3x faster per pass at
-        k = 4, no faster at k = 8, plus a JIT compile per process; see
-        ``benchmarks/results/onepass.md``).  Both give the same iterates up to rounding.
+        (default): ``"onepass"`` when numba is installed, the problem qualifies and X has
+        at least ``unmix._onepass.AUTO_MIN_ENTRIES`` entries (4 M), else ``"blas"``.  Both
+        give the same iterates up to rounding.
     """
 
     name = "hals"
