@@ -137,3 +137,9 @@ def test_killed_worker_leaves_a_checkpoint_to_resume_from(client, tmp_path):
 def test_what_the_dask_executor_rejects(client, kw, match):
     with pytest.raises(ValueError, match=match):
         unmix.factorize(_data(), 3, executor=DaskExecutor(client), max_iter=2, **kw)
+
+
+def test_dask_executor_refuses_a_silent_device_copy(client):
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="takes X as a NumPy array"):
+        unmix.factorize(torch.from_numpy(_data()), 3, executor=DaskExecutor(client), max_iter=2)

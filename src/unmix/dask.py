@@ -273,7 +273,13 @@ class DaskExecutor:
                 "first (e.g. unmix.preprocessing steps on the array)."
             )
         source = _source_of(X)
-        X_host = X if source is not None or isinstance(X, np.ndarray) else to_numpy(X)
+        if source is None and not isinstance(X, np.ndarray):
+            raise TypeError(
+                f"DaskExecutor takes X as a NumPy array, an h5py dataset or a memory map; got "
+                f"{type(X).__module__}.{type(X).__name__}. Pass np.asarray(X) (the workers "
+                "compute on their CPUs), or fit on the device without an executor."
+            )
+        X_host = X
         if X_host.ndim != 2:
             raise ValueError(f"X must be 2-D (pixels, channels); got shape {X_host.shape}.")
         n, m = (int(s) for s in X_host.shape)
@@ -320,8 +326,7 @@ class DaskExecutor:
         outs = self._wait(futures, addresses, exchange)
         result = outs[0]["result"]
         result.A = np.concatenate([o["A"] for o in outs], axis=0)
-        if isinstance(X, np.ndarray) or source is not None:
-            result.A = result.A.astype(result.S.dtype, copy=False)
+        result.A = result.A.astype(result.S.dtype, copy=False)
         result.rows = None
         self.last_run = {
             "seconds": [o["seconds"] for o in outs],
