@@ -146,6 +146,18 @@ def child_read(path: str, cold: bool) -> None:
     print(json.dumps({"cold": cold, "wall": wall, "cpu": cpu, "bytes": os.path.getsize(path)}))
 
 
+def _grid_fit(n_side: int) -> dict:
+    """The fit every distributed measurement (and its serial peer) runs."""
+    return dict(
+        solver="hals",
+        tol=0,
+        random_state=0,
+        compress=None,
+        spatial_shape=(n_side, n_side),
+        block_size=n_side * 8,
+    )
+
+
 def _problem(n_side: int, m: int, k: int):
     block = planted(n_side * n_side, m, k, seed=1, dtype=np.float64)
     return block(0, n_side * n_side)
@@ -162,15 +174,7 @@ def child_mpi(n_side: int, m: int, k: int, iters: int) -> None:
     def cb(info) -> None:
         stamps.append((time.perf_counter(), time.process_time(), ex.seconds_reduced))
 
-    kw = dict(
-        solver="hals",
-        max_iter=iters,
-        tol=0,
-        random_state=0,
-        compress=None,
-        spatial_shape=(n_side, n_side),
-        block_size=n_side * 8,
-    )
+    kw = dict(_grid_fit(n_side), max_iter=iters)
     ex.comm.Barrier()
     unmix.factorize(X, k, executor=ex, callback=cb, **kw)
     s = np.array(stamps)
@@ -199,20 +203,7 @@ def child_serial(n_side: int, m: int, k: int, iters: int) -> None:
     def cb(info) -> None:
         stamps.append((time.perf_counter(), time.process_time()))
 
-    t0 = time.perf_counter()
-    unmix.factorize(
-        X,
-        k,
-        callback=cb,
-        solver="hals",
-        max_iter=iters,
-        tol=0,
-        random_state=0,
-        compress=None,
-        spatial_shape=(n_side, n_side),
-        block_size=n_side * 8,
-    )
-    _ = t0
+    unmix.factorize(X, k, callback=cb, max_iter=iters, **_grid_fit(n_side))
     d = np.diff(np.array(stamps), axis=0)
     c0 = time.process_time()
     v = np.ones(m)
@@ -248,14 +239,7 @@ def child_dask(n_side: int, m: int, k: int, iters: int) -> None:
     )
     with distributed.Client(cluster) as client:
         ex = DaskExecutor(client)
-        kw = dict(
-            solver="hals",
-            tol=0,
-            random_state=0,
-            compress=None,
-            spatial_shape=(n_side, n_side),
-            block_size=n_side * 8,
-        )
+        kw = _grid_fit(n_side)
         runs = {}
         for n_it in (5, 5, 5 + iters):  # the first run warms the workers up
             t0 = time.perf_counter()

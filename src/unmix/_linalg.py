@@ -124,6 +124,12 @@ def svd_topk(X: Any, k: int, be: Backend, *, rng: np.random.Generator, n_iter: i
             Q, _ = xp.linalg.qr(X @ Z)
         Ub, s, Vt = xp.linalg.svd(Q.T @ X, full_matrices=False)
         U = Q @ Ub
+    return _leading_signed(U, s, Vt, k, xp)
+
+
+def _leading_signed(U: Any, s: Any, Vt: Any, k: int, xp: Any) -> tuple:
+    """The leading ``k`` triplets, each signed so that its largest ``|Vt|`` entry is > 0
+    (deterministic signs whatever the LAPACK or backend)."""
     U, s, Vt = U[:, :k], s[:k], Vt[:k, :]
     pivot = xp.argmax(xp.abs(Vt), axis=1)
     signs = xp.sign(xp.take_along_axis(Vt, pivot[:, None], axis=1))
@@ -189,8 +195,4 @@ def svd_blocks(
     B = left(Q)
     Ub, s, Vt = xp.linalg.svd(B, full_matrices=False)
     U = Q @ Ub
-    U, s, Vt = U[:, :k], s[:k], Vt[:k, :]
-    pivot = xp.argmax(xp.abs(Vt), axis=1)
-    signs = xp.sign(xp.take_along_axis(Vt, pivot[:, None], axis=1))
-    signs = xp.where(signs == 0, 1.0, signs)
-    return U * signs.T, s, Vt * signs
+    return _leading_signed(U, s, Vt, k, xp)

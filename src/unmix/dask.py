@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ._backend import to_numpy
-from .executor import Block, default_block_size, rows_of_rank
+from .executor import Block, _RowRange, default_block_size, rows_of_rank
 
 logger = logging.getLogger("unmix")
 
@@ -132,23 +132,13 @@ class _DaskRank:
         return packed_sum(local_sums(kernel, blocks), self.allreduce)
 
 
-class _LocalRows:
-    """``X`` as a worker sees it: the full shape, but only its rows are held (or read)."""
+class _LocalRows(_RowRange):
+    """``X`` as a worker sees it: the full shape, but only its rows (from ``start``) held."""
 
     _unmix_streamable = True
 
     def __init__(self, part: Any, start: int, n_total: int) -> None:
-        self.part, self.start = part, start
-        self.shape = (int(n_total), int(part.shape[1]))
-        self.dtype = part.dtype
-        self.chunks = getattr(part, "chunks", None)
-
-    def __getitem__(self, key: Any) -> Any:
-        rows, cols = key if isinstance(key, tuple) else (key, slice(None))
-        if isinstance(rows, slice):
-            a, b, _ = rows.indices(self.shape[0])
-            return self.part[a - self.start : b - self.start, cols]
-        return self.part[int(rows) - self.start, cols]
+        super().__init__(part, -int(start), n_total)
 
 
 def _source_of(X: Any) -> tuple[str, Any] | None:

@@ -305,11 +305,15 @@ class _RowScaled:
 
 
 class _RowRange:
-    """Rows ``[start, stop)`` of a file-backed array, read only when sliced."""
+    """A view of ``n_rows`` rows whose row ``i`` is row ``offset + i`` of ``source``.
 
-    def __init__(self, source: Any, start: int, stop: int) -> None:
-        self.src, self.start = source, start
-        self.shape = (stop - start, int(source.shape[1]))
+    Nothing is read until the view is sliced (``source`` may be a file-backed array).
+    A negative ``offset`` maps global row numbers onto a process's own rows.
+    """
+
+    def __init__(self, source: Any, offset: int, n_rows: int) -> None:
+        self.src, self.offset = source, int(offset)
+        self.shape = (int(n_rows), int(source.shape[1]))
         self.dtype = source.dtype
         self.chunks = getattr(source, "chunks", None)
 
@@ -317,8 +321,8 @@ class _RowRange:
         rows, cols = key if isinstance(key, tuple) else (key, slice(None))
         if isinstance(rows, slice):
             a, b, _ = rows.indices(self.shape[0])
-            return self.src[self.start + a : self.start + b, cols]
-        return self.src[self.start + int(rows), cols]
+            return self.src[self.offset + a : self.offset + b, cols]
+        return self.src[self.offset + int(rows), cols]
 
 
 class StreamedData(PixelData):
@@ -342,7 +346,7 @@ class StreamedData(PixelData):
         if chunks and chunks[0] and block_size % int(chunks[0]):
             block_size = max(int(chunks[0]), (block_size // int(chunks[0])) * int(chunks[0]))
         start, stop = rows if rows is not None else (0, int(source.shape[0]))
-        view = _RowRange(source, start, stop)
+        view = _RowRange(source, start, stop - start)
         super().__init__(
             view, be, block_size=block_size, executor=executor, n_total=int(source.shape[0])
         )
