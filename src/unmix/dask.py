@@ -292,8 +292,11 @@ class DaskExecutor:
             start, stop = rows_of_rank(n, int(block), rank, size)
             part = None
             if source is None:
+                # hash=False: a content-hashed key shared with an earlier fit on the
+                # same rows can be released by that fit's clean-up while this one
+                # still needs it ("computation on lost data").
                 part = self.client.scatter(
-                    np.asarray(X_host[start:stop]), workers=[address], direct=True
+                    np.asarray(X_host[start:stop]), workers=[address], direct=True, hash=False
                 )
             futures.append(
                 self.client.submit(
@@ -327,6 +330,21 @@ class DaskExecutor:
         }
         return result
 
+    def _lost(self, addresses: list[str], *, settle: bool) -> list[str]:
+        """Workers of this fit the scheduler no longer knows.
+
+        A task on a killed worker can be cancelled before the scheduler drops the
+        worker; with ``settle`` the check is repeated for a few seconds so that the
+        error names the worker that died.
+        """
+        deadline = time.monotonic() + (5.0 if settle else 0.0)
+        while True:
+            alive = set(self.client.scheduler_info(n_workers=-1)["workers"])
+            lost = [a for a in addresses if a not in alive]
+            if lost or time.monotonic() >= deadline:
+                return lost
+            time.sleep(0.2)
+
     def _wait(self, futures: list, addresses: list[str], exchange: Any) -> list[dict]:
         """Results in rank order; a dead worker stops the fit with a clear error."""
         from distributed import wait
@@ -341,8 +359,7 @@ class DaskExecutor:
             status = [f.status for f in futures]
             if all(st == "finished" for st in status) or "error" in status:
                 break
-            alive = set(self.client.scheduler_info(n_workers=-1)["workers"])
-            lost = [a for a in addresses if a not in alive]
+            lost = self._lost(addresses, settle="cancelled" in status)
             if lost or "cancelled" in status:
                 try:  # free the ranks that wait for the lost one
                     exchange.abort().result(timeout=10)
@@ -350,10 +367,14 @@ class DaskExecutor:
                     logger.debug("could not abort the exchange", exc_info=True)
                 for f in futures:
                     f.cancel()
+                what = (
+                    f"Dask worker(s) {lost} died during the fit"
+                    if lost
+                    else "the scheduler cancelled a worker's fit (its input rows were lost)"
+                )
                 raise RuntimeError(
-                    f"Dask worker(s) {lost} died during the fit; with checkpoint= the last "
-                    "checkpoint every worker saved is kept: rerun with resume=True on the same "
-                    "number of workers."
+                    f"{what}; with checkpoint= the last checkpoint every worker saved is "
+                    "kept: rerun with resume=True on the same number of workers."
                 )
         for f in futures:
             if f.status == "error":
