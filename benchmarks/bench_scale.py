@@ -383,6 +383,22 @@ def bench_distributed(n_side: int, m: int, k: int, iters: int, lines: list[str])
         ]
 
 
+_HEADINGS = {"ooc": "## Out of core", "distributed": "## MPI and Dask"}
+
+
+def _kept_section(path: Path, name: str) -> list[str]:
+    """The section ``name`` of an earlier results file (for ``--only``), marked as such."""
+    text = path.read_text().splitlines() if path.exists() else []
+    start = next((i for i, ln in enumerate(text) if ln.startswith(_HEADINGS[name])), None)
+    if start is None:
+        return [f"{_HEADINGS[name]}: not measured in this run", ""]
+    stop = next(
+        (i for i in range(start + 1, len(text)) if text[i].startswith(("## ", "Total run"))),
+        len(text),
+    )
+    return [*text[start:stop], "(This section is from an earlier run.)", ""]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("ooc", "read", "mpi", "serial", "dask", "write"):
@@ -402,6 +418,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     ap.add_argument("--gib", type=float, default=2.0, help="size of the out-of-core file")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument(
+        "--only",
+        choices=("ooc", "distributed"),
+        help="run one part; the other part's section is kept from the existing results file",
+    )
     args = ap.parse_args(argv)
     t0 = time.time()
     lines = [
@@ -413,12 +434,19 @@ def main(argv: list[str] | None = None) -> int:
         "lent to this task: the GPU rows of issue 6 are not measured.",
         "",
     ]
-    if args.quick:
-        bench_ooc(0.05, 3, lines)
-        bench_distributed(32, 64, 3, 10, lines)
-    else:
-        bench_ooc(args.gib, 8, lines)
-        bench_distributed(128, 1535, 4, 40, lines)
+    parts = {
+        "ooc": lambda: bench_ooc(0.05, 3, lines) if args.quick else bench_ooc(args.gib, 8, lines),
+        "distributed": lambda: (
+            bench_distributed(32, 64, 3, 10, lines)
+            if args.quick
+            else bench_distributed(128, 1535, 4, 40, lines)
+        ),
+    }
+    for name, run in parts.items():
+        if args.only in (None, name):
+            run()
+        else:
+            lines += _kept_section(args.out, name)
     lines.append(
         f"Total run time {time.time() - t0:.0f} s wall; load average at the end "
         f"{os.getloadavg()[0]:.1f}."

@@ -90,6 +90,21 @@ def test_run_eels_writes_result_report_and_provenance(tmp_path, capsys):
     assert "stopped by" in capsys.readouterr().out
 
 
+def test_run_on_a_compute_device_gives_the_host_answer(tmp_path):
+    pytest.importorskip("torch")
+    path = shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy")
+    base = ["run", path, "-k", "3", "--seed", "0", "--max-iter", "30", "--init", "random"]
+    base += ["--no-report", "-q"]
+    assert entry([*base, "-o", str(tmp_path / "host")]) == 0
+    assert entry([*base, "--device", "torch", "-o", str(tmp_path / "torch")]) == 0
+    host = unmix.load_result(tmp_path / "host" / "result.h5")
+    dev = unmix.load_result(tmp_path / "torch" / "result.h5")
+    assert dev.spec.get("device", "cpu") == "cpu"
+    assert dev.S.dtype == host.S.dtype == np.float32  # float32 data: float32 on both
+    np.testing.assert_allclose(dev.S, host.S, rtol=0, atol=1e-3 * np.abs(host.S).max())
+    assert dev.objective == pytest.approx(host.objective, rel=1e-5)
+
+
 def test_config_file_maps_one_to_one(tmp_path):
     path = shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy")
     cfg = tmp_path / "cfg.toml"

@@ -103,3 +103,15 @@ def test_reasons_without_numba(data, monkeypatch):
     assert np.all(np.isfinite(r.A))
     with pytest.raises(ValueError, match="numba is not installed"):
         _fit(data, "mu", "onepass", max_iter=2)
+
+
+@pytest.mark.parametrize("solver", ["hals", "mu"])
+def test_streamed_blocks_run_the_kernel_and_give_the_in_memory_answer(tmp_path, data, solver):
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "X.h5", "w") as f:
+        f.create_dataset("X", data=data, chunks=(64, data.shape[1]))
+    with h5py.File(tmp_path / "X.h5", "r") as f:
+        streamed = _fit(f["X"], solver, "onepass")
+    memory = _fit(data, solver, "onepass")
+    np.testing.assert_array_equal(streamed.S, memory.S)
+    np.testing.assert_array_equal(streamed.A, memory.A)

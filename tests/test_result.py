@@ -196,3 +196,23 @@ def test_link_applied_in_reconstruct_and_restored(tmp_path):
     back = unmix.load_result(tmp_path / "r.h5")
     assert back.link == unmix.Logistic(shift=1.5)
     np.testing.assert_allclose(back.reconstruct(), r.reconstruct(), rtol=1e-12)
+
+
+def test_maps_are_written_in_chunks_of_whole_scan_lines(tmp_path, X):
+    r = unmix.factorize(X, 3, max_iter=5, spatial_shape=SHAPE, random_state=0)
+    from unmix.result import _write_maps
+
+    with h5py.File(tmp_path / "maps.h5", "w") as f:  # chunks of ~1000 bytes: 41 rows
+        _write_maps(f, r.A, SHAPE, target=1000)
+        assert f["A"].chunks == (25, 3)  # rounded down to one scan line of 25 pixels
+        np.testing.assert_array_equal(f["A"][()], r.A)
+    with h5py.File(r.save(tmp_path / "r.h5"), "r") as f:  # the default: 1 MiB chunks
+        assert f["A"].chunks[0] == X.shape[0]
+
+
+def test_device_maps_are_saved_block_by_block(tmp_path, X):
+    torch = pytest.importorskip("torch")
+    r = unmix.factorize(torch.tensor(X, dtype=torch.float32), 3, max_iter=5, random_state=0)
+    back = unmix.load_result(r.save(tmp_path / "r.h5"))
+    assert back.A.dtype == np.float32
+    np.testing.assert_array_equal(back.A, r.A.numpy())

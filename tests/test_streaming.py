@@ -106,3 +106,103 @@ def test_streamed_fit_does_not_load_the_data(tmp_path):
     )
     extra = int(out.stdout.strip())
     assert extra < 0.15 * 40000 * 1000 * 4, f"{extra / 2**20:.0f} MiB above the baseline"
+
+
+# --- compute device != storage device, read-ahead, lazy (Dask) arrays -------------------
+
+
+def test_each_block_is_read_once_per_pass_with_a_read_ahead(h5):
+    from unmix._backend import backend_of
+    from unmix.executor import StreamedData
+
+    be = backend_of(np.zeros((1, 1), np.float32))
+    data = StreamedData(h5["X"], be, block_size=100, dtype=np.float32)
+    assert data._reader.threaded  # h5py: the next block is read in a thread
+    for b in data.blocks:
+        first = data.x(b)
+        assert data.x(b) is first  # the pass's second product reuses the block
+        np.testing.assert_array_equal(first, h5["X"][b.start : b.stop])
+    assert data.reads == len(data.blocks) == 5
+    np.testing.assert_array_equal(data.x(data.blocks[2]), h5["X"][200:300])  # out of order
+
+
+def test_memory_map_gets_a_read_ahead_hint_not_a_thread(tmp_path, mixture):
+    from unmix._backend import backend_of
+    from unmix.executor import StreamedData
+
+    path = tmp_path / "X.npy"
+    np.save(path, mixture.X)
+    mm = np.load(path, mmap_mode="r")
+    data = StreamedData(mm[50:], backend_of(mixture.X), block_size=64, dtype=np.float64)
+    assert not data._reader.threaded
+    got = np.concatenate([data.x(b) for b in data.blocks])
+    np.testing.assert_array_equal(got, mixture.X[50:])
+    a = unmix.factorize(mm, 3, random_state=0, max_iter=15, tol=0, block_size=64)
+    b = unmix.factorize(mixture.X, 3, random_state=0, max_iter=15, tol=0, block_size=64)
+    np.testing.assert_array_equal(a.S, b.S)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("solver", ["hals", "mu"])
+def test_file_data_computed_on_a_torch_device(tmp_path, mixture, solver, dtype):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "X.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("X", data=mixture.X.astype(dtype), chunks=(25, 40))
+    kw = {"solver": solver, "random_state": 0, "max_iter": 25, "tol": 0, "block_size": 100}
+    with h5py.File(path, "r") as f:
+        on_torch = unmix.factorize(f["X"], 3, device="torch", **kw)
+        on_host = unmix.factorize(f["X"], 3, **kw)
+    assert isinstance(on_torch.S, torch.Tensor) and on_torch.S.device.type == "cpu"
+    assert on_torch.S.dtype == (torch.float32 if dtype == np.float32 else torch.float64)
+    assert on_torch.spec["block_size"] == on_host.spec["block_size"]
+    rtol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(on_torch.S.numpy(), on_host.S, rtol=rtol, atol=rtol * 1e-2)
+    assert on_torch.objective == pytest.approx(on_host.objective, rel=rtol)
+
+
+def test_host_array_streamed_to_a_device_gives_the_in_memory_answer(mixture):
+    torch = pytest.importorskip("torch")
+    kw = {"random_state": 0, "max_iter": 25, "tol": 0, "block_size": 100}
+    streamed = unmix.factorize(mixture.X, 3, device="torch:cpu", **kw)
+    resident = unmix.factorize(torch.from_numpy(mixture.X), 3, **kw)
+    np.testing.assert_allclose(streamed.S.numpy(), resident.S.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(streamed.A.numpy(), resident.A.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_device_argument_errors(mixture):
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError, match="drop device="):
+        unmix.factorize(torch.from_numpy(mixture.X), 3, device="torch")
+    with pytest.raises(ValueError, match="not a known device"):
+        unmix.factorize(mixture.X, 3, device="gpu0")
+    with pytest.raises(TypeError, match="not understood"):
+        unmix.factorize(mixture.X, 3, device=3.5)
+    with pytest.raises(ValueError, match="need X in memory on the compute device"):
+        unmix.factorize(mixture.X, 3, device="torch", mask=np.isfinite(mixture.X))
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            unmix.factorize(mixture.X, 3, device="cuda")
+
+
+def test_dask_array_is_streamed(mixture):
+    da = pytest.importorskip("dask.array")
+    lazy = da.from_array(mixture.X, chunks=(64, 40))
+    assert unmix.streaming.is_streamable(lazy)
+    a = unmix.factorize(lazy, 3, random_state=0, max_iter=20, tol=0, block_size=100)
+    b = unmix.factorize(mixture.X, 3, random_state=0, max_iter=20, tol=0, block_size=64)
+    np.testing.assert_array_equal(a.S, b.S)
+
+
+def test_lazy_spectral_image_streams(tmp_path, mixture):
+    pytest.importorskip("dask.array")
+    img = unmix.SpectralImage(mixture.X.reshape(20, 25, 40), metadata={"title": "planted"})
+    path = tmp_path / "planted.h5"
+    unmix.io.save(img, path)
+    lazy = unmix.io.load(path, lazy=True)
+    assert lazy.is_lazy
+    X = lazy.unfold(load=False)
+    r = unmix.factorize(X, 3, random_state=0, max_iter=20, tol=0, block_size=100)
+    ref = unmix.factorize(mixture.X, 3, random_state=0, max_iter=20, tol=0, block_size=100)
+    np.testing.assert_allclose(r.S, ref.S, rtol=1e-12)
+    lazy.close()

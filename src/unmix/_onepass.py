@@ -49,7 +49,7 @@ def available() -> bool:
 # ------------------------------------------------------------------ capability
 def reasons(p: Any, solver: str) -> list[str]:
     """Why the one-pass kernel cannot run ``p`` for ``solver`` (empty when it can)."""
-    from .executor import PixelData
+    from .executor import PixelData, StreamedData
 
     out = []
     if not _HAVE:
@@ -57,8 +57,10 @@ def reasons(p: Any, solver: str) -> list[str]:
     be, d = p.be, p.data
     if be.name != "numpy":
         out.append(f"backend {be.name!r} (NumPy on CPU only)")
-    if type(d) is not PixelData:
-        out.append("data that is not an in-memory array")
+    if isinstance(d, StreamedData):
+        pass  # each block is read into a NumPy array of the working dtype
+    elif type(d) is not PixelData:
+        out.append("data that is not an in-memory or streamed array")
     else:
         X = d.X
         if not isinstance(X, np.ndarray) or not X.flags.c_contiguous:
@@ -124,8 +126,8 @@ def resolve(option: Any, p: Any, solver: str) -> bool:
 def _pass(p: Any, A: Any, S: Any, G: Any, executor: Any, *, hals: bool, options: dict) -> dict:
     from ._onepass_kernels import _block
 
-    X = p.data.X
-    dt = X.dtype
+    data = p.data
+    dt = np.dtype(p.be.dtype)
     inner_max = int(options.get("inner_max", 10))
     delta = float(options.get("inner_delta", 0.1))
     lam = _l1(p) or 0.0
@@ -133,13 +135,13 @@ def _pass(p: Any, A: Any, S: Any, G: Any, executor: Any, *, hals: bool, options:
     G_ = np.ascontiguousarray(G, dtype=dt)
     nonneg = bool(p.nonneg_A)
     tiny = float(p.be.tiny)
-    m, k = int(X.shape[1]), int(S_.shape[0])
+    m, k = int(data.n_channels), int(S_.shape[0])
 
     def kernel(block: Any) -> dict:
-        sl = block.slice
-        Ab = A[sl, :]
+        Ab = A[block.slice, :]
+        Xb = np.ascontiguousarray(data.x(block))  # a view in memory, one read when streamed
         AtX = np.empty((k, m), dt)
-        AtA = _block(X[sl, :], Ab, S_, G_, lam, tiny, nonneg, inner_max, delta, hals, AtX)
+        AtA = _block(Xb, Ab, S_, G_, lam, tiny, nonneg, inner_max, delta, hals, AtX)
         return {"AtX": AtX.astype(np.float64), "AtA": AtA}
 
     return executor.map_reduce(kernel, p.data.blocks)

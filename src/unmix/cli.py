@@ -17,6 +17,7 @@ import click
 import numpy as np
 
 from . import __version__
+from ._backend import to_numpy
 
 __all__ = ["main"]
 
@@ -92,6 +93,7 @@ def _fit(
     label: str = "fitting",
     every: float = 30.0,
     executor: Any = None,
+    device: str | None = None,
 ) -> Any:
     from .core import factorize
     from .executor import Weights
@@ -102,6 +104,8 @@ def _fit(
     kw = {"spatial_shape": image.spatial_shape, "signal_shape": image.signal_shape}
     if executor is not None:
         kw["executor"] = executor
+    if device is not None:
+        kw["device"] = device
     if weights is not None:
         kw["weights"] = Weights(pixels=np.asarray(weights, dtype=float).reshape(-1))
     if outdir is not None:
@@ -321,6 +325,11 @@ def _fit_keys(kw: dict) -> dict:
 )
 @click.option("--no-report", is_flag=True, help="Skip the HTML report.")
 @click.option(
+    "--device",
+    help="Compute on this device (cuda, cuda:1, cupy, torch) while the data stay in host "
+    "memory, streamed to it block by block.",
+)
+@click.option(
     "--mpi",
     is_flag=True,
     help="Split the pixels over the MPI ranks (mpiexec -n N unmix run --mpi ...).",
@@ -378,7 +387,10 @@ def _run(file: str | None, kw: dict, executor: Any = None) -> None:
         quiet=kw["quiet"],
         every=kw["checkpoint_every"],
         executor=executor,
+        device=kw["device"],
     )
+    if kw["device"] is not None:  # figures, report and file are written from the host
+        result.A, result.S = to_numpy(result.A), to_numpy(result.S)
     if executor is not None:
         result.A, result.rows = executor.gather_rows(result.A), None
         if not lead:

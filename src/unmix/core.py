@@ -63,6 +63,7 @@ def factorize(
     signal_shape: tuple[int, ...] | None = None,
     block_size: int | None = None,
     executor: Any = None,
+    device: Any = None,
     solver_options: dict | None = None,
     compress: int | bool | str | None = "auto",
     checkpoint: str | os.PathLike | None = None,
@@ -132,6 +133,12 @@ def factorize(
         Pixels per block of the data pass (default: about 8 MB of X on CPU, all on GPU).
     executor : Executor, optional
         Where blocks run (default: :class:`~unmix.executor.SerialExecutor`).
+    device : str or device, optional
+        Only for host or file data (NumPy, ``h5py``, Zarr, Dask, memory maps): compute
+        on this device while ``X`` stays where it is, streaming one block at a time
+        (``"cuda"``, ``"cuda:1"``, ``"torch"`` for PyTorch on the CPU, ``"cupy"``; see
+        :func:`unmix.streaming.compute_backend`).  The factors live on that device.
+        Default: compute where ``X`` is.
     solver_options : dict, optional
         Solver-specific options (e.g. ``{"inner": 10}`` for ADMM, ``{"lr": 0.05}``).
     compress : int, bool, "auto" or None
@@ -186,14 +193,15 @@ def factorize(
     opts = resolve_preset(preset, given)
     t_start = time.perf_counter()
     pre_steps = list(opts["preprocessing"])
-    streamed = is_streamable(X)
+    streamed = is_streamable(X) or _host_to_device(X, device)
     if streamed:
         if mask is not None or pre_steps or (weights is not None):
             raise ValueError(
-                "X is read from a file block by block (out of core): mask=, weights= and "
-                "preprocessing= need X in memory; load it (X[...]) or preprocess the file."
+                "X is streamed block by block (from a file, a lazy array, or host memory "
+                "to device=): mask=, weights= and preprocessing= need X in memory on the "
+                "compute device; move X there yourself, or preprocess the file."
             )
-        be, X = streamed_backend(X)
+        be, X = streamed_backend(X, device)
         n, m = (int(s) for s in X.shape)
         mask_arr, weights_obj, Xw = None, None, X
     else:
@@ -232,10 +240,10 @@ def factorize(
     ex = executor or SerialExecutor()
     row = spatial_shape[-1] if spatial_shape else 1
     if block_size is None:
-        block_size = default_block_size(n, m, be, row=row)
+        block_size = default_block_size(n, m, be, row=row, streamed=streamed)
     start, stop = ex.partition(n, block_size)  # whole blocks: the serial block grid
     if ex.distributed:
-        _check_distributed(terms, opts["init"])
+        _check_distributed(terms, opts["init"], ex)
     if streamed:
         data = StreamedData(
             X, be, block_size=block_size, dtype=be.dtype, rows=(start, stop), executor=ex
@@ -263,6 +271,9 @@ def factorize(
         signal_shape=tuple(signal_shape) if signal_shape else None,
         nonneg_A=nonneg["A"],
         nonneg_S=nonneg["S"],
+        executor=ex,
+        rows=(start, stop),
+        n_total=n,
     )
     problem = Problem(
         k=k,
@@ -502,18 +513,36 @@ def _rows_of(weights: Weights | None, rows: slice) -> Weights | None:
     )
 
 
-def _check_distributed(terms: dict, init: Any) -> None:
-    """What the distributed executors do not support yet (a clear error, not a hang)."""
+def _host_to_device(X: Any, device: Any) -> bool:
+    """True when in-memory host ``X`` is to be streamed to ``device=`` block by block."""
+    if device is None:
+        return False
+    if isinstance(X, np.ndarray) and X.ndim == 2:
+        return True
+    raise ValueError(
+        f"device={device!r} moves host or file data (NumPy, h5py, Zarr, Dask) to a compute "
+        f"device; X is a {type(X).__module__.split('.')[0]} array, and the fit already "
+        "follows X's device: drop device=."
+    )
+
+
+def _check_distributed(terms: dict, init: Any, executor: Any) -> None:
+    """What the distributed executors do not support yet (a clear error, not a hang).
+
+    Terms that couple neighbouring pixels need the executor's halo exchange of boundary
+    scan lines (:meth:`unmix.mpi.MPIExecutor.halo`).
+    """
     coupled = [
         type(t).__name__
         for group in ("penalties", "filters")
         for t in terms[group]["A"]
         if type(t).__name__ in ("SpatialSmoothness", "GaussianMapFilter")
     ]
-    if coupled:
+    if coupled and not callable(getattr(executor, "halo", None)):
         raise UnsupportedError(
             f"{coupled} couple neighbouring pixels; with pixels split over processes they "
-            "need a halo exchange that unmix does not do yet - run them serially."
+            f"need a halo exchange of boundary scan lines that {type(executor).__name__} "
+            "does not do - use unmix.mpi.MPIExecutor or run them serially."
         )
     if init in ("spa", "vca", "nndsvdar"):
         raise UnsupportedError(

@@ -88,15 +88,21 @@ class SerialExecutor:
         return "SerialExecutor()"
 
 
-def default_block_size(n_pixels: int, n_channels: int, be: Backend, *, row: int = 1) -> int:
+def default_block_size(
+    n_pixels: int, n_channels: int, be: Backend, *, row: int = 1, streamed: bool = False
+) -> int:
     """Pixels a block: about 8 MB of ``X`` on CPU (cache/BLAS friendly), all on a GPU.
 
+    Data streamed to a GPU from the host or a file (``device=``) come in blocks of about
+    64 MB: large enough for full-speed copies and kernels, small enough to double-buffer.
     Rounded to whole scan lines of ``row`` pixels.
     """
-    if be.name != "numpy" and str(be.device) != "cpu":
+    on_device = be.name != "numpy" and str(be.device) != "cpu"
+    if on_device and not streamed:
         return n_pixels
     itemsize = 4 if str(be.dtype).endswith("32") else 8
-    rows = max(256, (8 << 20) // max(1, n_channels * itemsize))
+    target = (64 << 20) if on_device else (8 << 20)
+    rows = max(256, target // max(1, n_channels * itemsize))
     if row > 1:
         rows = max(row, (rows // row) * row)
     return min(n_pixels, rows)
@@ -326,10 +332,14 @@ class _RowRange:
 
 
 class StreamedData(PixelData):
-    """``X`` read block by block from a file-backed array (h5py, Zarr, memory map).
+    """``X`` read block by block from a file-backed or host array (h5py, Zarr, Dask, memmap).
 
     Each block is a run of whole rows, aligned to the storage's chunk rows where known,
-    read once per pass and converted to the compute dtype; nothing else of ``X`` is held.
+    read once per pass and moved to the compute backend ``be`` (which may be a GPU while
+    ``X`` stays on disk or in host memory).  The last block is kept, so the two products
+    of one block in a pass read it once; the next block is read in a background thread
+    while this one is computed (a memory map gets a read-ahead hint instead).  At most
+    three blocks are resident: the previous, the current and the next.
     """
 
     def __init__(
@@ -341,10 +351,11 @@ class StreamedData(PixelData):
         dtype: Any,
         rows: tuple[int, int] | None = None,
         executor: Any = None,
+        prefetch: bool | None = None,
     ) -> None:
-        chunks = getattr(source, "chunks", None)
-        if chunks and chunks[0] and block_size % int(chunks[0]):
-            block_size = max(int(chunks[0]), (block_size // int(chunks[0])) * int(chunks[0]))
+        chunk = chunk_rows(source)
+        if chunk and block_size % chunk:
+            block_size = max(chunk, (block_size // chunk) * chunk)
         start, stop = rows if rows is not None else (0, int(source.shape[0]))
         view = _RowRange(source, start, stop - start)
         super().__init__(
@@ -352,18 +363,122 @@ class StreamedData(PixelData):
         )
         self.source = view
         self._dtype = dtype
+        self._last: tuple[int, Any] | None = None
+        self._next: tuple[int, Any] | None = None
+        self._reader = _BlockReader(source, view, be, prefetch=prefetch)
+        self.reads = 0  # blocks read from the source (for tests and benchmarks)
 
     @property
     def in_memory(self) -> bool:
         return False
 
     def x(self, block: Block) -> Any:
-        host = np.asarray(self.source[block.start : block.stop, :])
+        if self._last is not None and self._last[0] == block.start:
+            return self._last[1]
+        if self._next is not None and self._next[0] == block.start:
+            Xb = self._next[1].result()
+        else:
+            if self._next is not None:  # a pass that skipped ahead: drop the read-ahead
+                self._reader.drop(self._next[1])
+            Xb = self._read(block.start, block.stop)
+        self._next = None
+        self._last = (block.start, Xb)
+        nxt = block.index + 1
+        if nxt < len(self.blocks):
+            b = self.blocks[nxt]
+            self._next = (b.start, self._reader.ahead(self._read, b.start, b.stop))
+        return Xb
+
+    def _read(self, start: int, stop: int) -> Any:
+        self.reads += 1
+        host = np.asarray(self.source[start:stop, :])
         return self.be.asarray(host, dtype=self._dtype)
 
     def rows(self, index: Any) -> Any:
         host = np.stack([np.asarray(self.source[int(i), :]) for i in index], axis=0)
         return self.be.asarray(host, dtype=self._dtype)
+
+
+def chunk_rows(source: Any) -> int | None:
+    """Rows of one storage chunk of ``source`` (h5py, Zarr, Dask), None when unknown."""
+    chunks = getattr(source, "chunks", None)
+    if not chunks:
+        return None
+    first = chunks[0]
+    if isinstance(first, tuple):  # Dask: the sizes of every chunk along the rows
+        first = first[0] if first else None
+    return int(first) if first else None
+
+
+class _BlockReader:
+    """Reads the next block ahead of the computation.
+
+    A background thread for sources whose reads cost CPU or wait on I/O (h5py, Zarr,
+    Dask) or whose blocks move to another device; a kernel read-ahead hint
+    (``madvise(WILLNEED)``) for a memory map, whose blocks are views; nothing for an
+    array already in host memory computed on the host.
+    """
+
+    def __init__(self, source: Any, view: Any, be: Backend, *, prefetch: bool | None) -> None:
+        base = getattr(source, "src", source)  # a Dask worker's row view: its source
+        self._mmap = getattr(base, "_mmap", None) if isinstance(base, np.memmap) else None
+        self._view, self._base, self._pool = view, base, None
+        inner = int(getattr(source, "offset", 0)) if source is not base else 0
+        self._offset = view.offset + inner  # row of the view's row 0 in ``base``
+        lazy = type(base).__module__.split(".")[0] in ("h5py", "zarr", "dask")
+        moved = be.name != "numpy"
+        self.threaded = bool(prefetch if prefetch is not None else (lazy or moved))
+        if self._mmap is not None and prefetch is None and not moved:
+            self.threaded = False
+
+    def ahead(self, read: Callable, start: int, stop: int) -> Any:
+        """A future-like holder of block ``[start, stop)``, read now or in the thread."""
+        if self.threaded:
+            if self._pool is None:
+                import concurrent.futures
+                import weakref
+
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="unmix-read"
+                )
+                weakref.finalize(self, self._pool.shutdown, wait=False)
+            return self._pool.submit(read, start, stop)
+        self._advise(start, stop)
+        return _Deferred(read, start, stop)
+
+    @staticmethod
+    def drop(pending: Any) -> None:
+        """Forget a read-ahead that is not wanted (a thread's read is waited for)."""
+        if not isinstance(pending, _Deferred):
+            pending.result()
+
+    def _advise(self, start: int, stop: int) -> None:
+        """Ask the kernel to read rows ``[start, stop)`` of the memory map ahead."""
+        if self._mmap is None or not hasattr(self._mmap, "madvise"):
+            return
+        try:
+            import mmap
+
+            base = self._base
+            origin = np.frombuffer(self._mmap, dtype=np.uint8).__array_interface__["data"][0]
+            row = int(base.strides[0])
+            first = base.__array_interface__["data"][0] - origin
+            first += (self._offset + start) * row
+            lo = first - first % mmap.PAGESIZE
+            self._mmap.madvise(mmap.MADV_WILLNEED, lo, (stop - start) * row + first - lo)
+        except (OSError, ValueError, AttributeError, TypeError, BufferError):  # a hint only
+            pass
+
+
+class _Deferred:
+    """A read done when asked for (the same interface as a thread's future)."""
+
+    def __init__(self, read: Callable, start: int, stop: int) -> None:
+        self._args = (read, start, stop)
+
+    def result(self) -> Any:
+        read, start, stop = self._args
+        return read(start, stop)
 
 
 class LowRankData(PixelData):

@@ -115,7 +115,7 @@ class Result:
         with atomic_path(path, suffix=".h5.tmp") as tmp, h5py.File(tmp, "w") as f:
             f.attrs["format"] = "unmix-result"
             f.attrs["format_version"] = 1
-            f.create_dataset("A", data=to_numpy(self.A), compression="gzip")
+            _write_maps(f, self.A, self.spatial_shape)
             f.create_dataset("S", data=to_numpy(self.S), compression="gzip")
             h = f.create_group("history")
             for key, values in self.history.items():
@@ -136,6 +136,24 @@ class Result:
             }
             f.attrs["meta"] = json.dumps(meta, default=_json_default)
         return path
+
+
+def _write_maps(f: Any, A: Any, spatial_shape: tuple | None, target: int = 1 << 20) -> None:
+    """Write the maps ``A`` (pixels, k) in chunks of whole scan lines (about 1 MiB).
+
+    Each chunk is filled by one write of one block, moved from the compute device a
+    block at a time (no full host copy of GPU maps).
+    """
+    n, k = (int(s) for s in A.shape)
+    dtype = np.dtype(str(A.dtype).rsplit(".", 1)[-1])
+    line = int(spatial_shape[-1]) if spatial_shape else 1
+    rows = max(1, target // max(1, k * dtype.itemsize))
+    rows = min(n, max(line, rows - rows % line)) if n else 1
+    ds = f.create_dataset(
+        "A", shape=(n, k), dtype=dtype, chunks=(max(1, rows), max(1, k)), compression="gzip"
+    )
+    for start in range(0, n, rows):
+        ds[start : start + rows] = to_numpy(A[start : start + rows])
 
 
 def _json_default(o: Any) -> Any:

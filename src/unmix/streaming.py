@@ -1,10 +1,17 @@
-"""Out-of-core input: ``X`` read block by block from HDF5, Zarr or a memory map.
+"""Out-of-core input: ``X`` read block by block from HDF5, Zarr, Dask or a memory map.
 
-:func:`unmix.factorize` accepts a 2-D file-backed array (an ``h5py.Dataset``, a
-``zarr.Array``, a ``numpy.memmap``) as ``X`` (pixels, channels) and never loads it whole:
+:func:`unmix.factorize` accepts a 2-D file-backed or lazy array (an ``h5py.Dataset``, a
+``zarr.Array``, a ``numpy.memmap``, a ``dask.array.Array`` such as the data of a lazy
+HyperSpy / RosettaSciIO signal) as ``X`` (pixels, channels) and never loads it whole:
 every pass reads it block by block (whole rows, aligned to the storage chunks), so the
-resident memory is the maps ``A`` (pixels x k), a few blocks and the small sums.  The
-factors are NumPy arrays; float32 data stay float32, integers become float32.
+resident memory is the maps ``A`` (pixels x k), a few blocks and the small sums.  While
+one block is computed the next is read in a background thread (a memory map asks the
+kernel to read ahead instead).  float32 data stay float32, integers become float32.
+
+Blocks are computed where ``device=`` says: NumPy on the host by default, or a PyTorch /
+CuPy device (``device="cuda"``), so data far larger than GPU memory, kept on disk or in
+host memory, is streamed to the GPU once per pass (compute device != storage device).
+The factors then live on that device.
 """
 
 from __future__ import annotations
@@ -18,12 +25,16 @@ import numpy as np
 from ._backend import Backend
 from ._validation import check_nonnegative, finite_report
 
-__all__ = ["check_streamed", "is_streamable", "streamed_backend"]
+__all__ = ["check_streamed", "compute_backend", "is_streamable", "streamed_backend"]
+
+_LAZY_MODULES = ("h5py", "zarr", "dask")
 
 
 def is_streamable(X: Any) -> bool:
-    """True for 2-D file-backed arrays (h5py / Zarr datasets, NumPy memory maps)."""
+    """True for 2-D file-backed or lazy arrays (h5py, Zarr, Dask, NumPy memory maps)."""
     if isinstance(X, np.memmap):
+        return X.ndim == 2
+    if aac.is_dask_array(X):  # e.g. a lazy HyperSpy / RosettaSciIO signal's data
         return X.ndim == 2
     if aac.is_array_api_obj(X) or isinstance(X, (list, tuple)):
         return False
@@ -35,19 +46,96 @@ def is_streamable(X: Any) -> bool:
         and len(shape) == 2
         and hasattr(X, "dtype")
         and hasattr(X, "__getitem__")
-        and type(X).__module__.split(".")[0] in ("h5py", "zarr")
+        and type(X).__module__.split(".")[0] in _LAZY_MODULES
     )
 
 
-def streamed_backend(X: Any) -> tuple[Backend, Any]:
-    """The (NumPy, host) backend that blocks of ``X`` are computed in, and ``X`` itself."""
+def streamed_backend(X: Any, device: Any = None) -> tuple[Backend, Any]:
+    """The backend that blocks of ``X`` are computed in (see :func:`compute_backend`)."""
     dtype = np.dtype(X.dtype)
     if dtype.kind == "O":
         raise TypeError("X has dtype object; pass a numeric dataset.")
     work = dtype if dtype in (np.float32, np.float64) else np.dtype(np.float32)
     if 0 in X.shape:
         raise ValueError(f"X is empty: shape {tuple(X.shape)} (pixels, channels).")
-    return Backend(xp=np_xp, device="cpu", dtype=work, acc_dtype=np.float64), X
+    return compute_backend(device, work), X
+
+
+def compute_backend(device: Any, dtype: Any) -> Backend:
+    """The backend for ``device=``: where blocks of host / file data are computed.
+
+    Parameters
+    ----------
+    device : None, str, torch.device or cupy.cuda.Device
+        None, ``"cpu"`` or ``"numpy"``: NumPy on the host.  ``"torch"`` (PyTorch on the
+        CPU), ``"cuda"``, ``"cuda:1"``, ``"mps"`` or a ``torch.device``: PyTorch on that
+        device.  ``"cupy"``, ``"cupy:1"`` or a ``cupy.cuda.Device``: CuPy.
+    dtype : NumPy dtype
+        float32 or float64: the working dtype on the device.
+    """
+    dtype = np.dtype(dtype)
+    kind, index = _parse_device(device)
+    if kind == "numpy":
+        return Backend(xp=np_xp, device="cpu", dtype=dtype, acc_dtype=np.float64)
+    if kind == "torch":
+        return _torch_backend(index, dtype)
+    return _cupy_backend(index, dtype)
+
+
+def _parse_device(device: Any) -> tuple[str, Any]:
+    if device is None:
+        return "numpy", None
+    mod = type(device).__module__.split(".")[0]
+    if mod in ("torch", "cupy"):
+        return mod, device
+    if not isinstance(device, str):
+        raise TypeError(
+            f"device={device!r} is not understood; pass 'cpu', 'torch', 'cuda', 'cuda:N', "
+            "'cupy', 'cupy:N' or a torch.device."
+        )
+    name = device.strip().lower()
+    if name in ("cpu", "numpy", "host"):
+        return "numpy", None
+    if name == "torch":
+        return "torch", "cpu"
+    if name.startswith("torch:"):
+        return "torch", name.split(":", 1)[1]
+    if name.startswith("cupy"):
+        return "cupy", int(name.split(":", 1)[1]) if ":" in name else 0
+    if name.split(":")[0] in ("cuda", "mps", "xpu"):
+        return "torch", name
+    raise ValueError(
+        f"device={device!r} is not a known device; use 'cpu', 'torch', 'cuda', 'cuda:N', "
+        "'mps', 'cupy' or 'cupy:N'."
+    )
+
+
+def _torch_backend(spec: Any, dtype: np.dtype) -> Backend:
+    try:
+        import array_api_compat.torch as torch_xp
+        import torch
+    except ImportError as exc:  # pragma: no cover - torch is optional
+        raise ImportError(
+            "device= with a PyTorch device needs torch: pip install 'unmix[torch]'."
+        ) from exc
+    dev = torch.device(spec)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={str(dev)!r}: PyTorch sees no CUDA device here.")
+    tdtype = torch.float32 if dtype == np.float32 else torch.float64
+    from ._backend import _has_float64
+
+    acc = torch.float64 if _has_float64(torch_xp, dev) else tdtype
+    return Backend(xp=torch_xp, device=dev, dtype=tdtype, acc_dtype=acc)
+
+
+def _cupy_backend(spec: Any, dtype: np.dtype) -> Backend:
+    try:
+        import array_api_compat.cupy as cupy_xp
+        import cupy
+    except ImportError as exc:  # pragma: no cover - cupy is optional
+        raise ImportError("device='cupy' needs CuPy: pip install 'unmix[cupy]'.") from exc
+    dev = spec if not isinstance(spec, int) else cupy.cuda.Device(spec)
+    return Backend(xp=cupy_xp, device=dev, dtype=cupy.dtype(dtype), acc_dtype=cupy.float64)
 
 
 def check_streamed(data: Any, *, nonneg: bool) -> None:

@@ -37,7 +37,13 @@ TARGETS = ("A", "S")
 
 @dataclass(frozen=True)
 class BindContext:
-    """What a term may need to know about the problem it is bound to."""
+    """What a term may need to know about the problem it is bound to.
+
+    ``n_pixels`` counts this process's pixels.  With the pixels split over processes,
+    ``rows`` are this process's ``[start, stop)`` rows of ``X``, ``n_total`` the pixels
+    of all processes and ``executor`` the executor (terms that couple neighbouring
+    pixels exchange boundary scan lines through its ``halo``); all None when serial.
+    """
 
     n_pixels: int
     n_channels: int
@@ -47,9 +53,24 @@ class BindContext:
     signal_shape: tuple[int, ...] | None = None
     nonneg_A: bool = True
     nonneg_S: bool = True
+    executor: Any = None
+    rows: tuple[int, int] | None = None
+    n_total: int | None = None
 
     def shape_of(self, target: str) -> tuple[int, int]:
         return (self.n_pixels, self.k) if target == "A" else (self.k, self.n_channels)
+
+    @property
+    def distributed(self) -> bool:
+        """True when the pixels are split over processes."""
+        return bool(getattr(self.executor, "distributed", False))
+
+    @property
+    def pixel_range(self) -> tuple[int, int, int]:
+        """``(start, stop, n_total)``: this process's rows among all pixels."""
+        start, stop = self.rows if self.rows is not None else (0, self.n_pixels)
+        total = self.n_total if self.n_total is not None else self.n_pixels
+        return int(start), int(stop), int(total)
 
 
 @dataclass
