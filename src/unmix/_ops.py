@@ -8,6 +8,7 @@ from typing import Any
 __all__ = [
     "gaussian_filter_axes",
     "grid_neighbor_sum",
+    "line_window",
     "median_filter_axes",
     "project_simplex_rows",
 ]
@@ -71,6 +72,21 @@ def grid_neighbor_sum(V: Any, xp: Any, *, n_axes: int, diagonal: bool = False) -
     return out
 
 
+def line_window(start: int, stop: int, n: int, width: int, line: int) -> tuple[int, int]:
+    """The pixels ``[lo, hi)`` of whole scan lines around the pixels ``[start, stop)``.
+
+    ``width`` lines of ``line`` pixels are added before the line of ``start`` and after
+    the line of ``stop - 1``, clipped to the grid's ``n`` pixels; an empty range stays
+    empty.  This is the window a process needs to apply a grid operator of reach
+    ``width`` lines to its own pixels (see :meth:`unmix.mpi.MPIExecutor.halo`).
+    """
+    if stop <= start:
+        return start, start
+    lo = max(0, (start // line - width) * line)
+    hi = min(n, (-(-stop // line) + width) * line)
+    return lo, hi
+
+
 def _reflect_pad(V: Any, xp: Any, axis: int, r: int) -> Any:
     n = V.shape[axis]
     r = min(r, n)
@@ -91,15 +107,23 @@ def gaussian_kernel(sigma: float) -> list[float]:
     return [x / s for x in w]
 
 
-def gaussian_filter_axes(V: Any, xp: Any, sigma: float, axes: tuple[int, ...]) -> Any:
-    """Separable Gaussian smoothing of ``V`` along ``axes`` (reflecting boundaries)."""
+def gaussian_filter_axes(
+    V: Any, xp: Any, sigma: float, axes: tuple[int, ...], lengths: tuple[int, ...] | None = None
+) -> Any:
+    """Separable Gaussian smoothing of ``V`` along ``axes`` (reflecting boundaries).
+
+    The kernel is truncated to ``ceil(3 sigma)`` sites and to the length of each axis;
+    ``lengths`` (one per entry of ``axes``) gives the lengths of the whole grid when ``V``
+    is a window of it (a process's scan lines with their halo), so that the window is
+    filtered with the same kernel as the whole grid.
+    """
     if sigma <= 0:
         return V
     weights = gaussian_kernel(sigma)
     r = len(weights) // 2
-    for ax in axes:
+    for i, ax in enumerate(axes):
         n = V.shape[ax]
-        rr = min(r, n)
+        rr = min(r, n if lengths is None else int(lengths[i]))
         P = _reflect_pad(V, xp, ax, rr)
         out = xp.zeros_like(V)
         ws = weights[r - rr : r + rr + 1]

@@ -27,7 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from ._ops import gaussian_filter_axes, grid_neighbor_sum, median_filter_axes
+from ._ops import (
+    gaussian_filter_axes,
+    gaussian_kernel,
+    grid_neighbor_sum,
+    line_window,
+    median_filter_axes,
+)
 from .terms import BindContext, Filter, Penalty, PenaltyModel
 
 __all__ = [
@@ -107,6 +113,11 @@ class SpatialSmoothness(Penalty):
         Strength.
     neighbors : {4, 8}
         Grid connectivity for 2-D scans (8 adds diagonals); N-D scans use axis neighbours.
+
+    With the pixels split over processes (:class:`unmix.mpi.MPIExecutor`) each process
+    receives the scan line just above and just below its rows from its neighbours
+    (a halo exchange) and evaluates the penalty on its own pixels; the sum over the
+    processes is the serial value.
     """
 
     neighbors: int = 4
@@ -125,18 +136,26 @@ class SpatialSmoothness(Penalty):
         if diagonal and len(shape) != 2:
             raise ValueError("SpatialSmoothness: neighbors=8 needs a 2-D spatial_shape.")
         be = ctx.backend
-        ones = be.ones((*shape, 1))
+        start, stop, total = ctx.pixel_range
+        lo, hi = line_window(start, stop, total, 1, _slab(shape))
+        ones = be.ones((*_lines(shape, hi - lo), 1))
         deg = grid_neighbor_sum(ones, be.xp, n_axes=len(shape), diagonal=diagonal)
+        deg = be.xp.reshape(deg, (-1, 1))[start - lo : stop - lo, :]
+        small = be.ones((*(min(s, 3) for s in shape), 1))  # has every degree of the grid
+        max_deg = grid_neighbor_sum(small, be.xp, n_axes=len(shape), diagonal=diagonal)
         object.__setattr__(self, "_shape", shape)
         object.__setattr__(self, "_diag", diagonal)
-        object.__setattr__(self, "_deg", be.xp.reshape(deg, (-1, 1)))
-        object.__setattr__(self, "_max_deg", float(be.xp.max(deg)) if ctx.n_pixels > 1 else 0.0)
+        object.__setattr__(self, "_deg", deg)
+        object.__setattr__(self, "_max_deg", float(be.xp.max(max_deg)) if total > 1 else 0.0)
 
     def _neighbors(self, A: Any) -> Any:
+        """``W A`` on this process's pixels (neighbours' scan lines fetched when split)."""
         xp = self.ctx.backend.xp
-        V = xp.reshape(A, (*self._shape, A.shape[1]))
+        ext, off = _with_halo(self.ctx, A, 1, _slab(self._shape))
+        V = xp.reshape(ext, (*_lines(self._shape, ext.shape[0]), A.shape[1]))
         W = grid_neighbor_sum(V, xp, n_axes=len(self._shape), diagonal=self._diag)
-        return xp.reshape(W, A.shape)
+        W = xp.reshape(W, ext.shape)
+        return W if ext is A else W[off : off + A.shape[0], :]
 
     def value(self, M: Any) -> float:
         xp = self.ctx.backend.xp
@@ -259,22 +278,62 @@ def _host(a: Any) -> np.ndarray:
 
 def _spatial_shape(ctx: BindContext, owner: str) -> tuple[int, ...]:
     shape = ctx.spatial_shape
+    total = ctx.pixel_range[2]
     if shape is None:
         raise ValueError(
             f"{owner} needs the scan grid: pass spatial_shape=(rows, cols) to factorize "
-            f"(X has {ctx.n_pixels} pixels)."
+            f"(X has {total} pixels)."
         )
-    if math.prod(shape) != ctx.n_pixels:
+    if math.prod(shape) != total:
         raise ValueError(
             f"{owner}: spatial_shape {tuple(shape)} has {math.prod(shape)} pixels but X has "
-            f"{ctx.n_pixels} rows."
+            f"{total} rows."
         )
     return tuple(int(s) for s in shape)
 
 
+def _slab(shape: tuple[int, ...]) -> int:
+    """Pixels one step apart along the first axis of the grid (a scan line in 2-D)."""
+    return math.prod(shape[1:])
+
+
+def _lines(shape: tuple[int, ...], n_pixels: int) -> tuple[int, ...]:
+    """The grid shape of ``n_pixels`` consecutive pixels that are whole scan lines."""
+    return (n_pixels // max(1, _slab(shape)), *shape[1:])
+
+
+def _with_halo(ctx: BindContext, M: Any, width: int, line: int) -> tuple[Any, int]:
+    """This process's rows of ``M`` with ``width`` scan lines of neighbours' rows each side.
+
+    Returns the extended rows (whole lines of ``line`` pixels, clipped to the grid; see
+    :func:`unmix._ops.line_window`) and the position of ``M``'s first row in them.  When
+    serial ``M`` holds the whole grid and comes back as is.  Every process must call it
+    (the exchange is collective).
+    """
+    if not ctx.distributed:
+        return M, 0
+    halo = getattr(ctx.executor, "halo", None)
+    if halo is None:
+        raise TypeError(
+            f"{type(ctx.executor).__name__} cannot exchange neighbouring scan lines (no halo "
+            "method); use unmix.mpi.MPIExecutor or run spatial terms serially."
+        )
+    above, below = halo(M, width, line)
+    if above.shape[0] == 0 and below.shape[0] == 0:
+        return M, 0
+    xp = ctx.backend.xp
+    return xp.concat([above, M, below], axis=0), int(above.shape[0])
+
+
 @dataclass(frozen=True)
 class GaussianMapFilter(Filter):
-    """Smooth each abundance map on the scan grid with a Gaussian of ``sigma`` pixels."""
+    """Smooth each abundance map on the scan grid with a Gaussian of ``sigma`` pixels.
+
+    The kernel reaches ``ceil(3 sigma)`` pixels (reflecting boundaries).  With the pixels
+    split over processes (:class:`unmix.mpi.MPIExecutor`) each process receives that many
+    scan lines above and below its rows from its neighbours (a halo exchange) and filters
+    its own pixels exactly as a serial run does.
+    """
 
     sigma: float = 1.0
     target: str = field(default="A", kw_only=True)
@@ -287,13 +346,21 @@ class GaussianMapFilter(Filter):
     def _prepare(self, ctx: BindContext) -> None:
         if not self.sigma > 0:
             raise ValueError(f"GaussianMapFilter: sigma must be > 0 pixels; got {self.sigma!r}.")
-        object.__setattr__(self, "_shape", _spatial_shape(ctx, "GaussianMapFilter"))
+        shape = _spatial_shape(ctx, "GaussianMapFilter")
+        object.__setattr__(self, "_shape", shape)
+        reach = min(len(gaussian_kernel(self.sigma)) // 2, shape[0])
+        object.__setattr__(self, "_reach", reach)  # scan lines (along the first axis)
 
     def apply(self, M: Any) -> Any:
         xp = self.ctx.backend.xp
-        V = xp.reshape(M, (*self._shape, M.shape[1]))
-        V = gaussian_filter_axes(V, xp, self.sigma, tuple(range(len(self._shape))))
-        return xp.reshape(V, M.shape)
+        ext, off = _with_halo(self.ctx, M, self._reach, _slab(self._shape))
+        if ext.shape[0] == 0:
+            return M
+        V = xp.reshape(ext, (*_lines(self._shape, ext.shape[0]), M.shape[1]))
+        axes = tuple(range(len(self._shape)))
+        V = gaussian_filter_axes(V, xp, self.sigma, axes, lengths=self._shape)
+        V = xp.reshape(V, ext.shape)
+        return V if ext is M else V[off : off + M.shape[0], :]
 
 
 @dataclass(frozen=True)

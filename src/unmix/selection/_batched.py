@@ -50,11 +50,25 @@ BETA0, ETA, GAMMA, GAMMA_BAR = 0.5, 1.5, 1.05, 1.01  # extrapolation (Ang & Gill
 
 
 class _Group:
-    """The models of one rank, stacked: maps ``At`` (R, k, n), spectra ``S`` (R, k, m)."""
+    """The models of one rank, stacked: maps ``At`` (R, k, n), spectra ``S`` (R, k, m).
 
-    def __init__(self, k: int, specs: list[FitSpec], X: Any, be: Backend, init: str) -> None:
+    ``rows``: the pixels this process updates (all of them unless a distributed executor
+    splits them); the maps stay zero elsewhere and each held-out pattern keeps only the
+    entries of these rows (sums over the others come from the other processes).
+    """
+
+    def __init__(
+        self,
+        k: int,
+        specs: list[FitSpec],
+        X: Any,
+        be: Backend,
+        init: str,
+        rows: tuple[int, int] | None = None,
+    ) -> None:
         xp = be.xp
         n, m = (int(s) for s in X.shape)
+        lo, hi = rows or (0, n)
         self.k, self.specs, self.be = k, list(specs), be
         R = len(specs)
         X_np = to_numpy(X)
@@ -71,14 +85,15 @@ class _Group:
             Xi, sp, xh = X_np, None, None
             if spec.holdout is not None:
                 rows, cols = holdout_entries(spec.holdout, n, m)
-                sp = SparsePattern(rows, cols, n, m, be)
                 xh = X_np[rows, cols].astype(float)
                 if init != "random":  # start without looking at the held-out values
                     Xi = np.array(X_np, dtype=float)
                     Xi[rows, cols] = np.nan
                     Xi = np.where(np.isnan(Xi), np.nanmean(Xi, axis=0)[None, :], Xi)
+                mine = slice(*np.searchsorted(rows, [lo, hi]))  # rows are sorted
+                sp = SparsePattern(rows[mine], cols[mine], n, m, be)
             self.sparse.append(sp)
-            self.xh.append(None if xh is None else be.asarray(xh))
+            self.xh.append(None if xh is None else be.asarray(xh[mine]))
             self.base[r] = float(W[r] @ xx) - (
                 0.0 if sp is None else float(np.sum(W[r][rows] * xh * xh))
             )
@@ -163,28 +178,33 @@ def fit_batch(
     ``init="spa"`` starts each model from the spectra of ``k`` pixels picked by SPA among
     the pixels its bootstrap draw kept (held-out entries replaced by channel means);
     ``"random"`` from half-normal factors.  Returns the records in the order of
-    ``specs``; ``on_done(record)`` is called as each model finishes.
+    ``specs``; ``on_done(record)`` is called as each model finishes.  A distributed
+    ``executor`` (:class:`unmix.mpi.MPIExecutor`) splits the pixel blocks over its
+    processes (each updates its rows of the maps); every process returns the same records.
     """
     be = backend_of(X)
     n, m = (int(s) for s in X.shape)
     executor = executor or SerialExecutor()
     data = PixelData(X, be, block_size=block_size or default_block_size(n, m, be))
+    lo, hi = executor.partition(n, data.block_size)  # all rows unless distributed
+    blocks = [b for b in data.blocks if lo <= b.start < hi]
     by_k: dict[int, list[FitSpec]] = {}
     for s in specs:
         by_k.setdefault(int(s.k), []).append(s)
-    groups = [_Group(k, ss, X, be, init) for k, ss in sorted(by_k.items())]
+    groups = [_Group(k, ss, X, be, init, (lo, hi)) for k, ss in sorted(by_k.items())]
     done: dict[str, FitRecord] = {}
     for it in range(1, max_iter + 1):
         groups = [g for g in groups if g.size]
         if not groups:
             break
-        f_new = _iterate(data, groups, be, executor, inner)
+        f_new = _iterate(data, blocks, groups, be, executor, inner)
         for g, f in zip(groups, f_new, strict=True):
             g.n_iter += 1
             finished = _accept(g, f, tol, extrapolate) | (it >= max_iter)
             for r in np.nonzero(finished)[0]:
                 stop = "tol" if it < max_iter else "max_iter"
-                rec = _record(X, g, int(r), be, stop if np.isfinite(g.f_acc[r]) else "non-finite")
+                stop = stop if np.isfinite(g.f_acc[r]) else "non-finite"
+                rec = _record(X, g, int(r), be, stop, executor)
                 done[rec.key] = rec
                 if on_done is not None:
                     on_done(rec)
@@ -193,8 +213,11 @@ def fit_batch(
     return [done[s.key] for s in specs]
 
 
-def _iterate(data: PixelData, groups: list[_Group], be: Backend, ex: Any, inner: int) -> list:
-    """One alternating update of every model (one pass); the new objectives per group."""
+def _iterate(
+    data: PixelData, blocks: list, groups: list[_Group], be: Backend, ex: Any, inner: int
+) -> list:
+    """One alternating update of every model (one pass over ``blocks``, this process's
+    pixel blocks); the new objectives per group."""
     xp = be.xp
     S_all = xp.concat([xp.reshape(g.S, (g.size * g.k, -1)) for g in groups], axis=0)  # (K, m)
     offsets = np.cumsum([0] + [g.size * g.k for g in groups])
@@ -231,42 +254,70 @@ def _iterate(data: PixelData, groups: list[_Group], be: Backend, ex: Any, inner:
         out["AtX"] = be.acc(xp.concat(Aw_all, axis=0) @ Xb)  # (K, m), one shared product
         return out
 
-    sums = ex.map_reduce(kernel, data.blocks)
-    f_new = []
+    sums = ex.map_reduce(kernel, blocks)
+    zt = {}  # held-out corrections to A^T W X: sums over the held-out entries
+    for gi, g in enumerate(groups):
+        for r, sp in enumerate(g.sparse):
+            if sp is not None:
+                Aw = g.At[r] if g.W is None else g.At[r] * g.W[r][None, :]
+                z = sp.t_times(Z[gi][0][r], Aw.T)  # (m, k)
+                zt[f"{gi}/{r}"] = be.acc(xp.permute_dims(z, (1, 0)))
+    zt = _sum_over_processes(zt, ex)
+    AtXs = []
     for gi, g in enumerate(groups):
         AtX = xp.reshape(
             sums["AtX"][int(offsets[gi]) : int(offsets[gi + 1]), :], (g.size, g.k, -1)
         )
-        AtA = sums[f"AtA{gi}"]
+        AtXs.append(AtX)
         AtX_imp = AtX
         if g.has_holdout:
             AtX_imp = xp.asarray(AtX, copy=True)
             for r, sp in enumerate(g.sparse):
                 if sp is not None:
-                    Aw = g.At[r] if g.W is None else g.At[r] * g.W[r][None, :]
-                    zt = sp.t_times(Z[gi][0][r], Aw.T)  # (m, k)
-                    AtX_imp[r] = AtX_imp[r] + be.acc(xp.permute_dims(zt, (1, 0)))
-        g.S = _sweeps(xp.asarray(g.S, copy=True), be.work(AtX_imp), be.work(AtA), inner, be)
-        f_new.append(_objective(g, AtX, AtA, be))
-    return f_new
+                    AtX_imp[r] = AtX_imp[r] + zt[f"{gi}/{r}"]
+        AtA = be.work(sums[f"AtA{gi}"])
+        g.S = _sweeps(xp.asarray(g.S, copy=True), be.work(AtX_imp), AtA, inner, be)
+    heldout = {f"{gi}": _heldout_share(g, be) for gi, g in enumerate(groups) if g.has_holdout}
+    heldout = _sum_over_processes(heldout, ex)
+    return [
+        _objective(g, AtXs[gi], sums[f"AtA{gi}"], heldout.get(f"{gi}"), be)
+        for gi, g in enumerate(groups)
+    ]
 
 
-def _objective(g: _Group, AtX: Any, AtA: Any, be: Backend) -> np.ndarray:
+def _sum_over_processes(local: dict, ex: Any) -> dict:
+    """``local`` summed over the processes of a distributed executor (one all-reduce)."""
+    if not local or not getattr(ex, "distributed", False):
+        return local
+    from ..mpi import packed_sum
+
+    return packed_sum(local, ex.allreduce)
+
+
+def _heldout_share(g: _Group, be: Backend) -> np.ndarray:
+    """``sum_H w ((AS)^2 - 2 X (AS))`` per model over this process's held-out entries."""
+    xp = be.xp
+    heldout = np.zeros(g.size)
+    for r, sp in enumerate(g.sparse):
+        if sp is not None and sp.nnz:
+            u = be.acc(sp.values(g.At[r], g.S[r]))
+            w = 1.0 if g.W is None else be.acc(xp.take(g.W[r], sp.rows, axis=0))
+            heldout[r] = float(xp.sum(w * u * (u - 2.0 * be.acc(g.xh[r]))))
+    return heldout
+
+
+def _objective(g: _Group, AtX: Any, AtA: Any, heldout: Any, be: Backend) -> np.ndarray:
     """Exact (masked, weighted) objective of every model at its new ``(A, S)``.
 
     ``1/2 (||X||_w^2 - 2 <A^T W X, S> + <A^T W A, S S^T>)`` over all entries, minus the
-    held-out entries' share ``1/2 sum_H w ((AS)^2 - 2 X (AS))``.
+    held-out entries' share ``1/2 sum_H w ((AS)^2 - 2 X (AS))`` (``heldout``, None
+    without held-out entries).
     """
     xp = be.xp
     S64 = be.acc(g.S)
     cross = to_numpy(xp.sum(xp.sum(AtX * S64, axis=2), axis=1))
     quad = to_numpy(xp.sum(xp.sum((AtA @ S64) * S64, axis=2), axis=1))
-    heldout = np.zeros(g.size)
-    for r, sp in enumerate(g.sparse):
-        if sp is not None:
-            u = be.acc(sp.values(g.At[r], g.S[r]))
-            w = 1.0 if g.W is None else be.acc(xp.take(g.W[r], sp.rows, axis=0))
-            heldout[r] = float(xp.sum(w * u * (u - 2.0 * be.acc(g.xh[r]))))
+    heldout = np.zeros(g.size) if heldout is None else np.asarray(heldout, dtype=float)
     return 0.5 * np.maximum(g.base - 2.0 * cross + quad - heldout, 0.0)
 
 
@@ -304,11 +355,18 @@ def _accept(g: _Group, f: np.ndarray, tol: float, extrapolate: bool) -> np.ndarr
     return converged
 
 
-def _record(X: Any, g: _Group, r: int, be: Backend, stop: str) -> FitRecord:
-    """The finished model ``r`` of group ``g`` (its last accepted point) and its errors."""
+def _record(X: Any, g: _Group, r: int, be: Backend, stop: str, ex: Any = None) -> FitRecord:
+    """The finished model ``r`` of group ``g`` (its last accepted point) and its errors.
+
+    With a distributed executor every process ends with the whole maps (each holds zeros
+    outside its rows, so their sum is exact) and the held-out sums over all entries.
+    """
     xp = be.xp
     spec = g.specs[r]
     At, S = g.At_acc[r], g.S_acc[r]
+    distributed = getattr(ex, "distributed", False)
+    if distributed and g.sparse[r] is None:
+        At = be.work(ex.allreduce(At))
     A = xp.asarray(xp.permute_dims(At, (1, 0)), copy=True)
     rec = FitRecord(
         key=spec.key,
@@ -328,9 +386,15 @@ def _record(X: Any, g: _Group, r: int, be: Backend, stop: str) -> FitRecord:
         u = sp.values(At, S)
         xh = g.xh[r]
         rec.A = None
-        rec.heldout_sse = float(xp.sum(be.acc((u - xh) ** 2)))
-        rec.heldout_ss = float(xp.sum(be.acc(xh * xh)))
-        rec.heldout_n = sp.nnz
+        sums = {
+            "sse": xp.sum(be.acc((u - xh) ** 2)),
+            "ss": xp.sum(be.acc(xh * xh)),
+            "n": float(sp.nnz),
+        }
+        sums = _sum_over_processes(sums, ex) if distributed else sums
+        rec.heldout_sse = float(sums["sse"])
+        rec.heldout_ss = float(sums["ss"])
+        rec.heldout_n = round(float(sums["n"]))
     return rec
 
 

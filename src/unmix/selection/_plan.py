@@ -164,6 +164,8 @@ class SparsePattern:
         for lo, hi, a, b in self._chunks:
             block = xp.reshape(xp.permute_dims(At[:, lo:hi], (1, 0)) @ S, (-1,))
             out.append(xp.take(block, self._flat[a:b], axis=0))
+        if not out:  # no entries (a process that owns none of the held-out rows)
+            return self.be.zeros((0,), dtype=S.dtype)
         return xp.concat(out) if len(out) > 1 else out[0]
 
     def _make_chunks(self, entries: int = 1 << 16) -> None:
@@ -176,7 +178,8 @@ class SparsePattern:
             hi = min(self.n, lo + step)
             a, b = np.searchsorted(rows, [lo, hi])
             flat[a:b] = (rows[a:b] - lo) * self.m + cols[a:b]
-            chunks.append((lo, hi, int(a), int(b)))
+            if b > a:  # no dense product for rows without held-out entries
+                chunks.append((lo, hi, int(a), int(b)))
         self._flat = self.be.asarray(flat, dtype=self.be.xp.int64)
         self._chunks = chunks
 

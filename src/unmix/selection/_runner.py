@@ -5,7 +5,10 @@ The fits are independent.  By default they run through :func:`._batched.fit_batc
 ``fit_options`` each runs through :func:`unmix.factorize` instead (any loss or solver the
 engine offers, weights and masks included).  With ``n_jobs > 1`` the ranks are spread over
 worker processes, each pinned to one BLAS thread; data on a GPU run as one batch in this
-process.  Every finished fit is recorded in the checkpoint directory at once.
+process.  With an :class:`unmix.mpi.MPIExecutor` the fits are dealt over groups of MPI
+ranks (:meth:`~unmix.mpi.MPIExecutor.split`), each group splitting the pixels of its fits
+over its ranks, and every rank ends with every record.  Every finished fit is recorded in
+the checkpoint directory at once.
 """
 
 from __future__ import annotations
@@ -16,18 +19,19 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from .._backend import backend_of, to_numpy
+from ..executor import default_block_size
 from ._batched import _sse, fit_batch
 from ._plan import FitRecord, FitSpec, HoldoutSpec, bootstrap_weights, holdout_entries, spa_pixels
 
 logger = logging.getLogger("unmix")
 
-__all__ = ["Settings", "plan_fits", "run_fits"]
+__all__ = ["Settings", "deal_fits", "open_store", "plan_fits", "run_fits"]
 
 
 @dataclass(frozen=True)
@@ -71,8 +75,14 @@ def plan_fits(
 
 
 # ------------------------------------------------------------------ engine path
-def fit_with_engine(X: Any, spec: FitSpec, settings: Settings) -> FitRecord:
-    """One fit through :func:`unmix.factorize` (weights and mask as the engine takes them)."""
+def fit_with_engine(
+    X: Any, spec: FitSpec, settings: Settings, *, executor: Any = None, block_size: Any = None
+) -> FitRecord:
+    """One fit through :func:`unmix.factorize` (weights and mask as the engine takes them).
+
+    A distributed ``executor`` splits the pixels over its processes; every process ends
+    with the whole record.
+    """
     from ..core import factorize
     from ..executor import Weights
 
@@ -91,6 +101,10 @@ def fit_with_engine(X: Any, spec: FitSpec, settings: Settings) -> FitRecord:
         Xi = np.where(np.isnan(Xi), np.nanmean(Xi, axis=0)[None, :], Xi)
     opts = dict(settings.fit_options or {})
     opts.setdefault("solver", "hals")
+    if executor is not None:
+        opts.setdefault("executor", executor)
+        if block_size is not None:
+            opts.setdefault("block_size", block_size)
     if settings.init == "spa":
         opts.setdefault("init", (None, be.asarray(Xi[spa_pixels(Xi, spec.k, None)])))
     else:
@@ -106,6 +120,8 @@ def fit_with_engine(X: Any, spec: FitSpec, settings: Settings) -> FitRecord:
         random_state=spec.seed,
         **opts,
     )
+    if getattr(opts.get("executor"), "distributed", False):
+        res.A = _whole_maps(res.A, res.rows, n, opts["executor"], be)
     rec = FitRecord(
         key=spec.key,
         k=spec.k,
@@ -130,7 +146,22 @@ def fit_with_engine(X: Any, spec: FitSpec, settings: Settings) -> FitRecord:
     return rec
 
 
-def _fit_task(X: Any, specs: list[FitSpec], settings: Settings, on_done: Callable) -> list:
+def _whole_maps(A: Any, rows: tuple[int, int], n: int, executor: Any, be: Any) -> Any:
+    """Every process's rows of the maps, on every process (zero-padded sum: exact)."""
+    full = np.zeros((n, int(A.shape[1])))
+    full[rows[0] : rows[1]] = to_numpy(A)
+    return be.asarray(executor.allreduce(full))
+
+
+def _fit_task(
+    X: Any,
+    specs: list[FitSpec],
+    settings: Settings,
+    on_done: Callable,
+    *,
+    executor: Any = None,
+    block_size: int | None = None,
+) -> list:
     if settings.fit_options is None:
         return fit_batch(
             X,
@@ -140,11 +171,13 @@ def _fit_task(X: Any, specs: list[FitSpec], settings: Settings, on_done: Callabl
             inner=settings.inner,
             init=settings.init,
             extrapolate=settings.extrapolate,
+            block_size=block_size,
+            executor=executor,
             on_done=on_done,
         )
     out = []
     for spec in specs:
-        rec = fit_with_engine(X, spec, settings)
+        rec = fit_with_engine(X, spec, settings, executor=executor, block_size=block_size)
         on_done(rec)
         out.append(rec)
     return out
@@ -216,10 +249,18 @@ def run_fits(
     store: Any = None,
     done: dict[str, FitRecord] | None = None,
     progress: Any = None,
+    executor: Any = None,
+    groups: int | None = None,
 ) -> dict[str, FitRecord]:
-    """Run every fit of ``specs`` not already in ``done``; return all records by key."""
+    """Run every fit of ``specs`` not already in ``done``; return all records by key.
+
+    With an MPI ``executor`` the fits run in ``groups`` groups of ranks (default: one per
+    rank) and every rank returns every record; a progress bar shows on rank 0 only.
+    """
     done = dict(done or {})
     todo = [s for s in specs if s.key not in done]
+    if executor is not None and progress is True and executor.rank != 0:
+        progress = False
     bar = _Bar(progress, len(specs), len(specs) - len(todo))
 
     def finished(rec: FitRecord) -> None:
@@ -232,7 +273,9 @@ def run_fits(
     try:
         be = backend_of(X)
         on_host = be.name == "numpy"
-        if todo and (n_jobs <= 1 or not on_host):
+        if todo and executor is not None:
+            _run_mpi(X, todo, settings, executor, groups, store, done, bar)
+        elif todo and (n_jobs <= 1 or not on_host):
             _fit_task(X, todo, settings, finished)
         elif todo:
             _run_pool(X, todo, settings, n_jobs, store, done, bar)
@@ -283,3 +326,97 @@ def _drain(queue: Any, bar: _Bar) -> None:
             bar.tick(queue.get_nowait())
         except _q.Empty:
             return
+
+
+# ------------------------------------------------------------------ MPI groups
+def open_store(store: Any, *, resume: bool, executor: Any = None) -> dict[str, FitRecord]:
+    """Open the checkpoint (on rank 0 only under MPI, its fits then sent to every rank)."""
+    if executor is None:
+        return store.open(resume=resume)
+    got: tuple[str, Any] = ("error", None)
+    if executor.rank == 0:
+        try:
+            got = ("ok", store.open(resume=resume))
+        except (OSError, ValueError) as err:  # raised on every rank, not a hang
+            got = ("error", err)
+    status, value = executor.broadcast(got)
+    if status != "ok":
+        raise value
+    return value
+
+
+def _cost(spec: FitSpec) -> float:
+    """Relative work of a fit: its rank, twice for a held-out fit (the sparse products)."""
+    return float(spec.k) * (2.0 if spec.holdout is not None else 1.0)
+
+
+def deal_fits(specs: Sequence[FitSpec], sizes: Sequence[int]) -> list[list[FitSpec]]:
+    """The fits of each group of ranks: largest first, each to the group that would
+    finish it first (work / ranks).  Depends only on ``specs`` and ``sizes``, so every
+    rank computes the same deal; the order of ``specs`` is kept within a group."""
+    load = [0.0] * len(sizes)
+    owner: dict[str, int] = {}
+    for spec in sorted(specs, key=lambda s: (-_cost(s), s.key)):
+        g = min(range(len(sizes)), key=lambda i: ((load[i] + _cost(spec)) / sizes[i], i))
+        load[g] += _cost(spec)
+        owner[spec.key] = g
+    return [[s for s in specs if owner[s.key] == g] for g in range(len(sizes))]
+
+
+def _group_block(X: Any, group_size: int) -> int | None:
+    """Pixels a block for a group of ranks: the serial default, small enough that every
+    rank of the group gets rows."""
+    if group_size <= 1:
+        return None
+    n, m = (int(s) for s in X.shape)
+    return max(1, min(default_block_size(n, m, backend_of(X)), -(-n // group_size)))
+
+
+def _portable(rec: FitRecord) -> FitRecord:
+    """``rec`` with NumPy factors (for the trip to the other ranks)."""
+    return replace(rec, A=None if rec.A is None else to_numpy(rec.A), S=to_numpy(rec.S))
+
+
+def _run_mpi(X, todo, settings, ex, groups, store, done, bar) -> None:
+    """Deal ``todo`` over groups of ranks, fit, then share every record with every rank."""
+    n_groups = ex.size if groups is None else groups
+    group, sub = ex.split(n_groups)
+    owners = ex.allgather(group)
+    sizes = [owners.count(g) for g in range(n_groups)]
+    mine = deal_fits(todo, sizes)[group]
+    logger.info(
+        "MPI selection: %d fits over %d group(s) of ranks %s; group %d (%d ranks) runs %d",
+        len(todo),
+        n_groups,
+        sizes,
+        group,
+        sub.size,
+        len(mine),
+    )
+
+    def on_done(rec: FitRecord) -> None:
+        done[rec.key] = rec
+        if store is not None and sub.rank == 0:
+            store.write(rec)
+        if store is not None and ex.rank == 0:
+            store.write_progress(sorted(done))
+        bar.tick(rec.key)
+
+    block = _group_block(X, sub.size)
+    if mine:
+        _fit_task(X, mine, settings, on_done, executor=sub, block_size=block)
+    lead = sub.rank == 0
+    shared = ex.allgather_items([_portable(done[s.key]) for s in mine] if lead else [])
+    sub.free()  # not in a finally: a rank that failed mid-fit must not wait here
+    be = backend_of(X)
+    ours = {s.key for s in mine}
+    for rec in shared:
+        if rec.key in ours:
+            continue
+        if be.name != "numpy":
+            rec.S = be.asarray(rec.S)
+            rec.A = None if rec.A is None else be.asarray(rec.A)
+        done[rec.key] = rec
+        bar.tick(rec.key)
+    if store is not None and ex.rank == 0:
+        store.write_progress(sorted(done))

@@ -33,7 +33,7 @@ from .._validation import check_nonnegative, ensure_2d_float, finite_report
 from ..checkpoint import fingerprint
 from . import criteria as C
 from ._plan import FitRecord
-from ._runner import Settings, plan_fits, run_fits
+from ._runner import Settings, open_store, plan_fits, run_fits
 from ._store import Store
 from .stability import cluster_silhouettes
 
@@ -212,6 +212,8 @@ def select_rank(
     spatial_shape: Sequence[int] | None = None,
     random_state: int | None = 0,
     n_jobs: int = 1,
+    executor: Any = None,
+    groups: int | None = None,
     checkpoint: str | os.PathLike | None = None,
     resume: bool = True,
     progress: Any = False,
@@ -256,6 +258,17 @@ def select_rank(
         Seeds every bootstrap draw, hold-out and start (a run is reproducible).
     n_jobs : int
         Worker processes on the CPU (each with one BLAS thread); ranks are distributed.
+    executor : unmix.mpi.MPIExecutor, optional
+        Run the fits on the ranks of an MPI communicator (the script runs under
+        ``mpiexec -n N python -m mpi4py script.py``, every rank calling
+        :func:`select_rank` with the same arguments): they are dealt over ``groups``
+        groups of ranks, each group splits the pixels of its fits over its ranks, and every
+        rank returns the same selection as a serial run (the seeds belong to the fits, not
+        to the ranks that run them).  Use instead of ``n_jobs``.
+    groups : int, optional
+        Number of groups the executor's ranks form (:meth:`unmix.mpi.MPIExecutor.split`),
+        from 1 (every fit split over all ranks: when ``X`` is large) to the number of
+        ranks (the default: every rank fits alone, no communication during the fits).
     checkpoint : path, optional
         A directory that records every finished fit; with ``resume=True`` (default) a
         killed or interrupted selection called again with the same arguments continues
@@ -281,7 +294,8 @@ def select_rank(
     ------
     ValueError
         Bad ``ks`` (out of range), too few restarts for the chosen criteria, negative
-        or non-finite ``X``, or a checkpoint that belongs to other data or settings.
+        or non-finite ``X``, a checkpoint that belongs to other data or settings, or
+        ``groups`` without an MPI executor or beyond its number of ranks.
     """
     t0, c0 = time.perf_counter(), time.process_time()
     X = ensure_2d_float(X)
@@ -292,6 +306,7 @@ def select_rank(
     chosen = _check_criteria(criteria, n_restarts, cv_repeats)
     if holdout not in ("entries", "blocks"):
         raise ValueError(f"holdout must be 'entries' or 'blocks'; got {holdout!r}.")
+    _check_executor(executor, groups, n_jobs)
     if not 0.0 < cv_fraction <= 0.5:
         raise ValueError(f"cv_fraction must be in (0, 0.5]; got {cv_fraction}.")
     if spatial_shape is not None and int(np.prod(spatial_shape)) != n:
@@ -334,10 +349,20 @@ def select_rank(
             _signature(X),
         )
         store = Store(checkpoint, fp, options)
-        done = store.open(resume=resume)
+        done = open_store(store, resume=resume, executor=executor)
         done = {k: v for k, v in done.items() if k in {s.key for s in specs}}
     t_fit, c_fit = time.perf_counter(), time.process_time()
-    recs = run_fits(X, specs, settings, n_jobs=n_jobs, store=store, done=done, progress=progress)
+    recs = run_fits(
+        X,
+        specs,
+        settings,
+        n_jobs=n_jobs,
+        store=store,
+        done=done,
+        progress=progress,
+        executor=executor,
+        groups=groups,
+    )
     t_fit, c_fit = time.perf_counter() - t_fit, time.process_time() - c_fit
     t_crit = time.perf_counter()
     sel = _assemble(X, ks, recs, chosen, options, spatial_shape, seed)
@@ -357,6 +382,32 @@ def select_rank(
         sel.timings["total_wall"],
     )
     return sel
+
+
+def _check_executor(executor: Any, groups: int | None, n_jobs: int) -> None:
+    """An MPI executor (or none), a group count that fits its ranks, not both n_jobs."""
+    if executor is None:
+        if groups is not None:
+            raise ValueError(
+                f"groups={groups!r} needs executor=unmix.mpi.MPIExecutor() (groups of MPI "
+                "ranks); for worker processes on one machine use n_jobs."
+            )
+        return
+    if not callable(getattr(executor, "split", None)):
+        raise TypeError(
+            f"executor={executor!r} cannot run a selection's fits; pass "
+            "executor=unmix.mpi.MPIExecutor() under mpiexec, or use n_jobs for worker "
+            "processes on one machine."
+        )
+    if n_jobs != 1:
+        raise ValueError(
+            f"n_jobs={n_jobs} and an MPI executor: the ranks already run the fits in "
+            "parallel; leave n_jobs=1 (set groups= to choose how the ranks share them)."
+        )
+    if groups is not None:
+        from ..mpi import check_groups
+
+        check_groups(groups, executor.size)
 
 
 def _check_sign(X: Any, *, engine: bool) -> None:

@@ -1,0 +1,128 @@
+"""Rank selection over groups of MPI ranks: ``mpiexec -n 2`` and ``-n 3`` give the serial answer.
+
+Each MPI case runs ``helpers/mpi_select.py`` under ``mpiexec`` (stdin from /dev/null, one
+BLAS thread): rank 0 prints a serial selection, then every rank prints the selection it
+got with :class:`unmix.mpi.MPIExecutor` for several group counts (one JSON file per rank).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unmix.datasets import make_mixture
+from unmix.mpi import check_groups
+from unmix.selection import select_rank
+from unmix.selection._runner import deal_fits, plan_fits
+
+pytest.importorskip("mpi4py")
+HELPERS = Path(__file__).parent / "helpers"
+MPIEXEC = shutil.which("mpiexec", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+needs_mpiexec = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
+
+
+def _mpiexec(n: int, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    cmd = [MPIEXEC, "-n", str(n), sys.executable, "-m", "mpi4py", *args]
+    return subprocess.run(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+
+
+def _same(got: dict, ref: dict, rel: float) -> None:
+    what = f"case {got['case']} rank {got['rank']}"
+    assert got["picks"] == ref["picks"], what
+    assert got["recommended"] == ref["recommended"], what
+    for key in ("sse", "cv_error", "silhouette"):
+        assert got[key] == pytest.approx(ref[key], rel=rel, abs=rel), f"{what}: {key}"
+    assert got["maps"] == [[256, 3]] * 3, what  # every rank holds the whole maps
+
+
+@needs_mpiexec
+@pytest.mark.parametrize(
+    ("ranks", "cases"),
+    [
+        # 2 groups of 1, 1 group of 2, engine fits on single ranks, a resumed checkpoint
+        (2, ["none", "1", "none:engine", "none:resume"]),
+        # groups of 2 and 1 ranks (uneven), 3 groups of 1
+        (3, ["2", "none"]),
+    ],
+    ids=["n2", "n3-uneven"],
+)
+def test_groups_of_ranks_give_the_serial_selection(ranks, cases, tmp_path):
+    run = _mpiexec(ranks, str(HELPERS / "mpi_select.py"), str(tmp_path), *cases)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = [
+        json.loads(line)
+        for path in sorted(tmp_path.glob("rank*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+    refs = {d["case"]: d for d in lines if d["case"].startswith("serial")}
+    got = [d for d in lines if not d["case"].startswith("serial")]
+    assert sorted((d["case"], d["rank"]) for d in got) == sorted(
+        (c, r) for c in cases for r in range(ranks)
+    )
+    for d in got:
+        ref = refs["serial:engine" if d["case"].endswith(":engine") else "serial"]
+        # single-rank groups run the serial arithmetic; split pixels sum in another order
+        single = d["case"].startswith("none")
+        _same(d, ref, rel=1e-9 if single else 1e-8)
+        if d["case"].endswith(":resume"):
+            assert d["n_fits_resumed"] == d["n_fits"] == 15
+    if ranks == 2:
+        assert len(list((tmp_path / "ck-none" / "fits").glob("*.npz"))) == 15
+
+
+def test_fits_are_dealt_by_cost_over_groups_of_any_size():
+    specs = plan_fits([2, 3, 4, 5], 4, 2, "entries", 0.1, seed=0)
+    for sizes in ([1], [1, 1], [2, 1], [3, 3, 2]):
+        dealt = deal_fits(specs, sizes)
+        assert len(dealt) == len(sizes)
+        assert sorted(s.key for part in dealt for s in part) == sorted(s.key for s in specs)
+        for part in dealt:  # the serial order within a group
+            assert part == [s for s in specs if s in part]
+        assert dealt == deal_fits(list(specs), sizes)  # the same on every rank
+    work = [sum(s.k * (2 if s.holdout else 1) for s in part) for part in deal_fits(specs, [2, 1])]
+    assert work[0] == pytest.approx(2 * work[1], rel=0.15)  # twice the ranks, twice the work
+
+
+class _FakeMPI:
+    """What select_rank checks of an MPI executor, without MPI."""
+
+    def __init__(self, size: int) -> None:
+        self.rank, self.size = 0, size
+
+    def split(self, n_groups: int):  # pragma: no cover - never reached in these tests
+        raise AssertionError
+
+
+def test_bad_group_counts_and_executors_are_named():
+    X = np.asarray(
+        make_mixture(3, spatial_shape=(8, 8), n_channels=20, random_state=0).X, dtype=float
+    )
+    with pytest.raises(ValueError, match=r"groups=3 does not fit the 2 MPI rank\(s\)"):
+        select_rank(X, [2, 3], executor=_FakeMPI(2), groups=3)
+    with pytest.raises(ValueError, match=r"groups=0 does not fit .* from 1 .* to 2"):
+        select_rank(X, [2, 3], executor=_FakeMPI(2), groups=0)
+    with pytest.raises(ValueError, match=r"groups=2 needs executor=unmix.mpi.MPIExecutor"):
+        select_rank(X, [2, 3], groups=2)
+    with pytest.raises(ValueError, match="leave n_jobs=1"):
+        select_rank(X, [2, 3], executor=_FakeMPI(2), n_jobs=2)
+    with pytest.raises(TypeError, match="cannot run a selection's fits"):
+        select_rank(X, [2, 3], executor=object())
+    with pytest.raises(ValueError, match=r"groups=1.5 does not fit"):
+        check_groups(1.5, 4)
+    assert check_groups(4, 4) == 4
