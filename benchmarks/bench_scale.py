@@ -396,7 +396,15 @@ def _kept_section(path: Path, name: str) -> list[str]:
         (i for i in range(start + 1, len(text)) if text[i].startswith(("## ", "Total run"))),
         len(text),
     )
-    return [*text[start:stop], "(This section is from an earlier run.)", ""]
+    marker = "(This section is from an earlier run"
+    section = text[start:stop]
+    old = [ln for ln in section if ln.startswith(marker)]  # kept twice: keep its date
+    kept = [ln for ln in section if not ln.startswith(marker)]
+    while kept and not kept[-1].strip():
+        kept.pop()
+    when = next((ln.split(" on ", 1)[1].split(";")[0] for ln in text if " on 20" in ln), "")
+    note = old[0] if old else f"{marker}{', ' + when if when else ''}.)"
+    return [*kept, "", note, ""]
 
 
 def main(argv: list[str] | None = None) -> int:
