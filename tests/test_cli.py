@@ -105,6 +105,26 @@ def test_run_on_a_compute_device_gives_the_host_answer(tmp_path):
     assert dev.objective == pytest.approx(host.objective, rel=1e-5)
 
 
+def test_run_out_of_core_streams_the_file_and_gives_the_in_memory_answer(tmp_path, capsys):
+    pytest.importorskip("dask.array")
+    mx = unmix.datasets.make_mixture(3, spatial_shape=(20, 25), n_channels=40, random_state=2)
+    path = tmp_path / "cube.h5"
+    unmix.io.save(unmix.SpectralImage(np.clip(mx.X, 0, None).reshape(20, 25, 40)), path)
+    base = ["run", str(path), "-k", "3", "--seed", "0", "--max-iter", "30", "--tol", "0", "-q"]
+    assert entry([*base, "-o", str(tmp_path / "mem")]) == 0
+    assert entry([*base, "--out-of-core", "-o", str(tmp_path / "ooc")]) == 0
+    mem = unmix.load_result(tmp_path / "mem" / "result.h5")
+    ooc = unmix.load_result(tmp_path / "ooc" / "result.h5")
+    np.testing.assert_allclose(ooc.S, mem.S, rtol=1e-6, atol=1e-9 * np.abs(mem.S).max())
+    assert ooc.maps().shape == (20, 25, 3)
+    assert "Relative residual map" not in (tmp_path / "ooc" / "report.html").read_text()
+    assert "Relative residual map" in (tmp_path / "mem" / "report.html").read_text()
+    crop = ["--step", '{op="crop", signal=[2, 30]}']
+    capsys.readouterr()
+    assert entry([*base, "--out-of-core", *crop, "-o", str(tmp_path / "bad")]) != 0
+    assert "--out-of-core reads the file as it is" in capsys.readouterr().err
+
+
 def test_config_file_maps_one_to_one(tmp_path):
     path = shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy")
     cfg = tmp_path / "cfg.toml"

@@ -86,12 +86,16 @@ def test_killed_rank_leaves_a_checkpoint_to_resume_from(tmp_path):
 
 
 @needs_mpiexec
-def test_cli_run_under_mpiexec_matches_serial(tmp_path):
+@pytest.mark.parametrize("out_of_core", [False, True])
+def test_cli_run_under_mpiexec_matches_serial(tmp_path, out_of_core):
     mx = unmix.datasets.make_mixture(3, spatial_shape=(8, 6), n_channels=40, random_state=1)
-    np.save(tmp_path / "x.npy", np.clip(mx.X, 0, None).reshape(8, 6, 40))
-    common = ["run", str(tmp_path / "x.npy"), "-k", "3", "--seed", "0", "--no-report", "-q"]
+    cube = np.clip(mx.X, 0, None).reshape(8, 6, 40)
+    path = tmp_path / ("x.h5" if out_of_core else "x.npy")
+    unmix.io.save(unmix.SpectralImage(cube), path)
+    common = ["run", str(path), "-k", "3", "--seed", "0", "--no-report", "-q"]
     common += ["--max-iter", "50", "--tol", "0"]
-    par = _mpiexec(2, "-m", "unmix", *common, "--mpi", "-o", str(tmp_path / "par"))
+    lazy = ["--out-of-core"] if out_of_core else []  # each rank reads only its rows
+    par = _mpiexec(2, "-m", "unmix", *common, *lazy, "--mpi", "-o", str(tmp_path / "par"))
     assert par.returncode == 0, par.stderr[-3000:]
     assert entry([*common, "-o", str(tmp_path / "ser")]) == 0
     p = unmix.load_result(tmp_path / "par" / "result.h5")

@@ -43,17 +43,23 @@ def _outdir(path: str, *, force: bool, resume: bool) -> str:
     return path
 
 
-def _load_image(cfg: dict) -> Any:
+def _load_image(cfg: dict, *, lazy: bool = False) -> Any:
     from .io import load
 
     inp = cfg.get("input", {})
+    steps = cfg.get("preprocess", {}).get("steps", [])
+    if lazy and (steps or inp.get("spatial_shape")):
+        raise _Fail(
+            "--out-of-core reads the file as it is: preprocessing steps and --shape need "
+            "the data in memory; drop them, or preprocess into a new file first.",
+            EXIT_INPUT,
+        )
     try:
-        image = load(inp["file"], dataset=inp.get("dataset"), signal=inp.get("signal"))
+        image = load(inp["file"], dataset=inp.get("dataset"), signal=inp.get("signal"), lazy=lazy)
     except (OSError, ValueError, KeyError) as err:
         raise _Fail(f"cannot read {inp.get('file')}: {err}", EXIT_INPUT) from err
     if inp.get("spatial_shape"):
         image = image.with_spatial_shape(inp["spatial_shape"])
-    steps = cfg.get("preprocess", {}).get("steps", [])
     if steps:
         from .preprocessing.image import pipeline_from_config
 
@@ -126,6 +132,19 @@ def _fit(
         ) from None
     except (ValueError, TypeError) as err:
         raise _Fail(str(err), EXIT_FIT) from err
+
+
+def _unfolded(image: Any) -> Any:
+    """``X`` (pixels, channels): in memory, or a file-backed / lazy view when out of core."""
+    if not image.is_lazy:
+        return image.unfold()
+    data = image.data
+    if getattr(data, "ndim", 0) == 2:  # an h5py / Zarr dataset streamed as it is
+        return data
+    try:
+        return image.unfold(load=False)
+    except ImportError as err:
+        raise _Fail(f"--out-of-core on {data.ndim}-D data: {err}", EXIT_INPUT) from err
 
 
 def _attach_context(result: Any, image: Any) -> None:
@@ -227,7 +246,7 @@ def _flag_terms(
         cons = cons or [NonNegative()]
         if not any(isinstance(c, (UnitNorm, SumToOne)) for c in cons):
             cons.append(UnitNorm())
-        scale = float(np.mean(np.sqrt(np.sum(np.asarray(X, dtype=float) ** 2, axis=1))))
+        scale = _mean_pixel_norm(X)
         regs.append(L1(sparsity * scale))
     if smooth:
         regs.append(GaussianMapFilter(smooth))
@@ -237,6 +256,16 @@ def _flag_terms(
         opts["constraints"] = cons
     opts["regularizers"] = regs
     return opts
+
+
+def _mean_pixel_norm(X: Any, rows: int = 4096) -> float:
+    """Mean Euclidean norm of the rows of ``X``, read a block of rows at a time."""
+    n = int(X.shape[0])
+    total = 0.0
+    for start in range(0, n, rows):
+        block = np.asarray(X[start : start + rows], dtype=float)
+        total += float(np.sum(np.sqrt(np.sum(block * block, axis=1))))
+    return total / max(n, 1)
 
 
 def _report(outdir: str, results: dict, X: Any, image: Any, title: str) -> str | None:
@@ -325,6 +354,12 @@ def _fit_keys(kw: dict) -> dict:
 )
 @click.option("--no-report", is_flag=True, help="Skip the HTML report.")
 @click.option(
+    "--out-of-core",
+    is_flag=True,
+    help="Stream the file block by block instead of loading it (HDF5 / Zarr / hspy); "
+    "with --mpi each rank reads only its rows.",
+)
+@click.option(
     "--device",
     help="Compute on this device (cuda, cuda:1, cupy, torch) while the data stay in host "
     "memory, streamed to it block by block.",
@@ -368,8 +403,8 @@ def _run(file: str | None, kw: dict, executor: Any = None) -> None:
     outdir = _outdir(out["dir"], force=force, resume=resume) if lead else out["dir"]
     if executor is not None:
         executor.barrier()
-    image = _load_image(cfg)
-    X = image.unfold()
+    image = _load_image(cfg, lazy=kw["out_of_core"])
+    X = _unfolded(image)
     opts = _flag_terms(
         cfg["factorize"],
         sum_to_one=kw["sum_to_one"],
@@ -394,12 +429,15 @@ def _run(file: str | None, kw: dict, executor: Any = None) -> None:
     if executor is not None:
         result.A, result.rows = executor.gather_rows(result.A), None
         if not lead:
+            image.close()
             return
     _attach_context(result, image)
     path = result.save(os.path.join(outdir, "result.h5"))
     report = None
     if not kw["no_report"] and out.get("report", True):
-        report = _report(outdir, {"NMF": result}, X, image, f"unmix run: {image.title}")
+        shown = None if image.is_lazy else X  # out of core: no residual figures
+        report = _report(outdir, {"NMF": result}, shown, image, f"unmix run: {image.title}")
+    image.close()
     if not kw["quiet"]:
         click.echo(
             f"{result.spec['solver']}: {result.n_iter} iterations, stopped by "

@@ -435,7 +435,8 @@ def write_report(
         when there are several, side by side in a comparison section.
     X : array (pixels, channels), optional
         The data that was factorized: adds the residual map and the pixel fits. Default:
-        ``image.unfold()`` when ``image`` is given.
+        ``image.unfold()`` when ``image`` is given and held in memory (a lazy image is
+        not read: no residual figures).
     image : SpectralImage, optional
         The input: its file, checksum, reader and axes are listed, and its calibrated axes
         are used in the figures.
@@ -458,8 +459,8 @@ def write_report(
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     items = _named(results)
-    if X is None and image is not None:
-        X = image.unfold()
+    if X is None and image is not None and not image.is_lazy:
+        X = image.unfold()  # a lazy (out-of-core) image is not loaded for the figures
     title = title or (image.title if image is not None and image.title else "unmix report")
     nav = [("input", "Input")]
     parts = [_input_section(image, X, items)]
