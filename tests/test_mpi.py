@@ -7,38 +7,18 @@ fits with :class:`unmix.mpi.MPIExecutor` and compares with a serial fit on rank 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import unmix
+from mpi_launch import HELPERS, mpiexec, needs_mpiexec
 from unmix.cli import entry
 from unmix.core import UnsupportedError
 from unmix.executor import SerialExecutor
 
 pytest.importorskip("mpi4py")
-HELPERS = Path(__file__).parent / "helpers"
-MPIEXEC = shutil.which("mpiexec", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-needs_mpiexec = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
-
-
-def _mpiexec(n: int, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    cmd = [MPIEXEC, "-n", str(n), sys.executable, "-m", "mpi4py", *args]
-    return subprocess.run(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
-    )
+_mpiexec = mpiexec
 
 
 @needs_mpiexec

@@ -8,38 +8,18 @@ got with :class:`unmix.mpi.MPIExecutor` for several group counts (one JSON file 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mpi_launch import HELPERS, mpiexec, needs_mpiexec
 from unmix.datasets import make_mixture
 from unmix.mpi import check_groups
 from unmix.selection import select_rank
 from unmix.selection._runner import deal_fits, plan_fits
 
 pytest.importorskip("mpi4py")
-HELPERS = Path(__file__).parent / "helpers"
-MPIEXEC = shutil.which("mpiexec", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-needs_mpiexec = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
-
-
-def _mpiexec(n: int, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    cmd = [MPIEXEC, "-n", str(n), sys.executable, "-m", "mpi4py", *args]
-    return subprocess.run(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
-    )
+_mpiexec = mpiexec
 
 
 def _same(got: dict, ref: dict, rel: float) -> None:

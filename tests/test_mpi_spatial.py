@@ -10,19 +10,14 @@ BLAS thread) that compares with a serial fit on rank 0.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import itertools
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import unmix
+from mpi_launch import HELPERS, mpiexec, needs_mpiexec
 from unmix._backend import backend_of
 from unmix._ops import line_window
 from unmix.core import UnsupportedError
@@ -30,25 +25,12 @@ from unmix.executor import SerialExecutor, rows_of_rank
 from unmix.mpi import _halo_plan
 from unmix.terms import BindContext
 
-HELPER = str(Path(__file__).parent / "helpers" / "mpi_spatial.py")
-MPIEXEC = shutil.which("mpiexec", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-needs_mpi = pytest.mark.skipif(
-    MPIEXEC is None or importlib.util.find_spec("mpi4py") is None,
-    reason="no mpi4py/mpiexec (pip install 'unmix[mpi]')",
-)
+HELPER = str(HELPERS / "mpi_spatial.py")
+needs_mpi = needs_mpiexec
 
 
 def _mpiexec(n: int, *args: str, timeout: float = 120) -> list[dict]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    run = subprocess.run(
-        [MPIEXEC, "-n", str(n), sys.executable, "-m", "mpi4py", HELPER, *args],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
-    )
+    run = mpiexec(n, HELPER, *args, timeout=timeout)
     assert run.returncode == 0, run.stderr[-3000:]
     return [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
 
