@@ -15,7 +15,7 @@ import pytest
 from mpi_launch import HELPERS, mpiexec, needs_mpiexec
 from unmix.datasets import make_mixture
 from unmix.mpi import check_groups
-from unmix.selection import select_rank
+from unmix.selection import select_lambdas, select_rank
 from unmix.selection._runner import deal_fits, plan_fits
 
 pytest.importorskip("mpi4py")
@@ -106,3 +106,36 @@ def test_bad_group_counts_and_executors_are_named():
     with pytest.raises(ValueError, match=r"groups=1.5 does not fit"):
         check_groups(1.5, 4)
     assert check_groups(4, 4) == 4
+
+
+def _lambda_runs(tmp_path, n: int, cases: list[str]) -> tuple[dict, list[dict]]:
+    run = _mpiexec(n, str(HELPERS / "mpi_lambdas.py"), str(tmp_path), *cases)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = [
+        json.loads(line)
+        for r in range(n)
+        for line in (tmp_path / f"rank{r}.jsonl").read_text().splitlines()
+    ]
+    serial = next(x for x in lines if x["case"] == "serial")
+    return serial, [x for x in lines if x["case"] != "serial"]
+
+
+@needs_mpiexec
+@pytest.mark.parametrize(("n", "cases"), [(2, ["none", "1"]), (3, ["2"])])
+def test_lambda_search_on_rank_groups_gives_the_serial_search(tmp_path, n, cases):
+    serial, runs = _lambda_runs(tmp_path, n, cases)
+    assert len(runs) == n * len(cases)  # every rank returns the whole search
+    assert len(serial["params"]) == 1 + 3 + 3  # baseline, then two staged grids of 3
+    for got in runs:
+        rel = 0.0 if got["case"] == "none" else 1e-5  # split fits sum in another order
+        assert got["params"] == serial["params"] and got["stages"] == serial["stages"]
+        assert got["best"] == serial["best"], got["case"]
+        np.testing.assert_allclose(got["scores"], serial["scores"], rtol=rel, atol=0)
+
+
+def test_lambda_search_groups_need_an_mpi_executor():
+    X = np.ones((16, 5))
+    with pytest.raises(ValueError, match="groups=2 needs executor=MPIExecutor"):
+        select_lambdas(X, 2, groups=2)
+    with pytest.raises(TypeError, match="cannot split into groups"):
+        select_lambdas(X, 2, executor=object())

@@ -255,10 +255,11 @@ class PixelData:
 
         small = min(self.n_total, self.n_channels) <= 4 * (k + 10)
         local = not self.executor.distributed
-        if self.mask is not None or (exact and small and self.in_memory and local):
+        if local and (self.mask is not None or (exact and small and self.in_memory)):
             X = self.X if self.mask is None else self.be.xp.where(self.mask, self.X, self.mean())
             return svd_topk(X, k, self.be, rng=rng, n_iter=n_iter)
-        return svd_blocks(self, k, self.be, rng=rng, n_iter=n_iter, executor=self.executor)
+        view = self if self.mask is None else _MeanFilled(self, self.mean())
+        return svd_blocks(view, k, self.be, rng=rng, n_iter=n_iter, executor=self.executor)
 
     @property
     def in_memory(self) -> bool:
@@ -308,6 +309,29 @@ class _RowScaled:
 
     def t_times(self, block: Block, Aw: Any) -> Any:
         return self.data.t_times(block, Aw * self._r[block.slice, :])
+
+
+class _MeanFilled:
+    """``X`` with its missing entries set to ``fill``, through the product interface.
+
+    For the SVD of masked data split over processes (each process its rows).
+    """
+
+    def __init__(self, data: PixelData, fill: float) -> None:
+        self.data, self.blocks, self.fill = data, data.blocks, fill
+        self.n_pixels, self.n_channels = data.n_pixels, data.n_channels
+        self.n_total = data.n_total
+        self.be, self.executor = data.be, data.executor
+
+    def _x(self, block: Block) -> Any:
+        d = self.data
+        return d.be.xp.where(d.mask[block.slice, :], d.X[block.slice, :], self.fill)
+
+    def x_times(self, block: Block, M: Any) -> Any:
+        return self._x(block) @ M
+
+    def t_times(self, block: Block, Aw: Any) -> Any:
+        return Aw.T @ self._x(block)
 
 
 class _RowRange:

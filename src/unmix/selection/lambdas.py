@@ -231,6 +231,8 @@ def select_lambdas(
     tol: float = 1e-5,
     fit_options: dict | None = None,
     progress: Callable[[int, int, dict], None] | None = None,
+    executor: Any = None,
+    groups: int | None = None,
 ) -> LambdaSearch:
     """Search the regularization strengths of a rank-``k`` model by held-out error.
 
@@ -269,6 +271,13 @@ def select_lambdas(
         error stays the Frobenius one.
     progress : callable, optional
         Called as ``progress(done, total, trial)``.
+    executor : unmix.mpi.MPIExecutor, optional
+        Under ``mpiexec``: the trials of each stage (grid or random) run in parallel on
+        groups of ranks (:meth:`~unmix.mpi.MPIExecutor.split`), trial ``i`` on group
+        ``i mod groups``; every rank returns the search a serial run returns.
+    groups : int, optional
+        Number of rank groups (default: one per rank; ``1``: every fit's pixels split
+        over all ranks).
 
     Returns
     -------
@@ -285,6 +294,7 @@ def select_lambdas(
     from ._plan import HoldoutSpec, holdout_entries
 
     ranges = _check(params, method, plausibility, spatial_shape, n_trials)
+    team = _Team.make(executor, groups, method)
     if method == "bayes":
         try:
             import optuna
@@ -310,7 +320,7 @@ def select_lambdas(
     total = 1 + sum(per_stage)
     trials: list[dict] = []
 
-    def evaluate(values: dict[str, float], stage: str) -> float:
+    def trial_of(values: dict[str, float], stage: str, sub: Any = None) -> dict:
         from ..constraints import NonNegative, UnitNorm
         from ..core import factorize
 
@@ -329,7 +339,10 @@ def select_lambdas(
                 tol=tol,
                 random_state=seed,
                 **opts,
+                **({"executor": sub} if sub is not None else {}),
             )
+            if sub is not None:  # each rank holds its rows of the maps: all of them
+                res.A = np.concatenate(sub.allgather(to_numpy(res.A)), axis=0)
         for w in caught:  # e.g. components collapsing under a too strong penalty
             logger.info("lambda trial %s: %s", values, w.message)
         A = np.asarray(to_numpy(res.A), dtype=float)
@@ -343,7 +356,7 @@ def select_lambdas(
                 if isinstance(plausibility, str)
                 else float(qfun(res))
             )
-        trial = {
+        return {
             "params": {p: float(values.get(p, 0.0)) for p in names},
             "stage": stage,
             "cv_error": e,
@@ -353,23 +366,39 @@ def select_lambdas(
             "warnings": [str(w.message) for w in caught],
             "seconds": time.perf_counter() - t0,
         }
+
+    def record(trial: dict) -> float:
         trials.append(trial)
         logger.info("lambda trial %d: %s score %.6g", len(trials), trial["params"], trial["score"])
         if progress is not None:
             progress(len(trials), total, trial)
         return trial["score"]
 
+    def evaluate(values: dict[str, float], stage: str) -> float:
+        return record(trial_of(values, stage))
+
     fixed: dict[str, float] = {p: 0.0 for p in names}
-    evaluate(dict(fixed), "baseline")
     rng = np.random.default_rng([seed, 3])
+    if team is None:
+        evaluate(dict(fixed), "baseline")
+    else:
+        for trial in team.run([dict(fixed)], "baseline", trial_of):
+            record(trial)
     for si, stage in enumerate(stages):
         label = "+".join(stage)
-        for values in _candidates(
+        cands = _candidates(
             stage, ranges, method, n_trials, rng, seed + si, fixed, evaluate, label
-        ):
-            evaluate({**fixed, **values}, label)
+        )
+        if team is None:
+            for values in cands:
+                evaluate({**fixed, **values}, label)
+        else:
+            for trial in team.run([{**fixed, **v} for v in cands], label, trial_of):
+                record(trial)
         best_t = min(trials, key=lambda t: t["score"])
         fixed.update({p: best_t["params"][p] for p in stage})
+    if team is not None:
+        team.sub.free()
     best_t = min(trials, key=lambda t: t["score"])
     return LambdaSearch(
         k=int(k),
@@ -419,3 +448,48 @@ def _candidates(stage, ranges, method, n_trials, rng, seed, fixed, evaluate, lab
 
     study.optimize(objective, n_trials=n_trials)
     return []
+
+
+class _Team:
+    """Trials of one stage dealt to groups of MPI ranks (trial ``i`` to group ``i mod G``)."""
+
+    def __init__(self, executor: Any, n_groups: int) -> None:
+        self.executor, self.n_groups = executor, n_groups
+        self.group, self.sub = executor.split(n_groups)
+
+    @classmethod
+    def make(cls, executor: Any, groups: int | None, method: str) -> _Team | None:
+        if executor is None:
+            if groups is not None:
+                raise ValueError(
+                    f"groups={groups!r} needs executor=MPIExecutor() (run under mpiexec); "
+                    "drop groups= for a serial search."
+                )
+            return None
+        if not callable(getattr(executor, "split", None)):
+            raise TypeError(
+                f"executor={type(executor).__name__} cannot split into groups of ranks; "
+                "pass unmix.mpi.MPIExecutor() (under mpiexec) or no executor."
+            )
+        if method == "bayes":
+            raise ValueError(
+                "method='bayes' draws each trial from the ones before it, so its trials "
+                "cannot run in parallel; use method='grid' or 'random' with executor=."
+            )
+        from ..mpi import check_groups
+
+        size = int(executor.size)
+        return cls(executor, check_groups(size if groups is None else groups, size))
+
+    def run(self, values: list[dict], stage: str, trial_of: Callable) -> list[dict]:
+        """Every trial of ``values``, in order, on every rank."""
+        sub = self.sub if self.sub.size > 1 else None
+        mine = [
+            (i, trial_of(v, stage, sub))
+            for i, v in enumerate(values)
+            if i % self.n_groups == self.group
+        ]
+        lead = self.sub.rank == 0  # one copy of each trial
+        shared = self.executor.allgather(mine if lead else [])
+        done = dict(item for part in shared for item in part)
+        return [done[i] for i in range(len(values))]
