@@ -81,6 +81,16 @@ __all__ = ["tree"]
 @click.option("--force", is_flag=True, help="Overwrite a non-empty output directory.")
 @click.option("--no-report", is_flag=True, help="Skip the figures and tree.html.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary.")
+@click.option(
+    "--mpi",
+    is_flag=True,
+    help="Grow the tree over MPI ranks (mpiexec -n N unmix tree --mpi ...); rank 0 writes.",
+)
+@click.option(
+    "--groups",
+    type=int,
+    help="With --mpi: groups of ranks sharing the splits (default one per rank).",
+)
 def tree(file: str, **kw: Any) -> None:
     """Grow a tree of endmembers on FILE by rank-2 NMF splits (HierNMF2) and map every level."""
     import warnings
@@ -104,7 +114,11 @@ def tree(file: str, **kw: Any) -> None:
             raise click.UsageError(
                 f"--shape {kw['spatial_shape']!r}: use ROWSxCOLS, e.g. 11x13."
             ) from None
-    outdir = _outdir(kw["outdir"], force=kw["force"], resume=False)
+    executor = _executor(kw["mpi"], kw["groups"])
+    lead = executor is None or executor.rank == 0
+    outdir = _outdir(kw["outdir"], force=kw["force"], resume=False) if lead else kw["outdir"]
+    if executor is not None:
+        executor.barrier()
     image = _load_image({"input": inp, "preprocess": {"steps": steps}})
     X = image.unfold()
     refit = ("joint" if kw["joint"] else "maps") if kw["refit"] else "none"
@@ -128,9 +142,13 @@ def tree(file: str, **kw: Any) -> None:
                 random_state=kw["random_state"],
                 spatial_shape=image.spatial_shape,
                 signal_shape=image.signal_shape,
+                executor=executor,
+                groups=kw["groups"],
             )
         except (ValueError, TypeError) as err:
             raise _Fail(str(err), EXIT_FIT) from err
+    if not lead:
+        return
     for w in caught:
         click.echo(f"warning: {w.message}", err=True)
     t.to_json(os.path.join(outdir, "tree.json"))
@@ -164,3 +182,17 @@ def tree(file: str, **kw: Any) -> None:
         click.echo(f"  {'result':<8} {os.path.abspath(h5)}")
         if page is not None:
             click.echo(f"  {'report':<8} {os.path.abspath(page)}")
+
+
+def _executor(mpi: bool, groups: int | None) -> Any:
+    """The MPI executor of ``--mpi`` (None without), or a usage error."""
+    if not mpi:
+        if groups is not None:
+            raise click.UsageError("--groups needs --mpi (mpiexec -n N unmix tree --mpi ...).")
+        return None
+    try:
+        from ..mpi import MPIExecutor
+
+        return MPIExecutor()
+    except ImportError as err:
+        raise click.UsageError(f"--mpi needs mpi4py: pip install 'unmix[mpi]' ({err})") from err

@@ -19,7 +19,7 @@ from .cluster import spectral_angle_distances
 from .rank2 import group_rank1, rank2_nmf
 from .scores import ndcg_score, split_gain
 
-__all__ = ["Candidate", "Options", "propose"]
+__all__ = ["Candidate", "Options", "node_ranks", "propose", "screen", "split_fit"]
 
 
 @dataclass
@@ -54,6 +54,41 @@ class Candidate:
 
 def propose(X: Any, be: Backend, items: list[tuple[int, np.ndarray]], opts: Options) -> dict:
     """Candidate splits of the nodes ``items`` = [(id, pixel indices)], batched."""
+    out, batch, Xs, err1, offsets = screen(X, be, items, opts)
+    if not batch:
+        return out
+    if opts.node_rank == 2:
+        fit = rank2_nmf(Xs, _groups(offsets), len(batch), max_iter=opts.max_iter, tol=opts.tol)
+        A_h = np.asarray(to_numpy(fit.A), dtype=float)
+        for b, (nid, idx) in enumerate(batch):
+            if nid in out:
+                continue
+            rows = slice(int(offsets[b]), int(offsets[b + 1]))
+            out[nid] = _finish(
+                nid, idx, Xs[rows], A_h[rows], fit.S[b], err1[b], fit.error[b], be, opts
+            )
+        return out
+    from .stability import rank_stability
+
+    for b, (nid, idx) in enumerate(batch):
+        if nid in out:
+            continue
+        Xb = Xs[offsets[b] : offsets[b + 1]]
+        ranks = node_ranks(X, idx, opts)
+        r, _ = rank_stability(Xb, ranks, random_state=opts.seed + nid, **opts.stability)
+        out[nid] = split_fit(nid, idx, Xb, r, err1[b], be, opts)
+    return out
+
+
+def screen(X: Any, be: Backend, items: list[tuple[int, np.ndarray]], opts: Options) -> tuple:
+    """What every candidate split of a batch needs before its fit.
+
+    Returns ``(out, batch, Xs, err1, offsets)``: ``out`` the candidates already decided
+    (too few pixels, pixels identical), ``batch`` the nodes with enough pixels (those
+    decided as rank one included: ``out`` holds them), ``Xs`` their pixels stacked
+    (rows ``offsets[b]:offsets[b + 1]`` for ``batch[b]``) and ``err1`` their best rank-one
+    residuals.  Sets ``opts.root_err`` when the batch starts with the root.
+    """
     out: dict[int, Candidate] = {}
     batch = []
     for nid, idx in items:
@@ -64,60 +99,58 @@ def propose(X: Any, be: Backend, items: list[tuple[int, np.ndarray]], opts: Opti
         else:
             batch.append((nid, idx))
     if not batch:
-        return out
+        return out, batch, None, None, None
     xp = be.xp
     sizes = np.array([idx.size for _, idx in batch])
     idx_all = np.concatenate([idx for _, idx in batch])
-    groups = np.repeat(np.arange(len(batch)), sizes)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    groups = _groups(offsets)
     Xs = xp.take(X, xp.asarray(idx_all, device=be.device), axis=0)
     _, err1 = group_rank1(Xs, groups, len(batch))
     norm2 = to_numpy(_group_norms(Xs, groups, len(batch), be))
     if opts.root_err == 0.0 and batch[0][0] == 0:
         opts.root_err = float(err1[0])
     rank1_tol = 1e4 * be.eps**2
-    offsets = np.concatenate([[0], np.cumsum(sizes)])
-    if opts.node_rank == 2:
-        fit = rank2_nmf(Xs, groups, len(batch), max_iter=opts.max_iter, tol=opts.tol)
-        A_h = np.asarray(to_numpy(fit.A), dtype=float)
-        for b, (nid, idx) in enumerate(batch):
-            if err1[b] <= rank1_tol * norm2[b]:
-                out[nid] = Candidate(nid, reason="pixels identical (rank one)")
-                continue
-            rows = slice(int(offsets[b]), int(offsets[b + 1]))
-            out[nid] = _finish(
-                nid, idx, Xs[rows], A_h[rows], fit.S[b], err1[b], fit.error[b], be, opts
-            )
-        return out
-    from .stability import rank_stability
-
-    for b, (nid, idx) in enumerate(batch):
+    for b, (nid, _) in enumerate(batch):
         if err1[b] <= rank1_tol * norm2[b]:
             out[nid] = Candidate(nid, reason="pixels identical (rank one)")
-            continue
-        Xb = Xs[offsets[b] : offsets[b + 1]]
-        ranks = range(2, min(opts.max_rank, idx.size // opts.min_size, int(X.shape[1])) + 1)
-        r, _ = rank_stability(Xb, ranks, random_state=opts.seed + nid, **opts.stability)
-        if r == 2:
-            f = rank2_nmf(Xb, max_iter=opts.max_iter, tol=opts.tol)
-            A_b, S_b, err_r = f.A, f.S[0], f.error[0]
-        else:
-            from ..core import factorize
+    return out, batch, Xs, err1, offsets
 
-            res = factorize(
-                Xb,
-                r,
-                solver="hals",
-                max_iter=opts.max_iter * 2,
-                tol=opts.tol,
-                compress=None,
-                random_state=opts.seed,
-            )
-            A_b, S_b = res.A, res.S
-            R = Xb - A_b @ S_b
-            err_r = float(xp.sum(R * R))
-        A_h = np.asarray(to_numpy(A_b), dtype=float)
-        out[nid] = _finish(nid, idx, Xb, A_h, S_b, err1[b], err_r, be, opts)
-    return out
+
+def _groups(offsets: np.ndarray) -> np.ndarray:
+    return np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+
+
+def node_ranks(X: Any, idx: np.ndarray, opts: Options) -> range:
+    """The ranks a node's stability may choose: ``2..max_rank`` within its size."""
+    return range(2, min(opts.max_rank, idx.size // opts.min_size, int(X.shape[1])) + 1)
+
+
+def split_fit(
+    nid: int, idx: np.ndarray, Xb: Any, r: int, err1: float, be: Backend, opts: Options
+) -> Candidate:
+    """The candidate split of a node into ``r`` children (rank-``r`` NMF of its pixels)."""
+    xp = be.xp
+    if r == 2:
+        f = rank2_nmf(Xb, max_iter=opts.max_iter, tol=opts.tol)
+        A_b, S_b, err_r = f.A, f.S[0], f.error[0]
+    else:
+        from ..core import factorize
+
+        res = factorize(
+            Xb,
+            r,
+            solver="hals",
+            max_iter=opts.max_iter * 2,
+            tol=opts.tol,
+            compress=None,
+            random_state=opts.seed,
+        )
+        A_b, S_b = res.A, res.S
+        R = Xb - A_b @ S_b
+        err_r = float(xp.sum(R * R))
+    A_h = np.asarray(to_numpy(A_b), dtype=float)
+    return _finish(nid, idx, Xb, A_h, S_b, err1, err_r, be, opts)
 
 
 def _group_norms(Xs: Any, groups: np.ndarray, B: int, be: Backend) -> Any:

@@ -28,8 +28,9 @@ import numpy as np
 
 from .._backend import Backend, backend_of
 from .._validation import check_nonnegative, ensure_2d_float, finite_report
+from ._parallel import Groups, check_executor, propose_mpi, refit_levels_mpi
 from .maps import nested_maps, refit_level
-from .model import Node, Tree
+from .model import Level, Node, Tree
 from .scores import SCORES
 from .split import Candidate, Options, propose
 
@@ -67,6 +68,8 @@ def hierarchical_nmf(
     random_state: int | None = 0,
     spatial_shape: tuple[int, ...] | None = None,
     signal_shape: tuple[int, ...] | None = None,
+    executor: Any = None,
+    groups: int | None = None,
 ) -> Tree:
     """Grow a tree of endmembers by rank-2 NMF splits and map every level.
 
@@ -134,6 +137,17 @@ def hierarchical_nmf(
         Seed of the stability restarts and the joint refit.
     spatial_shape, signal_shape : tuple of int, optional
         Scan grid and pattern shape, kept for maps and figures.
+    executor : unmix.mpi.MPIExecutor, optional
+        Grow the tree over MPI ranks (every rank calls :func:`hierarchical_nmf` with the
+        same arguments under ``mpiexec``).  The independent work - the candidate splits
+        of the leaves each round creates, with ``node_rank="stability"`` every perturbed
+        restart and then every leaf's split, and the refits of the levels - is dealt over
+        ``groups`` groups of ranks, and every rank returns the tree of a serial run.
+    groups : int, optional
+        Number of groups the executor's ranks form (:meth:`unmix.mpi.MPIExecutor.split`),
+        from 1 to the number of ranks; default one group per rank (the fastest: the
+        ranks of a group all compute the group's splits, a split's pixels are not divided
+        among them).  Needs ``executor``.
 
     Returns
     -------
@@ -141,8 +155,17 @@ def hierarchical_nmf(
         Nodes with endmembers, the leaf of every pixel, nested maps and one
         :class:`~unmix.hierarchy.model.Level` a depth.  If growth stops before
         ``n_leaves`` a ``UserWarning`` says why and the partial tree is returned.
+
+    Raises
+    ------
+    ValueError
+        Bad options, too few pixels, or ``groups`` without an MPI executor or beyond its
+        number of ranks.
+    TypeError
+        ``executor`` is not an MPI executor.
     """
     t0 = time.perf_counter()
+    check_executor(executor, groups)
     X = ensure_2d_float(X)
     finite_report(X)
     check_nonnegative(X, why="hierarchical NMF (A >= 0 and S >= 0)")
@@ -180,8 +203,67 @@ def hierarchical_nmf(
             f"X has {n} pixel(s): splitting needs at least 2 * min_size = {2 * opts.min_size}. "
             "Pass more pixels or a smaller min_size."
         )
+    ranks = None if executor is None else Groups(executor, groups)
+    try:
+        tree = _build(X, be, opts, n_leaves, strategy, internal, ranks)
+        tree.params.update(
+            refit=refit_mode, sum_to_one=bool(sum_to_one), normalize=bool(normalize)
+        )
+        tree.spatial_shape = tuple(spatial_shape) if spatial_shape else None
+        tree.signal_shape = tuple(signal_shape) if signal_shape else None
+        t_grow = time.perf_counter() - t0
+        tree.node_maps = nested_maps(X, tree)
+        t1 = time.perf_counter()
+
+        def refit_one(d: int) -> Level:
+            return refit_level(
+                X,
+                tree,
+                d,
+                mode=refit_mode,
+                sum_to_one=sum_to_one,
+                max_iter=refit_iter,
+                random_state=random_state,
+            )
+
+        depths = list(range(tree.depth + 1))
+        if ranks is None:
+            tree.levels = [refit_one(d) for d in depths]
+        else:
+            tree.levels = refit_levels_mpi(X, be, depths, refit_one, ranks)
+    finally:
+        if ranks is not None:
+            ranks.close()
+    tree.timings = {
+        "grow": t_grow,
+        "levels": time.perf_counter() - t1,
+        "total": time.perf_counter() - t0,
+    }
+    if n_leaves is not None and tree.n_leaves < n_leaves:
+        why = "; ".join(f"leaf {nd.id}: {nd.reason}" for nd in tree.nodes if nd.is_leaf)
+        warnings.warn(
+            f"hierarchical_nmf stopped at {tree.n_leaves} leaves of the {n_leaves} requested "
+            f"({why}); the partial tree is returned. The data may support no more leaves; "
+            "a smaller min_size, min_score or min_angle allows more splits.",
+            UserWarning,
+            stacklevel=2,
+        )
+    return tree
+
+
+def _build(
+    X: Any,
+    be: Backend,
+    opts: Options,
+    n_leaves: int | None,
+    strategy: str,
+    internal: str,
+    ranks: Groups | None,
+) -> Tree:
+    """The grown tree: nodes, endmembers, leaf of every pixel (no maps yet)."""
+    n = int(X.shape[0])
     xp = be.xp
-    nodes, spectra, sets, cands, history, stop = _grow(X, be, opts, n_leaves, strategy)
+    nodes, spectra, sets, cands, history, stop = _grow(X, be, opts, n_leaves, strategy, ranks)
     for nd in nodes:
         c = cands.get(nd.id)
         if c is not None:
@@ -195,77 +277,53 @@ def hierarchical_nmf(
     if internal == "mean":
         _internal_means(X, nodes, spectra, assignment, be)
     S = xp.stack(spectra, axis=0)
-    t_grow = time.perf_counter() - t0
-    tree = Tree(
-        nodes=nodes,
-        S=S,
-        assignment=assignment,
-        params={
-            "n_leaves": n_leaves,
-            "min_size": opts.min_size,
-            "min_score": opts.min_score,
-            "min_angle": opts.min_angle,
-            "max_depth": opts.max_depth,
-            "score": opts.score,
-            "node_rank": opts.node_rank,
-            "max_rank": opts.max_rank,
-            "strategy": strategy,
-            "refit": refit_mode,
-            "sum_to_one": bool(sum_to_one),
-            "endmember": opts.endmember,
-            "core_fraction": opts.core_fraction,
-            "internal": internal,
-            "normalize": bool(normalize),
-            "max_iter": opts.max_iter,
-            "tol": opts.tol,
-            "backend": be.name,
-            "dtype": str(be.dtype),
-        },
-        stop_reason=stop,
-        history=history,
-        spatial_shape=tuple(spatial_shape) if spatial_shape else None,
-        signal_shape=tuple(signal_shape) if signal_shape else None,
-    )
-    tree.node_maps = nested_maps(X, tree)
-    t1 = time.perf_counter()
-    tree.levels = [
-        refit_level(
-            X,
-            tree,
-            d,
-            mode=refit_mode,
-            sum_to_one=sum_to_one,
-            max_iter=refit_iter,
-            random_state=random_state,
-        )
-        for d in range(tree.depth + 1)
-    ]
-    tree.timings = {
-        "grow": t_grow,
-        "levels": time.perf_counter() - t1,
-        "total": time.perf_counter() - t0,
+    params = {
+        "n_leaves": n_leaves,
+        "min_size": opts.min_size,
+        "min_score": opts.min_score,
+        "min_angle": opts.min_angle,
+        "max_depth": opts.max_depth,
+        "score": opts.score,
+        "node_rank": opts.node_rank,
+        "max_rank": opts.max_rank,
+        "strategy": strategy,
+        "refit": None,  # the caller's (here for the order of the keys)
+        "sum_to_one": None,
+        "endmember": opts.endmember,
+        "core_fraction": opts.core_fraction,
+        "internal": internal,
+        "normalize": None,
+        "max_iter": opts.max_iter,
+        "tol": opts.tol,
+        "backend": be.name,
+        "dtype": str(be.dtype),
     }
-    if n_leaves is not None and tree.n_leaves < n_leaves:
-        why = "; ".join(f"leaf {nd.id}: {nd.reason}" for nd in nodes if nd.is_leaf)
-        warnings.warn(
-            f"hierarchical_nmf stopped at {tree.n_leaves} leaves of the {n_leaves} requested "
-            f"({why}); the partial tree is returned. The data may support no more leaves; "
-            "a smaller min_size, min_score or min_angle allows more splits.",
-            UserWarning,
-            stacklevel=2,
-        )
-    return tree
+    return Tree(
+        nodes=nodes, S=S, assignment=assignment, params=params, stop_reason=stop, history=history
+    )
 
 
-def _grow(X: Any, be: Backend, opts: Options, n_leaves: int | None, strategy: str) -> tuple:
-    """Split leaves best score first until a stopping rule holds (the HierNMF2 loop)."""
+def _grow(
+    X: Any, be: Backend, opts: Options, n_leaves: int | None, strategy: str, ranks: Any = None
+) -> tuple:
+    """Split leaves best score first until a stopping rule holds (the HierNMF2 loop).
+
+    With ``ranks`` (:class:`~unmix.hierarchy._parallel.Groups`) the candidate splits of
+    each round's new leaves are fitted over groups of MPI ranks.
+    """
+
+    def candidates(items: list[tuple[int, np.ndarray]]) -> dict:
+        if ranks is None:
+            return propose(X, be, items, opts)
+        return propose_mpi(X, be, items, opts, ranks)
+
     n = int(X.shape[0])
     xp = be.xp
     root_S = xp.mean(X, axis=0)[None, :]
     nodes = [Node(id=0, parent=None, depth=0, size=n)]
     spectra = [root_S[0]]
     sets = {0: np.arange(n)}
-    cands = propose(X, be, [(0, sets[0])], opts)
+    cands = candidates([(0, sets[0])])
     history: list[dict] = []
     stop = ""
     while True:
@@ -319,7 +377,7 @@ def _grow(X: Any, be: Backend, opts: Options, n_leaves: int | None, strategy: st
         if not new:
             stop = "n_leaves reached"
             break
-        cands.update(propose(X, be, new, opts))
+        cands.update(candidates(new))
     return nodes, spectra, sets, cands, history, stop
 
 

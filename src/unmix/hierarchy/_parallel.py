@@ -1,0 +1,261 @@
+"""Growing a tree over groups of MPI ranks (private).
+
+The independent work of :func:`unmix.hierarchy.hierarchical_nmf` is dealt over groups of
+ranks (:meth:`unmix.mpi.MPIExecutor.split`) and every result is shared with every rank
+(:meth:`~unmix.mpi.MPIExecutor.allgather_items`), so that every rank grows the tree of a
+serial run:
+
+- the candidate splits of the leaves a round of growth creates (rank-2 NMF of each new
+  leaf's pixels): one work item a leaf;
+- with ``node_rank="stability"``: every perturbed restart ``(leaf, rank, run)`` of the
+  stability search, then each leaf's split at its chosen rank;
+- the refit of every level of the finished tree.
+
+A work item's seed belongs to the item (the leaf's id, the run's place in its leaf's
+sequence of draws), never to the group that runs it.  Every rank of a group computes the
+group's items (a split's pixels are not divided among the ranks of a group); the group's
+first rank shares the results.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from .._backend import Backend, to_numpy
+from .model import Level
+from .split import Candidate, Options, node_ranks, propose, screen, split_fit
+
+logger = logging.getLogger("unmix")
+
+__all__ = ["Groups", "Work", "check_executor", "deal"]
+
+
+@dataclass(frozen=True)
+class Work:
+    """One independent piece of work: a key (picklable, unique) and its relative cost."""
+
+    key: Any
+    cost: float
+
+
+def deal(work: Sequence[Work], sizes: Sequence[int]) -> list[list[Work]]:
+    """The work of each group of ranks: largest first, each to the group that would finish
+    it first (work / ranks).  Depends only on ``work`` and ``sizes``, so every rank
+    computes the same deal; the order of ``work`` is kept within a group."""
+    load = [0.0] * len(sizes)
+    owner: dict[Any, int] = {}
+    for i in sorted(range(len(work)), key=lambda i: (-work[i].cost, i)):
+        g = min(range(len(sizes)), key=lambda j: ((load[j] + work[i].cost) / sizes[j], j))
+        load[g] += work[i].cost
+        owner[work[i].key] = g
+    return [[w for w in work if owner[w.key] == g] for g in range(len(sizes))]
+
+
+def check_executor(executor: Any, groups: Any) -> None:
+    """An MPI executor (or none) and a group count that fits its ranks, or a clear error."""
+    if executor is None:
+        if groups is not None:
+            raise ValueError(
+                f"groups={groups!r} needs executor=unmix.mpi.MPIExecutor() (groups of MPI "
+                "ranks, under mpiexec); leave groups=None for a serial run."
+            )
+        return
+    if not callable(getattr(executor, "split", None)):
+        raise TypeError(
+            f"executor={executor!r} cannot grow a tree over processes; pass "
+            "executor=unmix.mpi.MPIExecutor() under mpiexec (or None for a serial run)."
+        )
+    if groups is not None:
+        from ..mpi import check_groups
+
+        check_groups(groups, executor.size)
+
+
+class Groups:
+    """The executor's ranks in groups, and the dealing of work items over them.
+
+    Parameters
+    ----------
+    executor : unmix.mpi.MPIExecutor
+    groups : int, optional
+        Number of groups (default: one per rank).
+
+    Notes
+    -----
+    Collective: every rank makes it, calls :meth:`run` with the same work in the same
+    order, and calls :meth:`close`.
+    """
+
+    def __init__(self, executor: Any, groups: int | None) -> None:
+        self.ex = executor
+        n_groups = executor.size if groups is None else int(groups)
+        self.group, self.sub = executor.split(n_groups)
+        owners = executor.allgather(self.group)
+        self.sizes = [owners.count(g) for g in range(n_groups)]
+        logger.info(
+            "MPI tree: %d rank(s) in %d group(s) %s; this rank in group %d",
+            executor.size,
+            n_groups,
+            self.sizes,
+            self.group,
+        )
+
+    def run(self, work: Sequence[Work], fn: Callable[[list[Work]], list]) -> list:
+        """``fn(items)`` on this group's share of ``work``; every group's results, on
+        every rank (each group's list in its order, the groups in rank order).
+
+        ``fn`` returns a list of picklable (host) values.  An exception in ``fn`` on any
+        rank is raised on every rank (as a RuntimeError naming it), not left as a hang.
+        """
+        mine = deal(work, self.sizes)[self.group]
+        sent: list = []
+        try:
+            got = fn(mine) if mine else []
+            if self.sub.rank == 0:
+                sent = [("ok", value) for value in got]
+        except Exception as err:  # shared so that no rank waits for a dead one
+            sent = [("error", f"rank {self.ex.rank}: {type(err).__name__}: {err}")]
+        shared = self.ex.allgather_items(sent)
+        errors = [value for status, value in shared if status == "error"]
+        if errors:
+            raise RuntimeError("hierarchical_nmf failed on an MPI rank: " + "; ".join(errors))
+        return [value for _, value in shared]
+
+    def close(self) -> None:
+        """Release the groups' sub-communicators (collective)."""
+        self.sub.free()
+
+
+# ------------------------------------------------------------------ candidate splits
+def _to_host(c: Candidate) -> Candidate:
+    return c if c.S is None else replace(c, S=np.asarray(to_numpy(c.S)))
+
+
+def _to_backend(c: Candidate, be: Backend) -> Candidate:
+    return c if c.S is None else replace(c, S=be.asarray(c.S))
+
+
+def propose_mpi(
+    X: Any, be: Backend, items: list[tuple[int, np.ndarray]], opts: Options, groups: Groups
+) -> dict[int, Candidate]:
+    """:func:`~unmix.hierarchy.split.propose` with the nodes' fits dealt over ``groups``."""
+    if opts.node_rank == 2:
+        return _propose_rank2(X, be, items, opts, groups)
+    return _propose_stability(X, be, items, opts, groups)
+
+
+def _propose_rank2(X, be, items, opts, groups) -> dict[int, Candidate]:
+    """One item a node: its group fits it (batched with the group's other nodes)."""
+    pixels = dict(items)
+
+    def fit(mine: list[Work]) -> list:
+        cands = propose(X, be, [(w.key, pixels[w.key]) for w in mine], opts)
+        return [("root_err", opts.root_err)] + [(nid, _to_host(c)) for nid, c in cands.items()]
+
+    out: dict[int, Candidate] = {}
+    for key, value in groups.run([Work(nid, float(idx.size)) for nid, idx in items], fit):
+        if key == "root_err":
+            opts.root_err = max(opts.root_err, float(value))
+        else:
+            out[key] = _to_backend(value, be)
+    return out
+
+
+def _propose_stability(X, be, items, opts, groups) -> dict[int, Candidate]:
+    """Every restart of every node's stability search, then every node's split."""
+    from .stability import DEFAULTS, choose_rank, stability_ranks, stability_score
+
+    unknown = set(opts.stability) - set(DEFAULTS)
+    if unknown:
+        raise TypeError(
+            f"stability= has unknown option(s) {sorted(unknown)}; use {sorted(DEFAULTS)}."
+        )
+    settings = {**DEFAULTS, **opts.stability}
+    out, batch, Xs, err1, offsets = screen(X, be, items, opts)  # every rank: cheap, exact
+    nodes = {
+        nid: (b, idx, Xs[offsets[b] : offsets[b + 1]])
+        for b, (nid, idx) in enumerate(batch)
+        if nid not in out
+    }
+    ranks = {
+        nid: stability_ranks(node_ranks(X, idx, opts), tuple(int(s) for s in Xb.shape))
+        for nid, (_, idx, Xb) in nodes.items()
+    }
+    work = [
+        Work((nid, r, j), float(nodes[nid][1].size * r))
+        for nid in nodes
+        for r in ranks[nid]
+        for j in range(settings["n_runs"])
+    ]
+    runs: dict[int, dict[int, dict]] = {nid: {r: {} for r in ranks[nid]} for nid in nodes}
+    restarts = groups.run(work, lambda mine: _restarts(mine, nodes, ranks, be, opts))
+    for (nid, r, j), S in restarts:
+        runs[nid][r][j] = S
+    chosen = {}
+    for nid in nodes:
+        stab = {r: stability_score(_in_order(runs[nid][r]), r) for r in ranks[nid]}
+        chosen[nid] = choose_rank(stab, settings["threshold"])
+
+    def fit(mine: list[Work]) -> list:
+        res = []
+        for w in mine:
+            b, idx, Xb = nodes[w.key]
+            c = split_fit(w.key, idx, Xb, chosen[w.key], err1[b], be, opts)
+            res.append((w.key, _to_host(c)))
+        return res
+
+    split_work = [Work(nid, float(nodes[nid][1].size * chosen[nid])) for nid in nodes]
+    for nid, c in groups.run(split_work, fit):
+        out[nid] = _to_backend(c, be)
+    return out
+
+
+def _in_order(runs: dict[int, np.ndarray]) -> list[np.ndarray]:
+    return [runs[j] for j in sorted(runs)]
+
+
+def _restarts(mine: list[Work], nodes: dict, ranks: dict, be: Backend, opts: Options) -> list:
+    """The perturbed fits ``(node, rank, run)`` of ``mine``: each replays its node's
+    sequence of draws up to its own, so that it gets the draws of a serial run."""
+    from .stability import DEFAULTS, perturbations, stability_run
+
+    settings = {**DEFAULTS, **opts.stability}
+    res = []
+    for w in mine:
+        nid, r, j = w.key
+        Xb = nodes[nid][2]
+        shape = tuple(int(s) for s in Xb.shape)
+        seq = perturbations(
+            shape, ranks[nid], settings["n_runs"], settings["noise"], opts.seed + nid
+        )
+        pert, seed = next((p, s) for rr, jj, p, s in seq if (rr, jj) == (r, j))
+        S = stability_run(Xb, r, be.asarray(pert), seed, settings["max_iter"])
+        res.append((w.key, S))
+    return res
+
+
+# ------------------------------------------------------------------ levels
+def refit_levels_mpi(X: Any, be: Backend, depths: list[int], refit: Callable, groups: Groups):
+    """``refit(d)`` for every depth, dealt over ``groups``; the levels in depth order."""
+    tree_cost = [Work(d, 1.0 + d) for d in depths]
+
+    def fit(mine: list[Work]) -> list:
+        return [(w.key, _level_to_host(refit(w.key))) for w in mine]
+
+    got = dict(groups.run(tree_cost, fit))
+    return [_level_to_backend(got[d], be) for d in depths]
+
+
+def _level_to_host(lv: Level) -> Level:
+    return replace(lv, A=np.asarray(to_numpy(lv.A)), S=np.asarray(to_numpy(lv.S)))
+
+
+def _level_to_backend(lv: Level, be: Backend) -> Level:
+    if be.name == "numpy":
+        return lv
+    return replace(lv, A=be.asarray(lv.A), S=be.asarray(lv.S))
