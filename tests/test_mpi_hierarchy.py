@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from mpi_launch import HELPERS, mpiexec, needs_mpiexec
+from unmix._groups import Work, deal
 from unmix.hierarchy import hierarchical_nmf
-from unmix.hierarchy._parallel import Work, deal
 from unmix.synthetic import make_hierarchy
 
 pytest.importorskip("mpi4py")

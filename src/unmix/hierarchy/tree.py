@@ -165,7 +165,7 @@ def hierarchical_nmf(
         ``executor`` is not an MPI executor.
     """
     t0 = time.perf_counter()
-    check_executor(executor, groups)
+    check_executor(executor, groups, task="grow a tree")
     X = ensure_2d_float(X)
     finite_report(X)
     check_nonnegative(X, why="hierarchical NMF (A >= 0 and S >= 0)")
@@ -203,7 +203,7 @@ def hierarchical_nmf(
             f"X has {n} pixel(s): splitting needs at least 2 * min_size = {2 * opts.min_size}. "
             "Pass more pixels or a smaller min_size."
         )
-    ranks = None if executor is None else Groups(executor, groups)
+    ranks = None if executor is None else Groups(executor, groups, task="hierarchical_nmf")
     try:
         tree = _build(X, be, opts, n_leaves, strategy, internal, ranks)
         tree.params.update(

@@ -354,13 +354,11 @@ def deal_fits(specs: Sequence[FitSpec], sizes: Sequence[int]) -> list[list[FitSp
     """The fits of each group of ranks: largest first, each to the group that would
     finish it first (work / ranks).  Depends only on ``specs`` and ``sizes``, so every
     rank computes the same deal; the order of ``specs`` is kept within a group."""
-    load = [0.0] * len(sizes)
-    owner: dict[str, int] = {}
-    for spec in sorted(specs, key=lambda s: (-_cost(s), s.key)):
-        g = min(range(len(sizes)), key=lambda i: ((load[i] + _cost(spec)) / sizes[i], i))
-        load[g] += _cost(spec)
-        owner[spec.key] = g
-    return [[s for s in specs if owner[s.key] == g] for g in range(len(sizes))]
+    from .._groups import Work, deal
+
+    by_key = {s.key: s for s in specs}
+    parts = deal([Work(s.key, _cost(s)) for s in specs], sizes)
+    return [[by_key[w.key] for w in part] for part in parts]
 
 
 def _group_block(X: Any, group_size: int) -> int | None:

@@ -398,7 +398,7 @@ def select_lambdas(
         best_t = min(trials, key=lambda t: t["score"])
         fixed.update({p: best_t["params"][p] for p in stage})
     if team is not None:
-        team.sub.free()
+        team.groups.close()
     best_t = min(trials, key=lambda t: t["score"])
     return LambdaSearch(
         k=int(k),
@@ -451,45 +451,37 @@ def _candidates(stage, ranges, method, n_trials, rng, seed, fixed, evaluate, lab
 
 
 class _Team:
-    """Trials of one stage dealt to groups of MPI ranks (trial ``i`` to group ``i mod G``)."""
+    """The trials of one stage dealt over groups of MPI ranks (:class:`unmix._groups.Groups`)."""
 
-    def __init__(self, executor: Any, n_groups: int) -> None:
-        self.executor, self.n_groups = executor, n_groups
-        self.group, self.sub = executor.split(n_groups)
+    def __init__(self, executor: Any, groups: int | None) -> None:
+        from .._groups import Groups
+
+        self.groups = Groups(executor, groups, task="select_lambdas")
+        self.sub = self.groups.sub
 
     @classmethod
     def make(cls, executor: Any, groups: int | None, method: str) -> _Team | None:
+        from .._groups import check_executor
+
+        check_executor(executor, groups, task="split its trials into groups of ranks")
         if executor is None:
-            if groups is not None:
-                raise ValueError(
-                    f"groups={groups!r} needs executor=MPIExecutor() (run under mpiexec); "
-                    "drop groups= for a serial search."
-                )
             return None
-        if not callable(getattr(executor, "split", None)):
-            raise TypeError(
-                f"executor={type(executor).__name__} cannot split into groups of ranks; "
-                "pass unmix.mpi.MPIExecutor() (under mpiexec) or no executor."
-            )
         if method == "bayes":
             raise ValueError(
                 "method='bayes' draws each trial from the ones before it, so its trials "
                 "cannot run in parallel; use method='grid' or 'random' with executor=."
             )
-        from ..mpi import check_groups
-
-        size = int(executor.size)
-        return cls(executor, check_groups(size if groups is None else groups, size))
+        return cls(executor, groups)
 
     def run(self, values: list[dict], stage: str, trial_of: Callable) -> list[dict]:
         """Every trial of ``values``, in order, on every rank."""
+        from .._groups import Work
+
         sub = self.sub if self.sub.size > 1 else None
-        mine = [
-            (i, trial_of(v, stage, sub))
-            for i, v in enumerate(values)
-            if i % self.n_groups == self.group
-        ]
-        lead = self.sub.rank == 0  # one copy of each trial
-        shared = self.executor.allgather(mine if lead else [])
-        done = dict(item for part in shared for item in part)
-        return [done[i] for i in range(len(values))]
+        work = [Work(i, 1.0) for i in range(len(values))]
+
+        def fit(mine: list) -> list:
+            return [(w.key, trial_of(values[w.key], stage, sub)) for w in mine]
+
+        trials = dict(self.groups.run(work, fit))
+        return [trials[i] for i in range(len(values))]

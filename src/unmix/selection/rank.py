@@ -386,28 +386,14 @@ def select_rank(
 
 def _check_executor(executor: Any, groups: int | None, n_jobs: int) -> None:
     """An MPI executor (or none), a group count that fits its ranks, not both n_jobs."""
-    if executor is None:
-        if groups is not None:
-            raise ValueError(
-                f"groups={groups!r} needs executor=unmix.mpi.MPIExecutor() (groups of MPI "
-                "ranks); for worker processes on one machine use n_jobs."
-            )
-        return
-    if not callable(getattr(executor, "split", None)):
-        raise TypeError(
-            f"executor={executor!r} cannot run a selection's fits; pass "
-            "executor=unmix.mpi.MPIExecutor() under mpiexec, or use n_jobs for worker "
-            "processes on one machine."
-        )
-    if n_jobs != 1:
+    from .._groups import check_executor
+
+    check_executor(executor, groups, task="run a selection's fits")
+    if executor is not None and n_jobs != 1:
         raise ValueError(
             f"n_jobs={n_jobs} and an MPI executor: the ranks already run the fits in "
             "parallel; leave n_jobs=1 (set groups= to choose how the ranks share them)."
         )
-    if groups is not None:
-        from ..mpi import check_groups
-
-        check_groups(groups, executor.size)
 
 
 def _check_sign(X: Any, *, engine: bool) -> None:
