@@ -78,7 +78,7 @@ def test_streamed_bad_input(tmp_path, mixture):
             unmix.factorize(f["nan"], 3, block_size=100)
         with pytest.raises(ValueError, match=r"Negative values .* rows 0-99"):
             unmix.factorize(f["neg"], 3, block_size=100)
-        with pytest.raises(ValueError, match="need X in memory"):
+        with pytest.raises(ValueError, match="preprocessing= needs X in memory"):
             unmix.factorize(f["neg"], 3, preprocessing=[unmix.NormalizePixels()])
 
 
@@ -178,7 +178,7 @@ def test_device_argument_errors(mixture):
         unmix.factorize(mixture.X, 3, device="gpu0")
     with pytest.raises(TypeError, match="not understood"):
         unmix.factorize(mixture.X, 3, device=3.5)
-    with pytest.raises(ValueError, match="need X in memory on the compute device"):
+    with pytest.raises(ValueError, match="mask= and weights= with X streamed to device="):
         unmix.factorize(mixture.X, 3, device="torch", mask=np.isfinite(mixture.X))
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA device"):
@@ -206,3 +206,26 @@ def test_lazy_spectral_image_streams(tmp_path, mixture):
     ref = unmix.factorize(mixture.X, 3, random_state=0, max_iter=20, tol=0, block_size=100)
     np.testing.assert_allclose(r.S, ref.S, rtol=1e-12)
     lazy.close()
+
+
+@pytest.mark.parametrize(
+    ("solver", "masked"), [("mu", True), ("gradient", True), ("hals", False), ("mu", False)]
+)
+def test_streamed_mask_and_weights_give_the_in_memory_answer(tmp_path, mixture, solver, masked):
+    rng = np.random.default_rng(5)
+    mask = rng.random(mixture.X.shape) > 0.1 if masked else None
+    X = mixture.X if mask is None else np.where(mask, mixture.X, np.nan)  # NaN: missing
+    w = unmix.Weights(pixels=rng.uniform(0.5, 2.0, X.shape[0]), channels=np.linspace(1, 2, 40))
+    path = tmp_path / "masked.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("X", data=X, chunks=(50, 40))
+    kw = {"solver": solver, "random_state": 0, "max_iter": 25, "tol": 0, "block_size": 100}
+    memory = unmix.factorize(X, 3, mask=mask, weights=w, init="random", **kw)
+    with h5py.File(path, "r") as f:
+        streamed = unmix.factorize(f["X"], 3, mask=mask, weights=w, init="random", **kw)
+        default_init = unmix.factorize(f["X"], 3, mask=mask, weights=w, **kw)
+    np.testing.assert_allclose(streamed.S, memory.S, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(streamed.A, memory.A, rtol=1e-9, atol=1e-12)
+    assert streamed.objective == pytest.approx(memory.objective, rel=1e-10)
+    exact = unmix.factorize(X, 3, mask=mask, weights=w, **kw)  # in memory: LAPACK SVD start
+    assert default_init.objective == pytest.approx(exact.objective, rel=2e-2)

@@ -195,15 +195,21 @@ def factorize(
     pre_steps = list(opts["preprocessing"])
     streamed = is_streamable(X) or _host_to_device(X, device)
     if streamed:
-        if mask is not None or pre_steps or (weights is not None):
+        if pre_steps:
             raise ValueError(
                 "X is streamed block by block (from a file, a lazy array, or host memory "
-                "to device=): mask=, weights= and preprocessing= need X in memory on the "
-                "compute device; move X there yourself, or preprocess the file."
+                "to device=): preprocessing= needs X in memory; preprocess the file (or "
+                "load X) first."
             )
         be, X = streamed_backend(X, device)
         n, m = (int(s) for s in X.shape)
-        mask_arr, weights_obj, Xw = None, None, X
+        if (mask is not None or weights is not None) and be.name != "numpy":
+            raise ValueError(
+                f"mask= and weights= with X streamed to device={device!r} are not supported: "
+                "move X (and them) onto the device yourself, or stream on the host."
+            )
+        mask_arr = _check_mask(None if mask is None else np.asarray(mask), X, be)
+        weights_obj, Xw = _check_weights(weights, n, m, be), X
     else:
         X = ensure_2d_float(X)
         be = backend_of(X)
@@ -245,8 +251,16 @@ def factorize(
     if ex.distributed:
         _check_distributed(terms, opts["init"], ex)
     if streamed:
+        rows = slice(start, stop)
         data = StreamedData(
-            X, be, block_size=block_size, dtype=be.dtype, rows=(start, stop), executor=ex
+            X,
+            be,
+            block_size=block_size,
+            dtype=be.dtype,
+            rows=(start, stop),
+            executor=ex,
+            weights=_rows_of(weights_obj, rows),
+            mask=None if mask_arr is None else mask_arr[rows, :],
         )
         check_streamed(
             data, nonneg=(nonneg["A"] and nonneg["S"]) or loss_obj.needs_nonnegative_data

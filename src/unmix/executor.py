@@ -195,6 +195,10 @@ class PixelData:
     def weighted(self) -> bool:
         return self.elementwise or self.pixel_w is not None or self.channel_w is not None
 
+    def raw(self, block: Block) -> Any:
+        """``X_b`` as given (missing entries not zeroed)."""
+        return self.X[block.slice, :]
+
     def x(self, block: Block) -> Any:
         """``X_b``; missing entries (mask False) read as 0."""
         Xb = self.X[block.slice, :]
@@ -254,8 +258,8 @@ class PixelData:
         from ._linalg import svd_blocks, svd_topk
 
         small = min(self.n_total, self.n_channels) <= 4 * (k + 10)
-        local = not self.executor.distributed
-        if local and (self.mask is not None or (exact and small and self.in_memory)):
+        local = not self.executor.distributed and self.in_memory
+        if local and (self.mask is not None or (exact and small)):
             X = self.X if self.mask is None else self.be.xp.where(self.mask, self.X, self.mean())
             return svd_topk(X, k, self.be, rng=rng, n_iter=n_iter)
         view = self if self.mask is None else _MeanFilled(self, self.mean())
@@ -325,7 +329,7 @@ class _MeanFilled:
 
     def _x(self, block: Block) -> Any:
         d = self.data
-        return d.be.xp.where(d.mask[block.slice, :], d.X[block.slice, :], self.fill)
+        return d.be.xp.where(d.mask[block.slice, :], d.raw(block), self.fill)
 
     def x_times(self, block: Block, M: Any) -> Any:
         return self._x(block) @ M
@@ -376,6 +380,8 @@ class StreamedData(PixelData):
         rows: tuple[int, int] | None = None,
         executor: Any = None,
         prefetch: bool | None = None,
+        weights: Weights | None = None,
+        mask: Any = None,
     ) -> None:
         chunk = chunk_rows(source)
         if chunk and block_size % chunk:
@@ -383,7 +389,13 @@ class StreamedData(PixelData):
         start, stop = rows if rows is not None else (0, int(source.shape[0]))
         view = _RowRange(source, start, stop - start)
         super().__init__(
-            view, be, block_size=block_size, executor=executor, n_total=int(source.shape[0])
+            view,
+            be,
+            block_size=block_size,
+            executor=executor,
+            n_total=int(source.shape[0]),
+            weights=weights,
+            mask=mask,
         )
         self.source = view
         self._dtype = dtype
@@ -414,8 +426,15 @@ class StreamedData(PixelData):
         return Xb
 
     def _read(self, start: int, stop: int) -> Any:
+        Xb = self.raw(Block(-1, start, stop))
+        if self.mask is not None:  # missing entries (maybe NaN in the file) read as 0
+            Xb = self.be.xp.where(self.mask[start:stop, :], Xb, 0.0)
+        return Xb
+
+    def raw(self, block: Block) -> Any:
+        """``X_b`` as stored (missing entries not zeroed), in the working dtype."""
         self.reads += 1
-        host = np.asarray(self.source[start:stop, :])
+        host = np.asarray(self.source[block.start : block.stop, :])
         return self.be.asarray(host, dtype=self._dtype)
 
     def rows(self, index: Any) -> Any:

@@ -7,6 +7,8 @@ every pass reads it block by block (whole rows, aligned to the storage chunks), 
 resident memory is the maps ``A`` (pixels x k), a few blocks and the small sums.  While
 one block is computed the next is read in a background thread (a memory map asks the
 kernel to read ahead instead).  float32 data stay float32, integers become float32.
+``mask=`` and ``weights=`` (in memory) apply block by block as for in-memory ``X`` (the
+file may hold NaN where the mask says missing); ``preprocessing=`` needs ``X`` in memory.
 
 Blocks are computed where ``device=`` says: NumPy on the host by default, or a PyTorch /
 CuPy device (``device="cuda"``), so data far larger than GPU memory, kept on disk or in
