@@ -115,3 +115,70 @@ def test_streamed_blocks_run_the_kernel_and_give_the_in_memory_answer(tmp_path, 
     memory = _fit(data, solver, "onepass")
     np.testing.assert_array_equal(streamed.S, memory.S)
     np.testing.assert_array_equal(streamed.A, memory.A)
+
+
+def _sweeps_reference(A, T, G, l1, tiny, nonneg, inner_max, delta, hals):
+    """The inner repeats of the kernels, row by row in plain NumPy (float64)."""
+    A = A.astype(np.float64)
+    first = None
+    for _ in range(inner_max):
+        old = A.copy()
+        if hals:
+            d = np.maximum(np.diag(G), tiny)
+            for j in range(A.shape[1]):
+                v = A[:, j] + (T[:, j] - l1) / d[j] - A @ G[j] / d[j]
+                A[:, j] = np.maximum(v, 0) if nonneg else v
+        else:
+            A = A * (np.maximum(T, 0) / np.maximum(A @ G + l1, tiny))
+        change = float(np.sum((A - old) ** 2))
+        if inner_max == 1:
+            break
+        first = change if first is None else first
+        if change <= delta * delta * first or first == 0.0:
+            break
+    return A
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 16])
+@pytest.mark.parametrize("n", [1, 7, 301])
+@pytest.mark.parametrize("hals", [True, False])
+def test_block_kernel_any_k_and_ragged_tiles(k, n, hals):
+    """k not a multiple of the 4- and 2-component tiles, rows not a multiple of the 2- and
+    4-row tiles, channels over several chunks with a short last one."""
+    from unmix._onepass_kernels import _block
+
+    rng = np.random.default_rng(k * 1000 + n)
+    m = 2 * 1024 + 37  # float64: 3 chunks of channels, the last one short
+    X = rng.random((n, m))
+    S = rng.random((k, m))
+    A = rng.random((n, k))
+    G = S @ S.T
+    l1 = 0.5 if hals else 0.0
+    expected_A = _sweeps_reference(A, X @ S.T, G, l1, 1e-30, True, 4, 0.01, hals)
+    AtX = np.full((k, m), np.nan)
+    AtA = _block(X, A, S, G, l1, 1e-30, True, 4, 0.01, hals, AtX)
+    np.testing.assert_allclose(A, expected_A, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(AtX, A.T @ X, rtol=1e-10)
+    np.testing.assert_allclose(AtA, A.T @ A, rtol=1e-10)
+    assert AtA.dtype == np.float64
+
+
+def test_block_kernel_float32_and_signed_hals():
+    from unmix._onepass_kernels import _block
+
+    rng = np.random.default_rng(5)
+    n, m, k = 37, 4096 + 3, 5  # float32: 3 chunks of channels
+    X = rng.random((n, m)).astype(np.float32)
+    S = rng.random((k, m)).astype(np.float32)
+    A0 = rng.random((n, k)).astype(np.float32)
+    G = (S.astype(np.float64) @ S.T).astype(np.float32)
+    for nonneg in (True, False):
+        A = A0.copy()
+        AtX = np.empty((k, m), np.float32)
+        T = X.astype(np.float64) @ S.T
+        want = _sweeps_reference(A0, T, G.astype(np.float64), 0.0, 1e-30, nonneg, 3, 0.0, True)
+        AtA = _block(X, A, S, G, 0.0, 1e-30, nonneg, 3, 0.0, True, AtX)
+        assert A.dtype == np.float32
+        np.testing.assert_allclose(A, want, rtol=2e-3, atol=1e-3 * np.abs(want).max())
+        np.testing.assert_allclose(AtX, A.astype(np.float64).T @ X, rtol=1e-4)
+        np.testing.assert_allclose(AtA, A.astype(np.float64).T @ A, rtol=1e-4)

@@ -4,13 +4,15 @@ Per pixel block ``b`` the reference path makes two BLAS calls, ``X_b @ S.T`` and
 ``A_b.T @ X_b``, each with only ``k`` columns on one side, which BLAS runs far below its
 peak.  The kernels here do the block's whole share of an iteration in compiled loops:
 
-1. ``T_b = X_b S^T`` in tiles of 4 rows (``k`` dot products per tile with contiguous,
-   vectorized inner loops over the channels);
-2. the solver's inner repeats on ``A_b`` from ``T_b`` and ``G = S S^T`` alone (MU:
-   ``A_b <- A_b * T_b / (A_b G + l1)``; HALS: coordinate sweeps), with the *same* block-level
-   stopping rule as the reference path (Gillis & Glineur ``delta`` rule over the whole
-   block), so the iterates are the reference's up to rounding;
-3. ``A_b^T X_b`` (tiles of 4 rows, contiguous inner loops over channels) and
+1. ``T_b = X_b S^T``, register-blocked (tiles of 2 rows x 4 components, vectorized loops
+   over chunks of channels that stay in L1), stored transposed (k x n_b);
+2. the solver's inner repeats on ``A_b`` (worked on transposed, k x n_b, so that each of
+   a sweep's k x k steps is one vectorized loop over the block's rows) from ``T_b`` and
+   ``G = S S^T`` alone (MU: ``A_b <- A_b * T_b / (A_b G + l1)``; HALS: coordinate
+   sweeps), with the *same* block-level stopping rule as the reference path (Gillis &
+   Glineur ``delta`` rule over the whole block), so the iterates are the reference's up
+   to rounding;
+3. ``A_b^T X_b`` (tiles of 4 rows x 2 components over chunks of channels) and
    ``A_b^T A_b``, returned in float64 for ``executor.map_reduce`` to sum as before.
 
 Step 3 reads ``X_b`` a second time: the block-level stopping rule needs every row's
@@ -18,8 +20,8 @@ Step 3 reads ``X_b`` a second time: the block-level stopping rule needs every ro
 that second read comes from cache; the default 8 MB blocks sit in L3 on most CPUs.
 
 Dot products and block sums are accumulated in the working dtype, as BLAS does in the
-reference path (float32 stays float32); the element-wise updates are exact IEEE code (no
-fast-math there), the reductions use re-association only (``reassoc``/``contract``),
+reference path (float32 stays float32); the kernels allow re-association and fused
+multiply-adds only (``reassoc``/``contract``: no reciprocal or NaN/Inf assumptions),
 which changes results by rounding alone.
 """
 
@@ -101,7 +103,7 @@ def resolve(option: Any, p: Any, solver: str) -> bool:
     """Whether to run the one-pass kernel for ``kernel=option``.
 
     ``"auto"``: when numba is installed, the problem qualifies and ``X`` has at least
-    :data:`AUTO_MIN_ENTRIES` entries (HALS per pass 1.2-1.5x faster than BLAS, see
+    :data:`AUTO_MIN_ENTRIES` entries (HALS per pass 1.4-1.8x faster than BLAS, see
     ``benchmarks/results/onepass.md``); ``"onepass"``: always, or a ValueError naming
     why not; ``"blas"``: never (the reference path).  The compressed
     phase of ``compress=`` (small projected data) always takes the reference path.
