@@ -139,3 +139,22 @@ def test_lambda_search_groups_need_an_mpi_executor():
         select_lambdas(X, 2, groups=2)
     with pytest.raises(TypeError, match="cannot split its trials into groups of ranks"):
         select_lambdas(X, 2, executor=object())
+
+
+@needs_mpiexec
+def test_cli_select_under_mpiexec_matches_serial(tmp_path):
+    from unmix.cli import entry
+
+    mix = make_mixture(3, spatial_shape=(12, 12), n_channels=30, snr_db=30, random_state=6)
+    path = tmp_path / "x.npy"
+    np.save(path, np.clip(mix.X, 0, None).reshape(12, 12, 30))
+    common = ["select", str(path), "--ks", "2:4", "--restarts", "3", "--cv-repeats", "1"]
+    common += ["--max-iter", "80", "-q"]
+    run = _mpiexec(2, "-m", "unmix", *common, "--mpi", "-o", str(tmp_path / "par"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert entry([*common, "-o", str(tmp_path / "ser")]) == 0
+    par = json.loads((tmp_path / "par" / "selection.json").read_text())
+    ser = json.loads((tmp_path / "ser" / "selection.json").read_text())
+    assert par["recommended"] == ser["recommended"]
+    assert [r["sse"] for r in par["table"]] == [r["sse"] for r in ser["table"]]
+    assert entry([*common, "--groups", "2", "-o", str(tmp_path / "bad")]) != 0

@@ -377,14 +377,25 @@ def run(file: str | None, **kw: Any) -> None:
         _run(file, kw)
 
 
-def _run_mpi(file: str | None, kw: dict) -> None:
-    """``unmix run --mpi``: every rank fits its rows; rank 0 gathers the maps and writes."""
+def mpi_executor(mpi: bool, groups: int | None = None, *, command: str = "run") -> Any:
+    """The MPI executor of ``--mpi`` (None without), or a usage error."""
+    if not mpi:
+        if groups is not None:
+            raise click.UsageError(
+                f"--groups needs --mpi (mpiexec -n N unmix {command} --mpi ...)."
+            )
+        return None
     try:
         from .mpi import MPIExecutor
 
-        ex = MPIExecutor()
+        return MPIExecutor()
     except ImportError as err:
         raise click.UsageError(f"--mpi needs mpi4py: pip install 'unmix[mpi]' ({err})") from err
+
+
+def _run_mpi(file: str | None, kw: dict) -> None:
+    """``unmix run --mpi``: every rank fits its rows; rank 0 gathers the maps and writes."""
+    ex = mpi_executor(True)
     kw = dict(kw, quiet=kw["quiet"] or ex.rank > 0)
     try:
         _run(file, kw, executor=ex)

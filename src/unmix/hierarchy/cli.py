@@ -97,7 +97,7 @@ def tree(file: str, **kw: Any) -> None:
 
     import numpy as np
 
-    from ..cli import EXIT_FIT, _Fail, _inline_table, _load_image, _outdir
+    from ..cli import EXIT_FIT, _Fail, _inline_table, _load_image, _outdir, mpi_executor
     from .model import attach_tree
     from .report import write_tree_report
     from .tree import hierarchical_nmf
@@ -114,7 +114,7 @@ def tree(file: str, **kw: Any) -> None:
             raise click.UsageError(
                 f"--shape {kw['spatial_shape']!r}: use ROWSxCOLS, e.g. 11x13."
             ) from None
-    executor = _executor(kw["mpi"], kw["groups"])
+    executor = mpi_executor(kw["mpi"], kw["groups"], command="tree")
     lead = executor is None or executor.rank == 0
     outdir = _outdir(kw["outdir"], force=kw["force"], resume=False) if lead else kw["outdir"]
     if executor is not None:
@@ -182,17 +182,3 @@ def tree(file: str, **kw: Any) -> None:
         click.echo(f"  {'result':<8} {os.path.abspath(h5)}")
         if page is not None:
             click.echo(f"  {'report':<8} {os.path.abspath(page)}")
-
-
-def _executor(mpi: bool, groups: int | None) -> Any:
-    """The MPI executor of ``--mpi`` (None without), or a usage error."""
-    if not mpi:
-        if groups is not None:
-            raise click.UsageError("--groups needs --mpi (mpiexec -n N unmix tree --mpi ...).")
-        return None
-    try:
-        from ..mpi import MPIExecutor
-
-        return MPIExecutor()
-    except ImportError as err:
-        raise click.UsageError(f"--mpi needs mpi4py: pip install 'unmix[mpi]' ({err})") from err

@@ -85,16 +85,34 @@ def _config_tables(config: str | None, file: str | None, steps: tuple, shape: st
 @click.option("--force", is_flag=True, help="Overwrite a non-empty output directory.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted selection in OUTDIR.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or table.")
+@click.option(
+    "--mpi",
+    is_flag=True,
+    help="Run the fits over MPI ranks (mpiexec -n N unmix select --mpi ...); rank 0 writes.",
+)
+@click.option(
+    "--groups",
+    type=int,
+    help="With --mpi: groups of ranks sharing the fits (default one per rank).",
+)
 def select(file: str | None, **kw: Any) -> None:
     """Choose the number of components of FILE (and, with --lambdas, the strengths)."""
-    from ..cli import EXIT_FIT, EXIT_INTERRUPTED, _Fail, _load_image, _outdir
+    from ..cli import EXIT_FIT, EXIT_INTERRUPTED, _Fail, _load_image, _outdir, mpi_executor
     from .lambdas import select_lambdas
     from .rank import select_rank
     from .report import run_config, write_selection_report
 
     ks = parse_ks(kw["ks"])
     cfg = _config_tables(kw["config"], file, kw["steps"], kw["spatial_shape"])
-    outdir = _outdir(kw["outdir"], force=kw["force"], resume=kw["resume"])
+    executor = mpi_executor(kw["mpi"], kw["groups"], command="select")
+    lead = executor is None or executor.rank == 0
+    if lead:
+        outdir = _outdir(kw["outdir"], force=kw["force"], resume=kw["resume"])
+    else:
+        outdir = kw["outdir"]
+    if executor is not None:
+        executor.barrier()
+    parallel = {} if executor is None else {"executor": executor, "groups": kw["groups"]}
     image = _load_image(cfg)
     X = image.unfold()
     shape = tuple(image.spatial_shape)
@@ -114,6 +132,7 @@ def select(file: str | None, **kw: Any) -> None:
             checkpoint=os.path.join(outdir, "checkpoint"),
             resume=kw["resume"],
             progress=not kw["quiet"],
+            **parallel,
         )
         lam = None
         if kw["lambdas"]:
@@ -127,6 +146,7 @@ def select(file: str | None, **kw: Any) -> None:
                 plausibility=kw["plausibility"],
                 spatial_shape=shape,
                 random_state=kw["random_state"],
+                **({} if kw["lambda_method"] == "bayes" else parallel),
             )
     except KeyboardInterrupt:
         raise _Fail(
@@ -135,6 +155,8 @@ def select(file: str | None, **kw: Any) -> None:
         ) from None
     except (ValueError, TypeError, ImportError) as err:
         raise _Fail(str(err), EXIT_FIT) from err
+    if not lead:  # every rank holds the selection; rank 0 writes it
+        return
     sel.save(os.path.join(outdir, "selection.json"))
     sel.save(os.path.join(outdir, "selection.h5"))
     try:
