@@ -136,13 +136,30 @@ def test_killed_worker_leaves_a_checkpoint_to_resume_from(client, tmp_path):
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
-        ({"mask": np.ones((42, 30), bool)}, "mask= is not supported with DaskExecutor"),
+        ({"weights": np.ones((42, 30))}, "full .pixels, channels. weights is not supported"),
+        ({"mask": np.ones((40, 30), bool)}, r"mask has shape \(40, 30\); it must match"),
         ({"preprocessing": [unmix.preprocessing.PoissonScaling()]}, "preprocess X first"),
     ],
 )
 def test_what_the_dask_executor_rejects(client, kw, match):
     with pytest.raises(ValueError, match=match):
         unmix.factorize(_data(), 3, executor=DaskExecutor(client), max_iter=2, **kw)
+
+
+@pytest.mark.parametrize("solver", ["mu", "gradient"])
+def test_mask_and_separable_weights_give_the_serial_answer(client, solver):
+    X = _data()
+    rng = np.random.default_rng(7)
+    mask = rng.random(X.shape) > 0.15
+    X = np.where(mask, X, np.nan)  # missing entries may hold NaN
+    w = unmix.Weights(pixels=rng.uniform(0.5, 2, X.shape[0]), channels=np.linspace(1, 2, 30))
+    kw = {"solver": solver, "max_iter": 30, "tol": 0, "random_state": 0, "block_size": 6}
+    kw.update(init="random", mask=mask, weights=w)
+    ser = unmix.factorize(X, 3, **kw)
+    par = unmix.factorize(X, 3, executor=DaskExecutor(client), **kw)
+    np.testing.assert_allclose(par.S, ser.S, rtol=1e-6, atol=1e-9 * np.abs(ser.S).max())
+    np.testing.assert_allclose(par.A, ser.A, rtol=1e-6, atol=1e-9 * np.abs(ser.A).max())
+    assert par.objective == pytest.approx(ser.objective, rel=1e-9)
 
 
 def test_dask_executor_refuses_a_silent_device_copy(client):

@@ -208,7 +208,10 @@ def factorize(
                 f"mask= and weights= with X streamed to device={device!r} are not supported: "
                 "move X (and them) onto the device yourself, or stream on the host."
             )
-        mask_arr = _check_mask(None if mask is None else np.asarray(mask), X, be)
+        if getattr(mask, "_unmix_streamable", False):
+            mask_arr = mask  # a Dask worker's rows of a mask checked where it was cut
+        else:
+            mask_arr = _check_mask(None if mask is None else np.asarray(mask), X, be)
         weights_obj, Xw = _check_weights(weights, n, m, be), X
     else:
         X = ensure_2d_float(X)

@@ -12,8 +12,10 @@ one up to the order of the float64 sums, and does not change from run to run.
 Works with a ``LocalCluster`` (Jupyter, one machine) and with a user's existing
 ``Client`` (cloud, HPC job queues).  ``pip install "unmix[dask]"``.
 
-Not supported here (a clear error): ``mask=``, ``weights=`` and ``preprocessing=``
-(preprocess ``X`` first), terms that couple neighbouring pixels, and inits that pick
+``mask=`` goes to each worker by rows with ``X``; per-pixel and per-channel
+``Weights`` go whole (they are small).  Not supported here (a clear error): full
+``(pixels, channels)`` weights, ``preprocessing=`` (preprocess ``X`` first), terms that
+couple neighbouring pixels (no halo exchange between Dask workers), and inits that pick
 pixels (``spa``, ``vca``, ``nndsvdar``).  ``callback`` runs on the worker holding the
 first rows.  With ``checkpoint=``, each worker writes its rows' checkpoint (see
 :class:`unmix.checkpoint.DistributedCheckpointer`); when a worker dies the fit stops
@@ -141,6 +143,29 @@ class _LocalRows(_RowRange):
         super().__init__(part, -int(start), n_total)
 
 
+def _host_mask_and_weights(kwargs: dict, n: int, m: int) -> tuple[Any, dict]:
+    """The checked host mask (scattered by rows) and ``kwargs`` with the checked weights.
+
+    Separable weights (per pixel, per channel) are small and go whole to every worker;
+    full ``(pixels, channels)`` weights are refused (they are as large as ``X``).
+    """
+    from ._backend import backend_of
+    from .core import _check_mask, _check_weights
+
+    host = backend_of(np.zeros((1, 1)))
+    mask = kwargs.get("mask")
+    if mask is not None:
+        shape_of_x = type("X", (), {"shape": (n, m)})  # the check needs X's shape only
+        mask = np.asarray(_check_mask(np.asarray(mask), shape_of_x, host))
+    weights = _check_weights(kwargs.get("weights"), n, m, host)
+    if weights is not None and weights.full is not None:
+        raise ValueError(
+            "weights= with full (pixels, channels) weights is not supported by "
+            "DaskExecutor: use Weights(pixels=..., channels=...) or the MPI executor."
+        )
+    return mask, dict(kwargs, mask=None, weights=weights)
+
+
 def _source_of(X: Any) -> tuple[str, Any] | None:
     """How a worker can open ``X`` itself (None: scatter the rows from memory)."""
     if isinstance(X, np.memmap) and getattr(X, "filename", None) and X.ndim == 2:
@@ -180,6 +205,9 @@ def _worker_fit(
     from .core import factorize
 
     start, stop = rows
+    part, mask = part
+    if mask is not None:  # this worker's rows of the mask, seen at their global rows
+        kwargs = dict(kwargs, mask=_LocalRows(mask, start, n_total))
     if part is None:
         part = _open_rows(source, start, stop)
     elif not part.flags.aligned:  # Dask's transfer frames leave it unaligned: BLAS crawls
@@ -251,12 +279,6 @@ class DaskExecutor:
 
     def factorize(self, X: Any, k: int, **kwargs: Any) -> Any:
         """Run :func:`unmix.factorize` on the workers; the maps come back whole."""
-        for name in ("mask", "weights"):
-            if kwargs.get(name) is not None:
-                raise ValueError(
-                    f"{name}= is not supported with DaskExecutor yet; fit without "
-                    "it or use the serial or MPI executor."
-                )
         if kwargs.get("preprocessing") or kwargs.get("preset") == "blind-unmixing":
             raise ValueError(
                 "preprocessing= is not supported with DaskExecutor: preprocess X "
@@ -273,6 +295,7 @@ class DaskExecutor:
         if X_host.ndim != 2:
             raise ValueError(f"X must be 2-D (pixels, channels); got shape {X_host.shape}.")
         n, m = (int(s) for s in X_host.shape)
+        mask, kwargs = _host_mask_and_weights(kwargs, n, m)
         addresses = self._addresses()
         size = len(addresses)
         spatial = kwargs.get("spatial_shape")
@@ -298,10 +321,15 @@ class DaskExecutor:
                 part = self.client.scatter(
                     np.asarray(X_host[start:stop]), workers=[address], direct=True, hash=False
                 )
+            rows_mask = None
+            if mask is not None:
+                rows_mask = self.client.scatter(
+                    np.ascontiguousarray(mask[start:stop]), workers=[address], hash=False
+                )
             futures.append(
                 self.client.submit(
                     _worker_fit,
-                    part,
+                    (part, rows_mask),
                     source,
                     rank,
                     size,
