@@ -18,6 +18,7 @@ import numpy as np
 
 from . import __version__
 from ._backend import to_numpy
+from ._mpi_cli import mpi_executor
 
 __all__ = ["main"]
 
@@ -375,22 +376,6 @@ def run(file: str | None, **kw: Any) -> None:
         _run_mpi(file, kw)
     else:
         _run(file, kw)
-
-
-def mpi_executor(mpi: bool, groups: int | None = None, *, command: str = "run") -> Any:
-    """The MPI executor of ``--mpi`` (None without), or a usage error."""
-    if not mpi:
-        if groups is not None:
-            raise click.UsageError(
-                f"--groups needs --mpi (mpiexec -n N unmix {command} --mpi ...)."
-            )
-        return None
-    try:
-        from .mpi import MPIExecutor
-
-        return MPIExecutor()
-    except ImportError as err:
-        raise click.UsageError(f"--mpi needs mpi4py: pip install 'unmix[mpi]' ({err})") from err
 
 
 def _run_mpi(file: str | None, kw: dict) -> None:

@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from .._mpi_cli import mpi_executor, mpi_options
+
 __all__ = ["tree"]
 
 
@@ -81,23 +83,14 @@ __all__ = ["tree"]
 @click.option("--force", is_flag=True, help="Overwrite a non-empty output directory.")
 @click.option("--no-report", is_flag=True, help="Skip the figures and tree.html.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary.")
-@click.option(
-    "--mpi",
-    is_flag=True,
-    help="Grow the tree over MPI ranks (mpiexec -n N unmix tree --mpi ...); rank 0 writes.",
-)
-@click.option(
-    "--groups",
-    type=int,
-    help="With --mpi: groups of ranks sharing the splits (default one per rank).",
-)
+@mpi_options("tree", "Grow the tree", "splits")
 def tree(file: str, **kw: Any) -> None:
     """Grow a tree of endmembers on FILE by rank-2 NMF splits (HierNMF2) and map every level."""
     import warnings
 
     import numpy as np
 
-    from ..cli import EXIT_FIT, _Fail, _inline_table, _load_image, _outdir, mpi_executor
+    from ..cli import EXIT_FIT, _Fail, _inline_table, _load_image, _outdir
     from .model import attach_tree
     from .report import write_tree_report
     from .tree import hierarchical_nmf

@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from .._mpi_cli import mpi_executor, mpi_options
+
 __all__ = ["parse_ks", "select"]
 
 
@@ -85,19 +87,10 @@ def _config_tables(config: str | None, file: str | None, steps: tuple, shape: st
 @click.option("--force", is_flag=True, help="Overwrite a non-empty output directory.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted selection in OUTDIR.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or table.")
-@click.option(
-    "--mpi",
-    is_flag=True,
-    help="Run the fits over MPI ranks (mpiexec -n N unmix select --mpi ...); rank 0 writes.",
-)
-@click.option(
-    "--groups",
-    type=int,
-    help="With --mpi: groups of ranks sharing the fits (default one per rank).",
-)
+@mpi_options("select", "Run the fits", "fits")
 def select(file: str | None, **kw: Any) -> None:
     """Choose the number of components of FILE (and, with --lambdas, the strengths)."""
-    from ..cli import EXIT_FIT, EXIT_INTERRUPTED, _Fail, _load_image, _outdir, mpi_executor
+    from ..cli import EXIT_FIT, EXIT_INTERRUPTED, _Fail, _load_image, _outdir
     from .lambdas import select_lambdas
     from .rank import select_rank
     from .report import run_config, write_selection_report
