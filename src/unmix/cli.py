@@ -19,6 +19,7 @@ import numpy as np
 from . import __version__
 from ._backend import to_numpy
 from ._mpi_cli import mpi_executor
+from .streaming import mean_row_norm
 
 __all__ = ["main"]
 
@@ -247,7 +248,7 @@ def _flag_terms(
         cons = cons or [NonNegative()]
         if not any(isinstance(c, (UnitNorm, SumToOne)) for c in cons):
             cons.append(UnitNorm())
-        scale = _mean_pixel_norm(X)
+        scale = mean_row_norm(X)
         regs.append(L1(sparsity * scale))
     if smooth:
         regs.append(GaussianMapFilter(smooth))
@@ -257,16 +258,6 @@ def _flag_terms(
         opts["constraints"] = cons
     opts["regularizers"] = regs
     return opts
-
-
-def _mean_pixel_norm(X: Any, rows: int = 4096) -> float:
-    """Mean Euclidean norm of the rows of ``X``, read a block of rows at a time."""
-    n = int(X.shape[0])
-    total = 0.0
-    for start in range(0, n, rows):
-        block = np.asarray(X[start : start + rows], dtype=float)
-        total += float(np.sum(np.sqrt(np.sum(block * block, axis=1))))
-    return total / max(n, 1)
 
 
 def _report(outdir: str, results: dict, X: Any, image: Any, title: str) -> str | None:

@@ -211,13 +211,13 @@ def factorize(
         if getattr(mask, "_unmix_streamable", False):
             mask_arr = mask  # a Dask worker's rows of a mask checked where it was cut
         else:
-            mask_arr = _check_mask(None if mask is None else np.asarray(mask), X, be)
+            mask_arr = _check_mask(None if mask is None else np.asarray(mask), X.shape, be)
         weights_obj, Xw = _check_weights(weights, n, m, be), X
     else:
         X = ensure_2d_float(X)
         be = backend_of(X)
         n, m = (int(s) for s in X.shape)
-        mask_arr = _check_mask(mask, X, be)
+        mask_arr = _check_mask(mask, X.shape, be)
         finite_report(X, allowed=mask_arr)
         weights_obj = _check_weights(weights, n, m, be)
         Xw = X
@@ -466,15 +466,15 @@ def _check_compress(compress: Any, p: Problem, slv: Solver) -> int | None:
     return int(compress)
 
 
-def _check_mask(mask: Any, X: Any, be: Backend) -> Any:
+def _check_mask(mask: Any, shape: tuple, be: Backend) -> Any:
     if mask is None:
         return None
     xp = be.xp
     if not hasattr(mask, "shape"):
         mask = np.asarray(mask)
-    if tuple(mask.shape) != tuple(X.shape):
+    if tuple(mask.shape) != tuple(shape):
         raise ValueError(
-            f"mask has shape {tuple(mask.shape)}; it must match X {tuple(X.shape)} "
+            f"mask has shape {tuple(mask.shape)}; it must match X {tuple(shape)} "
             "(True = observed, False = missing)."
         )
     if isinstance(mask, np.ndarray) and be.name != "numpy":

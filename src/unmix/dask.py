@@ -155,8 +155,7 @@ def _host_mask_and_weights(kwargs: dict, n: int, m: int) -> tuple[Any, dict]:
     host = backend_of(np.zeros((1, 1)))
     mask = kwargs.get("mask")
     if mask is not None:
-        shape_of_x = type("X", (), {"shape": (n, m)})  # the check needs X's shape only
-        mask = np.asarray(_check_mask(np.asarray(mask), shape_of_x, host))
+        mask = np.asarray(_check_mask(np.asarray(mask), (n, m), host))
     weights = _check_weights(kwargs.get("weights"), n, m, host)
     if weights is not None and weights.full is not None:
         raise ValueError(

@@ -468,7 +468,9 @@ class _BlockReader:
         self._view, self._base, self._pool = view, base, None
         inner = int(getattr(source, "offset", 0)) if source is not base else 0
         self._offset = view.offset + inner  # row of the view's row 0 in ``base``
-        lazy = type(base).__module__.split(".")[0] in ("h5py", "zarr", "dask")
+        from .streaming import LAZY_MODULES
+
+        lazy = type(base).__module__.split(".")[0] in LAZY_MODULES
         moved = be.name != "numpy"
         self.threaded = bool(prefetch if prefetch is not None else (lazy or moved))
         if self._mmap is not None and prefetch is None and not moved:

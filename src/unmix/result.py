@@ -145,7 +145,7 @@ def _write_maps(f: Any, A: Any, spatial_shape: tuple | None, target: int = 1 << 
     block at a time (no full host copy of GPU maps).
     """
     n, k = (int(s) for s in A.shape)
-    dtype = np.dtype(str(A.dtype).rsplit(".", 1)[-1])
+    dtype = to_numpy(A[:1]).dtype
     line = int(spatial_shape[-1]) if spatial_shape else 1
     rows = max(1, target // max(1, k * dtype.itemsize))
     rows = min(n, max(line, rows - rows % line)) if n else 1

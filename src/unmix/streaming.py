@@ -27,9 +27,16 @@ import numpy as np
 from ._backend import Backend
 from ._validation import check_nonnegative, finite_report
 
-__all__ = ["check_streamed", "compute_backend", "is_streamable", "streamed_backend"]
+__all__ = [
+    "check_streamed",
+    "compute_backend",
+    "is_streamable",
+    "mean_row_norm",
+    "streamed_backend",
+]
 
-_LAZY_MODULES = ("h5py", "zarr", "dask")
+#: Modules whose 2-D arrays are read block by block (and read ahead in a thread).
+LAZY_MODULES = ("h5py", "zarr", "dask")
 
 
 def is_streamable(X: Any) -> bool:
@@ -48,7 +55,7 @@ def is_streamable(X: Any) -> bool:
         and len(shape) == 2
         and hasattr(X, "dtype")
         and hasattr(X, "__getitem__")
-        and type(X).__module__.split(".")[0] in _LAZY_MODULES
+        and type(X).__module__.split(".")[0] in LAZY_MODULES
     )
 
 
@@ -150,3 +157,17 @@ def check_streamed(data: Any, *, nonneg: bool) -> None:
                 check_nonnegative(Xb, why="a non-negative model")
         except ValueError as err:
             raise ValueError(f"{err} (in the rows {b.start}-{b.stop - 1} of the file)") from None
+
+
+def mean_row_norm(X: Any, *, rows: int = 4096) -> float:
+    """Mean Euclidean norm of the rows (pixels) of ``X`` (pixels, channels), in float64.
+
+    ``X`` is read a block of ``rows`` rows at a time, so a file-backed or lazy ``X`` is
+    never loaded whole.  The typical pixel norm that scale-free penalties are relative to.
+    """
+    n = int(X.shape[0])
+    norms = [
+        np.sqrt(np.sum(b * b, axis=1))
+        for b in (np.asarray(X[i : i + rows], dtype=float) for i in range(0, n, rows))
+    ]
+    return float(np.mean(np.concatenate(norms))) if norms else 0.0

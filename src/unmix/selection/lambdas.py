@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import to_numpy
+from ..streaming import mean_row_norm
 from .criteria import map_roughness
 
 logger = logging.getLogger("unmix")
@@ -306,7 +307,7 @@ def select_lambdas(
     X = ensure_2d_float(X)
     Xn = np.asarray(to_numpy(X), dtype=float)
     n, m = Xn.shape
-    scale = float(np.mean(np.sqrt(np.sum(Xn * Xn, axis=1))))
+    scale = mean_row_norm(Xn)
     seed = int(np.random.default_rng(random_state).integers(2**31 - 1))
     rows, cols = holdout_entries(HoldoutSpec("entries", int(n_folds), 0, seed), n, m)
     mask = np.ones((n, m), dtype=bool)
