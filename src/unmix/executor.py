@@ -379,7 +379,6 @@ class StreamedData(PixelData):
         dtype: Any,
         rows: tuple[int, int] | None = None,
         executor: Any = None,
-        prefetch: bool | None = None,
         weights: Weights | None = None,
         mask: Any = None,
     ) -> None:
@@ -401,7 +400,7 @@ class StreamedData(PixelData):
         self._dtype = dtype
         self._last: tuple[int, Any] | None = None
         self._next: tuple[int, Any] | None = None
-        self._reader = _BlockReader(source, view, be, prefetch=prefetch)
+        self._reader = _BlockReader(source, view, be)
         self.reads = 0  # blocks read from the source (for tests and benchmarks)
 
     @property
@@ -462,7 +461,7 @@ class _BlockReader:
     array already in host memory computed on the host.
     """
 
-    def __init__(self, source: Any, view: Any, be: Backend, *, prefetch: bool | None) -> None:
+    def __init__(self, source: Any, view: Any, be: Backend) -> None:
         base = getattr(source, "src", source)  # a Dask worker's row view: its source
         self._mmap = getattr(base, "_mmap", None) if isinstance(base, np.memmap) else None
         self._view, self._base, self._pool = view, base, None
@@ -472,9 +471,7 @@ class _BlockReader:
 
         lazy = type(base).__module__.split(".")[0] in LAZY_MODULES
         moved = be.name != "numpy"
-        self.threaded = bool(prefetch if prefetch is not None else (lazy or moved))
-        if self._mmap is not None and prefetch is None and not moved:
-            self.threaded = False
+        self.threaded = lazy or moved  # a memory map on the host: the hint only
 
     def ahead(self, read: Callable, start: int, stop: int) -> Any:
         """A future-like holder of block ``[start, stop)``, read now or in the thread."""
