@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
 import unmix  # noqa: E402
-from unmix import _onepass  # noqa: E402
+from unmix.engine.kernels import _onepass  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "onepass.md"
 SIZES = [(16384, 1535, 4), (65536, 4096, 8)]

@@ -52,7 +52,7 @@ import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
 import unmix  # noqa: E402
-from unmix import _onepass  # noqa: E402
+from unmix.engine.kernels import _onepass  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_onepass import make, median_cpu  # noqa: E402  (same data recipe and floor)

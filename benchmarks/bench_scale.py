@@ -165,7 +165,7 @@ def _problem(n_side: int, m: int, k: int):
 
 def child_mpi(n_side: int, m: int, k: int, iters: int) -> None:
     import unmix
-    from unmix.mpi import MPIExecutor
+    from unmix.executors.mpi import MPIExecutor
 
     X = _problem(n_side, m, k)
     ex = MPIExecutor()
@@ -227,7 +227,7 @@ def child_dask(n_side: int, m: int, k: int, iters: int) -> None:
     import distributed
 
     import unmix
-    from unmix.dask import DaskExecutor
+    from unmix.executors.dask import DaskExecutor
 
     X = _problem(n_side, m, k)
     cluster = distributed.LocalCluster(

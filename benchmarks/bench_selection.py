@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 
 from unmix.datasets import load_cuzn_eels, make_mixture  # noqa: E402
 from unmix.selection import CRITERIA, select_rank  # noqa: E402
-from unmix.selection.rank import voters  # noqa: E402
+from unmix.selection._rank import voters  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "..", "shared", "data", "hsi")

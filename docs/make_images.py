@@ -15,8 +15,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from unmix.cli import entry
 from unmix.io import load
-from unmix.preprocessing.image import pipeline_from_config
-from unmix.report.figures import plot_comparison
+from unmix.preprocessing import pipeline_from_config
+from unmix.report import plot_comparison
 from unmix.result import load_result
 
 HERE = Path(__file__).resolve().parent
@@ -24,7 +24,7 @@ EXAMPLES = ("eels_cuzn", "eds_jeol", "raman", "stm", "xrd")
 
 
 def main() -> int:
-    from unmix.config import load_config
+    from unmix.cli._config import load_config
 
     for name in EXAMPLES:
         cfg_path = HERE / "examples" / f"{name}.toml"

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import unmix
-import unmix.core
+import unmix.cli._common
+import unmix.cli._demo
 from conftest import shared_path
 from unmix.cli import EXIT_EXISTS, EXIT_INPUT, entry
 
@@ -27,7 +28,7 @@ def _snapshot(folder) -> dict[str, bytes]:
 @pytest.fixture
 def fast_factorize(monkeypatch):
     """Make fits short; ``calls`` records the max_iter of every fit."""
-    real = unmix.core.factorize
+    real = unmix.cli._common.factorize
     calls: list[int] = []
     state = {"max_iter": 3}
 
@@ -37,7 +38,8 @@ def fast_factorize(monkeypatch):
         calls.append(state["max_iter"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(unmix.core, "factorize", short)
+    for module in (unmix.cli._common, unmix.cli._demo):  # the modules that fit
+        monkeypatch.setattr(module, "factorize", short)
     return state, calls
 
 

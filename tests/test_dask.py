@@ -12,7 +12,7 @@ import pytest
 import unmix
 
 distributed = pytest.importorskip("distributed")
-from unmix.dask import DaskExecutor  # noqa: E402
+from unmix.executors.dask import DaskExecutor  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -161,7 +161,7 @@ def test_spectral_angle_dendrogram_finds_the_parents(small):
 
 # ------------------------------------------------------------------ figures, report, CLI
 def test_figures_and_report(small, tmp_path):
-    from unmix.hierarchy.report import tree_section, write_tree_report
+    from unmix.hierarchy import tree_section, write_tree_report
 
     h = make_hierarchy(random_state=4, spatial_shape=(10, 10), n_channels=60)
     t = hierarchical_nmf(h.X, 3, spatial_shape=h.spatial_shape)
@@ -178,7 +178,7 @@ def test_figures_and_report(small, tmp_path):
 
 
 def test_tree_figure_for_patterns(tmp_path):
-    from unmix.hierarchy.figures import plot_tree
+    from unmix.hierarchy import plot_tree
 
     d = make_diffraction_patterns(rotations=((0.0, 30.0), (0.0, 20.0)), size=24)
     X = np.repeat(d.patterns.reshape(4, -1), 25, axis=0)
@@ -188,8 +188,8 @@ def test_tree_figure_for_patterns(tmp_path):
 
 
 def test_cli_tree(tmp_path, small):
-    from unmix.hierarchy.cli import tree
-    from unmix.hierarchy.model import load_tree
+    from unmix.cli._tree import tree
+    from unmix.hierarchy import load_tree
 
     path = tmp_path / "cube.npz"
     np.savez(

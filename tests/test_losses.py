@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.special import rel_entr
 
-from unmix.losses import make_loss
+from unmix.model import make_loss
 
 TINY = 1e-300
 

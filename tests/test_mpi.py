@@ -13,9 +13,9 @@ import pytest
 
 import unmix
 from mpi_launch import HELPERS, mpiexec, needs_mpiexec
+from unmix import UnsupportedError
 from unmix.cli import entry
-from unmix.core import UnsupportedError
-from unmix.executor import SerialExecutor
+from unmix.executors.base import SerialExecutor
 
 pytest.importorskip("mpi4py")
 _mpiexec = mpiexec

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mpi_launch import HELPERS, mpiexec, needs_mpiexec
-from unmix._groups import Work, deal
+from unmix.executors.groups import Work, deal
 from unmix.hierarchy import hierarchical_nmf
 from unmix.synthetic import make_hierarchy
 

@@ -14,7 +14,7 @@ import pytest
 
 from mpi_launch import HELPERS, mpiexec, needs_mpiexec
 from unmix.datasets import make_mixture
-from unmix.mpi import check_groups
+from unmix.executors.mpi import check_groups
 from unmix.selection import select_lambdas, select_rank
 from unmix.selection._runner import deal_fits, plan_fits
 

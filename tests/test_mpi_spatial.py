@@ -18,12 +18,12 @@ import pytest
 
 import unmix
 from mpi_launch import HELPERS, mpiexec, needs_mpiexec
+from unmix import UnsupportedError
 from unmix._backend import backend_of
 from unmix._ops import line_window
-from unmix.core import UnsupportedError
-from unmix.executor import SerialExecutor, rows_of_rank
-from unmix.mpi import _halo_plan
-from unmix.terms import BindContext
+from unmix.executors.base import SerialExecutor, rows_of_rank
+from unmix.executors.mpi import _halo_plan
+from unmix.model import BindContext
 
 HELPER = str(HELPERS / "mpi_spatial.py")
 needs_mpi = needs_mpiexec

@@ -9,7 +9,7 @@ import unmix
 
 pytest.importorskip("numba")
 
-from unmix import _onepass
+from unmix.engine.kernels import _onepass
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +145,7 @@ def _sweeps_reference(A, T, G, l1, tiny, nonneg, inner_max, delta, hals):
 def test_block_kernel_any_k_and_ragged_tiles(k, n, hals):
     """k not a multiple of the 4- and 2-component tiles, rows not a multiple of the 2- and
     4-row tiles, channels over several chunks with a short last one."""
-    from unmix._onepass_kernels import _block
+    from unmix.engine.kernels._numba import _block
 
     rng = np.random.default_rng(k * 1000 + n)
     m = 2 * 1024 + 37  # float64: 3 chunks of channels, the last one short
@@ -164,7 +164,7 @@ def test_block_kernel_any_k_and_ragged_tiles(k, n, hals):
 
 
 def test_block_kernel_float32_and_signed_hals():
-    from unmix._onepass_kernels import _block
+    from unmix.engine.kernels._numba import _block
 
     rng = np.random.default_rng(5)
     n, m, k = 37, 4096 + 3, 5  # float32: 3 chunks of channels

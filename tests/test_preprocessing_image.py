@@ -34,8 +34,8 @@ from unmix.preprocessing import (
     op_from_dict,
     pipeline_from_config,
 )
+from unmix.preprocessing._background import als_baseline, solve_pentadiagonal
 from unmix.preprocessing._imagebase import OPS
-from unmix.preprocessing.background import als_baseline, solve_pentadiagonal
 from unmix.spectral_image import Axis, SpectralImage
 
 
@@ -629,7 +629,7 @@ def test_every_op_leaves_its_input_alone_and_records_itself(op, make):
 
 def test_clip_only_touches_values_outside_the_range():
     import unmix
-    from unmix.preprocessing.image import Clip, pipeline_from_config
+    from unmix.preprocessing import Clip, pipeline_from_config
 
     data = np.array([[[-1.0, 0.5, 2.0], [0.1, -0.2, 3.0]]])
     image = unmix.SpectralImage(data)

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import unmix
-from unmix.report import _model, _panels, figures, write_report
+from unmix.report import _figures as figures
+from unmix.report import _model, _panels, write_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

@@ -9,11 +9,11 @@ import pytest
 
 from unmix.datasets import make_mixture
 from unmix.selection import CRITERIA, select_rank
-from unmix.selection import criteria as C
+from unmix.selection import _criteria as C
 from unmix.selection._plan import HoldoutSpec, holdout_entries
+from unmix.selection._rank import recommend, voters
 from unmix.selection._runner import Settings, fit_with_engine, plan_fits
-from unmix.selection.rank import recommend, voters
-from unmix.selection.stability import align_components, cluster_silhouettes
+from unmix.selection._stability import align_components, cluster_silhouettes
 
 SHAPE = (16, 16)
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from unmix.cli import entry
-from unmix.config import factorize_options, load_config
+from unmix.cli._config import factorize_options, load_config
+from unmix.cli._select import parse_ks
 from unmix.datasets import make_mixture
 from unmix.selection import (
     LambdaSearch,
@@ -19,7 +20,6 @@ from unmix.selection import (
     uncertainty_from_runs,
     write_selection_report,
 )
-from unmix.selection.cli import parse_ks
 
 SHAPE = (12, 12)
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -198,7 +198,7 @@ def test_laplacian_value_matches_explicit_graph(mixture):
     rng = np.random.default_rng(0)
     A = rng.random((h * w, 2))
     from unmix._backend import backend_of
-    from unmix.terms import BindContext
+    from unmix.model import BindContext
 
     for neighbors in (4, 8):
         ctx = BindContext(h * w, 7, 2, backend_of(A), spatial_shape=(h, w))

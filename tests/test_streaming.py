@@ -113,7 +113,7 @@ def test_streamed_fit_does_not_load_the_data(tmp_path):
 
 def test_each_block_is_read_once_per_pass_with_a_read_ahead(h5):
     from unmix._backend import backend_of
-    from unmix.executor import StreamedData
+    from unmix.blocks import StreamedData
 
     be = backend_of(np.zeros((1, 1), np.float32))
     data = StreamedData(h5["X"], be, block_size=100, dtype=np.float32)
@@ -128,7 +128,7 @@ def test_each_block_is_read_once_per_pass_with_a_read_ahead(h5):
 
 def test_memory_map_gets_a_read_ahead_hint_not_a_thread(tmp_path, mixture):
     from unmix._backend import backend_of
-    from unmix.executor import StreamedData
+    from unmix.blocks import StreamedData
 
     path = tmp_path / "X.npy"
     np.save(path, mixture.X)
@@ -188,7 +188,7 @@ def test_device_argument_errors(mixture):
 def test_dask_array_is_streamed(mixture):
     da = pytest.importorskip("dask.array")
     lazy = da.from_array(mixture.X, chunks=(64, 40))
-    assert unmix.streaming.is_streamable(lazy)
+    assert unmix.blocks.is_streamable(lazy)
     a = unmix.factorize(lazy, 3, random_state=0, max_iter=20, tol=0, block_size=100)
     b = unmix.factorize(mixture.X, 3, random_state=0, max_iter=20, tol=0, block_size=64)
     np.testing.assert_array_equal(a.S, b.S)

@@ -6,25 +6,33 @@ endmember spectra, with every knob of the matrix factorization framework explici
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from . import datasets, io, metrics
 from ._validation import UnsupportedError
-from .constraints import Bounds, FixedEndmembers, NonNegative, Orthogonal, SumToOne, UnitNorm
-from .core import IterationInfo, factorize
-from .executor import SerialExecutor, Weights
+from ._version import __version__
+from .blocks import Weights
+from .engine import IterationInfo, factorize
+from .executors import SerialExecutor
 from .io import load
-from .links import Identity, Logistic
-from .losses import KL, Beta, Frobenius
-from .preprocessing import Center, NormalizePixels, PoissonScaling
-from .regularizers import (
+from .model import (
+    KL,
     L1,
     L2,
+    Beta,
+    Bounds,
+    FixedEndmembers,
+    Frobenius,
     GaussianMapFilter,
+    Identity,
+    Logistic,
     MinVolume,
+    NonNegative,
+    Orthogonal,
     SpatialSmoothness,
     SpectralSmoothing,
+    SumToOne,
+    UnitNorm,
 )
+from .preprocessing import Center, NormalizePixels, PoissonScaling
 from .result import Result, load_result
 from .spectral_image import Axis, SpectralImage
 

@@ -5,6 +5,9 @@ The math in unmix is written once against the array API standard through
 input, pick the accumulation dtype, and move *small* host data (random
 initializations, user-given spectra) onto the input's device explicitly.
 There is no global backend switch and no silent copy of the data.
+
+:func:`compute_backend` is the one place that builds a backend for a named device
+(``device=``: PyTorch or CuPy on a GPU while the data stay on the host or on disk).
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import array_api_compat as aac
+import array_api_compat.numpy as np_xp
 import numpy as np
 
-__all__ = ["Backend", "backend_of", "to_numpy"]
+__all__ = ["Backend", "backend_of", "compute_backend", "to_numpy"]
 
 
 @dataclass(frozen=True)
@@ -140,3 +144,79 @@ def to_numpy(a: Any) -> np.ndarray:
 
 def is_numpy(a: Any) -> bool:
     return isinstance(a, np.ndarray)
+
+
+def compute_backend(device: Any, dtype: Any) -> Backend:
+    """The backend for ``device=``: where blocks of host / file data are computed.
+
+    Parameters
+    ----------
+    device : None, str, torch.device or cupy.cuda.Device
+        None, ``"cpu"`` or ``"numpy"``: NumPy on the host.  ``"torch"`` (PyTorch on the
+        CPU), ``"cuda"``, ``"cuda:1"``, ``"mps"`` or a ``torch.device``: PyTorch on that
+        device.  ``"cupy"``, ``"cupy:1"`` or a ``cupy.cuda.Device``: CuPy.
+    dtype : NumPy dtype
+        float32 or float64: the working dtype on the device.
+    """
+    dtype = np.dtype(dtype)
+    kind, index = _parse_device(device)
+    if kind == "numpy":
+        return Backend(xp=np_xp, device="cpu", dtype=dtype, acc_dtype=np.float64)
+    if kind == "torch":
+        return _torch_backend(index, dtype)
+    return _cupy_backend(index, dtype)
+
+
+def _parse_device(device: Any) -> tuple[str, Any]:
+    if device is None:
+        return "numpy", None
+    mod = type(device).__module__.split(".")[0]
+    if mod in ("torch", "cupy"):
+        return mod, device
+    if not isinstance(device, str):
+        raise TypeError(
+            f"device={device!r} is not understood; pass 'cpu', 'torch', 'cuda', 'cuda:N', "
+            "'cupy', 'cupy:N' or a torch.device."
+        )
+    name = device.strip().lower()
+    if name in ("cpu", "numpy", "host"):
+        return "numpy", None
+    if name == "torch":
+        return "torch", "cpu"
+    if name.startswith("torch:"):
+        return "torch", name.split(":", 1)[1]
+    if name.startswith("cupy"):
+        return "cupy", int(name.split(":", 1)[1]) if ":" in name else 0
+    if name.split(":")[0] in ("cuda", "mps", "xpu"):
+        return "torch", name
+    raise ValueError(
+        f"device={device!r} is not a known device; use 'cpu', 'torch', 'cuda', 'cuda:N', "
+        "'mps', 'cupy' or 'cupy:N'."
+    )
+
+
+def _torch_backend(spec: Any, dtype: np.dtype) -> Backend:
+    try:
+        import array_api_compat.torch as torch_xp
+        import torch
+    except ImportError as exc:  # pragma: no cover - torch is optional
+        raise ImportError(
+            "device= with a PyTorch device needs torch: pip install 'unmix[torch]'."
+        ) from exc
+    dev = torch.device(spec)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={str(dev)!r}: PyTorch sees no CUDA device here.")
+    tdtype = torch.float32 if dtype == np.float32 else torch.float64
+
+    acc = torch.float64 if _has_float64(torch_xp, dev) else tdtype
+    return Backend(xp=torch_xp, device=dev, dtype=tdtype, acc_dtype=acc)
+
+
+def _cupy_backend(spec: Any, dtype: np.dtype) -> Backend:
+    try:
+        import array_api_compat.cupy as cupy_xp
+        import cupy
+    except ImportError as exc:  # pragma: no cover - cupy is optional
+        raise ImportError("device='cupy' needs CuPy: pip install 'unmix[cupy]'.") from exc
+    dev = spec if not isinstance(spec, int) else cupy.cuda.Device(spec)
+    return Backend(xp=cupy_xp, device=dev, dtype=cupy.dtype(dtype), acc_dtype=cupy.float64)

@@ -171,7 +171,7 @@ def svd_blocks(
     Works for in-memory, streamed (out-of-core) and compressed data: ``X`` is only
     touched block by block, ``2 n_iter + 2`` passes in all.  Signs as in :func:`svd_topk`.
     """
-    from .executor import SerialExecutor
+    from .executors.base import SerialExecutor
 
     xp = be.xp
     ex = executor or SerialExecutor()

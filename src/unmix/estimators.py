@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .core import factorize
+from .engine._factorize import factorize
 from .result import Result
 
 __all__ = ["NMF", "PCA"]
@@ -151,7 +151,7 @@ class NMF(_Base):
         self.compress = compress
 
     def _maps(self, X: Any, result: Result) -> Any:
-        from .transform import fit_maps
+        from .engine._fit_maps import fit_maps
 
         return fit_maps(X, result)
 

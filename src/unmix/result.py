@@ -175,7 +175,7 @@ def _link_spec(link: Any) -> dict | None:
 def _make_link(spec: dict | None) -> Any:
     if not spec:
         return None
-    from . import links
+    from .model import _links as links
 
     spec = dict(spec)
     return getattr(links, spec.pop("type"))(**spec)

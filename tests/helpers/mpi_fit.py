@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 import unmix
-from unmix.mpi import MPIExecutor
+from unmix.executors.mpi import MPIExecutor
 
 CASES = [
     ("hals", {}),

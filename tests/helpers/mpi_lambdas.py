@@ -13,7 +13,7 @@ import sys
 import numpy as np
 
 import unmix
-from unmix.mpi import MPIExecutor
+from unmix.executors.mpi import MPIExecutor
 from unmix.selection import select_lambdas
 
 KW = dict(

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 import unmix
-from unmix.mpi import MPIExecutor
+from unmix.executors.mpi import MPIExecutor
 
 
 def main() -> None:

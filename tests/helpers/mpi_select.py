@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 import unmix
-from unmix.mpi import MPIExecutor
+from unmix.executors.mpi import MPIExecutor
 from unmix.selection import select_rank
 
 KW = dict(n_restarts=3, criteria=["cv", "bic", "silhouette"], random_state=1, max_iter=150)

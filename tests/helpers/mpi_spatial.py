@@ -18,7 +18,7 @@ import numpy as np
 
 import unmix
 from unmix._ops import line_window
-from unmix.mpi import MPIExecutor
+from unmix.executors.mpi import MPIExecutor
 
 K = 3
 CASES = [

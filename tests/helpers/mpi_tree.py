@@ -15,8 +15,8 @@ import sys
 
 import numpy as np
 
+from unmix.executors.mpi import MPIExecutor
 from unmix.hierarchy import hierarchical_nmf
-from unmix.mpi import MPIExecutor
 from unmix.synthetic import make_hierarchy
 
 MODES = {

@@ -12,19 +12,21 @@
 
 from __future__ import annotations
 
-from .cluster import (
+from ._cluster import (
     Dendrogram,
     cluster_components,
     polar_transform,
     rotation_distances,
     spectral_angle_distances,
 )
-from .deep import DeepResult, deep_nmf
-from .evaluate import clade_recovery, match_leaves, planted_groups, triplet_agreement
-from .maps import layer_maps, nested_maps, refit_level
-from .model import Level, Node, Tree, attach_tree, load_tree
-from .rank2 import group_rank1, nnls2, rank2_nmf
-from .tree import hierarchical_nmf
+from ._deep import DeepResult, deep_nmf
+from ._evaluate import clade_recovery, match_leaves, planted_groups, triplet_agreement
+from ._figures import plot_dendrogram, plot_levels, plot_tree
+from ._maps import layer_maps, nested_maps, refit_level
+from ._model import Level, Node, Tree, attach_tree, load_tree
+from ._rank2 import group_rank1, nnls2, rank2_nmf
+from ._report import tree_figures, tree_section, write_tree_report
+from ._tree import hierarchical_nmf
 
 __all__ = [
     "DeepResult",
@@ -44,10 +46,16 @@ __all__ = [
     "nested_maps",
     "nnls2",
     "planted_groups",
+    "plot_dendrogram",
+    "plot_levels",
+    "plot_tree",
     "polar_transform",
     "rank2_nmf",
     "refit_level",
     "rotation_distances",
     "spectral_angle_distances",
+    "tree_figures",
+    "tree_section",
     "triplet_agreement",
+    "write_tree_report",
 ]

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from .._backend import Backend, to_numpy
-from .._groups import Groups, Work, check_executor, deal
-from .model import Level
-from .split import Candidate, Options, node_ranks, propose, screen, split_fit
+from ..executors.groups import Groups, Work, check_executor, deal
+from ._model import Level
+from ._split import Candidate, Options, node_ranks, propose, screen, split_fit
 
 logger = logging.getLogger("unmix")
 
@@ -73,7 +73,7 @@ def _propose_rank2(X, be, items, opts, groups) -> dict[int, Candidate]:
 
 def _propose_stability(X, be, items, opts, groups) -> dict[int, Candidate]:
     """Every restart of every node's stability search, then every node's split."""
-    from .stability import DEFAULTS, choose_rank, stability_ranks, stability_score
+    from ._stability import DEFAULTS, choose_rank, stability_ranks, stability_score
 
     unknown = set(opts.stability) - set(DEFAULTS)
     if unknown:
@@ -127,7 +127,7 @@ def _in_order(runs: dict[int, np.ndarray]) -> list[np.ndarray]:
 def _restarts(mine: list[Work], nodes: dict, ranks: dict, be: Backend, opts: Options) -> list:
     """The perturbed fits ``(node, rank, run)`` of ``mine``: each replays its node's
     sequence of draws up to its own, so that it gets the draws of a serial run."""
-    from .stability import DEFAULTS, perturbations, stability_run
+    from ._stability import DEFAULTS, perturbations, stability_run
 
     settings = {**DEFAULTS, **opts.stability}
     res = []

@@ -14,7 +14,7 @@ extension                 reader
 ========================  ===========================================================
 
 HyperSpy signals convert both ways with :meth:`SpectralImage.to_hyperspy` and
-:meth:`SpectralImage.from_hyperspy` (:mod:`unmix.io.hyperspy_io`).
+:meth:`SpectralImage.from_hyperspy` (:mod:`unmix.spectral_image`).
 
 Every reader returns a :class:`unmix.SpectralImage` whose ``metadata`` records ``source``
 (absolute path), ``sha256`` (of the file; ``checksum=False`` skips it) and ``reader``.
@@ -31,11 +31,11 @@ from typing import Any
 
 from ..spectral_image import Axis, SpectralImage
 from ._common import CorruptFileError, UnsupportedFormatError, sha256_of
-from .hdf5_io import read_hdf5, read_hspy, read_zarr, write_hdf5, write_zarr
-from .imzml import read_imzml
-from .nanonis import read_3ds
-from .numpy_io import read_npy, read_npz, write_npy, write_npz
-from .rsciio_io import read_rsciio, rsciio_extensions
+from ._hdf5 import read_hdf5, read_hspy, read_zarr, write_hdf5, write_zarr
+from ._imzml import read_imzml
+from ._nanonis import read_3ds
+from ._numpy import read_npy, read_npz, write_npy, write_npz
+from ._rsciio import read_rsciio, rsciio_extensions
 
 __all__ = [
     "Axis",

@@ -12,14 +12,14 @@ Two levels:
 
 from __future__ import annotations
 
-from .invertible import Center, NormalizePixels, PoissonScaling, Step
+from ._invertible import Center, NormalizePixels, PoissonScaling, Step
 
 __all__ = ["Center", "NormalizePixels", "PoissonScaling", "Step"]
 
 # Image operations: importable from here, but their classes are deliberately not in
 # ``__all__``, whose classes are the invertible steps that ``factorize(preprocessing=...)``
 # (and the config's ``preprocessing = [{type = ...}]``) accepts; ``IMAGE_OPS`` lists them.
-from .image import (
+from ._image import (
     FFT,
     Absolute,
     BaselineALS,
@@ -40,8 +40,8 @@ from .image import (
     op_from_dict,
     pipeline_from_config,
 )
-from .image import ImageOp as ImageOp
-from .image import Pipeline as Pipeline
+from ._image import ImageOp as ImageOp
+from ._image import Pipeline as Pipeline
 
 IMAGE_OPS = [
     FFT,

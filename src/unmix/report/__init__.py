@@ -7,7 +7,7 @@ PosixPath('out/report.html')
 
 from __future__ import annotations
 
-from .figures import (
+from ._figures import (
     plot_comparison,
     plot_endmembers,
     plot_loss,
@@ -16,7 +16,7 @@ from .figures import (
     plot_residual_map,
     relative_residuals,
 )
-from .html import write_report
+from ._html import write_report
 
 __all__ = [
     "plot_comparison",

@@ -11,10 +11,10 @@ See ``docs/selection.md``.
 
 from __future__ import annotations
 
-from .lambdas import PLAUSIBILITY, LambdaSearch, select_lambdas
-from .rank import CRITERIA, RULES, RankSelection, select_rank
-from .report import run_config, write_selection_report
-from .uncertainty import Uncertainty, uncertainty_from_runs
+from ._lambdas import PLAUSIBILITY, LambdaSearch, select_lambdas
+from ._rank import CRITERIA, RULES, RankSelection, select_rank
+from ._report import run_config, write_selection_report
+from ._uncertainty import Uncertainty, uncertainty_from_runs
 
 __all__ = [
     "CRITERIA",

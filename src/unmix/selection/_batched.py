@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from .._backend import Backend, backend_of, to_numpy
-from ..executor import PixelData, SerialExecutor, default_block_size
+from ..blocks._pixels import PixelData, default_block_size
+from ..executors.base import SerialExecutor
 from ._plan import (
     FitRecord,
     FitSpec,
@@ -289,7 +290,7 @@ def _sum_over_processes(local: dict, ex: Any) -> dict:
     """``local`` summed over the processes of a distributed executor (one all-reduce)."""
     if not local or not getattr(ex, "distributed", False):
         return local
-    from ..mpi import packed_sum
+    from ..executors.mpi import packed_sum
 
     return packed_sum(local, ex.allreduce)
 

@@ -1,0 +1,33 @@
+"""The data side of the one data pass: ``X`` cut into pixel blocks.
+
+:class:`PixelData` (in memory), :class:`StreamedData` (read block by block from HDF5,
+Zarr, Dask or a memory map, optionally onto a compute device) and :class:`LowRankData`
+(a truncated SVD standing in for ``X``) share one product interface, so a solver's
+kernel is written once.  :class:`Weights` are the loss's entry weights.
+"""
+
+from __future__ import annotations
+
+from ..executors.base import Block
+from ._lowrank import LowRankData
+from ._pixels import MeanFilled, PixelData, RowScaled, Weights, default_block_size
+from ._sources import LAZY_MODULES, check_streamed, is_streamable, mean_row_norm, streamed_backend
+from ._streamed import RowRange, StreamedData, chunk_rows
+
+__all__ = [
+    "LAZY_MODULES",
+    "Block",
+    "LowRankData",
+    "MeanFilled",
+    "PixelData",
+    "RowRange",
+    "RowScaled",
+    "StreamedData",
+    "Weights",
+    "check_streamed",
+    "chunk_rows",
+    "default_block_size",
+    "is_streamable",
+    "mean_row_norm",
+    "streamed_backend",
+]

@@ -1,0 +1,94 @@
+"""Out-of-core input: ``X`` read block by block from HDF5, Zarr, Dask or a memory map.
+
+:func:`unmix.factorize` accepts a 2-D file-backed or lazy array (an ``h5py.Dataset``, a
+``zarr.Array``, a ``numpy.memmap``, a ``dask.array.Array`` such as the data of a lazy
+HyperSpy / RosettaSciIO signal) as ``X`` (pixels, channels) and never loads it whole:
+every pass reads it block by block (whole rows, aligned to the storage chunks), so the
+resident memory is the maps ``A`` (pixels x k), a few blocks and the small sums.  While
+one block is computed the next is read in a background thread (a memory map asks the
+kernel to read ahead instead).  float32 data stay float32, integers become float32.
+``mask=`` and ``weights=`` (in memory) apply block by block as for in-memory ``X`` (the
+file may hold NaN where the mask says missing); ``preprocessing=`` needs ``X`` in memory.
+
+Blocks are computed where ``device=`` says: NumPy on the host by default, or a PyTorch /
+CuPy device (``device="cuda"``), so data far larger than GPU memory, kept on disk or in
+host memory, is streamed to the GPU once per pass (compute device != storage device).
+The factors then live on that device.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat as aac
+import numpy as np
+
+from .._backend import Backend, compute_backend
+from .._validation import check_nonnegative, finite_report
+
+__all__ = [
+    "check_streamed",
+    "is_streamable",
+    "mean_row_norm",
+    "streamed_backend",
+]
+
+#: Modules whose 2-D arrays are read block by block (and read ahead in a thread).
+LAZY_MODULES = ("h5py", "zarr", "dask")
+
+
+def is_streamable(X: Any) -> bool:
+    """True for 2-D file-backed or lazy arrays (h5py, Zarr, Dask, NumPy memory maps)."""
+    if isinstance(X, np.memmap):
+        return X.ndim == 2
+    if aac.is_dask_array(X):  # e.g. a lazy HyperSpy / RosettaSciIO signal's data
+        return X.ndim == 2
+    if aac.is_array_api_obj(X) or isinstance(X, (list, tuple)):
+        return False
+    if getattr(X, "_unmix_streamable", False):  # e.g. a Dask worker's rows of X
+        return True
+    shape = getattr(X, "shape", None)
+    return (
+        shape is not None
+        and len(shape) == 2
+        and hasattr(X, "dtype")
+        and hasattr(X, "__getitem__")
+        and type(X).__module__.split(".")[0] in LAZY_MODULES
+    )
+
+
+def streamed_backend(X: Any, device: Any = None) -> tuple[Backend, Any]:
+    """The backend that blocks of ``X`` are computed in (see :func:`compute_backend`)."""
+    dtype = np.dtype(X.dtype)
+    if dtype.kind == "O":
+        raise TypeError("X has dtype object; pass a numeric dataset.")
+    work = dtype if dtype in (np.float32, np.float64) else np.dtype(np.float32)
+    if 0 in X.shape:
+        raise ValueError(f"X is empty: shape {tuple(X.shape)} (pixels, channels).")
+    return compute_backend(device, work), X
+
+
+def check_streamed(data: Any, *, nonneg: bool) -> None:
+    """NaN/Inf and sign checks, one block at a time (the messages give global positions)."""
+    for b in data.blocks:
+        Xb = data.x(b)
+        try:
+            finite_report(Xb)
+            if nonneg:
+                check_nonnegative(Xb, why="a non-negative model")
+        except ValueError as err:
+            raise ValueError(f"{err} (in the rows {b.start}-{b.stop - 1} of the file)") from None
+
+
+def mean_row_norm(X: Any, *, rows: int = 4096) -> float:
+    """Mean Euclidean norm of the rows (pixels) of ``X`` (pixels, channels), in float64.
+
+    ``X`` is read a block of ``rows`` rows at a time, so a file-backed or lazy ``X`` is
+    never loaded whole.  The typical pixel norm that scale-free penalties are relative to.
+    """
+    n = int(X.shape[0])
+    norms = [
+        np.sqrt(np.sum(b * b, axis=1))
+        for b in (np.asarray(X[i : i + rows], dtype=float) for i in range(0, n, rows))
+    ]
+    return float(np.mean(np.concatenate(norms))) if norms else 0.0

@@ -1,0 +1,199 @@
+"""``X`` read block by block from a file-backed or host array (h5py, Zarr, Dask, memmap)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .._backend import Backend
+from ..executors.base import Block
+from ._pixels import PixelData, Weights
+
+__all__ = ["RowRange", "StreamedData", "chunk_rows"]
+
+
+class RowRange:
+    """A view of ``n_rows`` rows whose row ``i`` is row ``offset + i`` of ``source``.
+
+    Nothing is read until the view is sliced (``source`` may be a file-backed array).
+    A negative ``offset`` maps global row numbers onto a process's own rows.
+    """
+
+    def __init__(self, source: Any, offset: int, n_rows: int) -> None:
+        self.src, self.offset = source, int(offset)
+        self.shape = (int(n_rows), int(source.shape[1]))
+        self.dtype = source.dtype
+        self.chunks = getattr(source, "chunks", None)
+
+    def __getitem__(self, key: Any) -> Any:
+        rows, cols = key if isinstance(key, tuple) else (key, slice(None))
+        if isinstance(rows, slice):
+            a, b, _ = rows.indices(self.shape[0])
+            return self.src[self.offset + a : self.offset + b, cols]
+        return self.src[self.offset + int(rows), cols]
+
+
+class StreamedData(PixelData):
+    """``X`` read block by block from a file-backed or host array (h5py, Zarr, Dask, memmap).
+
+    Each block is a run of whole rows, aligned to the storage's chunk rows where known,
+    read once per pass and moved to the compute backend ``be`` (which may be a GPU while
+    ``X`` stays on disk or in host memory).  The last block is kept, so the two products
+    of one block in a pass read it once; the next block is read in a background thread
+    while this one is computed (a memory map gets a read-ahead hint instead).  At most
+    three blocks are resident: the previous, the current and the next.
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        be: Backend,
+        *,
+        block_size: int,
+        dtype: Any,
+        rows: tuple[int, int] | None = None,
+        executor: Any = None,
+        weights: Weights | None = None,
+        mask: Any = None,
+    ) -> None:
+        chunk = chunk_rows(source)
+        if chunk and block_size % chunk:
+            block_size = max(chunk, (block_size // chunk) * chunk)
+        start, stop = rows if rows is not None else (0, int(source.shape[0]))
+        view = RowRange(source, start, stop - start)
+        super().__init__(
+            view,
+            be,
+            block_size=block_size,
+            executor=executor,
+            n_total=int(source.shape[0]),
+            weights=weights,
+            mask=mask,
+        )
+        self.source = view
+        self._dtype = dtype
+        self._last: tuple[int, Any] | None = None
+        self._next: tuple[int, Any] | None = None
+        self._reader = _BlockReader(source, view, be)
+        self.reads = 0  # blocks read from the source (for tests and benchmarks)
+
+    @property
+    def in_memory(self) -> bool:
+        return False
+
+    def x(self, block: Block) -> Any:
+        if self._last is not None and self._last[0] == block.start:
+            return self._last[1]
+        if self._next is not None and self._next[0] == block.start:
+            Xb = self._next[1].result()
+        else:
+            if self._next is not None:  # a pass that skipped ahead: drop the read-ahead
+                self._reader.drop(self._next[1])
+            Xb = self._read(block.start, block.stop)
+        self._next = None
+        self._last = (block.start, Xb)
+        nxt = block.index + 1
+        if nxt < len(self.blocks):
+            b = self.blocks[nxt]
+            self._next = (b.start, self._reader.ahead(self._read, b.start, b.stop))
+        return Xb
+
+    def _read(self, start: int, stop: int) -> Any:
+        Xb = self.raw(Block(-1, start, stop))
+        if self.mask is not None:  # missing entries (maybe NaN in the file) read as 0
+            Xb = self.be.xp.where(self.mask[start:stop, :], Xb, 0.0)
+        return Xb
+
+    def raw(self, block: Block) -> Any:
+        """``X_b`` as stored (missing entries not zeroed), in the working dtype."""
+        self.reads += 1
+        host = np.asarray(self.source[block.start : block.stop, :])
+        return self.be.asarray(host, dtype=self._dtype)
+
+    def rows(self, index: Any) -> Any:
+        host = np.stack([np.asarray(self.source[int(i), :]) for i in index], axis=0)
+        return self.be.asarray(host, dtype=self._dtype)
+
+
+def chunk_rows(source: Any) -> int | None:
+    """Rows of one storage chunk of ``source`` (h5py, Zarr, Dask), None when unknown."""
+    chunks = getattr(source, "chunks", None)
+    if not chunks:
+        return None
+    first = chunks[0]
+    if isinstance(first, tuple):  # Dask: the sizes of every chunk along the rows
+        first = first[0] if first else None
+    return int(first) if first else None
+
+
+class _BlockReader:
+    """Reads the next block ahead of the computation.
+
+    A background thread for sources whose reads cost CPU or wait on I/O (h5py, Zarr,
+    Dask) or whose blocks move to another device; a kernel read-ahead hint
+    (``madvise(WILLNEED)``) for a memory map, whose blocks are views; nothing for an
+    array already in host memory computed on the host.
+    """
+
+    def __init__(self, source: Any, view: Any, be: Backend) -> None:
+        base = getattr(source, "src", source)  # a Dask worker's row view: its source
+        self._mmap = getattr(base, "_mmap", None) if isinstance(base, np.memmap) else None
+        self._view, self._base, self._pool = view, base, None
+        inner = int(getattr(source, "offset", 0)) if source is not base else 0
+        self._offset = view.offset + inner  # row of the view's row 0 in ``base``
+        from ._sources import LAZY_MODULES
+
+        lazy = type(base).__module__.split(".")[0] in LAZY_MODULES
+        moved = be.name != "numpy"
+        self.threaded = lazy or moved  # a memory map on the host: the hint only
+
+    def ahead(self, read: Callable, start: int, stop: int) -> Any:
+        """A future-like holder of block ``[start, stop)``, read now or in the thread."""
+        if self.threaded:
+            if self._pool is None:
+                import concurrent.futures
+                import weakref
+
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="unmix-read"
+                )
+                weakref.finalize(self, self._pool.shutdown, wait=False)
+            return self._pool.submit(read, start, stop)
+        self._advise(start, stop)
+        return _Deferred(read, start, stop)
+
+    @staticmethod
+    def drop(pending: Any) -> None:
+        """Forget a read-ahead that is not wanted (a thread's read is waited for)."""
+        if not isinstance(pending, _Deferred):
+            pending.result()
+
+    def _advise(self, start: int, stop: int) -> None:
+        """Ask the kernel to read rows ``[start, stop)`` of the memory map ahead."""
+        if self._mmap is None or not hasattr(self._mmap, "madvise"):
+            return
+        try:
+            import mmap
+
+            base = self._base
+            origin = np.frombuffer(self._mmap, dtype=np.uint8).__array_interface__["data"][0]
+            row = int(base.strides[0])
+            first = base.__array_interface__["data"][0] - origin
+            first += (self._offset + start) * row
+            lo = first - first % mmap.PAGESIZE
+            self._mmap.madvise(mmap.MADV_WILLNEED, lo, (stop - start) * row + first - lo)
+        except (OSError, ValueError, AttributeError, TypeError, BufferError):  # a hint only
+            pass
+
+
+class _Deferred:
+    """A read done when asked for (the same interface as a thread's future)."""
+
+    def __init__(self, read: Callable, start: int, stop: int) -> None:
+        self._args = (read, start, stop)
+
+    def result(self) -> Any:
+        read, start, stop = self._args
+        return read(start, stop)

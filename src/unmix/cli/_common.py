@@ -1,0 +1,330 @@
+"""What the commands share: the error type, the output folder, loading, fitting, config.
+
+Exit codes: 0 success, 1 the fit failed, 2 usage error, 3 unreadable input, 4 output
+directory exists (use ``--force`` or ``--resume``), 130 interrupted (a checkpoint was
+saved; continue with ``--resume``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+import numpy as np
+
+from ..blocks import Weights, mean_row_norm
+from ..engine import factorize
+from ..io import load
+from ..model import L1, GaussianMapFilter, NonNegative, SpatialSmoothness, SumToOne, UnitNorm
+from ..preprocessing import pipeline_from_config
+from ._config import factorize_options, load_config, tomllib, validate_config
+
+__all__ = [
+    "CHECKPOINT",
+    "EXIT_EXISTS",
+    "EXIT_FIT",
+    "EXIT_INPUT",
+    "EXIT_INTERRUPTED",
+    "FIT_OPTIONS",
+    "Fail",
+    "attach_context",
+    "fit_keys",
+    "fit_with_progress",
+    "flag_terms",
+    "inline_table",
+    "load_image",
+    "merge_config",
+    "prepare_outdir",
+    "progress_bar",
+    "unfolded",
+    "with_options",
+    "write_html_report",
+]
+
+EXIT_FIT, EXIT_INPUT, EXIT_EXISTS, EXIT_INTERRUPTED = 1, 3, 4, 130
+CHECKPOINT = "checkpoint.h5"
+
+
+class Fail(click.ClickException):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.exit_code = code
+
+
+# ----------------------------------------------------------------- helpers
+def prepare_outdir(path: str, *, force: bool, resume: bool) -> str:
+    if os.path.isdir(path) and os.listdir(path) and not (force or resume):
+        raise Fail(
+            f"{path} exists and is not empty; use --force to overwrite "
+            "or --resume to continue an interrupted run.",
+            EXIT_EXISTS,
+        )
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def load_image(cfg: dict, *, lazy: bool = False) -> Any:
+
+    inp = cfg.get("input", {})
+    steps = cfg.get("preprocess", {}).get("steps", [])
+    if lazy and (steps or inp.get("spatial_shape")):
+        raise Fail(
+            "--out-of-core reads the file as it is: preprocessing steps and --shape need "
+            "the data in memory; drop them, or preprocess into a new file first.",
+            EXIT_INPUT,
+        )
+    try:
+        image = load(inp["file"], dataset=inp.get("dataset"), signal=inp.get("signal"), lazy=lazy)
+    except (OSError, ValueError, KeyError) as err:
+        raise Fail(f"cannot read {inp.get('file')}: {err}", EXIT_INPUT) from err
+    if inp.get("spatial_shape"):
+        image = image.with_spatial_shape(inp["spatial_shape"])
+    if steps:
+        image = pipeline_from_config(steps).apply(image)
+    return image
+
+
+def progress_bar(max_iter: int, quiet: bool):
+    """A click progress bar fed by factorize's callback (or a no-op when quiet)."""
+    if quiet:
+        return None, (lambda info: None)
+    bar = click.progressbar(
+        length=max_iter,
+        label="fitting",
+        show_eta=True,
+        show_pos=True,
+        item_show_func=lambda x: x,
+        file=sys.stderr,
+    )
+
+    def callback(info: Any) -> None:
+        bar.update(
+            1, f"objective {info.objective:.6g}" + (" (compressed)" if info.phase == 1 else "")
+        )
+
+    return bar, callback
+
+
+def fit_with_progress(
+    X: Any,
+    image: Any,
+    opts: dict,
+    *,
+    outdir: str | None,
+    resume: bool,
+    quiet: bool,
+    label: str = "fitting",
+    every: float = 30.0,
+    executor: Any = None,
+    device: str | None = None,
+) -> Any:
+    opts = dict(opts)
+    k = opts.pop("k")
+    weights = image.metadata.get("pixel_weights")
+    kw = {"spatial_shape": image.spatial_shape, "signal_shape": image.signal_shape}
+    if executor is not None:
+        kw["executor"] = executor
+    if device is not None:
+        kw["device"] = device
+    if weights is not None:
+        kw["weights"] = Weights(pixels=np.asarray(weights, dtype=float).reshape(-1))
+    if outdir is not None:
+        kw.update(
+            checkpoint=os.path.join(outdir, CHECKPOINT), checkpoint_every=every, resume=resume
+        )
+    bar, callback = progress_bar(int(opts.get("max_iter") or 500), quiet)
+    try:
+        if bar is None:
+            return factorize(X, k, callback=callback, **opts, **kw)
+        with bar:
+            bar.label = label
+            return factorize(X, k, callback=callback, **opts, **kw)
+    except KeyboardInterrupt:
+        raise Fail(
+            "interrupted; a checkpoint was saved: rerun with --resume to continue.",
+            EXIT_INTERRUPTED,
+        ) from None
+    except (ValueError, TypeError) as err:
+        raise Fail(str(err), EXIT_FIT) from err
+
+
+def unfolded(image: Any) -> Any:
+    """``X`` (pixels, channels): in memory, or a file-backed / lazy view when out of core."""
+    if not image.is_lazy:
+        return image.unfold()
+    data = image.data
+    if getattr(data, "ndim", 0) == 2:  # an h5py / Zarr dataset streamed as it is
+        return data
+    try:
+        return image.unfold(load=False)
+    except ImportError as err:
+        raise Fail(f"--out-of-core on {data.ndim}-D data: {err}", EXIT_INPUT) from err
+
+
+def attach_context(result: Any, image: Any) -> None:
+    ctx = image.provenance()
+    ctx["preprocess"] = image.metadata.get("preprocessing", [])
+    result.context = ctx
+
+
+def inline_table(text: str) -> dict:
+    try:
+        value = tomllib.loads(f"step = {text}")["step"]
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"--step {text!r} is not a TOML inline table ({err}).") from err
+    if not isinstance(value, dict):
+        raise ValueError(f'--step {text!r}: expected a table like {{op="crop", ...}}.')
+    return value
+
+
+def merge_config(
+    config: str | None,
+    file: str | None,
+    cli: dict,
+    outdir: str | None,
+    extra_steps: Sequence[str] = (),
+    spatial_shape: str | None = None,
+) -> dict:
+    """Config file values, overridden by command-line flags that were given."""
+    try:
+        return _merge_checked(
+            config, file, cli, outdir, load_config, validate_config, extra_steps, spatial_shape
+        )
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
+
+
+def _merge_checked(
+    config, file, cli, outdir, load_config, validate_config, extra_steps, spatial_shape
+) -> dict:
+    cfg = load_config(config) if config else {}
+    cfg = {t: dict(v) for t, v in cfg.items()}
+    if config:  # relative paths in a config file are relative to the file
+        base = os.path.dirname(os.path.abspath(config))
+        for table, key in (("input", "file"), ("output", "dir")):
+            value = cfg.get(table, {}).get(key)
+            if value and not os.path.isabs(value):
+                cfg[table][key] = os.path.join(base, value)
+    if file:
+        cfg.setdefault("input", {})["file"] = file
+    if "file" not in cfg.get("input", {}):
+        raise click.UsageError("give FILE or an [input] file in --config.")
+    fac = cfg.setdefault("factorize", {})
+    for key, value in cli.items():
+        if value is not None:
+            fac[key] = value
+    if outdir:
+        cfg.setdefault("output", {})["dir"] = outdir
+    if extra_steps:
+        steps = cfg.setdefault("preprocess", {}).setdefault("steps", [])
+        steps.extend(inline_table(s) for s in extra_steps)
+    if spatial_shape:
+        try:
+            cfg.setdefault("input", {})["spatial_shape"] = [
+                int(v) for v in spatial_shape.lower().split("x")
+            ]
+        except ValueError:
+            raise ValueError(f"--shape {spatial_shape!r}: use ROWSxCOLS, e.g. 11x13.") from None
+    cfg.setdefault("output", {}).setdefault("dir", "unmix_output")
+    if "k" not in fac:
+        raise click.UsageError("the number of components is required: -k N (or k in config).")
+    return validate_config(cfg)
+
+
+def flag_terms(
+    fac: dict,
+    *,
+    sum_to_one: bool,
+    sparsity: float | None,
+    smooth: float | None,
+    laplacian: float | None,
+    X: Any,
+) -> dict:
+    """Turn the convenience flags into constraint/regularizer objects."""
+    opts = factorize_options(fac)
+    cons = list(opts.get("constraints") or [])
+    regs = list(opts.get("regularizers") or [])
+    if sum_to_one:
+        cons = cons or [NonNegative()]
+        cons.append(SumToOne())
+    if sparsity:
+        # scale-free: L1 on the maps relative to a typical pixel norm, with unit-norm spectra
+        cons = cons or [NonNegative()]
+        if not any(isinstance(c, (UnitNorm, SumToOne)) for c in cons):
+            cons.append(UnitNorm())
+        scale = mean_row_norm(X)
+        regs.append(L1(sparsity * scale))
+    if smooth:
+        regs.append(GaussianMapFilter(smooth))
+    if laplacian:
+        regs.append(SpatialSmoothness(laplacian))
+    if cons:
+        opts["constraints"] = cons
+    opts["regularizers"] = regs
+    return opts
+
+
+def write_html_report(outdir: str, results: dict, X: Any, image: Any, title: str) -> str | None:
+    try:
+        from ..report import write_report
+    except ImportError:  # pragma: no cover - report module missing
+        return None
+    return os.fspath(write_report(outdir, results, X=X, image=image, title=title))
+
+
+FIT_OPTIONS = [
+    click.option("-k", "k", type=int, help="Number of components."),
+    click.option("--loss", help="frobenius, kl, itakura-saito or a beta value."),
+    click.option("--solver", help="auto, hals, mu, bpp, admm, gradient, svd."),
+    click.option("--init", help="nndsvda, nndsvd, nndsvdar, random, spa, vca."),
+    click.option("--preset", help="nmf, counts, pca, blind-unmixing."),
+    click.option("--max-iter", type=int),
+    click.option("--tol", type=float),
+    click.option("--seed", "random_state", type=int, help="Random seed (reproducible)."),
+    click.option("--restarts", "n_restarts", type=int),
+    click.option("--compress", type=int, help="Rank of the compressed first phase."),
+    click.option("--sum-to-one", is_flag=True, help="Abundances on the simplex."),
+    click.option("--sparsity", type=float, help="L1 on the maps, relative to pixel norms."),
+    click.option("--smooth", type=float, help="Gaussian smoothing of maps, sigma in pixels."),
+    click.option("--laplacian", type=float, help="Graph-Laplacian smoothness strength."),
+    click.option(
+        "--step",
+        "steps",
+        multiple=True,
+        help="Preprocessing op as a TOML inline table, e.g. "
+        "'{op=\"crop\", signal=[0.2, 12]}' (repeatable; after the config's).",
+    ),
+    click.option("--shape", "spatial_shape", help="Scan shape for 1-D scans, e.g. 11x13."),
+    click.option("--config", type=click.Path(exists=True, dir_okay=False), help="TOML file."),
+    click.option("-o", "--outdir", help="Output directory (default unmix_output)."),
+    click.option("--force", is_flag=True, help="Overwrite a non-empty output directory."),
+    click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary."),
+]
+
+
+def with_options(options):
+    def deco(f):
+        for opt in reversed(options):
+            f = opt(f)
+        return f
+
+    return deco
+
+
+def fit_keys(kw: dict) -> dict:
+    keys = (
+        "k",
+        "loss",
+        "solver",
+        "init",
+        "preset",
+        "max_iter",
+        "tol",
+        "random_state",
+        "n_restarts",
+        "compress",
+    )
+    return {key: kw.get(key) for key in keys}

@@ -1,0 +1,74 @@
+"""``unmix compare FILE -k K``: PCA vs NMF vs constrained NMF in one report."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+import numpy as np
+
+from ._common import (
+    FIT_OPTIONS,
+    attach_context,
+    fit_keys,
+    fit_with_progress,
+    flag_terms,
+    load_image,
+    merge_config,
+    prepare_outdir,
+    with_options,
+    write_html_report,
+)
+
+__all__ = ["compare"]
+
+
+@click.command()
+@click.argument("file", required=False)
+@with_options(FIT_OPTIONS)
+def compare(file: str | None, **kw: Any) -> None:
+    """PCA vs NMF vs constrained NMF on FILE, side by side in one report."""
+    cfg = merge_config(
+        kw["config"], file, fit_keys(kw), kw["outdir"], kw["steps"], kw["spatial_shape"]
+    )
+    outdir = prepare_outdir(cfg["output"]["dir"], force=kw["force"], resume=False)
+    image = load_image(cfg)
+    X = image.unfold()
+    fac = cfg["factorize"]
+    base = {k: v for k, v in fac.items() if k in ("k", "random_state", "max_iter", "tol")}
+    constrained = flag_terms(
+        dict(fac),
+        sum_to_one=kw["sum_to_one"],
+        sparsity=kw["sparsity"] or 0.05,
+        smooth=kw["smooth"] or 1.0,
+        laplacian=kw["laplacian"],
+        X=X,
+    )
+    runs = {
+        "PCA": dict(base, preset="pca"),
+        "NMF": {
+            k: v
+            for k, v in flag_terms(
+                dict(fac), sum_to_one=False, sparsity=None, smooth=None, laplacian=None, X=X
+            ).items()
+        },
+        "constrained NMF": constrained,
+    }
+    results = {}
+    for name, opts in runs.items():
+        results[name] = fit_with_progress(
+            X, image, opts, outdir=None, resume=False, quiet=kw["quiet"], label=name
+        )
+        attach_context(results[name], image)
+        results[name].save(os.path.join(outdir, f"result_{name.replace(' ', '_')}.h5"))
+    report = write_html_report(outdir, results, X, image, f"unmix compare: {image.title}")
+    if not kw["quiet"]:
+        for name, r in results.items():
+            neg = float(np.mean(np.asarray(r.S) < 0))
+            click.echo(
+                f"{name:>16}: {r.n_iter} it., objective {r.objective:.6g}, "
+                f"negative entries in spectra {100 * neg:.0f}%"
+            )
+        if report:
+            click.echo(f"  report  {os.path.abspath(report)}")

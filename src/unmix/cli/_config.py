@@ -1,0 +1,152 @@
+"""TOML configuration that maps 1:1 onto the Python parameters.
+
+A config file has up to four tables::
+
+    [input]                       # unmix.load(file, dataset=..., signal=...)
+    file = "map.hspy"
+    spatial_shape = [11, 13]      # optional re-gridding (e.g. XRD line scans)
+
+    [preprocess]                  # image operations, in order (unmix.preprocessing.image)
+    steps = [{op = "crop", signal = [900, 1100]}]
+
+    [factorize]                   # keyword arguments of unmix.factorize
+    k = 3
+    loss = "kl"
+    constraints = [{type = "NonNegative"}, {type = "SumToOne"}]
+    regularizers = [{type = "L1", lam = 0.001}, {type = "GaussianMapFilter", sigma = 1.5}]
+    preprocessing = [{type = "PoissonScaling"}]
+
+    [output]
+    dir = "out"
+    force = false
+
+Every key is checked: unknown tables, keys, term types or term fields raise a
+``ValueError`` that lists the valid ones.  The same schema serves the CLI, which maps its
+flags onto it (one source of truth).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import sys
+from typing import Any
+
+from .. import model, preprocessing
+from ..engine import factorize
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["TABLES", "build_term", "factorize_options", "load_config", "validate_config"]
+
+TABLES = {
+    "input": {"file", "dataset", "signal", "spatial_shape"},
+    "preprocess": {"steps"},
+    "factorize": None,  # filled from factorize's signature below
+    "output": {"dir", "force", "report"},
+}
+#: factorize keywords that the CLI sets itself (not from the config)
+_RESERVED = {
+    "X",
+    "callback",
+    "executor",
+    "checkpoint",
+    "checkpoint_every",
+    "resume",
+    "spatial_shape",
+    "signal_shape",
+    "weights",
+    "mask",
+}
+_TERM_LISTS = {"constraints", "regularizers", "preprocessing"}
+
+
+def _factorize_keys() -> set[str]:
+    params = inspect.signature(factorize).parameters
+    return {name for name in params if name not in _RESERVED}
+
+
+TABLES["factorize"] = _factorize_keys()
+
+
+def _term_classes() -> dict[str, type]:
+    """The built-in terms and preprocessing steps a config may name, by class name."""
+    out: dict[str, type] = {}
+    abstract = (model.Term, model.Constraint, model.Penalty, model.Filter)
+    for name in model.__all__:
+        obj = getattr(model, name)
+        if inspect.isclass(obj) and issubclass(obj, model.Term) and obj not in abstract:
+            out[name] = obj
+    for name in preprocessing.__all__:
+        obj = getattr(preprocessing, name)
+        if inspect.isclass(obj) and dataclasses.is_dataclass(obj) and name != "Step":
+            out[name] = obj
+    return out
+
+
+def build_term(spec: dict[str, Any], *, where: str = "term") -> Any:
+    """A constraint / regularizer / preprocessing step from ``{"type": ..., **fields}``."""
+    if not isinstance(spec, dict) or "type" not in spec:
+        raise ValueError(f"{where}: each entry needs a 'type' key, e.g. {{type = \"L1\"}}.")
+    classes = _term_classes()
+    kind = spec["type"]
+    if kind not in classes:
+        raise ValueError(f"{where}: unknown type {kind!r}; valid types: {sorted(classes)}.")
+    cls = classes[kind]
+    fields = {f.name for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")}
+    args = {k: v for k, v in spec.items() if k != "type"}
+    unknown = set(args) - fields
+    if unknown:
+        raise ValueError(
+            f"{where}: {kind} has no field(s) {sorted(unknown)}; valid fields: {sorted(fields)}."
+        )
+    try:
+        return cls(**args)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: {kind}({args}) is invalid: {err}") from err
+
+
+def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Check tables and keys; return the config (unchanged) or raise ``ValueError``."""
+    unknown = set(cfg) - set(TABLES)
+    if unknown:
+        raise ValueError(f"config: unknown table(s) {sorted(unknown)}; valid: {sorted(TABLES)}.")
+    for table, keys in TABLES.items():
+        section = cfg.get(table, {})
+        if not isinstance(section, dict):
+            raise ValueError(f"config: [{table}] must be a table.")
+        bad = set(section) - keys
+        if bad:
+            raise ValueError(
+                f"config: [{table}] has unknown key(s) {sorted(bad)}; valid: {sorted(keys)}."
+            )
+    for name in _TERM_LISTS & set(cfg.get("factorize", {})):
+        entries = cfg["factorize"][name]
+        if not isinstance(entries, list):
+            raise ValueError(f"config: [factorize] {name} must be a list of tables.")
+        for i, entry in enumerate(entries):
+            build_term(entry, where=f"[factorize] {name}[{i}]")
+    return cfg
+
+
+def load_config(path: str) -> dict[str, Any]:
+    """Read and validate a TOML config file."""
+    try:
+        with open(path, "rb") as f:
+            cfg = tomllib.load(f)
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path}: not valid TOML ({err}).") from err
+    return validate_config(cfg)
+
+
+def factorize_options(section: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for :func:`unmix.factorize` from a ``[factorize]`` table."""
+    out = dict(section)
+    for name in _TERM_LISTS & set(out):
+        out[name] = [
+            build_term(e, where=f"[factorize] {name}[{i}]") for i, e in enumerate(out[name])
+        ]
+    return out

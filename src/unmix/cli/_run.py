@@ -1,0 +1,133 @@
+"""``unmix run FILE -k K``: one factorization, its result file, figures and report."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from .._backend import to_numpy
+from ._common import (
+    FIT_OPTIONS,
+    attach_context,
+    fit_keys,
+    fit_with_progress,
+    flag_terms,
+    load_image,
+    merge_config,
+    prepare_outdir,
+    unfolded,
+    with_options,
+    write_html_report,
+)
+from ._mpi import mpi_executor
+
+__all__ = ["run"]
+
+
+@click.command()
+@click.argument("file", required=False)
+@with_options(FIT_OPTIONS)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in OUTDIR.")
+@click.option(
+    "--checkpoint-every",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds between checkpoints (0: every iteration).",
+)
+@click.option("--no-report", is_flag=True, help="Skip the HTML report.")
+@click.option(
+    "--out-of-core",
+    is_flag=True,
+    help="Stream the file block by block instead of loading it (HDF5 / Zarr / hspy); "
+    "with --mpi each rank reads only its rows.",
+)
+@click.option(
+    "--device",
+    help="Compute on this device (cuda, cuda:1, cupy, torch) while the data stay in host "
+    "memory, streamed to it block by block.",
+)
+@click.option(
+    "--mpi",
+    is_flag=True,
+    help="Split the pixels over the MPI ranks (mpiexec -n N unmix run --mpi ...).",
+)
+def run(file: str | None, **kw: Any) -> None:
+    """Factorize FILE and write result.h5, figures and report.html to OUTDIR."""
+    if kw["mpi"]:
+        _run_mpi(file, kw)
+    else:
+        _run(file, kw)
+
+
+def _run_mpi(file: str | None, kw: dict) -> None:
+    """``unmix run --mpi``: every rank fits its rows; rank 0 gathers the maps and writes."""
+    ex = mpi_executor(True)
+    kw = dict(kw, quiet=kw["quiet"] or ex.rank > 0)
+    try:
+        _run(file, kw, executor=ex)
+    except click.ClickException as err:
+        if ex.size > 1:  # the other ranks may wait in a collective: stop them all
+            err.show()
+            ex.comm.Abort(err.exit_code)
+        raise
+
+
+def _run(file: str | None, kw: dict, executor: Any = None) -> None:
+    cfg = merge_config(
+        kw["config"], file, fit_keys(kw), kw["outdir"], kw["steps"], kw["spatial_shape"]
+    )
+    out = cfg["output"]
+    lead = executor is None or executor.rank == 0
+    force, resume = kw["force"] or out.get("force", False), kw["resume"]
+    outdir = prepare_outdir(out["dir"], force=force, resume=resume) if lead else out["dir"]
+    if executor is not None:
+        executor.barrier()
+    image = load_image(cfg, lazy=kw["out_of_core"])
+    X = unfolded(image)
+    opts = flag_terms(
+        cfg["factorize"],
+        sum_to_one=kw["sum_to_one"],
+        sparsity=kw["sparsity"],
+        smooth=kw["smooth"],
+        laplacian=kw["laplacian"],
+        X=X,
+    )
+    result = fit_with_progress(
+        X,
+        image,
+        opts,
+        outdir=outdir,
+        resume=kw["resume"],
+        quiet=kw["quiet"],
+        every=kw["checkpoint_every"],
+        executor=executor,
+        device=kw["device"],
+    )
+    if kw["device"] is not None:  # figures, report and file are written from the host
+        result.A, result.S = to_numpy(result.A), to_numpy(result.S)
+    if executor is not None:
+        result.A, result.rows = executor.gather_rows(result.A), None
+        if not lead:
+            image.close()
+            return
+    attach_context(result, image)
+    path = result.save(os.path.join(outdir, "result.h5"))
+    report = None
+    if not kw["no_report"] and out.get("report", True):
+        shown = None if image.is_lazy else X  # out of core: no residual figures
+        report = write_html_report(
+            outdir, {"NMF": result}, shown, image, f"unmix run: {image.title}"
+        )
+    image.close()
+    if not kw["quiet"]:
+        click.echo(
+            f"{result.spec['solver']}: {result.n_iter} iterations, stopped by "
+            f"{result.stop_reason}, objective {result.objective:.6g}, "
+            f"{result.timings['total']:.1f} s"
+        )
+        click.echo(f"  result  {os.path.abspath(path)}")
+        if report:
+            click.echo(f"  report  {os.path.abspath(report)}")

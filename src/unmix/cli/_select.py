@@ -1,0 +1,174 @@
+"""``unmix select FILE --ks 2:12``: choose k (and optionally the strengths) from the CLI.
+
+Writes into OUTDIR: ``selection.json`` and ``selection.h5`` (every criterion per k),
+``selection.html`` with the figures, ``uncertainty.h5`` (bands of the chosen model) and
+``selected.toml``, a config that ``unmix run --config selected.toml`` fits directly.
+Fits are recorded in ``OUTDIR/checkpoint`` as they finish: after a kill, the same command
+with ``--resume`` continues.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from ._common import EXIT_FIT, EXIT_INTERRUPTED, Fail, inline_table, load_image, prepare_outdir
+from ._config import load_config
+from ._mpi import mpi_executor, mpi_options
+
+__all__ = ["parse_ks", "select"]
+
+
+def parse_ks(text: str) -> list[int]:
+    """``"2:12"`` (inclusive), ``"2:12:2"`` or ``"3,5,8"`` -> list of ranks."""
+    try:
+        if ":" in text:
+            parts = [int(p) for p in text.split(":")]
+            if len(parts) not in (2, 3):
+                raise ValueError
+            step = parts[2] if len(parts) == 3 else 1
+            if step < 1 or parts[1] < parts[0]:
+                raise ValueError
+            return list(range(parts[0], parts[1] + 1, step))
+        return [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r}: use FIRST:LAST (inclusive, e.g. 2:12), FIRST:LAST:STEP or a list "
+            "like 3,5,8.",
+            param_hint="--ks",
+        ) from None
+
+
+def _config_tables(config: str | None, file: str | None, steps: tuple, shape: str | None):
+    cfg: dict[str, Any] = {}
+    if config:
+        cfg = {t: dict(v) for t, v in load_config(config).items()}
+        f = cfg.get("input", {}).get("file")
+        if f and not os.path.isabs(f):
+            cfg["input"]["file"] = os.path.join(os.path.dirname(os.path.abspath(config)), f)
+    inp = cfg.setdefault("input", {})
+    if file:
+        inp["file"] = file
+    if "file" not in inp:
+        raise click.UsageError("give FILE or an [input] file in --config.")
+    if steps:
+        cfg.setdefault("preprocess", {}).setdefault("steps", []).extend(
+            inline_table(s) for s in steps
+        )
+    if shape:
+        try:
+            inp["spatial_shape"] = [int(v) for v in shape.lower().split("x")]
+        except ValueError:
+            raise click.UsageError(f"--shape {shape!r}: use ROWSxCOLS, e.g. 11x13.") from None
+    return cfg
+
+
+@click.command()
+@click.argument("file", required=False)
+@click.option("--ks", default="2:12", show_default=True, help="Ranks: FIRST:LAST or 3,5,8.")
+@click.option("--restarts", "n_restarts", type=int, default=10, show_default=True)
+@click.option("--cv-repeats", type=int, default=2, show_default=True, help="Held-out fits per k.")
+@click.option("--holdout", type=click.Choice(["entries", "blocks"]), default="entries")
+@click.option("--criteria", help="Comma-separated subset of the criteria (default: all).")
+@click.option("--jobs", "n_jobs", type=int, default=1, show_default=True, help="CPU processes.")
+@click.option("--seed", "random_state", type=int, default=0, show_default=True)
+@click.option("--max-iter", type=int, default=1000, show_default=True)
+@click.option("--lambdas", help="Also search strengths: sparsity, smoothness or both (a,b).")
+@click.option("--lambda-method", type=click.Choice(["grid", "random", "bayes"]), default="grid")
+@click.option("--lambda-trials", type=int, default=8, show_default=True)
+@click.option("--plausibility", type=click.Choice(["sparsity", "smoothness", "negative_lobes"]))
+@click.option("--step", "steps", multiple=True, help="Preprocessing op (TOML inline table).")
+@click.option("--shape", "spatial_shape", help="Scan shape for 1-D scans, e.g. 11x13.")
+@click.option("--config", type=click.Path(exists=True, dir_okay=False), help="TOML [input].")
+@click.option("-o", "--outdir", default="unmix_selection", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite a non-empty output directory.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted selection in OUTDIR.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or table.")
+@mpi_options("select", "Run the fits", "fits")
+def select(file: str | None, **kw: Any) -> None:
+    """Choose the number of components of FILE (and, with --lambdas, the strengths)."""
+    from ..selection import run_config, select_lambdas, select_rank, write_selection_report
+
+    ks = parse_ks(kw["ks"])
+    cfg = _config_tables(kw["config"], file, kw["steps"], kw["spatial_shape"])
+    executor = mpi_executor(kw["mpi"], kw["groups"], command="select")
+    lead = executor is None or executor.rank == 0
+    if lead:
+        outdir = prepare_outdir(kw["outdir"], force=kw["force"], resume=kw["resume"])
+    else:
+        outdir = kw["outdir"]
+    if executor is not None:
+        executor.barrier()
+    parallel = {} if executor is None else {"executor": executor, "groups": kw["groups"]}
+    image = load_image(cfg)
+    X = image.unfold()
+    shape = tuple(image.spatial_shape)
+    criteria = None if not kw["criteria"] else [c.strip() for c in kw["criteria"].split(",")]
+    try:
+        sel = select_rank(
+            X,
+            ks,
+            n_restarts=kw["n_restarts"],
+            cv_repeats=kw["cv_repeats"],
+            holdout=kw["holdout"],
+            criteria=criteria,
+            spatial_shape=shape,
+            random_state=kw["random_state"],
+            n_jobs=kw["n_jobs"],
+            max_iter=kw["max_iter"],
+            checkpoint=os.path.join(outdir, "checkpoint"),
+            resume=kw["resume"],
+            progress=not kw["quiet"],
+            **parallel,
+        )
+        lam = None
+        if kw["lambdas"]:
+            names = [p.strip() for p in kw["lambdas"].split(",") if p.strip()]
+            lam = select_lambdas(
+                X,
+                sel.recommended,
+                params=names,
+                method=kw["lambda_method"],
+                n_trials=kw["lambda_trials"],
+                plausibility=kw["plausibility"],
+                spatial_shape=shape,
+                random_state=kw["random_state"],
+                **({} if kw["lambda_method"] == "bayes" else parallel),
+            )
+    except KeyboardInterrupt:
+        raise Fail(
+            "interrupted; finished fits are kept: rerun with --resume to continue.",
+            EXIT_INTERRUPTED,
+        ) from None
+    except (ValueError, TypeError, ImportError) as err:
+        raise Fail(str(err), EXIT_FIT) from err
+    if not lead:  # every rank holds the selection; rank 0 writes it
+        return
+    sel.save(os.path.join(outdir, "selection.json"))
+    sel.save(os.path.join(outdir, "selection.h5"))
+    try:
+        sel.uncertainty().save(os.path.join(outdir, "uncertainty.h5"))
+    except ValueError:  # fewer than two restarts
+        pass
+    report = write_selection_report(outdir, sel, lambdas=lam, title=f"unmix select: {image.title}")
+    toml_path = os.path.join(outdir, "selected.toml")
+    inp = {key: cfg["input"].get(key) for key in ("file", "dataset", "signal", "spatial_shape")}
+    inp["file"] = os.path.abspath(inp["file"])
+    text = run_config(
+        sel.recommended,
+        lambdas=lam,
+        input_table=inp,
+        steps=cfg.get("preprocess", {}).get("steps"),
+        random_state=kw["random_state"],
+    )
+    with open(toml_path, "w", encoding="utf-8") as f:
+        f.write(text)
+    click.echo(f"recommended k = {sel.recommended}")
+    if lam is not None:
+        click.echo("strengths: " + ", ".join(f"{k} = {v:.4g}" for k, v in lam.best.items()))
+    if not kw["quiet"]:
+        click.echo(sel.to_markdown())
+        click.echo(f"  config  {os.path.abspath(toml_path)}  (unmix run --config ...)")
+        click.echo(f"  report  {os.path.abspath(report)}")

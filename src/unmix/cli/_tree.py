@@ -1,0 +1,177 @@
+"""``unmix tree FILE``: a tree of endmembers with maps at every level.
+
+Writes into OUTDIR: ``tree.json`` (the tree as data, with spectra), ``result.h5`` (the
+leaf level as an unmix result, with the whole tree in its ``hierarchy`` group), and unless
+``--no-report``: ``tree.png`` (every node's endmember and map), ``levels.png``,
+``dendrogram.png`` and a self-contained ``tree.html``.  Exit codes as for ``unmix run``.
+
+Registered in the main group of :mod:`unmix.cli` (``unmix tree``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from ._common import EXIT_FIT, Fail, inline_table, load_image, prepare_outdir
+from ._mpi import mpi_executor, mpi_options
+
+__all__ = ["tree"]
+
+
+@click.command("tree")
+@click.argument("file")
+@click.option(
+    "--leaves",
+    "n_leaves",
+    type=int,
+    default=6,
+    show_default=True,
+    help="Stop at this many leaves.",
+)
+@click.option("--min-size", type=int, help="Fewest pixels of a child (default pixels/500).")
+@click.option("--min-score", type=float, help="Do not split leaves whose split scores less.")
+@click.option("--max-depth", type=int, help="Deepest level (root = 0).")
+@click.option(
+    "--score",
+    type=click.Choice(["gain", "ndcg"]),
+    default="gain",
+    show_default=True,
+    help="Which leaf to split next.",
+)
+@click.option(
+    "--stability",
+    is_flag=True,
+    help="Per-node rank (2..--max-rank) chosen by component stability.",
+)
+@click.option("--max-rank", type=int, default=4, show_default=True)
+@click.option(
+    "--strategy", type=click.Choice(["greedy", "breadth"]), default="greedy", show_default=True
+)
+@click.option(
+    "--refit/--no-refit",
+    default=True,
+    show_default=True,
+    help="Refit every level's endmembers to all pixels (else nested tree maps).",
+)
+@click.option("--joint", is_flag=True, help="Refine each level's maps and endmembers together.")
+@click.option("--sum-to-one", is_flag=True, help="Abundances on the simplex.")
+@click.option(
+    "--normalize",
+    is_flag=True,
+    help="Pixels to unit norm first (split by spectral shape, not brightness).",
+)
+@click.option(
+    "--endmember",
+    type=click.Choice(["core", "split"]),
+    default="core",
+    show_default=True,
+    help="Leaf endmember: core of its pixels or the NMF component.",
+)
+@click.option(
+    "--step",
+    "steps",
+    multiple=True,
+    help="Preprocessing op as a TOML inline table, e.g. '{op=\"crop\", signal=[0.2, 12]}'.",
+)
+@click.option("--shape", "spatial_shape", help="Scan shape for 1-D scans, e.g. 11x13.")
+@click.option("--dataset", help="HDF5 dataset path.")
+@click.option("--signal", help="Which signal/channel in multi-signal files.")
+@click.option("--seed", "random_state", type=int, default=0, show_default=True)
+@click.option("-o", "--outdir", default="unmix_tree", show_default=True, help="Output directory.")
+@click.option("--force", is_flag=True, help="Overwrite a non-empty output directory.")
+@click.option("--no-report", is_flag=True, help="Skip the figures and tree.html.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary.")
+@mpi_options("tree", "Grow the tree", "splits")
+def tree(file: str, **kw: Any) -> None:
+    """Grow a tree of endmembers on FILE by rank-2 NMF splits (HierNMF2) and map every level."""
+    import warnings
+
+    import numpy as np
+
+    from ..hierarchy import attach_tree, hierarchical_nmf, write_tree_report
+
+    try:
+        steps = [inline_table(s) for s in kw["steps"]]
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
+    inp: dict[str, Any] = {"file": file, "dataset": kw["dataset"], "signal": kw["signal"]}
+    if kw["spatial_shape"]:
+        try:
+            inp["spatial_shape"] = [int(v) for v in kw["spatial_shape"].lower().split("x")]
+        except ValueError:
+            raise click.UsageError(
+                f"--shape {kw['spatial_shape']!r}: use ROWSxCOLS, e.g. 11x13."
+            ) from None
+    executor = mpi_executor(kw["mpi"], kw["groups"], command="tree")
+    lead = executor is None or executor.rank == 0
+    outdir = (
+        prepare_outdir(kw["outdir"], force=kw["force"], resume=False) if lead else kw["outdir"]
+    )
+    if executor is not None:
+        executor.barrier()
+    image = load_image({"input": inp, "preprocess": {"steps": steps}})
+    X = image.unfold()
+    refit = ("joint" if kw["joint"] else "maps") if kw["refit"] else "none"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            t = hierarchical_nmf(
+                X,
+                kw["n_leaves"],
+                min_size=kw["min_size"],
+                min_score=kw["min_score"],
+                max_depth=kw["max_depth"],
+                score=kw["score"],
+                node_rank="stability" if kw["stability"] else 2,
+                max_rank=kw["max_rank"],
+                strategy=kw["strategy"],
+                refit=refit,
+                sum_to_one=kw["sum_to_one"],
+                normalize=kw["normalize"],
+                endmember=kw["endmember"],
+                random_state=kw["random_state"],
+                spatial_shape=image.spatial_shape,
+                signal_shape=image.signal_shape,
+                executor=executor,
+                groups=kw["groups"],
+            )
+        except (ValueError, TypeError) as err:
+            raise Fail(str(err), EXIT_FIT) from err
+    if not lead:
+        return
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
+    t.to_json(os.path.join(outdir, "tree.json"))
+    result = t.to_result()
+    ctx = image.provenance()
+    ctx["preprocess"] = image.metadata.get("preprocessing", [])
+    result.context = ctx
+    h5 = attach_tree(result.save(os.path.join(outdir, "result.h5")), t)
+    page = None
+    if not kw["no_report"]:
+        axis, label = None, "channel"
+        if len(image.signal_axes) == 1:
+            ax = image.signal_axes[0]
+            axis = np.asarray(ax.values, dtype=float)
+            label = f"{ax.name} ({ax.units})" if ax.units else ax.name
+        page = write_tree_report(
+            outdir,
+            t,
+            title=f"unmix tree: {image.title or os.path.basename(file)}",
+            axis=axis,
+            axis_label=label,
+            extra={"input": file, "steps": kw["steps"] or ""},
+        )
+    if not kw["quiet"]:
+        click.echo(t.text())
+        click.echo(
+            f"{t.n_leaves} leaves, depth {t.depth}, stopped: {t.stop_reason}, "
+            f"{t.timings['total']:.1f} s"
+        )
+        click.echo(f"  {'tree':<8} {os.path.abspath(os.path.join(outdir, 'tree.json'))}")
+        click.echo(f"  {'result':<8} {os.path.abspath(h5)}")
+        if page is not None:
+            click.echo(f"  {'report':<8} {os.path.abspath(page)}")

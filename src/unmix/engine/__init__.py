@@ -1,0 +1,17 @@
+"""The engine: :func:`factorize` as a short pipeline of named steps.
+
+validate the inputs -> resolve the preset and defaults -> build the pixel blocks ->
+bind the terms into a :class:`Problem` -> choose a solver -> run the restarts (start,
+iterate with one data pass per iteration, stop by one rule, checkpoint) -> wrap the
+:class:`~unmix.Result`.  Solvers live in :mod:`unmix.engine.solvers`, compiled per-block
+kernels in :mod:`unmix.engine.kernels`.
+"""
+
+from __future__ import annotations
+
+from ._factorize import factorize
+from ._fit_maps import fit_maps
+from ._loop import IterationInfo
+from ._problem import Problem
+
+__all__ = ["IterationInfo", "Problem", "factorize", "fit_maps"]

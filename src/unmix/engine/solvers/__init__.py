@@ -1,0 +1,40 @@
+"""Solvers.  Each declares what it supports; see :func:`unmix.solvers.get_solver`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._admm import ADMM
+from ._base import REGISTRY, Solver, StepOut, solvers_supporting
+from ._bpp import BPP
+from ._gradient import Gradient
+from ._hals import HALS
+from ._mu import MU
+from ._svd import SVD
+
+__all__ = [
+    "ADMM",
+    "BPP",
+    "HALS",
+    "MU",
+    "REGISTRY",
+    "SVD",
+    "Gradient",
+    "Solver",
+    "StepOut",
+    "get_solver",
+    "solvers_supporting",
+]
+
+
+def get_solver(name: str | Solver, **options: Any) -> Solver:
+    """A solver instance by name (``'mu'``, ``'hals'``, ``'bpp'``, ``'admm'``,
+    ``'gradient'``, ``'svd'``) or pass-through of an instance."""
+    if isinstance(name, Solver):
+        return name
+    try:
+        return REGISTRY[name](**options)
+    except KeyError:
+        raise ValueError(
+            f"solver={name!r} is unknown; choose one of {sorted(REGISTRY)} or 'auto'."
+        ) from None

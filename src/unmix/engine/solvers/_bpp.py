@@ -1,0 +1,123 @@
+"""ANLS with block principal pivoting (Kim & Park 2011).
+
+Objective: Frobenius plus penalties with a Gram or diagonal model (L1, L2, spatial
+smoothness through its diagonal majorizer, min-volume).  Each half-step solves its
+non-negative least-squares subproblem *exactly*::
+
+    A_b = argmin_{A >= 0} 1/2 ||X_b - A S||^2 + r_A(A)   (all rows of a block at once)
+    S   = argmin_{S >= 0} 1/2 ||X - A S||^2 + r_S(S)     (all channels at once)
+
+so the objective never increases.  Fully fixed endmembers are moved to the right-hand
+side; unit-norm rows are normalized afterwards with the scale moved into ``A``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..._linalg import nnls_bpp
+from ...executors.base import Block, Executor, SerialExecutor
+from .._problem import CombinedModel, Problem
+from ._base import Solver, StepOut, register
+from ._frobenius import data_norm, fit_of, frobenius_pass, gram_A
+
+__all__ = ["BPP"]
+
+
+def _linear(m: CombinedModel, M0: Any, rows: Any = None) -> tuple[Any, Any]:
+    """``(g0 - c * M0, c)``: linear term and curvature of the model's non-Gram part.
+
+    ``M0`` is the factor (block) at which the model was formed; per-pixel arrays of the
+    model are cut to ``rows`` first.
+    """
+
+    def cut(a: Any) -> Any:
+        if rows is None or getattr(a, "ndim", 0) < 2:
+            return a
+        return a[rows, :]
+
+    lin: Any = 0.0
+    curv = None
+    if m.grad is not None:
+        lin = cut(m.grad)
+    if m.curv is not None:
+        curv = cut(m.curv)
+        lin = lin - curv * M0
+    return lin, curv
+
+
+@register
+class BPP(Solver):
+    """Alternating non-negative least squares, each subproblem solved exactly."""
+
+    name = "bpp"
+    kinds_A = frozenset({"nonneg"})
+    kinds_S = frozenset({"nonneg", "fixed", "unitnorm"})
+    weights = frozenset({"none", "mask"})
+    needs_nonneg = True
+    monotone = True
+
+    def problems(self, p: Problem) -> list[str]:
+        out = super().problems(p)
+        fixed = p.fixed
+        if fixed is not None and not fixed.whole_rows:
+            out.append("partly fixed endmembers (FixedEndmembers with mask)")
+        return out
+
+    def setup(self, p: Problem, A: Any, S: Any) -> dict:
+        return {"xx": data_norm(p, SerialExecutor()) if p.data.mask is None else 0.0}
+
+    def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
+        be = p.be
+        _, G = gram_A(p, S)
+        mA = p.model("A", A)
+        if mA.gram is not None:
+            G = G + mA.gram
+
+        def update_block(block: Block, Ab: Any, XSt: Any) -> Any:
+            lin, curv = _linear(mA, Ab, block.slice)
+            return be.work(nnls_bpp(G, be.acc(XSt - lin), be, diag_add=curv))
+
+        sums = frobenius_pass(p, A, S, executor, update_block)
+        S_new = self._update_S(p, S, sums) if p.update_S else S
+        fit, fit_S = fit_of(p, sums, S_new, S, state["xx"])
+        normalized = _normalize_rows(p, A, S_new)
+        if fit_S is S_new:
+            fit_S = normalized
+        return StepOut(S=normalized, fit=fit, fit_S=fit_S)
+
+    @staticmethod
+    def _update_S(p: Problem, S: Any, sums: dict) -> Any:
+        be, xp = p.be, p.be.xp
+        H, P = sums["AtA"], sums["AtX"]
+        mS = p.model("S", S)
+        if mS.gram is not None:
+            H = H + mS.gram
+        lin, curv = _linear(mS, S)
+        P = P - be.acc(lin * xp.ones_like(S))
+        free = p.free_rows()
+        if len(free) == 0:
+            return S
+        fixed_rows = [j for j in range(p.k) if j not in free]
+        idx = xp.asarray(free, device=be.device)
+        Hff = xp.take(xp.take(H, idx, axis=0), idx, axis=1)
+        rhs = xp.take(P, idx, axis=0)
+        if fixed_rows:
+            jdx = xp.asarray(fixed_rows, device=be.device)
+            Hfx = xp.take(xp.take(H, idx, axis=0), jdx, axis=1)
+            rhs = rhs - Hfx @ be.acc(xp.take(S, jdx, axis=0))
+        cT = None if curv is None else be.acc(xp.take(curv, idx, axis=0)).T
+        sol = nnls_bpp(Hff, rhs.T, be, diag_add=cT).T
+        S_new = xp.asarray(S, copy=True)
+        S_new[idx, :] = be.work(sol)
+        return S_new
+
+
+def _normalize_rows(p: Problem, A: Any, S: Any) -> Any:
+    xp = p.be.xp
+    if "unitnorm" not in p.kinds("S"):
+        return S
+    norms = xp.sqrt(xp.sum(S * S, axis=1))
+    norms = xp.where(norms > 0, norms, 1.0)
+    A *= norms[None, :]
+    return S / norms[:, None]

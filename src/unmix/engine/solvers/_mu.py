@@ -1,0 +1,198 @@
+"""Multiplicative updates for any beta-divergence (Lee & Seung 2001; Fevotte & Idier 2011).
+
+Objective: ``sum W d_beta(X | A S) + penalties`` with ``A, S >= 0``.  With the gradient of
+the objective split as ``grad = Q - P`` (``P, Q >= 0``)::
+
+    A <- A * (P_A / Q_A) ** gamma(beta),   S <- S * (P_S / Q_S) ** gamma(beta)
+
+where the data parts are ``P_A = (W X Y^(beta-2)) S^T``, ``Q_A = (W Y^(beta-1)) S^T`` and each
+penalty adds its ``mu_neg`` to ``P`` and ``mu_pos`` to ``Q``.  For plain Frobenius
+(no weights, no mask) the Gram form ``P_A = X S^T``, ``Q_A = A S S^T`` is used; otherwise
+the block's model ``Y_b = A_b S`` is formed while ``X_b`` is in cache.  Without penalties
+(or with L1 / L2) the objective never increases.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...executors.base import Block, Executor
+from .._problem import CombinedModel, Problem
+from ._base import Solver, StepOut, register
+from ._frobenius import data_norm, fit_from_sums
+
+__all__ = ["MU"]
+
+
+def _ratio(num: Any, den: Any, m: CombinedModel, rows: Any, be: Any, gamma: float) -> Any:
+    """``((num + mu_neg) / (den + mu_pos)) ** gamma`` with the penalties' rows."""
+    if m.mu_neg is not None:
+        num = num + _rows(m.mu_neg, rows)
+    if m.mu_pos is not None:
+        den = den + _rows(m.mu_pos, rows)
+    r = be.clip_min(num, 0.0) / be.clip_min(den, be.tiny)
+    return r if gamma == 1.0 else r**gamma
+
+
+def _repeat(update: Any, M: Any, n: int, delta: float, xp: Any) -> Any:
+    """Apply ``update`` up to ``n`` times while it still changes ``M`` noticeably."""
+    first = None
+    for _ in range(n):
+        new = update(M)
+        if n == 1:
+            return new
+        change = float(xp.sum((new - M) ** 2))
+        M = new
+        first = change if first is None else first
+        if change <= delta * delta * first or first == 0.0:
+            break
+    return M
+
+
+def _rows(M: Any, rows: Any) -> Any:
+    if rows is None or isinstance(M, (int, float)) or getattr(M, "ndim", 0) == 0:
+        return M
+    return M[rows, :]
+
+
+@register
+class MU(Solver):
+    """Multiplicative updates (any beta-divergence, any weights and masks).
+
+    Options
+    -------
+    inner_max : int
+        For plain Frobenius: most repeated updates of a block's maps (and of S) per data
+        pass, reusing ``X_b S^T`` (accelerated MU, Gillis & Glineur 2012; default 10).
+    inner_delta : float
+        Stop repeating once an update changes the factor by less than ``delta`` times the
+        first one (default 0.1).
+    kernel : {"auto", "onepass", "blas"}
+        Per-block work of the plain-Frobenius path.  ``"onepass"``: compiled numba loops
+        (:mod:`unmix._onepass`, ``pip install "unmix[fast]"``) that compute ``X_b S^T``,
+        the inner repeats and ``A_b^T X_b`` for a block with ``X_b`` in cache - NumPy X in
+        memory (C-contiguous, float32/float64), no weights or mask, only non-negativity
+        (and a scalar L1) on A; a ValueError otherwise.  ``"blas"``: the two BLAS products.
+        ``"auto"`` (default): ``"onepass"`` when numba is installed, the problem qualifies
+        and X has at least ``unmix._onepass.AUTO_MIN_ENTRIES`` entries (4 M), else
+        ``"blas"``.  Both give the same iterates up to rounding.
+    """
+
+    name = "mu"
+    betas = "any"
+    kinds_A = frozenset({"nonneg"})
+    kinds_S = frozenset({"nonneg", "fixed", "unitnorm"})
+    weights = frozenset({"none", "mask", "separable", "full"})
+    needs_nonneg = True
+    monotone = True
+
+    def setup(self, p: Problem, A: Any, S: Any) -> dict:
+        from ...executors.base import SerialExecutor
+        from ..kernels._onepass import resolve
+
+        fast = p.loss.is_frobenius and not p.data.weighted
+        onepass = resolve(self.options.get("kernel", "auto"), p, "mu")
+        xx = data_norm(p, SerialExecutor()) if fast else 0.0
+        return {"fast": fast, "xx": xx, "onepass": onepass}
+
+    def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
+        if state["fast"]:
+            return self._step_gram(p, A, S, state, executor)
+        return self._step_elementwise(p, A, S, executor)
+
+    # --------------------------------------------------------------- Frobenius
+    def _step_gram(self, p: Problem, A: Any, S: Any, state: dict, ex: Executor) -> StepOut:
+        be, xp = p.be, p.be.xp
+        mA = p.model("A", A)
+        G = be.work(be.acc(S @ S.T))
+
+        inner_A = self._inner(p, "A")
+        inner_S = self._inner(p, "S")
+        delta = float(self.options.get("inner_delta", 0.1))
+
+        def kernel(block: Block) -> dict:  # the reference (BLAS) per-block work
+            sl = block.slice
+            XSt = p.data.x_times(block, S.T)
+            Ab = _repeat(
+                lambda M: M * _ratio(XSt, M @ G, mA, sl, be, 1.0), A[sl, :], inner_A, delta, xp
+            )
+            A[sl, :] = Ab
+            return {"AtX": be.acc(p.data.t_times(block, Ab)), "AtA": be.acc(Ab.T @ Ab)}
+
+        if state.get("onepass"):
+            from ..kernels._onepass import mu_pass
+
+            sums = mu_pass(p, A, S, G, ex, self.options, inner_A)
+        else:
+            sums = ex.map_reduce(kernel, p.data.blocks)
+        S_new = S
+        if p.update_S:
+            mS = p.model("S", S)
+            num = be.work(sums["AtX"])
+            H = be.work(sums["AtA"])
+            S_new = _repeat(
+                lambda M: M * _ratio(num, H @ M, mS, None, be, 1.0), S, inner_S, delta, xp
+            )
+            if p.fixed is not None:
+                S_new = p.fixed.project(S_new)
+        fit = fit_from_sums(p, sums, S_new, state["xx"])
+        S_new = self._normalize(p, A, S_new)
+        return StepOut(S=S_new, fit=fit, fit_S=S_new)
+
+    def _inner(self, p: Problem, target: str) -> int:
+        """Repeated cheap updates per pass (Gillis & Glineur 2012) when the penalties'
+        multiplicative terms do not depend on the factor (none, or L1)."""
+        if any(type(t).__name__ != "L1" for t in p.penalties[target] if t.lam):
+            return 1
+        return int(self.options.get("inner_max", 10))
+
+    # ------------------------------------------------- any beta, weights, masks
+    def _step_elementwise(self, p: Problem, A: Any, S: Any, ex: Executor) -> StepOut:
+        be, xp = p.be, p.be.xp
+        loss, gamma = p.loss, p.loss.mu_exponent
+        mA = p.model("A", A)
+        S_sum = xp.sum(S, axis=1)[None, :]  # 1 S^T for unweighted KL
+
+        def kernel(block: Block) -> dict:
+            sl = block.slice
+            Xb = p.data.x(block)
+            Wb = p.data.w(block)
+            Ab = A[sl, :]
+            Pn, Qn = loss.mu_factors(Xb, Ab @ S, Wb, xp=xp, tiny=be.tiny)
+            num = Pn @ S.T
+            den = S_sum if Qn is None else Qn @ S.T
+            Ab = Ab * _ratio(num, den, mA, sl, be, gamma)
+            A[sl, :] = Ab
+            Y = Ab @ S
+            Pn, Qn = loss.mu_factors(Xb, Y, Wb, xp=xp, tiny=be.tiny)
+            out = {
+                "num": be.acc(Ab.T @ Pn),
+                "den": be.acc(xp.sum(Ab, axis=0)[:, None] if Qn is None else Ab.T @ Qn),
+                "fit": be.acc(loss.value(Xb, Y, Wb, xp=xp, tiny=be.tiny)),
+            }
+            return out
+
+        sums = ex.map_reduce(kernel, p.data.blocks)
+        S_new = S
+        if p.update_S:
+            mS = p.model("S", S)
+            num, den = be.work(sums["num"]), be.work(sums["den"])
+            if den.shape[1] == 1:
+                den = den * xp.ones_like(S)
+            S_new = S * _ratio(num, den, mS, None, be, gamma)
+            if p.fixed is not None:
+                S_new = p.fixed.project(S_new)
+            S_new = self._normalize(p, A, S_new)
+        return StepOut(S=S_new, fit=float(sums["fit"]), fit_S=S)
+
+    # ------------------------------------------------------------------ common
+    @staticmethod
+    def _normalize(p: Problem, A: Any, S_new: Any) -> Any:
+        """For unit-norm rows, rescale A so that the product A @ S is unchanged."""
+        xp = p.be.xp
+        if "unitnorm" not in p.kinds("S"):
+            return S_new
+        norms = xp.sqrt(xp.sum(S_new * S_new, axis=1))
+        norms = xp.where(norms > 0, norms, 1.0)
+        A *= norms[None, :]
+        return S_new / norms[:, None]

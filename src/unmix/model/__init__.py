@@ -1,0 +1,56 @@
+"""The model: what is minimized, as small composable objects.
+
+``X (pixels, channels) ~= f(A @ S)`` with a loss (the similarity), hard constraints,
+soft penalties and between-iteration filters on the maps ``A`` (pixels, k) or the
+endmembers ``S`` (k, channels), and a link ``f``.  Every term follows one protocol
+(:class:`Term`: :class:`Constraint`, :class:`Penalty`, :class:`Filter`); solvers ask a
+term what it can do, never what it is.  Presets are documented bundles of these knobs.
+"""
+
+from __future__ import annotations
+
+from ._constraints import Bounds, FixedEndmembers, NonNegative, Orthogonal, SumToOne, UnitNorm
+from ._links import Identity, Link, Logistic, make_link
+from ._losses import KL, Beta, Frobenius, Loss, make_loss
+from ._presets import PRESETS, resolve_preset
+from ._regularizers import (
+    L1,
+    L2,
+    GaussianMapFilter,
+    MinVolume,
+    SpatialSmoothness,
+    SpectralSmoothing,
+)
+from ._terms import BindContext, Constraint, Filter, Penalty, PenaltyModel, Term
+
+__all__ = [
+    "KL",
+    "L1",
+    "L2",
+    "PRESETS",
+    "Beta",
+    "BindContext",
+    "Bounds",
+    "Constraint",
+    "Filter",
+    "FixedEndmembers",
+    "Frobenius",
+    "GaussianMapFilter",
+    "Identity",
+    "Link",
+    "Logistic",
+    "Loss",
+    "MinVolume",
+    "NonNegative",
+    "Orthogonal",
+    "Penalty",
+    "PenaltyModel",
+    "SpatialSmoothness",
+    "SpectralSmoothing",
+    "SumToOne",
+    "Term",
+    "UnitNorm",
+    "make_link",
+    "make_loss",
+    "resolve_preset",
+]

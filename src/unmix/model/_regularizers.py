@@ -1,0 +1,419 @@
+"""Soft regularizers (penalties added to the objective) and between-iteration filters.
+
+The objective of :func:`unmix.factorize` is ``loss(X, f(A @ S)) + sum_i penalty_i``.  The
+penalties here, for a factor ``M`` (``A``: pixels x k, or ``S``: k x channels):
+
+================================  ====================================================
+``L1(lam)``                       ``lam * sum |M|``                       (sparsity)
+``L2(lam)``                       ``lam / 2 * ||M||_F^2``                 (ridge)
+``SpatialSmoothness(lam, ...)``   ``lam / 2 * tr(A^T L A)``, ``L`` the graph Laplacian of
+                                  the 4/8-neighbour scan grid (Cai et al. 2011)
+``MinVolume(lam, delta)``         ``lam / 2 * logdet(S S^T + delta I)``
+                                  (Leplat, Gillis & Ang 2020)
+================================  ====================================================
+
+Filters act between iterations and are not part of the objective:
+``GaussianMapFilter(sigma)`` smooths each map on the scan grid (sigma in pixels; the
+probe's spatial resolution of Uesugi et al. 2021), ``SpectralSmoothing`` applies a
+Gaussian or a median filter to each spectrum, or to each 2-D pattern when
+``signal_shape`` is 2-D (removing "downward-convex peaks" of 4D-STEM patterns).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .._ops import (
+    gaussian_filter_axes,
+    gaussian_kernel,
+    grid_neighbor_sum,
+    line_window,
+    median_filter_axes,
+)
+from ._terms import BindContext, Filter, Penalty, PenaltyModel
+
+__all__ = [
+    "L1",
+    "L2",
+    "GaussianMapFilter",
+    "MinVolume",
+    "SpatialSmoothness",
+    "SpectralSmoothing",
+]
+
+
+def _label(name: str, target: str) -> str:
+    return f"{name}({target})"
+
+
+@dataclass(frozen=True)
+class L1(Penalty):
+    """Sparsity: ``lam * sum |M|``.  On a non-negative factor it is linear."""
+
+    @property
+    def label(self) -> str:
+        return _label("L1", self.target)
+
+    def value(self, M: Any) -> float:
+        xp = self.ctx.backend.xp
+        return self.lam * float(xp.sum(xp.abs(M)))
+
+    def model(self, M: Any) -> PenaltyModel:
+        if not self._nonneg():
+            xp = self.ctx.backend.xp
+            g = self.lam * xp.sign(M)
+            return PenaltyModel(grad=g)
+        return PenaltyModel(grad=self.lam, mu_pos=self.lam)
+
+    def _nonneg(self) -> bool:
+        return self.ctx.nonneg_A if self.target == "A" else self.ctx.nonneg_S
+
+    def prox(self, V: Any, step: float) -> Any:
+        xp = self.ctx.backend.xp
+        t = step * self.lam
+        return xp.sign(V) * xp.clip(xp.abs(V) - t, min=0.0)
+
+
+@dataclass(frozen=True)
+class L2(Penalty):
+    """Ridge: ``lam / 2 * ||M||_F^2`` (exactly quadratic: a ``lam * I`` Gram term)."""
+
+    @property
+    def label(self) -> str:
+        return _label("L2", self.target)
+
+    def value(self, M: Any) -> float:
+        xp = self.ctx.backend.xp
+        return 0.5 * self.lam * float(xp.sum(M * M))
+
+    def model(self, M: Any) -> PenaltyModel:
+        be = self.ctx.backend
+        return PenaltyModel(
+            gram=self.lam * be.eye(self.ctx.k, dtype=be.acc_dtype), mu_pos=self.lam * M
+        )
+
+    def prox(self, V: Any, step: float) -> Any:
+        return V / (1.0 + step * self.lam)
+
+
+@dataclass(frozen=True)
+class SpatialSmoothness(Penalty):
+    """Graph-Laplacian smoothness of the maps on the scan grid.
+
+    ``lam / 2 * tr(A^T L A) = lam / 2 * sum_(i~j) ||a_i - a_j||^2`` over neighbouring
+    pixels ``i ~ j`` of the scan grid ``spatial_shape`` (taken from the problem).
+
+    Parameters
+    ----------
+    lam : float
+        Strength.
+    neighbors : {4, 8}
+        Grid connectivity for 2-D scans (8 adds diagonals); N-D scans use axis neighbours.
+
+    With the pixels split over processes (:class:`unmix.mpi.MPIExecutor`) each process
+    receives the scan line just above and just below its rows from its neighbours
+    (a halo exchange) and evaluates the penalty on its own pixels; the sum over the
+    processes is the serial value.
+    """
+
+    neighbors: int = 4
+    target: str = field(default="A", kw_only=True)
+    _allowed_targets = ("A",)
+
+    @property
+    def label(self) -> str:
+        return "Smooth(A)"
+
+    def _prepare(self, ctx: BindContext) -> None:
+        shape = _spatial_shape(ctx, "SpatialSmoothness")
+        if self.neighbors not in (4, 8):
+            raise ValueError(f"SpatialSmoothness: neighbors must be 4 or 8; got {self.neighbors}.")
+        diagonal = self.neighbors == 8
+        if diagonal and len(shape) != 2:
+            raise ValueError("SpatialSmoothness: neighbors=8 needs a 2-D spatial_shape.")
+        be = ctx.backend
+        start, stop, total = ctx.pixel_range
+        lo, hi = line_window(start, stop, total, 1, _slab(shape))
+        ones = be.ones((*_lines(shape, hi - lo), 1))
+        deg = grid_neighbor_sum(ones, be.xp, n_axes=len(shape), diagonal=diagonal)
+        deg = be.xp.reshape(deg, (-1, 1))[start - lo : stop - lo, :]
+        small = be.ones((*(min(s, 3) for s in shape), 1))  # has every degree of the grid
+        max_deg = grid_neighbor_sum(small, be.xp, n_axes=len(shape), diagonal=diagonal)
+        object.__setattr__(self, "_shape", shape)
+        object.__setattr__(self, "_diag", diagonal)
+        object.__setattr__(self, "_deg", deg)
+        object.__setattr__(self, "_max_deg", float(be.xp.max(max_deg)) if total > 1 else 0.0)
+
+    def _neighbors(self, A: Any) -> Any:
+        """``W A`` on this process's pixels (neighbours' scan lines fetched when split)."""
+        xp = self.ctx.backend.xp
+        ext, off = _with_halo(self.ctx, A, 1, _slab(self._shape))
+        V = xp.reshape(ext, (*_lines(self._shape, ext.shape[0]), A.shape[1]))
+        W = grid_neighbor_sum(V, xp, n_axes=len(self._shape), diagonal=self._diag)
+        W = xp.reshape(W, ext.shape)
+        return W if ext is A else W[off : off + A.shape[0], :]
+
+    def value(self, M: Any) -> float:
+        xp = self.ctx.backend.xp
+        LA = self._deg * M - self._neighbors(M)
+        return 0.5 * self.lam * float(xp.sum(M * LA))
+
+    def model(self, M: Any) -> PenaltyModel:
+        # L = D - W and L <= 2 D, so the diagonal 2 lam D majorizes the quadratic.
+        WA = self._neighbors(M)
+        DA = self._deg * M
+        lam = self.lam
+        return PenaltyModel(
+            grad=lam * (DA - WA),
+            curv=2.0 * lam * self._deg,
+            lipschitz=2.0 * lam * self._max_deg,
+            mu_pos=lam * DA,
+            mu_neg=lam * WA,
+        )
+
+
+@dataclass(frozen=True)
+class MinVolume(Penalty):
+    """Minimum volume of the endmember simplex: ``lam / 2 * logdet(S S^T + delta I)``.
+
+    Majorized at the current ``S`` by the quadratic ``lam / 2 * tr(Y S S^T)`` with
+    ``Y = (S S^T + delta I)^-1`` (a Gram term ``lam * Y``).
+
+    Parameters
+    ----------
+    lam : float
+        Strength, made scale-free according to ``scale``.
+    delta : float
+        Regularization of the log-determinant, also scaled according to ``scale``.
+    scale : {"init", "residual", "none"}
+        ``"init"`` (default): ``lam`` is multiplied by ``loss(A0, S0) /
+        |logdet(S0 S0^T + delta I)|`` (Leplat et al.) and ``delta`` by
+        ``max(diag(S0 S0^T))``, so values near 0.1-1 suit any data scale, but they
+        depend on the start.  ``"residual"``: ``lam`` is multiplied by the energy of ``X``
+        outside its best rank-k approximation, ``sum_{j>k} sigma_j^2`` (pixel weights
+        included), and ``delta`` by the mean weighted squared pixel norm - independent of
+        the start (the blind-unmixing preset).  ``"none"``: both absolute.
+    """
+
+    delta: float = 0.1
+    scale: str = "init"
+    target: str = field(default="S", kw_only=True)
+    _allowed_targets = ("S",)
+
+    @property
+    def label(self) -> str:
+        return "MinVol(S)"
+
+    def _prepare(self, ctx: BindContext) -> None:
+        if not self.delta > 0:
+            raise ValueError(f"MinVolume: delta must be > 0; got {self.delta!r}.")
+        if self.scale not in ("init", "residual", "none"):
+            raise ValueError(
+                f"MinVolume: scale must be 'init', 'residual' or 'none'; got {self.scale!r}."
+            )
+        delta = self.delta if self.scale == "none" else None
+        object.__setattr__(self, "_state", {"delta": delta, "lam": self.lam})
+
+    def on_data(self, problem: Any) -> None:
+        if self.scale != "residual":
+            return
+        from .._linalg import svd_blocks
+
+        data = problem.data
+        view = data.weighted_view()
+        _, s, _ = svd_blocks(view, problem.k, problem.be, rng=np.random.default_rng(0), n_iter=4)
+        total = data.norm2()
+        captured = float(np.sum(_host(s) ** 2))
+        self._state["lam"] = self.lam * max(total - captured, 0.0)
+        self._state["delta"] = self.delta * total / max(data.weight_total(), 1e-300)
+
+    def on_init(self, A: Any, S: Any, loss_value: float) -> None:
+        if self.scale != "init":
+            return
+        G = _host(S @ S.T)
+        delta = self.delta * max(float(np.max(np.diag(G))), 1e-30)
+        self._state["delta"] = delta
+        logdet = abs(self._logdet(G, delta))
+        self._state["lam"] = self.lam * loss_value / max(logdet, 1e-12)
+
+    @staticmethod
+    def _logdet(G: np.ndarray, delta: float) -> float:
+        _, logabs = np.linalg.slogdet(G + delta * np.eye(G.shape[0]))
+        return float(logabs)
+
+    @property
+    def effective_lam(self) -> float:
+        return self._state["lam"]
+
+    def effective(self) -> dict[str, float]:
+        """The absolute ``lam`` and ``delta`` in use (after scaling)."""
+        return {"lam": float(self._state["lam"]), "delta": float(self._state["delta"])}
+
+    def value(self, M: Any) -> float:
+        if self._state["delta"] is None:
+            raise RuntimeError("MinVolume: on_data/on_init must run before it is evaluated.")
+        return 0.5 * self._state["lam"] * self._logdet(_host(M @ M.T), self._state["delta"])
+
+    def model(self, M: Any) -> PenaltyModel:
+        be = self.ctx.backend
+        xp = be.xp
+        lam, delta = self._state["lam"], self._state["delta"]
+        G = be.acc(M @ M.T)
+        Y = xp.linalg.inv(G + delta * be.eye(G.shape[0], dtype=be.acc_dtype))
+        gram = lam * Y
+        Yp = be.work(xp.clip(gram, min=0.0))
+        Yn = be.work(xp.clip(-gram, min=0.0))
+        return PenaltyModel(gram=gram, mu_pos=Yp @ M, mu_neg=Yn @ M)
+
+
+def _host(a: Any) -> np.ndarray:
+    from .._backend import to_numpy
+
+    return np.asarray(to_numpy(a), dtype=float)
+
+
+def _spatial_shape(ctx: BindContext, owner: str) -> tuple[int, ...]:
+    shape = ctx.spatial_shape
+    total = ctx.pixel_range[2]
+    if shape is None:
+        raise ValueError(
+            f"{owner} needs the scan grid: pass spatial_shape=(rows, cols) to factorize "
+            f"(X has {total} pixels)."
+        )
+    if math.prod(shape) != total:
+        raise ValueError(
+            f"{owner}: spatial_shape {tuple(shape)} has {math.prod(shape)} pixels but X has "
+            f"{total} rows."
+        )
+    return tuple(int(s) for s in shape)
+
+
+def _slab(shape: tuple[int, ...]) -> int:
+    """Pixels one step apart along the first axis of the grid (a scan line in 2-D)."""
+    return math.prod(shape[1:])
+
+
+def _lines(shape: tuple[int, ...], n_pixels: int) -> tuple[int, ...]:
+    """The grid shape of ``n_pixels`` consecutive pixels that are whole scan lines."""
+    return (n_pixels // max(1, _slab(shape)), *shape[1:])
+
+
+def _with_halo(ctx: BindContext, M: Any, width: int, line: int) -> tuple[Any, int]:
+    """This process's rows of ``M`` with ``width`` scan lines of neighbours' rows each side.
+
+    Returns the extended rows (whole lines of ``line`` pixels, clipped to the grid; see
+    :func:`unmix._ops.line_window`) and the position of ``M``'s first row in them.  When
+    serial ``M`` holds the whole grid and comes back as is.  Every process must call it
+    (the exchange is collective).
+    """
+    if not ctx.distributed:
+        return M, 0
+    halo = getattr(ctx.executor, "halo", None)
+    if halo is None:
+        raise TypeError(
+            f"{type(ctx.executor).__name__} cannot exchange neighbouring scan lines (no halo "
+            "method); use unmix.mpi.MPIExecutor or run spatial terms serially."
+        )
+    above, below = halo(M, width, line)
+    if above.shape[0] == 0 and below.shape[0] == 0:
+        return M, 0
+    xp = ctx.backend.xp
+    return xp.concat([above, M, below], axis=0), int(above.shape[0])
+
+
+@dataclass(frozen=True)
+class GaussianMapFilter(Filter):
+    """Smooth each abundance map on the scan grid with a Gaussian of ``sigma`` pixels.
+
+    The kernel reaches ``ceil(3 sigma)`` pixels (reflecting boundaries).  With the pixels
+    split over processes (:class:`unmix.mpi.MPIExecutor`) each process receives that many
+    scan lines above and below its rows from its neighbours (a halo exchange) and filters
+    its own pixels exactly as a serial run does.
+    """
+
+    sigma: float = 1.0
+    target: str = field(default="A", kw_only=True)
+    _allowed_targets = ("A",)
+
+    @property
+    def label(self) -> str:
+        return "GaussianMapFilter(A)"
+
+    def _prepare(self, ctx: BindContext) -> None:
+        if not self.sigma > 0:
+            raise ValueError(f"GaussianMapFilter: sigma must be > 0 pixels; got {self.sigma!r}.")
+        shape = _spatial_shape(ctx, "GaussianMapFilter")
+        object.__setattr__(self, "_shape", shape)
+        reach = min(len(gaussian_kernel(self.sigma)) // 2, shape[0])
+        object.__setattr__(self, "_reach", reach)  # scan lines (along the first axis)
+
+    def apply(self, M: Any) -> Any:
+        xp = self.ctx.backend.xp
+        ext, off = _with_halo(self.ctx, M, self._reach, _slab(self._shape))
+        if ext.shape[0] == 0:
+            return M
+        V = xp.reshape(ext, (*_lines(self._shape, ext.shape[0]), M.shape[1]))
+        axes = tuple(range(len(self._shape)))
+        V = gaussian_filter_axes(V, xp, self.sigma, axes, lengths=self._shape)
+        V = xp.reshape(V, ext.shape)
+        return V if ext is M else V[off : off + M.shape[0], :]
+
+
+@dataclass(frozen=True)
+class SpectralSmoothing(Filter):
+    """Smooth each endmember between iterations.
+
+    Parameters
+    ----------
+    method : {"gaussian", "median"}
+        Gaussian low-pass (``sigma`` in channels) or median filter (``size`` channels).
+        The median filter removes isolated dips and spikes ("downward-convex peaks").
+    sigma : float
+        Width of the Gaussian, in channels.
+    size : int
+        Window of the median filter, in channels (odd).
+
+    When the problem's ``signal_shape`` is 2-D (diffraction patterns), each endmember is
+    filtered as a 2-D image.
+    """
+
+    method: str = "gaussian"
+    sigma: float = 1.0
+    size: int = 3
+    target: str = field(default="S", kw_only=True)
+    _allowed_targets = ("S",)
+
+    @property
+    def label(self) -> str:
+        return f"SpectralSmoothing[{self.method}](S)"
+
+    def _prepare(self, ctx: BindContext) -> None:
+        if self.method not in ("gaussian", "median"):
+            raise ValueError(
+                f"SpectralSmoothing: method must be 'gaussian' or 'median'; got {self.method!r}."
+            )
+        if self.method == "gaussian" and not self.sigma > 0:
+            raise ValueError(f"SpectralSmoothing: sigma must be > 0; got {self.sigma!r}.")
+        if self.method == "median" and (int(self.size) != self.size or self.size < 1):
+            raise ValueError(f"SpectralSmoothing: size must be a positive int; got {self.size!r}.")
+        shape = ctx.signal_shape or (ctx.n_channels,)
+        if math.prod(shape) != ctx.n_channels:
+            raise ValueError(
+                f"SpectralSmoothing: signal_shape {tuple(shape)} has {math.prod(shape)} channels "
+                f"but X has {ctx.n_channels}."
+            )
+        object.__setattr__(self, "_shape", tuple(int(s) for s in shape))
+
+    def apply(self, M: Any) -> Any:
+        xp = self.ctx.backend.xp
+        V = xp.reshape(M, (M.shape[0], *self._shape))
+        axes = tuple(range(1, V.ndim))
+        if self.method == "gaussian":
+            V = gaussian_filter_axes(V, xp, self.sigma, axes)
+        else:
+            V = median_filter_axes(V, xp, int(self.size), axes)
+        return xp.reshape(V, M.shape)

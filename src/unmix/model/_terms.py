@@ -1,0 +1,211 @@
+"""The one protocol behind constraints, regularizers and between-iteration filters.
+
+A *term* acts on one factor: ``target="A"`` (the maps, pixels x k) or ``target="S"``
+(the endmembers, k x channels).  There are three families:
+
+- :class:`Constraint` - a hard constraint, applied as a projection (``project``); it
+  declares a ``kind`` that solvers check (``"nonneg"``, ``"box"``, ``"simplex"``, ...).
+- :class:`Penalty` - a soft regularizer ``lam * r(M)`` added to the objective.  It offers
+  a local *model* around the current iterate that every solver can use:
+
+  ``r(M') <= r(M) + <grad, M' - M> + 1/2 <M' - M, (M' - M) * curv>
+  + 1/2 tr(M' gram M'^T) - 1/2 tr(M gram M^T)``
+
+  i.e. a quadratic coupling of the components (``gram``, k x k), a gradient and a diagonal
+  curvature that majorize the rest; plus a split of the gradient into non-negative parts
+  for multiplicative updates.
+- :class:`Filter` - an operator applied to the factor between iterations (Gaussian
+  smoothing of maps, median filtering of spectra): a projection-like heuristic that is not
+  part of the objective.
+
+Terms are frozen descriptions; :meth:`Term.bind` returns a copy bound to one problem
+(shapes checked, grid operators precomputed).  A solver never grows one keyword per term.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._backend import Backend
+
+__all__ = ["BindContext", "Constraint", "Filter", "Penalty", "PenaltyModel", "Term"]
+
+TARGETS = ("A", "S")
+
+
+@dataclass(frozen=True)
+class BindContext:
+    """What a term may need to know about the problem it is bound to.
+
+    ``n_pixels`` counts this process's pixels.  With the pixels split over processes,
+    ``rows`` are this process's ``[start, stop)`` rows of ``X``, ``n_total`` the pixels
+    of all processes and ``executor`` the executor (terms that couple neighbouring
+    pixels exchange boundary scan lines through its ``halo``); all None when serial.
+    """
+
+    n_pixels: int
+    n_channels: int
+    k: int
+    backend: Backend
+    spatial_shape: tuple[int, ...] | None = None
+    signal_shape: tuple[int, ...] | None = None
+    nonneg_A: bool = True
+    nonneg_S: bool = True
+    executor: Any = None
+    rows: tuple[int, int] | None = None
+    n_total: int | None = None
+
+    def shape_of(self, target: str) -> tuple[int, int]:
+        return (self.n_pixels, self.k) if target == "A" else (self.k, self.n_channels)
+
+    @property
+    def distributed(self) -> bool:
+        """True when the pixels are split over processes."""
+        return bool(getattr(self.executor, "distributed", False))
+
+    @property
+    def pixel_range(self) -> tuple[int, int, int]:
+        """``(start, stop, n_total)``: this process's rows among all pixels."""
+        start, stop = self.rows if self.rows is not None else (0, self.n_pixels)
+        total = self.n_total if self.n_total is not None else self.n_pixels
+        return int(start), int(stop), int(total)
+
+
+@dataclass
+class PenaltyModel:
+    """Local model of a penalty around the current factor ``M`` (see module docstring).
+
+    Any field may be None (absent).  ``grad`` and ``curv`` broadcast against ``M``.
+    ``mu_pos - mu_neg`` equals the full gradient (``gram`` part included), both >= 0.
+    ``lipschitz`` bounds the curvature of the non-``gram`` part.
+    """
+
+    gram: Any = None
+    grad: Any = None
+    curv: Any = None
+    lipschitz: float = 0.0
+    mu_pos: Any = None
+    mu_neg: Any = None
+
+
+def _check_target(target: str, allowed: tuple[str, ...], owner: str) -> str:
+    if target not in allowed:
+        raise ValueError(f"{owner}: target must be one of {allowed}; got {target!r}.")
+    return target
+
+
+@dataclass(frozen=True)
+class Term:
+    """Base class of constraints, penalties and filters."""
+
+    target: str = field(default="A", kw_only=True)
+    _allowed_targets = TARGETS
+
+    def __post_init__(self) -> None:
+        _check_target(self.target, self._allowed_targets, type(self).__name__)
+
+    def bind(self, ctx: BindContext) -> Term:
+        """Return a copy checked against and prepared for the problem ``ctx``."""
+        bound = copy.copy(self)
+        object.__setattr__(bound, "_ctx", ctx)
+        bound._prepare(ctx)
+        return bound
+
+    def _prepare(self, ctx: BindContext) -> None:
+        """Hook for subclasses: validate shapes, precompute operators."""
+
+    @property
+    def ctx(self) -> BindContext:
+        try:
+            return self._ctx  # type: ignore[attr-defined]
+        except AttributeError:
+            raise RuntimeError(f"{type(self).__name__} is not bound to a problem.") from None
+
+    @property
+    def label(self) -> str:
+        """Short name used in loss histories and messages, e.g. ``'L1(A)'``."""
+        return f"{type(self).__name__}({self.target})"
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-friendly description (for the result's problem spec)."""
+        out: dict[str, Any] = {"type": type(self).__name__}
+        for name, value in vars(self).items():
+            if name.startswith("_"):
+                continue
+            out[name] = _jsonable(value)
+        return out
+
+    def on_data(self, problem: Any) -> None:
+        """Called once with the whole problem before any start (data-scaled strengths)."""
+
+    def on_init(self, A: Any, S: Any, loss_value: float) -> None:
+        """Called once after initialization (e.g. to resolve relative strengths)."""
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"<array shape {tuple(shape)}>"
+    return repr(value)
+
+
+@dataclass(frozen=True)
+class Constraint(Term):
+    """A hard constraint applied by projection.
+
+    ``kind`` is what solvers check; ``separable`` says the projection acts entry by entry
+    (so coordinate-descent solvers such as HALS can apply it exactly per coordinate).
+    """
+
+    kind = "constraint"
+    separable = False
+
+    def project(self, M: Any) -> Any:
+        """Euclidean projection of ``M`` onto the constraint set."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Penalty(Term):
+    """A soft regularizer ``lam * r(M)``."""
+
+    lam: float = 0.0
+    kind = "penalty"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from .._validation import check_lam
+
+        object.__setattr__(self, "lam", check_lam(self.lam, type(self).__name__))
+
+    def value(self, M: Any) -> float:
+        """The penalty's contribution to the objective at ``M``."""
+        raise NotImplementedError
+
+    def model(self, M: Any) -> PenaltyModel:
+        """Local model around ``M`` (see :class:`PenaltyModel`)."""
+        raise NotImplementedError
+
+    def effective(self) -> dict[str, float]:
+        """The absolute strengths in use (differs from ``lam`` for scaled penalties)."""
+        return {"lam": float(self.lam)}
+
+    def prox(self, V: Any, step: float) -> Any | None:
+        """Proximal operator of ``step * lam * r`` if it has a cheap one, else None."""
+        return None
+
+
+@dataclass(frozen=True)
+class Filter(Term):
+    """An operator applied to a factor after each iteration (not part of the objective)."""
+
+    kind = "filter"
+
+    def apply(self, M: Any) -> Any:
+        raise NotImplementedError

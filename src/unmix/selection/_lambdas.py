@@ -1,0 +1,488 @@
+"""Choosing the regularization strengths: grid, random or Bayesian (Optuna) search.
+
+Each trial fits ``X ~= A @ S`` through :func:`unmix.factorize` with non-negative factors,
+unit-norm endmembers and the regularizers of the trial, on the entries *not* held out
+(the engine's ``mask``), and is scored by
+
+    score = e_cv * (1 + weight * q)
+
+where ``e_cv = ||X_H - (A S)_H|| / ||X_H||`` is the relative error on the held-out
+entries ``H`` (a seeded 1/``n_folds`` share of the entries) and ``q`` in [0, 1] an
+implausibility the user picks (:data:`PLAUSIBILITY`, or any callable of the fitted
+:class:`unmix.Result`).  Lower is better.
+
+The strengths are
+
+- ``sparsity``: ``L1(lam = sparsity * s)`` on the maps, ``s`` the mean pixel norm of
+  ``X`` (scale-free, the same convention as ``unmix run --sparsity``);
+- ``smoothness``: ``SpatialSmoothness(lam = smoothness)`` on the maps (graph Laplacian of
+  the scan grid; with unit-norm endmembers the strength is already scale-free).
+
+Following Kannan et al. (2018), the search is staged by default: sparsity first (with no
+smoothness), then smoothness with the best sparsity fixed.  Every search also tries the
+unregularized model, so "no regularization" wins when the data do not ask for any.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .._backend import to_numpy
+from ..blocks._sources import mean_row_norm
+from ._criteria import map_roughness
+
+logger = logging.getLogger("unmix")
+
+__all__ = ["PLAUSIBILITY", "LambdaSearch", "select_lambdas"]
+
+DEFAULT_RANGES = {"sparsity": (1e-3, 1.0), "smoothness": (1e-3, 10.0)}
+
+
+def _hoyer(M: np.ndarray) -> float:
+    """Mean Hoyer (2004) sparsity of the columns: 0 for flat, 1 for one non-zero."""
+    n = M.shape[0]
+    if n < 2:
+        return 0.0
+    l1 = np.sum(np.abs(M), axis=0)
+    l2 = np.sqrt(np.sum(M * M, axis=0))
+    s = (math.sqrt(n) - l1 / np.maximum(l2, 1e-300)) / (math.sqrt(n) - 1.0)
+    return float(np.mean(np.clip(s, 0.0, 1.0)))
+
+
+def _q_sparsity(res: Any, spatial_shape: Any) -> float:
+    return 1.0 - _hoyer(np.asarray(to_numpy(res.A), dtype=float))
+
+
+def _q_smoothness(res: Any, spatial_shape: Any) -> float:
+    if spatial_shape is None:
+        raise ValueError("plausibility='smoothness' needs spatial_shape.")
+    r = map_roughness(np.asarray(to_numpy(res.A), dtype=float), spatial_shape)
+    return float(np.clip(np.nanmean(r), 0.0, 1.0))
+
+
+def _q_negative(res: Any, spatial_shape: Any) -> float:
+    q = 0.0
+    for M in (res.A, res.S):
+        M = np.asarray(to_numpy(M), dtype=float)
+        q += float(np.sum(np.clip(-M, 0.0, None)) / max(np.sum(np.abs(M)), 1e-300))
+    return q / 2.0
+
+
+#: Built-in implausibility terms, each in [0, 1] (0 = plausible):
+#: ``"sparsity"`` 1 - mean Hoyer sparsity of the maps; ``"smoothness"`` mean roughness of
+#: the maps on the scan grid (about 1 for white noise); ``"negative_lobes"`` share of
+#: negative mass in the factors (0 for NMF; for semi-NMF ``fit_options``).
+PLAUSIBILITY: dict[str, Callable[[Any, Any], float]] = {
+    "sparsity": _q_sparsity,
+    "smoothness": _q_smoothness,
+    "negative_lobes": _q_negative,
+}
+
+
+@dataclass
+class LambdaSearch:
+    """What :func:`select_lambdas` returns.
+
+    Attributes
+    ----------
+    k : int
+        Rank of every trial.
+    method : str
+        ``"grid"``, ``"random"`` or ``"bayes"``.
+    names : list of str
+        Searched strengths (``"sparsity"``, ``"smoothness"``).
+    trials : list of dict
+        Per trial: ``params``, ``stage``, ``cv_error``, ``implausibility``, ``score``,
+        ``n_iter``, ``warnings`` (the engine's, e.g. collapsed components), ``seconds``.
+    best : dict of str -> float
+        The strengths of the lowest score.
+    best_score : float
+    scale : float
+        Mean pixel norm of ``X`` (``sparsity`` is relative to it).
+    settings : dict
+        Every option (for provenance).
+    """
+
+    k: int
+    method: str
+    names: list[str]
+    trials: list[dict]
+    best: dict[str, float]
+    best_score: float
+    scale: float
+    settings: dict = field(default_factory=dict)
+
+    def regularizers(self, params: Mapping[str, float] | None = None) -> list:
+        """The regularizer objects of ``params`` (default: the best)."""
+        return _regularizers(dict(self.best if params is None else params), self.scale)
+
+    def factorize_config(self) -> dict[str, Any]:
+        """The ``[factorize]`` table of the best model (``unmix run --config`` reads it)."""
+        regs = [_term_dict(r) for r in self.regularizers()]
+        out: dict[str, Any] = {
+            "k": self.k,
+            "constraints": [{"type": "NonNegative"}, {"type": "UnitNorm"}],
+        }
+        if regs:
+            out["regularizers"] = regs
+        return out
+
+    def plot(self, path: str | os.PathLike) -> str:
+        """Score of every trial against each strength (PNG)."""
+        from ._figures import plot_lambda_search
+
+        return plot_lambda_search(self, path)
+
+    def to_markdown(self) -> str:
+        """The trials as a Markdown table, best first."""
+        head = "| " + " | ".join([*self.names, "stage", "held-out error", "q", "score"]) + " |"
+        lines = [head, "|" + "---|" * (len(self.names) + 4)]
+        for t in sorted(self.trials, key=lambda t: t["score"]):
+            vals = [f"{t['params'][n]:.4g}" for n in self.names]
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        *vals,
+                        str(t["stage"]),
+                        f"{t['cv_error']:.5f}",
+                        f"{t['implausibility']:.3f}",
+                        f"{t['score']:.5f}",
+                    ]
+                )
+                + " |"
+            )
+        return "\n".join(lines)
+
+
+def _term_dict(term: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": type(term).__name__, "lam": float(term.lam)}
+    if type(term).__name__ == "L1":
+        out["target"] = term.target
+    return out
+
+
+def _regularizers(params: dict[str, float], scale: float) -> list:
+    from ..model._regularizers import L1, SpatialSmoothness
+
+    regs = []
+    if params.get("sparsity", 0.0) > 0:
+        regs.append(L1(float(params["sparsity"]) * scale))
+    if params.get("smoothness", 0.0) > 0:
+        regs.append(SpatialSmoothness(float(params["smoothness"])))
+    return regs
+
+
+def _check(
+    params: Any, method: str, plausibility: Any, spatial_shape: Any, n_trials: int
+) -> dict[str, tuple[float, float]]:
+    if method not in ("grid", "random", "bayes"):
+        raise ValueError(f"method must be 'grid', 'random' or 'bayes'; got {method!r}.")
+    if isinstance(params, str):
+        params = [params]
+    if not isinstance(params, Mapping):
+        params = {p: DEFAULT_RANGES.get(p) for p in params}
+    unknown = [p for p in params if p not in DEFAULT_RANGES]
+    if unknown or not params:
+        raise ValueError(
+            f"unknown strengths {unknown or 'none given'}; search over "
+            f"{sorted(DEFAULT_RANGES)} (e.g. params=('sparsity', 'smoothness'))."
+        )
+    ranges = {}
+    for p in sorted(params, key=["sparsity", "smoothness"].index):
+        lo, hi = (float(v) for v in params[p])
+        if not 0.0 < lo < hi:
+            raise ValueError(f"range of {p} must satisfy 0 < low < high; got ({lo}, {hi}).")
+        ranges[p] = (lo, hi)
+    if "smoothness" in ranges and spatial_shape is None:
+        raise ValueError("searching 'smoothness' needs spatial_shape (the scan grid).")
+    if isinstance(plausibility, str) and plausibility not in PLAUSIBILITY:
+        raise ValueError(
+            f"unknown plausibility {plausibility!r}; choose from {sorted(PLAUSIBILITY)}, "
+            "None, or pass a callable(result) -> float in [0, 1]."
+        )
+    if n_trials < 2:
+        raise ValueError(f"n_trials must be >= 2 per stage; got {n_trials}.")
+    return ranges
+
+
+def select_lambdas(
+    X: Any,
+    k: int,
+    *,
+    params: Sequence[str] | Mapping[str, tuple[float, float]] = ("sparsity",),
+    method: str = "grid",
+    n_trials: int = 8,
+    staged: bool = True,
+    plausibility: str | Callable[[Any], float] | None = None,
+    weight: float = 0.1,
+    n_folds: int = 10,
+    spatial_shape: Sequence[int] | None = None,
+    random_state: int | None = 0,
+    max_iter: int = 300,
+    tol: float = 1e-5,
+    fit_options: dict | None = None,
+    progress: Callable[[int, int, dict], None] | None = None,
+    executor: Any = None,
+    groups: int | None = None,
+) -> LambdaSearch:
+    """Search the regularization strengths of a rank-``k`` model by held-out error.
+
+    Parameters
+    ----------
+    X : array (n_pixels, n_channels)
+        Non-negative data.
+    k : int
+        Number of components (e.g. from :func:`select_rank`).
+    params : sequence of str or mapping of str -> (low, high)
+        Strengths to search, ``"sparsity"`` and/or ``"smoothness"`` (see the module), with
+        their log-scale ranges (defaults ``(1e-3, 1)`` and ``(1e-3, 10)``).
+    method : {"grid", "random", "bayes"}
+        Log-spaced grid, log-uniform random draws, or Optuna's TPE sampler (needs the
+        ``optuna`` package: ``pip install "unmix[select]"``).
+    n_trials : int
+        Trials per stage (the unregularized model is one more).
+    staged : bool
+        Search sparsity first, then smoothness at the best sparsity (Kannan et al.);
+        False searches both together (the grid is then their product).
+    plausibility : str or callable, optional
+        Implausibility term ``q``: a key of :data:`PLAUSIBILITY` or ``f(result) -> float``
+        in [0, 1]; None scores by held-out error alone.
+    weight : float
+        Weight of ``q`` in the score ``e_cv * (1 + weight * q)``.
+    n_folds : int
+        One entry in ``n_folds`` is held out (the same entries for every trial).
+    spatial_shape : tuple of int, optional
+        Scan grid (needed for smoothness).
+    random_state : int, optional
+        Seeds the hold-out, the starts and the random / Bayesian draws.
+    max_iter, tol : int, float
+        Stopping rule of each fit.
+    fit_options : dict, optional
+        More keywords for :func:`unmix.factorize` (e.g. ``{"loss": "kl"}``); the held-out
+        error stays the Frobenius one.
+    progress : callable, optional
+        Called as ``progress(done, total, trial)``.
+    executor : unmix.mpi.MPIExecutor, optional
+        Under ``mpiexec``: the trials of each stage (grid or random) run in parallel on
+        groups of ranks (:meth:`~unmix.mpi.MPIExecutor.split`), trial ``i`` on group
+        ``i mod groups``; every rank returns the search a serial run returns.
+    groups : int, optional
+        Number of rank groups (default: one per rank; ``1``: every fit's pixels split
+        over all ranks).
+
+    Returns
+    -------
+    LambdaSearch
+
+    Raises
+    ------
+    ValueError
+        Unknown strengths or method, bad ranges, smoothness without ``spatial_shape``.
+    ImportError
+        ``method="bayes"`` without Optuna installed.
+    """
+    from .._validation import ensure_2d_float
+    from ._plan import HoldoutSpec, holdout_entries
+
+    ranges = _check(params, method, plausibility, spatial_shape, n_trials)
+    team = _Team.make(executor, groups, method)
+    if method == "bayes":
+        try:
+            import optuna
+        except ImportError as err:
+            raise ImportError(
+                "method='bayes' needs Optuna: pip install optuna (or 'unmix[select]')."
+            ) from err
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    X = ensure_2d_float(X)
+    Xn = np.asarray(to_numpy(X), dtype=float)
+    n, m = Xn.shape
+    scale = mean_row_norm(Xn)
+    seed = int(np.random.default_rng(random_state).integers(2**31 - 1))
+    rows, cols = holdout_entries(HoldoutSpec("entries", int(n_folds), 0, seed), n, m)
+    mask = np.ones((n, m), dtype=bool)
+    mask[rows, cols] = False
+    xh = Xn[rows, cols]
+    xh_norm = max(float(np.sqrt(np.sum(xh * xh))), 1e-300)
+    qfun = PLAUSIBILITY.get(plausibility) if isinstance(plausibility, str) else plausibility
+    names = list(ranges)
+    stages = [[p] for p in names] if staged and len(names) > 1 else [names]
+    per_stage = [n_trials ** len(st) if method == "grid" else n_trials for st in stages]
+    total = 1 + sum(per_stage)
+    trials: list[dict] = []
+
+    def trial_of(values: dict[str, float], stage: str, sub: Any = None) -> dict:
+        from ..engine._factorize import factorize
+        from ..model._constraints import NonNegative, UnitNorm
+
+        t0 = time.perf_counter()
+        opts = dict(fit_options or {})
+        opts.setdefault("constraints", [NonNegative(), UnitNorm()])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            res = factorize(
+                X,
+                int(k),
+                regularizers=_regularizers(values, scale),
+                mask=mask,
+                spatial_shape=spatial_shape,
+                max_iter=max_iter,
+                tol=tol,
+                random_state=seed,
+                **opts,
+                **({"executor": sub} if sub is not None else {}),
+            )
+            if sub is not None:  # each rank holds its rows of the maps: all of them
+                res.A = np.concatenate(sub.allgather(to_numpy(res.A)), axis=0)
+        for w in caught:  # e.g. components collapsing under a too strong penalty
+            logger.info("lambda trial %s: %s", values, w.message)
+        A = np.asarray(to_numpy(res.A), dtype=float)
+        S = np.asarray(to_numpy(res.S), dtype=float)
+        u = np.einsum("ij,ji->i", A[rows], S[:, cols])
+        e = float(np.sqrt(np.sum((u - xh) ** 2))) / xh_norm
+        q = 0.0
+        if qfun is not None:
+            q = (
+                float(qfun(res, spatial_shape))
+                if isinstance(plausibility, str)
+                else float(qfun(res))
+            )
+        return {
+            "params": {p: float(values.get(p, 0.0)) for p in names},
+            "stage": stage,
+            "cv_error": e,
+            "implausibility": q,
+            "score": e * (1.0 + weight * q),
+            "n_iter": int(res.n_iter),
+            "warnings": [str(w.message) for w in caught],
+            "seconds": time.perf_counter() - t0,
+        }
+
+    def record(trial: dict) -> float:
+        trials.append(trial)
+        logger.info("lambda trial %d: %s score %.6g", len(trials), trial["params"], trial["score"])
+        if progress is not None:
+            progress(len(trials), total, trial)
+        return trial["score"]
+
+    def evaluate(values: dict[str, float], stage: str) -> float:
+        return record(trial_of(values, stage))
+
+    fixed: dict[str, float] = {p: 0.0 for p in names}
+    rng = np.random.default_rng([seed, 3])
+    if team is None:
+        evaluate(dict(fixed), "baseline")
+    else:
+        for trial in team.run([dict(fixed)], "baseline", trial_of):
+            record(trial)
+    for si, stage in enumerate(stages):
+        label = "+".join(stage)
+        cands = _candidates(
+            stage, ranges, method, n_trials, rng, seed + si, fixed, evaluate, label
+        )
+        if team is None:
+            for values in cands:
+                evaluate({**fixed, **values}, label)
+        else:
+            for trial in team.run([{**fixed, **v} for v in cands], label, trial_of):
+                record(trial)
+        best_t = min(trials, key=lambda t: t["score"])
+        fixed.update({p: best_t["params"][p] for p in stage})
+    if team is not None:
+        team.groups.close()
+    best_t = min(trials, key=lambda t: t["score"])
+    return LambdaSearch(
+        k=int(k),
+        method=method,
+        names=names,
+        trials=trials,
+        best=dict(best_t["params"]),
+        best_score=float(best_t["score"]),
+        scale=scale,
+        settings={
+            "ranges": {p: list(r) for p, r in ranges.items()},
+            "n_trials": n_trials,
+            "staged": staged,
+            "plausibility": plausibility
+            if isinstance(plausibility, str) or plausibility is None
+            else getattr(plausibility, "__name__", "callable"),
+            "weight": weight,
+            "n_folds": n_folds,
+            "random_state": random_state,
+            "max_iter": max_iter,
+            "tol": tol,
+        },
+    )
+
+
+def _candidates(stage, ranges, method, n_trials, rng, seed, fixed, evaluate, label):
+    """Strengths to try in one stage (for Bayesian search the trials run in here)."""
+    logr = {p: (math.log10(ranges[p][0]), math.log10(ranges[p][1])) for p in stage}
+    if method == "grid":
+        axes = [np.logspace(*logr[p], n_trials) for p in stage]
+        mesh = np.meshgrid(*axes, indexing="ij")
+        return [
+            {p: float(v[idx]) for p, v in zip(stage, mesh, strict=True)}
+            for idx in np.ndindex(mesh[0].shape)
+        ]
+    if method == "random":
+        return [{p: float(10 ** rng.uniform(*logr[p])) for p in stage} for _ in range(n_trials)]
+    import optuna
+
+    study = optuna.create_study(
+        direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed % (2**31))
+    )
+
+    def objective(trial: Any) -> float:
+        vals = {p: trial.suggest_float(p, *ranges[p], log=True) for p in stage}
+        return evaluate({**fixed, **vals}, label)
+
+    study.optimize(objective, n_trials=n_trials)
+    return []
+
+
+class _Team:
+    """The trials of one stage dealt over groups of MPI ranks (:class:`unmix._groups.Groups`)."""
+
+    def __init__(self, executor: Any, groups: int | None) -> None:
+        from ..executors.groups import Groups
+
+        self.groups = Groups(executor, groups, task="select_lambdas")
+        self.sub = self.groups.sub
+
+    @classmethod
+    def make(cls, executor: Any, groups: int | None, method: str) -> _Team | None:
+        from ..executors.groups import check_executor
+
+        check_executor(executor, groups, task="split its trials into groups of ranks")
+        if executor is None:
+            return None
+        if method == "bayes":
+            raise ValueError(
+                "method='bayes' draws each trial from the ones before it, so its trials "
+                "cannot run in parallel; use method='grid' or 'random' with executor=."
+            )
+        return cls(executor, groups)
+
+    def run(self, values: list[dict], stage: str, trial_of: Callable) -> list[dict]:
+        """Every trial of ``values``, in order, on every rank."""
+        from ..executors.groups import Work
+
+        sub = self.sub if self.sub.size > 1 else None
+        work = [Work(i, 1.0) for i in range(len(values))]
+
+        def fit(mine: list) -> list:
+            return [(w.key, trial_of(values[w.key], stage, sub)) for w in mine]
+
+        trials = dict(self.groups.run(work, fit))
+        return [trials[i] for i in range(len(values))]

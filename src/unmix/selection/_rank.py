@@ -1,0 +1,571 @@
+"""Rank selection: :func:`select_rank` and its result, :class:`RankSelection`.
+
+For every candidate rank ``k`` the same set of fits feeds every criterion: ``n_restarts``
+restarts (the first on ``X``, the others on bootstrap draws of the pixels, each started by
+SPA on the pixels it kept) and ``cv_repeats`` fits with held-out entries.  From them:
+
+- ``cophenetic``, ``dispersion``: consensus of the pixel clusterings over the restarts
+  (Brunet et al. 2004; Kim & Park 2007);
+- ``silhouette``: stability of the endmembers over the perturbed restarts (NMFk);
+- ``cv``: held-out error of the masked fits (Wold / Owen & Perry entry hold-out);
+- ``aic``, ``bic``: information criteria with the model's dimension ``k (n + m - k) + 1``;
+- ``laplace_pca``: Minka's Laplace evidence for PCA of ``X`` (no fit needed);
+- ``knee``: the knee of the log error curve;
+- ``similarity``: Kannan et al.'s rule (a new component repeats an old one or is noise).
+
+Each criterion picks a rank by its own rule (see :data:`RULES`); all are reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .._backend import backend_of, to_numpy
+from .._validation import check_nonnegative, ensure_2d_float, finite_report
+from ..engine._checkpoint import fingerprint
+from . import _criteria as C
+from ._plan import FitRecord
+from ._runner import Settings, open_store, plan_fits, run_fits
+from ._stability import cluster_silhouettes
+from ._store import Store
+
+logger = logging.getLogger("unmix")
+
+__all__ = ["CRITERIA", "RULES", "RankSelection", "recommend", "select_rank", "voters"]
+
+CRITERIA = (
+    "cophenetic",
+    "dispersion",
+    "silhouette",
+    "cv",
+    "aic",
+    "bic",
+    "laplace_pca",
+    "knee",
+    "similarity",
+)
+RULES = {
+    "cophenetic": "the rank just before the cophenetic correlation first falls by more than "
+    "`consensus_drop` (Brunet et al.: 'where it begins to fall'); the largest value if it "
+    "never does",
+    "dispersion": "as for cophenetic, on the dispersion",
+    "silhouette": "the largest rank whose worst endmember cluster has a mean silhouette >= "
+    "`silhouette_threshold` (NMFk)",
+    "cv": "the smallest rank whose held-out error is within `cv_tolerance` of the minimum",
+    "aic": "the minimum",
+    "bic": "the minimum",
+    "laplace_pca": "the maximum of the evidence",
+    "knee": "the point of the log relative error curve farthest below its chord",
+    "similarity": "the rank before the first one whose new component repeats an old one "
+    "(angle < `repeat_deg`) or whose components look like noise (roughness > "
+    "`noise_roughness`)",
+}
+VOTE_ORDER = ("cv", "bic", "silhouette", "similarity", "knee", "aic", "laplace_pca")
+
+
+@dataclass
+class RankSelection:
+    """What :func:`select_rank` returns.
+
+    Attributes
+    ----------
+    ks : list of int
+        Candidate ranks.
+    table : list of dict
+        One row per rank with every criterion's value (``rel_error`` =
+        ``||X - A S||_F / ||X||_F`` of the best restart, ``cv_error`` = relative held-out
+        error, ``silhouette_min``, ``cophenetic``, ``aic``, ``bic``, ...).
+    picks : dict of str -> int or None
+        The rank each criterion chooses (rules in :data:`RULES`).
+    recommended : int
+        The recommendation: the rank most criteria pick, ties broken in the order
+        ``cv, bic, silhouette, similarity, knee, aic, laplace_pca``; a pick at the
+        largest candidate rank does not vote (the criterion may improve beyond it).
+    settings : dict
+        Every option of the selection (for provenance).
+    consensus : dict of int -> ndarray
+        Consensus matrices over the pixel subsample, per rank.
+    runs : dict of int -> list of FitRecord
+        The restarts per rank (factors ``A`` (pixels, k) and ``S`` (k, channels)); empty
+        after :meth:`load`.
+    timings : dict
+        Wall and CPU seconds of the fits and of the criteria.
+    """
+
+    ks: list[int]
+    table: list[dict]
+    picks: dict[str, int | None]
+    recommended: int
+    settings: dict
+    consensus: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    runs: dict[int, list[FitRecord]] = field(default_factory=dict, repr=False)
+    timings: dict[str, float] = field(default_factory=dict)
+    spatial_shape: tuple[int, ...] | None = None
+
+    def row(self, k: int) -> dict:
+        """The table row of rank ``k``."""
+        for r in self.table:
+            if r["k"] == k:
+                return r
+        raise KeyError(f"k={k} is not among the candidate ranks {self.ks}.")
+
+    def best_fit(self, k: int | None = None) -> FitRecord:
+        """The restart with the lowest error at rank ``k`` (default: the recommended)."""
+        k = self.recommended if k is None else int(k)
+        if k not in self.runs:
+            raise KeyError(f"no fits kept for k={k} (a loaded selection keeps none).")
+        return min(self.runs[k], key=lambda r: r.sse)
+
+    def uncertainty(self, k: int | None = None, **kw: Any) -> Any:
+        """Bands on endmembers and spread of maps over the restarts at rank ``k``."""
+        from ._uncertainty import uncertainty_from_runs
+
+        k = self.recommended if k is None else int(k)
+        if k not in self.runs:
+            raise KeyError(f"no fits kept for k={k} (a loaded selection keeps none).")
+        return uncertainty_from_runs(self.runs[k], spatial_shape=self.spatial_shape, **kw)
+
+    def run_args(self, k: int | None = None) -> str:
+        """The ``unmix run`` options that fit the chosen model, e.g. ``-k 3``."""
+        return f"-k {self.recommended if k is None else int(k)}"
+
+    def to_markdown(self) -> str:
+        """The table and the picks as Markdown."""
+        from ._report import selection_markdown
+
+        return selection_markdown(self)
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Write ``.json`` (table, picks, settings) or ``.h5`` (plus consensus matrices and
+        the best endmembers per rank); returns the path."""
+        from ._report import save_selection
+
+        return save_selection(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> RankSelection:
+        """Read a selection written by :meth:`save` (without the fits)."""
+        from ._report import load_selection
+
+        return load_selection(path)
+
+    def plot(self, outdir: str | os.PathLike) -> dict[str, str]:
+        """Write the figures (criteria vs k, consensus matrices, stability vs error) as
+        PNG files in ``outdir``; returns their paths by name."""
+        from ._figures import plot_selection
+
+        return plot_selection(self, outdir)
+
+
+def _check_ks(ks: Iterable[int], n: int, m: int) -> list[int]:
+    try:
+        out = sorted({int(k) for k in ks})
+    except (TypeError, ValueError):
+        raise TypeError(f"ks must be integers, e.g. range(2, 12); got {ks!r}.") from None
+    hi = min(n, m) - 1
+    bad = [k for k in out if k < 2 or k > hi]
+    if not out or bad:
+        raise ValueError(
+            f"ks out of range: {bad or 'no ranks given'}; every k must lie in "
+            f"[2, min(n_pixels, n_channels) - 1] = [2, {hi}] for X of shape ({n}, {m}) "
+            "(k = 1 has no clustering to compare); e.g. ks=range(2, 12)."
+        )
+    return out
+
+
+def _check_criteria(criteria: Sequence[str] | None, n_restarts: int, cv_repeats: int) -> list:
+    chosen = list(CRITERIA if criteria is None else criteria)
+    unknown = [c for c in chosen if c not in CRITERIA]
+    if unknown:
+        raise ValueError(f"unknown criteria {unknown}; choose from {list(CRITERIA)}.")
+    needs = [c for c in chosen if c in ("cophenetic", "dispersion", "silhouette")]
+    if needs and n_restarts < 3:
+        raise ValueError(
+            f"n_restarts={n_restarts} is too few restarts for consensus and stability "
+            f"({', '.join(needs)}): use n_restarts >= 3 (10 recommended), or leave these "
+            "criteria out with criteria=[...]."
+        )
+    if n_restarts < 1:
+        raise ValueError(f"n_restarts must be >= 1; got {n_restarts}.")
+    if "cv" in chosen and cv_repeats < 1:
+        raise ValueError("criterion 'cv' needs cv_repeats >= 1 held-out fits per rank.")
+    return chosen
+
+
+def select_rank(
+    X: Any,
+    ks: Iterable[int] = range(2, 12),
+    *,
+    n_restarts: int = 10,
+    criteria: Sequence[str] | None = None,
+    cv_repeats: int = 2,
+    holdout: str = "entries",
+    cv_fraction: float = 0.1,
+    spatial_shape: Sequence[int] | None = None,
+    random_state: int | None = 0,
+    n_jobs: int = 1,
+    executor: Any = None,
+    groups: int | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = True,
+    progress: Any = False,
+    max_iter: int = 1000,
+    tol: float = 1e-4,
+    fit_options: dict | None = None,
+    consensus_pixels: int = 1000,
+    silhouette_threshold: float = 0.7,
+    cv_tolerance: float = 0.005,
+    consensus_drop: float = 0.005,
+    repeat_deg: float = 10.0,
+    noise_roughness: float = 0.5,
+) -> RankSelection:
+    r"""Choose the number of components ``k`` of ``X ~= A @ S`` with several criteria.
+
+    Every fit minimizes ``1/2 sum_ij w_i M_ij (X_ij - (A S)_ij)^2`` over ``A >= 0``
+    (pixels, k) and ``S >= 0`` (k, channels), with pixel weights ``w`` (a bootstrap draw,
+    or ones) and an entry mask ``M`` (0 on held-out entries, or ones); see the module
+    for the criteria and :data:`RULES` for how each picks a rank.
+
+    Parameters
+    ----------
+    X : array (n_pixels, n_channels)
+        Non-negative data, one spectrum per row (NumPy, PyTorch or CuPy; float32 stays
+        float32).  On a GPU all fits of the selection run as one batch.
+    ks : iterable of int
+        Candidate ranks, each in ``[2, min(n_pixels, n_channels) - 1]``.
+    n_restarts : int
+        Restarts per rank (>= 3 for consensus and stability; 10 recommended).
+    criteria : list of str, optional
+        Subset of :data:`CRITERIA` (default: all).
+    cv_repeats : int
+        Held-out fits per rank (disjoint folds of the same partition for every rank).
+    holdout : {"entries", "blocks"}
+        Speckled random entries (fraction ``cv_fraction`` per fold) or Owen & Perry's
+        pixel-block x channel-block pattern (a quarter of ``X`` per fold).
+    cv_fraction : float
+        Share of the entries held out per fit for ``holdout="entries"``.
+    spatial_shape : tuple of int, optional
+        Scan grid of the pixels: adds the maps' roughness to the similarity rule.
+    random_state : int, optional
+        Seeds every bootstrap draw, hold-out and start (a run is reproducible).
+    n_jobs : int
+        Worker processes on the CPU (each with one BLAS thread); ranks are distributed.
+    executor : unmix.mpi.MPIExecutor, optional
+        Run the fits on the ranks of an MPI communicator (the script runs under
+        ``mpiexec -n N python -m mpi4py script.py``, every rank calling
+        :func:`select_rank` with the same arguments): they are dealt over ``groups``
+        groups of ranks, each group splits the pixels of its fits over its ranks, and every
+        rank returns the same selection as a serial run (the seeds belong to the fits, not
+        to the ranks that run them).  Use instead of ``n_jobs``.
+    groups : int, optional
+        Number of groups the executor's ranks form (:meth:`unmix.mpi.MPIExecutor.split`),
+        from 1 (every fit split over all ranks: when ``X`` is large) to the number of
+        ranks (the default: every rank fits alone, no communication during the fits).
+    checkpoint : path, optional
+        A directory that records every finished fit; with ``resume=True`` (default) a
+        killed or interrupted selection called again with the same arguments continues
+        from the fits it finished.
+    progress : bool or callable
+        True for a progress bar on stderr; a callable gets ``(done, total, key)``.
+    max_iter, tol : int, float
+        Stopping rule of each fit (relative objective change below ``tol``; 1e-4 ranks
+        the models as 1e-5 does at half the work).
+    fit_options : dict, optional
+        Run each fit through :func:`unmix.factorize` with these options (e.g.
+        ``{"loss": "kl", "solver": "mu"}``) instead of the batched Frobenius solver.
+    consensus_pixels : int
+        Pixels (a fixed random subsample) in the consensus matrices.
+    silhouette_threshold, cv_tolerance, consensus_drop, repeat_deg, noise_roughness : float
+        Parameters of the picking rules (:data:`RULES`).
+
+    Returns
+    -------
+    RankSelection
+
+    Raises
+    ------
+    ValueError
+        Bad ``ks`` (out of range), too few restarts for the chosen criteria, negative
+        or non-finite ``X``, a checkpoint that belongs to other data or settings, or
+        ``groups`` without an MPI executor or beyond its number of ranks.
+    """
+    t0, c0 = time.perf_counter(), time.process_time()
+    X = ensure_2d_float(X)
+    finite_report(X)
+    _check_sign(X, engine=fit_options is not None)
+    n, m = (int(s) for s in X.shape)
+    ks = _check_ks(ks, n, m)
+    chosen = _check_criteria(criteria, n_restarts, cv_repeats)
+    if holdout not in ("entries", "blocks"):
+        raise ValueError(f"holdout must be 'entries' or 'blocks'; got {holdout!r}.")
+    _check_executor(executor, groups, n_jobs)
+    if not 0.0 < cv_fraction <= 0.5:
+        raise ValueError(f"cv_fraction must be in (0, 0.5]; got {cv_fraction}.")
+    if spatial_shape is not None and int(np.prod(spatial_shape)) != n:
+        raise ValueError(
+            f"spatial_shape {tuple(spatial_shape)} has {int(np.prod(spatial_shape))} pixels; "
+            f"X has {n} rows."
+        )
+    seed = int(np.random.default_rng(random_state).integers(2**31 - 1))
+    settings = Settings(max_iter=int(max_iter), tol=float(tol), fit_options=fit_options)
+    reps = cv_repeats if "cv" in chosen else 0
+    specs = plan_fits(ks, n_restarts, reps, holdout, cv_fraction, seed)
+    options = {
+        "ks": ks,
+        "n_restarts": n_restarts,
+        "criteria": chosen,
+        "cv_repeats": reps,
+        "holdout": holdout,
+        "cv_fraction": cv_fraction,
+        "random_state": random_state,
+        "max_iter": max_iter,
+        "tol": tol,
+        "fit_options": None
+        if fit_options is None
+        else {k: repr(v) for k, v in fit_options.items()},
+        "consensus_pixels": consensus_pixels,
+        "silhouette_threshold": silhouette_threshold,
+        "cv_tolerance": cv_tolerance,
+        "consensus_drop": consensus_drop,
+        "repeat_deg": repeat_deg,
+        "noise_roughness": noise_roughness,
+        "spatial_shape": None if spatial_shape is None else list(spatial_shape),
+        "shape": [n, m],
+        "dtype": str(X.dtype),
+    }
+    store, done = None, {}
+    if checkpoint is not None:
+        fp_keys = ("ks", "n_restarts", "criteria", "cv_repeats", "holdout", "cv_fraction")
+        fp = fingerprint(
+            {k: options[k] for k in (*fp_keys, "random_state", "max_iter", "tol", "fit_options")},
+            _signature(X),
+        )
+        store = Store(checkpoint, fp, options)
+        done = open_store(store, resume=resume, executor=executor)
+        done = {k: v for k, v in done.items() if k in {s.key for s in specs}}
+    t_fit, c_fit = time.perf_counter(), time.process_time()
+    recs = run_fits(
+        X,
+        specs,
+        settings,
+        n_jobs=n_jobs,
+        store=store,
+        done=done,
+        progress=progress,
+        executor=executor,
+        groups=groups,
+    )
+    t_fit, c_fit = time.perf_counter() - t_fit, time.process_time() - c_fit
+    t_crit = time.perf_counter()
+    sel = _assemble(X, ks, recs, chosen, options, spatial_shape, seed)
+    sel.timings = {
+        "fits_wall": t_fit,
+        "fits_cpu_parent": c_fit,
+        "criteria_wall": time.perf_counter() - t_crit,
+        "total_wall": time.perf_counter() - t0,
+        "total_cpu_parent": time.process_time() - c0,
+        "n_fits": len(specs),
+        "n_fits_resumed": len(done),
+    }
+    logger.info(
+        "select_rank: recommended k=%d (picks %s) in %.1f s",
+        sel.recommended,
+        sel.picks,
+        sel.timings["total_wall"],
+    )
+    return sel
+
+
+def _check_executor(executor: Any, groups: int | None, n_jobs: int) -> None:
+    """An MPI executor (or none), a group count that fits its ranks, not both n_jobs."""
+    from ..executors.groups import check_executor
+
+    check_executor(executor, groups, task="run a selection's fits")
+    if executor is not None and n_jobs != 1:
+        raise ValueError(
+            f"n_jobs={n_jobs} and an MPI executor: the ranks already run the fits in "
+            "parallel; leave n_jobs=1 (set groups= to choose how the ranks share them)."
+        )
+
+
+def _check_sign(X: Any, *, engine: bool) -> None:
+    """Negative noise is fine for Frobenius NMF; a mostly negative or centred X is not."""
+    be = backend_of(X)
+    xp = be.xp
+    if engine or bool(xp.min(X) >= 0):
+        if engine:
+            check_nonnegative(X, why="rank selection by NMF")
+        return
+    Xd = be.acc(X)
+    neg = float(xp.sum(xp.clip(-Xd, 0.0, None)))
+    pos = float(xp.sum(xp.clip(Xd, 0.0, None)))
+    if neg > 0.1 * pos:
+        check_nonnegative(X, why="rank selection by NMF (more than 10% negative mass)")
+    logger.info("X has negative entries (%.2g%% of the mass): kept as noise.", 100 * neg / pos)
+
+
+def _signature(X: Any) -> str:
+    Xn = to_numpy(X)
+    step = max(1, Xn.shape[0] // 64)
+    return f"{Xn.shape}:{Xn.dtype}:{float(np.sum(Xn, dtype=float)):.17g}:" + ",".join(
+        f"{float(v):.12g}" for v in np.sum(Xn[::step], axis=1, dtype=float)
+    )
+
+
+def _assemble(X, ks, recs, chosen, opt, spatial_shape, seed) -> RankSelection:
+    """Every criterion's value per rank, the picks and the recommendation."""
+    be = backend_of(X)
+    xp = be.xp
+    n, m = (int(s) for s in X.shape)
+    norm2 = float(xp.sum(be.acc(X) * be.acc(X)))
+    R, reps = opt["n_restarts"], opt["cv_repeats"]
+    sub = np.sort(
+        np.random.default_rng([seed, 5]).choice(n, min(n, opt["consensus_pixels"]), False)
+    )
+    evidence = (
+        C.laplace_pca_evidence(to_numpy(X), ks) if "laplace_pca" in chosen else [np.nan] * len(ks)
+    )
+    table, consensus, runs, prev_S = [], {}, {}, None
+    for i, k in enumerate(ks):
+        rr = [recs[f"k{k}/r{r}"] for r in range(R)]
+        runs[k] = rr
+        sse = np.array([r.sse for r in rr])
+        best = int(np.argmin(sse))
+        ic = C.information_criteria(sse[best], k, n, m)
+        row = {
+            "k": k,
+            "rel_error": float(np.sqrt(sse[best] / norm2)),
+            "sse": float(sse[best]),
+            "rel_error_spread": float(np.sqrt(np.max(sse) / norm2) - np.sqrt(sse[best] / norm2)),
+            "aic": ic["aic"],
+            "bic": ic["bic"],
+            "n_params": ic["n_params"],
+            "laplace_pca": float(evidence[i]),
+            "iterations": float(np.mean([r.n_iter for r in rr])),
+            "not_converged": int(sum(r.stop_reason != "tol" for r in rr)),
+        }
+        if R >= 3:
+            labels = np.stack([C.pixel_labels(to_numpy(r.A)[sub], to_numpy(r.S)) for r in rr])
+            Cm = C.consensus_matrix(labels)
+            consensus[k] = Cm
+            st = cluster_silhouettes([to_numpy(r.S) for r in rr], reference=best)
+            row.update(
+                cophenetic=C.cophenetic_correlation(Cm),
+                dispersion=C.dispersion(Cm),
+                silhouette_min=st["min_cluster"],
+                silhouette_mean=st["mean"],
+            )
+        if reps:
+            cv = [recs[f"k{k}/cv{f}"] for f in range(reps)]
+            h_sse = sum(c.heldout_sse for c in cv)
+            row["cv_error"] = float(np.sqrt(h_sse / max(sum(c.heldout_ss for c in cv), 1e-300)))
+            row["cv_mse"] = float(h_sse / max(sum(c.heldout_n for c in cv), 1))
+        bestrec = rr[best]
+        sim = C.component_similarity(
+            prev_S,
+            to_numpy(bestrec.S),
+            A=to_numpy(bestrec.A) if bestrec.A is not None else None,
+            spatial_shape=spatial_shape,
+            repeat_deg=opt["repeat_deg"],
+            noise_roughness=opt["noise_roughness"],
+        )
+        prev_S = to_numpy(bestrec.S)
+        row.update(
+            new_component_angle=sim["repeat_angle"],
+            spectrum_roughness=sim["roughness"],
+            map_roughness=sim["map_roughness"],
+            repeats=sim["repeats"],
+            noise_like=sim["noise_like"],
+            too_large=sim["too_large"],
+        )
+        table.append(row)
+    picks = {c: _pick(c, table, opt) for c in chosen}
+    return RankSelection(
+        ks=list(ks),
+        table=table,
+        picks=picks,
+        recommended=recommend(picks, ks),
+        settings=opt,
+        consensus=consensus,
+        runs=runs,
+        spatial_shape=None if spatial_shape is None else tuple(spatial_shape),
+    )
+
+
+def _first_drop(ks: list[int], v: np.ndarray, drop: float) -> int | None:
+    ok = np.isfinite(v)
+    if not ok.any():
+        return None
+    for i in range(len(ks) - 1):
+        if ok[i] and ok[i + 1] and v[i] - v[i + 1] > drop:
+            return ks[i]
+    return ks[int(np.nanargmax(v))]
+
+
+def _pick(name: str, table: list[dict], opt: dict) -> int | None:
+    ks = [r["k"] for r in table]
+
+    def col(key: str) -> np.ndarray:
+        return np.array([r.get(key, np.nan) for r in table], dtype=float)
+
+    if name in ("cophenetic", "dispersion"):
+        return _first_drop(ks, col(name), opt["consensus_drop"])
+    if name == "silhouette":
+        s = col("silhouette_min")
+        good = [
+            k
+            for k, v in zip(ks, s, strict=True)
+            if np.isfinite(v) and v >= opt["silhouette_threshold"]
+        ]
+        return max(good) if good else (ks[int(np.nanargmax(s))] if np.isfinite(s).any() else None)
+    if name == "cv":
+        e = col("cv_mse")
+        if not np.isfinite(e).any():
+            return None
+        lim = np.nanmin(e) * (1.0 + opt["cv_tolerance"])
+        return min(k for k, v in zip(ks, e, strict=True) if np.isfinite(v) and v <= lim)
+    if name in ("aic", "bic"):
+        v = col(name)
+        return ks[int(np.nanargmin(v))] if np.isfinite(v).any() else None
+    if name == "laplace_pca":
+        v = col("laplace_pca")
+        return ks[int(np.nanargmax(v))] if np.isfinite(v).any() else None
+    if name == "knee":
+        return C.knee_point(ks, col("rel_error"))
+    if name == "similarity":
+        for i, r in enumerate(table):
+            if i > 0 and r["too_large"]:
+                return table[i - 1]["k"]
+        return None if table[0]["too_large"] else ks[-1]
+    raise ValueError(name)  # pragma: no cover
+
+
+def voters(picks: dict[str, int | None], ks: Sequence[int]) -> dict[str, int]:
+    """The picks that vote: a pick at the largest candidate rank does not (the
+    criterion may still improve beyond the range; extend ``ks`` to see)."""
+    top = max(ks)
+    return {c: int(k) for c, k in picks.items() if k is not None and (k < top or len(ks) < 3)}
+
+
+def recommend(picks: dict[str, int | None], ks: Sequence[int]) -> int:
+    """The rank most voting criteria pick (:func:`voters`); ties broken by
+    :data:`VOTE_ORDER`, then the smaller rank.  Without any vote, the largest pick, else
+    the smallest candidate."""
+    votes = Counter(voters(picks, ks).values())
+    if not votes:
+        given = [k for k in picks.values() if k is not None]
+        return int(max(given)) if given else int(min(ks))
+    top = max(votes.values())
+    tied = [k for k, v in votes.items() if v == top]
+    for c in VOTE_ORDER:
+        if picks.get(c) in tied:
+            return int(picks[c])
+    return int(min(tied))

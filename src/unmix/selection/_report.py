@@ -1,0 +1,319 @@
+"""Saving, loading and reporting a selection: Markdown, JSON / HDF5, TOML, HTML.
+
+- :func:`selection_markdown`: the criteria table and every pick;
+- :func:`save_selection` / :func:`load_selection`: ``.json`` (table, picks, settings) or
+  ``.h5`` (plus consensus matrices and the best endmembers per rank), no pickle;
+- :func:`run_config`: a TOML config with the chosen ``k`` and strengths that
+  ``unmix run --config`` accepts;
+- :func:`write_selection_report`: a self-contained ``selection.html`` in the style of
+  :func:`unmix.report.write_report` (figures embedded, no script).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._version import __version__
+
+logger = logging.getLogger("unmix")
+
+__all__ = [
+    "load_selection",
+    "run_config",
+    "save_selection",
+    "selection_markdown",
+    "write_selection_report",
+]
+
+FORMAT = "unmix-rank-selection"
+_COLUMNS = (
+    ("k", "k", "{:d}"),
+    ("rel_error", "rel. error", "{:.4g}"),
+    ("cv_error", "held-out", "{:.4g}"),
+    ("silhouette_min", "silh. min", "{:.3f}"),
+    ("cophenetic", "cophenetic", "{:.4f}"),
+    ("dispersion", "dispersion", "{:.4f}"),
+    ("aic", "AIC", "{:.6g}"),
+    ("bic", "BIC", "{:.6g}"),
+    ("laplace_pca", "Laplace-PCA", "{:.6g}"),
+    ("new_component_angle", "new comp. angle", "{:.1f}"),
+    ("too_large", "repeat/noise", "{}"),
+)
+
+
+def _cell(row: dict, key: str, fmt: str) -> str:
+    v = row.get(key)
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    return fmt.format(int(v) if fmt == "{:d}" else v)
+
+
+def _columns(sel: Any) -> list[tuple[str, str, str]]:
+    return [c for c in _COLUMNS if any(c[0] in r for r in sel.table)]
+
+
+def selection_markdown(sel: Any) -> str:
+    """The criteria table (one row per ``k``) and each criterion's pick, as Markdown."""
+    cols = _columns(sel)
+    lines = [
+        "| " + " | ".join(c[1] for c in cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
+    for r in sel.table:
+        lines.append("| " + " | ".join(_cell(r, c[0], c[2]) for c in cols) + " |")
+    lines.append("")
+    lines.append("| criterion | picks k |")
+    lines.append("|---|---|")
+    for name, k in sel.picks.items():
+        lines.append(f"| {name} | {'-' if k is None else k} |")
+    lines.append(f"| **recommended** | **{sel.recommended}** |")
+    return "\n".join(lines)
+
+
+def _plain(o: Any) -> Any:
+    if isinstance(o, dict):
+        return {str(k): _plain(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_plain(v) for v in o]
+    if isinstance(o, (np.bool_, bool)):
+        return bool(o)
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (float, np.floating)):
+        f = float(o)
+        return f if math.isfinite(f) else None
+    return o
+
+
+def _meta(sel: Any) -> dict[str, Any]:
+    return _plain(
+        {
+            "format": FORMAT,
+            "version": __version__,
+            "ks": sel.ks,
+            "table": sel.table,
+            "picks": {k: v for k, v in sel.picks.items()},
+            "recommended": sel.recommended,
+            "settings": sel.settings,
+            "timings": sel.timings,
+            "spatial_shape": sel.spatial_shape,
+        }
+    )
+
+
+def save_selection(sel: Any, path: str | os.PathLike) -> str:
+    """Write ``sel`` to ``.json`` or ``.h5`` (see the module); returns the path."""
+    path = os.fspath(path)
+    meta = _meta(sel)
+    if path.endswith(".json"):
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=1)
+        return path
+    if not path.endswith((".h5", ".hdf5")):
+        raise ValueError(f"save a selection to .json or .h5; got {path!r}.")
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["meta"] = json.dumps(meta)
+        for k, C in sel.consensus.items():
+            f.create_dataset(f"consensus/k{k}", data=np.asarray(C), compression="gzip")
+        for k, runs in sel.runs.items():
+            best = min(runs, key=lambda r: r.sse)
+            f.create_dataset(f"endmembers/k{k}", data=np.asarray(best.S, dtype=float))
+    return path
+
+
+def load_selection(path: str | os.PathLike) -> Any:
+    """Read a selection written by :func:`save_selection` (fits are not stored)."""
+    from ._rank import RankSelection
+
+    path = os.fspath(path)
+    consensus: dict[int, np.ndarray] = {}
+    if path.endswith(".json"):
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    else:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != FORMAT:
+                raise ValueError(f"{path} is not an unmix rank selection file.")
+            meta = json.loads(f.attrs["meta"])
+            for name in f.get("consensus", {}):
+                consensus[int(name[1:])] = f["consensus"][name][()]
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an unmix rank selection file.")
+    table = [{k: (np.nan if v is None else v) for k, v in r.items()} for r in meta["table"]]
+    shape = meta.get("spatial_shape")
+    return RankSelection(
+        ks=[int(k) for k in meta["ks"]],
+        table=table,
+        picks={k: (None if v is None else int(v)) for k, v in meta["picks"].items()},
+        recommended=int(meta["recommended"]),
+        settings=meta["settings"],
+        consensus=consensus,
+        timings=meta.get("timings", {}),
+        spatial_shape=None if shape is None else tuple(shape),
+    )
+
+
+# ------------------------------------------------------------------ TOML
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v))
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def run_config(
+    k: int,
+    *,
+    lambdas: Any = None,
+    input_table: dict | None = None,
+    steps: list | None = None,
+    random_state: int | None = 0,
+) -> str:
+    """A TOML config for ``unmix run --config`` with the chosen ``k`` and strengths.
+
+    ``lambdas`` is a :class:`.lambdas.LambdaSearch` (its best regularizers and the
+    constraints they were searched with) or None; ``input_table`` the ``[input]`` keys
+    (``file``, ``dataset``, ``signal``, ``spatial_shape``) and ``steps`` the
+    preprocessing steps the selection used.
+    """
+    fac: dict[str, Any] = {"k": int(k)}
+    if lambdas is not None:
+        fac = lambdas.factorize_config()
+        fac["k"] = int(k)
+    if random_state is not None:
+        fac["random_state"] = int(random_state)
+    out = ["# written by unmix select; run it with: unmix run --config THIS_FILE -o OUTDIR"]
+    inp = {key: v for key, v in (input_table or {}).items() if v not in (None, [], ())}
+    if inp:
+        out.append("[input]")
+        out += [f"{key} = {_toml_value(v)}" for key, v in inp.items()]
+        out.append("")
+    if steps:
+        out.append("[preprocess]")
+        out.append(f"steps = {_toml_value(list(steps))}")
+        out.append("")
+    out.append("[factorize]")
+    out += [f"{key} = {_toml_value(v)}" for key, v in fac.items()]
+    return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------ HTML
+def _esc(v: Any) -> str:
+    return html.escape(str(v), quote=True)
+
+
+def _html_table(sel: Any) -> str:
+    cols = _columns(sel)
+    head = "".join(f"<th>{_esc(c[1])}</th>" for c in cols)
+    body = []
+    for r in sel.table:
+        style = ' style="font-weight:600"' if r["k"] == sel.recommended else ""
+        body.append(
+            f"<tr{style}>"
+            + "".join(f"<td>{_esc(_cell(r, c[0], c[2]))}</td>" for c in cols)
+            + "</tr>"
+        )
+    return f"<table><tr>{head}</tr>\n" + "\n".join(body) + "</table>"
+
+
+def selection_section(sel: Any, outdir: str | os.PathLike, *, lambdas: Any = None) -> str:
+    """The HTML ``<section>`` of a selection (figures written to ``outdir``)."""
+    from ..report._html import _Figure, _figure_html
+    from ._rank import RULES
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    figs = sel.plot(outdir) if sel.runs or sel.consensus else {}
+    if not figs:
+        from ._figures import plot_criteria
+
+        figs = {"criteria": plot_criteria(sel, outdir / "selection_criteria.png")}
+    captions = {
+        "criteria": "Every criterion against k; the circled point is the criterion's pick, "
+        "the dashed line the recommendation.",
+        "consensus": "Consensus matrices (pixels ordered by their average-linkage tree).",
+        "stability": "Stability (worst endmember-cluster silhouette) against error (NMFk).",
+        "uncertainty": f"Endmembers of k = {sel.recommended} with their band over the "
+        "restarts / bootstrap draws, and the per-pixel spread of each map.",
+    }
+    picks = "".join(
+        f"<tr><td>{_esc(c)}</td><td>{_esc('-' if k is None else k)}</td>"
+        f"<td>{_esc(RULES.get(c, ''))}</td></tr>"
+        for c, k in sel.picks.items()
+    )
+    parts = [
+        '<section id="selection">',
+        "<h2>Rank selection</h2>",
+        f"<p><b>Recommended k = {sel.recommended}</b> (the rank most criteria pick).</p>",
+        "<h3>Picks</h3>",
+        f"<table><tr><th>criterion</th><th>k</th><th>rule</th></tr>{picks}</table>",
+        "<h3>Criteria per k</h3>",
+        _html_table(sel),
+    ]
+    for name, p in figs.items():
+        parts.append(_figure_html(_Figure(Path(p), f"selection {name}", captions[name])))
+    if lambdas is not None:
+        lp = lambdas.plot(outdir / "selection_lambdas.png")
+        best = ", ".join(f"{k} = {v:.4g}" for k, v in lambdas.best.items())
+        parts += [
+            "<h3>Regularization strengths</h3>",
+            f"<p>{_esc(lambdas.method)} search, {len(lambdas.trials)} trials; best: "
+            f"{_esc(best)} (score {lambdas.best_score:.5g}).</p>",
+            _figure_html(_Figure(Path(lp), "lambda search", "Score of every trial.")),
+        ]
+    t = sel.timings
+    if t:
+        parts.append(
+            f'<p class="muted">{int(t.get("n_fits", 0))} fits '
+            f"({int(t.get('n_fits_resumed', 0))} resumed), "
+            f"{t.get('total_wall', float('nan')):.1f} s wall.</p>"
+        )
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def write_selection_report(
+    outdir: str | os.PathLike, sel: Any, *, lambdas: Any = None, title: str | None = None
+) -> Path:
+    """Write the figures and a self-contained ``selection.html`` into ``outdir``."""
+    from ..report._template import CSS, PAGE
+
+    outdir = Path(outdir)
+    body = selection_section(sel, outdir, lambdas=lambdas)
+    page = PAGE.format(
+        title=_esc(title or "unmix rank selection"),
+        version=_esc(__version__),
+        date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        css=CSS,
+        nav='<li><a href="#selection">Rank selection</a></li>',
+        body=body,
+    )
+    path = outdir / "selection.html"
+    path.write_text(page, encoding="utf-8")
+    logger.info("selection report: %s", path)
+    return path
