@@ -53,7 +53,7 @@ def captured(monkeypatch):
         figs.append(fig)
         return real(fig, path)
 
-    monkeypatch.setattr(_panels, "save", save)
+    monkeypatch.setattr(figures, "save", save)  # the name the figure functions call
     return figs
 
 

@@ -10,6 +10,7 @@ with ``--resume`` continues.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import click
@@ -89,8 +90,6 @@ def _config_tables(config: str | None, file: str | None, steps: tuple, shape: st
 @mpi_options("select", "Run the fits", "fits")
 def select(file: str | None, **kw: Any) -> None:
     """Choose the number of components of FILE (and, with --lambdas, the strengths)."""
-    from ..selection import run_config, select_lambdas, select_rank, write_selection_report
-
     ks = parse_ks(kw["ks"])
     cfg = _config_tables(kw["config"], file, kw["steps"], kw["spatial_shape"])
     executor = mpi_executor(kw["mpi"], kw["groups"], command="select")
@@ -107,36 +106,7 @@ def select(file: str | None, **kw: Any) -> None:
     shape = tuple(image.spatial_shape)
     criteria = None if not kw["criteria"] else [c.strip() for c in kw["criteria"].split(",")]
     try:
-        sel = select_rank(
-            X,
-            ks,
-            n_restarts=kw["n_restarts"],
-            cv_repeats=kw["cv_repeats"],
-            holdout=kw["holdout"],
-            criteria=criteria,
-            spatial_shape=shape,
-            random_state=kw["random_state"],
-            n_jobs=kw["n_jobs"],
-            max_iter=kw["max_iter"],
-            checkpoint=os.path.join(outdir, "checkpoint"),
-            resume=kw["resume"],
-            progress=not kw["quiet"],
-            **parallel,
-        )
-        lam = None
-        if kw["lambdas"]:
-            names = [p.strip() for p in kw["lambdas"].split(",") if p.strip()]
-            lam = select_lambdas(
-                X,
-                sel.recommended,
-                params=names,
-                method=kw["lambda_method"],
-                n_trials=kw["lambda_trials"],
-                plausibility=kw["plausibility"],
-                spatial_shape=shape,
-                random_state=kw["random_state"],
-                **({} if kw["lambda_method"] == "bayes" else parallel),
-            )
+        sel, lam = _choose(X, ks, shape, criteria, outdir, parallel, kw)
     except KeyboardInterrupt:
         raise Fail(
             "interrupted; finished fits are kept: rerun with --resume to continue.",
@@ -146,13 +116,76 @@ def select(file: str | None, **kw: Any) -> None:
         raise Fail(str(err), EXIT_FIT) from err
     if not lead:  # every rank holds the selection; rank 0 writes it
         return
+    report, toml_path = _write_outputs(outdir, sel, lam, image.title, cfg, kw["random_state"])
+    click.echo(f"recommended k = {sel.recommended}")
+    if lam is not None:
+        click.echo("strengths: " + ", ".join(f"{k} = {v:.4g}" for k, v in lam.best.items()))
+    if not kw["quiet"]:
+        click.echo(sel.to_markdown())
+        click.echo(f"  config  {os.path.abspath(toml_path)}  (unmix run --config ...)")
+        click.echo(f"  report  {os.path.abspath(report)}")
+
+
+def _choose(
+    X: Any,
+    ks: list[int],
+    shape: tuple[int, ...],
+    criteria: list[str] | None,
+    outdir: str,
+    parallel: dict[str, Any],
+    kw: dict[str, Any],
+) -> tuple[Any, Any]:
+    """The rank selection (fits recorded in ``OUTDIR/checkpoint``) and, with --lambdas,
+    the strength search at its recommended rank (else None)."""
+    from ..selection import select_lambdas, select_rank
+
+    sel = select_rank(
+        X,
+        ks,
+        n_restarts=kw["n_restarts"],
+        cv_repeats=kw["cv_repeats"],
+        holdout=kw["holdout"],
+        criteria=criteria,
+        spatial_shape=shape,
+        random_state=kw["random_state"],
+        n_jobs=kw["n_jobs"],
+        max_iter=kw["max_iter"],
+        checkpoint=os.path.join(outdir, "checkpoint"),
+        resume=kw["resume"],
+        progress=not kw["quiet"],
+        **parallel,
+    )
+    if not kw["lambdas"]:
+        return sel, None
+    names = [p.strip() for p in kw["lambdas"].split(",") if p.strip()]
+    lam = select_lambdas(
+        X,
+        sel.recommended,
+        params=names,
+        method=kw["lambda_method"],
+        n_trials=kw["lambda_trials"],
+        plausibility=kw["plausibility"],
+        spatial_shape=shape,
+        random_state=kw["random_state"],
+        **({} if kw["lambda_method"] == "bayes" else parallel),
+    )
+    return sel, lam
+
+
+def _write_outputs(
+    outdir: str, sel: Any, lam: Any, title: str, cfg: dict, random_state: int
+) -> tuple[Path, str]:
+    """Write the selection (.json, .h5), the uncertainty bands, the HTML report and
+    ``selected.toml`` into ``outdir``; the report's and the config's paths."""
+    from ..selection import run_config, write_selection_report
+
     sel.save(os.path.join(outdir, "selection.json"))
     sel.save(os.path.join(outdir, "selection.h5"))
     try:
         sel.uncertainty().save(os.path.join(outdir, "uncertainty.h5"))
     except ValueError:  # fewer than two restarts
         pass
-    report = write_selection_report(outdir, sel, lambdas=lam, title=f"unmix select: {image.title}")
+    report = write_selection_report(outdir, sel, lambdas=lam, title=f"unmix select: {title}")
     toml_path = os.path.join(outdir, "selected.toml")
     inp = {key: cfg["input"].get(key) for key in ("file", "dataset", "signal", "spatial_shape")}
     inp["file"] = os.path.abspath(inp["file"])
@@ -161,14 +194,8 @@ def select(file: str | None, **kw: Any) -> None:
         lambdas=lam,
         input_table=inp,
         steps=cfg.get("preprocess", {}).get("steps"),
-        random_state=kw["random_state"],
+        random_state=random_state,
     )
     with open(toml_path, "w", encoding="utf-8") as f:
         f.write(text)
-    click.echo(f"recommended k = {sel.recommended}")
-    if lam is not None:
-        click.echo("strengths: " + ", ".join(f"{k} = {v:.4g}" for k, v in lam.best.items()))
-    if not kw["quiet"]:
-        click.echo(sel.to_markdown())
-        click.echo(f"  config  {os.path.abspath(toml_path)}  (unmix run --config ...)")
-        click.echo(f"  report  {os.path.abspath(report)}")
+    return report, toml_path

@@ -20,8 +20,25 @@ from matplotlib.ticker import MaxNLocator
 from .._backend import to_numpy
 from ..result import Result
 from ..spectral_image import Axis, SpectralImage
-from . import _panels as P
 from ._model import check_X, contributions, default_pixels, model_rows, relative_residuals
+from ._panels import (
+    DIVERGING,
+    SEQ_MAPS,
+    SEQ_PATTERNS,
+    Geometry,
+    axis_label,
+    color,
+    colour_scale,
+    flat_index,
+    geometry,
+    image_grid,
+    names_for,
+    panel_image,
+    pixel_label,
+    save,
+    show,
+    spatial_panels,
+)
 
 __all__ = [
     "plot_comparison",
@@ -64,32 +81,32 @@ def plot_endmembers(
     str
         ``path``.
     """
-    g = P.geometry(result, image)
+    g = geometry(result, image)
     S = np.asarray(to_numpy(result.S), dtype=float)
-    names = P.names_for(result, names)
+    names = names_for(result, names)
     k = S.shape[0]
     if len(g.signal) == 2:
         imgs = list(S.reshape(k, *g.signal_shape))
         yax, xax = g.signal
-        fig = P.image_grid(
+        fig = image_grid(
             imgs,
             yax,
             xax,
             names,
-            seq=P.SEQ_PATTERNS,
+            seq=SEQ_PATTERNS,
             shared=shared_scale,
             bar=False,
             cbar_label="intensity (a.u.)",
             suptitle="Endmembers",
         )
-        return P.save(fig, path)
+        return save(fig, path)
     x = g.signal[0].values
     panels = 1 if overlay else k
     fig = Figure(figsize=(7.5, 1.2 + (3.0 if overlay else 1.35 * k)), layout="constrained")
     axes = fig.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
     for j in range(k):
         ax = axes[0 if overlay else j]
-        ax.plot(x, S[j], color=P.color(j), lw=1.3, label=names[j])
+        ax.plot(x, S[j], color=color(j), lw=1.3, label=names[j])
         if S[j].min() < 0:
             ax.axhline(0, color="0.6", lw=0.7)
         if not overlay:
@@ -99,27 +116,27 @@ def plot_endmembers(
                 names[j],
                 transform=ax.transAxes,
                 va="top",
-                color=P.color(j),
+                color=color(j),
                 bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1.5},
             )
         ax.tick_params(labelsize=8)
     if overlay:
         axes[0].legend(frameon=False, fontsize=8)
-    axes[-1].set_xlabel(P.axis_label(g.signal[0]))
+    axes[-1].set_xlabel(axis_label(g.signal[0]))
     axes[len(axes) // 2].set_ylabel("intensity (a.u.)")
     axes[-1].set_xlim(float(np.min(x)), float(np.max(x)))
     fig.suptitle("Endmembers", fontsize=11)
-    return P.save(fig, path)
+    return save(fig, path)
 
 
 def _profiles(fig: Figure, M: np.ndarray, xax: Axis, titles: list[str], ylabel: str) -> None:
     axes = fig.subplots(M.shape[1], 1, sharex=True, squeeze=False)[:, 0]
     for j, ax in enumerate(axes):
-        ax.plot(xax.values, M[:, j], color=P.color(j), lw=1.3)
-        ax.set_title(titles[j], fontsize=9, color=P.color(j), loc="left")
+        ax.plot(xax.values, M[:, j], color=color(j), lw=1.3)
+        ax.set_title(titles[j], fontsize=9, color=color(j), loc="left")
         ax.tick_params(labelsize=8)
         ax.set_ylabel(ylabel, fontsize=8)
-    axes[-1].set_xlabel(P.axis_label(xax, "px"))
+    axes[-1].set_xlabel(axis_label(xax, "px"))
 
 
 def plot_maps(
@@ -152,32 +169,32 @@ def plot_maps(
     str
         ``path``.
     """
-    g = P.geometry(result, image)
+    g = geometry(result, image)
     A = np.asarray(to_numpy(result.A), dtype=float)
-    names = P.names_for(result, names)
+    names = names_for(result, names)
     label = "score" if result.spec.get("solver") == "svd" else "abundance"
-    grid, sp, note = P.spatial_panels(A, g)
+    grid, sp, note = spatial_panels(A, g)
     if len(sp) == 1:
         fig = Figure(figsize=(7.5, 1.0 + 1.35 * A.shape[1]), layout="constrained")
         _profiles(fig, grid, sp[0], names, label)
         fig.suptitle("Score profiles" if label == "score" else "Abundance profiles", fontsize=11)
-        return P.save(fig, path)
+        return save(fig, path)
     imgs = [grid[..., j] for j in range(A.shape[1])]
     title = ("Score maps" if label == "score" else "Abundance maps") + (
         f" ({note})" if note else ""
     )
-    fig = P.image_grid(
+    fig = image_grid(
         imgs,
         sp[0],
         sp[1],
         names,
-        seq=P.SEQ_MAPS,
+        seq=SEQ_MAPS,
         shared=shared_scale,
         bar=True,
         cbar_label=label,
         suptitle=title,
     )
-    return P.save(fig, path)
+    return save(fig, path)
 
 
 def plot_loss(result: Result, path: str | os.PathLike) -> str:
@@ -209,7 +226,7 @@ def plot_loss(result: Result, path: str | os.PathLike) -> str:
             np.arange(v.size),
             pos,
             label=label,
-            color=P.color(i),
+            color=color(i),
             marker="." if v.size < 30 else None,
             **style,
         )
@@ -230,7 +247,7 @@ def plot_loss(result: Result, path: str | os.PathLike) -> str:
         f"iteration{'s' if result.n_iter != 1 else ''}",
         fontsize=10,
     )
-    return P.save(fig, path)
+    return save(fig, path)
 
 
 def plot_residual_map(
@@ -252,9 +269,9 @@ def plot_residual_map(
     str
         ``path``.
     """
-    g = P.geometry(result, image)
+    g = geometry(result, image)
     rel, total = relative_residuals(result, X)
-    grid, sp, note = P.spatial_panels(rel[:, None], g)
+    grid, sp, note = spatial_panels(rel[:, None], g)
     title = (
         f"Relative residual per pixel: median {np.nanmedian(rel):.3g}, "
         f"max {np.nanmax(rel):.3g}, overall {total:.3g}" + (f"\n{note}" if note else "")
@@ -269,7 +286,7 @@ def plot_residual_map(
         top = float(np.percentile(finite, 99.5)) if finite.size else 1.0
         extend = "max" if finite.size and finite.max() > top else "neither"
         lim = (0.0, top if top > 0 else 1.0)
-        P.panel_image(
+        panel_image(
             fig,
             ax,
             grid[..., 0],
@@ -281,7 +298,7 @@ def plot_residual_map(
             cbar_label="||x - y|| / ||x||",
         )
     fig.suptitle(title, fontsize=9)
-    return P.save(fig, path)
+    return save(fig, path)
 
 
 def _data_label(image: SpectralImage | None) -> str:
@@ -292,21 +309,21 @@ def _data_label(image: SpectralImage | None) -> str:
 
 def _pattern_fit(fig: Figure, axes: Any, x: np.ndarray, y: np.ndarray, g: Any, title: str) -> None:
     """Data, model (one colour scale) and residual of a 2-D signal at one pixel."""
-    cmap, lo, hi = P.colour_scale([x, y], P.SEQ_PATTERNS)
+    cmap, lo, hi = colour_scale([x, y], SEQ_PATTERNS)
     res = x - y
     r = float(np.max(np.abs(res))) or 1.0
     panels = (
         (x, "data", cmap, (lo, hi), False),
         (y, "model", cmap, (lo, hi), True),
-        (res, "residual", P.DIVERGING, (-r, r), True),
+        (res, "residual", DIVERGING, (-r, r), True),
     )
     for ax, (img, what, cm, lim, bar) in zip(axes, panels, strict=True):
-        im = P.show(ax, img.reshape(g.signal_shape), *g.signal, cm, lim)
+        im = show(ax, img.reshape(g.signal_shape), *g.signal, cm, lim)
         if bar:
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
         ax.set_title(f"{title}\n{what}", fontsize=8)
-        ax.set_xlabel(P.axis_label(g.signal[1], "px"), fontsize=8)
-        ax.set_ylabel(P.axis_label(g.signal[0], "px"), fontsize=8)
+        ax.set_xlabel(axis_label(g.signal[1], "px"), fontsize=8)
+        ax.set_ylabel(axis_label(g.signal[0], "px"), fontsize=8)
         ax.tick_params(labelsize=7)
         ax.label_outer()
 
@@ -344,26 +361,26 @@ def plot_pixel_fits(
     is added back by preprocessing (NMF); otherwise (PCA) they are drawn as lines around
     the mean. For 2-D signals the panels show data, model and residual as images.
     """
-    g = P.geometry(result, image)
+    g = geometry(result, image)
     check_X(result, X)
-    names = P.names_for(result, None)
+    names = names_for(result, None)
     if pixels is None:
         chosen = default_pixels(result, X)
     else:
-        chosen = [("pixel", P.flat_index(p, g.spatial_shape)) for p in pixels]
+        chosen = [("pixel", flat_index(p, g.spatial_shape)) for p in pixels]
     is2d = len(g.signal) == 2
     fig = Figure(figsize=(10 if is2d else 7.5, 2.9 * len(chosen)), layout="constrained")
     axes = fig.subplots(len(chosen), 3 if is2d else 1, squeeze=False)
     for r, (what, i) in enumerate(chosen):
         x = np.asarray(to_numpy(X[i : i + 1]), dtype=float)[0]
         y = model_rows(result, i, i + 1)[0]
-        title = f"{what}: pixel {P.pixel_label(i, g)}"
+        title = f"{what}: pixel {pixel_label(i, g)}"
         if is2d:
             _pattern_fit(fig, axes[r], x, y, g, title)
             continue
         ax, xs = axes[r, 0], g.signal[0].values
         parts, base = contributions(result, i)
-        colors = [P.color(j) for j in range(len(parts))]
+        colors = [color(j) for j in range(len(parts))]
         if not np.any(base) and np.all(parts >= -1e-9 * max(np.abs(y).max(), 1e-300)):
             o = np.argsort(xs)
             ax.stackplot(xs[o], parts[:, o], labels=names, colors=colors, alpha=0.35)
@@ -380,9 +397,9 @@ def plot_pixel_fits(
         ax.tick_params(labelsize=8)
     if not is2d:
         axes[0, 0].legend(frameon=False, fontsize=7, ncol=min(len(names) + 2, 4))
-        axes[-1, 0].set_xlabel(P.axis_label(g.signal[0]))
+        axes[-1, 0].set_xlabel(axis_label(g.signal[0]))
     fig.suptitle("Data and model at selected pixels", fontsize=11)
-    return P.save(fig, path)
+    return save(fig, path)
 
 
 def _match(S: np.ndarray, ref: np.ndarray) -> list[int]:
@@ -435,55 +452,23 @@ def plot_comparison(
         raise ValueError("plot_comparison needs at least one result")
     Ss = [np.asarray(to_numpy(r.S), dtype=float) for _, r in items]
     ref = next((i for i, S in enumerate(Ss) if S.min() >= 0), 0)
-    geoms = [P.geometry(r, image) for _, r in items]
+    geoms = [geometry(r, image) for _, r in items]
     is2d = len(geoms[0].signal) == 2
     kmax = max(r.k for _, r in items)
     lead = kmax if is2d else 1
-    ratios = [1.0] * lead + [1.0] * kmax if is2d else [2.2] + [1.0] * kmax
-    fig = Figure(figsize=(2.2 * sum(ratios) + 0.5, 2.5 * len(items) + 0.5), layout="constrained")
-    axes = fig.subplots(len(items), lead + kmax, squeeze=False, width_ratios=ratios)
+    fig, axes = _comparison_grid(len(items), kmax, is2d)
     note = ""
     for r, ((name, res), S, g) in enumerate(zip(items, Ss, geoms, strict=True)):
         if S.shape[1] != Ss[ref].shape[1]:
             raise ValueError(f"{name!r} has {S.shape[1]} channels, not {Ss[ref].shape[1]}")
         order = _match(S, Ss[ref]) if match and r != ref else list(range(res.k))
-        names = P.names_for(res, None)
+        names = names_for(res, None)
         if is2d:
-            for c, j in enumerate(order):
-                cmap, lo, hi = P.colour_scale([S[j]], P.SEQ_PATTERNS)
-                pattern = S[j].reshape(g.signal_shape)
-                P.panel_image(
-                    fig, axes[r, c], pattern, *g.signal, cmap, (lo, hi), bar=False, cbar=False
-                )
-                axes[r, c].set_title(f"{name}\n{names[j]}", fontsize=8, color=P.color(c))
-                axes[r, c].label_outer()
+            _pattern_row(fig, axes[r], S, order, g, name, names)
         else:
-            ax, x = axes[r, 0], g.signal[0].values
-            for c, j in enumerate(order):
-                s = S[j] / max(np.abs(S[j]).max(), 1e-300)
-                ax.plot(x, s, color=P.color(c), lw=1.1, label=names[j])
-            if S.min() < 0:
-                ax.axhline(0, color="0.6", lw=0.7)
-            ax.set_title(f"{name}: endmembers", fontsize=9, fontweight="bold", loc="left")
-            ax.set_xlabel(P.axis_label(g.signal[0]), fontsize=8)
-            ax.set_ylabel("intensity / max", fontsize=8)
-            ax.set_xlim(float(x.min()), float(x.max()))
-            ax.tick_params(labelsize=7)
-            ax.legend(frameon=False, fontsize=6)
+            _endmember_row(axes[r, 0], S, order, g, name, names)
         A = np.asarray(to_numpy(res.A), dtype=float)[:, order]
-        grid, sp, note = P.spatial_panels(A, g)
-        for c, j in enumerate(order):
-            ax = axes[r, lead + c]
-            if len(sp) == 1:
-                ax.plot(sp[0].values, grid[:, c], color=P.color(c), lw=1.1)
-                ax.set_xlabel(P.axis_label(sp[0], "px"), fontsize=8)
-                ax.tick_params(labelsize=7)
-            else:
-                cmap, lo, hi = P.colour_scale([grid[..., c]], P.SEQ_MAPS)
-                P.panel_image(
-                    fig, ax, grid[..., c], sp[0], sp[1], cmap, (lo, hi), bar=True, cbar=False
-                )
-            ax.set_title(f"{name}: {names[j]}", fontsize=8, color=P.color(c))
+        note = _map_row(fig, axes[r, lead:], A, g, name, [names[j] for j in order])
         for c in range(len(order), kmax):
             axes[r, lead + c].set_axis_off()
             if is2d:
@@ -492,4 +477,61 @@ def plot_comparison(
         "patterns, then maps" if is2d else "endmembers, then maps"
     )
     fig.suptitle(title + (f"\n({note})" if note else ""), fontsize=10)
-    return P.save(fig, path)
+    return save(fig, path)
+
+
+def _comparison_grid(rows: int, kmax: int, is2d: bool) -> tuple[Figure, np.ndarray]:
+    """The figure and its axes: one row per method, the endmembers (one wide panel of
+    spectra, or ``kmax`` patterns) then ``kmax`` maps."""
+    lead = kmax if is2d else 1
+    ratios = [1.0] * lead + [1.0] * kmax if is2d else [2.2] + [1.0] * kmax
+    fig = Figure(figsize=(2.2 * sum(ratios) + 0.5, 2.5 * rows + 0.5), layout="constrained")
+    axes = fig.subplots(rows, lead + kmax, squeeze=False, width_ratios=ratios)
+    return fig, axes
+
+
+def _pattern_row(
+    fig: Figure, axes: Any, S: np.ndarray, order: list[int], g: Geometry, name: str, names: list
+) -> None:
+    """The 2-D endmembers of one method, in ``order``, one panel each."""
+    for c, j in enumerate(order):
+        cmap, lo, hi = colour_scale([S[j]], SEQ_PATTERNS)
+        pattern = S[j].reshape(g.signal_shape)
+        panel_image(fig, axes[c], pattern, *g.signal, cmap, (lo, hi), bar=False, cbar=False)
+        axes[c].set_title(f"{name}\n{names[j]}", fontsize=8, color=color(c))
+        axes[c].label_outer()
+
+
+def _endmember_row(
+    ax: Any, S: np.ndarray, order: list[int], g: Geometry, name: str, names: list
+) -> None:
+    """The spectra of one method, in ``order``, scaled to a maximum of 1, in one panel."""
+    x = g.signal[0].values
+    for c, j in enumerate(order):
+        s = S[j] / max(np.abs(S[j]).max(), 1e-300)
+        ax.plot(x, s, color=color(c), lw=1.1, label=names[j])
+    if S.min() < 0:
+        ax.axhline(0, color="0.6", lw=0.7)
+    ax.set_title(f"{name}: endmembers", fontsize=9, fontweight="bold", loc="left")
+    ax.set_xlabel(axis_label(g.signal[0]), fontsize=8)
+    ax.set_ylabel("intensity / max", fontsize=8)
+    ax.set_xlim(float(x.min()), float(x.max()))
+    ax.tick_params(labelsize=7)
+    ax.legend(frameon=False, fontsize=6)
+
+
+def _map_row(fig: Figure, axes: Any, A: np.ndarray, g: Geometry, name: str, names: list) -> str:
+    """The maps (or line profiles) of the columns of ``A``, one panel each; the note on
+    the scan's slice shown (empty if none)."""
+    grid, sp, note = spatial_panels(A, g)
+    for c in range(A.shape[1]):
+        ax = axes[c]
+        if len(sp) == 1:
+            ax.plot(sp[0].values, grid[:, c], color=color(c), lw=1.1)
+            ax.set_xlabel(axis_label(sp[0], "px"), fontsize=8)
+            ax.tick_params(labelsize=7)
+        else:
+            cmap, lo, hi = colour_scale([grid[..., c]], SEQ_MAPS)
+            panel_image(fig, ax, grid[..., c], sp[0], sp[1], cmap, (lo, hi), bar=True, cbar=False)
+        ax.set_title(f"{name}: {names[c]}", fontsize=8, color=color(c))
+    return note

@@ -26,10 +26,18 @@ import numpy as np
 from .._version import __version__
 from ..result import Result
 from ..spectral_image import SpectralImage
-from . import _figures as F
+from ._figures import (
+    plot_comparison,
+    plot_endmembers,
+    plot_loss,
+    plot_maps,
+    plot_pixel_fits,
+    plot_residual_map,
+)
+from ._model import relative_residuals
 from ._template import CSS, PAGE
 
-__all__ = ["write_report"]
+__all__ = ["HtmlFigure", "figure_html", "write_report"]
 
 _logger = logging.getLogger(__name__)
 
@@ -57,7 +65,9 @@ _SPEC_ORDER = (
 
 
 @dataclass
-class _Figure:
+class HtmlFigure:
+    """A PNG of the report with its alternative text and caption."""
+
     path: Path
     alt: str
     caption: str
@@ -202,7 +212,8 @@ def _png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", head[16:24])
 
 
-def _figure_html(fig: _Figure) -> str:
+def figure_html(fig: HtmlFigure) -> str:
+    """A ``<figure>`` that embeds the PNG as a base64 ``data:`` URI, with its caption."""
     data = base64.b64encode(fig.path.read_bytes()).decode("ascii")
     w, h = _png_size(fig.path)
     cls = ' class="half"' if fig.half else ""
@@ -301,22 +312,22 @@ def _compressed(res: Result) -> bool:
 
 def _result_section(
     idx: int, name: str, res: Result, outdir: Path, X: Any, image: SpectralImage | None
-) -> tuple[str, list[_Figure], tuple | None]:
+) -> tuple[str, list[HtmlFigure], tuple | None]:
     stem = outdir / f"{idx:02d}_{_slug(name)}"
     figs = [
-        _Figure(
-            Path(F.plot_endmembers(res, f"{stem}_endmembers.png", image=image)),
+        HtmlFigure(
+            Path(plot_endmembers(res, f"{stem}_endmembers.png", image=image)),
             f"Endmembers of {name}",
             "Endmembers on the signal axis.",
         ),
-        _Figure(
-            Path(F.plot_maps(res, f"{stem}_maps.png", image=image)),
+        HtmlFigure(
+            Path(plot_maps(res, f"{stem}_maps.png", image=image)),
             f"Maps of {name}",
             ("Score maps" if res.spec.get("solver") == "svd" else "Abundance maps")
             + " on the scan grid.",
         ),
-        _Figure(
-            Path(F.plot_loss(res, f"{stem}_loss.png")),
+        HtmlFigure(
+            Path(plot_loss(res, f"{stem}_loss.png")),
             f"Convergence of {name}",
             "Objective and its terms per iteration (log scale)"
             + ("; shaded: compressed phase." if _compressed(res) else "."),
@@ -325,18 +336,18 @@ def _result_section(
     ]
     residual = None
     if X is not None:
-        residual = F.relative_residuals(res, X)
+        residual = relative_residuals(res, X)
         figs.append(
-            _Figure(
-                Path(F.plot_residual_map(res, X, f"{stem}_residual.png", image=image)),
+            HtmlFigure(
+                Path(plot_residual_map(res, X, f"{stem}_residual.png", image=image)),
                 f"Relative residual map of {name}",
                 "Relative RMS residual ||x - y|| / ||x|| per pixel.",
                 half=True,
             )
         )
         figs.append(
-            _Figure(
-                Path(F.plot_pixel_fits(res, X, f"{stem}_pixels.png", image=image)),
+            HtmlFigure(
+                Path(plot_pixel_fits(res, X, f"{stem}_pixels.png", image=image)),
                 f"Data and model at selected pixels for {name}",
                 "Data, model and each component's contribution at the brightest, "
                 "the worst-fitted and a median pixel.",
@@ -356,7 +367,7 @@ def _result_section(
         f"<pre>{_esc(_json(res.spec))}</pre></details>",
         "<h3>Figures</h3>",
         '<div class="figs">',
-        *(_figure_html(f) for f in figs),
+        *(figure_html(f) for f in figs),
         "</div>",
         "</section>",
     ]
@@ -365,9 +376,9 @@ def _result_section(
 
 def _comparison_section(
     items: list[tuple[str, Result]], residuals: list, outdir: Path, image: SpectralImage | None
-) -> tuple[str, _Figure]:
-    path = Path(F.plot_comparison(dict(items), outdir / "comparison.png", image=image))
-    fig = _Figure(
+) -> tuple[str, HtmlFigure]:
+    path = Path(plot_comparison(dict(items), outdir / "comparison.png", image=image))
+    fig = HtmlFigure(
         path,
         "Comparison of " + ", ".join(n for n, _ in items),
         "One row per method: endmembers (scaled to a maximum of 1), then the maps, each with "
@@ -409,7 +420,7 @@ def _comparison_section(
         '<section id="comparison">',
         "<h2>Comparison</h2>",
         _table(rows, head),
-        _figure_html(fig),
+        figure_html(fig),
         "</section>",
     ]
     return "\n".join(body), fig

@@ -45,7 +45,7 @@ from ._plan import (
     spa_pixels,
 )
 
-__all__ = ["fit_batch"]
+__all__ = ["fit_batch", "residual_sse"]
 
 BETA0, ETA, GAMMA, GAMMA_BAR = 0.5, 1.5, 1.05, 1.01  # extrapolation (Ang & Gillis 2019)
 
@@ -382,7 +382,7 @@ def _record(X: Any, g: _Group, r: int, be: Backend, stop: str, ex: Any = None) -
     )
     sp = g.sparse[r]
     if sp is None:
-        rec.sse = _sse(X, A, S, be)
+        rec.sse = residual_sse(X, A, S, be)
     else:
         u = sp.values(At, S)
         xh = g.xh[r]
@@ -399,7 +399,7 @@ def _record(X: Any, g: _Group, r: int, be: Backend, stop: str, ex: Any = None) -
     return rec
 
 
-def _sse(X: Any, A: Any, S: Any, be: Backend) -> float:
+def residual_sse(X: Any, A: Any, S: Any, be: Backend) -> float:
     """``||X - A S||_F^2`` by the Gram identity (float64 sums, no copy of ``X``)."""
     xp = be.xp
     S64 = be.acc(S)

@@ -37,8 +37,10 @@ from typing import Any
 import numpy as np
 
 from .._backend import to_numpy
+from .._validation import ensure_2d_float
 from ..blocks._sources import mean_row_norm
 from ._criteria import map_roughness
+from ._plan import HoldoutSpec, holdout_entries
 
 logger = logging.getLogger("unmix")
 
@@ -291,124 +293,37 @@ def select_lambdas(
     ImportError
         ``method="bayes"`` without Optuna installed.
     """
-    from .._validation import ensure_2d_float
-    from ._plan import HoldoutSpec, holdout_entries
-
     ranges = _check(params, method, plausibility, spatial_shape, n_trials)
     team = _Team.make(executor, groups, method)
     if method == "bayes":
-        try:
-            import optuna
-        except ImportError as err:
-            raise ImportError(
-                "method='bayes' needs Optuna: pip install optuna (or 'unmix[select]')."
-            ) from err
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-    X = ensure_2d_float(X)
-    Xn = np.asarray(to_numpy(X), dtype=float)
-    n, m = Xn.shape
-    scale = mean_row_norm(Xn)
-    seed = int(np.random.default_rng(random_state).integers(2**31 - 1))
-    rows, cols = holdout_entries(HoldoutSpec("entries", int(n_folds), 0, seed), n, m)
-    mask = np.ones((n, m), dtype=bool)
-    mask[rows, cols] = False
-    xh = Xn[rows, cols]
-    xh_norm = max(float(np.sqrt(np.sum(xh * xh))), 1e-300)
-    qfun = PLAUSIBILITY.get(plausibility) if isinstance(plausibility, str) else plausibility
+        _quiet_optuna()
+    data = _HeldOut.make(X, n_folds, random_state)
     names = list(ranges)
     stages = [[p] for p in names] if staged and len(names) > 1 else [names]
     per_stage = [n_trials ** len(st) if method == "grid" else n_trials for st in stages]
-    total = 1 + sum(per_stage)
-    trials: list[dict] = []
-
-    def trial_of(values: dict[str, float], stage: str, sub: Any = None) -> dict:
-        from ..engine._factorize import factorize
-        from ..model._constraints import NonNegative, UnitNorm
-
-        t0 = time.perf_counter()
-        opts = dict(fit_options or {})
-        opts.setdefault("constraints", [NonNegative(), UnitNorm()])
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", RuntimeWarning)
-            res = factorize(
-                X,
-                int(k),
-                regularizers=_regularizers(values, scale),
-                mask=mask,
-                spatial_shape=spatial_shape,
-                max_iter=max_iter,
-                tol=tol,
-                random_state=seed,
-                **opts,
-                **({"executor": sub} if sub is not None else {}),
-            )
-            if sub is not None:  # each rank holds its rows of the maps: all of them
-                res.A = np.concatenate(sub.allgather(to_numpy(res.A)), axis=0)
-        for w in caught:  # e.g. components collapsing under a too strong penalty
-            logger.info("lambda trial %s: %s", values, w.message)
-        A = np.asarray(to_numpy(res.A), dtype=float)
-        S = np.asarray(to_numpy(res.S), dtype=float)
-        u = np.einsum("ij,ji->i", A[rows], S[:, cols])
-        e = float(np.sqrt(np.sum((u - xh) ** 2))) / xh_norm
-        q = 0.0
-        if qfun is not None:
-            q = (
-                float(qfun(res, spatial_shape))
-                if isinstance(plausibility, str)
-                else float(qfun(res))
-            )
-        return {
-            "params": {p: float(values.get(p, 0.0)) for p in names},
-            "stage": stage,
-            "cv_error": e,
-            "implausibility": q,
-            "score": e * (1.0 + weight * q),
-            "n_iter": int(res.n_iter),
-            "warnings": [str(w.message) for w in caught],
-            "seconds": time.perf_counter() - t0,
-        }
-
-    def record(trial: dict) -> float:
-        trials.append(trial)
-        logger.info("lambda trial %d: %s score %.6g", len(trials), trial["params"], trial["score"])
-        if progress is not None:
-            progress(len(trials), total, trial)
-        return trial["score"]
-
-    def evaluate(values: dict[str, float], stage: str) -> float:
-        return record(trial_of(values, stage))
-
-    fixed: dict[str, float] = {p: 0.0 for p in names}
-    rng = np.random.default_rng([seed, 3])
-    if team is None:
-        evaluate(dict(fixed), "baseline")
-    else:
-        for trial in team.run([dict(fixed)], "baseline", trial_of):
-            record(trial)
-    for si, stage in enumerate(stages):
-        label = "+".join(stage)
-        cands = _candidates(
-            stage, ranges, method, n_trials, rng, seed + si, fixed, evaluate, label
-        )
-        if team is None:
-            for values in cands:
-                evaluate({**fixed, **values}, label)
-        else:
-            for trial in team.run([{**fixed, **v} for v in cands], label, trial_of):
-                record(trial)
-        best_t = min(trials, key=lambda t: t["score"])
-        fixed.update({p: best_t["params"][p] for p in stage})
-    if team is not None:
-        team.groups.close()
-    best_t = min(trials, key=lambda t: t["score"])
+    search = _Search(
+        data,
+        int(k),
+        names,
+        spatial_shape=spatial_shape,
+        max_iter=max_iter,
+        tol=tol,
+        fit_options=fit_options,
+        plausibility=plausibility,
+        weight=weight,
+        total=1 + sum(per_stage),
+        progress=progress,
+    )
+    _run_stages(search, stages, ranges, method, n_trials, team)
+    best_t = search.best()
     return LambdaSearch(
         k=int(k),
         method=method,
         names=names,
-        trials=trials,
+        trials=search.trials,
         best=dict(best_t["params"]),
         best_score=float(best_t["score"]),
-        scale=scale,
+        scale=data.scale,
         settings={
             "ranges": {p: list(r) for p, r in ranges.items()},
             "n_trials": n_trials,
@@ -423,6 +338,176 @@ def select_lambdas(
             "tol": tol,
         },
     )
+
+
+def _quiet_optuna() -> None:
+    """Import Optuna (for ``method="bayes"``) and silence its per-trial log."""
+    try:
+        import optuna
+    except ImportError as err:
+        raise ImportError(
+            "method='bayes' needs Optuna: pip install optuna (or 'unmix[select]')."
+        ) from err
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@dataclass
+class _HeldOut:
+    """The data of every trial: ``X``, its scale and the entries held out of the fits."""
+
+    X: Any
+    scale: float
+    seed: int
+    rows: np.ndarray
+    cols: np.ndarray
+    mask: np.ndarray
+    xh: np.ndarray
+    xh_norm: float
+
+    @classmethod
+    def make(cls, X: Any, n_folds: int, random_state: int | None) -> _HeldOut:
+        """A seeded ``1 / n_folds`` share of the entries of ``X`` held out."""
+        X = ensure_2d_float(X)
+        Xn = np.asarray(to_numpy(X), dtype=float)
+        n, m = Xn.shape
+        scale = mean_row_norm(Xn)
+        seed = int(np.random.default_rng(random_state).integers(2**31 - 1))
+        rows, cols = holdout_entries(HoldoutSpec("entries", int(n_folds), 0, seed), n, m)
+        mask = np.ones((n, m), dtype=bool)
+        mask[rows, cols] = False
+        xh = Xn[rows, cols]
+        xh_norm = max(float(np.sqrt(np.sum(xh * xh))), 1e-300)
+        return cls(X, scale, seed, rows, cols, mask, xh, xh_norm)
+
+    def error(self, A: np.ndarray, S: np.ndarray) -> float:
+        """Relative error of the model ``A S`` on the held-out entries."""
+        u = np.einsum("ij,ji->i", A[self.rows], S[:, self.cols])
+        return float(np.sqrt(np.sum((u - self.xh) ** 2))) / self.xh_norm
+
+
+@dataclass
+class _Search:
+    """The trials of a search: fits them, scores them and records them in order."""
+
+    data: _HeldOut
+    k: int
+    names: list[str]
+    spatial_shape: Sequence[int] | None
+    max_iter: int
+    tol: float
+    fit_options: dict | None
+    plausibility: str | Callable[[Any], float] | None
+    weight: float
+    total: int
+    progress: Callable[[int, int, dict], None] | None
+    trials: list[dict] = field(default_factory=list)
+
+    def fit(self, values: dict[str, float], stage: str, sub: Any = None) -> dict:
+        """One trial: fit with the strengths ``values`` (on the ranks of ``sub``), score."""
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            res = self._factorize(values, sub)
+        for w in caught:  # e.g. components collapsing under a too strong penalty
+            logger.info("lambda trial %s: %s", values, w.message)
+        A = np.asarray(to_numpy(res.A), dtype=float)
+        S = np.asarray(to_numpy(res.S), dtype=float)
+        e = self.data.error(A, S)
+        q = self._implausibility(res)
+        return {
+            "params": {p: float(values.get(p, 0.0)) for p in self.names},
+            "stage": stage,
+            "cv_error": e,
+            "implausibility": q,
+            "score": e * (1.0 + self.weight * q),
+            "n_iter": int(res.n_iter),
+            "warnings": [str(w.message) for w in caught],
+            "seconds": time.perf_counter() - t0,
+        }
+
+    def _factorize(self, values: dict[str, float], sub: Any) -> Any:
+        from ..engine._factorize import factorize
+        from ..model._constraints import NonNegative, UnitNorm
+
+        opts = dict(self.fit_options or {})
+        opts.setdefault("constraints", [NonNegative(), UnitNorm()])
+        res = factorize(
+            self.data.X,
+            self.k,
+            regularizers=_regularizers(values, self.data.scale),
+            mask=self.data.mask,
+            spatial_shape=self.spatial_shape,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            random_state=self.data.seed,
+            **opts,
+            **({"executor": sub} if sub is not None else {}),
+        )
+        if sub is not None:  # each rank holds its rows of the maps: all of them
+            res.A = np.concatenate(sub.allgather(to_numpy(res.A)), axis=0)
+        return res
+
+    def _implausibility(self, res: Any) -> float:
+        p = self.plausibility
+        qfun = PLAUSIBILITY.get(p) if isinstance(p, str) else p
+        if qfun is None:
+            return 0.0
+        if isinstance(p, str):
+            return float(qfun(res, self.spatial_shape))
+        return float(qfun(res))
+
+    def record(self, trial: dict) -> float:
+        """Keep ``trial``, log it, report progress; its score."""
+        self.trials.append(trial)
+        logger.info(
+            "lambda trial %d: %s score %.6g", len(self.trials), trial["params"], trial["score"]
+        )
+        if self.progress is not None:
+            self.progress(len(self.trials), self.total, trial)
+        return trial["score"]
+
+    def evaluate(self, values: dict[str, float], stage: str) -> float:
+        """Fit and record one trial; its score."""
+        return self.record(self.fit(values, stage))
+
+    def run(self, values: list[dict], stage: str, team: _Team | None) -> None:
+        """Fit and record the trials ``values`` in order (in parallel on a team)."""
+        if team is None:
+            for v in values:
+                self.evaluate(v, stage)
+        else:
+            for trial in team.run(values, stage, self.fit):
+                self.record(trial)
+
+    def best(self) -> dict:
+        """The trial of the lowest score so far."""
+        return min(self.trials, key=lambda t: t["score"])
+
+
+def _run_stages(
+    search: _Search,
+    stages: list[list[str]],
+    ranges: dict[str, tuple[float, float]],
+    method: str,
+    n_trials: int,
+    team: _Team | None,
+) -> None:
+    """The unregularized baseline, then each stage with the best strengths of the stages
+    before it fixed."""
+    seed = search.data.seed
+    fixed: dict[str, float] = {p: 0.0 for p in search.names}
+    rng = np.random.default_rng([seed, 3])
+    search.run([dict(fixed)], "baseline", team)
+    for si, stage in enumerate(stages):
+        label = "+".join(stage)
+        cands = _candidates(
+            stage, ranges, method, n_trials, rng, seed + si, fixed, search.evaluate, label
+        )
+        search.run([{**fixed, **v} for v in cands], label, team)
+        best = search.best()["params"]
+        fixed.update({p: best[p] for p in stage})
+    if team is not None:
+        team.groups.close()
 
 
 def _candidates(stage, ranges, method, n_trials, rng, seed, fixed, evaluate, label):

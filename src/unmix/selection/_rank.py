@@ -31,11 +31,11 @@ import numpy as np
 from .._backend import backend_of, to_numpy
 from .._validation import check_nonnegative, ensure_2d_float, finite_report
 from ..engine._checkpoint import fingerprint
-from . import _criteria as C
+from ._persist import read_selection, save_selection, selection_markdown
 from ._plan import FitRecord
 from ._runner import Settings, open_store, plan_fits, run_fits
-from ._stability import cluster_silhouettes
 from ._store import Store
+from ._table import criteria_table, pick
 
 logger = logging.getLogger("unmix")
 
@@ -139,23 +139,17 @@ class RankSelection:
 
     def to_markdown(self) -> str:
         """The table and the picks as Markdown."""
-        from ._report import selection_markdown
-
         return selection_markdown(self)
 
     def save(self, path: str | os.PathLike) -> str:
         """Write ``.json`` (table, picks, settings) or ``.h5`` (plus consensus matrices and
         the best endmembers per rank); returns the path."""
-        from ._report import save_selection
-
         return save_selection(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> RankSelection:
         """Read a selection written by :meth:`save` (without the fits)."""
-        from ._report import load_selection
-
-        return load_selection(path)
+        return cls(**read_selection(path))
 
     def plot(self, outdir: str | os.PathLike) -> dict[str, str]:
         """Write the figures (criteria vs k, consensus matrices, stability vs error) as
@@ -304,16 +298,7 @@ def select_rank(
     n, m = (int(s) for s in X.shape)
     ks = _check_ks(ks, n, m)
     chosen = _check_criteria(criteria, n_restarts, cv_repeats)
-    if holdout not in ("entries", "blocks"):
-        raise ValueError(f"holdout must be 'entries' or 'blocks'; got {holdout!r}.")
-    _check_executor(executor, groups, n_jobs)
-    if not 0.0 < cv_fraction <= 0.5:
-        raise ValueError(f"cv_fraction must be in (0, 0.5]; got {cv_fraction}.")
-    if spatial_shape is not None and int(np.prod(spatial_shape)) != n:
-        raise ValueError(
-            f"spatial_shape {tuple(spatial_shape)} has {int(np.prod(spatial_shape))} pixels; "
-            f"X has {n} rows."
-        )
+    _check_layout(holdout, cv_fraction, spatial_shape, n, executor, groups, n_jobs)
     seed = int(np.random.default_rng(random_state).integers(2**31 - 1))
     settings = Settings(max_iter=int(max_iter), tol=float(tol), fit_options=fit_options)
     reps = cv_repeats if "cv" in chosen else 0
@@ -341,16 +326,7 @@ def select_rank(
         "shape": [n, m],
         "dtype": str(X.dtype),
     }
-    store, done = None, {}
-    if checkpoint is not None:
-        fp_keys = ("ks", "n_restarts", "criteria", "cv_repeats", "holdout", "cv_fraction")
-        fp = fingerprint(
-            {k: options[k] for k in (*fp_keys, "random_state", "max_iter", "tol", "fit_options")},
-            _signature(X),
-        )
-        store = Store(checkpoint, fp, options)
-        done = open_store(store, resume=resume, executor=executor)
-        done = {k: v for k, v in done.items() if k in {s.key for s in specs}}
+    store, done = _open_checkpoint(checkpoint, X, options, specs, resume, executor)
     t_fit, c_fit = time.perf_counter(), time.process_time()
     recs = run_fits(
         X,
@@ -382,6 +358,49 @@ def select_rank(
         sel.timings["total_wall"],
     )
     return sel
+
+
+def _check_layout(
+    holdout: str,
+    cv_fraction: float,
+    spatial_shape: Sequence[int] | None,
+    n: int,
+    executor: Any,
+    groups: int | None,
+    n_jobs: int,
+) -> None:
+    """The hold-out pattern and share, the executor and the scan grid of ``n`` pixels."""
+    if holdout not in ("entries", "blocks"):
+        raise ValueError(f"holdout must be 'entries' or 'blocks'; got {holdout!r}.")
+    _check_executor(executor, groups, n_jobs)
+    if not 0.0 < cv_fraction <= 0.5:
+        raise ValueError(f"cv_fraction must be in (0, 0.5]; got {cv_fraction}.")
+    if spatial_shape is not None and int(np.prod(spatial_shape)) != n:
+        raise ValueError(
+            f"spatial_shape {tuple(spatial_shape)} has {int(np.prod(spatial_shape))} pixels; "
+            f"X has {n} rows."
+        )
+
+
+def _open_checkpoint(
+    checkpoint: str | os.PathLike | None,
+    X: Any,
+    options: dict,
+    specs: list,
+    resume: bool,
+    executor: Any,
+) -> tuple[Store | None, dict[str, FitRecord]]:
+    """The checkpoint store (or None) and the fits of ``specs`` it already holds."""
+    if checkpoint is None:
+        return None, {}
+    fp_keys = ("ks", "n_restarts", "criteria", "cv_repeats", "holdout", "cv_fraction")
+    fp = fingerprint(
+        {k: options[k] for k in (*fp_keys, "random_state", "max_iter", "tol", "fit_options")},
+        _signature(X),
+    )
+    store = Store(checkpoint, fp, options)
+    done = open_store(store, resume=resume, executor=executor)
+    return store, {k: v for k, v in done.items() if k in {s.key for s in specs}}
 
 
 def _check_executor(executor: Any, groups: int | None, n_jobs: int) -> None:
@@ -422,72 +441,8 @@ def _signature(X: Any) -> str:
 
 def _assemble(X, ks, recs, chosen, opt, spatial_shape, seed) -> RankSelection:
     """Every criterion's value per rank, the picks and the recommendation."""
-    be = backend_of(X)
-    xp = be.xp
-    n, m = (int(s) for s in X.shape)
-    norm2 = float(xp.sum(be.acc(X) * be.acc(X)))
-    R, reps = opt["n_restarts"], opt["cv_repeats"]
-    sub = np.sort(
-        np.random.default_rng([seed, 5]).choice(n, min(n, opt["consensus_pixels"]), False)
-    )
-    evidence = (
-        C.laplace_pca_evidence(to_numpy(X), ks) if "laplace_pca" in chosen else [np.nan] * len(ks)
-    )
-    table, consensus, runs, prev_S = [], {}, {}, None
-    for i, k in enumerate(ks):
-        rr = [recs[f"k{k}/r{r}"] for r in range(R)]
-        runs[k] = rr
-        sse = np.array([r.sse for r in rr])
-        best = int(np.argmin(sse))
-        ic = C.information_criteria(sse[best], k, n, m)
-        row = {
-            "k": k,
-            "rel_error": float(np.sqrt(sse[best] / norm2)),
-            "sse": float(sse[best]),
-            "rel_error_spread": float(np.sqrt(np.max(sse) / norm2) - np.sqrt(sse[best] / norm2)),
-            "aic": ic["aic"],
-            "bic": ic["bic"],
-            "n_params": ic["n_params"],
-            "laplace_pca": float(evidence[i]),
-            "iterations": float(np.mean([r.n_iter for r in rr])),
-            "not_converged": int(sum(r.stop_reason != "tol" for r in rr)),
-        }
-        if R >= 3:
-            labels = np.stack([C.pixel_labels(to_numpy(r.A)[sub], to_numpy(r.S)) for r in rr])
-            Cm = C.consensus_matrix(labels)
-            consensus[k] = Cm
-            st = cluster_silhouettes([to_numpy(r.S) for r in rr], reference=best)
-            row.update(
-                cophenetic=C.cophenetic_correlation(Cm),
-                dispersion=C.dispersion(Cm),
-                silhouette_min=st["min_cluster"],
-                silhouette_mean=st["mean"],
-            )
-        if reps:
-            cv = [recs[f"k{k}/cv{f}"] for f in range(reps)]
-            h_sse = sum(c.heldout_sse for c in cv)
-            row["cv_error"] = float(np.sqrt(h_sse / max(sum(c.heldout_ss for c in cv), 1e-300)))
-            row["cv_mse"] = float(h_sse / max(sum(c.heldout_n for c in cv), 1))
-        bestrec = rr[best]
-        sim = C.component_similarity(
-            prev_S,
-            to_numpy(bestrec.S),
-            A=to_numpy(bestrec.A) if bestrec.A is not None else None,
-            spatial_shape=spatial_shape,
-            repeat_deg=opt["repeat_deg"],
-            noise_roughness=opt["noise_roughness"],
-        )
-        prev_S = to_numpy(bestrec.S)
-        row.update(
-            new_component_angle=sim["repeat_angle"],
-            spectrum_roughness=sim["roughness"],
-            map_roughness=sim["map_roughness"],
-            repeats=sim["repeats"],
-            noise_like=sim["noise_like"],
-            too_large=sim["too_large"],
-        )
-        table.append(row)
-    picks = {c: _pick(c, table, opt) for c in chosen}
+    table, consensus, runs = criteria_table(X, ks, recs, chosen, opt, spatial_shape, seed)
+    picks = {c: pick(c, table, opt) for c in chosen}
     return RankSelection(
         ks=list(ks),
         table=table,
@@ -498,54 +453,6 @@ def _assemble(X, ks, recs, chosen, opt, spatial_shape, seed) -> RankSelection:
         runs=runs,
         spatial_shape=None if spatial_shape is None else tuple(spatial_shape),
     )
-
-
-def _first_drop(ks: list[int], v: np.ndarray, drop: float) -> int | None:
-    ok = np.isfinite(v)
-    if not ok.any():
-        return None
-    for i in range(len(ks) - 1):
-        if ok[i] and ok[i + 1] and v[i] - v[i + 1] > drop:
-            return ks[i]
-    return ks[int(np.nanargmax(v))]
-
-
-def _pick(name: str, table: list[dict], opt: dict) -> int | None:
-    ks = [r["k"] for r in table]
-
-    def col(key: str) -> np.ndarray:
-        return np.array([r.get(key, np.nan) for r in table], dtype=float)
-
-    if name in ("cophenetic", "dispersion"):
-        return _first_drop(ks, col(name), opt["consensus_drop"])
-    if name == "silhouette":
-        s = col("silhouette_min")
-        good = [
-            k
-            for k, v in zip(ks, s, strict=True)
-            if np.isfinite(v) and v >= opt["silhouette_threshold"]
-        ]
-        return max(good) if good else (ks[int(np.nanargmax(s))] if np.isfinite(s).any() else None)
-    if name == "cv":
-        e = col("cv_mse")
-        if not np.isfinite(e).any():
-            return None
-        lim = np.nanmin(e) * (1.0 + opt["cv_tolerance"])
-        return min(k for k, v in zip(ks, e, strict=True) if np.isfinite(v) and v <= lim)
-    if name in ("aic", "bic"):
-        v = col(name)
-        return ks[int(np.nanargmin(v))] if np.isfinite(v).any() else None
-    if name == "laplace_pca":
-        v = col("laplace_pca")
-        return ks[int(np.nanargmax(v))] if np.isfinite(v).any() else None
-    if name == "knee":
-        return C.knee_point(ks, col("rel_error"))
-    if name == "similarity":
-        for i, r in enumerate(table):
-            if i > 0 and r["too_large"]:
-                return table[i - 1]["k"]
-        return None if table[0]["too_large"] else ks[-1]
-    raise ValueError(name)  # pragma: no cover
 
 
 def voters(picks: dict[str, int | None], ks: Sequence[int]) -> dict[str, int]:

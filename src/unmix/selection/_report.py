@@ -1,12 +1,11 @@
-"""Saving, loading and reporting a selection: Markdown, JSON / HDF5, TOML, HTML.
+"""Reporting a selection: a TOML config and an HTML page.
 
-- :func:`selection_markdown`: the criteria table and every pick;
-- :func:`save_selection` / :func:`load_selection`: ``.json`` (table, picks, settings) or
-  ``.h5`` (plus consensus matrices and the best endmembers per rank), no pickle;
 - :func:`run_config`: a TOML config with the chosen ``k`` and strengths that
   ``unmix run --config`` accepts;
 - :func:`write_selection_report`: a self-contained ``selection.html`` in the style of
   :func:`unmix.report.write_report` (figures embedded, no script).
+
+The Markdown table and the ``.json`` / ``.h5`` files are written by :mod:`._persist`.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-import math
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,150 +21,12 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
+from ._persist import cell, table_columns
+from ._rank import RULES
 
 logger = logging.getLogger("unmix")
 
-__all__ = [
-    "load_selection",
-    "run_config",
-    "save_selection",
-    "selection_markdown",
-    "write_selection_report",
-]
-
-FORMAT = "unmix-rank-selection"
-_COLUMNS = (
-    ("k", "k", "{:d}"),
-    ("rel_error", "rel. error", "{:.4g}"),
-    ("cv_error", "held-out", "{:.4g}"),
-    ("silhouette_min", "silh. min", "{:.3f}"),
-    ("cophenetic", "cophenetic", "{:.4f}"),
-    ("dispersion", "dispersion", "{:.4f}"),
-    ("aic", "AIC", "{:.6g}"),
-    ("bic", "BIC", "{:.6g}"),
-    ("laplace_pca", "Laplace-PCA", "{:.6g}"),
-    ("new_component_angle", "new comp. angle", "{:.1f}"),
-    ("too_large", "repeat/noise", "{}"),
-)
-
-
-def _cell(row: dict, key: str, fmt: str) -> str:
-    v = row.get(key)
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "-"
-    if isinstance(v, (bool, np.bool_)):
-        return "yes" if v else "no"
-    return fmt.format(int(v) if fmt == "{:d}" else v)
-
-
-def _columns(sel: Any) -> list[tuple[str, str, str]]:
-    return [c for c in _COLUMNS if any(c[0] in r for r in sel.table)]
-
-
-def selection_markdown(sel: Any) -> str:
-    """The criteria table (one row per ``k``) and each criterion's pick, as Markdown."""
-    cols = _columns(sel)
-    lines = [
-        "| " + " | ".join(c[1] for c in cols) + " |",
-        "|" + "---|" * len(cols),
-    ]
-    for r in sel.table:
-        lines.append("| " + " | ".join(_cell(r, c[0], c[2]) for c in cols) + " |")
-    lines.append("")
-    lines.append("| criterion | picks k |")
-    lines.append("|---|---|")
-    for name, k in sel.picks.items():
-        lines.append(f"| {name} | {'-' if k is None else k} |")
-    lines.append(f"| **recommended** | **{sel.recommended}** |")
-    return "\n".join(lines)
-
-
-def _plain(o: Any) -> Any:
-    if isinstance(o, dict):
-        return {str(k): _plain(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_plain(v) for v in o]
-    if isinstance(o, (np.bool_, bool)):
-        return bool(o)
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (float, np.floating)):
-        f = float(o)
-        return f if math.isfinite(f) else None
-    return o
-
-
-def _meta(sel: Any) -> dict[str, Any]:
-    return _plain(
-        {
-            "format": FORMAT,
-            "version": __version__,
-            "ks": sel.ks,
-            "table": sel.table,
-            "picks": {k: v for k, v in sel.picks.items()},
-            "recommended": sel.recommended,
-            "settings": sel.settings,
-            "timings": sel.timings,
-            "spatial_shape": sel.spatial_shape,
-        }
-    )
-
-
-def save_selection(sel: Any, path: str | os.PathLike) -> str:
-    """Write ``sel`` to ``.json`` or ``.h5`` (see the module); returns the path."""
-    path = os.fspath(path)
-    meta = _meta(sel)
-    if path.endswith(".json"):
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=1)
-        return path
-    if not path.endswith((".h5", ".hdf5")):
-        raise ValueError(f"save a selection to .json or .h5; got {path!r}.")
-    import h5py
-
-    with h5py.File(path, "w") as f:
-        f.attrs["format"] = FORMAT
-        f.attrs["meta"] = json.dumps(meta)
-        for k, C in sel.consensus.items():
-            f.create_dataset(f"consensus/k{k}", data=np.asarray(C), compression="gzip")
-        for k, runs in sel.runs.items():
-            best = min(runs, key=lambda r: r.sse)
-            f.create_dataset(f"endmembers/k{k}", data=np.asarray(best.S, dtype=float))
-    return path
-
-
-def load_selection(path: str | os.PathLike) -> Any:
-    """Read a selection written by :func:`save_selection` (fits are not stored)."""
-    from ._rank import RankSelection
-
-    path = os.fspath(path)
-    consensus: dict[int, np.ndarray] = {}
-    if path.endswith(".json"):
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    else:
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != FORMAT:
-                raise ValueError(f"{path} is not an unmix rank selection file.")
-            meta = json.loads(f.attrs["meta"])
-            for name in f.get("consensus", {}):
-                consensus[int(name[1:])] = f["consensus"][name][()]
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an unmix rank selection file.")
-    table = [{k: (np.nan if v is None else v) for k, v in r.items()} for r in meta["table"]]
-    shape = meta.get("spatial_shape")
-    return RankSelection(
-        ks=[int(k) for k in meta["ks"]],
-        table=table,
-        picks={k: (None if v is None else int(v)) for k, v in meta["picks"].items()},
-        recommended=int(meta["recommended"]),
-        settings=meta["settings"],
-        consensus=consensus,
-        timings=meta.get("timings", {}),
-        spatial_shape=None if shape is None else tuple(shape),
-    )
+__all__ = ["run_config", "write_selection_report"]
 
 
 # ------------------------------------------------------------------ TOML
@@ -228,14 +88,14 @@ def _esc(v: Any) -> str:
 
 
 def _html_table(sel: Any) -> str:
-    cols = _columns(sel)
+    cols = table_columns(sel)
     head = "".join(f"<th>{_esc(c[1])}</th>" for c in cols)
     body = []
     for r in sel.table:
         style = ' style="font-weight:600"' if r["k"] == sel.recommended else ""
         body.append(
             f"<tr{style}>"
-            + "".join(f"<td>{_esc(_cell(r, c[0], c[2]))}</td>" for c in cols)
+            + "".join(f"<td>{_esc(cell(r, c[0], c[2]))}</td>" for c in cols)
             + "</tr>"
         )
     return f"<table><tr>{head}</tr>\n" + "\n".join(body) + "</table>"
@@ -243,8 +103,7 @@ def _html_table(sel: Any) -> str:
 
 def selection_section(sel: Any, outdir: str | os.PathLike, *, lambdas: Any = None) -> str:
     """The HTML ``<section>`` of a selection (figures written to ``outdir``)."""
-    from ..report._html import _Figure, _figure_html
-    from ._rank import RULES
+    from ..report._html import HtmlFigure, figure_html
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -276,7 +135,7 @@ def selection_section(sel: Any, outdir: str | os.PathLike, *, lambdas: Any = Non
         _html_table(sel),
     ]
     for name, p in figs.items():
-        parts.append(_figure_html(_Figure(Path(p), f"selection {name}", captions[name])))
+        parts.append(figure_html(HtmlFigure(Path(p), f"selection {name}", captions[name])))
     if lambdas is not None:
         lp = lambdas.plot(outdir / "selection_lambdas.png")
         best = ", ".join(f"{k} = {v:.4g}" for k, v in lambdas.best.items())
@@ -284,7 +143,7 @@ def selection_section(sel: Any, outdir: str | os.PathLike, *, lambdas: Any = Non
             "<h3>Regularization strengths</h3>",
             f"<p>{_esc(lambdas.method)} search, {len(lambdas.trials)} trials; best: "
             f"{_esc(best)} (score {lambdas.best_score:.5g}).</p>",
-            _figure_html(_Figure(Path(lp), "lambda search", "Score of every trial.")),
+            figure_html(HtmlFigure(Path(lp), "lambda search", "Score of every trial.")),
         ]
     t = sel.timings
     if t:

@@ -26,7 +26,7 @@ import numpy as np
 
 from .._backend import backend_of, to_numpy
 from ..blocks._pixels import default_block_size
-from ._batched import _sse, fit_batch
+from ._batched import fit_batch, residual_sse
 from ._plan import FitRecord, FitSpec, HoldoutSpec, bootstrap_weights, holdout_entries, spa_pixels
 
 logger = logging.getLogger("unmix")
@@ -134,7 +134,7 @@ def fit_with_engine(
         seconds=time.perf_counter() - t0,
     )
     if rows is None:
-        rec.sse = _sse(X, res.A, res.S, be)
+        rec.sse = residual_sse(X, res.A, res.S, be)
     else:
         A, S = to_numpy(res.A).astype(float), to_numpy(res.S).astype(float)
         u = np.einsum("ij,ji->i", A[rows], S[:, cols])
