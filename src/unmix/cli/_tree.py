@@ -11,12 +11,21 @@ Registered in the main group of :mod:`unmix.cli` (``unmix tree``).
 from __future__ import annotations
 
 import os
-from typing import Any
+import warnings
+from typing import TYPE_CHECKING, Any
 
 import click
+import numpy as np
 
 from ._common import EXIT_FIT, Fail, inline_table, load_image, prepare_outdir
 from ._mpi import mpi_executor, mpi_options
+
+if TYPE_CHECKING:
+    from ..hierarchy import Tree
+    from ..spectral_image import SpectralImage
+
+# unmix.hierarchy (and with it scipy.ndimage and scipy.cluster) is imported on use, so that
+# `unmix --help` and the other commands start without it.
 
 __all__ = ["tree"]
 
@@ -87,12 +96,28 @@ __all__ = ["tree"]
 @mpi_options("tree", "Grow the tree", "splits")
 def tree(file: str, **kw: Any) -> None:
     """Grow a tree of endmembers on FILE by rank-2 NMF splits (HierNMF2) and map every level."""
-    import warnings
+    steps, inp = _input(file, kw)
+    executor = mpi_executor(kw["mpi"], kw["groups"], command="tree")
+    lead = executor is None or executor.rank == 0
+    outdir = (
+        prepare_outdir(kw["outdir"], force=kw["force"], resume=False) if lead else kw["outdir"]
+    )
+    if executor is not None:
+        executor.barrier()
+    image = load_image({"input": inp, "preprocess": {"steps": steps}})
+    t, caught = _grow(image, kw, executor)
+    if not lead:
+        return
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
+    h5 = _save(outdir, t, image)
+    page = None if kw["no_report"] else _report(outdir, t, image, file, kw["steps"])
+    if not kw["quiet"]:
+        _summary(outdir, t, h5, page)
 
-    import numpy as np
 
-    from ..hierarchy import attach_tree, hierarchical_nmf, write_tree_report
-
+def _input(file: str, kw: dict[str, Any]) -> tuple[list[dict], dict[str, Any]]:
+    """The preprocessing steps (``--step``) and the input section (FILE, ``--shape``, ...)."""
     try:
         steps = [inline_table(s) for s in kw["steps"]]
     except ValueError as err:
@@ -105,14 +130,15 @@ def tree(file: str, **kw: Any) -> None:
             raise click.UsageError(
                 f"--shape {kw['spatial_shape']!r}: use ROWSxCOLS, e.g. 11x13."
             ) from None
-    executor = mpi_executor(kw["mpi"], kw["groups"], command="tree")
-    lead = executor is None or executor.rank == 0
-    outdir = (
-        prepare_outdir(kw["outdir"], force=kw["force"], resume=False) if lead else kw["outdir"]
-    )
-    if executor is not None:
-        executor.barrier()
-    image = load_image({"input": inp, "preprocess": {"steps": steps}})
+    return steps, inp
+
+
+def _grow(
+    image: SpectralImage, kw: dict[str, Any], executor: Any
+) -> tuple[Tree, list[warnings.WarningMessage]]:
+    """The tree of the image's pixels, and the warnings of its growth (recorded, not shown)."""
+    from ..hierarchy import hierarchical_nmf
+
     X = image.unfold()
     refit = ("joint" if kw["joint"] else "maps") if kw["refit"] else "none"
     with warnings.catch_warnings(record=True) as caught:
@@ -140,38 +166,48 @@ def tree(file: str, **kw: Any) -> None:
             )
         except (ValueError, TypeError) as err:
             raise Fail(str(err), EXIT_FIT) from err
-    if not lead:
-        return
-    for w in caught:
-        click.echo(f"warning: {w.message}", err=True)
+    return t, caught
+
+
+def _save(outdir: str, t: Tree, image: SpectralImage) -> str:
+    """``tree.json`` and ``result.h5`` (the leaf level, the whole tree attached): its path."""
+    from ..hierarchy import attach_tree
+
     t.to_json(os.path.join(outdir, "tree.json"))
     result = t.to_result()
     ctx = image.provenance()
     ctx["preprocess"] = image.metadata.get("preprocessing", [])
     result.context = ctx
-    h5 = attach_tree(result.save(os.path.join(outdir, "result.h5")), t)
-    page = None
-    if not kw["no_report"]:
-        axis, label = None, "channel"
-        if len(image.signal_axes) == 1:
-            ax = image.signal_axes[0]
-            axis = np.asarray(ax.values, dtype=float)
-            label = f"{ax.name} ({ax.units})" if ax.units else ax.name
-        page = write_tree_report(
-            outdir,
-            t,
-            title=f"unmix tree: {image.title or os.path.basename(file)}",
-            axis=axis,
-            axis_label=label,
-            extra={"input": file, "steps": kw["steps"] or ""},
-        )
-    if not kw["quiet"]:
-        click.echo(t.text())
-        click.echo(
-            f"{t.n_leaves} leaves, depth {t.depth}, stopped: {t.stop_reason}, "
-            f"{t.timings['total']:.1f} s"
-        )
-        click.echo(f"  {'tree':<8} {os.path.abspath(os.path.join(outdir, 'tree.json'))}")
-        click.echo(f"  {'result':<8} {os.path.abspath(h5)}")
-        if page is not None:
-            click.echo(f"  {'report':<8} {os.path.abspath(page)}")
+    return attach_tree(result.save(os.path.join(outdir, "result.h5")), t)
+
+
+def _report(outdir: str, t: Tree, image: SpectralImage, file: str, steps: Any) -> str:
+    """The figures and ``tree.html`` (spectra on the signal axis of a 1-D signal): its path."""
+    from ..hierarchy import write_tree_report
+
+    axis, label = None, "channel"
+    if len(image.signal_axes) == 1:
+        ax = image.signal_axes[0]
+        axis = np.asarray(ax.values, dtype=float)
+        label = f"{ax.name} ({ax.units})" if ax.units else ax.name
+    return write_tree_report(
+        outdir,
+        t,
+        title=f"unmix tree: {image.title or os.path.basename(file)}",
+        axis=axis,
+        axis_label=label,
+        extra={"input": file, "steps": steps or ""},
+    )
+
+
+def _summary(outdir: str, t: Tree, h5: str, page: str | None) -> None:
+    """The tree as text, how growth ended, and where the files are."""
+    click.echo(t.text())
+    click.echo(
+        f"{t.n_leaves} leaves, depth {t.depth}, stopped: {t.stop_reason}, "
+        f"{t.timings['total']:.1f} s"
+    )
+    click.echo(f"  {'tree':<8} {os.path.abspath(os.path.join(outdir, 'tree.json'))}")
+    click.echo(f"  {'result':<8} {os.path.abspath(h5)}")
+    if page is not None:
+        click.echo(f"  {'report':<8} {os.path.abspath(page)}")

@@ -91,6 +91,39 @@ def make_hierarchy(
             f"n_channels={n_channels} is too few for {n_peaks} separated peaks; use at least "
             f"{4 * n_peaks}."
         )
+    S_base, S_leaves, parent_of = _planted_spectra(
+        rng, n_parents, n_children, n_channels, shared_peaks
+    )
+    S_parents = np.array([S_leaves[parent_of == p].mean(axis=0) for p in range(n_parents)])
+    h, w = spatial_shape
+    A = _blob_maps(rng, h, w, n_leaves, purity)
+    Y = A @ S_leaves
+    X = Y.copy()
+    if snr_db is not None:
+        sigma = np.sqrt(np.mean(Y**2) / 10 ** (snr_db / 10))
+        X = X + sigma * rng.standard_normal(Y.shape)
+    if clip:
+        X = np.clip(X, 0.0, None)
+    return Hierarchy(
+        X=X,
+        A=A,
+        S_leaves=S_leaves,
+        S_parents=S_parents,
+        S_base=S_base,
+        parent_of=parent_of,
+        tree=_planted_tree(n_parents, n_children),
+        spatial_shape=(h, w),
+        snr_db=snr_db,
+    )
+
+
+def _planted_spectra(
+    rng: np.random.Generator, n_parents: int, n_children: int, n_channels: int, shared_peaks: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(S_base, S_leaves, parent_of)``: each parent's shared peaks on a flat floor, and
+    its children's spectra (those peaks plus one of their own), at randomly dealt slots."""
+    n_leaves = n_parents * n_children
+    n_peaks = n_parents * shared_peaks + n_leaves
     x = np.arange(n_channels, dtype=float)
     slots = (np.arange(n_peaks) + 0.5 + rng.uniform(-0.15, 0.15, n_peaks)) * n_channels / n_peaks
     slots = slots[rng.permutation(n_peaks)]
@@ -107,11 +140,18 @@ def make_hierarchy(
             for i in range(n_leaves)
         ]
     )
-    S_parents = np.array([S_leaves[parent_of == p].mean(axis=0) for p in range(n_parents)])
-    h, w = spatial_shape
+    return S_base, S_leaves, parent_of
+
+
+def _blob_maps(
+    rng: np.random.Generator, h: int, w: int, n_leaves: int, purity: float
+) -> np.ndarray:
+    """Leaf abundances (h * w, n_leaves) on the simplex: a softmax of smooth blobs.
+
+    Two blobs a leaf, centred in the cells of a jittered grid dealt out at random, so that
+    every leaf covers a similar area.
+    """
     yy, xx = np.mgrid[0:h, 0:w]
-    # two blobs a leaf, centred in the cells of a jittered grid dealt out at random, so
-    # that every leaf covers a similar area
     n_cells = 2 * n_leaves
     gr = int(np.floor(np.sqrt(n_cells * h / w))) or 1
     gc = int(np.ceil(n_cells / gr))
@@ -125,15 +165,12 @@ def make_hierarchy(
         logits[..., i] += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
     logits *= purity
     A = np.exp(logits - logits.max(axis=2, keepdims=True))
-    A = (A / A.sum(axis=2, keepdims=True)).reshape(h * w, n_leaves)
-    Y = A @ S_leaves
-    X = Y.copy()
-    if snr_db is not None:
-        sigma = np.sqrt(np.mean(Y**2) / 10 ** (snr_db / 10))
-        X = X + sigma * rng.standard_normal(Y.shape)
-    if clip:
-        X = np.clip(X, 0.0, None)
-    tree = {
+    return (A / A.sum(axis=2, keepdims=True)).reshape(h * w, n_leaves)
+
+
+def _planted_tree(n_parents: int, n_children: int) -> dict[str, Any]:
+    """The planted tree as nested dicts (see :attr:`Hierarchy.tree`)."""
+    return {
         "name": "root",
         "children": [
             {
@@ -146,17 +183,6 @@ def make_hierarchy(
             for p in range(n_parents)
         ],
     }
-    return Hierarchy(
-        X=X,
-        A=A,
-        S_leaves=S_leaves,
-        S_parents=S_parents,
-        S_base=S_base,
-        parent_of=parent_of,
-        tree=tree,
-        spatial_shape=(h, w),
-        snr_db=snr_db,
-    )
 
 
 @dataclass

@@ -49,6 +49,8 @@ from typing import Any
 from .._backend import Backend, backend_of
 from .._ops import project_simplex_rows
 from .._validation import check_nonnegative, ensure_2d_float, finite_report
+from ..engine import factorize
+from ..model import NonNegative, SumToOne
 from ._maps import layer_maps
 
 logger = logging.getLogger("unmix")
@@ -226,46 +228,16 @@ def deep_nmf(
     -------
     DeepResult
     """
-    from ..engine._factorize import factorize
-    from ..model._constraints import NonNegative, SumToOne
-
     t0 = time.perf_counter()
     X = ensure_2d_float(X)
     finite_report(X)
     check_nonnegative(X, why="deep NMF (non-negative factors)")
     be = backend_of(X)
-    xp = be.xp
-    n, m = (int(s) for s in X.shape)
-    ranks = _check_ranks(ranks, n, m)
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}; got {mode!r}.")
-    weights = tuple(float(w) for w in (weights or [1.0] * len(ranks)))
-    if len(weights) != len(ranks) or min(weights) < 0:
-        raise ValueError(f"weights must be {len(ranks)} non-negative numbers; got {weights}.")
-    cons = [NonNegative()] + ([SumToOne()] if sum_to_one else [])
-    kw = {"max_iter": max_iter, "tol": tol, "random_state": random_state, "compress": None}
-    first = factorize(X, ranks[0], constraints=cons, **kw)
-    A = [first.A]
-    if mode == "maps":
-        factors = [first.S]
-        for k in ranks[1:]:
-            r = factorize(A[-1], k, constraints=cons, **kw)
-            A.append(r.A)
-            factors.append(r.S)
-    else:
-        factors, W = [first.A], [first.S]
-        for k in ranks[1:]:
-            r = factorize(W[-1], k, constraints=cons, **kw)
-            A.append(A[-1] @ r.A)
-            factors.append(r.A)
-            W.append(r.S)
-    if mode == "maps":
-        W = _effective(factors, mode)
-    x2 = float(xp.sum(be.acc(X) * be.acc(X)))
-    layerwise = []
-    for Al, Wl in zip(A, W, strict=True):
-        R = X - Al @ Wl
-        layerwise.append(float(xp.sum(be.acc(R) * be.acc(R))) / x2)
+    ranks, weights = _check_layers(ranks, mode, weights, tuple(int(s) for s in X.shape))
+    fit = {"max_iter": max_iter, "tol": tol, "random_state": random_state, "compress": None}
+    factors, A, W = _layerwise(X, ranks, mode, sum_to_one, fit)
+    x2 = float(be.xp.sum(be.acc(X) * be.acc(X)))
+    layerwise = _relative_errors(X, A, W, be, x2)
     t1 = time.perf_counter()
     hist: dict[str, list] = {"total": [], "step": []}
     if finetune_iter > 0:
@@ -292,6 +264,56 @@ def deep_nmf(
             "total": time.perf_counter() - t0,
         },
     )
+
+
+def _check_layers(
+    ranks: Sequence[int], mode: str, weights: Sequence[float] | None, shape: tuple[int, ...]
+) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """The ranks and the layers' weights, checked against each other and ``X``'s shape."""
+    n, m = shape
+    ranks = _check_ranks(ranks, n, m)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}; got {mode!r}.")
+    weights = tuple(float(w) for w in (weights or [1.0] * len(ranks)))
+    if len(weights) != len(ranks) or min(weights) < 0:
+        raise ValueError(f"weights must be {len(ranks)} non-negative numbers; got {weights}.")
+    return ranks, weights
+
+
+def _layerwise(
+    X: Any, ranks: tuple[int, ...], mode: str, sum_to_one: bool, fit: dict
+) -> tuple[list, list, list]:
+    """Layer-by-layer fits with :func:`unmix.factorize`: ``(factors, A, W)`` of every layer.
+
+    ``fit`` holds the options of every layer's fit (``max_iter``, ``tol``, ...).
+    """
+    cons = [NonNegative()] + ([SumToOne()] if sum_to_one else [])
+    first = factorize(X, ranks[0], constraints=cons, **fit)
+    A = [first.A]
+    if mode == "maps":  # factorize the maps again
+        factors = [first.S]
+        for k in ranks[1:]:
+            r = factorize(A[-1], k, constraints=cons, **fit)
+            A.append(r.A)
+            factors.append(r.S)
+        return factors, A, _effective(factors, mode)
+    factors, W = [first.A], [first.S]  # factorize the endmembers again
+    for k in ranks[1:]:
+        r = factorize(W[-1], k, constraints=cons, **fit)
+        A.append(A[-1] @ r.A)
+        factors.append(r.A)
+        W.append(r.S)
+    return factors, A, W
+
+
+def _relative_errors(X: Any, A: list, W: list, be: Backend, x2: float) -> list[float]:
+    """``||X - A_l W_l||_F^2 / ||X||_F^2`` of every layer."""
+    xp = be.xp
+    errors = []
+    for Al, Wl in zip(A, W, strict=True):
+        R = X - Al @ Wl
+        errors.append(float(xp.sum(be.acc(R) * be.acc(R))) / x2)
+    return errors
 
 
 def _finetune(X, factors, mode, weights, simplex, be, x2, n_iter, hist):

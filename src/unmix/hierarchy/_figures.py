@@ -7,15 +7,17 @@ switch), writes one PNG and returns its path.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from .._backend import to_numpy
 from ._cluster import Dendrogram
-from ._model import Tree
+from ._model import Node, Tree
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["plot_dendrogram", "plot_levels", "plot_tree"]
 
@@ -23,6 +25,8 @@ _PALETTE = [
     "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e",
     "#17becf", "#8c564b", "#e377c2", "#bcbd22", "#7f7f7f",
 ]  # fmt: skip
+
+_Box = tuple[float, float, float, float]  # a panel: x0, y0, width, height (figure fractions)
 
 
 def _save(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> str:
@@ -77,25 +81,47 @@ def plot_tree(
         Thumbnails from the refitted level maps (True) or the nested maps.
     title : str, optional
     """
-    pos = _layout(tree)
     cols = _colors(tree)
-    n_slots = max(len(tree.leaves), 1)
-    depth = tree.depth
     has_maps = bool(tree.levels) or tree.node_maps is not None
     spatial2d = bool(tree.spatial_shape) and len(tree.spatial_shape) == 2
     thumb = has_maps and spatial2d
+    fig, box = _canvas(tree, thumb)
+    _draw_edges(fig, tree, box)
+    S = np.asarray(to_numpy(tree.S), dtype=float)
+    xs = np.arange(S.shape[1]) if axis is None else np.asarray(axis, dtype=float)
+    for nd in tree.nodes:
+        sa = _node_axes(fig, tree, nd.id, box(nd.id), thumb=thumb, refit=refit)
+        _draw_endmember(sa, tree, nd, S[nd.id], xs, color=cols[nd.id], axis_label=axis_label)
+        label = (names or {}).get(nd.id, f"n{nd.id}")
+        sa.set_title(f"{label}  {nd.size} px", fontsize=7, pad=2, color=cols[nd.id])
+        sa.set_yticks([])
+    fig.suptitle(title or f"Tree of endmembers ({tree.n_leaves} leaves)", fontsize=10)
+    return _save(fig, path)
+
+
+def _canvas(tree: Tree, thumb: bool) -> tuple[Figure, Callable[[int], _Box]]:
+    """A figure sized to the tree, and the panel of every node: ``(x0, y0, w, h)``."""
+    from matplotlib.figure import Figure
+
+    pos = _layout(tree)
+    n_slots = max(len(tree.leaves), 1)
     cell_w, cell_h = 1.9, (2.5 if thumb else 1.5)
-    fig = Figure(figsize=(max(5.0, cell_w * n_slots + 0.6), cell_h * (depth + 1) + 0.7))
+    fig = Figure(figsize=(max(5.0, cell_w * n_slots + 0.6), cell_h * (tree.depth + 1) + 0.7))
     W, H = fig.get_figwidth(), fig.get_figheight()
     top = 1 - 0.5 / H
 
-    def box(i: int) -> tuple[float, float, float, float]:
+    def box(i: int) -> _Box:
         x, d = pos[i]
         w, h = 0.8 * cell_w / W, 0.82 * cell_h / H
         cx = (0.3 + cell_w * (x + 0.5)) / W
         y0 = top - (d + 1) * cell_h / H + 0.08 * cell_h / H
         return cx - w / 2, y0, w, h
 
+    return fig, box
+
+
+def _draw_edges(fig: Figure, tree: Tree, box: Callable[[int], _Box]) -> None:
+    """Lines from every node's panel down to its children's, on a background axes."""
     back = fig.add_axes((0, 0, 1, 1))
     back.set_axis_off()
     back.set_xlim(0, 1)
@@ -105,38 +131,38 @@ def plot_tree(
             x0, y0, w0, _ = box(nd.id)
             x1, y1, w1, h1 = box(c)
             back.plot([x0 + w0 / 2, x1 + w1 / 2], [y0, y1 + h1], color="0.6", lw=1.0, zorder=0)
-    S = np.asarray(to_numpy(tree.S), dtype=float)
-    pattern = bool(tree.signal_shape) and len(tree.signal_shape) == 2
-    xs = np.arange(S.shape[1]) if axis is None else np.asarray(axis, dtype=float)
-    for nd in tree.nodes:
-        x0, y0, w, h = box(nd.id)
-        label = (names or {}).get(nd.id, f"n{nd.id}")
-        text = f"{label}  {nd.size} px"
-        if thumb:
-            sa = fig.add_axes((x0, y0 + 0.55 * h, w, 0.38 * h))
-            ma = fig.add_axes((x0 + 0.2 * w, y0, 0.6 * w, 0.5 * h))
-            img = tree.node_map(nd.id, refit=refit)
-            ma.imshow(img, cmap="viridis", vmin=0, interpolation="nearest")
-            ma.set_xticks([])
-            ma.set_yticks([])
-        else:
-            sa = fig.add_axes((x0, y0 + 0.05 * h, w, 0.85 * h))
-        if pattern:
-            sa.imshow(
-                np.sqrt(np.clip(S[nd.id].reshape(tree.signal_shape), 0, None)),
-                cmap="magma",
-                interpolation="nearest",
-            )
-            sa.set_xticks([])
-        else:
-            sa.plot(xs, S[nd.id], color=cols[nd.id], lw=1.0)
-            sa.tick_params(labelsize=5, length=2, pad=1)
-            if nd.depth == depth or nd.is_leaf:
-                sa.set_xlabel(axis_label, fontsize=5, labelpad=1)
-        sa.set_title(text, fontsize=7, pad=2, color=cols[nd.id])
-        sa.set_yticks([])
-    fig.suptitle(title or f"Tree of endmembers ({tree.n_leaves} leaves)", fontsize=10)
-    return _save(fig, path)
+
+
+def _node_axes(fig: Figure, tree: Tree, node: int, box: _Box, *, thumb: bool, refit: bool) -> Any:
+    """The axes of a node's endmember, above the thumbnail of its map when ``thumb``."""
+    x0, y0, w, h = box
+    if not thumb:
+        return fig.add_axes((x0, y0 + 0.05 * h, w, 0.85 * h))
+    sa = fig.add_axes((x0, y0 + 0.55 * h, w, 0.38 * h))
+    ma = fig.add_axes((x0 + 0.2 * w, y0, 0.6 * w, 0.5 * h))
+    img = tree.node_map(node, refit=refit)
+    ma.imshow(img, cmap="viridis", vmin=0, interpolation="nearest")
+    ma.set_xticks([])
+    ma.set_yticks([])
+    return sa
+
+
+def _draw_endmember(
+    sa: Any, tree: Tree, nd: Node, s: np.ndarray, xs: np.ndarray, *, color: str, axis_label: str
+) -> None:
+    """A node's endmember: an image for 2-D patterns, else a spectrum against ``xs``."""
+    if bool(tree.signal_shape) and len(tree.signal_shape) == 2:
+        sa.imshow(
+            np.sqrt(np.clip(s.reshape(tree.signal_shape), 0, None)),
+            cmap="magma",
+            interpolation="nearest",
+        )
+        sa.set_xticks([])
+        return
+    sa.plot(xs, s, color=color, lw=1.0)
+    sa.tick_params(labelsize=5, length=2, pad=1)
+    if nd.depth == tree.depth or nd.is_leaf:
+        sa.set_xlabel(axis_label, fontsize=5, labelpad=1)
 
 
 def plot_levels(tree: Tree, path: str | os.PathLike, *, max_levels: int = 6) -> str:
@@ -146,6 +172,8 @@ def plot_levels(tree: Tree, path: str | os.PathLike, *, max_levels: int = 6) -> 
         raise ValueError("the tree has no level maps; build it with hierarchical_nmf.")
     kmax = max(len(lv.nodes) for lv in levels)
     spatial2d = bool(tree.spatial_shape) and len(tree.spatial_shape) == 2
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(1.5 * kmax + 1.2, 1.6 * len(levels) + 0.6))
     axes = fig.subplots(len(levels), kmax, squeeze=False)
     fig.subplots_adjust(
@@ -197,6 +225,7 @@ def plot_dendrogram(
     title: str | None = None,
 ) -> str:
     """The dendrogram (merge height in degrees), with an optional image under every leaf."""
+    from matplotlib.figure import Figure
     from scipy.cluster.hierarchy import dendrogram
 
     k = len(dendro.names)

@@ -12,6 +12,8 @@ import numpy as np
 
 from .._backend import Backend, backend_of
 from .._linalg import nnls_bpp
+from ..engine import factorize
+from ..model import NonNegative, SumToOne
 from ._model import Level, Tree
 from ._rank2 import nnls2
 
@@ -107,9 +109,6 @@ def refit_level(
     ``NonNegative`` and, with ``sum_to_one``, ``SumToOne``), started from the refitted maps
     and the tree's endmembers.  ``mode="none"`` takes the tree's nested maps.
     """
-    from ..engine._factorize import factorize
-    from ..model._constraints import NonNegative, SumToOne
-
     be = backend_of(X)
     xp = be.xp
     ids = tree.level_of(depth)

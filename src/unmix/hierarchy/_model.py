@@ -18,6 +18,7 @@ import numpy as np
 
 from .._atomic import atomic_path
 from .._backend import to_numpy
+from ..result import Result
 
 __all__ = ["FORMAT", "Level", "Node", "Tree", "attach_tree", "load_tree"]
 
@@ -212,8 +213,6 @@ class Tree:
 
     def to_result(self, depth: int = -1) -> Any:
         """The level at ``depth`` (default: all leaves) as a :class:`~unmix.Result`."""
-        from ..result import Result
-
         lev = self.levels[depth]
         spec = {
             "method": "hierarchical_nmf",

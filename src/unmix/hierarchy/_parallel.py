@@ -27,13 +27,21 @@ from typing import Any
 import numpy as np
 
 from .._backend import Backend, to_numpy
-from ..executors.groups import Groups, Work, check_executor, deal
+from ..executors.groups import Groups, Work
 from ._model import Level
 from ._split import Candidate, Options, node_ranks, propose, screen, split_fit
+from ._stability import (
+    DEFAULTS,
+    choose_rank,
+    perturbations,
+    stability_ranks,
+    stability_run,
+    stability_score,
+)
 
 logger = logging.getLogger("unmix")
 
-__all__ = ["Groups", "Work", "check_executor", "deal", "propose_mpi", "refit_levels_mpi"]
+__all__ = ["propose_mpi", "refit_levels_mpi"]
 
 
 # ------------------------------------------------------------------ candidate splits
@@ -73,8 +81,6 @@ def _propose_rank2(X, be, items, opts, groups) -> dict[int, Candidate]:
 
 def _propose_stability(X, be, items, opts, groups) -> dict[int, Candidate]:
     """Every restart of every node's stability search, then every node's split."""
-    from ._stability import DEFAULTS, choose_rank, stability_ranks, stability_score
-
     unknown = set(opts.stability) - set(DEFAULTS)
     if unknown:
         raise TypeError(
@@ -127,8 +133,6 @@ def _in_order(runs: dict[int, np.ndarray]) -> list[np.ndarray]:
 def _restarts(mine: list[Work], nodes: dict, ranks: dict, be: Backend, opts: Options) -> list:
     """The perturbed fits ``(node, rank, run)`` of ``mine``: each replays its node's
     sequence of draws up to its own, so that it gets the draws of a serial run."""
-    from ._stability import DEFAULTS, perturbations, stability_run
-
     settings = {**DEFAULTS, **opts.stability}
     res = []
     for w in mine:

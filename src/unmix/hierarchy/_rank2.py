@@ -209,67 +209,15 @@ def rank2_nmf(
     """
     be = backend_of(X)
     xp = be.xp
-    n, m = (int(s) for s in X.shape)
     gd, onehot, B = _group_setup(X, groups, n_groups, be)
-    W = xp.astype(onehot, be.dtype)
     norm2 = _per_group_sum(onehot, xp.sum(X * X, axis=1), be)
     S = _spa_init(X, gd, onehot, B, be) if S0 is None else be.asarray(S0)
+    m = int(X.shape[1])
     if tuple(S.shape) != (B, 2, m):
         raise ValueError(f"S0 must have shape ({B}, 2, {m}); got {tuple(S.shape)}.")
-    S = be.acc(S)
-    prev = None
-    done = np.zeros(B, dtype=bool)
-    n_done = 0
-    for it in range(1, max_iter + 1):
-        n_done = it
-        # A step: per pixel, a 2-variable NNLS with its group's Gram matrix
-        Sw = be.work(xp.reshape(S, (2 * B, m)))
-        XS = X @ Sw.T  # (n, 2B)
-        cols = xp.stack([2 * gd, 2 * gd + 1], axis=1)
-        rhs = be.acc(xp.take_along_axis(XS, cols, axis=1))  # (n, 2)
-        G = S @ xp.permute_dims(S, (0, 2, 1))  # (B, 2, 2)
-        A = nnls2(xp.take(G, gd, axis=0), rhs, xp)  # (n, 2), acc dtype
-        # S step: per group and channel, a 2-variable NNLS with the group's A^T A
-        Aw = be.work(A)
-        Z = xp.reshape(W[:, :, None] * Aw[:, None, :], (n, 2 * B))
-        R = be.acc(xp.reshape(Z.T @ X, (B, 2, m)))
-        Ha = be.acc(A)
-        H = xp.stack(
-            [
-                _per_group_sum(onehot, Ha[:, 0] * Ha[:, 0], be),
-                _per_group_sum(onehot, Ha[:, 0] * Ha[:, 1], be),
-                _per_group_sum(onehot, Ha[:, 1] * Ha[:, 1], be),
-            ],
-            axis=1,
-        )
-        Hm = xp.reshape(xp.stack([H[:, 0], H[:, 1], H[:, 1], H[:, 2]], axis=1), (B, 1, 2, 2))
-        S_new = xp.permute_dims(nnls2(Hm, xp.permute_dims(R, (0, 2, 1)), xp), (0, 2, 1))
-        frozen = xp.asarray(done, device=be.device)[:, None, None]
-        S = xp.where(frozen, S, S_new)  # converged groups keep their endmembers
-        # error by the Gram identity: ||X||^2 - 2 <S, A^T X> + <A^T A, S S^T>
-        SS = S @ xp.permute_dims(S, (0, 2, 1))
-        quad = H[:, 0] * SS[:, 0, 0] + 2 * H[:, 1] * SS[:, 0, 1] + H[:, 2] * SS[:, 1, 1]
-        err = norm2 - 2 * xp.sum(S * R, axis=(1, 2)) + quad
-        err_h = np.maximum(to_numpy(err).astype(float), 0.0)
-        if prev is not None:
-            done = done | ((prev - err_h) <= tol * np.maximum(to_numpy(norm2), 1e-300))
-            if done.all():
-                break
-        prev = err_h
+    S, done, n_done = _anls(X, be.acc(S), gd, onehot, norm2, be, max_iter, tol)
     # final maps for the final S (one more exact A step), and the exact error
-    Sw = be.work(xp.reshape(S, (2 * B, m)))
-    cols = xp.stack([2 * gd, 2 * gd + 1], axis=1)
-    rhs = be.acc(xp.take_along_axis(X @ Sw.T, cols, axis=1))
-    G = S @ xp.permute_dims(S, (0, 2, 1))
-    Gp = xp.take(G, gd, axis=0)
-    A = nnls2(Gp, rhs, xp)
-    quad = (
-        A[:, 0] * A[:, 0] * Gp[:, 0, 0]
-        + 2 * A[:, 0] * A[:, 1] * Gp[:, 0, 1]
-        + A[:, 1] * A[:, 1] * Gp[:, 1, 1]
-    )
-    per_pixel = be.acc(xp.sum(X * X, axis=1)) - 2 * xp.sum(A * rhs, axis=1) + quad
-    err_h = np.maximum(to_numpy(_per_group_sum(onehot, per_pixel, be)).astype(float), 0.0)
+    A, err_h = _final_maps(X, S, gd, onehot, be)
     logger.debug("rank2_nmf: %d groups, %d iterations", B, n_done)
     return Rank2Fit(
         A=be.work(A),
@@ -279,3 +227,103 @@ def rank2_nmf(
         n_iter=n_done,
         converged=done,
     )
+
+
+def _anls(
+    X: Any,
+    S: Any,
+    gd: Any,
+    onehot: Any,
+    norm2: Any,
+    be: Backend,
+    max_iter: int,
+    tol: float,
+) -> tuple[Any, np.ndarray, int]:
+    """Alternate exact A and S steps from ``S`` (acc dtype) until every group has converged.
+
+    Returns the endmembers, the converged flag of every group and the iterations run.
+    """
+    xp = be.xp
+    B = int(S.shape[0])
+    W = xp.astype(onehot, be.dtype)
+    prev = None
+    done = np.zeros(B, dtype=bool)
+    n_done = 0
+    for it in range(1, max_iter + 1):
+        n_done = it
+        A, _, _ = _maps_step(X, S, gd, be)
+        S_new, R, H = _endmembers_step(X, A, W, onehot, be)
+        frozen = xp.asarray(done, device=be.device)[:, None, None]
+        S = xp.where(frozen, S, S_new)  # converged groups keep their endmembers
+        err_h = _gram_error(S, R, H, norm2, be)
+        if prev is not None:
+            done = done | ((prev - err_h) <= tol * np.maximum(to_numpy(norm2), 1e-300))
+            if done.all():
+                break
+        prev = err_h
+    return S, done, n_done
+
+
+def _maps_step(X: Any, S: Any, gd: Any, be: Backend) -> tuple[Any, Any, Any]:
+    """A step: per pixel, a 2-variable NNLS with its group's Gram matrix.
+
+    Returns the maps ``A`` (n, 2), the right-hand sides ``X_i S_g^T`` (n, 2) and the Gram
+    matrix ``S_g S_g^T`` of every pixel's group (n, 2, 2), all in the accumulation dtype.
+    """
+    xp = be.xp
+    B, _, m = (int(s) for s in S.shape)
+    Sw = be.work(xp.reshape(S, (2 * B, m)))
+    XS = X @ Sw.T  # (n, 2B)
+    cols = xp.stack([2 * gd, 2 * gd + 1], axis=1)
+    rhs = be.acc(xp.take_along_axis(XS, cols, axis=1))  # (n, 2)
+    G = S @ xp.permute_dims(S, (0, 2, 1))  # (B, 2, 2)
+    Gp = xp.take(G, gd, axis=0)
+    return nnls2(Gp, rhs, xp), rhs, Gp
+
+
+def _endmembers_step(X: Any, A: Any, W: Any, onehot: Any, be: Backend) -> tuple[Any, Any, Any]:
+    """S step: per group and channel, a 2-variable NNLS with the group's ``A^T A``.
+
+    Returns the new endmembers (B, 2, m), ``A_b^T X_b`` (B, 2, m) and the entries
+    ``(a1.a1, a1.a2, a2.a2)`` of every group's ``A^T A`` (B, 3).
+    """
+    xp = be.xp
+    n, m = (int(s) for s in X.shape)
+    B = int(W.shape[1])
+    Aw = be.work(A)
+    Z = xp.reshape(W[:, :, None] * Aw[:, None, :], (n, 2 * B))
+    R = be.acc(xp.reshape(Z.T @ X, (B, 2, m)))
+    Ha = be.acc(A)
+    H = xp.stack(
+        [
+            _per_group_sum(onehot, Ha[:, 0] * Ha[:, 0], be),
+            _per_group_sum(onehot, Ha[:, 0] * Ha[:, 1], be),
+            _per_group_sum(onehot, Ha[:, 1] * Ha[:, 1], be),
+        ],
+        axis=1,
+    )
+    Hm = xp.reshape(xp.stack([H[:, 0], H[:, 1], H[:, 1], H[:, 2]], axis=1), (B, 1, 2, 2))
+    S_new = xp.permute_dims(nnls2(Hm, xp.permute_dims(R, (0, 2, 1)), xp), (0, 2, 1))
+    return S_new, R, H
+
+
+def _gram_error(S: Any, R: Any, H: Any, norm2: Any, be: Backend) -> np.ndarray:
+    """Every group's error by the Gram identity: ||X||^2 - 2 <S, A^T X> + <A^T A, S S^T>."""
+    xp = be.xp
+    SS = S @ xp.permute_dims(S, (0, 2, 1))
+    quad = H[:, 0] * SS[:, 0, 0] + 2 * H[:, 1] * SS[:, 0, 1] + H[:, 2] * SS[:, 1, 1]
+    err = norm2 - 2 * xp.sum(S * R, axis=(1, 2)) + quad
+    return np.maximum(to_numpy(err).astype(float), 0.0)
+
+
+def _final_maps(X: Any, S: Any, gd: Any, onehot: Any, be: Backend) -> tuple[Any, np.ndarray]:
+    """The exact maps of the final ``S`` and every group's exact error (host, float64)."""
+    xp = be.xp
+    A, rhs, Gp = _maps_step(X, S, gd, be)
+    quad = (
+        A[:, 0] * A[:, 0] * Gp[:, 0, 0]
+        + 2 * A[:, 0] * A[:, 1] * Gp[:, 0, 1]
+        + A[:, 1] * A[:, 1] * Gp[:, 1, 1]
+    )
+    per_pixel = be.acc(xp.sum(X * X, axis=1)) - 2 * xp.sum(A * rhs, axis=1) + quad
+    return A, np.maximum(to_numpy(_per_group_sum(onehot, per_pixel, be)).astype(float), 0.0)

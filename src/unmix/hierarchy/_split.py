@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 
 from .._backend import Backend, to_numpy
+from ..engine import factorize
 from ._cluster import spectral_angle_distances
 from ._rank2 import group_rank1, rank2_nmf
 from ._scores import ndcg_score, split_gain
+from ._stability import rank_stability
 
 __all__ = ["Candidate", "Options", "node_ranks", "propose", "screen", "split_fit"]
 
@@ -68,8 +70,6 @@ def propose(X: Any, be: Backend, items: list[tuple[int, np.ndarray]], opts: Opti
                 nid, idx, Xs[rows], A_h[rows], fit.S[b], err1[b], fit.error[b], be, opts
             )
         return out
-    from ._stability import rank_stability
-
     for b, (nid, idx) in enumerate(batch):
         if nid in out:
             continue
@@ -135,8 +135,6 @@ def split_fit(
         f = rank2_nmf(Xb, max_iter=opts.max_iter, tol=opts.tol)
         A_b, S_b, err_r = f.A, f.S[0], f.error[0]
     else:
-        from ..engine._factorize import factorize
-
         res = factorize(
             Xb,
             r,

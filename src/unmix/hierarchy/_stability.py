@@ -19,6 +19,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from .._backend import backend_of, to_numpy
+from ..engine import factorize
 
 logger = logging.getLogger("unmix")
 
@@ -102,8 +103,6 @@ def perturbations(
 
 def stability_run(X: Any, r: int, pert: Any, seed: int, max_iter: int) -> np.ndarray:
     """Unit-norm endmembers (r, channels), host float64, of one perturbed rank-``r`` fit."""
-    from ..engine._factorize import factorize
-
     res = factorize(
         X * pert,
         r,

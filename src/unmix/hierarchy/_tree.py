@@ -28,9 +28,10 @@ import numpy as np
 
 from .._backend import Backend, backend_of
 from .._validation import check_nonnegative, ensure_2d_float, finite_report
+from ..executors.groups import Groups, check_executor
 from ._maps import nested_maps, refit_level
 from ._model import Level, Node, Tree
-from ._parallel import Groups, check_executor, propose_mpi, refit_levels_mpi
+from ._parallel import propose_mpi, refit_levels_mpi
 from ._scores import SCORES
 from ._split import Candidate, Options, propose
 
@@ -166,13 +167,7 @@ def hierarchical_nmf(
     """
     t0 = time.perf_counter()
     check_executor(executor, groups, task="grow a tree")
-    X = ensure_2d_float(X)
-    finite_report(X)
-    check_nonnegative(X, why="hierarchical NMF (A >= 0 and S >= 0)")
-    be = backend_of(X)
-    if normalize:
-        norms = be.xp.linalg.vector_norm(X, axis=1, keepdims=True)
-        X = X / be.xp.where(norms > 0, norms, 1.0)
+    X, be = _checked_data(X, normalize)
     n = int(X.shape[0])
     opts = _check_options(
         n,
@@ -186,23 +181,9 @@ def hierarchical_nmf(
         strategy,
         min_angle,
     )
-    opts.max_iter, opts.tol = int(max_iter), float(tol)
-    opts.stability, opts.seed = dict(stability or {}), 0 if random_state is None else random_state
-    if endmember not in ENDMEMBERS:
-        raise ValueError(f"endmember must be one of {ENDMEMBERS}; got {endmember!r}.")
-    if not 0 < core_fraction <= 1:
-        raise ValueError(f"core_fraction must be in (0, 1]; got {core_fraction!r}.")
-    opts.endmember, opts.core_fraction = endmember, float(core_fraction)
-    if internal not in ("mean", "split"):
-        raise ValueError(f"internal must be 'mean' or 'split'; got {internal!r}.")
-    refit_mode = {True: "maps", False: "none"}.get(refit, refit)  # type: ignore[call-overload]
-    if refit_mode not in REFITS:
-        raise ValueError(f"refit must be one of {REFITS} (or True/False); got {refit!r}.")
-    if n < 2 * opts.min_size:
-        raise ValueError(
-            f"X has {n} pixel(s): splitting needs at least 2 * min_size = {2 * opts.min_size}. "
-            "Pass more pixels or a smaller min_size."
-        )
+    _set_fit_options(opts, max_iter, tol, stability, random_state, endmember, core_fraction)
+    refit_mode = _check_refit(internal, refit)
+    _check_enough_pixels(n, opts.min_size)
     ranks = None if executor is None else Groups(executor, groups, task="hierarchical_nmf")
     try:
         tree = _build(X, be, opts, n_leaves, strategy, internal, ranks)
@@ -214,23 +195,9 @@ def hierarchical_nmf(
         t_grow = time.perf_counter() - t0
         tree.node_maps = nested_maps(X, tree)
         t1 = time.perf_counter()
-
-        def refit_one(d: int) -> Level:
-            return refit_level(
-                X,
-                tree,
-                d,
-                mode=refit_mode,
-                sum_to_one=sum_to_one,
-                max_iter=refit_iter,
-                random_state=random_state,
-            )
-
-        depths = list(range(tree.depth + 1))
-        if ranks is None:
-            tree.levels = [refit_one(d) for d in depths]
-        else:
-            tree.levels = refit_levels_mpi(X, be, depths, refit_one, ranks)
+        tree.levels = _refit_levels(
+            X, be, tree, ranks, refit_mode, sum_to_one, refit_iter, random_state
+        )
     finally:
         if ranks is not None:
             ranks.close()
@@ -239,16 +206,63 @@ def hierarchical_nmf(
         "levels": time.perf_counter() - t1,
         "total": time.perf_counter() - t0,
     }
-    if n_leaves is not None and tree.n_leaves < n_leaves:
-        why = "; ".join(f"leaf {nd.id}: {nd.reason}" for nd in tree.nodes if nd.is_leaf)
-        warnings.warn(
-            f"hierarchical_nmf stopped at {tree.n_leaves} leaves of the {n_leaves} requested "
-            f"({why}); the partial tree is returned. The data may support no more leaves; "
-            "a smaller min_size, min_score or min_angle allows more splits.",
-            UserWarning,
-            stacklevel=2,
-        )
+    _warn_if_partial(tree, n_leaves)
     return tree
+
+
+def _checked_data(X: Any, normalize: bool) -> tuple[Any, Backend]:
+    """``X`` as a finite, non-negative 2-D float array (rows of unit norm if ``normalize``)."""
+    X = ensure_2d_float(X)
+    finite_report(X)
+    check_nonnegative(X, why="hierarchical NMF (A >= 0 and S >= 0)")
+    be = backend_of(X)
+    if normalize:
+        norms = be.xp.linalg.vector_norm(X, axis=1, keepdims=True)
+        X = X / be.xp.where(norms > 0, norms, 1.0)
+    return X, be
+
+
+def _refit_levels(
+    X: Any,
+    be: Backend,
+    tree: Tree,
+    ranks: Groups | None,
+    mode: str,
+    sum_to_one: bool,
+    max_iter: int,
+    random_state: int | None,
+) -> list[Level]:
+    """Maps of every level of ``tree``, one refit a depth (dealt over ``ranks`` if given)."""
+
+    def refit_one(d: int) -> Level:
+        return refit_level(
+            X,
+            tree,
+            d,
+            mode=mode,
+            sum_to_one=sum_to_one,
+            max_iter=max_iter,
+            random_state=random_state,
+        )
+
+    depths = list(range(tree.depth + 1))
+    if ranks is None:
+        return [refit_one(d) for d in depths]
+    return refit_levels_mpi(X, be, depths, refit_one, ranks)
+
+
+def _warn_if_partial(tree: Tree, n_leaves: int | None) -> None:
+    """Warn (at the caller of :func:`hierarchical_nmf`) when growth stopped short."""
+    if n_leaves is None or tree.n_leaves >= n_leaves:
+        return
+    why = "; ".join(f"leaf {nd.id}: {nd.reason}" for nd in tree.nodes if nd.is_leaf)
+    warnings.warn(
+        f"hierarchical_nmf stopped at {tree.n_leaves} leaves of the {n_leaves} requested "
+        f"({why}); the partial tree is returned. The data may support no more leaves; "
+        "a smaller min_size, min_score or min_angle allows more splits.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _build(
@@ -331,14 +345,7 @@ def _grow(
         if n_leaves is not None and len(leaves) >= n_leaves:
             stop = "n_leaves reached"
             break
-        eligible = sorted(
-            (
-                c
-                for c in (cands.get(nd.id) for nd in leaves)
-                if c is not None and _ok(c, nodes, opts)
-            ),
-            key=lambda c: -c.score,
-        )
+        eligible = _eligible(leaves, cands, nodes, opts)
         if not eligible:
             stop = "no leaf can be split"
             break
@@ -350,35 +357,50 @@ def _grow(
             if c.rank - 1 > budget:
                 continue
             budget -= c.rank - 1
-            parent = nodes[c.node]
-            parent.order = len(history)
-            for j, part in enumerate(c.parts):
-                nid = len(nodes)
-                nodes.append(
-                    Node(id=nid, parent=parent.id, depth=parent.depth + 1, size=part.size)
-                )
-                parent.children.append(nid)
-                spectra.append(c.S[j])
-                sets[nid] = part
-                new.append((nid, part))
-            sets.pop(parent.id, None)
-            history.append(
-                {
-                    "node": parent.id,
-                    "score": c.score,
-                    "gain": c.gain,
-                    "rank": c.rank,
-                    "n_leaves": sum(1 for nd in nodes if nd.is_leaf),
-                }
-            )
-            logger.info(
-                "hierarchy: split node %d (score %.4g) -> %s", parent.id, c.score, parent.children
-            )
+            new += _split(c, nodes, spectra, sets, history)
         if not new:
             stop = "n_leaves reached"
             break
         cands.update(candidates(new))
     return nodes, spectra, sets, cands, history, stop
+
+
+def _eligible(
+    leaves: list[Node], cands: dict[int, Candidate], nodes: list[Node], opts: Options
+) -> list[Candidate]:
+    """The candidate splits of ``leaves`` that may be made, best score first."""
+    return sorted(
+        (c for c in (cands.get(nd.id) for nd in leaves) if c is not None and _ok(c, nodes, opts)),
+        key=lambda c: -c.score,
+    )
+
+
+def _split(
+    c: Candidate, nodes: list[Node], spectra: list, sets: dict, history: list[dict]
+) -> list[tuple[int, np.ndarray]]:
+    """Make the split ``c``: its children join the tree; their ``(id, pixel indices)``."""
+    new = []
+    parent = nodes[c.node]
+    parent.order = len(history)
+    for j, part in enumerate(c.parts):
+        nid = len(nodes)
+        nodes.append(Node(id=nid, parent=parent.id, depth=parent.depth + 1, size=part.size))
+        parent.children.append(nid)
+        spectra.append(c.S[j])
+        sets[nid] = part
+        new.append((nid, part))
+    sets.pop(parent.id, None)
+    history.append(
+        {
+            "node": parent.id,
+            "score": c.score,
+            "gain": c.gain,
+            "rank": c.rank,
+            "n_leaves": sum(1 for nd in nodes if nd.is_leaf),
+        }
+    )
+    logger.info("hierarchy: split node %d (score %.4g) -> %s", parent.id, c.score, parent.children)
+    return new
 
 
 def _internal_means(
@@ -440,6 +462,43 @@ def _check_options(
         stability={},
         seed=0,
     )
+
+
+def _set_fit_options(
+    opts: Options,
+    max_iter: int,
+    tol: float,
+    stability: dict | None,
+    random_state: int | None,
+    endmember: str,
+    core_fraction: float,
+) -> None:
+    """The options of every split's fit and of the new children's endmembers, checked."""
+    opts.max_iter, opts.tol = int(max_iter), float(tol)
+    opts.stability, opts.seed = dict(stability or {}), 0 if random_state is None else random_state
+    if endmember not in ENDMEMBERS:
+        raise ValueError(f"endmember must be one of {ENDMEMBERS}; got {endmember!r}.")
+    if not 0 < core_fraction <= 1:
+        raise ValueError(f"core_fraction must be in (0, 1]; got {core_fraction!r}.")
+    opts.endmember, opts.core_fraction = endmember, float(core_fraction)
+
+
+def _check_refit(internal: str, refit: str | bool) -> str:
+    """``internal`` checked; the refit mode (``True``/``False`` read as "maps"/"none")."""
+    if internal not in ("mean", "split"):
+        raise ValueError(f"internal must be 'mean' or 'split'; got {internal!r}.")
+    refit_mode = {True: "maps", False: "none"}.get(refit, refit)  # type: ignore[call-overload]
+    if refit_mode not in REFITS:
+        raise ValueError(f"refit must be one of {REFITS} (or True/False); got {refit!r}.")
+    return refit_mode
+
+
+def _check_enough_pixels(n: int, min_size: int) -> None:
+    if n < 2 * min_size:
+        raise ValueError(
+            f"X has {n} pixel(s): splitting needs at least 2 * min_size = {2 * min_size}. "
+            "Pass more pixels or a smaller min_size."
+        )
 
 
 def _ok(c: Candidate, nodes: list[Node], opts: Options) -> bool:
