@@ -420,5 +420,5 @@ def test_compress_rejects_unsupported(mixture, counts):
         unmix.factorize(counts.X, 3, loss="kl", compress=True)
     with pytest.raises(ValueError, match="must be >= k"):
         unmix.factorize(mixture.X, 3, compress=2)
-    with pytest.raises(TypeError, match="compress must be"):
+    with pytest.raises(ValueError, match="compress='yes' is unknown; choose one of"):
         unmix.factorize(mixture.X, 3, compress="yes")

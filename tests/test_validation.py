@@ -380,12 +380,16 @@ def test_bad_weights(X, weights, pattern):
 
 # ------------------------------------------------------- iteration control
 def test_max_iter_zero_rejected(X):
-    with pytest.raises(ValueError, match=r"max_iter must be >= 1; got 0"):
+    with pytest.raises(
+        ValueError, match=r"max_iter=0 is not allowed; max_iter must be None or an int >= 1"
+    ):
         unmix.factorize(X, 3, max_iter=0)
 
 
 def test_n_restarts_zero_rejected(X):
-    with pytest.raises(ValueError, match=r"n_restarts must be >= 1; got 0"):
+    with pytest.raises(
+        ValueError, match=r"n_restarts=0 is not allowed; n_restarts must be an int >= 1"
+    ):
         unmix.factorize(X, 3, n_restarts=0)
 
 

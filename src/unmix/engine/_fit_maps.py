@@ -27,7 +27,7 @@ def fit_maps(X: Any, result: Result, *, max_iter: int = 1000, tol: float = 1e-7)
     (new pixels have no grid).  Plain non-negative least squares is solved exactly (block
     principal pivoting), so each pixel's map does not depend on the other pixels.
     """
-    args = getattr(result, "_args", None)
+    args = getattr(result, "fit_args", None)
     if args is None:
         raise ValueError("This result was loaded from a file; fit_maps needs a fitted result.")
     X = ensure_2d_float(X)

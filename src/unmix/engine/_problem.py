@@ -53,6 +53,9 @@ class Problem:
     spatial_shape: tuple[int, ...] | None = None
     signal_shape: tuple[int, ...] | None = None
     update_S: bool = True
+    #: this process's ``[start, stop)`` rows of ``X`` and the block size of the serial grid
+    rows: tuple[int, int] | None = None
+    block_size: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
     @property

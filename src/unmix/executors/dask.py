@@ -33,9 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import to_numpy
-from ..blocks._pixels import default_block_size
-from ..blocks._streamed import RowRange
+from .._backend import backend_of, to_numpy
+from ..blocks import RowRange, default_block_size
+from ..engine import factorize
+from ..engine._inputs import check_mask, check_weights
+from ._packing import from_host64, local_sums, packed_sum, to_host64
 from .base import Block, rows_of_rank
 
 logger = logging.getLogger("unmix")
@@ -110,15 +112,13 @@ class _DaskRank:
 
     def allreduce(self, value: Any) -> Any:
         """Sum over the workers in float64, in rank order (same on every worker)."""
-        from .mpi import _back, _to_host64
-
-        host, like = _to_host64(value)
+        host, like = to_host64(value)
         self.bytes_reduced += host.nbytes
         parts = self._all(host)
         total = parts[0].copy()
         for part in parts[1:]:
             total += part
-        return _back(total, like, value)
+        return from_host64(total, like, value)
 
     def allreduce_max(self, value: float) -> float:
         return float(max(self._all(float(value))))
@@ -131,8 +131,6 @@ class _DaskRank:
 
     def map_reduce(self, kernel: Callable[[Block], dict], blocks: Sequence[Block]) -> dict:
         """Local blocks in order, then one exchange of all returned arrays, packed."""
-        from .mpi import local_sums, packed_sum
-
         return packed_sum(local_sums(kernel, blocks), self.allreduce)
 
 
@@ -151,14 +149,11 @@ def _host_mask_and_weights(kwargs: dict, n: int, m: int) -> tuple[Any, dict]:
     Separable weights (per pixel, per channel) are small and go whole to every worker;
     full ``(pixels, channels)`` weights are refused (they are as large as ``X``).
     """
-    from .._backend import backend_of
-    from ..engine._factorize import _check_mask, _check_weights
-
     host = backend_of(np.zeros((1, 1)))
     mask = kwargs.get("mask")
     if mask is not None:
-        mask = np.asarray(_check_mask(np.asarray(mask), (n, m), host))
-    weights = _check_weights(kwargs.get("weights"), n, m, host)
+        mask = np.asarray(check_mask(np.asarray(mask), (n, m), host))
+    weights = check_weights(kwargs.get("weights"), n, m, host)
     if weights is not None and weights.full is not None:
         raise ValueError(
             "weights= with full (pixels, channels) weights is not supported by "
@@ -203,8 +198,6 @@ def _worker_fit(
     kwargs: dict,
 ) -> dict:
     """One worker's whole fit (runs in a pinned task)."""
-    from ..engine._factorize import factorize
-
     start, stop = rows
     part, mask = part
     if mask is not None:  # this worker's rows of the mask, seen at their global rows
@@ -303,8 +296,6 @@ class DaskExecutor:
         row = int(spatial[-1]) if spatial else 1
         block = kwargs.get("block_size")
         if block is None:
-            from .._backend import backend_of
-
             dtype = X_host.dtype if X_host.dtype in (np.float32, np.float64) else np.float32
             block = default_block_size(n, m, backend_of(np.zeros((1, 1), dtype)), row=row)
         kwargs = dict(kwargs, block_size=int(block))

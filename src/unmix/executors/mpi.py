@@ -22,51 +22,10 @@ import array_api_compat as aac
 import numpy as np
 
 from .._backend import to_numpy
+from ._packing import from_host64, local_sums, packed_sum, to_host64
 from .base import Block, rows_of_rank
 
-__all__ = ["MPIExecutor"]
-
-
-def _to_host64(value: Any) -> tuple[np.ndarray, Any]:
-    if isinstance(value, (int, float, np.floating, np.integer)):
-        return np.array(float(value)), None
-    if aac.is_array_api_obj(value) and not isinstance(value, np.ndarray):
-        return np.asarray(to_numpy(value), dtype=np.float64), value
-    return np.asarray(value, dtype=np.float64), None
-
-
-def _back(result: np.ndarray, like: Any, original: Any) -> Any:
-    if like is None:
-        return float(result) if result.ndim == 0 and not hasattr(original, "shape") else result
-    xp = aac.array_namespace(like)
-    return xp.asarray(result, dtype=like.dtype, device=aac.device(like))
-
-
-def local_sums(kernel: Callable[[Block], dict], blocks: Sequence[Block]) -> dict:
-    """The kernel's outputs summed over this process's blocks (zeros when it has none)."""
-    local: dict[str, Any] = {}
-    for block in blocks or [Block(0, 0, 0)]:
-        for key, value in kernel(block).items():
-            local[key] = value if key not in local else local[key] + value
-    return local
-
-
-def packed_sum(local: dict, allreduce: Callable[[np.ndarray], np.ndarray]) -> dict:
-    """Sum every process's ``local`` arrays with ONE all-reduce of a packed float64 buffer.
-
-    ``allreduce`` sums a 1-D float64 host array over the processes; the results come back
-    in each value's own namespace, dtype and device (numbers stay numbers).
-    """
-    keys = sorted(local)
-    hosts = [_to_host64(local[key]) for key in keys]
-    flat = np.concatenate([h.reshape(-1) for h, _ in hosts]) if hosts else np.zeros(0)
-    total = allreduce(flat)
-    out, at = {}, 0
-    for key, (host, like) in zip(keys, hosts, strict=True):
-        part = total[at : at + host.size].reshape(host.shape)
-        at += host.size
-        out[key] = _back(part, like, local[key])
-    return out
+__all__ = ["MPIExecutor", "check_groups", "local_sums", "packed_sum"]
 
 
 class MPIExecutor:
@@ -110,13 +69,13 @@ class MPIExecutor:
 
     def allreduce(self, value: Any) -> Any:
         """Sum ``value`` (a number or an array of any backend) over the ranks, in float64."""
-        host, like = _to_host64(value)
+        host, like = to_host64(value)
         out = np.empty_like(host)
         t0 = time.perf_counter()
         self.comm.Allreduce(host, out, op=self.MPI.SUM)
         self.seconds_reduced += time.perf_counter() - t0
         self.bytes_reduced += host.nbytes
-        return _back(out, like, value)
+        return from_host64(out, like, value)
 
     def allreduce_max(self, value: float) -> float:
         """The maximum of a number over the ranks."""

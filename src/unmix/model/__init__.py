@@ -10,8 +10,8 @@ term what it can do, never what it is.  Presets are documented bundles of these 
 from __future__ import annotations
 
 from ._constraints import Bounds, FixedEndmembers, NonNegative, Orthogonal, SumToOne, UnitNorm
-from ._links import Identity, Link, Logistic, make_link
-from ._losses import KL, Beta, Frobenius, Loss, make_loss
+from ._links import LINK_NAMES, Identity, Link, Logistic, make_link
+from ._losses import KL, LOSS_NAMES, Beta, Frobenius, Loss, make_loss
 from ._presets import PRESETS, resolve_preset
 from ._regularizers import (
     L1,
@@ -27,6 +27,8 @@ __all__ = [
     "KL",
     "L1",
     "L2",
+    "LINK_NAMES",
+    "LOSS_NAMES",
     "PRESETS",
     "Beta",
     "BindContext",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Identity", "Link", "Logistic", "make_link"]
+__all__ = ["LINK_NAMES", "Identity", "Link", "Logistic", "make_link"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,16 @@ class Logistic(Link):
         return self.scale * Y * (1.0 - Y)
 
 
+#: names ``make_link`` accepts, and their class
+LINK_NAMES = {
+    "identity": Identity,
+    "linear": Identity,
+    "none": Identity,
+    "logistic": Logistic,
+    "sigmoid": Logistic,
+}
+
+
 def make_link(link: Any) -> Link:
     """``None``/``'identity'`` -> Identity, ``'logistic'`` -> Logistic(), or a Link."""
     if link is None:
@@ -68,8 +78,6 @@ def make_link(link: Any) -> Link:
         return link
     if isinstance(link, str):
         key = link.lower()
-        if key in ("identity", "linear", "none"):
-            return Identity()
-        if key in ("logistic", "sigmoid"):
-            return Logistic()
+        if key in LINK_NAMES:
+            return LINK_NAMES[key]()
     raise ValueError(f"link={link!r} is unknown; use 'identity', 'logistic' or a unmix Link.")

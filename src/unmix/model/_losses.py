@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["KL", "Beta", "Frobenius", "Loss", "make_loss"]
+__all__ = ["KL", "LOSS_NAMES", "Beta", "Frobenius", "Loss", "make_loss"]
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,8 @@ class Beta(Loss):
     """Beta-divergence with a given ``beta`` (0: Itakura-Saito, 1: KL, 2: Frobenius)."""
 
 
-_NAMES = {
+#: names ``make_loss`` accepts, and their beta
+LOSS_NAMES = {
     "frobenius": 2.0,
     "fro": 2.0,
     "l2": 2.0,
@@ -143,12 +144,12 @@ def make_loss(loss: Any) -> Loss:
         key = loss.lower().strip()
         if key.startswith("beta="):
             return Loss(beta=float(key[5:]))
-        if key not in _NAMES:
+        if key not in LOSS_NAMES:
             raise ValueError(
                 f"loss={loss!r} is unknown; use 'frobenius', 'kl', 'itakura-saito', "
                 "a number (the beta of a beta-divergence) or unmix.losses.Beta(beta)."
             )
-        return Loss(beta=_NAMES[key])
+        return Loss(beta=LOSS_NAMES[key])
     if isinstance(loss, (int, float)) and not isinstance(loss, bool):
         return Loss(beta=float(loss))
     raise TypeError(f"loss must be a name, a number (beta) or a Loss; got {loss!r}.")

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...executors.base import Block, Executor, SerialExecutor
+from ...executors.base import Block, Executor
 from .._problem import Problem
 from ._base import Solver, StepOut, register
-from ._frobenius import data_norm, fit_of, frobenius_pass, gram_A
+from ._frobenius import fit_of, frobenius_pass, gram_A
 
 __all__ = ["ADMM"]
 
@@ -68,7 +68,7 @@ class ADMM(Solver):
     def setup(self, p: Problem, A: Any, S: Any) -> dict:
         xp = p.be.xp
         return {
-            "xx": data_norm(p, SerialExecutor()) if p.data.mask is None else 0.0,
+            "xx": p.data.norm2() if p.data.mask is None else 0.0,
             "U": xp.zeros_like(A),
             "V": xp.zeros_like(S),
         }

@@ -6,10 +6,17 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..._validation import UnsupportedError
-from ...executors.base import Block, Executor
+from ...executors.base import Executor
 from .._problem import Problem
 
-__all__ = ["REGISTRY", "Solver", "StepOut", "register", "solvers_supporting"]
+__all__ = [
+    "REGISTRY",
+    "Solver",
+    "StepOut",
+    "register",
+    "solvers_supporting",
+    "unit_rows_into_maps",
+]
 
 
 @dataclass
@@ -108,10 +115,17 @@ class Solver:
         """One iteration: update ``A`` in place block by block, return the new ``S``."""
         raise NotImplementedError
 
-    # ------------------------------------------------------------- helpers
-    @staticmethod
-    def blocks(p: Problem) -> list[Block]:
-        return p.data.blocks
+
+def unit_rows_into_maps(p: Problem, A: Any, S: Any) -> Any:
+    """With unit-norm endmembers, return ``S`` with rows of norm 1 and move each row's norm
+    into the matching column of ``A`` (in place), so that ``A @ S`` is unchanged."""
+    xp = p.be.xp
+    if "unitnorm" not in p.kinds("S"):
+        return S
+    norms = xp.sqrt(xp.sum(S * S, axis=1))
+    norms = xp.where(norms > 0, norms, 1.0)
+    A *= norms[None, :]
+    return S / norms[:, None]
 
 
 def _weight_kind(p: Problem) -> str:

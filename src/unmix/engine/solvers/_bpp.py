@@ -16,10 +16,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..._linalg import nnls_bpp
-from ...executors.base import Block, Executor, SerialExecutor
+from ...executors.base import Block, Executor
 from .._problem import CombinedModel, Problem
-from ._base import Solver, StepOut, register
-from ._frobenius import data_norm, fit_of, frobenius_pass, gram_A
+from ._base import Solver, StepOut, register, unit_rows_into_maps
+from ._frobenius import fit_of, frobenius_pass, gram_A
 
 __all__ = ["BPP"]
 
@@ -65,7 +65,7 @@ class BPP(Solver):
         return out
 
     def setup(self, p: Problem, A: Any, S: Any) -> dict:
-        return {"xx": data_norm(p, SerialExecutor()) if p.data.mask is None else 0.0}
+        return {"xx": p.data.norm2() if p.data.mask is None else 0.0}
 
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
         be = p.be
@@ -81,7 +81,7 @@ class BPP(Solver):
         sums = frobenius_pass(p, A, S, executor, update_block)
         S_new = self._update_S(p, S, sums) if p.update_S else S
         fit, fit_S = fit_of(p, sums, S_new, S, state["xx"])
-        normalized = _normalize_rows(p, A, S_new)
+        normalized = unit_rows_into_maps(p, A, S_new)
         if fit_S is S_new:
             fit_S = normalized
         return StepOut(S=normalized, fit=fit, fit_S=fit_S)
@@ -111,13 +111,3 @@ class BPP(Solver):
         S_new = xp.asarray(S, copy=True)
         S_new[idx, :] = be.work(sol)
         return S_new
-
-
-def _normalize_rows(p: Problem, A: Any, S: Any) -> Any:
-    xp = p.be.xp
-    if "unitnorm" not in p.kinds("S"):
-        return S
-    norms = xp.sqrt(xp.sum(S * S, axis=1))
-    norms = xp.where(norms > 0, norms, 1.0)
-    A *= norms[None, :]
-    return S / norms[:, None]

@@ -20,13 +20,7 @@ from typing import Any
 from ...executors.base import Block, Executor
 from .._problem import Problem
 
-__all__ = ["data_norm", "fit_from_sums", "frobenius_pass", "gram_A"]
-
-
-def data_norm(p: Problem, executor: Executor) -> float:
-    """``||X||_w^2`` (weighted, observed entries only), float64; one pass, then cached."""
-    del executor  # a cached property of the data; executors reduce it once
-    return p.data.norm2()
+__all__ = ["fit_from_sums", "fit_of", "frobenius_pass", "gram_A"]
 
 
 def gram_A(p: Problem, S: Any) -> tuple[Any, Any]:

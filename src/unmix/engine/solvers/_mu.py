@@ -18,8 +18,10 @@ from typing import Any
 
 from ...executors.base import Block, Executor
 from .._problem import CombinedModel, Problem
-from ._base import Solver, StepOut, register
-from ._frobenius import data_norm, fit_from_sums
+from .._stop import gains_little
+from ..kernels import mu_pass, resolve
+from ._base import Solver, StepOut, register, unit_rows_into_maps
+from ._frobenius import fit_from_sums
 
 __all__ = ["MU"]
 
@@ -44,7 +46,7 @@ def _repeat(update: Any, M: Any, n: int, delta: float, xp: Any) -> Any:
         change = float(xp.sum((new - M) ** 2))
         M = new
         first = change if first is None else first
-        if change <= delta * delta * first or first == 0.0:
+        if gains_little(change, first, delta):
             break
     return M
 
@@ -87,12 +89,9 @@ class MU(Solver):
     monotone = True
 
     def setup(self, p: Problem, A: Any, S: Any) -> dict:
-        from ...executors.base import SerialExecutor
-        from ..kernels._onepass import resolve
-
         fast = p.loss.is_frobenius and not p.data.weighted
         onepass = resolve(self.options.get("kernel", "auto"), p, "mu")
-        xx = data_norm(p, SerialExecutor()) if fast else 0.0
+        xx = p.data.norm2() if fast else 0.0
         return {"fast": fast, "xx": xx, "onepass": onepass}
 
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
@@ -120,8 +119,6 @@ class MU(Solver):
             return {"AtX": be.acc(p.data.t_times(block, Ab)), "AtA": be.acc(Ab.T @ Ab)}
 
         if state.get("onepass"):
-            from ..kernels._onepass import mu_pass
-
             sums = mu_pass(p, A, S, G, ex, self.options, inner_A)
         else:
             sums = ex.map_reduce(kernel, p.data.blocks)
@@ -136,7 +133,7 @@ class MU(Solver):
             if p.fixed is not None:
                 S_new = p.fixed.project(S_new)
         fit = fit_from_sums(p, sums, S_new, state["xx"])
-        S_new = self._normalize(p, A, S_new)
+        S_new = unit_rows_into_maps(p, A, S_new)
         return StepOut(S=S_new, fit=fit, fit_S=S_new)
 
     def _inner(self, p: Problem, target: str) -> int:
@@ -182,17 +179,5 @@ class MU(Solver):
             S_new = S * _ratio(num, den, mS, None, be, gamma)
             if p.fixed is not None:
                 S_new = p.fixed.project(S_new)
-            S_new = self._normalize(p, A, S_new)
+            S_new = unit_rows_into_maps(p, A, S_new)
         return StepOut(S=S_new, fit=float(sums["fit"]), fit_S=S)
-
-    # ------------------------------------------------------------------ common
-    @staticmethod
-    def _normalize(p: Problem, A: Any, S_new: Any) -> Any:
-        """For unit-norm rows, rescale A so that the product A @ S is unchanged."""
-        xp = p.be.xp
-        if "unitnorm" not in p.kinds("S"):
-            return S_new
-        norms = xp.sqrt(xp.sum(S_new * S_new, axis=1))
-        norms = xp.where(norms > 0, norms, 1.0)
-        A *= norms[None, :]
-        return S_new / norms[:, None]

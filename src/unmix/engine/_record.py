@@ -1,0 +1,132 @@
+"""What one restart keeps besides the factors: its history and checkpoint bookkeeping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._problem import Problem
+
+__all__ = ["History", "RestartRecord", "evaluate_fit", "restore_state"]
+
+
+def evaluate_fit(p: Problem, A: Any, S: Any) -> float:
+    """Data-fit term at ``(A, S)`` (one pass).
+
+    Plain Frobenius in float64 uses the Gram identity ``1/2 (||X||^2 - 2 <A^T X, S> +
+    <A^T A, S S^T>)`` (one product per block, no temporaries of X's size); everything else
+    is computed entry by entry.
+    """
+    be, xp = p.be, p.be.xp
+    if (
+        p.loss.is_frobenius
+        and p.link.is_identity
+        and not p.data.weighted
+        and (be.dtype == be.acc_dtype)
+    ):
+        AtX = sum(be.acc(p.data.t_times(b, A[b.slice, :])) for b in p.data.blocks)
+        S64 = be.acc(S)
+        cross = float(xp.sum(AtX * S64)) if p.data.blocks else 0.0
+        quad = float(xp.sum((be.acc(A.T @ A) @ S64) * S64))
+        cross, quad = (float(v) for v in p.data.reduce(np.array([cross, quad])))
+        return max(0.5 * (p.data.norm2() - 2.0 * cross + quad), 0.0)
+    total = 0.0
+    for b in p.data.blocks:
+        Y = p.link.forward(A[b.slice, :] @ S, xp)
+        total += float(be.acc(p.loss.value(p.data.x(b), Y, p.data.w(b), xp=xp, tiny=be.tiny)))
+    return float(p.data.reduce(total))
+
+
+class History:
+    """Per-iteration objective, fit, time, phase and each penalty's value."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[float]] = {"objective": [], "fit": [], "time": [], "phase": []}
+
+    def add(self, obj: float, fit: float, pens: dict, elapsed: float, phase: int) -> None:
+        n = len(self.values["objective"])
+        for key, val in (("objective", obj), ("fit", fit), ("time", elapsed), ("phase", phase)):
+            self.values[key].append(val)
+        for key, val in pens.items():
+            self.values.setdefault(key, [float("nan")] * n).append(val)
+
+    @property
+    def last(self) -> float:
+        return self.values["objective"][-1]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v, dtype=float) for k, v in self.values.items()}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict) -> History:
+        h = cls()
+        h.values = {k: [float(x) for x in np.asarray(v)] for k, v in arrays.items()}
+        return h
+
+
+@dataclass
+class RestartRecord:
+    """Mutable bookkeeping of one restart (what a checkpoint needs besides A and S)."""
+
+    restart: int
+    seed: int
+    A0: Any
+    S0: Any
+    fit0: float
+    t_init: float
+    elapsed0: float = 0.0
+    resume_state: dict | None = None
+    history: History | None = None
+
+    @classmethod
+    def from_snapshot(cls, snap: dict, restart: int, seed: int, be: Any) -> RestartRecord:
+        return cls(
+            restart,
+            seed,
+            be.asarray(snap["A0"]),
+            be.asarray(snap["S0"]),
+            snap["fit0"],
+            snap["t_init"],
+            snap["elapsed"],
+            snap["state"],
+            History.from_arrays(snap["history"]),
+        )
+
+    def snapshot(
+        self,
+        A: Any,
+        S: Any,
+        state: dict,
+        persistent: tuple,
+        at: tuple[int, int, float, float],
+    ) -> dict:
+        """Everything :meth:`from_snapshot` and the loop need to continue; ``at`` is
+        ``(phase, iteration, previous objective, elapsed seconds)``."""
+        phase, it, prev, elapsed = at
+        return {
+            "A": A,
+            "S": S,
+            "A0": self.A0,
+            "S0": self.S0,
+            "history": self.history.arrays(),
+            "state": {k: state[k] for k in persistent},
+            "restart": self.restart,
+            "seed": self.seed,
+            "phase": phase,
+            "iteration": it,
+            "prev": prev,
+            "fit0": self.fit0,
+            "t_init": self.t_init,
+            "elapsed": elapsed,
+        }
+
+
+def restore_state(state: dict, saved: dict | None, p: Problem) -> None:
+    """Put a checkpoint's solver state (dual variables, moments) back into ``state``."""
+    for key, value in (saved or {}).items():
+        if key in state and hasattr(state[key], "shape"):
+            state[key] = p.be.asarray(value)
+        elif key in state:
+            state[key] = type(state[key])(value)
