@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from unmix.datasets import make_mixture  # noqa: E402
+from unmix.executors import SerialExecutor  # noqa: E402
 
 if importlib.util.find_spec("torch") is not None:
     import torch
@@ -107,3 +108,24 @@ def shared_path(*parts: str) -> str:
     if not os.path.exists(path):
         pytest.skip(f"shared dataset {path} not available")
     return path
+
+
+class RecordingExecutor(SerialExecutor):
+    """The test double of the executor contract (:mod:`unmix.executors.base`).
+
+    Runs every block in this process, as the serial executor does, and records each
+    ``map_reduce`` call (the block indices it visited) and each ``allreduce``; a test can
+    then assert how many passes over ``X`` an iteration makes without MPI or Dask.
+    """
+
+    def __init__(self) -> None:
+        self.passes: list[list[int]] = []
+        self.reductions = 0
+
+    def map_reduce(self, kernel, blocks):
+        self.passes.append([b.index for b in blocks])
+        return super().map_reduce(kernel, blocks)
+
+    def allreduce(self, value):
+        self.reductions += 1
+        return super().allreduce(value)

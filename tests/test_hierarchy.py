@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
+import re
 import warnings
 
 import numpy as np
@@ -23,6 +25,7 @@ from unmix.hierarchy import (
     rank2_nmf,
     triplet_agreement,
 )
+from unmix.hierarchy._params import TREE_PARAMETERS
 from unmix.synthetic import make_hierarchy
 
 
@@ -264,12 +267,12 @@ def test_more_leaves_than_distinguishable_spectra():
     ("kwargs", "exc", "match"),
     [
         ({"n_leaves": None}, ValueError, "stopping rule"),
-        ({"score": "bogus"}, ValueError, "score must be one of"),
-        ({"refit": "bogus"}, ValueError, "refit must be one of"),
+        ({"score": "bogus"}, ValueError, r"score='bogus' is unknown.*'gain', 'ndcg'"),
+        ({"refit": "bogus"}, ValueError, r"refit='bogus' is unknown.*'maps'.*a bool"),
         ({"node_rank": 3}, ValueError, "node_rank must be"),
         ({"min_size": 0}, ValueError, "min_size must be"),
-        ({"n_leaves": 2.5}, TypeError, "n_leaves must be an int"),
-        ({"endmember": "x"}, ValueError, "endmember must be"),
+        ({"n_leaves": 2.5}, TypeError, "n_leaves must be None or an int"),
+        ({"endmember": "x"}, ValueError, r"endmember='x' is unknown.*'core', 'split'"),
         ({"min_angle": -1}, ValueError, "min_angle must be"),
     ],
 )
@@ -277,6 +280,25 @@ def test_bad_options(mixture, kwargs, exc, match):
     kw = {"n_leaves": 3, **kwargs}
     with pytest.raises(exc, match=match):
         hierarchical_nmf(mixture.X, kw.pop("n_leaves"), **kw)
+
+
+def test_every_parameter_has_a_row():
+    """The table documents and checks exactly the keywords of hierarchical_nmf."""
+    sig = inspect.signature(hierarchical_nmf).parameters
+    assert set(TREE_PARAMETERS) == set(sig) - {"X"}
+    for name, row in TREE_PARAMETERS.items():
+        assert row.default == sig[name].default, name
+        assert f"    {name} : {row.type_doc}\n" in hierarchical_nmf.__doc__
+    assert "{parameters}" not in hierarchical_nmf.__doc__
+
+
+@pytest.mark.parametrize(
+    "row", [r for r in TREE_PARAMETERS.values() if r.invalid() is not None], ids=lambda r: r.name
+)
+def test_a_refused_value_names_its_parameter(mixture, row):
+    kw = {"n_leaves": 3, row.name: row.invalid()}
+    with pytest.raises((ValueError, TypeError), match=re.escape(f"{row.name}=")):
+        hierarchical_nmf(mixture.X, **kw)
 
 
 def test_negative_data_is_refused():

@@ -145,7 +145,7 @@ def _sweeps_reference(A, T, G, l1, tiny, nonneg, inner_max, delta, hals):
 def test_block_kernel_any_k_and_ragged_tiles(k, n, hals):
     """k not a multiple of the 4- and 2-component tiles, rows not a multiple of the 2- and
     4-row tiles, channels over several chunks with a short last one."""
-    from unmix.engine.kernels._numba import _block
+    from unmix.engine.kernels._numba import block_pass
 
     rng = np.random.default_rng(k * 1000 + n)
     m = 2 * 1024 + 37  # float64: 3 chunks of channels, the last one short
@@ -156,7 +156,7 @@ def test_block_kernel_any_k_and_ragged_tiles(k, n, hals):
     l1 = 0.5 if hals else 0.0
     expected_A = _sweeps_reference(A, X @ S.T, G, l1, 1e-30, True, 4, 0.01, hals)
     AtX = np.full((k, m), np.nan)
-    AtA = _block(X, A, S, G, l1, 1e-30, True, 4, 0.01, hals, AtX)
+    AtA = block_pass(X, A, S, G, l1, 1e-30, True, 4, 0.01, hals, AtX)
     np.testing.assert_allclose(A, expected_A, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(AtX, A.T @ X, rtol=1e-10)
     np.testing.assert_allclose(AtA, A.T @ A, rtol=1e-10)
@@ -164,7 +164,7 @@ def test_block_kernel_any_k_and_ragged_tiles(k, n, hals):
 
 
 def test_block_kernel_float32_and_signed_hals():
-    from unmix.engine.kernels._numba import _block
+    from unmix.engine.kernels._numba import block_pass
 
     rng = np.random.default_rng(5)
     n, m, k = 37, 4096 + 3, 5  # float32: 3 chunks of channels
@@ -177,7 +177,7 @@ def test_block_kernel_float32_and_signed_hals():
         AtX = np.empty((k, m), np.float32)
         T = X.astype(np.float64) @ S.T
         want = _sweeps_reference(A0, T, G.astype(np.float64), 0.0, 1e-30, nonneg, 3, 0.0, True)
-        AtA = _block(X, A, S, G, 0.0, 1e-30, nonneg, 3, 0.0, True, AtX)
+        AtA = block_pass(X, A, S, G, 0.0, 1e-30, nonneg, 3, 0.0, True, AtX)
         assert A.dtype == np.float32
         np.testing.assert_allclose(A, want, rtol=2e-3, atol=1e-3 * np.abs(want).max())
         np.testing.assert_allclose(AtX, A.astype(np.float64).T @ X, rtol=1e-4)

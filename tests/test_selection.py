@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 
 import numpy as np
 import pytest
 
 from unmix.datasets import make_mixture
-from unmix.selection import CRITERIA, select_rank
+from unmix.selection import CRITERIA, PLAUSIBILITY, _lambdas, _rank, select_lambdas, select_rank
 from unmix.selection import _criteria as C
+from unmix.selection._params import LAMBDA_PARAMETERS, PLAUSIBILITY_NAMES, RANK_PARAMETERS
 from unmix.selection._plan import HoldoutSpec, holdout_entries
 from unmix.selection._rank import recommend, voters
 from unmix.selection._runner import Settings, fit_with_engine, plan_fits
@@ -165,7 +167,7 @@ def test_select_rank_rejects_bad_input(planted):
         select_rank(planted, [2, 3], n_restarts=2)
     with pytest.raises(ValueError, match="unknown criteria"):
         select_rank(planted, [2, 3], criteria=["magic"])
-    with pytest.raises(ValueError, match="holdout must be"):
+    with pytest.raises(ValueError, match="holdout='rows' is unknown"):
         select_rank(planted, [2, 3], holdout="rows")
     with pytest.raises(ValueError, match="spatial_shape"):
         select_rank(planted, [2, 3], spatial_shape=(3, 3))
@@ -252,3 +254,49 @@ def test_block_holdout_bi_cross_validation(planted):
     assert sel.picks == {"cv": 3}
     cv = [r["cv_error"] for r in sel.table]
     assert cv[1] < 0.5 * cv[0]  # k = 3 predicts the held-out block far better than k = 2
+
+
+# ------------------------------------------------------------ parameter tables
+@pytest.mark.parametrize(
+    ("function", "rows"),
+    [(select_rank, RANK_PARAMETERS), (select_lambdas, LAMBDA_PARAMETERS)],
+    ids=["select_rank", "select_lambdas"],
+)
+def test_every_parameter_has_a_row_and_every_row_is_a_parameter(function, rows):
+    signature = inspect.signature(function).parameters
+    assert set(signature) - {"X"} == set(rows)
+    for name, row in rows.items():
+        assert row.name == name
+        if signature[name].default is not inspect.Parameter.empty:
+            assert row.default == signature[name].default, name
+        assert f"\n    {name} : {row.type_doc}\n" in function.__doc__, name
+    assert "{parameters}" not in function.__doc__
+    assert set(PLAUSIBILITY_NAMES) == set(PLAUSIBILITY)
+
+
+def _refused(rows):
+    """One refused value per row that can offer one."""
+    return [
+        pytest.param(name, row.invalid(), id=name)
+        for name, row in rows.items()
+        if row.invalid() is not None
+    ]
+
+
+def _no_fits(*args, **kwargs):
+    raise AssertionError("a refused parameter reached the fits")
+
+
+@pytest.mark.parametrize(("name", "value"), _refused(RANK_PARAMETERS))
+def test_select_rank_names_each_refused_parameter(planted, monkeypatch, name, value):
+    monkeypatch.setattr(_rank, "run_fits", _no_fits)
+    with pytest.raises((ValueError, TypeError), match=rf"\b{name}="):
+        select_rank(planted, [2, 3], **{name: value})
+
+
+@pytest.mark.parametrize(("name", "value"), _refused(LAMBDA_PARAMETERS))
+def test_select_lambdas_names_each_refused_parameter(planted, monkeypatch, name, value):
+    monkeypatch.setattr(_lambdas, "_run_stages", _no_fits)
+    args = {"k": 3, name: value}
+    with pytest.raises((ValueError, TypeError), match=rf"\b{name}="):
+        select_lambdas(planted, **args)

@@ -92,7 +92,7 @@ def test_random_and_bayes_search_stay_in_range(planted):
 
 
 def test_lambda_search_rejects_bad_options(planted):
-    with pytest.raises(ValueError, match="method must be"):
+    with pytest.raises(ValueError, match="method='anneal' is unknown"):
         select_lambdas(planted, 3, method="anneal")
     with pytest.raises(ValueError, match="unknown strengths"):
         select_lambdas(planted, 3, params=("tv",))
@@ -100,7 +100,7 @@ def test_lambda_search_rejects_bad_options(planted):
         select_lambdas(planted, 3, params=("smoothness",))
     with pytest.raises(ValueError, match="0 < low < high"):
         select_lambdas(planted, 3, params={"sparsity": (1.0, 0.1)})
-    with pytest.raises(ValueError, match="unknown plausibility"):
+    with pytest.raises(ValueError, match="plausibility='pretty' is unknown"):
         select_lambdas(planted, 3, plausibility="pretty")
 
 

@@ -16,10 +16,15 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .engine._factorize import factorize
+from ._params import document_parameters
+from .engine import PARAMETERS, factorize, fit_maps
 from .result import Result
 
-__all__ = ["NMF", "PCA"]
+__all__ = ["ESTIMATOR_PARAMETERS", "NMF", "PCA"]
+
+#: The parameters of :class:`NMF` besides ``n_components``: the rows of
+#: :data:`unmix.engine.PARAMETERS` marked for the estimator, in the table's order.
+ESTIMATOR_PARAMETERS = [name for name, row in PARAMETERS.items() if row.estimator]
 
 
 class _Base(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -43,22 +48,13 @@ class _Base(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         )
 
     def _options(self) -> dict[str, Any]:
-        return {
-            "loss": self.loss,
-            "solver": self.solver,
-            "constraints": self.constraints,
-            "regularizers": tuple(self.regularizers or ()),
-            "init": self.init,
-            "max_iter": self.max_iter,
-            "tol": self.tol,
-            "n_restarts": self.n_restarts,
-            "random_state": self.random_state,
-            "preset": self.preset if self.preset is not None else self._preset,
-            "spatial_shape": self.spatial_shape,
-            "signal_shape": self.signal_shape,
-            "solver_options": self.solver_options,
-            "compress": self.compress,
-        }
+        """The keywords of :func:`unmix.factorize`: the table's estimator rows."""
+        opts = {name: getattr(self, name) for name in ESTIMATOR_PARAMETERS}
+        if opts["regularizers"] is None or isinstance(opts["regularizers"], list):
+            opts["regularizers"] = tuple(opts["regularizers"] or ())
+        if opts["preset"] is None:
+            opts["preset"] = self._preset
+        return opts
 
     def fit(self, X: Any, y: Any = None) -> _Base:
         """Fit the factorization to ``X`` (pixels, channels)."""
@@ -99,11 +95,17 @@ class _Base(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return tags
 
 
+@document_parameters(PARAMETERS)
 class NMF(_Base):
     """Non-negative (and otherwise constrained) matrix factorization estimator.
 
-    Every parameter maps 1:1 to :func:`unmix.factorize` (see there for the objective);
-    ``n_components=None`` means ``min(n_samples, n_features)``.
+    Every parameter maps 1:1 to :func:`unmix.factorize` (see there for the objective).
+
+    Parameters
+    ----------
+    n_components : int, optional
+        Number of components ``k``; None means ``min(n_samples, n_features)``.
+    {parameters}
 
     Attributes
     ----------
@@ -151,7 +153,6 @@ class NMF(_Base):
         self.compress = compress
 
     def _maps(self, X: Any, result: Result) -> Any:
-        from .engine._fit_maps import fit_maps
 
         return fit_maps(X, result)
 

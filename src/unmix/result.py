@@ -12,6 +12,8 @@ import numpy as np
 
 from ._atomic import atomic_path
 from ._backend import to_numpy
+from .model import Identity, Logistic
+from .preprocessing import Center, NormalizePixels, PoissonScaling
 
 __all__ = ["Result", "load_result"]
 
@@ -172,13 +174,21 @@ def _link_spec(link: Any) -> dict | None:
     return {"type": type(link).__name__, **{k: v for k, v in vars(link).items()}}
 
 
+#: the links and preprocessing steps a result file may name (nothing else is instantiated)
+_LINKS = {cls.__name__: cls for cls in (Identity, Logistic)}
+_STEPS = {cls.__name__: cls for cls in (Center, NormalizePixels, PoissonScaling)}
+
+
 def _make_link(spec: dict | None) -> Any:
     if not spec:
         return None
-    from .model import _links as links
-
     spec = dict(spec)
-    return getattr(links, spec.pop("type"))(**spec)
+    kind = spec.pop("type")
+    if kind not in _LINKS:
+        raise ValueError(
+            f"unknown link type {kind!r} in the result file; known: {sorted(_LINKS)}."
+        )
+    return _LINKS[kind](**spec)
 
 
 def _save_steps(group: Any, steps: list) -> None:
@@ -192,12 +202,15 @@ def _save_steps(group: Any, steps: list) -> None:
 
 
 def _load_steps(group: Any) -> list:
-    from . import preprocessing
-
     steps = []
     for name in sorted(group):
         g = group[name]
-        step = getattr(preprocessing, g.attrs["type"])(**json.loads(g.attrs["params"]))
+        kind = g.attrs["type"]
+        if kind not in _STEPS:
+            raise ValueError(
+                f"unknown preprocessing step {kind!r} in the result file; known: {sorted(_STEPS)}."
+            )
+        step = _STEPS[kind](**json.loads(g.attrs["params"]))
         for key in g:
             step.state[key] = g[key][()]
         steps.append(step)
@@ -222,8 +235,6 @@ def load_result(path: str | os.PathLike) -> Result:
         A, S = f["A"][()], f["S"][()]
         pre = _load_steps(f["preprocessing"]) if "preprocessing" in f else []
         if not pre and "mean" in f:  # files written before preprocessing was saved
-            from .preprocessing import Center
-
             pre = [Center()]
             pre[0].state["mean"] = f["mean"][()]
     shape = meta.get("spatial_shape")

@@ -103,10 +103,6 @@ class PixelData:
         self.mask = mask
 
     @property
-    def has_mask(self) -> bool:
-        return self.mask is not None
-
-    @property
     def elementwise(self) -> bool:
         """True when weights/mask are not separable (need per-entry work)."""
         return self.full_w is not None or self.mask is not None

@@ -15,8 +15,9 @@ from typing import Any
 import click
 import numpy as np
 
+from .._params import Interval, Options, Param
 from ..blocks import Weights, mean_row_norm
-from ..engine import factorize
+from ..engine import PARAMETERS, check_factorize_params, factorize
 from ..io import load
 from ..model import L1, GaussianMapFilter, NonNegative, SpatialSmoothness, SumToOne, UnitNorm
 from ..preprocessing import pipeline_from_config
@@ -29,8 +30,10 @@ __all__ = [
     "EXIT_INPUT",
     "EXIT_INTERRUPTED",
     "FIT_OPTIONS",
+    "TABLE_FLAGS",
     "Fail",
     "attach_context",
+    "check_flags",
     "fit_keys",
     "fit_with_progress",
     "flag_terms",
@@ -39,6 +42,7 @@ __all__ = [
     "merge_config",
     "prepare_outdir",
     "progress_bar",
+    "table_option",
     "unfolded",
     "with_options",
     "write_html_report",
@@ -190,16 +194,20 @@ def merge_config(
 ) -> dict:
     """Config file values, overridden by command-line flags that were given."""
     try:
-        return _merge_checked(
-            config, file, cli, outdir, load_config, validate_config, extra_steps, spatial_shape
-        )
-    except ValueError as err:
+        check_flags(cli)
+        return _merge_checked(config, file, cli, outdir, extra_steps, spatial_shape)
+    except (ValueError, TypeError) as err:
         raise click.UsageError(str(err)) from err
 
 
-def _merge_checked(
-    config, file, cli, outdir, load_config, validate_config, extra_steps, spatial_shape
-) -> dict:
+def check_flags(cli: dict) -> None:
+    """Check the given table flags against the parameter table (the flag in the message)."""
+    for name, value in cli.items():
+        if value is not None:
+            check_factorize_params({name: value}, where=f"{PARAMETERS[name].cli} {value}")
+
+
+def _merge_checked(config, file, cli, outdir, extra_steps, spatial_shape) -> dict:
     cfg = load_config(config) if config else {}
     cfg = {t: dict(v) for t, v in cfg.items()}
     if config:  # relative paths in a config file are relative to the file
@@ -275,17 +283,48 @@ def write_html_report(outdir: str, results: dict, X: Any, image: Any, title: str
     return os.fspath(write_report(outdir, results, X=X, image=image, title=title))
 
 
+class TableValue(click.ParamType):
+    """A command-line value for a row of the parameter table: a number where the row
+    takes numbers (``--loss 1.5`` is a beta), else the text; the table then checks it."""
+
+    name = "value"
+
+    def __init__(self, row: Param) -> None:
+        self.kinds = [r.kind for r in row.rules if isinstance(r, Interval)]
+        words = ["NAME"] if any(isinstance(r, Options) for r in row.rules) else []
+        if self.kinds:
+            words.append("INT" if self.kinds == [int] else "NUMBER")
+        self.name = "|".join(words) or "VALUE"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        for kind in (int, float):
+            if kind in self.kinds or (kind is int and float in self.kinds):
+                try:
+                    return kind(value)
+                except ValueError:
+                    continue
+        return value
+
+
+def table_option(name: str) -> Any:
+    """The click option of row ``name`` of :data:`unmix.engine.PARAMETERS`."""
+    row = PARAMETERS[name]
+    choices = [r for r in row.rules if isinstance(r, Options)]
+    text = row.doc[0].upper() + row.doc[1:]
+    if choices:
+        text += f": {', '.join(sorted(choices[0].values))}"
+    if row.default is not None:
+        text += f" (default {row.default})"
+    return click.option(row.cli, name, type=TableValue(row), help=text + ".")
+
+
+#: the fit's parameters that have a flag, in the table's order
+TABLE_FLAGS = [name for name, row in PARAMETERS.items() if row.cli]
+
 FIT_OPTIONS = [
-    click.option("-k", "k", type=int, help="Number of components."),
-    click.option("--loss", help="frobenius, kl, itakura-saito or a beta value."),
-    click.option("--solver", help="auto, hals, mu, bpp, admm, gradient, svd."),
-    click.option("--init", help="nndsvda, nndsvd, nndsvdar, random, spa, vca."),
-    click.option("--preset", help="nmf, counts, pca, blind-unmixing."),
-    click.option("--max-iter", type=int),
-    click.option("--tol", type=float),
-    click.option("--seed", "random_state", type=int, help="Random seed (reproducible)."),
-    click.option("--restarts", "n_restarts", type=int),
-    click.option("--compress", type=int, help="Rank of the compressed first phase."),
+    *(table_option(name) for name in TABLE_FLAGS),
     click.option("--sum-to-one", is_flag=True, help="Abundances on the simplex."),
     click.option("--sparsity", type=float, help="L1 on the maps, relative to pixel norms."),
     click.option("--smooth", type=float, help="Gaussian smoothing of maps, sigma in pixels."),
@@ -315,16 +354,5 @@ def with_options(options):
 
 
 def fit_keys(kw: dict) -> dict:
-    keys = (
-        "k",
-        "loss",
-        "solver",
-        "init",
-        "preset",
-        "max_iter",
-        "tol",
-        "random_state",
-        "n_restarts",
-        "compress",
-    )
-    return {key: kw.get(key) for key in keys}
+    """The table's flags among a command's keyword arguments (None where not given)."""
+    return {key: kw.get(key) for key in TABLE_FLAGS}

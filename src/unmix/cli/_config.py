@@ -6,7 +6,7 @@ A config file has up to four tables::
     file = "map.hspy"
     spatial_shape = [11, 13]      # optional re-gridding (e.g. XRD line scans)
 
-    [preprocess]                  # image operations, in order (unmix.preprocessing.image)
+    [preprocess]                  # image operations, in order (unmix.preprocessing)
     steps = [{op = "crop", signal = [900, 1100]}]
 
     [factorize]                   # keyword arguments of unmix.factorize
@@ -21,8 +21,9 @@ A config file has up to four tables::
     force = false
 
 Every key is checked: unknown tables, keys, term types or term fields raise a
-``ValueError`` that lists the valid ones.  The same schema serves the CLI, which maps its
-flags onto it (one source of truth).
+``ValueError`` that lists the valid ones, and every ``[factorize]`` value is checked
+against the parameter table of :func:`unmix.factorize` (:data:`unmix.engine.PARAMETERS`).
+The same schema serves the CLI, which maps its flags onto it (one source of truth).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import sys
 from typing import Any
 
 from .. import model, preprocessing
-from ..engine import factorize
+from ..engine import PARAMETERS, check_factorize_params
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,31 +46,11 @@ __all__ = ["TABLES", "build_term", "factorize_options", "load_config", "validate
 TABLES = {
     "input": {"file", "dataset", "signal", "spatial_shape"},
     "preprocess": {"steps"},
-    "factorize": None,  # filled from factorize's signature below
+    # the factorize keywords a config may set: the parameter table's ``toml`` rows
+    "factorize": {name for name, row in PARAMETERS.items() if row.toml},
     "output": {"dir", "force", "report"},
 }
-#: factorize keywords that the CLI sets itself (not from the config)
-_RESERVED = {
-    "X",
-    "callback",
-    "executor",
-    "checkpoint",
-    "checkpoint_every",
-    "resume",
-    "spatial_shape",
-    "signal_shape",
-    "weights",
-    "mask",
-}
 _TERM_LISTS = {"constraints", "regularizers", "preprocessing"}
-
-
-def _factorize_keys() -> set[str]:
-    params = inspect.signature(factorize).parameters
-    return {name for name in params if name not in _RESERVED}
-
-
-TABLES["factorize"] = _factorize_keys()
 
 
 def _term_classes() -> dict[str, type]:
@@ -123,6 +104,7 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(
                 f"config: [{table}] has unknown key(s) {sorted(bad)}; valid: {sorted(keys)}."
             )
+    check_factorize_params(cfg.get("factorize", {}), where="config [factorize]")
     for name in _TERM_LISTS & set(cfg.get("factorize", {})):
         entries = cfg["factorize"][name]
         if not isinstance(entries, list):

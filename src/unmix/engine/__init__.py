@@ -11,7 +11,18 @@ from __future__ import annotations
 
 from ._factorize import factorize
 from ._fit_maps import fit_maps
+from ._inputs import check_mask, check_weights
 from ._loop import IterationInfo
+from ._params import PARAMETERS, check_factorize_params
 from ._problem import Problem
 
-__all__ = ["IterationInfo", "Problem", "factorize", "fit_maps"]
+__all__ = [
+    "PARAMETERS",
+    "IterationInfo",
+    "Problem",
+    "check_factorize_params",
+    "check_mask",
+    "check_weights",
+    "factorize",
+    "fit_maps",
+]

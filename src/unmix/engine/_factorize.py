@@ -31,14 +31,14 @@ from ._assemble import (
 from ._checkpoint import Checkpointer, DistributedCheckpointer, data_signature, fingerprint
 from ._inputs import Input, prepare_input
 from ._loop import IterationInfo, Settings, run_restarts
-from ._params import check_params, document_parameters
+from ._params import check_factorize_params, document_factorize
 from ._problem import Problem
 from .solvers import Solver
 
 __all__ = ["IterationInfo", "factorize"]
 
 
-@document_parameters()
+@document_factorize
 def factorize(
     X: Any,
     k: int,
@@ -77,9 +77,8 @@ def factorize(
         loss(X, f(A @ S); W)  +  sum_i  penalty_i(A or S)
         subject to every hard constraint on A (pixels, k) and S (k, channels)
 
-    where ``loss`` is a beta-divergence (``1/2 ||W * (X - Y)||_F^2`` for Frobenius,
-    ``sum W (X log(X / Y) - X + Y)`` for KL), ``W`` the weights times the mask, and ``f``
-    the link (identity by default).
+    with a beta-divergence ``loss`` (``1/2 ||W * (X - Y)||_F^2`` for Frobenius, ``sum W
+    (X log(X / Y) - X + Y)`` for KL), ``W`` the weights times the mask, ``f`` the link.
 
     Parameters
     ----------
@@ -106,21 +105,18 @@ def factorize(
     if getattr(executor, "drives_workers", False):  # e.g. Dask: the fit runs on the workers
         return executor.factorize(X, k, **{n: v for n, v in given.items() if n not in _OWN})
     del given["X"]
-    check_params({n: v for n, v in given.items() if n != "k"})  # k: against X below
+    check_factorize_params({n: v for n, v in given.items() if n != "k"})  # k: against X below
     t_start = time.perf_counter()
     opts = resolve_preset(preset, {name: given[name] for name in _PRESET_KEYS})
-    steps = list(opts["preprocessing"])
-    inp = prepare_input(X, mask=mask, weights=weights, device=device, steps=steps)
+    inp = prepare_input(X, mask=mask, weights=weights, device=device, steps=opts["preprocessing"])
     model = build_model(opts, link, opts["solver"], constraints)
     check_data_sign(inp, model)
     problem = build_problem(inp, model, check_k(k, *inp.shape), given, init=opts["init"])
     slv = choose_solver(opts["solver"], problem, opts["solver_options"] or {})
-    cfg = _settings(opts, problem, slv, time_limit, callback, compress)
+    cfg = _settings(opts, problem, slv, given)
     seeds = _seeds(random_state, n_restarts)
     spec = _problem_spec(problem, slv, cfg, **_provenance(opts, inp, problem, given))
-    if checkpoint is not None:
-        ckpt = _checkpointer(checkpoint, checkpoint_every, spec, seeds, problem)
-        cfg = replace(cfg, checkpoint=ckpt)
+    cfg = replace(cfg, checkpoint=_checkpointer(given, spec, seeds, problem))
     best, runs = run_restarts(problem, slv, opts["init"] or "nndsvda", seeds, cfg, resume)
     return _wrap(best, runs, problem, model, slv, opts, spec, inp, time.perf_counter() - t_start)
 
@@ -162,17 +158,15 @@ def _provenance(opts: dict, inp: Input, p: Problem, given: dict) -> dict:
     }
 
 
-def _settings(
-    opts: dict, p: Problem, slv: Solver, time_limit: Any, callback: Any, compress: Any
-) -> Settings:
+def _settings(opts: dict, p: Problem, slv: Solver, given: dict) -> Settings:
     """The stopping rules and plumbing shared by the restarts."""
     return Settings(
         max_iter=int(opts["max_iter"] if opts["max_iter"] is not None else 500),
         tol=float(opts["tol"] if opts["tol"] is not None else 1e-5),
-        time_limit=time_limit,
-        callback=callback,
+        time_limit=given["time_limit"],
+        callback=given["callback"],
         executor=p.data.executor,
-        compress=check_compress(compress, p, slv),
+        compress=check_compress(given["compress"], p, slv),
     )
 
 
@@ -186,8 +180,11 @@ def _seeds(random_state: Any, n_restarts: int) -> list[int]:
     return [int(s) for s in rng.integers(0, 2**31 - 1, size=n_restarts)]
 
 
-def _checkpointer(path: Any, every: float, spec: dict, seeds: list[int], p: Problem) -> Any:
-    """The checkpointer of this fit, keyed to its spec, seeds and data."""
+def _checkpointer(given: dict, spec: dict, seeds: list[int], p: Problem) -> Any:
+    """The checkpointer of this fit, keyed to its spec, seeds and data (None without one)."""
+    path, every = given["checkpoint"], given["checkpoint_every"]
+    if path is None:
+        return None
     fp = fingerprint({**spec, "seeds": seeds}, data_signature(p.data))
     ex = p.data.executor
     if ex.distributed:

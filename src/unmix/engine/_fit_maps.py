@@ -8,7 +8,7 @@ from typing import Any
 
 from .._backend import backend_of
 from .._validation import ensure_2d_float, finite_report
-from ..model._constraints import FixedEndmembers, NonNegative
+from ..model import FixedEndmembers, NonNegative
 from ..result import Result
 from ._factorize import factorize
 

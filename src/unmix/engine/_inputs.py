@@ -44,8 +44,9 @@ class Input:
         return int(self.X.shape[0]), int(self.X.shape[1])
 
 
-def prepare_input(X: Any, *, mask: Any, weights: Any, device: Any, steps: list) -> Input:
+def prepare_input(X: Any, *, mask: Any, weights: Any, device: Any, steps: Any) -> Input:
     """Validate ``X`` (pixels, channels) with its mask and weights; apply ``steps``."""
+    steps = list(steps)
     if is_streamable(X) or host_to_device(X, device):
         return _streamed_input(X, mask=mask, weights=weights, device=device, steps=steps)
     X = ensure_2d_float(X)

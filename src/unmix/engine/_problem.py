@@ -6,28 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._backend import Backend
-from ..blocks._pixels import PixelData
-from ..model._links import Link
-from ..model._losses import Loss
-from ..model._terms import Constraint, Filter, Penalty, PenaltyModel
+from ..blocks import PixelData
+from ..model import Constraint, Filter, Link, Loss, Penalty, PenaltyModel
 
-__all__ = ["CombinedModel", "Problem"]
-
-
-@dataclass
-class CombinedModel:
-    """Sum of the :class:`~unmix.terms.PenaltyModel` of every penalty on one factor."""
-
-    gram: Any = None
-    grad: Any = None
-    curv: Any = None
-    lipschitz: float = 0.0
-    mu_pos: Any = None
-    mu_neg: Any = None
-
-    @property
-    def empty(self) -> bool:
-        return self.gram is None and self.grad is None and self.curv is None
+__all__ = ["Problem"]
 
 
 def _add(a: Any, b: Any) -> Any:
@@ -102,13 +84,13 @@ class Problem:
         frozen = set(fixed.frozen_rows) if fixed is not None else set()
         return [j for j in range(self.k) if j not in frozen]
 
-    def model(self, target: str, M: Any, *, exclude: tuple[str, ...] = ()) -> CombinedModel:
+    def model(self, target: str, M: Any, *, exclude: tuple[str, ...] = ()) -> PenaltyModel:
         """Combined local model of the penalties on ``target`` at ``M``.
 
         Penalties whose class name is in ``exclude`` are left out (a solver that applies
         them through their proximal operator instead).
         """
-        out = CombinedModel()
+        out = PenaltyModel()
         for p in self.penalties[target]:
             if p.lam == 0 or type(p).__name__ in exclude:
                 continue

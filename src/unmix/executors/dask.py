@@ -18,7 +18,7 @@ Works with a ``LocalCluster`` (Jupyter, one machine) and with a user's existing
 couple neighbouring pixels (no halo exchange between Dask workers), and inits that pick
 pixels (``spa``, ``vca``, ``nndsvdar``).  ``callback`` runs on the worker holding the
 first rows.  With ``checkpoint=``, each worker writes its rows' checkpoint (see
-:class:`unmix.checkpoint.DistributedCheckpointer`); when a worker dies the fit stops
+:class:`unmix.engine.DistributedCheckpointer`); when a worker dies the fit stops
 with an error that says so, and ``resume=True`` on the same number of workers continues
 from the last generation every worker saved.
 """
@@ -35,8 +35,7 @@ import numpy as np
 
 from .._backend import backend_of, to_numpy
 from ..blocks import RowRange, default_block_size
-from ..engine import factorize
-from ..engine._inputs import check_mask, check_weights
+from ..engine import check_mask, check_weights, factorize
 from ._packing import from_host64, local_sums, packed_sum, to_host64
 from .base import Block, rows_of_rank
 

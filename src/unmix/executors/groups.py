@@ -15,9 +15,55 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .._params import Interval, IsNone, Param, Rule
+
 logger = logging.getLogger("unmix")
 
-__all__ = ["Groups", "Work", "check_executor", "deal"]
+__all__ = ["EXECUTOR", "GROUPS", "Groups", "MPIRanks", "Work", "check_executor", "deal"]
+
+
+@dataclass(frozen=True)
+class MPIRanks(Rule):
+    """An MPI executor: an object (not a string) whose ranks can ``split`` into groups."""
+
+    def accepts(self, value: Any) -> bool:
+        return not isinstance(value, str) and callable(getattr(value, "split", None))
+
+    def describe(self) -> str:
+        return "an MPI executor (unmix.mpi.MPIExecutor)"
+
+    def invalid(self) -> Any:
+        return 3.5
+
+
+#: The ``executor`` row of a function that deals independent fits over groups of MPI
+#: ranks (tables of :mod:`unmix._params`; checked in full by :func:`check_executor`).
+EXECUTOR = Param(
+    "executor",
+    (IsNone(), MPIRanks()),
+    None,
+    "MPI ranks that run the independent fits",
+    "unmix.mpi.MPIExecutor, optional",
+    """Run the independent fits over MPI ranks (every rank calls the function with the
+        same arguments under ``mpiexec``): they are dealt over ``groups`` groups of ranks,
+        and every rank returns what a serial run returns (the seeds belong to the fits,
+        not to the ranks that run them).""",
+    toml=False,
+    estimator=False,
+)
+
+#: The ``groups`` row that goes with :data:`EXECUTOR`.
+GROUPS = Param(
+    "groups",
+    (IsNone(), Interval(int, 1)),
+    None,
+    "number of groups the executor's ranks form",
+    "int, optional",
+    """Number of groups the executor's ranks form (:meth:`unmix.mpi.MPIExecutor.split`),
+        from 1 to the number of ranks; default one group per rank.  Needs ``executor``.""",
+    toml=False,
+    estimator=False,
+)
 
 
 @dataclass(frozen=True)

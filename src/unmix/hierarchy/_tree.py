@@ -27,23 +27,21 @@ from typing import Any
 import numpy as np
 
 from .._backend import Backend, backend_of
+from .._params import document_parameters
 from .._validation import check_nonnegative, ensure_2d_float, finite_report
 from ..executors.groups import Groups, check_executor
 from ._maps import nested_maps, refit_level
 from ._model import Level, Node, Tree
 from ._parallel import propose_mpi, refit_levels_mpi
-from ._scores import SCORES
+from ._params import TREE_PARAMETERS, check_tree
 from ._split import Candidate, Options, propose
 
 logger = logging.getLogger("unmix")
 
 __all__ = ["hierarchical_nmf"]
 
-REFITS = ("none", "maps", "joint")
-STRATEGIES = ("greedy", "breadth")
-ENDMEMBERS = ("core", "split")
 
-
+@document_parameters(TREE_PARAMETERS)
 def hierarchical_nmf(
     X: Any,
     n_leaves: int | None = None,
@@ -79,76 +77,7 @@ def hierarchical_nmf(
     X : array (n_pixels, n_channels)
         Non-negative data, one spectrum a row (NumPy, PyTorch or CuPy; all arrays of the
         tree follow its dtype and device).
-    n_leaves : int, optional
-        Stop when the tree has this many leaves.  At least one of ``n_leaves``,
-        ``min_score`` or ``max_depth`` must be given.
-    min_size : int, optional
-        Fewest pixels a child may have (default ``max(2, n_pixels // 500)``).
-    min_score : float, optional
-        Leaves whose candidate split scores below this are not split.
-    max_depth : int, optional
-        Deepest level of the tree (the root is depth 0).
-    min_angle : float
-        A split whose children's endmembers are closer than this spectral angle
-        (degrees) is not made: the node holds no distinguishable spectra (e.g. one
-        material and noise, or a short stretch of a mixing line).
-    score : {"gain", "ndcg"}
-        Priority of a candidate split (see :mod:`unmix.hierarchy.scores`).
-    node_rank : 2 or "stability"
-        Children a split: 2 (HierNMF2), or chosen per node among ``2..max_rank`` by the
-        stability of the components over perturbed restarts (as HNMFk does).
-    max_rank : int
-        Largest rank tried with ``node_rank="stability"``.
-    strategy : {"greedy", "breadth"}
-        ``"greedy"``: split the best-scoring leaf, one split at a time (Kuang & Park).
-        ``"breadth"``: split every eligible leaf of the frontier at once (best first
-        when ``n_leaves`` limits), so that all candidate splits of a level are fitted in
-        one batch.
-    refit : {"maps", "joint", "none"} or bool
-        Maps of every level: ``"maps"`` (True) refits the level's endmembers to all
-        pixels (exact NNLS; fully constrained least squares when ``sum_to_one``);
-        ``"joint"`` then refines the level's maps and endmembers together by NMF started
-        from the tree's values; ``"none"`` (False) keeps the tree's nested maps.
-    sum_to_one : bool
-        Abundances of every level non-negative and summing to one per pixel.
-    max_iter, tol : int, float
-        ANLS iterations and tolerance of every rank-2 NMF.
-    refit_iter : int
-        Iterations of the engine's refits (``sum_to_one`` or ``"joint"``).
-    endmember : {"core", "split"}
-        The endmember of a new child: ``"split"`` the split's NMF component (scaled so
-        that a pure pixel has abundance 1; the paper's choice), ``"core"`` the mean of
-        the ``core_fraction`` of the child's pixels closest in spectral angle to it,
-        iterated from the NMF component (a mean shift to the child's densest direction;
-        robust to the tilt of rank-2 components when a node holds more than two
-        materials).
-    core_fraction : float
-        Fraction of a child's pixels averaged by ``endmember="core"``.
-    internal : {"mean", "split"}
-        The endmember of a node that was split: the mean spectrum of its pixels (the
-        group's average, as for the root; default) or the one it got as a new child.
-    normalize : bool
-        Divide every pixel by its Euclidean norm first, so that splits follow the shape
-        of the spectra, not their brightness (illumination, thickness); the endmembers,
-        maps and errors then describe the normalized pixels.
-    stability : dict, optional
-        Options of :func:`~unmix.hierarchy.stability.rank_stability` (``n_runs``,
-        ``noise``, ``threshold``, ``max_iter``).
-    random_state : int, optional
-        Seed of the stability restarts and the joint refit.
-    spatial_shape, signal_shape : tuple of int, optional
-        Scan grid and pattern shape, kept for maps and figures.
-    executor : unmix.mpi.MPIExecutor, optional
-        Grow the tree over MPI ranks (every rank calls :func:`hierarchical_nmf` with the
-        same arguments under ``mpiexec``).  The independent work - the candidate splits
-        of the leaves each round creates, with ``node_rank="stability"`` every perturbed
-        restart and then every leaf's split, and the refits of the levels - is dealt over
-        ``groups`` groups of ranks, and every rank returns the tree of a serial run.
-    groups : int, optional
-        Number of groups the executor's ranks form (:meth:`unmix.mpi.MPIExecutor.split`),
-        from 1 to the number of ranks; default one group per rank (the fastest: the
-        ranks of a group all compute the group's splits, a split's pixels are not divided
-        among them).  Needs ``executor``.
+    {parameters}
 
     Returns
     -------
@@ -160,52 +89,30 @@ def hierarchical_nmf(
     Raises
     ------
     ValueError
-        Bad options, too few pixels, or ``groups`` without an MPI executor or beyond its
-        number of ranks.
+        Bad options (the message names the option and what it allows), no stopping rule,
+        too few pixels, or ``groups`` without an MPI executor or beyond its number of ranks.
     TypeError
-        ``executor`` is not an MPI executor.
+        An option of the wrong type (e.g. ``executor`` not an MPI executor).
     """
+    given = dict(locals())  # the parameters as passed (checked against the table)
+    del given["X"]
     t0 = time.perf_counter()
-    check_executor(executor, groups, task="grow a tree")
+    check_executor(executor, groups, task="grow a tree")  # first: groups against the ranks
+    p = check_tree(given)
     X, be = _checked_data(X, normalize)
-    n = int(X.shape[0])
-    opts = _check_options(
-        n,
-        n_leaves,
-        min_size,
-        min_score,
-        max_depth,
-        score,
-        node_rank,
-        max_rank,
-        strategy,
-        min_angle,
-    )
-    _set_fit_options(opts, max_iter, tol, stability, random_state, endmember, core_fraction)
-    refit_mode = _check_refit(internal, refit)
-    _check_enough_pixels(n, opts.min_size)
+    opts = _options(int(X.shape[0]), p)
     ranks = None if executor is None else Groups(executor, groups, task="hierarchical_nmf")
     try:
-        tree = _build(X, be, opts, n_leaves, strategy, internal, ranks)
-        tree.params.update(
-            refit=refit_mode, sum_to_one=bool(sum_to_one), normalize=bool(normalize)
-        )
-        tree.spatial_shape = tuple(spatial_shape) if spatial_shape else None
-        tree.signal_shape = tuple(signal_shape) if signal_shape else None
+        tree = _build(X, be, opts, p, ranks)
         t_grow = time.perf_counter() - t0
         tree.node_maps = nested_maps(X, tree)
         t1 = time.perf_counter()
-        tree.levels = _refit_levels(
-            X, be, tree, ranks, refit_mode, sum_to_one, refit_iter, random_state
-        )
+        tree.levels = _refit_levels(X, be, tree, ranks, p)
     finally:
         if ranks is not None:
             ranks.close()
-    tree.timings = {
-        "grow": t_grow,
-        "levels": time.perf_counter() - t1,
-        "total": time.perf_counter() - t0,
-    }
+    t2 = time.perf_counter()
+    tree.timings = {"grow": t_grow, "levels": t2 - t1, "total": t2 - t0}
     _warn_if_partial(tree, n_leaves)
     return tree
 
@@ -223,26 +130,20 @@ def _checked_data(X: Any, normalize: bool) -> tuple[Any, Backend]:
 
 
 def _refit_levels(
-    X: Any,
-    be: Backend,
-    tree: Tree,
-    ranks: Groups | None,
-    mode: str,
-    sum_to_one: bool,
-    max_iter: int,
-    random_state: int | None,
+    X: Any, be: Backend, tree: Tree, ranks: Groups | None, p: dict[str, Any]
 ) -> list[Level]:
-    """Maps of every level of ``tree``, one refit a depth (dealt over ``ranks`` if given)."""
+    """Maps of every level of ``tree``, one refit a depth (dealt over ``ranks`` if given);
+    ``p``: the checked parameters."""
 
     def refit_one(d: int) -> Level:
         return refit_level(
             X,
             tree,
             d,
-            mode=mode,
-            sum_to_one=sum_to_one,
-            max_iter=max_iter,
-            random_state=random_state,
+            mode=p["refit"],
+            sum_to_one=p["sum_to_one"],
+            max_iter=p["refit_iter"],
+            random_state=p["random_state"],
         )
 
     depths = list(range(tree.depth + 1))
@@ -265,17 +166,9 @@ def _warn_if_partial(tree: Tree, n_leaves: int | None) -> None:
     )
 
 
-def _build(
-    X: Any,
-    be: Backend,
-    opts: Options,
-    n_leaves: int | None,
-    strategy: str,
-    internal: str,
-    ranks: Groups | None,
-) -> Tree:
+def _build(X: Any, be: Backend, opts: Options, p: dict[str, Any], ranks: Groups | None) -> Tree:
     """The grown tree: nodes, endmembers, leaf of every pixel (no maps yet)."""
-    n = int(X.shape[0])
+    n, n_leaves, strategy, internal = int(X.shape[0]), p["n_leaves"], p["strategy"], p["internal"]
     xp = be.xp
     nodes, spectra, sets, cands, history, stop = _grow(X, be, opts, n_leaves, strategy, ranks)
     for nd in nodes:
@@ -301,19 +194,26 @@ def _build(
         "node_rank": opts.node_rank,
         "max_rank": opts.max_rank,
         "strategy": strategy,
-        "refit": None,  # the caller's (here for the order of the keys)
-        "sum_to_one": None,
+        "refit": p["refit"],
+        "sum_to_one": bool(p["sum_to_one"]),
         "endmember": opts.endmember,
         "core_fraction": opts.core_fraction,
         "internal": internal,
-        "normalize": None,
+        "normalize": bool(p["normalize"]),
         "max_iter": opts.max_iter,
         "tol": opts.tol,
         "backend": be.name,
         "dtype": str(be.dtype),
     }
     return Tree(
-        nodes=nodes, S=S, assignment=assignment, params=params, stop_reason=stop, history=history
+        nodes=nodes,
+        S=S,
+        assignment=assignment,
+        params=params,
+        stop_reason=stop,
+        history=history,
+        spatial_shape=tuple(p["spatial_shape"]) if p["spatial_shape"] else None,
+        signal_shape=tuple(p["signal_shape"]) if p["signal_shape"] else None,
     )
 
 
@@ -419,86 +319,37 @@ def _internal_means(
 
 
 # ------------------------------------------------------------------ options
-def _check_options(
-    n, n_leaves, min_size, min_score, max_depth, score, node_rank, max_rank, strategy, min_angle
-) -> Options:
-    if n_leaves is None and min_score is None and max_depth is None:
+def _options(n: int, p: dict[str, Any]) -> Options:
+    """The options of the splits, from the checked parameters ``p`` and the pixel count ``n``
+    (the checks that need the data, or several parameters)."""
+    if p["n_leaves"] is None and p["min_score"] is None and p["max_depth"] is None:
         raise ValueError("give a stopping rule: n_leaves=, min_score= or max_depth=.")
-    if n_leaves is not None:
-        if isinstance(n_leaves, bool) or not isinstance(n_leaves, (int, np.integer)):
-            raise TypeError(f"n_leaves must be an int; got {n_leaves!r}.")
-        if n_leaves < 1:
-            raise ValueError(f"n_leaves must be >= 1; got {n_leaves}.")
-        if n_leaves > n:
-            raise ValueError(
-                f"n_leaves={n_leaves} exceeds the number of pixels of X ({n}); every leaf "
-                "needs pixels of its own. Ask for fewer leaves."
-            )
-    min_size = max(2, n // 500) if min_size is None else int(min_size)
-    if min_size < 1:
-        raise ValueError(f"min_size must be >= 1; got {min_size}.")
-    if not float(min_angle) >= 0:
-        raise ValueError(f"min_angle must be >= 0 degrees; got {min_angle!r}.")
-    if max_depth is not None and int(max_depth) < 0:
-        raise ValueError(f"max_depth must be >= 0; got {max_depth}.")
-    if score not in SCORES:
-        raise ValueError(f"score must be one of {SCORES}; got {score!r}.")
-    if node_rank not in (2, "stability"):
-        raise ValueError(f"node_rank must be 2 or 'stability'; got {node_rank!r}.")
-    if int(max_rank) < 2:
-        raise ValueError(f"max_rank must be >= 2; got {max_rank}.")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}; got {strategy!r}.")
-    return Options(
-        min_size=min_size,
-        min_score=-np.inf if min_score is None else float(min_score),
-        min_angle=float(min_angle),
-        max_depth=None if max_depth is None else int(max_depth),
-        score=score,
-        node_rank=node_rank,
-        max_rank=int(max_rank),
-        max_iter=300,
-        tol=1e-7,
-        stability={},
-        seed=0,
-    )
-
-
-def _set_fit_options(
-    opts: Options,
-    max_iter: int,
-    tol: float,
-    stability: dict | None,
-    random_state: int | None,
-    endmember: str,
-    core_fraction: float,
-) -> None:
-    """The options of every split's fit and of the new children's endmembers, checked."""
-    opts.max_iter, opts.tol = int(max_iter), float(tol)
-    opts.stability, opts.seed = dict(stability or {}), 0 if random_state is None else random_state
-    if endmember not in ENDMEMBERS:
-        raise ValueError(f"endmember must be one of {ENDMEMBERS}; got {endmember!r}.")
-    if not 0 < core_fraction <= 1:
-        raise ValueError(f"core_fraction must be in (0, 1]; got {core_fraction!r}.")
-    opts.endmember, opts.core_fraction = endmember, float(core_fraction)
-
-
-def _check_refit(internal: str, refit: str | bool) -> str:
-    """``internal`` checked; the refit mode (``True``/``False`` read as "maps"/"none")."""
-    if internal not in ("mean", "split"):
-        raise ValueError(f"internal must be 'mean' or 'split'; got {internal!r}.")
-    refit_mode = {True: "maps", False: "none"}.get(refit, refit)  # type: ignore[call-overload]
-    if refit_mode not in REFITS:
-        raise ValueError(f"refit must be one of {REFITS} (or True/False); got {refit!r}.")
-    return refit_mode
-
-
-def _check_enough_pixels(n: int, min_size: int) -> None:
+    if p["n_leaves"] is not None and p["n_leaves"] > n:
+        raise ValueError(
+            f"n_leaves={p['n_leaves']} exceeds the number of pixels of X ({n}); every leaf "
+            "needs pixels of its own. Ask for fewer leaves."
+        )
+    min_size = max(2, n // 500) if p["min_size"] is None else int(p["min_size"])
     if n < 2 * min_size:
         raise ValueError(
             f"X has {n} pixel(s): splitting needs at least 2 * min_size = {2 * min_size}. "
             "Pass more pixels or a smaller min_size."
         )
+    return Options(
+        min_size=min_size,
+        min_score=-np.inf if p["min_score"] is None else float(p["min_score"]),
+        min_angle=float(p["min_angle"]),
+        max_depth=None if p["max_depth"] is None else int(p["max_depth"]),
+        score=p["score"],
+        node_rank=p["node_rank"] if p["node_rank"] == "stability" else 2,
+        max_rank=int(p["max_rank"]),
+        max_iter=int(p["max_iter"]),
+        tol=float(p["tol"]),
+        stability=dict(p["stability"] or {}),
+        seed=0 if p["random_state"] is None else p["random_state"],
+        endmember=p["endmember"],
+        core_fraction=float(p["core_fraction"]),
+    )
 
 
 def _ok(c: Candidate, nodes: list[Node], opts: Options) -> bool:

@@ -3,13 +3,13 @@
 ========================  ===========================================================
 extension                 reader
 ========================  ===========================================================
-``.npy``, ``.npz``        :mod:`unmix.io.numpy_io`
-``.h5 .hdf5 .nxs``        :mod:`unmix.io.hdf5_io` (generic; HyperSpy files recognized)
-``.hspy``                 :mod:`unmix.io.hdf5_io` (HyperSpy, read with h5py)
-``.zarr`` (directory)     :mod:`unmix.io.hdf5_io` (needs ``zarr``)
+``.npy``, ``.npz``        :mod:`unmix.io`
+``.h5 .hdf5 .nxs``        :mod:`unmix.io` (generic; HyperSpy files recognized)
+``.hspy``                 :mod:`unmix.io` (HyperSpy, read with h5py)
+``.zarr`` (directory)     :mod:`unmix.io` (needs ``zarr``)
 ``.3ds``                  :mod:`unmix.io.nanonis` (Nanonis grid spectroscopy)
 ``.imzml``                :mod:`unmix.io.imzml` (mass spectrometry imaging)
-``.dm3 .dm4 .emd .bcf``   :mod:`unmix.io.rsciio_io` (RosettaSciIO; every format it reads)
+``.dm3 .dm4 .emd .bcf``   :mod:`unmix.io` (RosettaSciIO; every format it reads)
 ``.mib .blo .wdf .msa``
 ========================  ===========================================================
 

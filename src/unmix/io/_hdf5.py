@@ -3,7 +3,7 @@
 Generic HDF5 / Zarr: ``dataset=`` names the array (a path inside the file); without it the
 only array of two or more dimensions is read (for NeXus files, the ``signal`` of the only
 ``NXdata`` group), otherwise the error lists the candidates. Arrays follow the shape
-conventions of :mod:`unmix.io.numpy_io`. Axes and title/type are read back from the
+conventions of :mod:`unmix.io`. Axes and title/type are read back from the
 attributes written by :func:`write_hdf5` / :func:`write_zarr` (``unmix_axes``: a JSON list
 of axes, ``title``, ``signal_type``, ``quantity``, ``units``).
 

@@ -1,6 +1,6 @@
 """Hard constraints on the maps ``A`` (pixels x k) or the endmembers ``S`` (k x channels).
 
-Each is a projection (see :mod:`unmix.terms`).  Pass them as
+Each is a projection (see :mod:`unmix.model`).  Pass them as
 ``factorize(X, k, constraints=[NonNegative(), SumToOne()])``.  ``constraints=None`` means
 the NMF default ``[NonNegative()]`` (both factors).
 """

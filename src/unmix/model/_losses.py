@@ -147,7 +147,7 @@ def make_loss(loss: Any) -> Loss:
         if key not in LOSS_NAMES:
             raise ValueError(
                 f"loss={loss!r} is unknown; use 'frobenius', 'kl', 'itakura-saito', "
-                "a number (the beta of a beta-divergence) or unmix.losses.Beta(beta)."
+                "a number (the beta of a beta-divergence) or unmix.Beta(beta)."
             )
         return Loss(beta=LOSS_NAMES[key])
     if isinstance(loss, (int, float)) and not isinstance(loss, bool):

@@ -89,6 +89,11 @@ class PenaltyModel:
     mu_pos: Any = None
     mu_neg: Any = None
 
+    @property
+    def empty(self) -> bool:
+        """True when the model has no Gram, gradient or curvature part."""
+        return self.gram is None and self.grad is None and self.curv is None
+
 
 def _check_target(target: str, allowed: tuple[str, ...], owner: str) -> str:
     if target not in allowed:

@@ -17,7 +17,7 @@ from ._imagebase import ImageOp, Out, as_float, need_signal_ndim, range_indices,
 
 __all__ = ["BaselineALS", "PowerLawBackground", "als_baseline", "solve_pentadiagonal"]
 
-_logger = logging.getLogger("unmix.preprocessing.image")
+_logger = logging.getLogger("unmix.preprocessing")
 
 
 @register

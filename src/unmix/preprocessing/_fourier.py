@@ -27,7 +27,7 @@ from ._imagebase import (
 
 __all__ = ["FFT", "PolarTransform", "SlidingWindowFFT", "image_from_array"]
 
-_logger = logging.getLogger("unmix.preprocessing.image")
+_logger = logging.getLogger("unmix.preprocessing")
 
 _TAPERS = ("none", "hann", "hamming")
 

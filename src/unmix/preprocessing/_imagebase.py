@@ -19,7 +19,7 @@ import numpy as np
 
 from ..spectral_image import Axis, SpectralImage
 
-_logger = logging.getLogger("unmix.preprocessing.image")
+_logger = logging.getLogger("unmix.preprocessing")
 
 #: op name (as in configs) -> class; filled by :func:`register`
 OPS: dict[str, type[ImageOp]] = {}

@@ -14,7 +14,7 @@ from ._imagebase import ImageOp, Out, as_float, need_signal_ndim, pixel_weights,
 
 __all__ = ["Absolute", "Derivative", "Log", "Normalize", "Offset"]
 
-_logger = logging.getLogger("unmix.preprocessing.image")
+_logger = logging.getLogger("unmix.preprocessing")
 
 
 @register

@@ -1,6 +1,6 @@
 """A self-contained HTML report of one or several factorizations.
 
-:func:`write_report` writes the figures of :mod:`unmix.report.figures` as PNG files and a
+:func:`write_report` writes the figures of :mod:`unmix.report` as PNG files and a
 ``report.html`` that embeds every one of them as a base64 ``data:`` URI, with an inline
 style sheet and no script and no external reference: the file can be mailed or archived
 on its own. Every string that comes from data, metadata or parameters is HTML-escaped.

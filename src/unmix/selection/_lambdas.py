@@ -37,9 +37,12 @@ from typing import Any
 import numpy as np
 
 from .._backend import to_numpy
+from .._params import document_parameters
 from .._validation import ensure_2d_float
 from ..blocks._sources import mean_row_norm
+from ..executors.groups import check_executor
 from ._criteria import map_roughness
+from ._params import LAMBDA_PARAMETERS, check_selection_params
 from ._plan import HoldoutSpec, holdout_entries
 
 logger = logging.getLogger("unmix")
@@ -184,11 +187,8 @@ def _regularizers(params: dict[str, float], scale: float) -> list:
     return regs
 
 
-def _check(
-    params: Any, method: str, plausibility: Any, spatial_shape: Any, n_trials: int
-) -> dict[str, tuple[float, float]]:
-    if method not in ("grid", "random", "bayes"):
-        raise ValueError(f"method must be 'grid', 'random' or 'bayes'; got {method!r}.")
+def _ranges(params: Any, spatial_shape: Any) -> dict[str, tuple[float, float]]:
+    """The log-scale range of every strength to search (in the order of the stages)."""
     if isinstance(params, str):
         params = [params]
     if not isinstance(params, Mapping):
@@ -207,16 +207,10 @@ def _check(
         ranges[p] = (lo, hi)
     if "smoothness" in ranges and spatial_shape is None:
         raise ValueError("searching 'smoothness' needs spatial_shape (the scan grid).")
-    if isinstance(plausibility, str) and plausibility not in PLAUSIBILITY:
-        raise ValueError(
-            f"unknown plausibility {plausibility!r}; choose from {sorted(PLAUSIBILITY)}, "
-            "None, or pass a callable(result) -> float in [0, 1]."
-        )
-    if n_trials < 2:
-        raise ValueError(f"n_trials must be >= 2 per stage; got {n_trials}.")
     return ranges
 
 
+@document_parameters(LAMBDA_PARAMETERS)
 def select_lambdas(
     X: Any,
     k: int,
@@ -239,48 +233,15 @@ def select_lambdas(
 ) -> LambdaSearch:
     """Search the regularization strengths of a rank-``k`` model by held-out error.
 
+    Each trial is scored by ``e_cv * (1 + weight * q)``, the held-out error times an
+    implausibility penalty (see the module); the search is staged and includes the
+    unregularized model.
+
     Parameters
     ----------
     X : array (n_pixels, n_channels)
         Non-negative data.
-    k : int
-        Number of components (e.g. from :func:`select_rank`).
-    params : sequence of str or mapping of str -> (low, high)
-        Strengths to search, ``"sparsity"`` and/or ``"smoothness"`` (see the module), with
-        their log-scale ranges (defaults ``(1e-3, 1)`` and ``(1e-3, 10)``).
-    method : {"grid", "random", "bayes"}
-        Log-spaced grid, log-uniform random draws, or Optuna's TPE sampler (needs the
-        ``optuna`` package: ``pip install "unmix[select]"``).
-    n_trials : int
-        Trials per stage (the unregularized model is one more).
-    staged : bool
-        Search sparsity first, then smoothness at the best sparsity (Kannan et al.);
-        False searches both together (the grid is then their product).
-    plausibility : str or callable, optional
-        Implausibility term ``q``: a key of :data:`PLAUSIBILITY` or ``f(result) -> float``
-        in [0, 1]; None scores by held-out error alone.
-    weight : float
-        Weight of ``q`` in the score ``e_cv * (1 + weight * q)``.
-    n_folds : int
-        One entry in ``n_folds`` is held out (the same entries for every trial).
-    spatial_shape : tuple of int, optional
-        Scan grid (needed for smoothness).
-    random_state : int, optional
-        Seeds the hold-out, the starts and the random / Bayesian draws.
-    max_iter, tol : int, float
-        Stopping rule of each fit.
-    fit_options : dict, optional
-        More keywords for :func:`unmix.factorize` (e.g. ``{"loss": "kl"}``); the held-out
-        error stays the Frobenius one.
-    progress : callable, optional
-        Called as ``progress(done, total, trial)``.
-    executor : unmix.mpi.MPIExecutor, optional
-        Under ``mpiexec``: the trials of each stage (grid or random) run in parallel on
-        groups of ranks (:meth:`~unmix.mpi.MPIExecutor.split`), trial ``i`` on group
-        ``i mod groups``; every rank returns the search a serial run returns.
-    groups : int, optional
-        Number of rank groups (default: one per rank; ``1``: every fit's pixels split
-        over all ranks).
+    {parameters}
 
     Returns
     -------
@@ -288,54 +249,62 @@ def select_lambdas(
 
     Raises
     ------
-    ValueError
-        Unknown strengths or method, bad ranges, smoothness without ``spatial_shape``.
+    ValueError, TypeError
+        A parameter outside its values (the message names it and what it accepts),
+        unknown strengths, bad ranges, smoothness without ``spatial_shape``.
     ImportError
         ``method="bayes"`` without Optuna installed.
     """
-    ranges = _check(params, method, plausibility, spatial_shape, n_trials)
-    team = _Team.make(executor, groups, method)
-    if method == "bayes":
+    given = {name: value for name, value in locals().items() if name != "X"}
+    check_executor(executor, groups, task=_TEAM_TASK)  # first: its messages name the MPI setup
+    opt = check_selection_params(given, LAMBDA_PARAMETERS, where="select_lambdas")
+    ranges = _ranges(params, spatial_shape)
+    team = _Team.make(executor, groups, opt["method"])
+    if opt["method"] == "bayes":
         _quiet_optuna()
     data = _HeldOut.make(X, n_folds, random_state)
     names = list(ranges)
     stages = [[p] for p in names] if staged and len(names) > 1 else [names]
-    per_stage = [n_trials ** len(st) if method == "grid" else n_trials for st in stages]
+    per_stage = [n_trials ** len(st) if opt["method"] == "grid" else n_trials for st in stages]
     search = _Search(
-        data,
-        int(k),
-        names,
-        spatial_shape=spatial_shape,
-        max_iter=max_iter,
-        tol=tol,
-        fit_options=fit_options,
-        plausibility=plausibility,
-        weight=weight,
-        total=1 + sum(per_stage),
-        progress=progress,
+        data, int(k), names, total=1 + sum(per_stage), **{n: opt[n] for n in _SEARCH_OPTIONS}
     )
-    _run_stages(search, stages, ranges, method, n_trials, team)
-    best_t = search.best()
+    _run_stages(search, stages, ranges, opt["method"], n_trials, team)
+    return _result(search, opt, ranges)
+
+
+_TEAM_TASK = "split its trials into groups of ranks"
+_SEARCH_OPTIONS = (
+    "spatial_shape",
+    "max_iter",
+    "tol",
+    "fit_options",
+    "plausibility",
+    "weight",
+    "progress",
+)
+
+
+def _result(search: _Search, opt: dict[str, Any], ranges: dict) -> LambdaSearch:
+    """The search's trials, its best strengths and every option (for provenance)."""
+    best_t, plausibility = search.best(), opt["plausibility"]
     return LambdaSearch(
-        k=int(k),
-        method=method,
-        names=names,
+        k=int(opt["k"]),
+        method=opt["method"],
+        names=search.names,
         trials=search.trials,
         best=dict(best_t["params"]),
         best_score=float(best_t["score"]),
-        scale=data.scale,
+        scale=search.data.scale,
         settings={
             "ranges": {p: list(r) for p, r in ranges.items()},
-            "n_trials": n_trials,
-            "staged": staged,
+            **{name: opt[name] for name in ("n_trials", "staged")},
             "plausibility": plausibility
             if isinstance(plausibility, str) or plausibility is None
             else getattr(plausibility, "__name__", "callable"),
-            "weight": weight,
-            "n_folds": n_folds,
-            "random_state": random_state,
-            "max_iter": max_iter,
-            "tol": tol,
+            **{name: opt[name] for name in ("weight", "n_folds", "random_state")},
+            "max_iter": opt["max_iter"],
+            "tol": opt["tol"],
         },
     )
 
@@ -547,9 +516,7 @@ class _Team:
 
     @classmethod
     def make(cls, executor: Any, groups: int | None, method: str) -> _Team | None:
-        from ..executors.groups import check_executor
-
-        check_executor(executor, groups, task="split its trials into groups of ranks")
+        """A team of the executor's ranks (checked by :func:`check_executor`), or None."""
         if executor is None:
             return None
         if method == "bayes":

@@ -29,8 +29,10 @@ from typing import Any
 import numpy as np
 
 from .._backend import backend_of, to_numpy
+from .._params import document_parameters
 from .._validation import check_nonnegative, ensure_2d_float, finite_report
 from ..engine._checkpoint import fingerprint
+from ._params import RANK_PARAMETERS, check_selection_params
 from ._persist import read_selection, save_selection, selection_markdown
 from ._plan import FitRecord
 from ._runner import Settings, open_store, plan_fits, run_fits
@@ -187,13 +189,12 @@ def _check_criteria(criteria: Sequence[str] | None, n_restarts: int, cv_repeats:
             f"({', '.join(needs)}): use n_restarts >= 3 (10 recommended), or leave these "
             "criteria out with criteria=[...]."
         )
-    if n_restarts < 1:
-        raise ValueError(f"n_restarts must be >= 1; got {n_restarts}.")
     if "cv" in chosen and cv_repeats < 1:
         raise ValueError("criterion 'cv' needs cv_repeats >= 1 held-out fits per rank.")
     return chosen
 
 
+@document_parameters(RANK_PARAMETERS)
 def select_rank(
     X: Any,
     ks: Iterable[int] = range(2, 12),
@@ -233,52 +234,7 @@ def select_rank(
     X : array (n_pixels, n_channels)
         Non-negative data, one spectrum per row (NumPy, PyTorch or CuPy; float32 stays
         float32).  On a GPU all fits of the selection run as one batch.
-    ks : iterable of int
-        Candidate ranks, each in ``[2, min(n_pixels, n_channels) - 1]``.
-    n_restarts : int
-        Restarts per rank (>= 3 for consensus and stability; 10 recommended).
-    criteria : list of str, optional
-        Subset of :data:`CRITERIA` (default: all).
-    cv_repeats : int
-        Held-out fits per rank (disjoint folds of the same partition for every rank).
-    holdout : {"entries", "blocks"}
-        Speckled random entries (fraction ``cv_fraction`` per fold) or Owen & Perry's
-        pixel-block x channel-block pattern (a quarter of ``X`` per fold).
-    cv_fraction : float
-        Share of the entries held out per fit for ``holdout="entries"``.
-    spatial_shape : tuple of int, optional
-        Scan grid of the pixels: adds the maps' roughness to the similarity rule.
-    random_state : int, optional
-        Seeds every bootstrap draw, hold-out and start (a run is reproducible).
-    n_jobs : int
-        Worker processes on the CPU (each with one BLAS thread); ranks are distributed.
-    executor : unmix.mpi.MPIExecutor, optional
-        Run the fits on the ranks of an MPI communicator (the script runs under
-        ``mpiexec -n N python -m mpi4py script.py``, every rank calling
-        :func:`select_rank` with the same arguments): they are dealt over ``groups``
-        groups of ranks, each group splits the pixels of its fits over its ranks, and every
-        rank returns the same selection as a serial run (the seeds belong to the fits, not
-        to the ranks that run them).  Use instead of ``n_jobs``.
-    groups : int, optional
-        Number of groups the executor's ranks form (:meth:`unmix.mpi.MPIExecutor.split`),
-        from 1 (every fit split over all ranks: when ``X`` is large) to the number of
-        ranks (the default: every rank fits alone, no communication during the fits).
-    checkpoint : path, optional
-        A directory that records every finished fit; with ``resume=True`` (default) a
-        killed or interrupted selection called again with the same arguments continues
-        from the fits it finished.
-    progress : bool or callable
-        True for a progress bar on stderr; a callable gets ``(done, total, key)``.
-    max_iter, tol : int, float
-        Stopping rule of each fit (relative objective change below ``tol``; 1e-4 ranks
-        the models as 1e-5 does at half the work).
-    fit_options : dict, optional
-        Run each fit through :func:`unmix.factorize` with these options (e.g.
-        ``{"loss": "kl", "solver": "mu"}``) instead of the batched Frobenius solver.
-    consensus_pixels : int
-        Pixels (a fixed random subsample) in the consensus matrices.
-    silhouette_threshold, cv_tolerance, consensus_drop, repeat_deg, noise_roughness : float
-        Parameters of the picking rules (:data:`RULES`).
+    {parameters}
 
     Returns
     -------
@@ -286,62 +242,84 @@ def select_rank(
 
     Raises
     ------
-    ValueError
-        Bad ``ks`` (out of range), too few restarts for the chosen criteria, negative
-        or non-finite ``X``, a checkpoint that belongs to other data or settings, or
+    ValueError, TypeError
+        A parameter outside its values (the message names it and what it accepts), bad
+        ``ks`` (out of range), too few restarts for the chosen criteria, negative or
+        non-finite ``X``, a checkpoint that belongs to other data or settings, or
         ``groups`` without an MPI executor or beyond its number of ranks.
     """
+    given = {name: value for name, value in locals().items() if name != "X"}
     t0, c0 = time.perf_counter(), time.process_time()
+    _check_executor(executor, groups, n_jobs)  # first: its messages name the MPI setup
+    opt = check_selection_params(given, RANK_PARAMETERS, where="select_rank")
     X = ensure_2d_float(X)
     finite_report(X)
     _check_sign(X, engine=fit_options is not None)
     n, m = (int(s) for s in X.shape)
     ks = _check_ks(ks, n, m)
     chosen = _check_criteria(criteria, n_restarts, cv_repeats)
-    _check_layout(holdout, cv_fraction, spatial_shape, n, executor, groups, n_jobs)
+    _check_grid(spatial_shape, n)
     seed = int(np.random.default_rng(random_state).integers(2**31 - 1))
-    settings = Settings(max_iter=int(max_iter), tol=float(tol), fit_options=fit_options)
-    reps = cv_repeats if "cv" in chosen else 0
+    options = _record(opt, X, ks, chosen)
+    reps, holdout = options["cv_repeats"], options["holdout"]
     specs = plan_fits(ks, n_restarts, reps, holdout, cv_fraction, seed)
-    options = {
+    store, done = _open_checkpoint(checkpoint, X, options, specs, resume, executor)
+    return _run(X, specs, opt, options, (store, done), seed, (t0, c0))
+
+
+def _record(opt: dict[str, Any], X: Any, ks: list[int], chosen: list[str]) -> dict[str, Any]:
+    """Every option of the selection, as its settings and its checkpoint record them."""
+    fit_options, grid = opt["fit_options"], opt["spatial_shape"]
+    return {
         "ks": ks,
-        "n_restarts": n_restarts,
+        "n_restarts": opt["n_restarts"],
         "criteria": chosen,
-        "cv_repeats": reps,
-        "holdout": holdout,
-        "cv_fraction": cv_fraction,
-        "random_state": random_state,
-        "max_iter": max_iter,
-        "tol": tol,
+        "cv_repeats": opt["cv_repeats"] if "cv" in chosen else 0,
+        **{name: opt[name] for name in ("holdout", "cv_fraction", "random_state")},
+        "max_iter": opt["max_iter"],
+        "tol": opt["tol"],
         "fit_options": None
         if fit_options is None
         else {k: repr(v) for k, v in fit_options.items()},
-        "consensus_pixels": consensus_pixels,
-        "silhouette_threshold": silhouette_threshold,
-        "cv_tolerance": cv_tolerance,
-        "consensus_drop": consensus_drop,
-        "repeat_deg": repeat_deg,
-        "noise_roughness": noise_roughness,
-        "spatial_shape": None if spatial_shape is None else list(spatial_shape),
-        "shape": [n, m],
+        **{name: opt[name] for name in _RULE_OPTIONS},
+        "spatial_shape": None if grid is None else list(grid),
+        "shape": [int(s) for s in X.shape],
         "dtype": str(X.dtype),
     }
-    store, done = _open_checkpoint(checkpoint, X, options, specs, resume, executor)
+
+
+_RULE_OPTIONS = (
+    "consensus_pixels",
+    "silhouette_threshold",
+    "cv_tolerance",
+    "consensus_drop",
+    "repeat_deg",
+    "noise_roughness",
+)
+
+
+def _run(X, specs, opt, options, checkpoint, seed, start) -> RankSelection:
+    """Run the fits the checkpoint does not hold, then the criteria; with the timings."""
+    (store, done), (t0, c0) = checkpoint, start
+    settings = Settings(
+        max_iter=int(opt["max_iter"]), tol=float(opt["tol"]), fit_options=opt["fit_options"]
+    )
     t_fit, c_fit = time.perf_counter(), time.process_time()
     recs = run_fits(
         X,
         specs,
         settings,
-        n_jobs=n_jobs,
+        n_jobs=opt["n_jobs"],
         store=store,
         done=done,
-        progress=progress,
-        executor=executor,
-        groups=groups,
+        progress=opt["progress"],
+        executor=opt["executor"],
+        groups=opt["groups"],
     )
     t_fit, c_fit = time.perf_counter() - t_fit, time.process_time() - c_fit
     t_crit = time.perf_counter()
-    sel = _assemble(X, ks, recs, chosen, options, spatial_shape, seed)
+    ks, chosen = options["ks"], options["criteria"]
+    sel = _assemble(X, ks, recs, chosen, options, opt["spatial_shape"], seed)
     sel.timings = {
         "fits_wall": t_fit,
         "fits_cpu_parent": c_fit,
@@ -360,21 +338,8 @@ def select_rank(
     return sel
 
 
-def _check_layout(
-    holdout: str,
-    cv_fraction: float,
-    spatial_shape: Sequence[int] | None,
-    n: int,
-    executor: Any,
-    groups: int | None,
-    n_jobs: int,
-) -> None:
-    """The hold-out pattern and share, the executor and the scan grid of ``n`` pixels."""
-    if holdout not in ("entries", "blocks"):
-        raise ValueError(f"holdout must be 'entries' or 'blocks'; got {holdout!r}.")
-    _check_executor(executor, groups, n_jobs)
-    if not 0.0 < cv_fraction <= 0.5:
-        raise ValueError(f"cv_fraction must be in (0, 0.5]; got {cv_fraction}.")
+def _check_grid(spatial_shape: Sequence[int] | None, n: int) -> None:
+    """The scan grid holds the ``n`` pixels of ``X``."""
     if spatial_shape is not None and int(np.prod(spatial_shape)) != n:
         raise ValueError(
             f"spatial_shape {tuple(spatial_shape)} has {int(np.prod(spatial_shape))} pixels; "

@@ -1,4 +1,4 @@
-"""The numba kernels of :mod:`unmix._onepass` (imported only when they are used).
+"""The numba kernels of :mod:`unmix.engine.kernels` (imported only when they are used).
 
 Layout: the block's maps are worked on transposed, ``At`` (k x n_b), and ``X_b S^T`` is
 written transposed, ``Tt`` (k x n_b), so that the inner repeats run as contiguous,
@@ -241,7 +241,7 @@ def _hals_repeats(At, Tt, G, l1, tiny, nonneg, inner_max, delta):
             break
 
 
-def _block(X, A, S, G, l1, tiny, nonneg, inner_max, delta, hals, AtX):
+def block_pass(X, A, S, G, l1, tiny, nonneg, inner_max, delta, hals, AtX):
     """The whole per-block work; returns ``A^T A`` (float64); ``AtX`` gets ``A^T X``.
 
     Plain Python gluing the compiled steps (a few microseconds a block): each step

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from ...blocks import LowRankData, PixelData, StreamedData
+
 __all__ = ["available", "hals_pass", "mu_pass", "reasons", "resolve"]
 
 # numba itself (LLVM, about 150 MB resident) is imported only when a kernel runs
@@ -51,9 +53,6 @@ def available() -> bool:
 # ------------------------------------------------------------------ capability
 def reasons(p: Any, solver: str) -> list[str]:
     """Why the one-pass kernel cannot run ``p`` for ``solver`` (empty when it can)."""
-    from ...blocks._pixels import PixelData
-    from ...blocks._streamed import StreamedData
-
     out = []
     if not _HAVE:
         out.append("numba is not installed (pip install 'unmix[fast]')")
@@ -114,8 +113,6 @@ def resolve(option: Any, p: Any, solver: str) -> bool:
         raise ValueError(f"kernel={option!r}: expected one of {', '.join(map(repr, KERNELS))}")
     if option == "blas":
         return False
-    from ...blocks._lowrank import LowRankData
-
     if isinstance(p.data, LowRankData):
         return False  # the compressed phase of compress=: no large X to pass over
     why = reasons(p, solver)
@@ -127,7 +124,7 @@ def resolve(option: Any, p: Any, solver: str) -> bool:
 
 
 def _pass(p: Any, A: Any, S: Any, G: Any, executor: Any, *, hals: bool, options: dict) -> dict:
-    from ._numba import _block
+    from ._numba import block_pass
 
     data = p.data
     dt = np.dtype(p.be.dtype)
@@ -144,7 +141,7 @@ def _pass(p: Any, A: Any, S: Any, G: Any, executor: Any, *, hals: bool, options:
         Ab = A[block.slice, :]
         Xb = np.ascontiguousarray(data.x(block))  # a view in memory, one read when streamed
         AtX = np.empty((k, m), dt)
-        AtA = _block(Xb, Ab, S_, G_, lam, tiny, nonneg, inner_max, delta, hals, AtX)
+        AtA = block_pass(Xb, Ab, S_, G_, lam, tiny, nonneg, inner_max, delta, hals, AtX)
         return {"AtX": AtX.astype(np.float64), "AtA": AtA}
 
     return executor.map_reduce(kernel, p.data.blocks)

@@ -1,4 +1,4 @@
-"""Solvers.  Each declares what it supports; see :func:`unmix.solvers.get_solver`."""
+"""Solvers.  Each declares what it supports; see :func:`unmix.engine.solvers.get_solver`."""
 
 from __future__ import annotations
 

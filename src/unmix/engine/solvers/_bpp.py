@@ -17,14 +17,15 @@ from typing import Any
 
 from ..._linalg import nnls_bpp
 from ...executors.base import Block, Executor
-from .._problem import CombinedModel, Problem
+from ...model import PenaltyModel
+from .._problem import Problem
 from ._base import Solver, StepOut, register, unit_rows_into_maps
 from ._frobenius import fit_of, frobenius_pass, gram_A
 
 __all__ = ["BPP"]
 
 
-def _linear(m: CombinedModel, M0: Any, rows: Any = None) -> tuple[Any, Any]:
+def _linear(m: PenaltyModel, M0: Any, rows: Any = None) -> tuple[Any, Any]:
     """``(g0 - c * M0, c)``: linear term and curvature of the model's non-Gram part.
 
     ``M0`` is the factor (block) at which the model was formed; per-pixel arrays of the

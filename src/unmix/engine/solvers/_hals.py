@@ -1,6 +1,6 @@
 """Accelerated HALS (Cichocki & Phan 2009; Gillis & Glineur 2012).
 
-Objective: weighted Frobenius (see :mod:`unmix.solvers._frobenius`) plus penalties.  Each
+Objective: weighted Frobenius (see :mod:`unmix.engine.solvers._frobenius`) plus penalties.  Each
 column of ``A_b`` (and row of ``S``) is minimized exactly in turn - a coordinate Newton
 step on the quadratic ``1/2 a^T G a - p^T a`` plus each penalty's local majorizer - and
 clipped to its separable constraints (non-negativity, bounds, fixed entries).  The

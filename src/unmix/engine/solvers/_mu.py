@@ -17,7 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from ...executors.base import Block, Executor
-from .._problem import CombinedModel, Problem
+from ...model import PenaltyModel
+from .._problem import Problem
 from .._stop import gains_little
 from ..kernels import mu_pass, resolve
 from ._base import Solver, StepOut, register, unit_rows_into_maps
@@ -26,7 +27,7 @@ from ._frobenius import fit_from_sums
 __all__ = ["MU"]
 
 
-def _ratio(num: Any, den: Any, m: CombinedModel, rows: Any, be: Any, gamma: float) -> Any:
+def _ratio(num: Any, den: Any, m: PenaltyModel, rows: Any, be: Any, gamma: float) -> Any:
     """``((num + mu_neg) / (den + mu_pos)) ** gamma`` with the penalties' rows."""
     if m.mu_neg is not None:
         num = num + _rows(m.mu_neg, rows)
@@ -71,12 +72,12 @@ class MU(Solver):
         first one (default 0.1).
     kernel : {"auto", "onepass", "blas"}
         Per-block work of the plain-Frobenius path.  ``"onepass"``: compiled numba loops
-        (:mod:`unmix._onepass`, ``pip install "unmix[fast]"``) that compute ``X_b S^T``,
+        (:mod:`unmix.engine.kernels`, ``pip install "unmix[fast]"``) that compute ``X_b S^T``,
         the inner repeats and ``A_b^T X_b`` for a block with ``X_b`` in cache - NumPy X in
         memory (C-contiguous, float32/float64), no weights or mask, only non-negativity
         (and a scalar L1) on A; a ValueError otherwise.  ``"blas"``: the two BLAS products.
         ``"auto"`` (default): ``"onepass"`` when numba is installed, the problem qualifies
-        and X has at least ``unmix._onepass.AUTO_MIN_ENTRIES`` entries (4 M), else
+        and X has at least ``unmix.engine.kernels.AUTO_MIN_ENTRIES`` entries (4 M), else
         ``"blas"``.  Both give the same iterates up to rounding.
     """
 

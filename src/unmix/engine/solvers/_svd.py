@@ -1,7 +1,7 @@
 """Truncated SVD / PCA in the same framework: ``X ~= A S`` with ``S S^T = I``.
 
 Objective: ``1/2 ||X - A S||_F^2`` subject to orthonormal rows of ``S`` (the
-:class:`~unmix.constraints.Orthogonal` constraint).  Solved in one step by the leading
+:class:`~unmix.model.Orthogonal` constraint).  Solved in one step by the leading
 singular triplets: ``A = U diag(s)``, ``S = Vt``.  With centering (preprocessing
 ``Center()``) this is PCA; compare it side by side with NMF on the same data.
 """
