@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import RecordingExecutor
 
 import unmix
+from conftest import RecordingExecutor
 
 SOLVERS = ["hals", "mu", "bpp", "admm", "gradient"]
 
