@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._backend import Backend
+from .executors.base import SerialExecutor
 
 __all__ = ["nnls_bpp", "svd_blocks", "svd_topk"]
 
@@ -171,8 +172,6 @@ def svd_blocks(
     Works for in-memory, streamed (out-of-core) and compressed data: ``X`` is only
     touched block by block, ``2 n_iter + 2`` passes in all.  Signs as in :func:`svd_topk`.
     """
-    from .executors.base import SerialExecutor
-
     xp = be.xp
     ex = executor or SerialExecutor()
     blocks = data.blocks

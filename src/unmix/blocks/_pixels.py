@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import Backend
+from .._linalg import svd_blocks, svd_topk
 from ..executors.base import Block, SerialExecutor
 
 __all__ = ["MeanFilled", "PixelData", "RowScaled", "Weights", "default_block_size"]
@@ -171,8 +172,6 @@ class PixelData:
         same for in-memory and streamed data; ``exact=True`` (the SVD solver) uses LAPACK
         on small in-memory data.
         """
-        from .._linalg import svd_blocks, svd_topk
-
         small = min(self.n_total, self.n_channels) <= 4 * (k + 10)
         local = not self.executor.distributed and self.in_memory
         if local and (self.mask is not None or (exact and small)):

@@ -9,6 +9,7 @@ kernels in :mod:`unmix.engine.kernels`.
 
 from __future__ import annotations
 
+from ._checkpoint import fingerprint
 from ._factorize import factorize
 from ._fit_maps import fit_maps
 from ._inputs import check_mask, check_weights
@@ -24,5 +25,6 @@ __all__ = [
     "check_mask",
     "check_weights",
     "factorize",
+    "fingerprint",
     "fit_maps",
 ]

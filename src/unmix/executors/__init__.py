@@ -9,6 +9,14 @@ since they pull in mpi4py or distributed.
 
 from __future__ import annotations
 
+from ._packing import local_sums, packed_sum
 from .base import Block, Executor, SerialExecutor, rows_of_rank
 
-__all__ = ["Block", "Executor", "SerialExecutor", "rows_of_rank"]
+__all__ = [
+    "Block",
+    "Executor",
+    "SerialExecutor",
+    "local_sums",
+    "packed_sum",
+    "rows_of_rank",
+]

@@ -22,6 +22,7 @@ import array_api_compat as aac
 import numpy as np
 
 from .._backend import to_numpy
+from .._ops import line_window
 from ._packing import from_host64, local_sums, packed_sum, to_host64
 from .base import Block, rows_of_rank
 
@@ -299,8 +300,6 @@ def _halo_plan(layout: tuple, rank: int, width: int, line: int) -> list:
     number of rounds (the farthest any rank must reach).
     """
     from bisect import bisect_left, bisect_right
-
-    from .._ops import line_window
 
     n, size = max(e for _, e in layout), len(layout)
     wins = [line_window(s, e, n, width, line) for s, e in layout]

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .._backend import to_numpy
 from .._ops import project_simplex_rows
 from ._terms import BindContext, Constraint
 
@@ -145,8 +146,6 @@ class FixedEndmembers(Constraint):
             raise ValueError("FixedEndmembers: spectra (r, n_channels) is required.")
 
     def _prepare(self, ctx: BindContext) -> None:
-        from .._backend import to_numpy
-
         values = np.asarray(to_numpy(self.spectra), dtype=float)
         if values.ndim == 1:
             values = values[None, :]
@@ -204,8 +203,6 @@ class FixedEndmembers(Constraint):
         return d
 
     def _values_host(self) -> np.ndarray:
-        from .._backend import to_numpy
-
         return to_numpy(self._values)[self._fixed_np.any(axis=1)]
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..preprocessing import Center, NormalizePixels
+
 __all__ = ["PRESETS", "resolve_preset"]
 
 
@@ -30,7 +32,6 @@ def _counts() -> dict:
 
 
 def _pca() -> dict:
-    from ..preprocessing import Center
     from ._constraints import Orthogonal
 
     return {"solver": "svd", "constraints": [Orthogonal()], "preprocessing": [Center()]}
@@ -46,7 +47,6 @@ def _blind() -> dict:
     (both independent of the start); SPA start on the pixels' simplex; AO-ADMM.
     Evidence: ``benchmarks/results/hsi.md`` (Samson, Jasper Ridge, Moffett).
     """
-    from ..preprocessing import NormalizePixels
     from ._constraints import NonNegative, SumToOne
     from ._regularizers import MinVolume
 

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from .._backend import to_numpy
+from .._linalg import svd_blocks
 from .._ops import (
     gaussian_filter_axes,
     gaussian_kernel,
@@ -221,8 +223,6 @@ class MinVolume(Penalty):
     def on_data(self, problem: Any) -> None:
         if self.scale != "residual":
             return
-        from .._linalg import svd_blocks
-
         data = problem.data
         view = data.weighted_view()
         _, s, _ = svd_blocks(view, problem.k, problem.be, rng=np.random.default_rng(0), n_iter=4)
@@ -271,8 +271,6 @@ class MinVolume(Penalty):
 
 
 def _host(a: Any) -> np.ndarray:
-    from .._backend import to_numpy
-
     return np.asarray(to_numpy(a), dtype=float)
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._backend import Backend
+from .._validation import check_lam
 
 __all__ = ["BindContext", "Constraint", "Filter", "Penalty", "PenaltyModel", "Term"]
 
@@ -185,8 +186,6 @@ class Penalty(Term):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        from .._validation import check_lam
-
         object.__setattr__(self, "lam", check_lam(self.lam, type(self).__name__))
 
     def value(self, M: Any) -> float:

@@ -16,9 +16,14 @@ from ._figures import (
     plot_residual_map,
     relative_residuals,
 )
-from ._html import write_report
+from ._html import HtmlFigure, figure_html, write_report
+from ._template import CSS, PAGE
 
 __all__ = [
+    "CSS",
+    "PAGE",
+    "HtmlFigure",
+    "figure_html",
     "plot_comparison",
     "plot_endmembers",
     "plot_loss",

@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from .._backend import Backend, backend_of, to_numpy
-from ..blocks._pixels import PixelData, default_block_size
+from ..blocks import PixelData, default_block_size
+from ..executors import packed_sum
 from ..executors.base import SerialExecutor
 from ._plan import (
     FitRecord,
@@ -290,8 +291,6 @@ def _sum_over_processes(local: dict, ex: Any) -> dict:
     """``local`` summed over the processes of a distributed executor (one all-reduce)."""
     if not local or not getattr(ex, "distributed", False):
         return local
-    from ..executors.mpi import packed_sum
-
     return packed_sum(local, ex.allreduce)
 
 

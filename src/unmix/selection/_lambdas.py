@@ -39,8 +39,10 @@ import numpy as np
 from .._backend import to_numpy
 from .._params import document_parameters
 from .._validation import ensure_2d_float
-from ..blocks._sources import mean_row_norm
-from ..executors.groups import check_executor
+from ..blocks import mean_row_norm
+from ..engine import factorize
+from ..executors.groups import Groups, Work, check_executor
+from ..model import L1, NonNegative, SpatialSmoothness, UnitNorm
 from ._criteria import map_roughness
 from ._params import LAMBDA_PARAMETERS, check_selection_params
 from ._plan import HoldoutSpec, holdout_entries
@@ -177,7 +179,6 @@ def _term_dict(term: Any) -> dict[str, Any]:
 
 
 def _regularizers(params: dict[str, float], scale: float) -> list:
-    from ..model._regularizers import L1, SpatialSmoothness
 
     regs = []
     if params.get("sparsity", 0.0) > 0:
@@ -395,8 +396,6 @@ class _Search:
         }
 
     def _factorize(self, values: dict[str, float], sub: Any) -> Any:
-        from ..engine._factorize import factorize
-        from ..model._constraints import NonNegative, UnitNorm
 
         opts = dict(self.fit_options or {})
         opts.setdefault("constraints", [NonNegative(), UnitNorm()])
@@ -509,8 +508,6 @@ class _Team:
     """The trials of one stage dealt over groups of MPI ranks (:class:`unmix._groups.Groups`)."""
 
     def __init__(self, executor: Any, groups: int | None) -> None:
-        from ..executors.groups import Groups
-
         self.groups = Groups(executor, groups, task="select_lambdas")
         self.sub = self.groups.sub
 
@@ -528,8 +525,6 @@ class _Team:
 
     def run(self, values: list[dict], stage: str, trial_of: Callable) -> list[dict]:
         """Every trial of ``values``, in order, on every rank."""
-        from ..executors.groups import Work
-
         sub = self.sub if self.sub.size > 1 else None
         work = [Work(i, 1.0) for i in range(len(values))]
 

@@ -31,7 +31,8 @@ import numpy as np
 from .._backend import backend_of, to_numpy
 from .._params import document_parameters
 from .._validation import check_nonnegative, ensure_2d_float, finite_report
-from ..engine._checkpoint import fingerprint
+from ..engine import fingerprint
+from ..executors.groups import check_executor
 from ._params import RANK_PARAMETERS, check_selection_params
 from ._persist import read_selection, save_selection, selection_markdown
 from ._plan import FitRecord
@@ -370,8 +371,6 @@ def _open_checkpoint(
 
 def _check_executor(executor: Any, groups: int | None, n_jobs: int) -> None:
     """An MPI executor (or none), a group count that fits its ranks, not both n_jobs."""
-    from ..executors.groups import check_executor
-
     check_executor(executor, groups, task="run a selection's fits")
     if executor is not None and n_jobs != 1:
         raise ValueError(

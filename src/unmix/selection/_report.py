@@ -103,7 +103,7 @@ def _html_table(sel: Any) -> str:
 
 def selection_section(sel: Any, outdir: str | os.PathLike, *, lambdas: Any = None) -> str:
     """The HTML ``<section>`` of a selection (figures written to ``outdir``)."""
-    from ..report._html import HtmlFigure, figure_html
+    from ..report import HtmlFigure, figure_html
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -160,7 +160,7 @@ def write_selection_report(
     outdir: str | os.PathLike, sel: Any, *, lambdas: Any = None, title: str | None = None
 ) -> Path:
     """Write the figures and a self-contained ``selection.html`` into ``outdir``."""
-    from ..report._template import CSS, PAGE
+    from ..report import CSS, PAGE
 
     outdir = Path(outdir)
     body = selection_section(sel, outdir, lambdas=lambdas)

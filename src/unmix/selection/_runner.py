@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 
 from .._backend import backend_of, to_numpy
-from ..blocks._pixels import default_block_size
+from ..blocks import Weights, default_block_size
+from ..engine import factorize
+from ..executors.groups import Work, deal
 from ._batched import fit_batch, residual_sse
 from ._plan import FitRecord, FitSpec, HoldoutSpec, bootstrap_weights, holdout_entries, spa_pixels
 
@@ -83,8 +85,6 @@ def fit_with_engine(
     A distributed ``executor`` splits the pixels over its processes; every process ends
     with the whole record.
     """
-    from ..blocks._pixels import Weights
-    from ..engine._factorize import factorize
 
     be = backend_of(X)
     n, m = (int(s) for s in X.shape)
@@ -354,8 +354,6 @@ def deal_fits(specs: Sequence[FitSpec], sizes: Sequence[int]) -> list[list[FitSp
     """The fits of each group of ranks: largest first, each to the group that would
     finish it first (work / ranks).  Depends only on ``specs`` and ``sizes``, so every
     rank computes the same deal; the order of ``specs`` is kept within a group."""
-    from ..executors.groups import Work, deal
-
     by_key = {s.key: s for s in specs}
     parts = deal([Work(s.key, _cost(s)) for s in specs], sizes)
     return [[by_key[w.key] for w in part] for part in parts]
