@@ -34,6 +34,8 @@ __all__ = [
     "Fail",
     "attach_context",
     "check_flags",
+    "command_config",
+    "fit_command",
     "fit_keys",
     "fit_with_progress",
     "flag_terms",
@@ -351,6 +353,18 @@ def with_options(options):
         return f
 
     return deco
+
+
+def fit_command(f: Any) -> Any:
+    """A command that fits FILE: ``FILE`` and the fit's options (:data:`FIT_OPTIONS`)."""
+    return click.command()(click.argument("file", required=False)(with_options(FIT_OPTIONS)(f)))
+
+
+def command_config(file: str | None, kw: dict) -> dict:
+    """The merged, checked config of a fitting command's FILE and options."""
+    return merge_config(
+        kw["config"], file, fit_keys(kw), kw["outdir"], kw["steps"], kw["spatial_shape"]
+    )
 
 
 def fit_keys(kw: dict) -> dict:

@@ -9,29 +9,23 @@ import click
 import numpy as np
 
 from ._common import (
-    FIT_OPTIONS,
     attach_context,
-    fit_keys,
+    command_config,
+    fit_command,
     fit_with_progress,
     flag_terms,
     load_image,
-    merge_config,
     prepare_outdir,
-    with_options,
     write_html_report,
 )
 
 __all__ = ["compare"]
 
 
-@click.command()
-@click.argument("file", required=False)
-@with_options(FIT_OPTIONS)
+@fit_command
 def compare(file: str | None, **kw: Any) -> None:
     """PCA vs NMF vs constrained NMF on FILE, side by side in one report."""
-    cfg = merge_config(
-        kw["config"], file, fit_keys(kw), kw["outdir"], kw["steps"], kw["spatial_shape"]
-    )
+    cfg = command_config(file, kw)
     outdir = prepare_outdir(cfg["output"]["dir"], force=kw["force"], resume=False)
     image = load_image(cfg)
     X = image.unfold()

@@ -63,7 +63,11 @@ def _term_classes() -> dict[str, type]:
             out[name] = obj
     for name in preprocessing.__all__:
         obj = getattr(preprocessing, name)
-        if inspect.isclass(obj) and dataclasses.is_dataclass(obj) and name != "Step":
+        if (
+            inspect.isclass(obj)
+            and issubclass(obj, preprocessing.Step)
+            and obj is not preprocessing.Step
+        ):
             out[name] = obj
     return out
 

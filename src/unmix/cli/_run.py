@@ -9,16 +9,14 @@ import click
 
 from .._backend import to_numpy
 from ._common import (
-    FIT_OPTIONS,
     attach_context,
-    fit_keys,
+    command_config,
+    fit_command,
     fit_with_progress,
     flag_terms,
     load_image,
-    merge_config,
     prepare_outdir,
     unfolded,
-    with_options,
     write_html_report,
 )
 from ._mpi import mpi_executor
@@ -26,9 +24,7 @@ from ._mpi import mpi_executor
 __all__ = ["run"]
 
 
-@click.command()
-@click.argument("file", required=False)
-@with_options(FIT_OPTIONS)
+@fit_command
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in OUTDIR.")
 @click.option(
     "--checkpoint-every",
@@ -76,9 +72,7 @@ def _run_mpi(file: str | None, kw: dict) -> None:
 
 
 def _run(file: str | None, kw: dict, executor: Any = None) -> None:
-    cfg = merge_config(
-        kw["config"], file, fit_keys(kw), kw["outdir"], kw["steps"], kw["spatial_shape"]
-    )
+    cfg = command_config(file, kw)
     out = cfg["output"]
     lead = executor is None or executor.rank == 0
     force, resume = kw["force"] or out.get("force", False), kw["resume"]

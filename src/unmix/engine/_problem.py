@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .._backend import Backend
@@ -38,7 +38,6 @@ class Problem:
     #: this process's ``[start, stop)`` rows of ``X`` and the block size of the serial grid
     rows: tuple[int, int] | None = None
     block_size: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def nonneg_A(self) -> bool:

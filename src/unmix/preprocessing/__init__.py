@@ -12,13 +12,7 @@ Two levels:
 
 from __future__ import annotations
 
-from ._invertible import Center, NormalizePixels, PoissonScaling, Step
-
-__all__ = ["Center", "NormalizePixels", "PoissonScaling", "Step"]
-
-# Image operations: importable from here, but their classes are deliberately not in
-# ``__all__``, whose classes are the invertible steps that ``factorize(preprocessing=...)``
-# (and the config's ``preprocessing = [{type = ...}]``) accepts; ``IMAGE_OPS`` lists them.
+# Image operations on a SpectralImage (``--step``, ``[preprocess]``); ``IMAGE_OPS`` lists them.
 from ._image import (
     FFT,
     Absolute,
@@ -28,11 +22,13 @@ from ._image import (
     Clip,
     Crop,
     Derivative,
+    ImageOp,
     Log,
     MaskChannels,
     MaskPixels,
     Normalize,
     Offset,
+    Pipeline,
     PolarTransform,
     PowerLawBackground,
     SlidingWindowFFT,
@@ -40,26 +36,37 @@ from ._image import (
     op_from_dict,
     pipeline_from_config,
 )
-from ._image import ImageOp as ImageOp
-from ._image import Pipeline as Pipeline
+from ._imagebase import OPS
+from ._invertible import Center, NormalizePixels, PoissonScaling, Step
 
-IMAGE_OPS = [
-    FFT,
-    Absolute,
-    BaselineALS,
-    Bin,
-    BinDetector,
-    Clip,
-    Crop,
-    Derivative,
-    Log,
-    MaskChannels,
-    MaskPixels,
-    Normalize,
-    Offset,
-    PolarTransform,
-    PowerLawBackground,
-    SlidingWindowFFT,
+#: every image operation, in the order of their names
+IMAGE_OPS = [OPS[name] for name in sorted(OPS)]
+
+__all__ = [  # the invertible steps, then the image operations and their helpers
+    "FFT",
+    "IMAGE_OPS",
+    "Absolute",
+    "BaselineALS",
+    "Bin",
+    "BinDetector",
+    "Center",
+    "Clip",
+    "Crop",
+    "Derivative",
+    "ImageOp",
+    "Log",
+    "MaskChannels",
+    "MaskPixels",
+    "Normalize",
+    "NormalizePixels",
+    "Offset",
+    "Pipeline",
+    "PoissonScaling",
+    "PolarTransform",
+    "PowerLawBackground",
+    "SlidingWindowFFT",
+    "Step",
+    "image_from_array",
+    "op_from_dict",
+    "pipeline_from_config",
 ]
-
-__all__ += ["IMAGE_OPS", "image_from_array", "op_from_dict", "pipeline_from_config"]
