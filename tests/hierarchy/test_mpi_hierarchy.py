@@ -17,6 +17,8 @@ from unmix.executors.groups import Work, deal
 from unmix.hierarchy import hierarchical_nmf
 from unmix.synthetic import make_hierarchy
 
+pytestmark = pytest.mark.slow  # MPI / Dask processes
+
 pytest.importorskip("mpi4py")
 _mpiexec = mpiexec
 

@@ -121,6 +121,7 @@ def test_crop_errors_name_the_axis_and_the_fix():
         Crop().apply(im.data)
 
 
+@pytest.mark.slow
 def test_crop_real_raman_nonuniform_axis():
     im = unmix.load(shared_path("raman", "raman_renishaw_streamline_49x45.npz"), checksum=False)
     out = Crop(signal=[1000, 1200], spatial=[[0, 9], [0, 9]], units=True).apply(im)
@@ -130,6 +131,7 @@ def test_crop_real_raman_nonuniform_axis():
     np.testing.assert_array_equal(out.data, im.data[:10, :10][..., keep])
 
 
+@pytest.mark.slow
 def test_crop_reads_only_the_crop_of_lazy_data():
     path = shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy")
     with unmix.load(path, lazy=True, checksum=False) as im:
@@ -249,6 +251,7 @@ def test_mask_pixels_from_npy_path(tmp_path):
 
 
 # --------------------------------------------------------------------------- backgrounds
+@pytest.mark.slow
 def test_power_law_background_on_cuzn_eels():
     im = unmix.load(shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy"), checksum=False)
     before = np.array(im.data)
@@ -332,6 +335,7 @@ def test_baseline_als_recovers_a_polynomial_baseline_under_peaks():
         BaselineALS(p=1.5)
 
 
+@pytest.mark.slow
 def test_baseline_als_on_real_raman_map():
     im = unmix.load(shared_path("raman", "raman_renishaw_streamline_49x45.npz"), checksum=False)
     X0 = im.unfold().astype(np.float64)
@@ -373,6 +377,7 @@ def test_offset_absolute_and_derivative_on_signed_curves():
         Offset(value="max")
 
 
+@pytest.mark.slow
 def test_stm_current_to_nonnegative_didv():
     im = unmix.load(shared_path("stm", "Bias_spectroscopy.3ds"), checksum=False)
     out = Pipeline([Derivative(), Offset()]).apply(im)

@@ -14,6 +14,8 @@ import unmix
 distributed = pytest.importorskip("distributed")
 from unmix.executors.dask import DaskExecutor  # noqa: E402
 
+pytestmark = pytest.mark.slow  # MPI / Dask processes
+
 
 @pytest.fixture(scope="module")
 def client():

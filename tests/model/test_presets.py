@@ -25,6 +25,7 @@ def _load(name):
     return X, d["GT"].astype(float), A.reshape(-1, A.shape[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scene", list(SCENES))
 def test_blind_unmixing_preset_on_real_scenes(scene):
     k, sad_max, rmse_max = SCENES[scene]

@@ -49,6 +49,7 @@ SHARED = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("rel", "spatial", "signal", "dtype", "kind", "axis"), SHARED)
 def test_shared_dataset(rel, spatial, signal, dtype, kind, axis):
     path = shared_path(*rel.split("/"))
@@ -69,6 +70,7 @@ def test_shared_dataset(rel, spatial, signal, dtype, kind, axis):
     assert len(si.metadata["sha256"]) == 64
 
 
+@pytest.mark.slow
 def test_eels_cuzn_axes_and_values():
     path = shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy")
     si = load(path)
@@ -85,6 +87,7 @@ def test_eels_cuzn_axes_and_values():
     assert "sha256" not in load(path, checksum=False).metadata
 
 
+@pytest.mark.slow
 def test_eds_npz_values_and_uniform_kev_axis():
     path = shared_path("eds", "eds_tem_bruker_64x64.npz")
     si = load(path)
@@ -95,6 +98,7 @@ def test_eds_npz_values_and_uniform_kev_axis():
     assert si.signal_axes[0].scale == pytest.approx(0.010001)
 
 
+@pytest.mark.slow
 def test_xrd_list_of_patterns_can_be_regridded():
     path = shared_path("xrd", "xrd_aps34ide_143x2000.npz")
     si = load(path, spatial_shape=(11, 13))
@@ -102,6 +106,7 @@ def test_xrd_list_of_patterns_can_be_regridded():
     assert len(si.metadata["extra"]["files"]) == 143
 
 
+@pytest.mark.slow
 def test_stm_grid_axes_and_point_parameters():
     path = shared_path("stm", "Bias_spectroscopy.3ds")
     si = load(path)
@@ -121,6 +126,7 @@ def test_stm_grid_axes_and_point_parameters():
         load(path, signal="nope")
 
 
+@pytest.mark.slow
 def test_imzml_continuous_against_raw_ibd_and_binning():
     path = shared_path("msi", "Example_Continuous.imzML")
     si = load(path)
@@ -136,6 +142,7 @@ def test_imzml_continuous_against_raw_ibd_and_binning():
     np.testing.assert_allclose(binned.data.sum(-1), si.data.sum(-1), rtol=1e-5)
 
 
+@pytest.mark.slow
 @needs_rsciio
 def test_bcf_spectrum_image_is_chosen_and_matches_npz():
     si = load(shared_path("formats", "P45_the_default_job.bcf"))
@@ -148,6 +155,7 @@ def test_bcf_spectrum_image_is_chosen_and_matches_npz():
         load(shared_path("formats", "P45_the_default_job.bcf"), signal="BSE")
 
 
+@pytest.mark.slow
 @needs_rsciio
 def test_dm4_spectrum_image_is_transposed_to_spatial_first():
     si = load(shared_path("formats", "EELS_SI.dm4"))
@@ -155,6 +163,7 @@ def test_dm4_spectrum_image_is_transposed_to_spatial_first():
     assert si.metadata["reader"] == "rsciio:DigitalMicrograph"
 
 
+@pytest.mark.slow
 @needs_rsciio
 def test_emd_without_spectrum_image_lists_its_content():
     path = shared_path("formats", "EDS-STO.emd")
@@ -167,11 +176,13 @@ def test_emd_without_spectrum_image_lists_its_content():
     assert one.signal_axes[0].units == "keV"
 
 
+@pytest.mark.slow
 def test_hspy_image_without_navigation_is_refused():
     with pytest.raises(UnsupportedFormatError, match=r"CuZn_HAADF.hspy.*not a spectrum image"):
         load(shared_path("eels", "CuZn_HAADF.hspy"))
 
 
+@pytest.mark.slow
 def test_hspy_lazy_keeps_the_file_open_until_closed():
     path = shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy")
     with load(path, lazy=True) as si:
@@ -181,6 +192,7 @@ def test_hspy_lazy_keeps_the_file_open_until_closed():
     assert not ds.id.valid
 
 
+@pytest.mark.slow
 def test_hspy_with_several_experiments(tmp_path):
     src = shared_path("eels", "LSMO_linescan.hspy")
     low = shared_path("eels", "LSMO_linescan_low_loss.hspy")
@@ -305,6 +317,7 @@ def test_h5_that_is_not_hdf5(tmp_path):
         load(bad)
 
 
+@pytest.mark.slow
 def test_truncated_3ds(tmp_path):
     bad = truncated_copy(shared_path("stm", "Bias_spectroscopy.3ds"), tmp_path / "cut.3ds")
     with pytest.raises(CorruptFileError, match=r"cut.3ds: truncated .3ds.*expected 2076800 bytes"):
@@ -314,6 +327,7 @@ def test_truncated_3ds(tmp_path):
         load(header_only)
 
 
+@pytest.mark.slow
 def test_garbage_and_broken_imzml(tmp_path):
     bad = tmp_path / "junk.imzML"
     bad.write_bytes(b"\x00\x01 not xml <<<")
@@ -425,6 +439,7 @@ def test_zarr_group_dataset_choice(tmp_path):
     assert load(tmp_path / "g.zarr", dataset="b").data.max() == 2.0
 
 
+@pytest.mark.slow
 @needs_rsciio
 def test_plugin_keyword_forces_rosettasciio():
     path = shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy")

@@ -25,6 +25,8 @@ from unmix.executors.base import SerialExecutor, rows_of_rank
 from unmix.executors.mpi import _halo_plan
 from unmix.model import BindContext
 
+pytestmark = pytest.mark.slow  # MPI / Dask processes
+
 HELPER = str(HELPERS / "mpi_spatial.py")
 needs_mpi = needs_mpiexec
 

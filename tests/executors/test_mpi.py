@@ -17,6 +17,8 @@ from unmix import UnsupportedError
 from unmix.cli import entry
 from unmix.executors.base import SerialExecutor
 
+pytestmark = pytest.mark.slow  # MPI / Dask processes
+
 pytest.importorskip("mpi4py")
 _mpiexec = mpiexec
 

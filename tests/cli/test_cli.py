@@ -43,6 +43,7 @@ def fast_factorize(monkeypatch):
     return state, calls
 
 
+@pytest.mark.slow
 def test_demo(tmp_path, capsys):
     out = tmp_path / "out"
     assert entry(["demo", "-o", str(out)]) == 0
@@ -64,6 +65,7 @@ def test_demo(tmp_path, capsys):
     assert _snapshot(out) == before
 
 
+@pytest.mark.slow
 def test_demo_force_and_quiet(tmp_path, capsys, fast_factorize):
     _, calls = fast_factorize
     out = tmp_path / "out"
@@ -76,6 +78,7 @@ def test_demo_force_and_quiet(tmp_path, capsys, fast_factorize):
     assert unmix.load_result(out / "result.h5").n_iter == 3
 
 
+@pytest.mark.slow
 def test_run_eels_writes_result_report_and_provenance(tmp_path, capsys):
     path = shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy")
     out = tmp_path / "run"
@@ -92,6 +95,7 @@ def test_run_eels_writes_result_report_and_provenance(tmp_path, capsys):
     assert "stopped by" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_run_on_a_compute_device_gives_the_host_answer(tmp_path):
     pytest.importorskip("torch")
     path = shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy")
@@ -127,6 +131,7 @@ def test_run_out_of_core_streams_the_file_and_gives_the_in_memory_answer(tmp_pat
     assert "--out-of-core reads the file as it is" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_config_file_maps_one_to_one(tmp_path):
     path = shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy")
     cfg = tmp_path / "cfg.toml"
@@ -171,6 +176,7 @@ report = false
     np.testing.assert_allclose(via_config.S, direct.S, rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("text", "match"),
     [
@@ -199,6 +205,7 @@ def test_exit_codes(tmp_path, capsys):
     assert "number of components" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_compare_pca_has_negative_lobes_nmf_none(tmp_path, capsys):
     path = shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy")
     out = tmp_path / "cmp"
@@ -212,6 +219,7 @@ def test_compare_pca_has_negative_lobes_nmf_none(tmp_path, capsys):
     assert "comparison" in (out / "report.html").read_text().lower()
 
 
+@pytest.mark.slow
 def test_inspect_suggests(capsys):
     assert entry(["inspect", shared_path("stm", "Bias_spectroscopy.3ds")]) == 0
     out = capsys.readouterr().out
@@ -223,6 +231,7 @@ def test_inspect_suggests(capsys):
 KILL = "import sys; from unmix.cli import entry; sys.exit(entry(sys.argv[1:]))"
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_uninterrupted_answer(tmp_path):
     """SIGKILL an `unmix run` mid-fit; `--resume` finishes with the same factors."""
     path = shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy")

@@ -386,6 +386,7 @@ def _chrome(profile_dir):
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
     reason=f"needs {CHROMIUM} and {CHROMEDRIVER} (Debian: apt-get install chromium "

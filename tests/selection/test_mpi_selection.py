@@ -18,6 +18,8 @@ from unmix.executors.mpi import check_groups
 from unmix.selection import select_lambdas, select_rank
 from unmix.selection._runner import deal_fits, plan_fits
 
+pytestmark = pytest.mark.slow  # MPI / Dask processes
+
 pytest.importorskip("mpi4py")
 _mpiexec = mpiexec
 

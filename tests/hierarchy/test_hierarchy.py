@@ -353,6 +353,7 @@ def test_text_outline(planted_tree):
 
 
 # ------------------------------------------------------------------ real data
+@pytest.mark.slow
 def test_samson_tree_leaves_match_the_ground_truth():
     """Samson (3 true endmembers): a 3-leaf tree of shape-normalized pixels."""
     import scipy.io as sio
