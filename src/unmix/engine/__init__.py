@@ -16,6 +16,7 @@ from ._inputs import check_mask, check_weights
 from ._loop import IterationInfo
 from ._params import PARAMETERS, check_factorize_params
 from ._problem import Problem
+from .solvers import hals_sweeps
 
 __all__ = [
     "PARAMETERS",
@@ -27,4 +28,5 @@ __all__ = [
     "factorize",
     "fingerprint",
     "fit_maps",
+    "hals_sweeps",
 ]

@@ -56,7 +56,7 @@ def _to_backend(c: Candidate, be: Backend) -> Candidate:
 def propose_mpi(
     X: Any, be: Backend, items: list[tuple[int, np.ndarray]], opts: Options, groups: Groups
 ) -> dict[int, Candidate]:
-    """:func:`~unmix.hierarchy.split.propose` with the nodes' fits dealt over ``groups``."""
+    """:func:`~unmix.hierarchy._split.propose` with the nodes' fits dealt over ``groups``."""
     if opts.node_rank == 2:
         return _propose_rank2(X, be, items, opts, groups)
     return _propose_stability(X, be, items, opts, groups)

@@ -101,7 +101,7 @@ TREE_PARAMETERS: dict[str, Param] = table(
         "gain",
         "priority of a candidate split",
         '{"gain", "ndcg"}',
-        "Priority of a candidate split (see :mod:`unmix.hierarchy.scores`).",
+        "Priority of a candidate split (see :mod:`unmix.hierarchy._scores`).",
     ),
     Param(
         "node_rank",
@@ -180,7 +180,7 @@ TREE_PARAMETERS: dict[str, Param] = table(
         None,
         "options of the rank stability",
         "dict, optional",
-        """Options of :func:`~unmix.hierarchy.stability.rank_stability` (``n_runs``,
+        """Options of :func:`~unmix.hierarchy._stability.rank_stability` (``n_runs``,
             ``noise``, ``threshold``, ``max_iter``).""",
     ),
     Param(

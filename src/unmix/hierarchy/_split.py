@@ -1,7 +1,7 @@
 """Candidate splits of tree nodes: batched rank-2 NMF, scaling, assignment, scores.
 
 ``X`` is (pixels, channels); a node is a set of pixel indices.  All candidate splits of a
-batch of nodes are fitted together (:func:`~unmix.hierarchy.rank2.rank2_nmf`), then each
+batch of nodes are fitted together (:func:`~unmix.hierarchy.rank2_nmf`), then each
 is turned into children: components scaled so that a pure pixel has abundance 1, pixels
 assigned to their dominant component, children's endmembers (the NMF component or the
 mean of the child's core pixels), and the split's score.

@@ -1,14 +1,14 @@
 """HierNMF2: a tree of endmembers by recursive rank-2 NMF splits (Kuang & Park 2013).
 
 ``X`` is (pixels, channels).  The root holds every pixel.  A leaf is split by a rank-2
-NMF of its own pixels (:func:`~unmix.hierarchy.rank2.rank2_nmf`),
+NMF of its own pixels (:func:`~unmix.hierarchy.rank2_nmf`),
 
     min_{A_b >= 0, S_b >= 0} 1/2 ||X_b - A_b S_b||_F^2,   A_b (n_b, 2), S_b (2, channels),
 
 its pixels go to the child whose component dominates them, and the two rows of ``S_b``
 (scaled so that a pure pixel has abundance 1) become the children's endmembers.  The
 next leaf to split is the one whose candidate split scores highest
-(:mod:`~unmix.hierarchy.scores`).  Growth stops at ``n_leaves`` leaves, or when no leaf
+(:mod:`~unmix.hierarchy._scores`).  Growth stops at ``n_leaves`` leaves, or when no leaf
 can be split: too few pixels, pixels identical (rank one), a split leaving fewer than
 ``min_size`` pixels on one side, a score below ``min_score`` or ``max_depth``.
 
@@ -83,7 +83,7 @@ def hierarchical_nmf(
     -------
     Tree
         Nodes with endmembers, the leaf of every pixel, nested maps and one
-        :class:`~unmix.hierarchy.model.Level` a depth.  If growth stops before
+        :class:`~unmix.hierarchy.Level` a depth.  If growth stops before
         ``n_leaves`` a ``UserWarning`` says why and the partial tree is returned.
 
     Raises

@@ -7,8 +7,8 @@ extension                 reader
 ``.h5 .hdf5 .nxs``        :mod:`unmix.io` (generic; HyperSpy files recognized)
 ``.hspy``                 :mod:`unmix.io` (HyperSpy, read with h5py)
 ``.zarr`` (directory)     :mod:`unmix.io` (needs ``zarr``)
-``.3ds``                  :mod:`unmix.io.nanonis` (Nanonis grid spectroscopy)
-``.imzml``                :mod:`unmix.io.imzml` (mass spectrometry imaging)
+``.3ds``                  :mod:`unmix.io._nanonis` (Nanonis grid spectroscopy)
+``.imzml``                :mod:`unmix.io._imzml` (mass spectrometry imaging)
 ``.dm3 .dm4 .emd .bcf``   :mod:`unmix.io` (RosettaSciIO; every format it reads)
 ``.mib .blo .wdf .msa``
 ========================  ===========================================================

@@ -8,7 +8,7 @@ rank, restart, bootstrap draw and held-out fold).  Model ``r`` minimizes::
 with ``X`` (pixels, channels), pixel weights ``w_r`` (bootstrap multiplicities, or ones)
 and an entry mask ``M_r`` (0 on the entries held out for cross-validation).
 
-One iteration is one pass over the engine's pixel blocks (:class:`unmix.executor.
+One iteration is one pass over the engine's pixel blocks (:class:`unmix.blocks.
 PixelData`, reduced by an executor): per block, ``S_all @ X_b^T`` for the *stacked*
 spectra of every model (one wide product instead of one thin product per model), HALS
 sweeps over every model's maps, then ``A_all^T W X_b`` for the stacked maps; then HALS
@@ -35,6 +35,7 @@ import numpy as np
 
 from .._backend import Backend, backend_of, to_numpy
 from ..blocks import PixelData, default_block_size
+from ..engine import hals_sweeps
 from ..executors import packed_sum
 from ..executors.base import SerialExecutor
 from ._plan import (
@@ -137,29 +138,14 @@ class _Group:
 
 
 def _sweeps(At: Any, P: Any, G: Any, inner: int, be: Backend) -> Any:
-    """HALS on the rows of ``At`` (R, k, n): ``a_j <- max(0, a_j + (p_j - G_j A) / G_jj)``.
-
-    ``inner`` sweeps over the rows; in place.  On NumPy one model at a time (its rows stay
-    in cache and each row costs one BLAS matrix-vector product); elsewhere batched over
-    the models (few large kernels for a GPU).
-    """
-    xp = be.xp
-    k = At.shape[1]
-    d = be.clip_min(xp.linalg.diagonal(G), be.tiny)  # (R, k)
-    Gs = G / d[:, :, None]
-    Q = P / d[:, :, None]
+    """``inner`` HALS sweeps (:func:`unmix.engine.hals_sweeps`) on the rows of ``At``
+    (R, k, n), in place.  On NumPy one model at a time (its rows stay in cache); elsewhere
+    batched over the models (few large kernels for a GPU)."""
     if be.name == "numpy":
         for r in range(At.shape[0]):
-            A, g, q = At[r], Gs[r], Q[r]
-            for _ in range(inner):
-                for j in range(k):
-                    np.maximum(A[j] + q[j] - g[j] @ A, 0.0, out=A[j])
+            hals_sweeps(At[r], P[r], G[r], be=be, inner_max=inner, delta=None)
         return At
-    for _ in range(inner):
-        for j in range(k):
-            upd = At[:, j, :] + Q[:, j, :] - (Gs[:, j : j + 1, :] @ At)[:, 0, :]
-            At[:, j, :] = be.clip_min(upd, 0.0)
-    return At
+    return hals_sweeps(At, P, G, be=be, inner_max=inner, delta=None)
 
 
 def fit_batch(

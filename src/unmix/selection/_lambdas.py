@@ -505,7 +505,8 @@ def _candidates(stage, ranges, method, n_trials, rng, seed, fixed, evaluate, lab
 
 
 class _Team:
-    """The trials of one stage dealt over groups of MPI ranks (:class:`unmix._groups.Groups`)."""
+    """The trials of one stage dealt over groups of MPI ranks (see
+    :class:`unmix.executors.groups.Groups`)."""
 
     def __init__(self, executor: Any, groups: int | None) -> None:
         self.groups = Groups(executor, groups, task="select_lambdas")

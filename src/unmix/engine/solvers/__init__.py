@@ -11,6 +11,7 @@ from ._gradient import Gradient
 from ._hals import HALS
 from ._mu import MU
 from ._svd import SVD
+from ._sweeps import PenaltyRows, hals_sweeps
 
 __all__ = [
     "ADMM",
@@ -20,9 +21,11 @@ __all__ = [
     "REGISTRY",
     "SVD",
     "Gradient",
+    "PenaltyRows",
     "Solver",
     "StepOut",
     "get_solver",
+    "hals_sweeps",
     "solvers_supporting",
 ]
 

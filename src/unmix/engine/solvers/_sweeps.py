@@ -71,7 +71,7 @@ def hals_sweeps(
     pen: PenaltyRows | None = None,
     rows: Sequence[int] | None = None,
     inner_max: int = 10,
-    delta: float = 0.1,
+    delta: float | None = 0.1,
 ) -> Any:
     """Sweep the rows of ``Mt`` (k x n, updated in place and returned); see the module.
 
@@ -92,8 +92,9 @@ def hals_sweeps(
         The penalties' local model.
     rows : sequence of int, optional
         The rows to update (default all; e.g. the endmembers that are not fixed).
-    inner_max, delta : int, float
-        Most sweeps, and the gain rule that ends them early.
+    inner_max, delta : int, float or None
+        Most sweeps, and the gain rule that ends them early (``delta=None``: exactly
+        ``inner_max`` sweeps, no change measured).
     """
     xp = be.xp
     if project is None:
@@ -101,16 +102,17 @@ def hals_sweeps(
     lean = w is None and (pen is None or pen.empty)
     step = _lean_step(G, P, be) if lean else _full_step(Mt, P, G, be, w, pen)
     order = range(Mt.shape[-2]) if rows is None else rows
+    measure = inner_max > 1 and delta is not None
     first = None
     for _ in range(inner_max):
         change = 0.0
         for j in order:
             new = project(step(Mt, j), j)
-            if inner_max > 1:
+            if measure:
                 change += float(xp.sum((new - Mt[..., j, :]) ** 2))
             Mt[..., j, :] = new
-        if inner_max == 1:
-            break
+        if not measure:
+            continue
         first = change if first is None else first
         if gains_little(change, first, delta):
             break
