@@ -71,10 +71,8 @@ def build_model(opts: dict, link: Any, solver: Any, constraints_given: Any) -> M
         base = list(opts["constraints"] if constraints_given is None else constraints_given)
     regs = list(opts["regularizers"])
     terms = split_terms(base, regs)
-    nonneg = {
-        t: any(c.kind in ("nonneg", "simplex") for c in terms["constraints"][t])
-        for t in ("A", "S")
-    }
+    # one rule for "is this factor non-negative", the same the bound problem uses
+    nonneg = {t: any(c.implies_nonneg for c in terms["constraints"][t]) for t in ("A", "S")}
     return Model(loss_obj, link_obj, base, regs, terms, nonneg)
 
 
@@ -210,7 +208,7 @@ def check_distributed(terms: dict, init: Any, executor: Any) -> None:
         type(t).__name__
         for group in ("penalties", "filters")
         for t in terms[group]["A"]
-        if type(t).__name__ in ("SpatialSmoothness", "GaussianMapFilter")
+        if t.couples_pixels
     ]
     if coupled and not callable(getattr(executor, "halo", None)):
         raise UnsupportedError(
@@ -236,7 +234,7 @@ def split_terms(constraints: list, regularizers: list) -> dict:
             raise TypeError(
                 f"constraints must hold Constraint objects (e.g. unmix.NonNegative()); got {c!r}."
             )
-        for part in c.split() if isinstance(c, NonNegative) else [c]:
+        for part in c.parts():
             out["constraints"][part.target].append(part)
     for r in regularizers:
         if isinstance(r, Penalty):
@@ -254,11 +252,15 @@ def split_terms(constraints: list, regularizers: list) -> dict:
 
 
 def warn_useless(p: Problem) -> None:
-    if "simplex" in p.kinds("A"):
-        for pen in p.penalties["A"]:
-            if type(pen).__name__ == "L1" and pen.lam:
+    """Warn about a penalty that cannot act: a linear one on rows of fixed sum."""
+    for target in ("A", "S"):
+        if not p.simplex(target):
+            continue
+        for pen in p.penalties[target]:
+            if pen.lam and pen.constant_gradient() is not None:
                 warnings.warn(
-                    "L1 on sum-to-one abundances is constant (lam * total); it has no effect.",
+                    f"{type(pen).__name__} on sum-to-one rows of {target} is constant "
+                    "(its gradient times the fixed row sums); it has no effect.",
                     UserWarning,
                     stacklevel=3,
                 )

@@ -16,8 +16,6 @@ logger = logging.getLogger("unmix")
 
 __all__ = ["fit_maps"]
 
-_PIXEL_COUPLED = ("SpatialSmoothness", "GaussianMapFilter")
-
 
 def fit_maps(X: Any, result: Result, *, max_iter: int = 1000, tol: float = 1e-7) -> Any:
     """Abundance maps (pixels, k) of ``X`` (pixels, channels) for ``result``'s endmembers.
@@ -45,25 +43,19 @@ def fit_maps(X: Any, result: Result, *, max_iter: int = 1000, tol: float = 1e-7)
         Xp = step.transform(Xp, None)
     be = backend_of(Xp)
     S = be.xp.astype(S, be.dtype)
-    constraints = [c for c in args["constraints"] if c.target in ("A", "both")]
-    constraints = [
-        NonNegative(target="A") if isinstance(c, NonNegative) else c for c in constraints
-    ]
+    constraints = [part for c in args["constraints"] for part in c.parts() if part.target == "A"]
+    exact = all(c.is_orthant for c in constraints)
     if args["nonneg_S"]:
         constraints.append(NonNegative(target="S"))
     constraints.append(FixedEndmembers(S))
     regs = [r for r in args["regularizers"] if r.target == "A"]
-    dropped = [type(r).__name__ for r in regs if type(r).__name__ in _PIXEL_COUPLED]
+    dropped = [type(r).__name__ for r in regs if r.couples_pixels]
     if dropped:
         logger.info("fit_maps: dropping %s (new pixels have no scan grid).", dropped)
-    regs = [r for r in regs if type(r).__name__ not in _PIXEL_COUPLED]
+    regs = [r for r in regs if not r.couples_pixels]
     solver = args["solver"]
-    if (
-        solver in ("hals", "bpp")
-        and all(type(r).__name__ in ("L1", "L2") for r in regs)
-        and all(c.kind in ("nonneg", "fixed") for c in constraints)
-    ):
-        solver, max_iter = "bpp", 1
+    if solver in ("hals", "bpp") and exact and all(r.quadratic for r in regs):
+        solver, max_iter = "bpp", 1  # the maps' subproblem is an exact NNLS
     res = factorize(
         Xp,
         result.k,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .._backend import Backend
+import numpy as np
+
+from .._backend import Backend, to_numpy
 from ..blocks import PixelData
 from ..model import Constraint, Filter, Link, Loss, Penalty, PenaltyModel
 
@@ -41,22 +44,19 @@ class Problem:
 
     @property
     def nonneg_A(self) -> bool:
-        return self._nonneg("A")
+        return self.nonneg("A")
 
     @property
     def nonneg_S(self) -> bool:
-        return self._nonneg("S")
+        return self.nonneg("S")
 
-    def _nonneg(self, target: str) -> bool:
-        for c in self.constraints[target]:
-            if c.kind in ("nonneg", "simplex"):
-                return True
-            if c.kind == "box" and getattr(c, "nonneg", False):
-                return True
-        return False
+    def nonneg(self, target: str) -> bool:
+        """True when a constraint on ``target`` keeps it ``>= 0``."""
+        return any(c.implies_nonneg for c in self.constraints[target])
 
-    def kinds(self, target: str) -> set[str]:
-        return {c.kind for c in self.constraints[target]}
+    def simplex(self, target: str) -> bool:
+        """True when the rows of ``target`` lie on a simplex (fixed row sums)."""
+        return any(c.simplex_rows for c in self.constraints[target])
 
     def project(self, target: str, M: Any) -> Any:
         """Apply the hard constraints on ``target`` in order."""
@@ -64,34 +64,58 @@ class Problem:
             M = c.project(M)
         return M
 
+    def rescale_into_maps(self, A: Any, S: Any) -> Any:
+        """Meet the endmembers' scale constraints (``rescales``, e.g. unit norm) by moving
+        scale into ``A`` (in place), ``A @ S`` unchanged; returns the new ``S``."""
+        for c in self.constraints["S"]:
+            if c.rescales:
+                A_new, S = c.rescale(A, S)
+                A[...] = A_new
+        return S
+
     def filter(self, target: str, M: Any) -> Any:
         for f in self.filters[target]:
             M = f.apply(M)
         return M
 
-    @property
-    def fixed(self) -> Any:
-        """The bound FixedEndmembers constraint, or None."""
-        for c in self.constraints["S"]:
-            if c.kind == "fixed":
-                return c
-        return None
+    def fixed(self) -> tuple[Any, Any] | None:
+        """``(mask, values)`` of the endmember entries pinned by constraints, or None."""
+        pins = [c.fixed() for c in self.constraints["S"] if c.fixed() is not None]
+        if not pins:
+            return None
+        xp = self.be.xp
+        mask, values = pins[0]
+        for m, v in pins[1:]:
+            values = xp.where(m, v, values)
+            mask = mask | m
+        return mask, values
 
     def free_rows(self) -> list[int]:
-        """Rows of ``S`` that are updated (all but fully fixed endmembers)."""
-        fixed = self.fixed
-        frozen = set(fixed.frozen_rows) if fixed is not None else set()
-        return [j for j in range(self.k) if j not in frozen]
+        """Rows of ``S`` that are updated (all but fully pinned endmembers)."""
+        pins = self.fixed()
+        if pins is None:
+            return list(range(self.k))
+        whole = to_numpy(self.be.xp.all(pins[0], axis=1))
+        return [j for j in range(self.k) if not bool(whole[j])]
 
-    def model(self, target: str, M: Any, *, exclude: tuple[str, ...] = ()) -> PenaltyModel:
+    def pinned_whole_rows(self) -> bool:
+        """True when every pinned endmember entry belongs to a fully pinned row."""
+        pins = self.fixed()
+        if pins is None:
+            return True
+        mask = to_numpy(pins[0])
+        return bool(np.all(mask[mask.any(axis=1)]))
+
+    def model(self, target: str, M: Any, *, exclude: Iterable[Penalty] = ()) -> PenaltyModel:
         """Combined local model of the penalties on ``target`` at ``M``.
 
-        Penalties whose class name is in ``exclude`` are left out (a solver that applies
-        them through their proximal operator instead).
+        Penalties in ``exclude`` are left out (a solver that applies them through their
+        proximal operator instead).
         """
+        skip = [id(t) for t in exclude]
         out = PenaltyModel()
         for p in self.penalties[target]:
-            if p.lam == 0 or type(p).__name__ in exclude:
+            if p.lam == 0 or id(p) in skip:
                 continue
             m: PenaltyModel = p.model(M)
             if m.mu_pos is None and m.mu_neg is None:
@@ -103,6 +127,19 @@ class Problem:
             out.mu_pos = _add(out.mu_pos, m.mu_pos)
             out.mu_neg = _add(out.mu_neg, m.mu_neg)
         return out
+
+    def constant_penalty_gradient(self, target: str) -> float | None:
+        """The summed gradient of the penalties on ``target`` when each is one constant
+        (e.g. L1 on a non-negative factor); 0.0 without penalties; None otherwise."""
+        total = 0.0
+        for p in self.penalties[target]:
+            if not p.lam:
+                continue
+            g = p.constant_gradient()
+            if g is None:
+                return None
+            total += g
+        return total
 
     def _mu_split(self, target: str, M: Any, m: PenaltyModel) -> tuple[Any, Any]:
         """Generic split of a model's gradient into non-negative parts (for MU)."""

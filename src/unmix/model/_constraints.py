@@ -39,10 +39,10 @@ class NonNegative(Constraint):
 
     target: str = field(default="both", kw_only=True)
     _allowed_targets = ("both", "A", "S")
-    kind = "nonneg"
-    separable = True
+    separable = "entries"
+    is_orthant = True
 
-    def split(self) -> list[NonNegative]:
+    def parts(self) -> list[NonNegative]:
         """One term a factor (``"both"`` becomes an A and an S term)."""
         if self.target == "both":
             return [NonNegative(target="A"), NonNegative(target="S")]
@@ -50,6 +50,9 @@ class NonNegative(Constraint):
 
     def project(self, M: Any) -> Any:
         return self.ctx.backend.clip_min(M, 0.0)
+
+    def project_part(self, values: Any, rows: Any, cols: Any) -> Any:
+        return self.ctx.backend.clip_min(values, 0.0)
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,8 @@ class SumToOne(Constraint):
 
     total: float = 1.0
     _allowed_targets = ("A",)
-    kind = "simplex"
+    separable = "rows"
+    simplex_rows = True
 
     def _prepare(self, ctx: BindContext) -> None:
         if not (np.isfinite(self.total) and self.total > 0):
@@ -70,6 +74,18 @@ class SumToOne(Constraint):
 
     def project(self, M: Any) -> Any:
         return project_simplex_rows(M, self.ctx.backend.xp, self.total)
+
+    def rescale(self, A: Any, S: Any) -> tuple[Any, Any]:
+        """One scale for all pixels: ``A`` divided by its mean row sum over ``total``,
+        ``S`` multiplied by it, so that the projection onto the simplex moves each pixel's
+        abundances little (instead of leaving one component per pixel)."""
+        xp = self.ctx.backend.xp
+        sums = xp.sum(xp.abs(A), axis=1)
+        total = float(self.ctx.reduce(float(xp.sum(sums)))) if A.shape[0] else 0.0
+        mean = total / max(self.ctx.pixel_range[2], 1) / self.total
+        if not (np.isfinite(mean) and mean > 0):
+            return A, S
+        return A / mean, S * mean
 
 
 @dataclass(frozen=True)
@@ -82,8 +98,7 @@ class Bounds(Constraint):
 
     lower: Any = 0.0
     upper: Any = None
-    kind = "box"
-    separable = True
+    separable = "entries"
 
     def _prepare(self, ctx: BindContext) -> None:
         be = ctx.backend
@@ -105,9 +120,15 @@ class Bounds(Constraint):
         object.__setattr__(self, "_hi", hi)
 
     @property
-    def nonneg(self) -> bool:
+    def implies_nonneg(self) -> bool:
         """True when the lower bound is >= 0 everywhere."""
         return self.lower is not None and bool(np.all(np.asarray(self.lower) >= 0))
+
+    @property
+    def scale_free(self) -> bool:
+        """Bounds of 0 and infinity hold for ``c * X`` too; other bounds are absolute."""
+        finite = [np.asarray(b, dtype=float) for b in (self.lower, self.upper) if b is not None]
+        return all(np.all((b == 0) | ~np.isfinite(b)) for b in finite)
 
     def project(self, M: Any) -> Any:
         xp = self.ctx.backend.xp
@@ -116,6 +137,14 @@ class Bounds(Constraint):
         if self._hi is not None:
             M = xp.minimum(M, self._hi)
         return M
+
+    def project_part(self, values: Any, rows: Any, cols: Any) -> Any:
+        xp = self.ctx.backend.xp
+        shape = self.ctx.shape_of(self.target)
+        for bound, clip in ((self._lo, xp.maximum), (self._hi, xp.minimum)):
+            if bound is not None:
+                values = clip(values, xp.broadcast_to(bound, shape)[rows, cols])
+        return values
 
 
 @dataclass(frozen=True)
@@ -137,8 +166,12 @@ class FixedEndmembers(Constraint):
     mask: Any = None
     target: str = field(default="S", kw_only=True)
     _allowed_targets = ("S",)
-    kind = "fixed"
-    separable = True
+    separable = "entries"
+
+    @property
+    def scale_free(self) -> bool:
+        """The known spectra carry the data's units."""
+        return False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -190,12 +223,14 @@ class FixedEndmembers(Constraint):
         rows_any = self._fixed_np.any(axis=1)
         return bool(np.all(self._fixed_np[rows_any]))
 
-    @property
-    def fixed_mask(self) -> Any:
-        return self._fixed
+    def fixed(self) -> tuple[Any, Any]:
+        return self._fixed, self._values
 
     def project(self, M: Any) -> Any:
         return self.ctx.backend.xp.where(self._fixed, self._values, M)
+
+    def project_part(self, values: Any, rows: Any, cols: Any) -> Any:
+        return self.ctx.backend.xp.where(self._fixed[rows, cols], self._values[rows, cols], values)
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
@@ -212,7 +247,15 @@ class UnitNorm(Constraint):
 
     target: str = field(default="S", kw_only=True)
     _allowed_targets = ("S",)
-    kind = "unitnorm"
+    separable = "rows"
+    rescales = True
+
+    def rescale(self, A: Any, S: Any) -> tuple[Any, Any]:
+        """Each endmember to unit norm, its norm moved into the matching map."""
+        xp = self.ctx.backend.xp
+        norms = xp.sqrt(xp.sum(S * S, axis=1))
+        norms = xp.where(norms > 0, norms, 1.0)
+        return A * norms[None, :], S / norms[:, None]
 
     def project(self, M: Any) -> Any:
         xp = self.ctx.backend.xp
@@ -231,7 +274,7 @@ class Orthogonal(Constraint):
 
     target: str = field(default="S", kw_only=True)
     _allowed_targets = ("S",)
-    kind = "orthogonal"
+    is_orthonormal = True
 
     def _prepare(self, ctx: BindContext) -> None:
         if ctx.nonneg_S:

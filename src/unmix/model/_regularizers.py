@@ -56,6 +56,14 @@ def _label(name: str, target: str) -> str:
 class L1(Penalty):
     """Sparsity: ``lam * sum |M|``.  On a non-negative factor it is linear."""
 
+    has_prox = True
+    smooth = False
+    quadratic = True  # linear on a non-negative factor (its model is then exact)
+
+    def constant_gradient(self) -> float | None:
+        """``lam`` on a non-negative factor (a linear penalty), else None."""
+        return float(self.lam) if self._nonneg() and np.isscalar(self.lam) else None
+
     @property
     def label(self) -> str:
         return _label("L1", self.target)
@@ -83,6 +91,9 @@ class L1(Penalty):
 @dataclass(frozen=True)
 class L2(Penalty):
     """Ridge: ``lam / 2 * ||M||_F^2`` (exactly quadratic: a ``lam * I`` Gram term)."""
+
+    has_prox = True
+    quadratic = True
 
     @property
     def label(self) -> str:
@@ -125,6 +136,8 @@ class SpatialSmoothness(Penalty):
     neighbors: int = 4
     target: str = field(default="A", kw_only=True)
     _allowed_targets = ("A",)
+    couples_pixels = True
+    quadratic = True
 
     @property
     def label(self) -> str:
@@ -205,6 +218,11 @@ class MinVolume(Penalty):
     scale: str = "init"
     target: str = field(default="S", kw_only=True)
     _allowed_targets = ("S",)
+
+    @property
+    def scale_free(self) -> bool:
+        """Relative strengths (``scale="init"`` or ``"residual"``) follow the data."""
+        return self.scale != "none" or not self.lam
 
     @property
     def label(self) -> str:
@@ -336,6 +354,7 @@ class GaussianMapFilter(Filter):
     sigma: float = 1.0
     target: str = field(default="A", kw_only=True)
     _allowed_targets = ("A",)
+    couples_pixels = True
 
     @property
     def label(self) -> str:

@@ -3,8 +3,7 @@
 A *term* acts on one factor: ``target="A"`` (the maps, pixels x k) or ``target="S"``
 (the endmembers, k x channels).  There are three families:
 
-- :class:`Constraint` - a hard constraint, applied as a projection (``project``); it
-  declares a ``kind`` that solvers check (``"nonneg"``, ``"box"``, ``"simplex"``, ...).
+- :class:`Constraint` - a hard constraint, applied as a projection (``project``).
 - :class:`Penalty` - a soft regularizer ``lam * r(M)`` added to the objective.  It offers
   a local *model* around the current iterate that every solver can use:
 
@@ -18,6 +17,35 @@ A *term* acts on one factor: ``target="A"`` (the maps, pixels x k) or ``target="
   smoothing of maps, median filtering of spectra): a projection-like heuristic that is not
   part of the objective.
 
+**Capabilities.**  Solvers and the fit's set-up never ask what a term *is* (its class);
+they ask what it *can do*, through the attributes below, so a user-written term works
+like a built-in one:
+
+============================  ==========================================================
+``separable``                 how a constraint's projection decomposes: ``"entries"``
+                              (entry by entry: :meth:`Constraint.project_part` projects
+                              any column or row alone), ``"rows"`` (row by row of the
+                              factor: a pixel's abundances, one endmember), ``"none"``
+``implies_nonneg``            every feasible point of the constraint is ``>= 0``
+``is_orthant``                the feasible set is exactly ``M >= 0`` (exact NNLS solves it)
+``is_orthonormal``            the set is ``S S^T = I`` (what a truncated SVD gives)
+``simplex_rows``              each row lies on a scaled simplex (fixed row sums; a start
+                              from pure pixels suits the model)
+``rescales``                  the set is reached by moving scale between the factors
+                              (:meth:`Constraint.rescale`, ``A @ S`` unchanged)
+``fixed()``                   the entries the constraint pins, or None
+``couples_pixels``            a penalty or filter on ``A`` that links neighbouring pixels
+                              (a halo exchange when the pixels are split)
+``has_prox``, ``smooth``      a penalty with a cheap proximal operator (:meth:`Penalty.prox`);
+                              differentiable (proximal solvers use the prox otherwise)
+``constant_gradient()``       a penalty whose gradient is one constant on the feasible
+                              set (L1 on a non-negative factor), or None
+``quadratic``                 a penalty whose local model is exact (a constant Gram term
+                              and a constant gradient: exact ANLS solves it)
+``scale_free``                the term acts the same on ``c * X`` as on ``X`` (otherwise its
+                              absolute strengths carry the data's units)
+============================  ==========================================================
+
 Terms are frozen descriptions; :meth:`Term.bind` returns a copy bound to one problem
 (shapes checked, grid operators precomputed).  A solver never grows one keyword per term.
 """
@@ -26,7 +54,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from .._backend import Backend
 from .._validation import check_lam
@@ -65,6 +93,10 @@ class BindContext:
     def distributed(self) -> bool:
         """True when the pixels are split over processes."""
         return bool(getattr(self.executor, "distributed", False))
+
+    def reduce(self, value: Any) -> Any:
+        """The sum of ``value`` over the processes sharing the pixels (itself when serial)."""
+        return self.executor.allreduce(value) if self.distributed else value
 
     @property
     def pixel_range(self) -> tuple[int, int, int]:
@@ -149,6 +181,18 @@ class Term:
     def on_init(self, A: Any, S: Any, loss_value: float) -> None:
         """Called once after initialization (e.g. to resolve relative strengths)."""
 
+    def parts(self) -> list[Term]:
+        """The term as one term per factor (a term on both factors splits in two)."""
+        return [self]
+
+    #: a penalty or filter on ``A`` that couples neighbouring pixels
+    couples_pixels: ClassVar[bool] = False
+
+    @property
+    def scale_free(self) -> bool:
+        """True when the term acts the same on ``c * X`` as on ``X``."""
+        return True
+
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
@@ -163,26 +207,71 @@ def _jsonable(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Constraint(Term):
-    """A hard constraint applied by projection.
+    """A hard constraint applied by projection (see the module for its capabilities).
 
-    ``kind`` is what solvers check; ``separable`` says the projection acts entry by entry
-    (so coordinate-descent solvers such as HALS can apply it exactly per coordinate).
+    Subclasses implement :meth:`project`, declare their capabilities, and, when
+    ``separable == "entries"``, :meth:`project_part`.
     """
 
-    kind = "constraint"
-    separable = False
+    #: how the projection decomposes: "entries", "rows" or "none"
+    separable: ClassVar[str] = "none"
+    #: the feasible set is exactly the non-negative orthant
+    is_orthant: ClassVar[bool] = False
+    #: the feasible set is {S : S S^T = I}
+    is_orthonormal: ClassVar[bool] = False
+    #: each row lies on a scaled simplex (non-negative, fixed sum)
+    simplex_rows: ClassVar[bool] = False
+    #: the set is reached by moving scale between the factors (see :meth:`rescale`)
+    rescales: ClassVar[bool] = False
+
+    @property
+    def implies_nonneg(self) -> bool:
+        """True when every feasible point is ``>= 0``."""
+        return self.is_orthant or self.simplex_rows
 
     def project(self, M: Any) -> Any:
         """Euclidean projection of ``M`` onto the constraint set."""
         raise NotImplementedError
 
+    def project_part(self, values: Any, rows: Any, cols: Any) -> Any:
+        """Project the entries ``M[rows, cols]`` alone (``values``, the same shape as that
+        part): for ``separable == "entries"`` (any part) and ``"rows"`` (whole rows)."""
+        if self.separable == "rows" and isinstance(cols, slice) and cols == slice(None):
+            return self.project(values)
+        part = "rows" if isinstance(cols, slice) and cols == slice(None) else "entries"
+        raise NotImplementedError(f"{type(self).__name__} does not project {part} alone.")
+
+    def rescale(self, A: Any, S: Any) -> tuple[Any, Any]:
+        """Move scale between ``A`` (pixels, k) and ``S`` (k, channels) so that the target
+        factor is as close to the set as a change of scale brings it, with ``A @ S``
+        unchanged (a start's balance; for ``rescales`` constraints, exactly feasible)."""
+        return A, S
+
+    def fixed(self) -> tuple[Any, Any] | None:
+        """``(mask, values)``: the entries the constraint pins (full factor shape), or None."""
+        return None
+
 
 @dataclass(frozen=True)
 class Penalty(Term):
-    """A soft regularizer ``lam * r(M)``."""
+    """A soft regularizer ``lam * r(M)`` (see the module for its capabilities)."""
 
     lam: float = 0.0
-    kind = "penalty"
+    #: :meth:`prox` is implemented (proximal solvers apply the penalty through it)
+    has_prox: ClassVar[bool] = False
+    #: the local model is exact: a constant Gram term and a constant gradient
+    quadratic: ClassVar[bool] = False
+    #: differentiable (a non-smooth penalty is best applied through its prox)
+    smooth: ClassVar[bool] = True
+
+    @property
+    def scale_free(self) -> bool:
+        """A penalty's ``lam`` is absolute (in the data's units) unless it says otherwise."""
+        return not self.lam
+
+    def constant_gradient(self) -> float | None:
+        """The gradient when it is one scalar everywhere on the feasible set, else None."""
+        return None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -208,8 +297,6 @@ class Penalty(Term):
 @dataclass(frozen=True)
 class Filter(Term):
     """An operator applied to a factor after each iteration (not part of the objective)."""
-
-    kind = "filter"
 
     def apply(self, M: Any) -> Any:
         raise NotImplementedError

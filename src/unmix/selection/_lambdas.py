@@ -172,10 +172,8 @@ class LambdaSearch:
 
 
 def _term_dict(term: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": type(term).__name__, "lam": float(term.lam)}
-    if type(term).__name__ == "L1":
-        out["target"] = term.target
-    return out
+    """The term as a config table entry (``{type = ..., lam = ..., ...}``)."""
+    return {**term.describe(), "lam": float(term.lam)}
 
 
 def _regularizers(params: dict[str, float], scale: float) -> list:

@@ -76,27 +76,13 @@ def reasons(p: Any, solver: str) -> list[str]:
     if not p.link.is_identity:
         out.append(f"link={p.link.name!r}")
     for c in p.constraints["A"]:
-        if c.kind != "nonneg":
+        if not c.is_orthant:
             out.append(f"{type(c).__name__} on A")
-    for pen in p.penalties["A"]:
-        if type(pen).__name__ != "L1" and getattr(pen, "lam", 1.0):
-            out.append(f"{type(pen).__name__} on A")
-    if _l1(p) is None:
-        out.append("L1 on A that is not a constant weight on a non-negative A")
+    if p.constant_penalty_gradient("A") is None:
+        out.append("penalties on A whose gradient is not one constant (only L1 on A >= 0)")
     if solver == "mu" and not p.nonneg_A:
         out.append("A without non-negativity")
     return out
-
-
-def _l1(p: Any) -> float | None:
-    """The total L1 weight on A (0.0 without one; None when it is not a constant)."""
-    lam = 0.0
-    for t in p.penalties["A"]:
-        if type(t).__name__ == "L1" and t.lam:
-            if not p.nonneg_A or not np.isscalar(t.lam):
-                return None  # sign(A) gradient or per-entry weights
-            lam += float(t.lam)
-    return lam
 
 
 def resolve(option: Any, p: Any, solver: str) -> bool:
@@ -130,7 +116,7 @@ def _pass(p: Any, A: Any, S: Any, G: Any, executor: Any, *, hals: bool, options:
     dt = np.dtype(p.be.dtype)
     inner_max = int(options.get("inner_max", 10))
     delta = float(options.get("inner_delta", 0.1))
-    lam = _l1(p) or 0.0
+    lam = p.constant_penalty_gradient("A") or 0.0
     S_ = np.ascontiguousarray(S, dtype=dt)
     G_ = np.ascontiguousarray(G, dtype=dt)
     nonneg = bool(p.nonneg_A)

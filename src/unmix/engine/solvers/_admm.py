@@ -26,12 +26,18 @@ from ._frobenius import fit_of, frobenius_pass, gram_A
 __all__ = ["ADMM"]
 
 
+def _prox_terms(p: Problem, target: str) -> list:
+    """The penalties ADMM applies through their proximal operator: the non-smooth ones
+    that have one (e.g. L1); the others enter the subproblem through their local model."""
+    return [t for t in p.penalties[target] if t.lam and t.has_prox and not t.smooth]
+
+
 def _prox(p: Problem, target: str, V: Any, step: float) -> Any:
-    """L1 prox (unless the factor is on the simplex, where L1 is constant), then project."""
-    if "simplex" not in p.kinds(target):
-        for pen in p.penalties[target]:
-            if type(pen).__name__ == "L1" and pen.lam:
-                V = pen.prox(V, step)
+    """The proximal steps (a linear penalty is constant on a simplex: skipped), then the
+    projection onto the constraints."""
+    for pen in _prox_terms(p, target):
+        if not (p.simplex(target) and pen.constant_gradient() is not None):
+            V = pen.prox(V, step)
     return p.project(target, V)
 
 
@@ -52,8 +58,6 @@ class ADMM(Solver):
     """
 
     name = "admm"
-    kinds_A = frozenset({"nonneg", "box", "simplex"})
-    kinds_S = frozenset({"nonneg", "box", "fixed", "unitnorm", "orthogonal"})
     weights = frozenset({"none", "mask", "separable"})
     persistent = ("U", "V")
 
@@ -88,7 +92,7 @@ class ADMM(Solver):
         n_inner = int(self.options.get("inner", 5))
         tol2 = float(self.options.get("inner_tol", 1e-2)) ** 2
         _, G = gram_A(p, S)
-        mA = p.model("A", A, exclude=("L1",))
+        mA = p.model("A", A, exclude=_prox_terms(p, "A"))
         Minv, rho = self._system(p, G, mA.gram, mA.lipschitz)
         U = state["U"]
 
@@ -118,7 +122,7 @@ class ADMM(Solver):
 
     def _update_S(self, p: Problem, S: Any, sums: dict, state: dict, n_inner: int, tol2: float):
         be, xp = p.be, p.be.xp
-        mS = p.model("S", S, exclude=("L1",))
+        mS = p.model("S", S, exclude=_prox_terms(p, "S"))
         Minv, rho = self._system(p, sums["AtA"], mS.gram, mS.lipschitz)
         F = be.work(sums["AtX"]) + mS.lipschitz * S
         if mS.grad is not None:

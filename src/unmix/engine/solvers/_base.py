@@ -15,7 +15,6 @@ __all__ = [
     "StepOut",
     "register",
     "solvers_supporting",
-    "unit_rows_into_maps",
 ]
 
 
@@ -45,15 +44,18 @@ class Solver:
     name: ClassVar[str] = "?"
     #: beta values supported ("any" or a tuple of betas)
     betas: ClassVar[Any] = (2.0,)
-    #: constraint kinds supported on A and on S
-    kinds_A: ClassVar[frozenset] = frozenset()
-    kinds_S: ClassVar[frozenset] = frozenset()
-    #: penalties supported: "any" (every Penalty through its local model) or class names
-    penalties: ClassVar[Any] = "any"
+    #: the separabilities of the constraints the solver applies on A and on S (a
+    #: constraint's ``separable``); :meth:`accepts` may ask more of a constraint
+    separable_A: ClassVar[frozenset] = frozenset({"entries", "rows", "none"})
+    separable_S: ClassVar[frozenset] = frozenset({"entries", "rows", "none"})
+    #: penalties are applied (every Penalty through its local model)
+    takes_penalties: ClassVar[bool] = True
     links: ClassVar[bool] = False
     #: "none", "mask" (binary mask only), "separable", "full"
     weights: ClassVar[frozenset] = frozenset({"none"})
     needs_nonneg: ClassVar[bool] = False
+    #: every step lowers the objective (the stop rule trusts one small change); a solver
+    #: that is not monotone must see the change stay small (see unmix.engine._stop)
     monotone: ClassVar[bool] = False
     #: solved in a single step (no iterations)
     one_shot: ClassVar[bool] = False
@@ -71,13 +73,12 @@ class Solver:
             out.append(f"loss={p.loss.name!r}")
         if not p.link.is_identity and not self.links:
             out.append(f"link={p.link.name!r}")
-        for target, allowed in (("A", self.kinds_A), ("S", self.kinds_S)):
-            for c in p.constraints[target]:
-                if c.kind not in allowed:
-                    out.append(f"{type(c).__name__} on {target}")
         for target in ("A", "S"):
+            for c in p.constraints[target]:
+                if not self.accepts(c, target):
+                    out.append(f"{type(c).__name__} on {target}")
             for pen in p.penalties[target]:
-                if self.penalties != "any" and type(pen).__name__ not in self.penalties:
+                if not self.takes_penalties:
                     out.append(f"{type(pen).__name__} on {target}")
         need = _weight_kind(p)
         if need not in self.weights:
@@ -91,6 +92,11 @@ class Solver:
         if self.needs_nonneg and not (p.nonneg_A and p.nonneg_S):
             out.append("factors that may be negative")
         return out
+
+    def accepts(self, c: Any, target: str) -> bool:
+        """Whether the solver applies the bound constraint ``c`` on ``target``."""
+        allowed = self.separable_A if target == "A" else self.separable_S
+        return c.separable in allowed
 
     def check(self, p: Problem) -> None:
         """Raise :class:`UnsupportedError` naming solvers that do support ``p``."""
@@ -114,18 +120,6 @@ class Solver:
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
         """One iteration: update ``A`` in place block by block, return the new ``S``."""
         raise NotImplementedError
-
-
-def unit_rows_into_maps(p: Problem, A: Any, S: Any) -> Any:
-    """With unit-norm endmembers, return ``S`` with rows of norm 1 and move each row's norm
-    into the matching column of ``A`` (in place), so that ``A @ S`` is unchanged."""
-    xp = p.be.xp
-    if "unitnorm" not in p.kinds("S"):
-        return S
-    norms = xp.sqrt(xp.sum(S * S, axis=1))
-    norms = xp.where(norms > 0, norms, 1.0)
-    A *= norms[None, :]
-    return S / norms[:, None]
 
 
 def _weight_kind(p: Problem) -> str:

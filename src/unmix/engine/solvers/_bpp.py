@@ -19,7 +19,7 @@ from ..._linalg import nnls_bpp
 from ...executors.base import Block, Executor
 from ...model import PenaltyModel
 from .._problem import Problem
-from ._base import Solver, StepOut, register, unit_rows_into_maps
+from ._base import Solver, StepOut, register
 from ._frobenius import fit_of, frobenius_pass, gram_A
 
 __all__ = ["BPP"]
@@ -52,16 +52,20 @@ class BPP(Solver):
     """Alternating non-negative least squares, each subproblem solved exactly."""
 
     name = "bpp"
-    kinds_A = frozenset({"nonneg"})
-    kinds_S = frozenset({"nonneg", "fixed", "unitnorm"})
     weights = frozenset({"none", "mask"})
     needs_nonneg = True
     monotone = True
 
+    def accepts(self, c: Any, target: str) -> bool:
+        """Exact NNLS: the non-negative orthant; on the endmembers also whole pinned rows
+        (moved to the right-hand side) and scale constraints (unit norm, moved into A)."""
+        if target == "A":
+            return c.is_orthant
+        return c.is_orthant or c.fixed() is not None or c.rescales
+
     def problems(self, p: Problem) -> list[str]:
         out = super().problems(p)
-        fixed = p.fixed
-        if fixed is not None and not fixed.whole_rows:
+        if not p.pinned_whole_rows():
             out.append("partly fixed endmembers (FixedEndmembers with mask)")
         return out
 
@@ -82,7 +86,7 @@ class BPP(Solver):
         sums = frobenius_pass(p, A, S, executor, update_block)
         S_new = self._update_S(p, S, sums) if p.update_S else S
         fit, fit_S = fit_of(p, sums, S_new, S, state["xx"])
-        normalized = unit_rows_into_maps(p, A, S_new)
+        normalized = p.rescale_into_maps(A, S_new)
         if fit_S is S_new:
             fit_S = normalized
         return StepOut(S=normalized, fit=fit, fit_S=fit_S)

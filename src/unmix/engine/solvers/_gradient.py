@@ -19,8 +19,6 @@ from ._base import Solver, StepOut, register
 
 __all__ = ["Gradient"]
 
-ALL_KINDS = frozenset({"nonneg", "box", "simplex", "fixed", "unitnorm", "orthogonal"})
-
 
 def _pen_grad(p: Problem, target: str, M: Any) -> Any:
     m = p.model(target, M)
@@ -52,8 +50,6 @@ class Gradient(Solver):
 
     name = "gradient"
     betas = "any"
-    kinds_A = ALL_KINDS
-    kinds_S = ALL_KINDS
     links = True
     weights = frozenset({"none", "mask", "separable", "full"})
     persistent = ("t", "lr_A", "lr_S", "mA", "vA", "mS", "vS")

@@ -23,58 +23,39 @@ from ._sweeps import PenaltyRows, hals_sweeps
 __all__ = ["HALS"]
 
 
-class _Clipper:
-    """Separable constraints of one factor applied to a single column (A) / row (S)."""
+class _Parts:
+    """The constraints of one factor applied to one column of A (pixels of a block) or
+    one row of S alone, through each constraint's :meth:`project_part`."""
 
-    def __init__(self, p: Problem, target: str, shape: tuple[int, int]) -> None:
-        xp = p.be.xp
-        self.xp = xp
-        self.be = p.be
-        self.nonneg = False
-        self.lo, self.hi = [], []
-        self.fixed = None
-        self.unit = False
-        for c in p.constraints[target]:
-            if c.kind == "nonneg":
-                self.nonneg = True
-            elif c.kind == "box":
-                if c._lo is not None:
-                    self.lo.append(xp.broadcast_to(c._lo, shape))
-                if c._hi is not None:
-                    self.hi.append(xp.broadcast_to(c._hi, shape))
-            elif c.kind == "fixed":
-                self.fixed = c
-            elif c.kind == "unitnorm":
-                self.unit = True
+    def __init__(self, p: Problem, target: str) -> None:
+        self.constraints = list(p.constraints[target])
+        self.target = target
 
     @property
     def plain(self) -> bool:
-        """Only non-negativity (or nothing): the lean sweep applies."""
-        return not (self.lo or self.hi or self.fixed is not None or self.unit)
+        """Only the non-negative orthant (or nothing): the lean sweep applies."""
+        return all(c.is_orthant for c in self.constraints)
+
+    @property
+    def nonneg(self) -> bool:
+        return any(c.is_orthant for c in self.constraints)
+
+    @property
+    def rescales(self) -> bool:
+        return any(c.rescales for c in self.constraints)
 
     def column(self, a: Any, j: int, rows: slice) -> Any:
-        """Clip column ``j`` of A restricted to pixel ``rows``."""
-        xp = self.xp
-        if self.nonneg:
-            a = self.be.clip_min(a, 0.0)
-        for lo in self.lo:
-            a = xp.maximum(a, lo[rows, j])
-        for hi in self.hi:
-            a = xp.minimum(a, hi[rows, j])
+        """Project column ``j`` of A restricted to pixel ``rows``."""
+        for c in self.constraints:
+            a = c.project_part(a, rows, j)
         return a
 
     def row(self, s: Any, j: int) -> Any:
-        """Clip row ``j`` of S."""
-        xp = self.xp
-        if self.nonneg:
-            s = self.be.clip_min(s, 0.0)
-        for lo in self.lo:
-            s = xp.maximum(s, lo[j, :])
-        for hi in self.hi:
-            s = xp.minimum(s, hi[j, :])
-        if self.fixed is not None:
-            s = xp.where(self.fixed._fixed[j, :], self.fixed._values[j, :], s)
-        return s
+        """Project row ``j`` of S (as a 1 x channels part)."""
+        part = s[None, :]
+        for c in self.constraints:
+            part = c.project_part(part, slice(j, j + 1), slice(None))
+        return part[0, :]
 
 
 @register
@@ -101,8 +82,8 @@ class HALS(Solver):
     """
 
     name = "hals"
-    kinds_A = frozenset({"nonneg", "box"})
-    kinds_S = frozenset({"nonneg", "box", "fixed", "unitnorm"})
+    separable_A = frozenset({"entries"})  # column updates: entry-wise projections
+    separable_S = frozenset({"entries", "rows"})  # row updates: also row-wise ones
     weights = frozenset({"none", "mask", "separable"})
     monotone = True
 
@@ -110,8 +91,8 @@ class HALS(Solver):
         return {
             "onepass": resolve(self.options.get("kernel", "auto"), p, "hals"),
             "xx": p.data.norm2() if p.data.mask is None else 0.0,
-            "clip_A": _Clipper(p, "A", tuple(A.shape)),
-            "clip_S": _Clipper(p, "S", tuple(S.shape)),
+            "clip_A": _Parts(p, "A"),
+            "clip_S": _Parts(p, "S"),
         }
 
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
@@ -162,11 +143,10 @@ class HALS(Solver):
         clip = state["clip_S"]
 
         def project(row: Any, j: int) -> Any:
-            row = clip.row(row, j)
-            if clip.unit:
-                nrm = xp.sqrt(xp.sum(row * row))
-                row = row / nrm if float(nrm) > 0 else St[j, :]
-            return row
+            new = clip.row(row, j)
+            if clip.rescales and not bool(xp.any(new != 0)):
+                return St[j, :]  # a zero row cannot be put on the unit sphere: keep it
+            return new
 
         return hals_sweeps(
             St,

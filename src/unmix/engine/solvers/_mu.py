@@ -21,7 +21,7 @@ from ...model import PenaltyModel
 from .._problem import Problem
 from .._stop import gains_little
 from ..kernels import mu_pass, resolve
-from ._base import Solver, StepOut, register, unit_rows_into_maps
+from ._base import Solver, StepOut, register
 from ._frobenius import fit_from_sums
 
 __all__ = ["MU"]
@@ -58,6 +58,12 @@ def _rows(M: Any, rows: Any) -> Any:
     return M[rows, :]
 
 
+def _pin(p: Problem, S: Any) -> Any:
+    """The endmember entries that constraints pin, put back after an update."""
+    pins = p.fixed()
+    return S if pins is None else p.be.xp.where(pins[0], pins[1], S)
+
+
 @register
 class MU(Solver):
     """Multiplicative updates (any beta-divergence, any weights and masks).
@@ -83,11 +89,16 @@ class MU(Solver):
 
     name = "mu"
     betas = "any"
-    kinds_A = frozenset({"nonneg"})
-    kinds_S = frozenset({"nonneg", "fixed", "unitnorm"})
     weights = frozenset({"none", "mask", "separable", "full"})
     needs_nonneg = True
     monotone = True
+
+    def accepts(self, c: Any, target: str) -> bool:
+        """Maps: the non-negative orthant; endmembers: also pinned entries and constraints
+        met by moving scale into the maps (unit norm)."""
+        if target == "A":
+            return c.is_orthant
+        return c.is_orthant or c.fixed() is not None or c.rescales
 
     def setup(self, p: Problem, A: Any, S: Any) -> dict:
         fast = p.loss.is_frobenius and not p.data.weighted
@@ -131,16 +142,15 @@ class MU(Solver):
             S_new = _repeat(
                 lambda M: M * _ratio(num, H @ M, mS, None, be, 1.0), S, inner_S, delta, xp
             )
-            if p.fixed is not None:
-                S_new = p.fixed.project(S_new)
+            S_new = _pin(p, S_new)
         fit = fit_from_sums(p, sums, S_new, state["xx"])
-        S_new = unit_rows_into_maps(p, A, S_new)
+        S_new = p.rescale_into_maps(A, S_new)
         return StepOut(S=S_new, fit=fit, fit_S=S_new)
 
     def _inner(self, p: Problem, target: str) -> int:
         """Repeated cheap updates per pass (Gillis & Glineur 2012) when the penalties'
         multiplicative terms do not depend on the factor (none, or L1)."""
-        if any(type(t).__name__ != "L1" for t in p.penalties[target] if t.lam):
+        if p.constant_penalty_gradient(target) is None:
             return 1
         return int(self.options.get("inner_max", 10))
 
@@ -178,7 +188,5 @@ class MU(Solver):
             if den.shape[1] == 1:
                 den = den * xp.ones_like(S)
             S_new = S * _ratio(num, den, mS, None, be, gamma)
-            if p.fixed is not None:
-                S_new = p.fixed.project(S_new)
-            S_new = unit_rows_into_maps(p, A, S_new)
+            S_new = p.rescale_into_maps(A, _pin(p, S_new))
         return StepOut(S=S_new, fit=float(sums["fit"]), fit_S=S)

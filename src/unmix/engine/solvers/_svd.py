@@ -24,8 +24,12 @@ class SVD(Solver):
     """Exact (or randomized, for large X) truncated SVD."""
 
     name = "svd"
-    kinds_S = frozenset({"orthogonal"})
-    penalties = frozenset()
+    takes_penalties = False
+
+    def accepts(self, c: Any, target: str) -> bool:
+        """The leading singular triplets: only orthonormal endmembers."""
+        return target == "S" and c.is_orthonormal
+
     one_shot = True
 
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
