@@ -95,7 +95,7 @@ class _FakeDistributed(SerialExecutor):
     ("kw", "match"),
     [
         ({"regularizers": [unmix.SpatialSmoothness(0.1)]}, "couple neighbouring pixels"),
-        ({"init": "spa"}, "not available with a distributed executor"),
+        ({"init": "vca"}, "not available with a distributed executor"),
     ],
 )
 def test_distributed_rejects_what_it_cannot_do(kw, match):

@@ -216,10 +216,10 @@ def check_distributed(terms: dict, init: Any, executor: Any) -> None:
             f"need a halo exchange of boundary scan lines that {type(executor).__name__} "
             "does not do - use unmix.mpi.MPIExecutor or run them serially."
         )
-    if init in ("spa", "vca", "nndsvdar"):
+    if init in ("vca", "nndsvdar"):
         raise UnsupportedError(
             f"init={init!r} is not available with a distributed executor yet; use "
-            "'nndsvda', 'nndsvd', 'random' or (A0, S0)."
+            "'spa', 'nndsvda', 'nndsvd', 'random' or (A0, S0)."
         )
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import to_numpy
 from ._problem import Problem
 
 __all__ = ["balance", "warn_collapsed", "warn_scale_drift"]
@@ -35,17 +34,17 @@ def warn_scale_drift(before: float, after: float) -> None:
         )
 
 
-def warn_collapsed(p: Problem, A: Any, S: Any) -> None:
-    """Warn about components whose contribution ||a_j|| ||s_j|| is negligible."""
-    xp, be = p.be.xp, p.be
-    col = np.asarray(to_numpy(p.data.reduce(xp.sum(be.acc(A * A), axis=0))))
-    contrib = np.sqrt(col * np.asarray(to_numpy(xp.sum(be.acc(S * S), axis=1))))
-    norm_x = p.data.norm2()
-    dead = [int(j) for j in np.nonzero(contrib <= 1e-8 * max(np.sqrt(norm_x), 1e-300))[0]]
-    if dead:
-        warnings.warn(
-            f"Components {dead} collapsed to zero (a regularization strength too large, "
-            "or k larger than the data supports).",
-            RuntimeWarning,
-            stacklevel=6,
-        )
+def warn_collapsed(dead: list[int], k: int, revived: list[int]) -> None:
+    """Warn about components that stayed collapsed (see :mod:`unmix.engine._collapse`)."""
+    if not dead:
+        return
+    again = [j for j in dead if j in revived]
+    how = " (again, after a restart from the worst-fitted pixels)" if again else ""
+    fewer = max(k - len(dead), 1)
+    warnings.warn(
+        f"Components {dead} collapsed{how}: they explain no pixel or copy another "
+        f"component (a regularization strength too large, or k larger than the data "
+        f"support: try k={fewer}).",
+        RuntimeWarning,
+        stacklevel=6,
+    )

@@ -29,6 +29,7 @@ from ._assemble import (
     choose_solver,
 )
 from ._checkpoint import Checkpointer, DistributedCheckpointer, data_signature, fingerprint
+from ._init import default_init
 from ._inputs import Input, prepare_input
 from ._loop import IterationInfo, Settings, run_restarts
 from ._params import check_factorize_params, document_factorize
@@ -113,11 +114,11 @@ def factorize(
     check_data_sign(inp, model)
     problem = build_problem(inp, model, check_k(k, *inp.shape), given, init=opts["init"])
     slv = choose_solver(opts["solver"], problem, opts["solver_options"] or {})
-    cfg = _settings(opts, problem, slv, given)
+    init, cfg = opts["init"] or default_init(problem), _settings(opts, problem, slv, given)
     seeds = _seeds(random_state, n_restarts)
-    spec = _problem_spec(problem, slv, cfg, **_provenance(opts, inp, problem, given))
+    spec = _problem_spec(problem, slv, cfg, **_provenance(init, inp, problem, given))
     cfg = replace(cfg, checkpoint=_checkpointer(given, spec, seeds, problem))
-    best, runs = run_restarts(problem, slv, opts["init"] or "nndsvda", seeds, cfg, resume)
+    best, runs = run_restarts(problem, slv, init, seeds, cfg, resume)
     return _wrap(best, runs, problem, model, slv, opts, spec, inp, time.perf_counter() - t_start)
 
 
@@ -138,9 +139,8 @@ _PRESET_KEYS = (
 )
 
 
-def _provenance(opts: dict, inp: Input, p: Problem, given: dict) -> dict:
+def _provenance(init: Any, inp: Input, p: Problem, given: dict) -> dict:
     """What the spec records besides the bound problem: start, seeds, steps, weights."""
-    init = opts["init"] or "nndsvda"
     random_state = given["random_state"]
     return {
         "init": init if isinstance(init, str) else "custom",

@@ -35,7 +35,7 @@ from ._problem import Problem
 
 logger = logging.getLogger("unmix")
 
-__all__ = ["METHODS", "initialize"]
+__all__ = ["METHODS", "default_init", "initialize"]
 
 METHODS = ("random", "nndsvd", "nndsvda", "nndsvdar", "spa", "vca")
 
@@ -101,27 +101,37 @@ def _global_max(p: Problem, value: float) -> float:
 
 
 def _stack_rows(p: Problem, f: Any) -> Any:
-    """``f(X_b)`` for every block, stacked along the pixels (one pass)."""
-    return p.be.xp.concat([f(b) for b in p.data.blocks], axis=0)
+    """``f(X_b)`` for every block, stacked along the pixels (one pass; empty for a
+    process that owns no pixels)."""
+    be = p.be
+    if not p.data.blocks:
+        return be.xp.zeros((0,), dtype=be.acc_dtype, device=be.device)
+    return be.xp.concat([f(b) for b in p.data.blocks], axis=0)
 
 
-def _spa_rows(p: Problem, k: int) -> list[int]:
+def _spa_spectra(p: Problem, k: int) -> list[Any]:
     """SPA on the pixels: one pass for the norms, then one product with ``X`` a pick.
 
-    Pixels are taken on the simplex (divided by their sums) when every sum is positive:
-    the separable-NMF setting SPA is made for; otherwise as they are.
+    Returns the picked pixels' spectra (on X's backend).  Pixels are taken on the simplex
+    (divided by their sums) when every sum is positive: the separable-NMF setting SPA is
+    made for; otherwise as they are.  With the pixels split over processes every process
+    picks the same pixels as a serial run (the best candidate of each process is shared;
+    ties go to the lower pixel index).
     """
     be, xp = p.be, p.be.xp
     data = p.data
     sums = _stack_rows(p, lambda b: xp.sum(be.acc(data.x(b)), axis=1))
-    if not bool(xp.all(sums > 0)):
+    nonpositive = float(p.data.reduce(float(xp.sum(xp.astype(sums <= 0, be.acc_dtype)))))
+    if nonpositive > 0:
         sums = xp.ones_like(sums)
     norms = _stack_rows(p, lambda b: xp.sum(be.acc(data.x(b) ** 2), axis=1)) / sums**2
-    picked: list[int] = []
+    picked: list[Any] = []
     basis: list[Any] = []
     for _ in range(k):
-        j = int(xp.argmax(norms))
-        r = be.acc(data.rows([j])[0, :]) / sums[j]
+        x, total, j = _best_pixel(p, norms, sums)
+        if x is None:
+            break
+        r = be.acc(x) / total
         for u in basis:
             r = r - xp.sum(r * u) * u
         nr = float(xp.sqrt(xp.sum(r * r)))
@@ -129,12 +139,33 @@ def _spa_rows(p: Problem, k: int) -> list[int]:
             break
         u = r / nr
         basis.append(u)
-        picked.append(j)
-        proj = be.acc(_stack_rows(p, lambda b, u=u: data.x_times(b, be.work(u)[:, None]))[:, 0])
+        picked.append(x)
+        proj = be.acc(_stack_rows(p, lambda b, u=u: data.x_times(b, be.work(u)[:, None])[:, 0]))
         proj = proj / sums
         norms = xp.clip(norms - proj * proj, min=0.0)
-        norms[j] = -1.0
+        if j is not None:
+            norms[j] = -1.0
     return picked
+
+
+def _best_pixel(p: Problem, norms: Any, sums: Any) -> tuple[Any, Any, int | None]:
+    """The pixel of largest ``norms`` over all processes: ``(spectrum, its sum, local index
+    or None when another process holds it)``."""
+    xp, be = p.be.xp, p.be
+    j = int(xp.argmax(norms)) if norms.shape[0] else None
+    if not p.data.executor.distributed:
+        return p.data.rows([j])[0, :], sums[j], j
+    start = getattr(p.data.executor, "rows", None) or (0, 0)
+    mine = (
+        (-float(norms[j]), start[0] + j, to_numpy(p.data.rows([j])[0, :]), float(sums[j]))
+        if j is not None
+        else (float("inf"), -1, None, 1.0)
+    )
+    best = min(p.data.executor.allgather(mine), key=lambda c: (c[0], c[1]))
+    if best[2] is None:
+        return None, None, None
+    local = best[1] - start[0] if best[1] == mine[1] else None
+    return be.asarray(best[2]), be.asarray(np.asarray(best[3]), dtype=be.acc_dtype), local
 
 
 def _vca_rows(p: Problem, k: int, rng: np.random.Generator) -> list[int]:
@@ -218,6 +249,17 @@ def _rescale(p: Problem, A: Any, S: Any) -> Any:
     return A * alpha
 
 
+def default_init(p: Problem) -> str:
+    """The start the model asks for when the caller gave none.
+
+    Abundances on a simplex (sum-to-one rows of ``A``) start from pure pixels: SPA picks
+    the ``k`` most extreme pixels as endmembers and the maps follow by NNLS (a start
+    inside the model's own geometry); any other model starts from NNDSVDa.  Pixel-based
+    starts need every entry of ``X``.
+    """
+    return "spa" if p.simplex("A") and p.data.mask is None else "nndsvda"
+
+
 def initialize(p: Problem, init: Any, rng: np.random.Generator) -> tuple[Any, Any]:
     """Starting ``(A, S)`` on X's backend for problem ``p`` (see module docstring)."""
     be = p.be
@@ -226,14 +268,20 @@ def initialize(p: Problem, init: Any, rng: np.random.Generator) -> tuple[Any, An
     if init in ("spa", "vca"):
         if p.data.mask is not None:
             raise ValueError(f"init={init!r} picks pixels and needs complete data (no mask).")
-        rows = _spa_rows(p, p.k) if init == "spa" else _vca_rows(p, p.k, rng)
-        if len(rows) < p.k:
-            logger.warning("init=%r found only %d distinct pixels; random fill.", init, len(rows))
-            _, S = _random(p, rng)
-            if rows:
-                S[: len(rows), :] = p.data.rows(rows)
+        if init == "spa":
+            spectra = _spa_spectra(p, p.k)
         else:
-            S = p.data.rows(rows)
+            rows = _vca_rows(p, p.k, rng)
+            spectra = [p.data.rows([j])[0, :] for j in rows]
+        if len(spectra) < p.k:
+            logger.warning(
+                "init=%r found only %d distinct pixels; random fill.", init, len(spectra)
+            )
+            _, S = _random(p, rng)
+            for j, x in enumerate(spectra):
+                S[j, :] = x
+        else:
+            S = be.xp.stack(spectra, axis=0)
         if p.nonneg_S:
             S = be.xp.clip(S, min=0.0)
         S = be.xp.asarray(S, copy=True)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..blocks import LowRankData
+from ._collapse import collapsed_components, revive
 from ._diagnostics import balance, warn_collapsed, warn_scale_drift
 from ._init import initialize
 from ._problem import Problem
@@ -131,6 +132,14 @@ def run_once(
         phase = _Phase(p, 2, 0.0, t_loop, {})
         S, stop, done = _iterate(phase, slv, A, S, rec, n_iter, max(remaining, 1), cfg, prev)
         n_iter += done
+        while stop == "tol" and n_iter < cfg.max_iter and not slv.one_shot:
+            S, revived = _revive(p, A, S, rec)
+            if not revived:
+                break
+            S, stop, done = _iterate(
+                phase, slv, A, S, rec, n_iter, cfg.max_iter - n_iter, cfg, None
+            )
+            n_iter += done
     t_iter = rec.elapsed0 + time.perf_counter() - t_loop
     return _finish(p, slv, A, S, rec, n_iter, stop, t_iter, balance0)
 
@@ -183,6 +192,8 @@ def _start(
         return be.zeros((p.data.n_pixels, p.k)), be.zeros((p.k, p.data.n_channels))
     fast = p_lr is not None and isinstance(init, str) and init.startswith(("nndsvd", "rand"))
     A, S = initialize(p_lr if fast else p, init, rng)
+    for c in p.constraints["A"] + p.constraints["S"]:
+        A, S = c.rescale(A, S)  # the scale where the constraints want it, A @ S unchanged
     return xp.asarray(p.project("A", A), copy=True), p.project("S", S)
 
 
@@ -199,6 +210,40 @@ def _compressed(p: Problem, rank: int, rng: np.random.Generator) -> Problem:
         n_total=p.data.n_total,
     )
     return dataclasses.replace(p, data=data)
+
+
+def _exact_phase(
+    ph: _Phase,
+    slv: Solver,
+    A: Any,
+    S: Any,
+    rec: RestartRecord,
+    n_iter: int,
+    cfg: Settings,
+    prev: float | None,
+) -> tuple[Any, str, int]:
+    """Iterate on ``X`` until a stop; a fit that converged with collapsed components
+    restarts them (once each) and goes on.  Returns ``(S, stop_reason, n_iter)``."""
+    budget = max(cfg.max_iter - n_iter, 1)
+    S, stop, done = _iterate(ph, slv, A, S, rec, n_iter, budget, cfg, prev)
+    n_iter += done
+    while stop == "tol" and n_iter < cfg.max_iter and not slv.one_shot:
+        S, revived = _revive(ph.p, A, S, rec)
+        if not revived:
+            break
+        S, stop, done = _iterate(ph, slv, A, S, rec, n_iter, cfg.max_iter - n_iter, cfg, None)
+        n_iter += done
+    return S, stop, n_iter
+
+
+def _revive(p: Problem, A: Any, S: Any, rec: RestartRecord) -> tuple[Any, list[int]]:
+    """Restart, once each, the components that collapsed (see :mod:`._collapse`)."""
+    fresh = [j for j in collapsed_components(p, A, S) if j not in rec.revived]
+    if fresh:
+        logger.info("Components %s collapsed: restarted from the worst-fitted pixels", fresh)
+        S = revive(p, A, S, fresh)
+        rec.revived.extend(fresh)
+    return S, fresh
 
 
 def _finish(
@@ -219,7 +264,8 @@ def _finish(
         history["objective"][0] = history["objective"][-1]
         history["fit"][0] = history["fit"][-1]
     else:
-        warn_collapsed(p, A, S)
+        dead = collapsed_components(p, A, S)
+        warn_collapsed(dead, p.k, rec.revived)
         warn_scale_drift(balance0, balance(p, A, S))
     logger.info("%s: %d iterations, objective %.6g (%s)", slv.name, n_iter, final, stop)
     return {
@@ -231,6 +277,8 @@ def _finish(
         "history": history,
         "t_init": rec.t_init,
         "t_iter": t_iter,
+        "collapsed": [] if slv.one_shot else dead,
+        "revived": list(rec.revived),
     }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -79,6 +79,7 @@ class RestartRecord:
     elapsed0: float = 0.0
     resume_state: dict | None = None
     history: History | None = None
+    revived: list[int] = field(default_factory=list)  # components restarted once
 
     @classmethod
     def from_snapshot(cls, snap: dict, restart: int, seed: int, be: Any) -> RestartRecord:

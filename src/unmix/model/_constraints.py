@@ -81,7 +81,7 @@ class SumToOne(Constraint):
         abundances little (instead of leaving one component per pixel)."""
         xp = self.ctx.backend.xp
         sums = xp.sum(xp.abs(A), axis=1)
-        total = float(self.ctx.reduce(float(xp.sum(sums)))) if A.shape[0] else 0.0
+        total = float(self.ctx.reduce(float(xp.sum(sums))))  # every process: collective
         mean = total / max(self.ctx.pixel_range[2], 1) / self.total
         if not (np.isfinite(mean) and mean > 0):
             return A, S

@@ -1,0 +1,104 @@
+"""Collapsed components: found, restarted once from the worst-fitted pixels, reported.
+
+A component ``j`` is **collapsed** when
+
+- its endmember's norm is below ``1e-3`` of the largest endmember's norm, or
+- it never matters to a pixel: its abundance share ``a_ij |s_j| / sum_l a_il |s_l|`` is at
+  least 0.05 in fewer than 1 % of the pixels (its 99th-percentile share is below 0.05), or
+- it lies within 3 degrees of another component (of a close pair, the one that explains
+  less of the data collapsed).
+
+When a fit converges with a collapsed component the loop restarts it, once, from the
+pixel the model explains worst: the endmember becomes that pixel's spectrum (for
+abundances on a simplex, whose endmembers are pure pixels) or the positive part of its
+residual (otherwise), and the iterations go on.  A component that collapses again stays
+dead and is reported, with the advice to fit fewer components: a ``k`` too large is not
+hidden.  Everything here is a few reductions over ``A`` (pixels, k) and ``S`` (k,
+channels) and, for a restart, one pass over ``X``; with the pixels split over processes
+the counts and the worst pixel are agreed on by all of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._backend import to_numpy
+from ._problem import Problem
+
+__all__ = ["ANGLE_DEG", "NORM_FLOOR", "SHARE", "collapsed_components", "revive"]
+
+NORM_FLOOR = 1e-3  # of the largest endmember norm
+SHARE = 0.05  # abundance share a component must reach ...
+PIXEL_FRACTION = 0.01  # ... in at least this fraction of the pixels
+ANGLE_DEG = 3.0  # closer than this to another endmember: a near-copy
+
+
+def _host(a: Any) -> np.ndarray:
+    return np.asarray(to_numpy(a), dtype=float)
+
+
+def collapsed_components(p: Problem, A: Any, S: Any) -> list[int]:
+    """The indices of the collapsed components of ``(A, S)`` (see the module)."""
+    xp, be = p.be.xp, p.be
+    S_h = _host(S)
+    norms = np.linalg.norm(S_h, axis=1)
+    top = float(norms.max()) if norms.size else 0.0
+    dead = set(np.nonzero(norms < NORM_FLOOR * top)[0].tolist()) if top > 0 else set(range(p.k))
+    contrib = xp.abs(be.acc(A)) * be.asarray(norms, dtype=be.acc_dtype)[None, :]
+    total = xp.sum(contrib, axis=1)[:, None]
+    share = contrib / xp.where(total > 0, total, 1.0)
+    counts = xp.sum(xp.astype(share >= SHARE, be.acc_dtype), axis=0)
+    counts = _host(p.data.reduce(counts))
+    n = max(p.data.n_total, 1)
+    dead |= set(np.nonzero(counts < PIXEL_FRACTION * n)[0].tolist())
+    weight = _host(p.data.reduce(xp.sum(contrib, axis=0)))  # how much each explains
+    unit = S_h / np.where(norms > 0, norms, 1.0)[:, None]
+    cos = np.clip(unit @ unit.T, -1.0, 1.0)
+    for i in range(p.k):
+        for j in range(i + 1, p.k):
+            if np.degrees(np.arccos(cos[i, j])) < ANGLE_DEG:
+                dead.add(j if weight[j] <= weight[i] else i)
+    return sorted(int(j) for j in dead)
+
+
+def _worst_pixels(p: Problem, A: Any, S: Any, count: int) -> list[np.ndarray]:
+    """The spectra (and residuals) of the ``count`` pixels the model fits worst, over all
+    processes: ``[(spectrum, residual), ...]`` as host arrays."""
+    xp, be = p.be.xp, p.be
+    found: list[tuple[float, np.ndarray, np.ndarray]] = []
+    for b in p.data.blocks:
+        Xb = p.data.x(b)
+        R = Xb - A[b.slice, :] @ S
+        W = p.data.w(b)
+        err = _host(xp.sum(be.acc(R * R if W is None else W * R * R), axis=1))
+        for i in np.argsort(err)[::-1][:count]:
+            found.append((float(err[i]), _host(Xb[int(i), :]), _host(R[int(i), :])))
+    found.sort(key=lambda t: -t[0])
+    found = found[:count]
+    gather = getattr(p.data.executor, "allgather", None)
+    if p.data.executor.distributed and callable(gather):
+        found = sorted((t for part in gather(found) for t in part), key=lambda t: -t[0])
+    return [(x, r) for _, x, r in found[:count]]
+
+
+def revive(p: Problem, A: Any, S: Any, dead: list[int]) -> Any:
+    """Restart the ``dead`` components from the worst-fitted pixels; returns the new ``S``
+    (their maps become a small constant in ``A``, in place, for the next update to set;
+    not 0, which a multiplicative update would keep)."""
+    xp, be = p.be.xp, p.be
+    worst = _worst_pixels(p, A, S, len(dead))
+    if len(worst) < len(dead):
+        return S
+    S = xp.asarray(S, copy=True)
+    simplex = p.simplex("A")
+    total = float(p.data.reduce(float(xp.sum(xp.abs(be.acc(A))))))
+    small = 0.1 * total / max(p.data.n_total * p.k, 1)
+    for j, (x, r) in zip(dead, worst, strict=True):
+        row = x if simplex else np.maximum(r, 0.0)
+        if not np.any(row > 0):
+            row = np.abs(x)
+        S[j, :] = be.asarray(row, dtype=be.dtype)
+        A[:, j] = small
+    return p.project("S", S)
