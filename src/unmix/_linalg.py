@@ -65,8 +65,12 @@ def nnls_bpp(
     n, k = B.shape
     if diag_add is not None:
         diag_add = be.acc(diag_add) * xp.ones((n, k), dtype=be.acc_dtype, device=be.device)
+    # tolerances in each quantity's own units (scale-free): gradients are in B's units,
+    # the solution in B's over G's (x ~ b / G_jj)
     scale = float(xp.max(xp.abs(B))) if n else 0.0
-    tol = 1e-11 * max(scale, 1e-300)
+    tol_y = 1e-11 * max(scale, 1e-300)
+    g_max = float(xp.max(xp.linalg.diagonal(G))) if k else 0.0
+    tol_x = tol_y / g_max if g_max > 0 else tol_y
     X = xp.zeros((n, k), dtype=be.acc_dtype, device=be.device)
     Y = -B
     F = xp.zeros((n, k), dtype=xp.bool, device=be.device)
@@ -75,7 +79,7 @@ def nnls_bpp(
     idx = xp.arange(1, k + 1, dtype=xp.int64, device=be.device)
     max_iter = 5 * k + 20 if max_iter is None else max_iter
     for _ in range(max_iter):
-        V = (F & (X < -tol)) | (~F & (Y < -tol))
+        V = (F & (X < -tol_x)) | (~F & (Y < -tol_y))
         nV = xp.sum(xp.astype(V, xp.int64), axis=1)
         todo = nV > 0
         if not bool(xp.any(todo)):
