@@ -266,10 +266,17 @@ def warn_useless(p: Problem) -> None:
                 )
 
 
+#: the order in which ``solver="auto"`` tries the solvers: the fastest that supports the
+#: problem (HALS for Frobenius NMF, MU for other divergences, exact ANLS for abundances on
+#: a simplex, then the proximal and gradient solvers that take any projection)
+AUTO_ORDER = ("hals", "mu", "bpp", "admm", "gradient")
+
+
 def choose_solver(name: Any, p: Problem, options: dict) -> Solver:
+    """The solver ``name`` (or the first of :data:`AUTO_ORDER` that supports ``p``)."""
     if name in (None, "auto"):
         supported = solvers_supporting(p)
-        for pick in ("hals", "mu", "admm", "gradient"):
+        for pick in AUTO_ORDER:
             if pick in supported:
                 name = pick
                 break

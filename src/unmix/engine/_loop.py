@@ -33,6 +33,9 @@ logger = logging.getLogger("unmix")
 
 __all__ = ["IterationInfo", "Settings", "evaluate_fit", "run_once", "run_restarts"]
 
+#: small changes in a row that stop a solver that is not monotone
+PATIENCE = 3
+
 
 @dataclass(frozen=True)
 class IterationInfo:
@@ -70,6 +73,7 @@ class _Phase:
     offset: float  # energy of X outside the compressed subspace (0 for phase 2)
     t_loop: float
     state: dict
+    calm: int = 0  # iterations in a row with a small change of the objective
 
 
 # ------------------------------------------------------------------- restarts
@@ -303,6 +307,7 @@ def _iterate(
     """
     p, xp = ph.p, ph.p.be.xp
     ph.state = slv.setup(p, A, S)
+    ph.calm = 0
     restore_state(ph.state, rec.resume_state, p)
     rec.resume_state = None
     prev = rec.history.last if prev is None else prev
@@ -322,7 +327,7 @@ def _iterate(
         elapsed = rec.elapsed0 + time.perf_counter() - ph.t_loop
         rec.history.add(obj, out.fit, pens, elapsed, ph.number)
         info = IterationInfo(it, obj, out.fit, pens, elapsed, A, S, ph.number)
-        stop = _stop_reason(cfg, slv, info, prev, ph.offset, lagged=out.fit_at_old_A and i == 1)
+        stop = _stop_reason(cfg, slv, info, prev, ph, lagged=out.fit_at_old_A and i == 1)
         if stop is not None:
             return S, stop, done
         prev = obj
@@ -375,15 +380,22 @@ def _filtered(p: Problem, A: Any, S: Any) -> Any:
 
 
 def _stop_reason(
-    cfg: Settings, slv: Solver, info: IterationInfo, prev: float, offset: float, lagged: bool
+    cfg: Settings, slv: Solver, info: IterationInfo, prev: float, ph: _Phase, lagged: bool
 ) -> str | None:
     """Why to stop after this iteration (None: go on).  ``lagged``: the first iteration of
-    a solver whose fit is one step behind, which cannot be judged yet."""
+    a solver whose fit is one step behind, which cannot be judged yet.
+
+    A monotone solver stops at the first small change; any other (ADMM, gradient), whose
+    objective may stall for a step and move again, when the change stayed small for
+    :data:`PATIENCE` iterations in a row.
+    """
     if cfg.callback is not None and cfg.callback(info):
         return "callback"
     if slv.one_shot:
         return "tol"
-    if not lagged and converged(prev, info.objective, cfg.tol, abs(prev) + offset):
+    small = not lagged and converged(prev, info.objective, cfg.tol, abs(prev) + ph.offset)
+    ph.calm = ph.calm + 1 if small else 0
+    if ph.calm >= (1 if slv.monotone else PATIENCE):
         return "tol"
     if cfg.time_limit is not None and info.elapsed >= cfg.time_limit:
         return "time_limit"

@@ -72,6 +72,10 @@ class SumToOne(Constraint):
         if not (np.isfinite(self.total) and self.total > 0):
             raise ValueError(f"SumToOne: total must be > 0; got {self.total!r}.")
 
+    @property
+    def row_sum(self) -> float:  # type: ignore[override]
+        return float(self.total)
+
     def project(self, M: Any) -> Any:
         return project_simplex_rows(M, self.ctx.backend.xp, self.total)
 

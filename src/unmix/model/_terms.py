@@ -219,8 +219,10 @@ class Constraint(Term):
     is_orthant: ClassVar[bool] = False
     #: the feasible set is {S : S S^T = I}
     is_orthonormal: ClassVar[bool] = False
-    #: each row lies on a scaled simplex (non-negative, fixed sum)
+    #: each row lies on a scaled simplex (non-negative, its sum :attr:`row_sum`)
     simplex_rows: ClassVar[bool] = False
+    #: the fixed sum of each row, for ``simplex_rows`` constraints
+    row_sum: ClassVar[float | None] = None
     #: the set is reached by moving scale between the factors (see :meth:`rescale`)
     rescales: ClassVar[bool] = False
 

@@ -1,4 +1,4 @@
-"""ANLS with block principal pivoting (Kim & Park 2011).
+"""ANLS with block principal pivoting (Kim & Park 2011); fully constrained maps.
 
 Objective: Frobenius plus penalties with a Gram or diagonal model (L1, L2, spatial
 smoothness through its diagonal majorizer, min-volume).  Each half-step solves its
@@ -47,6 +47,25 @@ def _linear(m: PenaltyModel, M0: Any, rows: Any = None) -> tuple[Any, Any]:
     return lin, curv
 
 
+#: weight of the sum-to-one equation against the largest diagonal entry of the Gram matrix
+SIMPLEX_WEIGHT = 1e6
+
+
+def _simplex_rows(p: Problem, G: Any) -> tuple[Any, Any]:
+    """For maps on a simplex, fully constrained least squares (Heinz & Chang 2001): the
+    sum-to-one equation joins the NNLS with weight ``delta`` (``G + delta 11^T`` and the
+    right-hand side plus ``delta * total``), so each pixel's NNLS solves the constrained
+    problem up to ``1 / delta`` (relative); the projection onto the simplex then makes it
+    exact.  Returns ``(G, shift)`` (``shift`` None without a simplex)."""
+    totals = [c.row_sum for c in p.constraints["A"] if c.simplex_rows]
+    if not totals:
+        return G, None
+    be, xp = p.be, p.be.xp
+    delta = SIMPLEX_WEIGHT * max(float(xp.max(xp.linalg.diagonal(G))), be.tiny)
+    ones = xp.ones((p.k, p.k), dtype=be.acc_dtype, device=be.device)
+    return G + delta * ones, delta * float(totals[0])
+
+
 @register
 class BPP(Solver):
     """Alternating non-negative least squares, each subproblem solved exactly."""
@@ -57,10 +76,11 @@ class BPP(Solver):
     monotone = True
 
     def accepts(self, c: Any, target: str) -> bool:
-        """Exact NNLS: the non-negative orthant; on the endmembers also whole pinned rows
-        (moved to the right-hand side) and scale constraints (unit norm, moved into A)."""
+        """Exact NNLS: the non-negative orthant; on the maps also a simplex (fully
+        constrained least squares); on the endmembers whole pinned rows (moved to the
+        right-hand side) and scale constraints (unit norm, moved into A)."""
         if target == "A":
-            return c.is_orthant
+            return c.is_orthant or c.simplex_rows
         return c.is_orthant or c.fixed() is not None or c.rescales
 
     def problems(self, p: Problem) -> list[str]:
@@ -79,9 +99,14 @@ class BPP(Solver):
         if mA.gram is not None:
             G = G + mA.gram
 
+        G, shift = _simplex_rows(p, G)
+
         def update_block(block: Block, Ab: Any, XSt: Any) -> Any:
             lin, curv = _linear(mA, Ab, block.slice)
-            return be.work(nnls_bpp(G, be.acc(XSt - lin), be, diag_add=curv))
+            rhs = be.acc(XSt - lin)
+            if shift is None:
+                return be.work(nnls_bpp(G, rhs, be, diag_add=curv))
+            return p.project("A", be.work(nnls_bpp(G, rhs + shift, be, diag_add=curv)))
 
         sums = frobenius_pass(p, A, S, executor, update_block)
         S_new = self._update_S(p, S, sums) if p.update_S else S
