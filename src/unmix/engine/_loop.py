@@ -196,8 +196,11 @@ def _start(
         return be.zeros((p.data.n_pixels, p.k)), be.zeros((p.k, p.data.n_channels))
     fast = p_lr is not None and isinstance(init, str) and init.startswith(("nndsvd", "rand"))
     A, S = initialize(p_lr if fast else p, init, rng)
-    for c in p.constraints["A"] + p.constraints["S"]:
-        A, S = c.rescale(A, S)  # the scale where the constraints want it, A @ S unchanged
+    if isinstance(init, str) and init.startswith(("nndsvd", "rand")):
+        # factors from an SVD or at random share the scale arbitrarily: put it where the
+        # constraints want it (A @ S unchanged); pixel starts and given factors are kept
+        for c in p.constraints["A"] + p.constraints["S"]:
+            A, S = c.rescale(A, S)
     return xp.asarray(p.project("A", A), copy=True), p.project("S", S)
 
 
