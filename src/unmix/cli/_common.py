@@ -19,7 +19,15 @@ from .._params import Interval, Options, Param
 from ..blocks import Weights, mean_row_norm
 from ..engine import PARAMETERS, check_factorize_params, factorize
 from ..io import load
-from ..model import L1, GaussianMapFilter, NonNegative, SpatialSmoothness, SumToOne, UnitNorm
+from ..model import (
+    L1,
+    GaussianMapFilter,
+    MinVolume,
+    NonNegative,
+    SpatialSmoothness,
+    SumToOne,
+    UnitNorm,
+)
 from ..preprocessing import pipeline_from_config
 from ._config import factorize_options, load_config, tomllib, validate_config
 
@@ -31,6 +39,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "FIT_OPTIONS",
     "TABLE_FLAGS",
+    "TERM_FLAGS",
     "Fail",
     "attach_context",
     "check_flags",
@@ -244,33 +253,39 @@ def _merge_checked(config, file, cli, outdir, extra_steps, spatial_shape) -> dic
     return validate_config(cfg)
 
 
-def flag_terms(
-    fac: dict,
-    *,
-    sum_to_one: bool,
-    sparsity: float | None,
-    smooth: float | None,
-    laplacian: float | None,
-    X: Any,
-) -> dict:
-    """Turn the convenience flags into constraint/regularizer objects."""
+#: the convenience flags that add terms (``flag_terms``), and their defaults (off)
+TERM_FLAGS = {
+    "sum_to_one": False,
+    "sparsity": None,
+    "smooth": None,
+    "laplacian": None,
+    "min_volume": None,
+}
+
+
+def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
+    """Turn the convenience flags (:data:`TERM_FLAGS`) into constraint and regularizer
+    objects, after those of the ``[factorize]`` table ``fac``."""
+    flags = {**TERM_FLAGS, **{k: v for k, v in flags.items() if k in TERM_FLAGS}}
     opts = factorize_options(fac)
     cons = list(opts.get("constraints") or [])
     regs = list(opts.get("regularizers") or [])
-    if sum_to_one:
+    if flags["sum_to_one"]:
         cons = cons or [NonNegative()]
         cons.append(SumToOne())
-    if sparsity:
-        # scale-free: L1 on the maps relative to a typical pixel norm, with unit-norm spectra
+    if flags["sparsity"]:
+        # scale-free: L1 on the maps relative to a typical pixel norm, with the spectra's
+        # scale fixed (unit norm, unless the abundances' sums already fix it)
         cons = cons or [NonNegative()]
-        if not any(isinstance(c, (UnitNorm, SumToOne)) for c in cons):
+        if not any(c.rescales or c.simplex_rows for c in cons):
             cons.append(UnitNorm())
-        scale = mean_row_norm(X)
-        regs.append(L1(sparsity * scale))
-    if smooth:
-        regs.append(GaussianMapFilter(smooth))
-    if laplacian:
-        regs.append(SpatialSmoothness(laplacian))
+        regs.append(L1(flags["sparsity"] * mean_row_norm(X)))
+    if flags["smooth"]:
+        regs.append(GaussianMapFilter(flags["smooth"]))
+    if flags["laplacian"]:
+        regs.append(SpatialSmoothness(flags["laplacian"]))
+    if flags["min_volume"]:
+        regs.append(MinVolume(flags["min_volume"], scale="residual"))
     if cons:
         opts["constraints"] = cons
     opts["regularizers"] = regs
@@ -331,6 +346,11 @@ FIT_OPTIONS = [
     click.option("--sparsity", type=float, help="L1 on the maps, relative to pixel norms."),
     click.option("--smooth", type=float, help="Gaussian smoothing of maps, sigma in pixels."),
     click.option("--laplacian", type=float, help="Graph-Laplacian smoothness strength."),
+    click.option(
+        "--min-volume",
+        type=float,
+        help="Minimum-volume endmembers, strength relative to the residual energy (e.g. 0.5).",
+    ),
     click.option(
         "--step",
         "steps",

@@ -81,14 +81,7 @@ def _run(file: str | None, kw: dict, executor: Any = None) -> None:
         executor.barrier()
     image = load_image(cfg, lazy=kw["out_of_core"])
     X = unfolded(image)
-    opts = flag_terms(
-        cfg["factorize"],
-        sum_to_one=kw["sum_to_one"],
-        sparsity=kw["sparsity"],
-        smooth=kw["smooth"],
-        laplacian=kw["laplacian"],
-        X=X,
-    )
+    opts = flag_terms(cfg["factorize"], kw, X)
     result = fit_with_progress(
         X,
         image,

@@ -26,7 +26,7 @@ from ._diagnostics import balance, warn_collapsed, warn_scale_drift
 from ._init import initialize
 from ._problem import Problem
 from ._record import History, RestartRecord, evaluate_fit, restore_state
-from ._stop import converged
+from ._stop import converged, factor_settled, objective_noise
 from .solvers import Solver, StepOut
 
 logger = logging.getLogger("unmix")
@@ -74,6 +74,8 @@ class _Phase:
     t_loop: float
     state: dict
     calm: int = 0  # iterations in a row with a small change of the objective
+    noise: float = 0.0  # the objective's rounding noise (float32 work), absolute
+    S_prev: Any = None  # the endmembers before this iteration
 
 
 # ------------------------------------------------------------------- restarts
@@ -310,7 +312,7 @@ def _iterate(
     """
     p, xp = ph.p, ph.p.be.xp
     ph.state = slv.setup(p, A, S)
-    ph.calm = 0
+    ph.calm, ph.noise = 0, objective_noise(p)
     restore_state(ph.state, rec.resume_state, p)
     rec.resume_state = None
     prev = rec.history.last if prev is None else prev
@@ -318,6 +320,7 @@ def _iterate(
     for i in range(1, n_max + 1):
         it = it0 + i
         A_prev, S_prev = xp.asarray(A, copy=True), S
+        ph.S_prev = S_prev
         out = _guarded_step(ph, slv, A, S, A_prev, rec, cfg, it, prev)
         S = _filtered(p, A, out.S)
         pens = p.penalty_values(A_prev if out.fit_at_old_A else A, out.fit_S)
@@ -390,13 +393,16 @@ def _stop_reason(
 
     A monotone solver stops at the first small change; any other (ADMM, gradient), whose
     objective may stall for a step and move again, when the change stayed small for
-    :data:`PATIENCE` iterations in a row.
+    :data:`PATIENCE` iterations in a row.  Where the objective's rounding noise (float32)
+    exceeds ``tol`` times it, a small change counts only if the endmembers settled too.
     """
     if cfg.callback is not None and cfg.callback(info):
         return "callback"
     if slv.one_shot:
         return "tol"
     small = not lagged and converged(prev, info.objective, cfg.tol, abs(prev) + ph.offset)
+    if small and ph.noise > cfg.tol * abs(prev):  # the change is below the rounding noise:
+        small = factor_settled(ph.S_prev, info.S, cfg.tol, ph.p.be)  # ask the endmembers
     ph.calm = ph.calm + 1 if small else 0
     if ph.calm >= (1 if slv.monotone else PATIENCE):
         return "tol"

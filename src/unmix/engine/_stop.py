@@ -13,6 +13,11 @@ Two rules decide when iterating stops:
 
 Both take NumPy arrays as well as numbers, so batched fits (rank selection, hierarchy
 splits) apply the same rule to every model at once.
+
+In float32 the objective of a good fit is a small difference of large sums (the Frobenius
+fit by the Gram identity: ``||X||^2 - 2 <A^T X, S> + <A^T A, S S^T>``), accurate only to
+:func:`objective_noise`; where that exceeds ``tol`` times the objective, a change below
+``tol`` says nothing, and the loop also asks the endmembers (:func:`factor_settled`).
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["converged", "gains_little"]
+__all__ = ["converged", "factor_settled", "gains_little", "objective_noise"]
 
 _FLOOR = 1e-300
+#: a factor has settled when it moved by at most this times sqrt(tol) (relative)
+SETTLED = 0.1
 
 
 def converged(prev: Any, obj: Any, tol: float, scale: Any = None) -> Any:
@@ -41,3 +48,23 @@ def gains_little(change: float, first: float, delta: float) -> bool:
     """True when an inner repeat should be the last: ``change <= delta**2 * first`` or
     ``first == 0`` (``change`` and ``first`` are squared norms of the factor's change)."""
     return change <= delta * delta * first or first == 0.0
+
+
+def objective_noise(p: Any) -> float:
+    """The rounding noise of a fit's objective (absolute): a few float32 epsilons of the
+    data's energy when the work is float32, else 0 (float64 is far below any ``tol``)."""
+    be = p.be
+    if be.dtype == be.acc_dtype or "64" in str(be.dtype):
+        return 0.0
+    eps = float(np.finfo(np.float32).eps)
+    return 16.0 * eps * 0.5 * float(p.data.norm2())
+
+
+def factor_settled(before: Any, after: Any, tol: float, be: Any) -> bool:
+    """True when ``||after - before|| <= SETTLED sqrt(tol) ||after||`` (in float64)."""
+    if before is None:
+        return False
+    xp = be.xp
+    a, b = be.acc(after), be.acc(before)
+    change = float(xp.sqrt(xp.sum((a - b) ** 2)))
+    return change <= SETTLED * tol**0.5 * max(float(xp.sqrt(xp.sum(a * a))), 1e-300)

@@ -260,7 +260,10 @@ class MinVolume(Penalty):
 
     @staticmethod
     def _logdet(G: np.ndarray, delta: float) -> float:
-        _, logabs = np.linalg.slogdet(G + delta * np.eye(G.shape[0]))
+        """``logdet(G / delta + I) = logdet(G + delta I) - k log(delta)``: the volume
+        relative to ``delta``, >= 0 and free of the data's units (``delta`` carries them);
+        the same gradient as ``logdet(G + delta I)``."""
+        _, logabs = np.linalg.slogdet(G / delta + np.eye(G.shape[0]))
         return float(logabs)
 
     @property

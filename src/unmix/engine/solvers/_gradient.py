@@ -13,11 +13,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ...executors.base import Block, Executor
 from .._problem import Problem
 from ._base import Solver, StepOut, register
 
-__all__ = ["Gradient"]
+__all__ = ["EPS", "Gradient"]
+
+#: Adam's epsilon relative to the first step's largest gradient (scale-free)
+EPS = 1e-8
 
 
 def _pen_grad(p: Problem, target: str, M: Any) -> Any:
@@ -52,7 +57,7 @@ class Gradient(Solver):
     betas = "any"
     links = True
     weights = frozenset({"none", "mask", "separable", "full"})
-    persistent = ("t", "lr_A", "lr_S", "mA", "vA", "mS", "vS")
+    persistent = ("t", "lr_A", "lr_S", "mA", "vA", "mS", "vS", "eA", "eS")
 
     def setup(self, p: Problem, A: Any, S: Any) -> dict:
         xp = p.be.xp
@@ -70,15 +75,25 @@ class Gradient(Solver):
             "vA": xp.zeros_like(A),
             "mS": xp.zeros_like(S),
             "vS": xp.zeros_like(S),
+            "eA": np.zeros(max(len(p.data.blocks), 1)),  # Adam's epsilon per block of maps
+            "eS": np.zeros(1),
         }
 
-    def _adam(self, M: Any, g: Any, m: Any, v: Any, lr: float, t: int, xp: Any) -> tuple:
+    def _adam(
+        self, M: Any, g: Any, m: Any, v: Any, lr: float, t: int, eps: Any, idx: int, xp: Any
+    ) -> tuple:
+        """One Adam step.  Its ``epsilon`` is relative: :data:`EPS` times the largest
+        first-step gradient of the part (a block of maps, or the endmembers), kept in
+        ``eps[idx]``, so that the steps do not depend on the data's units."""
         b1, b2 = self.options.get("betas", (0.9, 0.999))
         m = b1 * m + (1.0 - b1) * g
         v = b2 * v + (1.0 - b2) * g * g
         mhat = m / (1.0 - b1**t)
         vhat = v / (1.0 - b2**t)
-        return M - lr * mhat / (xp.sqrt(vhat) + 1e-12), m, v
+        root = xp.sqrt(vhat)
+        if t == 1:
+            eps[idx] = EPS * max(float(xp.max(root)) if root.size else 0.0, 1e-300)
+        return M - lr * mhat / (root + float(eps[idx])), m, v
 
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
         be, xp = p.be, p.be.xp
@@ -95,9 +110,9 @@ class Gradient(Solver):
             Gz = loss.grad_Y(Xb, Y, Wb, xp=xp, tiny=be.tiny) * link.derivative(Z, Y, xp)
             gS = be.acc(Ab.T @ Gz)
             g = Gz @ S.T + _cut(gA_pen, sl)
-            new, state["mA"][sl, :], state["vA"][sl, :] = self._adam(
-                Ab, g, state["mA"][sl, :], state["vA"][sl, :], state["lr_A"], t, xp
-            )
+            mA, vA = state["mA"][sl, :], state["vA"][sl, :]
+            new, mA, vA = self._adam(Ab, g, mA, vA, state["lr_A"], t, state["eA"], block.index, xp)
+            state["mA"][sl, :], state["vA"][sl, :] = mA, vA
             A[sl, :] = p.project("A", new)
             return {"gS": gS, "fit": be.acc(loss.value(Xb, Y, Wb, xp=xp, tiny=be.tiny))}
 
@@ -109,7 +124,7 @@ class Gradient(Solver):
             if gp is not None:
                 g = g + gp
             new, state["mS"], state["vS"] = self._adam(
-                S, g, state["mS"], state["vS"], state["lr_S"], t, xp
+                S, g, state["mS"], state["vS"], state["lr_S"], t, state["eS"], 0, xp
             )
             S_new = p.project("S", new)
         return StepOut(S=S_new, fit=float(sums["fit"]), fit_S=S, fit_at_old_A=True)
