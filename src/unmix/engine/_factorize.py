@@ -205,6 +205,7 @@ def _wrap(
 ) -> Result:
     """The best restart as a :class:`Result` (preprocessing undone, provenance attached)."""
     spec["effective"] = {t.label: t.effective() for t in p.penalties["A"] + p.penalties["S"]}
+    spec["diagnostics"] = {key: best.get(key, []) for key in ("collapsed", "revived")}
     rows = p.rows
     A, S = best["A"], best["S"]
     for step in reversed(inp.steps):

@@ -136,8 +136,7 @@ class SpatialSmoothness(Penalty):
     neighbors: int = 4
     target: str = field(default="A", kw_only=True)
     _allowed_targets = ("A",)
-    couples_pixels = True
-    quadratic = True
+    couples_pixels = True  # its model majorizes by a diagonal (not exact: quadratic False)
 
     @property
     def label(self) -> str:

@@ -1,0 +1,35 @@
+"""`unmix compare` on the EELS map: the constrained column shows the physics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import linear_sum_assignment
+
+import unmix
+from conftest import shared_path
+from unmix.cli import entry
+from unmix.cli._demo import edge_names
+
+
+@pytest.mark.slow
+def test_constrained_column_matches_nmf_background_cu_and_zn(tmp_path):
+    path = shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy")
+    out = tmp_path / "cmp"
+    assert entry(["compare", path, "-k", "3", "--seed", "0", "-q", "-o", str(out)]) == 0
+    nmf = unmix.load_result(out / "result_NMF.h5")
+    con = unmix.load_result(out / "result_constrained_NMF.h5")
+    axis = unmix.load(path).signal_axes[0].values
+    assert sorted(edge_names(np.asarray(nmf.S), axis)) == [
+        "Cu L2,3 edge",
+        "Zn L2,3 edge",
+        "background",
+    ]
+    a = np.asarray(nmf.S, float)
+    b = np.asarray(con.S, float)
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    b /= np.linalg.norm(b, axis=1, keepdims=True)
+    ang = np.degrees(np.arccos(np.clip(a @ b.T, -1, 1)))
+    rows, cols = linear_sum_assignment(ang)
+    assert ang[rows, cols].max() <= 10.0, ang
+    assert con.spec["filters"] or con.spec["penalties"]  # it is constrained

@@ -1,0 +1,128 @@
+"""Fits that do not collapse: simplex starts, restarts of dead components, one rule for
+"is this NMF", and the constraints on the real files from the command line's defaults."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import unmix
+from conftest import shared_path
+from unmix.cli import entry
+from unmix.engine._collapse import collapsed_components
+
+SUM_TO_ONE = [unmix.NonNegative(), unmix.SumToOne()]
+
+
+def _collapsed(A, S):
+    """The issue's definition, computed here independently of the engine."""
+    A, S = np.abs(np.asarray(A, float)), np.asarray(S, float)
+    norms = np.linalg.norm(S, axis=1)
+    contrib = A * norms[None, :]
+    share = contrib / np.maximum(contrib.sum(axis=1, keepdims=True), 1e-300)
+    p99 = np.percentile(share, 99, axis=0)
+    unit = S / np.maximum(norms[:, None], 1e-300)
+    ang = np.degrees(np.arccos(np.clip(unit @ unit.T, -1, 1)))
+    np.fill_diagonal(ang, 180)
+    return [
+        j
+        for j in range(len(S))
+        if norms[j] < 1e-3 * norms.max() or p99[j] < 0.05 or ang[j].min() < 3
+    ]
+
+
+def test_simplex_model_starts_from_pure_pixels(mixture):
+    r = unmix.factorize(mixture.X, 3, constraints=SUM_TO_ONE, random_state=0)
+    assert r.spec["init"] == "spa" and r.spec["solver"] == "bpp"
+    np.testing.assert_allclose(np.asarray(r.A).sum(axis=1), 1.0, atol=1e-9)
+    assert _collapsed(r.A, r.S) == []
+
+
+def test_a_start_far_from_the_simplex_does_not_collapse(mixture):
+    X = mixture.X * 1e4  # NNDSVDa maps far above 1: projected as they were, one-hot
+    r = unmix.factorize(X, 3, constraints=SUM_TO_ONE, init="nndsvda", solver="admm")
+    assert r.n_iter > 10 and _collapsed(r.A, r.S) == []
+
+
+def test_dead_component_is_restarted_from_the_worst_fitted_pixel(mixture):
+    A0, S0 = np.asarray(mixture.A).copy(), np.asarray(mixture.S).copy()
+    A0[:, 2], S0[2] = 0.0, 0.0  # dead from the start: MU alone never revives a zero
+    r = unmix.factorize(mixture.X, 3, init=(A0, S0), solver="mu", random_state=0)
+    assert r.spec["diagnostics"]["revived"] == [2]
+    assert r.spec["diagnostics"]["collapsed"] == [] == _collapsed(r.A, r.S)
+    assert unmix.metrics.score(r.S, mixture.S)["sad"] < 3.0
+
+
+def test_too_large_k_is_reported_not_hidden():
+    mx = unmix.datasets.make_mixture(2, spatial_shape=(20, 20), n_channels=30, random_state=3)
+    X = np.clip(mx.X, 0, None)
+    with pytest.warns(RuntimeWarning, match=r"collapsed \(again.*try k=\d"):
+        r = unmix.factorize(X, 6, solver="hals", random_state=0)
+    assert r.spec["diagnostics"]["collapsed"]
+
+
+def test_engine_and_independent_collapse_rules_agree(mixture):
+    rng = np.random.default_rng(0)
+    A, S = rng.random((500, 4)), rng.random((4, 40))
+    S[3] = S[1] * 2  # a copy
+    A[:, 2] *= 1e-4  # explains nothing
+    from unmix.engine._assemble import build_model, build_problem
+    from unmix.engine._inputs import prepare_input
+
+    inp = prepare_input(mixture.X, mask=None, weights=None, device=None, steps=[])
+    opts = {"loss": None, "constraints": None, "regularizers": ()}
+    model = build_model(opts, None, "hals", None)
+    given = {"executor": None, "block_size": None, "spatial_shape": None, "signal_shape": None}
+    p = build_problem(inp, model, 4, given, init=None)
+    engine = collapsed_components(p, A, S)
+    assert _collapsed(A, S) == [1, 2, 3]  # both of a pair are within 3 degrees ...
+    assert engine == [1, 2]  # ... the engine restarts the one that explains less
+
+
+@pytest.mark.parametrize(
+    "constraints",
+    [
+        [unmix.NonNegative()],
+        [unmix.Bounds(0.0, target="A"), unmix.NonNegative(target="S")],
+        [unmix.NonNegative(target="A"), unmix.Bounds(0.0, target="S")],
+        [unmix.SumToOne(), unmix.NonNegative(target="S")],
+    ],
+    ids=["NonNegative", "Bounds(0) on A", "Bounds(0) on S", "SumToOne"],
+)
+def test_one_rule_decides_an_nmf_model_needs_nonnegative_data(mixture, constraints):
+    X = mixture.X.copy()
+    X[3, 4] = -1.0
+    with pytest.raises(ValueError, match="Negative values in data passed to an NMF model"):
+        unmix.factorize(X, 3, constraints=constraints, solver="admm")
+
+
+# ------------------------------------------------------------ real files, CLI
+REAL = [
+    ("raman/raman_renishaw_streamline_49x45.npz", 3, []),
+    ("stm/Bias_spectroscopy.3ds", 3, ["--step", '{op="derivative"}', "--step", '{op="clip"}']),
+    ("xrd/xrd_aps34ide_143x2000.npz", 3, ["--shape", "11x13"]),
+    ("xrd/xrd_aps34ide_143x2000.npz", 6, ["--shape", "11x13"]),
+    ("eels/CuZn_EELS_mapping_tutorial.hspy", 3, []),
+    ("eds/eds_sem_bruker_P45_75x100.npz", 4, []),
+    ("eds/eds_tem_bruker_64x64.npz", 4, []),
+    ("eds/eds_tem_jeol_64x64_ds8.npz", 3, ["--step", '{op="crop", signal=[0.2, 12]}']),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("rel", "k", "opts"), REAL, ids=[f"{r[0].split('/')[0]}-k{r[1]}" for r in REAL]
+)
+def test_sum_to_one_from_the_command_line_defaults_keeps_every_component(tmp_path, rel, k, opts):
+    path = shared_path(*rel.split("/"))
+    out = tmp_path / "out"
+    args = ["run", path, "-k", str(k), "--sum-to-one", *opts, "-q", "--no-report", "-o", str(out)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a collapse warning fails the test
+        assert entry(args) == 0
+    r = unmix.load_result(out / "result.h5")
+    assert _collapsed(r.A, r.S) == []
+    np.testing.assert_allclose(np.asarray(r.A).sum(axis=1), 1.0, atol=1e-6)
+    assert r.n_iter > 2
