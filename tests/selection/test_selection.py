@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
+import unmix
 from unmix.datasets import make_mixture
 from unmix.selection import CRITERIA, PLAUSIBILITY, _lambdas, _rank, select_lambdas, select_rank
 from unmix.selection import _criteria as C
@@ -300,3 +301,28 @@ def test_select_lambdas_names_each_refused_parameter(planted, monkeypatch, name,
     args = {"k": 3, name: value}
     with pytest.raises((ValueError, TypeError), match=rf"\b{name}="):
         select_lambdas(planted, **args)
+
+
+# ---------------------------------------------------------------- noise model
+def test_counts_are_fitted_as_counts_by_default():
+    from unmix.preprocessing import is_counts
+
+    mx = unmix.datasets.make_mixture(
+        3, spatial_shape=(20, 25), n_channels=40, noise="poisson", scale=20.0, random_state=4
+    )
+    assert is_counts(mx.X) and not is_counts(mx.X + 0.5) and not is_counts(-mx.X)
+    sel = unmix.select_rank(mx.X, range(2, 6), n_restarts=4, random_state=0)
+    assert sel.settings["noise"] == "poisson"
+    assert sel.recommended == 3
+    gauss = unmix.select_rank(mx.X + 0.25, range(2, 4), n_restarts=3, random_state=0)
+    assert gauss.settings["noise"] == "gaussian"
+
+
+@pytest.mark.slow
+def test_raw_eels_map_gives_its_three_components():
+    from conftest import shared_path
+
+    img = unmix.load(shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy"))
+    sel = unmix.select_rank(img.unfold(), range(2, 8), spatial_shape=img.spatial_shape)
+    assert sel.settings["noise"] == "poisson"  # raw counts, by the one rule
+    assert sel.recommended == 3

@@ -7,6 +7,7 @@ from typing import Any
 import click
 import numpy as np
 
+from ..preprocessing import is_counts
 from ._common import load_image
 
 __all__ = ["inspect"]
@@ -29,7 +30,7 @@ def inspect(file: str, dataset: str | None, signal: str | None) -> None:
         )
     X = np.asarray(image.unfold(), dtype=float)
     per_pixel = X.sum(axis=1)
-    integer = bool(np.all(np.mod(X[: min(len(X), 2000)], 1) == 0))
+    integer = is_counts(X)
     click.echo(
         f"  values  min {X.min():.4g}  max {X.max():.4g}  mean {X.mean():.4g}  "
         f"zeros {100 * np.mean(X == 0):.1f}%  {'integer counts' if integer else 'real'}"

@@ -195,6 +195,7 @@ def _write_outputs(
         input_table=inp,
         steps=cfg.get("preprocess", {}).get("steps"),
         random_state=random_state,
+        noise=sel.settings.get("noise"),
     )
     with open(toml_path, "w", encoding="utf-8") as f:
         f.write(text)

@@ -37,7 +37,7 @@ from ._image import (
     pipeline_from_config,
 )
 from ._imagebase import OPS
-from ._invertible import Center, NormalizePixels, PoissonScaling, Step
+from ._invertible import Center, NormalizePixels, PoissonScaling, Step, is_counts
 
 #: every image operation, in the order of their names
 IMAGE_OPS = [OPS[name] for name in sorted(OPS)]
@@ -67,6 +67,7 @@ __all__ = [  # the invertible steps, then the image operations and their helpers
     "SlidingWindowFFT",
     "Step",
     "image_from_array",
+    "is_counts",
     "op_from_dict",
     "pipeline_from_config",
 ]

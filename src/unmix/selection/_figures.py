@@ -34,7 +34,8 @@ _PANELS = (
     ("silhouette_min", "worst cluster silhouette", "silhouette", False),
     ("cophenetic", "cophenetic correlation", "cophenetic", False),
     ("dispersion", "dispersion", "dispersion", False),
-    ("bic", "AIC / BIC", "bic", False),
+    ("aic", "AIC", "aic", False),
+    ("bic", "BIC", "bic", False),
     ("laplace_pca", "Laplace-PCA log evidence", "laplace_pca", False),
     ("new_component_angle", "new component: angle to nearest (deg)", "similarity", False),
 )
@@ -61,9 +62,6 @@ def plot_criteria(sel: Any, path: str | os.PathLike) -> str:
     for ax, (key, label, crit, logy) in zip(axes, panels, strict=False):
         y = _col(sel.table, key)
         ax.plot(ks, y, "o-", color="C0", ms=4)
-        if key == "bic":
-            ax.plot(ks, _col(sel.table, "aic"), "s--", color="C1", ms=3, label="AIC")
-            ax.legend(fontsize=7)
         if logy and np.all(y[np.isfinite(y)] > 0):
             ax.set_yscale("log")
         if key == "new_component_angle":
@@ -81,7 +79,9 @@ def plot_criteria(sel: Any, path: str | os.PathLike) -> str:
         ax.tick_params(labelsize=7)
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
-    fig.suptitle(f"Rank selection: recommended k = {sel.recommended}", fontsize=10)
+    noise = (sel.settings or {}).get("noise")
+    model = " (fits on Poisson-scaled counts)" if noise == "poisson" else ""
+    fig.suptitle(f"Rank selection: recommended k = {sel.recommended}{model}", fontsize=10)
     return _save(fig, path)
 
 

@@ -273,6 +273,20 @@ RANK_PARAMETERS: dict[str, Param] = table(
         """Roughness of a spectrum (or map) above which a component looks like noise
             (the ``similarity`` pick, :data:`RULES`).""",
     ),
+    Param(
+        "noise",
+        (Options(frozenset({"auto", "poisson", "gaussian"})),),
+        "auto",
+        "the noise model the fits assume",
+        "{'auto', 'poisson', 'gaussian'}",
+        """The noise model: ``"poisson"`` scales ``X`` by Keenan & Kotula's
+            ``1 / sqrt(g h^T)`` (mean spectrum ``h``, mean pixel ``g``; see
+            :class:`~unmix.PoissonScaling`) so that the Frobenius fits weigh counts by their
+            variance; ``"gaussian"`` fits ``X`` as it is; ``"auto"`` (default) takes
+            ``"poisson"`` when ``X`` holds counts (every entry a non-negative integer, the
+            rule of :func:`unmix.preprocessing.is_counts` that ``unmix inspect`` reports),
+            else ``"gaussian"``: one rule for all data.""",
+    ),
 )
 
 # ------------------------------------------------------------ select_lambdas

@@ -33,6 +33,7 @@ from .._params import document_parameters
 from .._validation import check_nonnegative, ensure_2d_float, finite_report
 from ..engine import fingerprint
 from ..executors.groups import check_executor
+from ..preprocessing import PoissonScaling, is_counts
 from ._params import RANK_PARAMETERS, check_selection_params
 from ._persist import read_selection, save_selection, selection_markdown
 from ._plan import FitRecord
@@ -222,6 +223,7 @@ def select_rank(
     consensus_drop: float = 0.005,
     repeat_deg: float = 10.0,
     noise_roughness: float = 0.5,
+    noise: str = "auto",
 ) -> RankSelection:
     r"""Choose the number of components ``k`` of ``X ~= A @ S`` with several criteria.
 
@@ -256,6 +258,7 @@ def select_rank(
     X = ensure_2d_float(X)
     finite_report(X)
     _check_sign(X, engine=fit_options is not None)
+    X, opt["noise"] = _noise_model(X, opt["noise"])
     n, m = (int(s) for s in X.shape)
     ks = _check_ks(ks, n, m)
     chosen = _check_criteria(criteria, n_restarts, cv_repeats)
@@ -266,6 +269,16 @@ def select_rank(
     specs = plan_fits(ks, n_restarts, reps, holdout, cv_fraction, seed)
     store, done = _open_checkpoint(checkpoint, X, options, specs, resume, executor)
     return _run(X, specs, opt, options, (store, done), seed, (t0, c0))
+
+
+def _noise_model(X: Any, noise: str) -> tuple[Any, str]:
+    """``X`` as the fits see it under the noise model (``"auto"`` decided by the data)."""
+    if noise == "auto":
+        noise = "poisson" if is_counts(X) else "gaussian"
+    if noise == "poisson":
+        logger.info("select_rank: counts - fits on Poisson-scaled X (Keenan & Kotula)")
+        X = PoissonScaling().fit_transform(X)
+    return X, noise
 
 
 def _record(opt: dict[str, Any], X: Any, ks: list[int], chosen: list[str]) -> dict[str, Any]:
@@ -284,6 +297,7 @@ def _record(opt: dict[str, Any], X: Any, ks: list[int], chosen: list[str]) -> di
         else {k: repr(v) for k, v in fit_options.items()},
         **{name: opt[name] for name in _RULE_OPTIONS},
         "spatial_shape": None if grid is None else list(grid),
+        "noise": opt["noise"],
         "shape": [int(s) for s in X.shape],
         "dtype": str(X.dtype),
     }

@@ -53,13 +53,15 @@ def run_config(
     input_table: dict | None = None,
     steps: list | None = None,
     random_state: int | None = 0,
+    noise: str | None = None,
 ) -> str:
     """A TOML config for ``unmix run --config`` with the chosen ``k`` and strengths.
 
     ``lambdas`` is a :class:`.lambdas.LambdaSearch` (its best regularizers and the
     constraints they were searched with) or None; ``input_table`` the ``[input]`` keys
     (``file``, ``dataset``, ``signal``, ``spatial_shape``) and ``steps`` the
-    preprocessing steps the selection used.
+    preprocessing steps the selection used; ``noise="poisson"`` (counts) adds the
+    selection's Poisson scaling to the fit (``preprocessing = [{type = "PoissonScaling"}]``).
     """
     fac: dict[str, Any] = {"k": int(k)}
     if lambdas is not None:
@@ -67,6 +69,8 @@ def run_config(
         fac["k"] = int(k)
     if random_state is not None:
         fac["random_state"] = int(random_state)
+    if noise == "poisson" and "preprocessing" not in fac:
+        fac["preprocessing"] = [{"type": "PoissonScaling"}]
     out = ["# written by unmix select; run it with: unmix run --config THIS_FILE -o OUTDIR"]
     inp = {key: v for key, v in (input_table or {}).items() if v not in (None, [], ())}
     if inp:
