@@ -354,6 +354,7 @@ def eels_report(tmp_path_factory):
     return path, len(list(out.glob("*.png")))
 
 
+@pytest.mark.slow  # the bundled real EELS map, three fits
 def test_report_eels_end_to_end(eels_report):
     path, n_png = eels_report
     assert n_png == 3 * 5 + 1
