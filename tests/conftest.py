@@ -10,9 +10,14 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 from unmix.datasets import make_mixture  # noqa: E402
 from unmix.executors import SerialExecutor  # noqa: E402
+
+# the variables above come too late where a plugin imported NumPy first: one BLAS thread
+# here too, as in the subprocesses the tests start (results then agree bit for bit)
+threadpool_limits(1)
 
 if importlib.util.find_spec("torch") is not None:
     import torch

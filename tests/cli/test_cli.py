@@ -259,7 +259,8 @@ def test_kill_and_resume_gives_uninterrupted_answer(tmp_path):
     straight = unmix.load_result(tmp_path / "straight" / "result.h5")
     np.testing.assert_array_equal(resumed.S, straight.S)
     assert resumed.n_iter == straight.n_iter == 600
-    assert sorted(p.name for p in out.iterdir()) == ["result.h5"]  # no stale temporaries
+    # no stale temporaries: the result and the list of this run's files
+    assert sorted(p.name for p in out.iterdir()) == [".unmix-files", "result.h5"]
 
 
 def test_version_and_missing_command(capsys):

@@ -51,7 +51,6 @@ __all__ = [
     "inline_table",
     "load_image",
     "merge_config",
-    "prepare_outdir",
     "progress_bar",
     "table_option",
     "unfolded",
@@ -70,17 +69,6 @@ class Fail(click.ClickException):
 
 
 # ----------------------------------------------------------------- helpers
-def prepare_outdir(path: str, *, force: bool, resume: bool) -> str:
-    if os.path.isdir(path) and os.listdir(path) and not (force or resume):
-        raise Fail(
-            f"{path} exists and is not empty; use --force to overwrite "
-            "or --resume to continue an interrupted run.",
-            EXIT_EXISTS,
-        )
-    os.makedirs(path, exist_ok=True)
-    return path
-
-
 def load_image(cfg: dict, *, lazy: bool = False) -> Any:
 
     inp = cfg.get("input", {})

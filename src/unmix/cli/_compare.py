@@ -16,9 +16,9 @@ from ._common import (
     fit_with_progress,
     flag_terms,
     load_image,
-    prepare_outdir,
     write_html_report,
 )
+from ._outdir import output_folder
 
 __all__ = ["CONSTRAINED", "compare"]
 
@@ -36,7 +36,23 @@ CONSTRAINED = {"smooth": 1.0}
 def compare(file: str | None, **kw: Any) -> None:
     """PCA vs NMF vs constrained NMF on FILE, side by side in one report."""
     cfg = command_config(file, kw)
-    outdir = prepare_outdir(cfg["output"]["dir"], force=kw["force"], resume=False)
+    force = kw["force"] or cfg["output"].get("force", False)
+    with output_folder(cfg["output"]["dir"], force=force, resume=False) as where:
+        results, report = _fit_all(cfg, kw, where.stage)
+    if not kw["quiet"]:
+        for name, r in results.items():
+            neg = float(np.mean(np.asarray(r.S) < 0))
+            click.echo(
+                f"{name:>16}: {r.n_iter} it., objective {r.objective:.6g}, "
+                f"negative entries in spectra {100 * neg:.0f}%"
+            )
+        if report:
+            click.echo(f"  report  {os.path.abspath(os.path.join(where.dir, report))}")
+
+
+def _fit_all(cfg: dict, kw: dict, stage: str) -> tuple[dict, str | None]:
+    """PCA, NMF and constrained NMF, each saved into ``stage``; the results and the
+    report's file name."""
     image = load_image(cfg)
     X = image.unfold()
     fac = cfg["factorize"]
@@ -53,14 +69,6 @@ def compare(file: str | None, **kw: Any) -> None:
             X, image, opts, outdir=None, resume=False, quiet=kw["quiet"], label=name
         )
         attach_context(results[name], image)
-        results[name].save(os.path.join(outdir, f"result_{name.replace(' ', '_')}.h5"))
-    report = write_html_report(outdir, results, X, image, f"unmix compare: {image.title}")
-    if not kw["quiet"]:
-        for name, r in results.items():
-            neg = float(np.mean(np.asarray(r.S) < 0))
-            click.echo(
-                f"{name:>16}: {r.n_iter} it., objective {r.objective:.6g}, "
-                f"negative entries in spectra {100 * neg:.0f}%"
-            )
-        if report:
-            click.echo(f"  report  {os.path.abspath(report)}")
+        results[name].save(os.path.join(stage, f"result_{name.replace(' ', '_')}.h5"))
+    report = write_html_report(stage, results, X, image, f"unmix compare: {image.title}")
+    return results, (os.path.basename(report) if report else None)

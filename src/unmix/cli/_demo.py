@@ -11,7 +11,7 @@ import numpy as np
 from ..datasets import load_cuzn_eels
 from ..engine import factorize
 from ..spectral_image import Axis, SpectralImage
-from ._common import prepare_outdir
+from ._outdir import output_folder
 
 __all__ = ["demo", "edge_names", "run_demo"]
 
@@ -98,8 +98,9 @@ def run_demo(outdir: str) -> tuple[dict[str, str], str]:
 @click.option("-q", "--quiet", is_flag=True)
 def demo(outdir: str, force: bool, quiet: bool) -> None:
     """Factorize the bundled Cu/ZnO EELS map (k = 3) and write figures and a report."""
-    outdir = prepare_outdir(outdir, force=force, resume=False)
-    files, summary = run_demo(outdir)
+    with output_folder(outdir, force=force, resume=False) as where:
+        staged, summary = run_demo(where.stage)
+    files = {key: os.path.join(where.dir, os.path.basename(p)) for key, p in staged.items()}
     if not quiet:
         click.echo(summary)
         for key, path in files.items():

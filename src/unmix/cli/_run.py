@@ -15,11 +15,11 @@ from ._common import (
     fit_with_progress,
     flag_terms,
     load_image,
-    prepare_outdir,
     unfolded,
     write_html_report,
 )
 from ._mpi import mpi_executor
+from ._outdir import Output, output_folder
 
 __all__ = ["run"]
 
@@ -76,9 +76,25 @@ def _run(file: str | None, kw: dict, executor: Any = None) -> None:
     out = cfg["output"]
     lead = executor is None or executor.rank == 0
     force, resume = kw["force"] or out.get("force", False), kw["resume"]
-    outdir = prepare_outdir(out["dir"], force=force, resume=resume) if lead else out["dir"]
-    if executor is not None:
-        executor.barrier()
+    with output_folder(out["dir"], force=force, resume=resume, lead=lead) as where:
+        if executor is not None:
+            executor.barrier()
+        written = _fit_and_write(cfg, kw, where, executor)
+    if written is not None and not kw["quiet"]:
+        result, names = written
+        click.echo(
+            f"{result.spec['solver']}: {result.n_iter} iterations, stopped by "
+            f"{result.stop_reason}, objective {result.objective:.6g}, "
+            f"{result.timings['total']:.1f} s, seed {result.spec.get('random_state')}"
+        )
+        for label, name in names.items():
+            click.echo(f"  {label:<7} {os.path.abspath(os.path.join(where.dir, name))}")
+
+
+def _fit_and_write(cfg: dict, kw: dict, where: Output, executor: Any) -> Any:
+    """Load, fit (checkpoints in the folder itself) and write the staged files; the
+    result and the written names (None on ranks other than 0)."""
+    lead = executor is None or executor.rank == 0
     image = load_image(cfg, lazy=kw["out_of_core"])
     X = unfolded(image)
     opts = flag_terms(cfg["factorize"], kw, X)
@@ -86,7 +102,7 @@ def _run(file: str | None, kw: dict, executor: Any = None) -> None:
         X,
         image,
         opts,
-        outdir=outdir,
+        outdir=where.dir,
         resume=kw["resume"],
         quiet=kw["quiet"],
         every=kw["checkpoint_every"],
@@ -99,22 +115,15 @@ def _run(file: str | None, kw: dict, executor: Any = None) -> None:
         result.A, result.rows = executor.gather_rows(result.A), None
         if not lead:
             image.close()
-            return
+            return None
     attach_context(result, image)
-    path = result.save(os.path.join(outdir, "result.h5"))
-    report = None
-    if not kw["no_report"] and out.get("report", True):
+    names = {"result": os.path.basename(result.save(os.path.join(where.stage, "result.h5")))}
+    if not kw["no_report"] and cfg["output"].get("report", True):
         shown = None if image.is_lazy else X  # out of core: no residual figures
         report = write_html_report(
-            outdir, {"NMF": result}, shown, image, f"unmix run: {image.title}"
+            where.stage, {"NMF": result}, shown, image, f"unmix run: {image.title}"
         )
-    image.close()
-    if not kw["quiet"]:
-        click.echo(
-            f"{result.spec['solver']}: {result.n_iter} iterations, stopped by "
-            f"{result.stop_reason}, objective {result.objective:.6g}, "
-            f"{result.timings['total']:.1f} s"
-        )
-        click.echo(f"  result  {os.path.abspath(path)}")
         if report:
-            click.echo(f"  report  {os.path.abspath(report)}")
+            names["report"] = os.path.basename(report)
+    image.close()
+    return result, names

@@ -15,9 +15,10 @@ from typing import Any
 
 import click
 
-from ._common import EXIT_FIT, EXIT_INTERRUPTED, Fail, inline_table, load_image, prepare_outdir
+from ._common import EXIT_FIT, EXIT_INTERRUPTED, Fail, inline_table, load_image
 from ._config import load_config
 from ._mpi import mpi_executor, mpi_options
+from ._outdir import output_folder
 
 __all__ = ["parse_ks", "select"]
 
@@ -94,19 +95,36 @@ def select(file: str | None, **kw: Any) -> None:
     cfg = _config_tables(kw["config"], file, kw["steps"], kw["spatial_shape"])
     executor = mpi_executor(kw["mpi"], kw["groups"], command="select")
     lead = executor is None or executor.rank == 0
-    if lead:
-        outdir = prepare_outdir(kw["outdir"], force=kw["force"], resume=kw["resume"])
-    else:
-        outdir = kw["outdir"]
-    if executor is not None:
-        executor.barrier()
-    parallel = {} if executor is None else {"executor": executor, "groups": kw["groups"]}
-    image = load_image(cfg)
-    X = image.unfold()
-    shape = tuple(image.spatial_shape)
+    with output_folder(kw["outdir"], force=kw["force"], resume=kw["resume"], lead=lead) as where:
+        if executor is not None:
+            executor.barrier()
+        parallel = {} if executor is None else {"executor": executor, "groups": kw["groups"]}
+        image = load_image(cfg)
+        sel, lam = _choose_guarded(image, ks, where.dir, parallel, kw)
+        if not lead:  # every rank holds the selection; rank 0 writes it
+            return
+        report, toml_path = _write_outputs(
+            where.stage, sel, lam, image.title, cfg, kw["random_state"]
+        )
+    click.echo(f"recommended k = {sel.recommended}")
+    if lam is not None:
+        click.echo("strengths: " + ", ".join(f"{k} = {v:.4g}" for k, v in lam.best.items()))
+    if not kw["quiet"]:
+        click.echo(sel.to_markdown())
+        moved = os.path.join(where.dir, os.path.basename(toml_path))
+        click.echo(f"  config  {os.path.abspath(moved)}  (unmix run --config ...)")
+        click.echo(f"  report  {os.path.abspath(os.path.join(where.dir, Path(report).name))}")
+
+
+def _choose_guarded(
+    image: Any, ks: list[int], outdir: str, parallel: dict[str, Any], kw: dict[str, Any]
+) -> tuple[Any, Any]:
+    """:func:`_choose` on the image's pixels, its failures mapped to exit codes."""
     criteria = None if not kw["criteria"] else [c.strip() for c in kw["criteria"].split(",")]
     try:
-        sel, lam = _choose(X, ks, shape, criteria, outdir, parallel, kw)
+        return _choose(
+            image.unfold(), ks, tuple(image.spatial_shape), criteria, outdir, parallel, kw
+        )
     except KeyboardInterrupt:
         raise Fail(
             "interrupted; finished fits are kept: rerun with --resume to continue.",
@@ -114,16 +132,6 @@ def select(file: str | None, **kw: Any) -> None:
         ) from None
     except (ValueError, TypeError, ImportError) as err:
         raise Fail(str(err), EXIT_FIT) from err
-    if not lead:  # every rank holds the selection; rank 0 writes it
-        return
-    report, toml_path = _write_outputs(outdir, sel, lam, image.title, cfg, kw["random_state"])
-    click.echo(f"recommended k = {sel.recommended}")
-    if lam is not None:
-        click.echo("strengths: " + ", ".join(f"{k} = {v:.4g}" for k, v in lam.best.items()))
-    if not kw["quiet"]:
-        click.echo(sel.to_markdown())
-        click.echo(f"  config  {os.path.abspath(toml_path)}  (unmix run --config ...)")
-        click.echo(f"  report  {os.path.abspath(report)}")
 
 
 def _choose(

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 import click
 import numpy as np
 
-from ._common import EXIT_FIT, Fail, inline_table, load_image, prepare_outdir
+from ._common import EXIT_FIT, Fail, inline_table, load_image
 from ._mpi import mpi_executor, mpi_options
+from ._outdir import output_folder
 
 if TYPE_CHECKING:
     from ..hierarchy import Tree
@@ -99,21 +100,20 @@ def tree(file: str, **kw: Any) -> None:
     steps, inp = _input(file, kw)
     executor = mpi_executor(kw["mpi"], kw["groups"], command="tree")
     lead = executor is None or executor.rank == 0
-    outdir = (
-        prepare_outdir(kw["outdir"], force=kw["force"], resume=False) if lead else kw["outdir"]
-    )
-    if executor is not None:
-        executor.barrier()
-    image = load_image({"input": inp, "preprocess": {"steps": steps}})
-    t, caught = _grow(image, kw, executor)
-    if not lead:
-        return
-    for w in caught:
-        click.echo(f"warning: {w.message}", err=True)
-    h5 = _save(outdir, t, image)
-    page = None if kw["no_report"] else _report(outdir, t, image, file, kw["steps"])
+    with output_folder(kw["outdir"], force=kw["force"], resume=False, lead=lead) as where:
+        if executor is not None:
+            executor.barrier()
+        image = load_image({"input": inp, "preprocess": {"steps": steps}})
+        t, caught = _grow(image, kw, executor)
+        if not lead:
+            return
+        for w in caught:
+            click.echo(f"warning: {w.message}", err=True)
+        h5 = _save(where.stage, t, image)
+        page = None if kw["no_report"] else _report(where.stage, t, image, file, kw["steps"])
     if not kw["quiet"]:
-        _summary(outdir, t, h5, page)
+        moved = os.path.join(where.dir, os.path.basename(h5))
+        _summary(where.dir, t, moved, page and os.path.join(where.dir, os.path.basename(page)))
 
 
 def _input(file: str, kw: dict[str, Any]) -> tuple[list[dict], dict[str, Any]]:
