@@ -5,19 +5,24 @@ One module a command (``_run``, ``_compare``, ``_inspect``, ``_demo``, ``_tree``
 loading, fitting with a progress bar) and ``_config`` (the TOML schema).
 
 Exit codes: 0 success, 1 the fit failed, 2 usage error, 3 unreadable input, 4 output
-directory exists (use ``--force`` or ``--resume``), 130 interrupted (a checkpoint was
-saved; continue with ``--resume``).
+directory exists or is in use (use ``--force`` or ``--resume``, or another ``-o``), 130
+interrupted (a checkpoint was saved; continue with ``--resume``).
+
+:func:`entry` is the one error boundary (the ``unmix`` command calls it): every failure
+ends as one ``Error: ...`` line on stderr and its exit code; a traceback only with
+``unmix --debug ...``.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 
 import click
 
 from .._version import __version__
-from ._common import EXIT_EXISTS, EXIT_FIT, EXIT_INPUT, EXIT_INTERRUPTED
+from ._common import EXIT_EXISTS, EXIT_FIT, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_USAGE
 from ._compare import compare
 from ._demo import demo
 from ._inspect import inspect
@@ -25,14 +30,23 @@ from ._run import run
 from ._select import select
 from ._tree import tree
 
-__all__ = ["EXIT_EXISTS", "EXIT_FIT", "EXIT_INPUT", "EXIT_INTERRUPTED", "entry", "main"]
+__all__ = [
+    "EXIT_EXISTS",
+    "EXIT_FIT",
+    "EXIT_INPUT",
+    "EXIT_INTERRUPTED",
+    "EXIT_USAGE",
+    "entry",
+    "main",
+]
 
 
 # ----------------------------------------------------------------- commands
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="unmix")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-def main(verbose: int) -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback of an error.")
+def main(verbose: int, debug: bool) -> None:
     """unmix: physically constrained linear unmixing of spectroscopic images."""
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
@@ -43,14 +57,41 @@ for _command in (run, compare, inspect, demo, tree, select):
 
 
 def entry(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI and return the exit code (for tests and ``python -m unmix``)."""
+    """Run the CLI and return the exit code (the ``unmix`` command, ``python -m unmix``
+    and the tests); every failure is one ``Error:`` line (a traceback with ``--debug``)."""
+    args = list(argv) if argv is not None else sys.argv[1:]
     try:
-        main.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+        main.main(args=args, prog_name="unmix", standalone_mode=False)
     except click.ClickException as err:
         err.show()
         return err.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("Error: interrupted.", err=True)
         return EXIT_INTERRUPTED
     except click.exceptions.Exit as err:
         return err.exit_code
+    except Exception as err:  # the boundary: no traceback unless --debug
+        if "--debug" in args[: args.index("--") if "--" in args else len(args)]:
+            raise
+        code, text = _classify(err)
+        click.echo(f"Error: {text}", err=True)
+        return code
     return 0
+
+
+def _classify(err: BaseException) -> tuple[int, str]:
+    """The exit code and message of an exception no command mapped itself."""
+    what = f"{err}".strip() or type(err).__name__
+    if isinstance(err, MemoryError):
+        return EXIT_INPUT, (
+            "not enough memory for this input; crop or bin it (--step), stream it "
+            "(unmix run --out-of-core), or use a machine with more memory."
+        )
+    if isinstance(err, (OSError, EOFError)):
+        return EXIT_INPUT, f"cannot read or write: {what}"
+    if isinstance(err, (ValueError, TypeError, KeyError, IndexError)):
+        return EXIT_USAGE, f"{what} (rerun with --debug for the traceback)"
+    return EXIT_FIT, (
+        f"unexpected {type(err).__name__}: {what}. Rerun with --debug for the traceback "
+        "and report it."
+    )

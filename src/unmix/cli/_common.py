@@ -37,6 +37,7 @@ __all__ = [
     "EXIT_FIT",
     "EXIT_INPUT",
     "EXIT_INTERRUPTED",
+    "EXIT_USAGE",
     "FIT_OPTIONS",
     "TABLE_FLAGS",
     "TERM_FLAGS",
@@ -58,7 +59,7 @@ __all__ = [
     "write_html_report",
 ]
 
-EXIT_FIT, EXIT_INPUT, EXIT_EXISTS, EXIT_INTERRUPTED = 1, 3, 4, 130
+EXIT_FIT, EXIT_USAGE, EXIT_INPUT, EXIT_EXISTS, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
 CHECKPOINT = "checkpoint.h5"
 
 
@@ -84,10 +85,29 @@ def load_image(cfg: dict, *, lazy: bool = False) -> Any:
     except (OSError, ValueError, KeyError) as err:
         raise Fail(f"cannot read {inp.get('file')}: {err}", EXIT_INPUT) from err
     if inp.get("spatial_shape"):
-        image = image.with_spatial_shape(inp["spatial_shape"])
+        image = _regrid(image, list(inp["spatial_shape"]))
     if steps:
         image = pipeline_from_config(steps).apply(image)
     return image
+
+
+def _regrid(image: Any, shape: list[int]) -> Any:
+    """``--shape``: re-grid a 1-D scan (or confirm the file's own scan shape)."""
+    own = list(image.spatial_shape)
+    text = "x".join(map(str, shape))
+    if len(own) > 1 and shape != own:
+        raise Fail(
+            f"--shape {text}: the file's scan is already {'x'.join(map(str, own))}; "
+            "--shape re-grids 1-D scans only (drop it, or give the file's own shape).",
+            EXIT_USAGE,
+        )
+    if any(v < 1 for v in shape) or int(np.prod(shape)) != image.n_pixels:
+        raise Fail(
+            f"--shape {text}: {int(np.prod(shape))} positions, but the file has "
+            f"{image.n_pixels} pixels; give ROWSxCOLS with ROWS * COLS = {image.n_pixels}.",
+            EXIT_USAGE,
+        )
+    return image.with_spatial_shape(shape)
 
 
 def progress_bar(max_iter: int, quiet: bool):
@@ -150,8 +170,8 @@ def fit_with_progress(
             "interrupted; a checkpoint was saved: rerun with --resume to continue.",
             EXIT_INTERRUPTED,
         ) from None
-    except (ValueError, TypeError) as err:
-        raise Fail(str(err), EXIT_FIT) from err
+    except (ValueError, TypeError) as err:  # the data or the options do not fit
+        raise Fail(str(err), EXIT_USAGE) from err
 
 
 def unfolded(image: Any) -> Any:

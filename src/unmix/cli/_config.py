@@ -51,6 +51,22 @@ TABLES = {
     "output": {"dir", "force", "report"},
 }
 _TERM_LISTS = {"constraints", "regularizers", "preprocessing"}
+#: the value types of the [input], [preprocess] and [output] keys (booleans are booleans:
+#: ``force = "no"`` is refused, not read as true)
+_TYPES: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
+    "input": {
+        "file": ((str,), "a path (text)"),
+        "dataset": ((str,), "an HDF5 dataset path (text)"),
+        "signal": ((str, int), "a signal name (text) or index (integer)"),
+        "spatial_shape": ((list,), "a list of positive integers, e.g. [11, 13]"),
+    },
+    "preprocess": {"steps": ((list,), 'a list of tables, e.g. [{op = "crop"}]')},
+    "output": {
+        "dir": ((str,), "a folder path (text)"),
+        "force": ((bool,), "true or false"),
+        "report": ((bool,), "true or false"),
+    },
+}
 
 
 def _term_classes() -> dict[str, type]:
@@ -108,6 +124,7 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(
                 f"config: [{table}] has unknown key(s) {sorted(bad)}; valid: {sorted(keys)}."
             )
+    _check_types(cfg)
     check_factorize_params(cfg.get("factorize", {}), where="config [factorize]")
     for name in _TERM_LISTS & set(cfg.get("factorize", {})):
         entries = cfg["factorize"][name]
@@ -116,6 +133,20 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
         for i, entry in enumerate(entries):
             build_term(entry, where=f"[factorize] {name}[{i}]")
     return cfg
+
+
+def _check_types(cfg: dict[str, Any]) -> None:
+    """The [input], [preprocess] and [output] values have their types (see ``_TYPES``)."""
+    for table, keys in _TYPES.items():
+        for key, value in cfg.get(table, {}).items():
+            kinds, text = keys[key]
+            ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+            if ok and key == "spatial_shape":
+                ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+            if ok and key == "steps":
+                ok = all(isinstance(v, dict) for v in value)
+            if not ok:
+                raise ValueError(f"config: [{table}] {key} = {value!r}: must be {text}.")
 
 
 def load_config(path: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ._common import EXIT_FIT, EXIT_INTERRUPTED, Fail, inline_table, load_image
+from ._common import EXIT_INTERRUPTED, EXIT_USAGE, Fail, inline_table, load_image
 from ._config import load_config
 from ._mpi import mpi_executor, mpi_options
 from ._outdir import output_folder
@@ -131,7 +131,7 @@ def _choose_guarded(
             EXIT_INTERRUPTED,
         ) from None
     except (ValueError, TypeError, ImportError) as err:
-        raise Fail(str(err), EXIT_FIT) from err
+        raise Fail(str(err), EXIT_USAGE) from err
 
 
 def _choose(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import numpy as np
 
-from ._common import EXIT_FIT, Fail, inline_table, load_image
+from ._common import EXIT_USAGE, Fail, inline_table, load_image
 from ._mpi import mpi_executor, mpi_options
 from ._outdir import output_folder
 
@@ -165,7 +165,7 @@ def _grow(
                 groups=kw["groups"],
             )
         except (ValueError, TypeError) as err:
-            raise Fail(str(err), EXIT_FIT) from err
+            raise Fail(str(err), EXIT_USAGE) from err
     return t, caught
 
 
