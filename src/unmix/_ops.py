@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 __all__ = [
-    "gaussian_filter_axes",
     "grid_neighbor_sum",
     "line_window",
     "median_filter_axes",
     "project_simplex_rows",
+    "reflect_pad",
 ]
 
 
@@ -87,7 +86,8 @@ def line_window(start: int, stop: int, n: int, width: int, line: int) -> tuple[i
     return lo, hi
 
 
-def _reflect_pad(V: Any, xp: Any, axis: int, r: int) -> Any:
+def reflect_pad(V: Any, xp: Any, axis: int, r: int) -> Any:
+    """``V`` with ``r <= V.shape[axis]`` mirrored sites added at both ends of ``axis``."""
     n = V.shape[axis]
     r = min(r, n)
     if r == 0:
@@ -100,42 +100,6 @@ def _reflect_pad(V: Any, xp: Any, axis: int, r: int) -> Any:
     )
 
 
-def gaussian_kernel(sigma: float) -> list[float]:
-    r = max(1, math.ceil(3.0 * sigma))
-    w = [math.exp(-0.5 * (t / sigma) ** 2) for t in range(-r, r + 1)]
-    s = sum(w)
-    return [x / s for x in w]
-
-
-def gaussian_filter_axes(
-    V: Any, xp: Any, sigma: float, axes: tuple[int, ...], lengths: tuple[int, ...] | None = None
-) -> Any:
-    """Separable Gaussian smoothing of ``V`` along ``axes`` (reflecting boundaries).
-
-    The kernel is truncated to ``ceil(3 sigma)`` sites and to the length of each axis;
-    ``lengths`` (one per entry of ``axes``) gives the lengths of the whole grid when ``V``
-    is a window of it (a process's scan lines with their halo), so that the window is
-    filtered with the same kernel as the whole grid.
-    """
-    if sigma <= 0:
-        return V
-    weights = gaussian_kernel(sigma)
-    r = len(weights) // 2
-    for i, ax in enumerate(axes):
-        n = V.shape[ax]
-        rr = min(r, n if lengths is None else int(lengths[i]))
-        P = _reflect_pad(V, xp, ax, rr)
-        out = xp.zeros_like(V)
-        ws = weights[r - rr : r + rr + 1]
-        total = sum(ws)
-        for t, w in enumerate(x / total for x in ws):
-            sl = [slice(None)] * V.ndim
-            sl[ax] = slice(t, t + n)
-            out = out + w * P[tuple(sl)]
-        V = out
-    return V
-
-
 def median_filter_axes(V: Any, xp: Any, size: int, axes: tuple[int, ...]) -> Any:
     """Median filter of ``V`` over a ``size``-wide window on ``axes`` (reflecting edges)."""
     if size <= 1:
@@ -143,7 +107,7 @@ def median_filter_axes(V: Any, xp: Any, size: int, axes: tuple[int, ...]) -> Any
     r = size // 2
     P = V
     for ax in axes:
-        P = _reflect_pad(P, xp, ax, r)
+        P = reflect_pad(P, xp, ax, r)
     shifts = [()]
     for _ in axes:
         shifts = [(*s, t) for s in shifts for t in range(2 * r + 1)]

@@ -117,3 +117,17 @@ def test_command_line_takes_a_beta_value(tmp_path):
     args = ["run", str(path), "-k", "2", "--loss", "1.5", "--max-iter", "3", "-q"]
     assert entry([*args, "--no-report", "-o", str(out)]) == 0
     assert unmix.load_result(out / "result.h5").spec["beta"] == 1.5
+
+
+@pytest.mark.parametrize("beta", [-1.0, 3.5, 1e30])
+def test_beta_outside_its_range_is_refused_on_every_surface(X, tmp_path, capsys, beta):
+    with pytest.raises(ValueError, match=r"loss=.* is not allowed; .*>= 0 and <= 3"):
+        unmix.factorize(X, 2, loss=beta)
+    cfg = {"input": {"file": "x.npy"}, "factorize": {"k": 2, "loss": beta}}
+    with pytest.raises(ValueError, match=r"config \[factorize\]: loss=.*>= 0 and <= 3"):
+        validate_config(cfg)
+    path = tmp_path / "x.npy"
+    np.save(path, np.random.default_rng(1).random((20, 8)))
+    args = ["run", str(path), "-k", "2", "-o", str(tmp_path / "out"), "-q", "--no-report"]
+    assert entry([*args, "--loss", str(beta)]) == 2
+    assert f"Error: --loss {beta}: loss=" in capsys.readouterr().err

@@ -24,7 +24,7 @@ from .._backend import to_numpy
 
 logger = logging.getLogger("unmix")
 
-__all__ = ["Checkpointer", "DistributedCheckpointer", "fingerprint"]
+__all__ = ["Checkpointer", "DistributedCheckpointer", "fingerprint", "recorded_seed"]
 
 _ARRAYS = ("A", "S", "A0", "S0")
 
@@ -34,6 +34,18 @@ def fingerprint(spec: dict, data_sig: str) -> str:
     keep = {k: v for k, v in spec.items() if k not in ("time_limit", "max_iter")}
     text = json.dumps(keep, sort_keys=True, default=repr) + data_sig
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def recorded_seed(path: str | os.PathLike, executor: Any = None, *, required: bool) -> int | None:
+    """The seed recorded in the checkpoint ``path`` of a fit on ``executor`` (None when
+    there is none yet; see :meth:`Checkpointer.recorded_seed`)."""
+    if executor is not None and getattr(executor, "distributed", False):
+        ckpt: Checkpointer = DistributedCheckpointer(
+            path, every=0.0, fingerprint="", executor=executor
+        )
+    else:
+        ckpt = Checkpointer(path, every=0.0, fingerprint="")
+    return ckpt.recorded_seed(required=required)
 
 
 def data_signature(data: Any) -> str:
@@ -56,12 +68,23 @@ class Checkpointer:
         Seconds between periodic saves; ``0`` saves after every iteration.
     fingerprint : str
         The problem's fingerprint (see :func:`fingerprint`).
+    random_state : int, optional
+        The fit's seed, recorded in the file so that a resume without a seed takes it
+        (:func:`recorded_seed`).
     """
 
-    def __init__(self, path: str | os.PathLike, *, every: float, fingerprint: str) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        every: float,
+        fingerprint: str,
+        random_state: int | None = None,
+    ) -> None:
         self.path = os.fspath(path)
         self.every = float(every)
         self.fingerprint = fingerprint
+        self.random_state = random_state
         self._last = time.monotonic()
         self.bookkeeping: dict[str, Any] = {"finished": [], "best": None}
         self.on_interrupt = True  # Ctrl-C saves the last complete iterate
@@ -80,6 +103,8 @@ class Checkpointer:
         ):
             f.attrs["format"] = "unmix-checkpoint"
             f.attrs["fingerprint"] = self.fingerprint
+            if self.random_state is not None:
+                f.attrs["random_state"] = int(self.random_state)
             for key in _ARRAYS:
                 f.create_dataset(key, data=to_numpy(snap[key]))
             h = f.create_group("history")
@@ -150,10 +175,49 @@ class Checkpointer:
                 best = dict(meta["best_meta"])
                 best["A"], best["S"] = f["best"]["A"][()], f["best"]["S"][()]
                 best["history"] = {k: f["best"]["history"][k][()] for k in f["best"]["history"]}
+        self._check_finite(snap, best)
         self.bookkeeping = {"finished": meta.pop("finished"), "best": best}
         meta.pop("best_meta", None)
         snap.update(meta)
         return snap
+
+    def _check_finite(self, snap: dict, best: dict | None) -> None:
+        """Refuse a checkpoint whose factors hold NaN or Inf (a resume would return them)."""
+        arrays = {key: snap[key] for key in _ARRAYS}
+        if best is not None:
+            arrays.update({"best A": best["A"], "best S": best["S"]})
+        bad = [key for key, value in arrays.items() if not np.all(np.isfinite(value))]
+        if bad:
+            raise ValueError(
+                f"checkpoint {self.path} holds non-finite maps ({', '.join(bad)}); delete it "
+                "or run without --resume (resume=False) to start afresh."
+            )
+
+    def recorded_seed(self, *, required: bool = False) -> int | None:
+        """The seed recorded in the checkpoint (None when there is no checkpoint).
+
+        ``required``: a checkpoint that records no seed (written by an older unmix)
+        raises a ValueError instead of giving None.
+        """
+        import h5py
+
+        path = self._newest()
+        if path is None or not os.path.exists(path):
+            return None
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != "unmix-checkpoint":
+                return None  # load() says what is wrong with it
+            seed = f.attrs.get("random_state")
+        if seed is None and required:
+            raise ValueError(
+                f"The checkpoint {path} records no seed (written by an older unmix): resume "
+                "with the random_state of the interrupted fit, or delete it to start afresh."
+            )
+        return None if seed is None else int(seed)
+
+    def _newest(self) -> str | None:
+        """The checkpoint file a resume would read."""
+        return self.path
 
     def remove(self) -> None:
         if os.path.exists(self.path):
@@ -196,9 +260,15 @@ class DistributedCheckpointer(Checkpointer):
     """
 
     def __init__(
-        self, path: str | os.PathLike, *, every: float, fingerprint: str, executor: Any
+        self,
+        path: str | os.PathLike,
+        *,
+        every: float,
+        fingerprint: str,
+        executor: Any,
+        random_state: int | None = None,
     ) -> None:
-        super().__init__(path, every=every, fingerprint=fingerprint)
+        super().__init__(path, every=every, fingerprint=fingerprint, random_state=random_state)
         self.ex = executor
         self.base = os.fspath(path)
         self.generation = 0
@@ -223,6 +293,10 @@ class DistributedCheckpointer(Checkpointer):
         if self.every <= 0:
             return True
         return self.ex.allreduce_max(float(super().due())) > 0
+
+    def _newest(self) -> str | None:
+        mine = self._mine()
+        return mine[max(mine)] if mine else None
 
     def save(self, snap: dict) -> None:
         generation = self.generation + 1

@@ -34,6 +34,7 @@ from ._inputs import Input, prepare_input
 from ._loop import IterationInfo, Settings, run_restarts
 from ._params import check_factorize_params, document_factorize
 from ._problem import Problem
+from ._seed import resolve_seed, restart_seeds
 from .solvers import Solver
 
 __all__ = ["IterationInfo", "factorize"]
@@ -115,8 +116,11 @@ def factorize(
     problem = build_problem(inp, model, check_k(k, *inp.shape), given, init=opts["init"])
     slv = choose_solver(opts["solver"], problem, opts["solver_options"] or {})
     init, cfg = opts["init"] or default_init(problem), _settings(opts, problem, slv, given)
-    seeds = _seeds(random_state, n_restarts)
-    spec = _problem_spec(problem, slv, cfg, **_provenance(init, inp, problem, given))
+    seed = resolve_seed(
+        random_state, checkpoint=checkpoint, resume=resume, executor=problem.data.executor
+    )
+    seeds = restart_seeds(seed, n_restarts)
+    spec = _problem_spec(problem, slv, cfg, **_provenance(init, inp, problem, given, seed))
     cfg = replace(cfg, checkpoint=_checkpointer(given, spec, seeds, problem))
     best, runs = run_restarts(problem, slv, init, seeds, cfg, resume)
     return _wrap(best, runs, problem, model, slv, opts, spec, inp, time.perf_counter() - t_start)
@@ -139,15 +143,12 @@ _PRESET_KEYS = (
 )
 
 
-def _provenance(init: Any, inp: Input, p: Problem, given: dict) -> dict:
-    """What the spec records besides the bound problem: start, seeds, steps, weights."""
-    random_state = given["random_state"]
+def _provenance(init: Any, inp: Input, p: Problem, given: dict, seed: int) -> dict:
+    """What the spec records besides the bound problem: start, seed, steps, weights."""
     return {
         "init": init if isinstance(init, str) else "custom",
         "n_restarts": given["n_restarts"],
-        "random_state": random_state
-        if isinstance(random_state, (int, type(None)))
-        else "Generator",
+        "random_state": seed,  # always an int: rerunning with it repeats the fit
         "preprocessing": [st.describe() for st in inp.steps],
         "weights": None
         if inp.weights is None
@@ -170,26 +171,18 @@ def _settings(opts: dict, p: Problem, slv: Solver, given: dict) -> Settings:
     )
 
 
-def _seeds(random_state: Any, n_restarts: int) -> list[int]:
-    """One seed per restart, drawn from ``random_state``."""
-    rng = (
-        random_state
-        if isinstance(random_state, np.random.Generator)
-        else np.random.default_rng(random_state)
-    )
-    return [int(s) for s in rng.integers(0, 2**31 - 1, size=n_restarts)]
-
-
 def _checkpointer(given: dict, spec: dict, seeds: list[int], p: Problem) -> Any:
     """The checkpointer of this fit, keyed to its spec, seeds and data (None without one)."""
     path, every = given["checkpoint"], given["checkpoint_every"]
     if path is None:
         return None
     fp = fingerprint({**spec, "seeds": seeds}, data_signature(p.data))
-    ex = p.data.executor
+    ex, seed = p.data.executor, spec["random_state"]
     if ex.distributed:
-        return DistributedCheckpointer(path, every=every, fingerprint=fp, executor=ex)
-    return Checkpointer(path, every=every, fingerprint=fp)
+        return DistributedCheckpointer(
+            path, every=every, fingerprint=fp, executor=ex, random_state=seed
+        )
+    return Checkpointer(path, every=every, fingerprint=fp, random_state=seed)
 
 
 def _wrap(

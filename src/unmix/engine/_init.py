@@ -321,8 +321,25 @@ def _custom(p: Problem, init: Any) -> tuple[Any, Any]:
             raise ValueError(
                 f"init A0 has shape {tuple(A0.shape)}; expected (pixels, k) = {(n, k)}."
             )
+    for name, M in (("A0", A0), ("S0", S0)):
+        _check_finite_start(p, name, M)
     if S0 is None:
         S0 = spectra_for(p, A0)
     if A0 is None:
         A0 = maps_for(p, S0)
     return A0, S0
+
+
+def _check_finite_start(p: Problem, name: str, M: Any) -> None:
+    """Refuse a given start with NaN or Inf (the fit could only return them)."""
+    if M is None:
+        return
+    xp = p.be.xp
+    bad = float(xp.sum(xp.astype(~xp.isfinite(M), xp.int64)))
+    if name == "A0":  # the maps' rows may be split over processes: every one decides alike
+        bad = float(p.data.reduce(np.array([bad]))[0])
+    if bad:
+        raise ValueError(
+            f"init {name} holds {bad:.0f} NaN or Inf entries; give finite starting factors "
+            "(or a named start such as init='nndsvda')."
+        )

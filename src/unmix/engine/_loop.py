@@ -221,30 +221,6 @@ def _compressed(p: Problem, rank: int, rng: np.random.Generator) -> Problem:
     return dataclasses.replace(p, data=data)
 
 
-def _exact_phase(
-    ph: _Phase,
-    slv: Solver,
-    A: Any,
-    S: Any,
-    rec: RestartRecord,
-    n_iter: int,
-    cfg: Settings,
-    prev: float | None,
-) -> tuple[Any, str, int]:
-    """Iterate on ``X`` until a stop; a fit that converged with collapsed components
-    restarts them (once each) and goes on.  Returns ``(S, stop_reason, n_iter)``."""
-    budget = max(cfg.max_iter - n_iter, 1)
-    S, stop, done = _iterate(ph, slv, A, S, rec, n_iter, budget, cfg, prev)
-    n_iter += done
-    while stop == "tol" and n_iter < cfg.max_iter and not slv.one_shot:
-        S, revived = _revive(ph.p, A, S, rec)
-        if not revived:
-            break
-        S, stop, done = _iterate(ph, slv, A, S, rec, n_iter, cfg.max_iter - n_iter, cfg, None)
-        n_iter += done
-    return S, stop, n_iter
-
-
 def _revive(p: Problem, A: Any, S: Any, rec: RestartRecord) -> tuple[Any, list[int]]:
     """Restart, once each, the components that collapsed (see :mod:`._collapse`)."""
     fresh = [j for j in collapsed_components(p, A, S) if j not in rec.revived]
@@ -267,6 +243,12 @@ def _finish(
     balance0: float,
 ) -> dict:
     """The restart's outcome: final objective on ``X``, history, warnings."""
+    if not _finite(p, A, S):  # even the start was not finite: nothing to return
+        raise FloatingPointError(
+            f"{slv.name}: the fit has no finite iterate (the start itself holds NaN or "
+            "Inf); check X and the weights for NaN/Inf (mark missing entries with mask=), "
+            "lower the regularization or try another init."
+        )
     final = evaluate_fit(p, A, S) + sum(p.penalty_values(A, S).values())
     history = rec.history.arrays()
     if slv.one_shot:
@@ -325,7 +307,7 @@ def _iterate(
         S = _filtered(p, A, out.S)
         pens = p.penalty_values(A_prev if out.fit_at_old_A else A, out.fit_S)
         obj = out.fit + sum(pens.values())
-        if not (np.isfinite(obj) and bool(xp.all(xp.isfinite(S)))):
+        if not (np.isfinite(obj) and _finite(p, A, S)):
             A[:, :] = A_prev
             _warn_nonfinite(it)
             return S_prev, "non-finite", done
@@ -412,6 +394,14 @@ def _stop_reason(
     if cfg.time_limit is not None and info.elapsed >= cfg.time_limit:
         return "time_limit"
     return None
+
+
+def _finite(p: Problem, A: Any, S: Any) -> bool:
+    """Whether ``A`` and ``S`` hold only finite numbers (``A`` on every process)."""
+    xp = p.be.xp
+    bad = 0.0 if bool(xp.all(xp.isfinite(A))) else 1.0
+    bad = float(p.data.reduce(np.array([bad]))[0])  # the maps' rows may be split
+    return bad == 0.0 and bool(xp.all(xp.isfinite(S)))
 
 
 def _warn_nonfinite(it: int) -> None:

@@ -29,7 +29,7 @@ from .._params import (
     lower,
     table,
 )
-from ..model import LINK_NAMES, LOSS_NAMES, PRESETS, Link, Loss
+from ..model import BETA_RANGE, LINK_NAMES, LOSS_NAMES, PRESETS, Link, Loss
 from ._init import METHODS
 from .solvers import REGISTRY, Solver
 
@@ -55,13 +55,14 @@ PARAMETERS: dict[str, Param] = table(
         (
             _NONE,
             Options(lower(LOSS_NAMES)),
-            Interval(float),
+            Interval(float, *BETA_RANGE),
             Instance((Loss,), "a unmix Loss"),
         ),
         None,
-        "the similarity: a loss name or the beta of a beta-divergence",
+        "the similarity: a loss name or the beta of a beta-divergence, 0 to 3",
         "str, float or Loss, optional",
-        """``"frobenius"`` (default), ``"kl"``, ``"itakura-saito"`` or a beta value.""",
+        """``"frobenius"`` (default), ``"kl"``, ``"itakura-saito"`` or the beta of a
+            beta-divergence, ``0 <= beta <= 3`` (0 Itakura-Saito, 1 KL, 2 Frobenius).""",
         cli="--loss",
     ),
     Param(
@@ -184,7 +185,11 @@ PARAMETERS: dict[str, Param] = table(
         None,
         "the seed",
         "int or Generator, optional",
-        "Seed for reproducible starts.",
+        """Seed of the starts.  None draws one from the operating system (logged at INFO);
+            a Generator gives one int drawn from it.  The seed used is always recorded as
+            an int in ``result.spec["random_state"]``: passing it again repeats the fit
+            bit for bit.  With ``resume=True``, None takes the seed recorded in the
+            checkpoint (an explicit seed must equal it).""",
         cli="--seed",
     ),
     Param(
@@ -255,7 +260,9 @@ PARAMETERS: dict[str, Param] = table(
         None,
         "solver-specific options",
         "dict, optional",
-        """Solver-specific options (e.g. ``{"inner": 10}`` for ADMM, ``{"lr": 0.05}``).""",
+        """Solver-specific options (e.g. ``{"inner": 10}`` for ADMM, ``{"lr": 0.05}`` for
+            gradient; each solver's docstring lists its own).  A key the chosen solver
+            does not take is refused, with the list of those it does.""",
     ),
     Param(
         "compress",
@@ -301,7 +308,7 @@ PARAMETERS: dict[str, Param] = table(
         "bool",
         """Continue from ``checkpoint`` when it exists (same data and options, checked by
             a fingerprint); the answer equals that of an uninterrupted fit with the same
-            seed.""",
+            seed.  Without ``random_state`` the seed recorded in the checkpoint is used.""",
         toml=False,
         estimator=False,
     ),

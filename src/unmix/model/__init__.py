@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ._constraints import Bounds, FixedEndmembers, NonNegative, Orthogonal, SumToOne, UnitNorm
 from ._links import LINK_NAMES, Identity, Link, Logistic, make_link
-from ._losses import KL, LOSS_NAMES, Beta, Frobenius, Loss, make_loss
+from ._losses import BETA_RANGE, KL, LOSS_NAMES, Beta, Frobenius, Loss, make_loss
 from ._presets import PRESETS, resolve_preset
 from ._regularizers import (
     L1,
@@ -24,6 +24,7 @@ from ._regularizers import (
 from ._terms import BindContext, Constraint, Filter, Penalty, PenaltyModel, Term
 
 __all__ = [
+    "BETA_RANGE",
     "KL",
     "L1",
     "L2",

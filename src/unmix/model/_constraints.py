@@ -26,6 +26,11 @@ __all__ = [
 ]
 
 
+def _is_number(value: Any) -> bool:
+    """A real number (booleans and strings are not)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class NonNegative(Constraint):
     """``A >= 0`` and/or ``S >= 0``.
@@ -68,9 +73,10 @@ class SumToOne(Constraint):
     separable = "rows"
     simplex_rows = True
 
-    def _prepare(self, ctx: BindContext) -> None:
-        if not (np.isfinite(self.total) and self.total > 0):
-            raise ValueError(f"SumToOne: total must be > 0; got {self.total!r}.")
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (_is_number(self.total) and np.isfinite(self.total) and self.total > 0):
+            raise ValueError(f"SumToOne: total must be a finite number > 0; got {self.total!r}.")
 
     @property
     def row_sum(self) -> float:  # type: ignore[override]
@@ -103,6 +109,23 @@ class Bounds(Constraint):
     lower: Any = 0.0
     upper: Any = None
     separable = "entries"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name, bound, wrong in (("lower", self.lower, np.inf), ("upper", self.upper, -np.inf)):
+            if bound is None:
+                continue
+            try:
+                values = np.asarray(to_numpy(bound), dtype=float)
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"Bounds: {name} must be a number or an array; got {bound!r}."
+                ) from None
+            if np.any(np.isnan(values)) or np.any(values == wrong):
+                raise ValueError(
+                    f"Bounds: {name} holds NaN or {wrong:+}; give numbers (-inf/+inf for no "
+                    f"bound), e.g. Bounds(lower=0.0, upper=1.0)."
+                )
 
     def _prepare(self, ctx: BindContext) -> None:
         be = ctx.backend

@@ -14,17 +14,37 @@ where ``Y = f(A @ S)`` is the model of ``X`` (pixels, channels).
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["KL", "LOSS_NAMES", "Beta", "Frobenius", "Loss", "make_loss"]
+__all__ = ["BETA_RANGE", "KL", "LOSS_NAMES", "Beta", "Frobenius", "Loss", "make_loss"]
+
+#: the betas a loss may have: ``0`` (Itakura-Saito) to ``3``.  Below 0 the divergence is
+#: infinite wherever ``X`` has a zero (``X ** beta``); above 3 it is ruled by the largest
+#: entries alone and ``Y ** beta`` overflows float32 for data of large magnitude.
+BETA_RANGE = (0.0, 3.0)
 
 
 @dataclass(frozen=True)
 class Loss:
-    """A beta-divergence.  Use :func:`make_loss` or the named subclasses."""
+    """A beta-divergence.  Use :func:`make_loss` or the named subclasses.
+
+    ``beta`` must be a finite number in :data:`BETA_RANGE` (``0 <= beta <= 3``).
+    """
 
     beta: float = 2.0
+
+    def __post_init__(self) -> None:
+        lo, hi = BETA_RANGE
+        beta = self.beta
+        ok = isinstance(beta, numbers.Real) and not isinstance(beta, bool)
+        if not (ok and math.isfinite(beta) and lo <= beta <= hi):
+            raise ValueError(
+                f"loss: beta={beta!r} is not allowed; the beta of a beta-divergence must be "
+                f"a finite number in [{lo:g}, {hi:g}] (0 Itakura-Saito, 1 KL, 2 Frobenius)."
+            )
 
     @property
     def name(self) -> str:
@@ -150,6 +170,6 @@ def make_loss(loss: Any) -> Loss:
                 "a number (the beta of a beta-divergence) or unmix.Beta(beta)."
             )
         return Loss(beta=LOSS_NAMES[key])
-    if isinstance(loss, (int, float)) and not isinstance(loss, bool):
+    if isinstance(loss, numbers.Real) and not isinstance(loss, bool):
         return Loss(beta=float(loss))
     raise TypeError(f"loss must be a name, a number (beta) or a Loss; got {loss!r}.")

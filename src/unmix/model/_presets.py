@@ -74,6 +74,9 @@ def resolve_preset(preset: str | None, given: dict[str, Any]) -> dict[str, Any]:
     if preset not in PRESETS:
         raise ValueError(f"preset={preset!r} is unknown; choose one of {sorted(PRESETS)}.")
     defaults = PRESETS[preset]()
+    mine = out.get("solver") in (None, "auto", defaults.get("solver"))
+    if not mine:  # the preset's solver options belong to its solver, not to the caller's
+        defaults.pop("solver_options", None)
     for key, value in defaults.items():
         current = out.get(key)
         if current is None or current == () or (key == "solver" and current == "auto"):

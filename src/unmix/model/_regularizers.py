@@ -29,12 +29,13 @@ import numpy as np
 
 from .._backend import to_numpy
 from .._linalg import svd_blocks
-from .._ops import (
-    gaussian_filter_axes,
-    gaussian_kernel,
-    grid_neighbor_sum,
-    line_window,
-    median_filter_axes,
+from .._ops import grid_neighbor_sum, line_window
+from ._smoothing import (
+    check_median_size,
+    check_positive,
+    gaussian_reach,
+    gaussian_smooth,
+    median_smooth,
 )
 from ._terms import BindContext, Filter, Penalty, PenaltyModel
 
@@ -142,10 +143,15 @@ class SpatialSmoothness(Penalty):
     def label(self) -> str:
         return "Smooth(A)"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.neighbors not in (4, 8) or isinstance(self.neighbors, bool):
+            raise ValueError(
+                f"SpatialSmoothness: neighbors must be 4 or 8; got {self.neighbors!r}."
+            )
+
     def _prepare(self, ctx: BindContext) -> None:
         shape = _spatial_shape(ctx, "SpatialSmoothness")
-        if self.neighbors not in (4, 8):
-            raise ValueError(f"SpatialSmoothness: neighbors must be 4 or 8; got {self.neighbors}.")
         diagonal = self.neighbors == 8
         if diagonal and len(shape) != 2:
             raise ValueError("SpatialSmoothness: neighbors=8 needs a 2-D spatial_shape.")
@@ -227,13 +233,15 @@ class MinVolume(Penalty):
     def label(self) -> str:
         return "MinVol(S)"
 
-    def _prepare(self, ctx: BindContext) -> None:
-        if not self.delta > 0:
-            raise ValueError(f"MinVolume: delta must be > 0; got {self.delta!r}.")
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(self.delta, "MinVolume", "delta")
         if self.scale not in ("init", "residual", "none"):
             raise ValueError(
                 f"MinVolume: scale must be 'init', 'residual' or 'none'; got {self.scale!r}."
             )
+
+    def _prepare(self, ctx: BindContext) -> None:
         delta = self.delta if self.scale == "none" else None
         object.__setattr__(self, "_state", {"delta": delta, "lam": self.lam})
 
@@ -347,7 +355,10 @@ def _with_halo(ctx: BindContext, M: Any, width: int, line: int) -> tuple[Any, in
 class GaussianMapFilter(Filter):
     """Smooth each abundance map on the scan grid with a Gaussian of ``sigma`` pixels.
 
-    The kernel reaches ``ceil(3 sigma)`` pixels (reflecting boundaries).  With the pixels
+    The kernel reaches ``ceil(3 sigma)`` pixels (reflecting boundaries), at most the
+    grid's extent: a ``sigma`` far wider than the map makes (to rounding) a plain mean
+    over the reflected map, in memory of the map's size (see
+    :mod:`unmix.model._smoothing`); ``sigma`` must be a finite number > 0.  With the pixels
     split over processes (:class:`unmix.mpi.MPIExecutor`) each process receives that many
     scan lines above and below its rows from its neighbours (a halo exchange) and filters
     its own pixels exactly as a serial run does.
@@ -362,12 +373,14 @@ class GaussianMapFilter(Filter):
     def label(self) -> str:
         return "GaussianMapFilter(A)"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(self.sigma, "GaussianMapFilter", "sigma", " (pixels)")
+
     def _prepare(self, ctx: BindContext) -> None:
-        if not self.sigma > 0:
-            raise ValueError(f"GaussianMapFilter: sigma must be > 0 pixels; got {self.sigma!r}.")
         shape = _spatial_shape(ctx, "GaussianMapFilter")
         object.__setattr__(self, "_shape", shape)
-        reach = min(len(gaussian_kernel(self.sigma)) // 2, shape[0])
+        reach = gaussian_reach(self.sigma, shape[0])
         object.__setattr__(self, "_reach", reach)  # scan lines (along the first axis)
 
     def apply(self, M: Any) -> Any:
@@ -377,7 +390,7 @@ class GaussianMapFilter(Filter):
             return M
         V = xp.reshape(ext, (*_lines(self._shape, ext.shape[0]), M.shape[1]))
         axes = tuple(range(len(self._shape)))
-        V = gaussian_filter_axes(V, xp, self.sigma, axes, lengths=self._shape)
+        V = gaussian_smooth(V, xp, self.sigma, axes, lengths=self._shape)
         V = xp.reshape(V, ext.shape)
         return V if ext is M else V[off : off + M.shape[0], :]
 
@@ -397,7 +410,9 @@ class SpectralSmoothing(Filter):
         Window of the median filter, in channels (odd).
 
     When the problem's ``signal_shape`` is 2-D (diffraction patterns), each endmember is
-    filtered as a 2-D image.
+    filtered as a 2-D image.  The Gaussian reaches at most the signal's extent (a huge
+    ``sigma`` is a mean); a median window must fit in the signal reflected at its ends
+    and in a bounded memory (:mod:`unmix.model._smoothing`), or it is refused.
     """
 
     method: str = "gaussian"
@@ -410,15 +425,22 @@ class SpectralSmoothing(Filter):
     def label(self) -> str:
         return f"SpectralSmoothing[{self.method}](S)"
 
-    def _prepare(self, ctx: BindContext) -> None:
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.method not in ("gaussian", "median"):
             raise ValueError(
                 f"SpectralSmoothing: method must be 'gaussian' or 'median'; got {self.method!r}."
             )
-        if self.method == "gaussian" and not self.sigma > 0:
-            raise ValueError(f"SpectralSmoothing: sigma must be > 0; got {self.sigma!r}.")
-        if self.method == "median" and (int(self.size) != self.size or self.size < 1):
-            raise ValueError(f"SpectralSmoothing: size must be a positive int; got {self.size!r}.")
+        if self.method == "gaussian":
+            check_positive(self.sigma, "SpectralSmoothing", "sigma", " (channels)")
+        else:
+            check_positive(self.size, "SpectralSmoothing", "size", " (channels)")
+            if int(self.size) != self.size:
+                raise ValueError(
+                    f"SpectralSmoothing: size must be a positive int; got {self.size!r}."
+                )
+
+    def _prepare(self, ctx: BindContext) -> None:
         shape = ctx.signal_shape or (ctx.n_channels,)
         if math.prod(shape) != ctx.n_channels:
             raise ValueError(
@@ -426,13 +448,16 @@ class SpectralSmoothing(Filter):
                 f"but X has {ctx.n_channels}."
             )
         object.__setattr__(self, "_shape", tuple(int(s) for s in shape))
+        if self.method == "median":
+            itemsize = getattr(ctx.backend.dtype, "itemsize", 8)
+            check_median_size(self.size, self._shape, itemsize, "SpectralSmoothing")
 
     def apply(self, M: Any) -> Any:
         xp = self.ctx.backend.xp
         V = xp.reshape(M, (M.shape[0], *self._shape))
         axes = tuple(range(1, V.ndim))
         if self.method == "gaussian":
-            V = gaussian_filter_axes(V, xp, self.sigma, axes)
+            V = gaussian_smooth(V, xp, self.sigma, axes)
         else:
-            V = median_filter_axes(V, xp, int(self.size), axes)
+            V = median_smooth(V, xp, int(self.size), axes)
         return xp.reshape(V, M.shape)

@@ -32,8 +32,14 @@ __all__ = [
 
 def get_solver(name: str | Solver, **options: Any) -> Solver:
     """A solver instance by name (``'mu'``, ``'hals'``, ``'bpp'``, ``'admm'``,
-    ``'gradient'``, ``'svd'``) or pass-through of an instance."""
+    ``'gradient'``, ``'svd'``) or pass-through of an instance (whose options are its
+    own: ``options`` with an instance are refused, not silently dropped)."""
     if isinstance(name, Solver):
+        if options:
+            raise ValueError(
+                f"solver_options {sorted(options)} given with a Solver instance: pass them "
+                f"to the instance instead, e.g. {type(name).__name__}(**options)."
+            )
         return name
     try:
         return REGISTRY[name](**options)

@@ -58,6 +58,7 @@ class ADMM(Solver):
     """
 
     name = "admm"
+    option_names = frozenset({"inner", "inner_tol"})
     weights = frozenset({"none", "mask", "separable"})
     persistent = ("U", "V")
 

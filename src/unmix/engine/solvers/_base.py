@@ -61,9 +61,25 @@ class Solver:
     one_shot: ClassVar[bool] = False
     #: state keys that carry over between iterations (saved in checkpoints)
     persistent: ClassVar[tuple] = ()
+    #: the keys of ``solver_options`` the solver takes (its docstring's "Options"); None
+    #: (a user's solver that does not declare them): any
+    option_names: ClassVar[frozenset | None] = None
 
     def __init__(self, **options: Any) -> None:
+        self._check_options(options)
         self.options = options
+
+    def _check_options(self, options: dict) -> None:
+        """Refuse option names the solver does not declare in :attr:`option_names`."""
+        if self.option_names is None:
+            return
+        unknown = sorted(set(options) - self.option_names)
+        if unknown:
+            valid = ", ".join(repr(n) for n in sorted(self.option_names)) or "none"
+            raise ValueError(
+                f"solver_options: solver {self.name!r} has no option "
+                f"{', '.join(repr(n) for n in unknown)}; its options: {valid}."
+            )
 
     # ----------------------------------------------------------------- checks
     def problems(self, p: Problem) -> list[str]:

@@ -68,9 +68,13 @@ def _simplex_rows(p: Problem, G: Any) -> tuple[Any, Any]:
 
 @register
 class BPP(Solver):
-    """Alternating non-negative least squares, each subproblem solved exactly."""
+    """Alternating non-negative least squares, each subproblem solved exactly.
+
+    It takes no options (each subproblem is solved exactly).
+    """
 
     name = "bpp"
+    option_names = frozenset()
     weights = frozenset({"none", "mask"})
     needs_nonneg = True
     monotone = True

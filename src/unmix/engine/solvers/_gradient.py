@@ -60,6 +60,7 @@ class Gradient(Solver):
     """
 
     name = "gradient"
+    option_names = frozenset({"lr", "betas"})
     betas = "any"
     links = True
     weights = frozenset({"none", "mask", "separable", "full"})

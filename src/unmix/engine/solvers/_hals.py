@@ -82,6 +82,7 @@ class HALS(Solver):
     """
 
     name = "hals"
+    option_names = frozenset({"inner_max", "inner_delta", "kernel"})
     separable_A = frozenset({"entries"})  # column updates: entry-wise projections
     separable_S = frozenset({"entries", "rows"})  # row updates: also row-wise ones
     weights = frozenset({"none", "mask", "separable"})

@@ -88,6 +88,7 @@ class MU(Solver):
     """
 
     name = "mu"
+    option_names = frozenset({"inner_max", "inner_delta", "kernel"})
     betas = "any"
     weights = frozenset({"none", "mask", "separable", "full"})
     needs_nonneg = True

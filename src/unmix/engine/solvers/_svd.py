@@ -21,9 +21,16 @@ __all__ = ["SVD"]
 
 @register
 class SVD(Solver):
-    """Exact (or randomized, for large X) truncated SVD."""
+    """Exact (or randomized, for large X) truncated SVD.
+
+    Options
+    -------
+    seed : int
+        Seed of the randomized range finder (default: drawn from the restart's seed).
+    """
 
     name = "svd"
+    option_names = frozenset({"seed"})
     takes_penalties = False
 
     def accepts(self, c: Any, target: str) -> bool:
