@@ -43,6 +43,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import datetime as dt  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
@@ -360,7 +361,7 @@ def run_row(X, k, spatial, entry, set_name, solver, starts) -> tuple[Row, object
     return row, first
 
 
-def bench_entry(entry: Entry, starts: int) -> tuple[list[Row], dict]:
+def bench_entry(entry: Entry, starts: int, gradient_starts: int) -> tuple[list[Row], dict]:
     X, spatial = entry.load()
     X = np.ascontiguousarray(X, dtype=np.float64)
     info = {"shape": X.shape, "spatial": spatial, "refused": {}, "accepted": {}, "auto": {}}
@@ -373,7 +374,8 @@ def bench_entry(entry: Entry, starts: int) -> tuple[list[Row], dict]:
         log(f"  {set_name}: accepted {ok}; refused {sorted(refused)}")
         set_rows, fits = [], {}
         for s in ok:
-            row, res = run_row(X, entry.k, spatial, entry, set_name, s, starts)
+            n = gradient_starts if s == "gradient" else starts
+            row, res = run_row(X, entry.k, spatial, entry, set_name, s, n)
             set_rows.append(row)
             fits[s] = res
             log(
@@ -550,7 +552,9 @@ def table(rows: list[Row]) -> list[str]:
 
 def report(rows, infos, args, meta) -> str:
     m = meta["machine"]
-    cmd = " ".join([".venv/bin/python", "benchmarks/bench_constraints.py", *sys.argv[1:]])
+    cmd = meta.get("cmd") or " ".join(
+        [".venv/bin/python", "benchmarks/bench_constraints.py", *sys.argv[1:]]
+    )
     lines = [
         "# Constraint sets x solvers on the real datasets",
         "",
@@ -573,7 +577,13 @@ def report(rows, infos, args, meta) -> str:
         "",
         f"* Every fit: `unmix.factorize(X, k, solver=..., spatial_shape=scan, "
         f"random_state=seed, **set)` with X float64, the default init, `max_iter` and "
-        f"`tol`; {args.starts} starts (seed 0..{args.starts - 1}). The row shows the "
+        f"`tol`; {args.starts} starts (seed 0..{args.starts - 1})"
+        + (
+            f", {args.gradient_starts} for the gradient rows (the slowest solver)"
+            if getattr(args, "gradient_starts", args.starts) != args.starts
+            else ""
+        )
+        + ". The row shows the "
         "seed-0 fit (what a user gets by default).",
         "* Constraint sets: **NMF** = defaults (`constraints=None`); **NMF + sum-to-one** = "
         "`[NonNegative(), SumToOne()]`; **NMF + L1** = `[NonNegative(), UnitNorm()]` with "
@@ -687,8 +697,17 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="EELS and XRD only, 2 starts")
     ap.add_argument("--only", default="", help="comma-separated file keys (e.g. eels,xrd)")
     ap.add_argument("--starts", type=int, default=None, help=f"starts per row ({N_STARTS})")
+    ap.add_argument(
+        "--gradient-starts", type=int, default=None, help="starts of the gradient rows"
+    )
     ap.add_argument("--out", type=Path, default=None, help="write the report here")
+    ap.add_argument("--save", type=Path, default=None, help="pickle each file's rows here")
+    ap.add_argument(
+        "--merge", type=Path, nargs="+", default=None, help="report saved rows (--save)"
+    )
     args = ap.parse_args()
+    if args.merge:
+        return merge(args)
     keys = {e.key for e in ENTRIES}
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     if args.quick:
@@ -698,6 +717,8 @@ def main() -> int:
         ap.error(f"unknown file keys {sorted(unknown)}; use {sorted(keys)}")
     if args.starts is None:
         args.starts = 2 if args.quick else N_STARTS
+    if args.gradient_starts is None:
+        args.gradient_starts = args.starts
     entries = [e for e in ENTRIES if not only or e.key in only]
     out = args.out
     if out is None and not only and args.starts == N_STARTS:
@@ -709,14 +730,19 @@ def main() -> int:
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": machine_info(),
         "load0": _load(),
+        "cmd": " ".join([".venv/bin/python", "benchmarks/bench_constraints.py", *sys.argv[1:]]),
     }
     w0, c0 = time.perf_counter(), time.process_time()
     rows: list[Row] = []
     infos: dict[int, dict] = {}
     for e in entries:
-        r, info = bench_entry(e, args.starts)
+        t0, c1 = time.perf_counter(), time.process_time()
+        r, info = bench_entry(e, args.starts, args.gradient_starts)
         rows += r
         infos[id(e)] = info
+        if args.save is not None:
+            times = (time.perf_counter() - t0, time.process_time() - c1)
+            save_entry(args.save, e, r, info, dict(meta, args=vars(args), times=times))
     meta.update(wall=time.perf_counter() - w0, cpu=time.process_time() - c0, load1=_load())
     text = report(rows, infos, args, meta)
     if out is not None:
@@ -724,6 +750,47 @@ def main() -> int:
         out.write_text(text + "\n")
         log(f"wrote {out}")
     print(text)
+    return 0
+
+
+# ------------------------------------------------- runs split over processes
+def save_entry(folder: Path, entry: Entry, rows: list[Row], info: dict, meta: dict) -> None:
+    """Pickle one file's rows (``--save``), for :func:`merge`."""
+    import pickle
+
+    folder.mkdir(parents=True, exist_ok=True)
+    index = ENTRIES.index(entry)
+    plain = [dataclasses.replace(r, entry=None) for r in rows]
+    with open(folder / f"{index:02d}_{entry.key}_k{entry.k}.pkl", "wb") as f:
+        pickle.dump({"index": index, "rows": plain, "info": info, "meta": meta}, f)
+
+
+def merge(args: argparse.Namespace) -> int:
+    """The report of rows saved by several runs (``--merge DIR...``), in ENTRIES order."""
+    import pickle
+
+    saved = []
+    for folder in args.merge:
+        for path in sorted(folder.glob("*.pkl")):
+            with open(path, "rb") as f:
+                saved.append(pickle.load(f))
+    saved.sort(key=lambda d: d["index"])
+    rows: list[Row] = []
+    infos: dict[int, dict] = {}
+    for d in saved:
+        e = ENTRIES[d["index"]]
+        rows += [dataclasses.replace(r, entry=e) for r in d["rows"]]
+        infos[id(e)] = d["info"]
+    metas = [d["meta"] for d in saved]
+    first = min(metas, key=lambda m: m["date"])
+    meta = dict(first, wall=sum(m["times"][0] for m in metas))
+    meta.update(cpu=sum(m["times"][1] for m in metas), load1=_load())
+    run_args = argparse.Namespace(**first["args"])
+    text = report(rows, infos, run_args, meta)
+    out = args.out or DEFAULT_OUT
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
+    log(f"wrote {out} from {len(saved)} saved files")
     return 0
 
 
