@@ -92,7 +92,7 @@ def finite_report(X: Any, *, name: str = "X", allowed: Any = None) -> None:
     X_np = np.asarray(_host(X))
     n_nan = int(np.sum(np.isnan(X_np) & bad_np))
     hint = (
-        "mark them missing with mask= (False there)"
+        "mark them missing with mask= (False there; CLI: --mask-nonfinite)"
         if allowed is None
         else "they are not covered by mask= (mask must be False at every NaN/Inf)"
     )

@@ -39,6 +39,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_USAGE",
     "FIT_OPTIONS",
+    "INPUT_OPTIONS",
     "TABLE_FLAGS",
     "TERM_FLAGS",
     "Fail",
@@ -50,6 +51,7 @@ __all__ = [
     "fit_with_progress",
     "flag_terms",
     "inline_table",
+    "input_flags",
     "load_image",
     "merge_config",
     "progress_bar",
@@ -80,8 +82,12 @@ def load_image(cfg: dict, *, lazy: bool = False) -> Any:
             "the data in memory; drop them, or preprocess into a new file first.",
             EXIT_INPUT,
         )
+    signal = inp.get("signal")
+    if isinstance(signal, str) and signal.strip().isdigit():  # --signal 2: by index
+        signal = int(signal)
+    extra = {key: inp[key] for key in ("allow_external", "mz_bins", "signal_ndim") if inp.get(key)}
     try:
-        image = load(inp["file"], dataset=inp.get("dataset"), signal=inp.get("signal"), lazy=lazy)
+        image = load(inp["file"], dataset=inp.get("dataset"), signal=signal, lazy=lazy, **extra)
     except (OSError, ValueError, KeyError) as err:
         raise Fail(f"cannot read {inp.get('file')}: {err}", EXIT_INPUT) from err
     if inp.get("spatial_shape"):
@@ -273,9 +279,16 @@ TERM_FLAGS = {
 
 def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
     """Turn the convenience flags (:data:`TERM_FLAGS`) into constraint and regularizer
-    objects, after those of the ``[factorize]`` table ``fac``."""
-    flags = {**TERM_FLAGS, **{k: v for k, v in flags.items() if k in TERM_FLAGS}}
+    objects, after those of the ``[factorize]`` table ``fac``; ``--mask-nonfinite`` into
+    ``mask=`` (False at every NaN / Inf of ``X``)."""
     opts = factorize_options(fac)
+    if flags.get("mask_nonfinite"):
+        if not isinstance(X, np.ndarray):
+            raise Fail(
+                "--mask-nonfinite needs the data in memory; drop --out-of-core.", EXIT_USAGE
+            )
+        opts["mask"] = np.isfinite(X)
+    flags = {**TERM_FLAGS, **{k: v for k, v in flags.items() if k in TERM_FLAGS}}
     cons = list(opts.get("constraints") or [])
     regs = list(opts.get("regularizers") or [])
     if flags["sum_to_one"]:
@@ -345,6 +358,37 @@ def table_option(name: str) -> Any:
     return click.option(row.cli, name, type=TableValue(row), help=text + ".")
 
 
+#: how every command that reads a file picks what to read (the [input] table's keys)
+INPUT_OPTIONS = [
+    click.option("--dataset", help="HDF5 dataset path (files with several)."),
+    click.option("--signal", help="Which signal of a multi-signal file: its name or index."),
+    click.option(
+        "--allow-external",
+        is_flag=True,
+        help="Let an HDF5 file read data stored outside its folder (external storage, "
+        "virtual datasets, external links).",
+    ),
+    click.option(
+        "--mz-bins",
+        type=click.IntRange(min=1),
+        help="imzML: bin the m/z axis into this many bins (needed for processed files).",
+    ),
+    click.option(
+        "--signal-ndim",
+        type=click.IntRange(1, 2),
+        help="NumPy/HDF5/Zarr arrays: how many trailing axes are the signal (1: spectra, "
+        "e.g. a (x, y, z, m/z) depth profile; 2: patterns, e.g. 4D-STEM).",
+    ),
+]
+_INPUT_KEYS = ("dataset", "signal", "allow_external", "mz_bins", "signal_ndim")
+
+
+def input_flags(inp: dict, kw: dict) -> dict:
+    """``inp`` (an [input] table) with the given input options of ``kw`` set."""
+    inp.update({key: kw[key] for key in _INPUT_KEYS if kw.get(key)})
+    return inp
+
+
 #: the fit's parameters that have a flag, in the table's order
 TABLE_FLAGS = [name for name, row in PARAMETERS.items() if row.cli]
 
@@ -367,6 +411,12 @@ FIT_OPTIONS = [
         "'{op=\"crop\", signal=[0.2, 12]}' (repeatable; after the config's).",
     ),
     click.option("--shape", "spatial_shape", help="Scan shape for 1-D scans, e.g. 11x13."),
+    *INPUT_OPTIONS,
+    click.option(
+        "--mask-nonfinite",
+        is_flag=True,
+        help="Fit around NaN / Inf entries (e.g. a grid stopped early) instead of refusing.",
+    ),
     click.option("--config", type=click.Path(exists=True, dir_okay=False), help="TOML file."),
     click.option("-o", "--outdir", help="Output directory (default unmix_output)."),
     click.option("--force", is_flag=True, help="Overwrite a non-empty output directory."),
@@ -390,9 +440,11 @@ def fit_command(f: Any) -> Any:
 
 def command_config(file: str | None, kw: dict) -> dict:
     """The merged, checked config of a fitting command's FILE and options."""
-    return merge_config(
+    cfg = merge_config(
         kw["config"], file, fit_keys(kw), kw["outdir"], kw["steps"], kw["spatial_shape"]
     )
+    input_flags(cfg["input"], kw)
+    return cfg
 
 
 def fit_keys(kw: dict) -> dict:

@@ -44,7 +44,15 @@ else:  # pragma: no cover
 __all__ = ["TABLES", "build_term", "factorize_options", "load_config", "validate_config"]
 
 TABLES = {
-    "input": {"file", "dataset", "signal", "spatial_shape"},
+    "input": {
+        "file",
+        "dataset",
+        "signal",
+        "spatial_shape",
+        "allow_external",
+        "mz_bins",
+        "signal_ndim",
+    },
     "preprocess": {"steps"},
     # the factorize keywords a config may set: the parameter table's ``toml`` rows
     "factorize": {name for name, row in PARAMETERS.items() if row.toml},
@@ -59,6 +67,9 @@ _TYPES: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "dataset": ((str,), "an HDF5 dataset path (text)"),
         "signal": ((str, int), "a signal name (text) or index (integer)"),
         "spatial_shape": ((list,), "a list of positive integers, e.g. [11, 13]"),
+        "allow_external": ((bool,), "true or false"),
+        "mz_bins": ((int,), "a positive integer (imzML m/z bins)"),
+        "signal_ndim": ((int,), "1 (spectra) or 2 (patterns)"),
     },
     "preprocess": {"steps": ((list,), 'a list of tables, e.g. [{op = "crop"}]')},
     "output": {

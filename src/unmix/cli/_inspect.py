@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
 import numpy as np
 
 from ..preprocessing import is_counts
-from ._common import load_image
+from ._common import INPUT_OPTIONS, input_flags, load_image, with_options
 
-__all__ = ["inspect"]
+__all__ = ["inspect", "suggestions"]
 
 
 @click.command()
 @click.argument("file")
-@click.option("--dataset", help="HDF5 dataset path.")
-@click.option("--signal", help="Which signal/channel in multi-signal files.")
-def inspect(file: str, dataset: str | None, signal: str | None) -> None:
+@with_options(INPUT_OPTIONS)
+def inspect(file: str, **kw: Any) -> None:
     """Axes, shape, counts and suggested preprocessing of FILE."""
-    image = load_image({"input": {"file": file, "dataset": dataset, "signal": signal}})
+    image = load_image({"input": input_flags({"file": file}, kw)})
     click.echo(repr(image))
     for ax in image.spatial_axes + image.signal_axes:
         v = ax.values
@@ -29,36 +29,79 @@ def inspect(file: str, dataset: str | None, signal: str | None) -> None:
             f"{ax.units}{'' if ax.is_uniform else ' (non-uniform)'}"
         )
     X = np.asarray(image.unfold(), dtype=float)
-    per_pixel = X.sum(axis=1)
-    integer = is_counts(X)
+    per_pixel = np.nansum(X, axis=1)
+    integer = is_counts(X[np.isfinite(X)])
     click.echo(
-        f"  values  min {X.min():.4g}  max {X.max():.4g}  mean {X.mean():.4g}  "
+        f"  values  min {np.nanmin(X):.4g}  max {np.nanmax(X):.4g}  mean {np.nanmean(X):.4g}  "
         f"zeros {100 * np.mean(X == 0):.1f}%  {'integer counts' if integer else 'real'}"
     )
     click.echo(f"  per pixel total: mean {per_pixel.mean():.4g}, min {per_pixel.min():.4g}")
-    for line in _suggestions(image, X, integer, per_pixel):
-        click.echo(f"  suggestion: {line}")
+    for text, steps in suggestions(image, X, integer, per_pixel):
+        tables = " ".join(f"--step '{_toml(st)}'" for st in steps)
+        click.echo(f"  suggestion: {text}" + (f"  {tables}" if tables else ""))
 
 
-def _suggestions(image: Any, X: np.ndarray, integer: bool, per_pixel: np.ndarray) -> list[str]:
-    out = []
+def _toml(step: dict) -> str:
+    """A step as the ``--step`` inline table a user can paste."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps(v)
+
+    return "{" + ", ".join(f"{k}={value(v)}" for k, v in step.items()) + "}"
+
+
+def suggestions(
+    image: Any, X: np.ndarray, integer: bool, per_pixel: np.ndarray
+) -> list[tuple[str, list[dict]]]:
+    """What to do with this data: (advice, the preprocessing steps it names).  Every
+    step is a real operation of :data:`unmix.preprocessing.OPS` with valid arguments (a
+    test applies each one); the advice prints them as ``--step`` tables."""
+    out: list[tuple[str, list[dict]]] = []
     kind = str(image.metadata.get("signal_type", ""))
-    if X.min() < 0:
+    finite = np.isfinite(X)
+    if not finite.all():
         out.append(
-            f'{int(np.sum(X < 0))} negative values: use an offset ({{op="offset"}}), '
-            "|I| or dI/dV for NMF, or compare with PCA."
+            (f"{int(np.sum(~finite))} NaN/Inf values: fit around them with --mask-nonfinite.", [])
+        )
+    Xf = X[finite] if not finite.all() else X
+    if Xf.size and Xf.min() < 0:
+        out.append(
+            (
+                f"{int(np.sum(Xf < 0))} negative values: NMF needs X >= 0 - shift them "
+                "(offset), or take dI/dV of I(V) curves (derivative, then clip), or compare "
+                "with PCA (unmix compare).",
+                [{"op": "offset"}],
+            )
         )
     if integer and per_pixel.mean() < 1000:
         out.append(
-            f"low counts ({per_pixel.mean():.0f}/pixel): --loss kl or "
-            "PoissonScaling preprocessing."
+            (
+                f"low counts ({per_pixel.mean():.0f}/pixel): --loss kl or "
+                "PoissonScaling preprocessing.",
+                [],
+            )
         )
     elif integer:
-        out.append("counts: --loss kl (Poisson) or PoissonScaling before Frobenius NMF.")
-    if kind == "EELS":
-        out.append('EELS: a power-law background fit before the edges (op="powerlaw").')
-    if kind == "Raman" or X.min() > 0.2 * X.mean():
-        out.append('a large baseline: asymmetric least squares (op="baseline_als").')
+        out.append(("counts: --loss kl (Poisson) or PoissonScaling before Frobenius NMF.", []))
+    ax = image.signal_axes[0] if len(image.signal_axes) == 1 else None
+    if kind == "EELS" and ax is not None and ax.values[0] > 0:
+        lo, hi = float(ax.values[0]), float(ax.values[min(len(ax.values) - 1, 19)])
+        window = [round(lo, 6), round(hi, 6)]
+        out.append(
+            (
+                "EELS: remove the power-law background before the edges (fit_range = a "
+                "pre-edge window, here the first 20 channels).",
+                [{"op": "power_law_background", "fit_range": window, "clip": True}],
+            )
+        )
+    if ax is not None and (kind == "Raman" or (Xf.size and Xf.min() > 0.2 * Xf.mean())):
+        out.append(
+            ("a large baseline: asymmetric least squares.", [{"op": "baseline_als", "clip": True}])
+        )
     if len(image.spatial_shape) == 1 and image.n_pixels > 16:
-        out.append("a 1-D scan: if it is a raster, set [input] spatial_shape = [rows, cols].")
+        out.append(("a 1-D scan: if it is a raster, give --shape ROWSxCOLS.", []))
     return out

@@ -15,7 +15,16 @@ from typing import Any
 
 import click
 
-from ._common import EXIT_INTERRUPTED, EXIT_USAGE, Fail, inline_table, load_image
+from ._common import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    INPUT_OPTIONS,
+    Fail,
+    inline_table,
+    input_flags,
+    load_image,
+    with_options,
+)
 from ._config import load_config
 from ._mpi import mpi_executor, mpi_options
 from ._outdir import output_folder
@@ -83,6 +92,7 @@ def _config_tables(config: str | None, file: str | None, steps: tuple, shape: st
 @click.option("--plausibility", type=click.Choice(["sparsity", "smoothness", "negative_lobes"]))
 @click.option("--step", "steps", multiple=True, help="Preprocessing op (TOML inline table).")
 @click.option("--shape", "spatial_shape", help="Scan shape for 1-D scans, e.g. 11x13.")
+@with_options(INPUT_OPTIONS)
 @click.option("--config", type=click.Path(exists=True, dir_okay=False), help="TOML [input].")
 @click.option("-o", "--outdir", default="unmix_selection", show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite a non-empty output directory.")
@@ -93,6 +103,7 @@ def select(file: str | None, **kw: Any) -> None:
     """Choose the number of components of FILE (and, with --lambdas, the strengths)."""
     ks = parse_ks(kw["ks"])
     cfg = _config_tables(kw["config"], file, kw["steps"], kw["spatial_shape"])
+    input_flags(cfg["input"], kw)
     executor = mpi_executor(kw["mpi"], kw["groups"], command="select")
     lead = executor is None or executor.rank == 0
     with output_folder(kw["outdir"], force=kw["force"], resume=kw["resume"], lead=lead) as where:
@@ -195,7 +206,9 @@ def _write_outputs(
         pass
     report = write_selection_report(outdir, sel, lambdas=lam, title=f"unmix select: {title}")
     toml_path = os.path.join(outdir, "selected.toml")
-    inp = {key: cfg["input"].get(key) for key in ("file", "dataset", "signal", "spatial_shape")}
+    keys = ("file", "dataset", "signal", "spatial_shape", "allow_external", "mz_bins")
+    keys += ("signal_ndim",)
+    inp = {key: cfg["input"].get(key) for key in keys}
     inp["file"] = os.path.abspath(inp["file"])
     text = run_config(
         sel.recommended,

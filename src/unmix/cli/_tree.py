@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 import click
 import numpy as np
 
-from ._common import EXIT_USAGE, Fail, inline_table, load_image
+from ._common import (
+    EXIT_USAGE,
+    INPUT_OPTIONS,
+    Fail,
+    inline_table,
+    input_flags,
+    load_image,
+    with_options,
+)
 from ._mpi import mpi_executor, mpi_options
 from ._outdir import output_folder
 
@@ -87,8 +95,7 @@ __all__ = ["tree"]
     help="Preprocessing op as a TOML inline table, e.g. '{op=\"crop\", signal=[0.2, 12]}'.",
 )
 @click.option("--shape", "spatial_shape", help="Scan shape for 1-D scans, e.g. 11x13.")
-@click.option("--dataset", help="HDF5 dataset path.")
-@click.option("--signal", help="Which signal/channel in multi-signal files.")
+@with_options(INPUT_OPTIONS)
 @click.option("--seed", "random_state", type=int, default=0, show_default=True)
 @click.option("-o", "--outdir", default="unmix_tree", show_default=True, help="Output directory.")
 @click.option("--force", is_flag=True, help="Overwrite a non-empty output directory.")
@@ -122,7 +129,7 @@ def _input(file: str, kw: dict[str, Any]) -> tuple[list[dict], dict[str, Any]]:
         steps = [inline_table(s) for s in kw["steps"]]
     except ValueError as err:
         raise click.UsageError(str(err)) from err
-    inp: dict[str, Any] = {"file": file, "dataset": kw["dataset"], "signal": kw["signal"]}
+    inp: dict[str, Any] = input_flags({"file": file}, kw)
     if kw["spatial_shape"]:
         try:
             inp["spatial_shape"] = [int(v) for v in kw["spatial_shape"].lower().split("x")]

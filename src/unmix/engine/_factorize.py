@@ -103,10 +103,9 @@ def factorize(
     UnsupportedError
         The solver cannot handle a knob (the message names solvers that can).
     """
-    given = dict(locals())  # the parameters as passed (checked against the table)
+    given = {n: v for n, v in locals().items() if n != "X"}  # as passed (checked below)
     if getattr(executor, "drives_workers", False):  # e.g. Dask: the fit runs on the workers
         return executor.factorize(X, k, **{n: v for n, v in given.items() if n not in _OWN})
-    del given["X"]
     check_factorize_params({n: v for n, v in given.items() if n != "k"})  # k: against X below
     t_start = time.perf_counter()
     opts = resolve_preset(preset, {name: given[name] for name in _PRESET_KEYS})
@@ -116,9 +115,7 @@ def factorize(
     problem = build_problem(inp, model, check_k(k, *inp.shape), given, init=opts["init"])
     slv = choose_solver(opts["solver"], problem, opts["solver_options"] or {})
     init, cfg = opts["init"] or default_init(problem), _settings(opts, problem, slv, given)
-    seed = resolve_seed(
-        random_state, checkpoint=checkpoint, resume=resume, executor=problem.data.executor
-    )
+    seed = resolve_seed(random_state, checkpoint=checkpoint, resume=resume, executor=executor)
     seeds = restart_seeds(seed, n_restarts)
     spec = _problem_spec(problem, slv, cfg, **_provenance(init, inp, problem, given, seed))
     cfg = replace(cfg, checkpoint=_checkpointer(given, spec, seeds, problem))

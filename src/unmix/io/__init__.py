@@ -20,6 +20,14 @@ Every reader returns a :class:`unmix.SpectralImage` whose ``metadata`` records `
 (absolute path), ``sha256`` (of the file; ``checksum=False`` skips it) and ``reader``.
 Unreadable files raise :class:`CorruptFileError` (a ``ValueError``) naming the file; an
 unknown extension raises :class:`UnsupportedFormatError` listing the supported ones.
+
+Hostile or damaged files fail with a clear error, never a crash, a hang or a silent wrong
+result: shapes a file declares are checked against its size and the memory budget before
+anything is allocated (:class:`TooLargeError`, :func:`check_allocation`; the budget is 80 %
+of the available memory or ``$UNMIX_MEMORY_BUDGET``); HDF5 data stored or linked outside
+the file's folder is refused unless ``allow_external=True`` (:class:`UnsafeFileError`);
+the Bruker ``.bcf`` parser runs in a child process (:class:`ReaderCrashError`); any other
+exception a damaged file provokes becomes a :class:`CorruptFileError` naming the file.
 """
 
 from __future__ import annotations
@@ -30,7 +38,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..spectral_image import Axis, SpectralImage
-from ._common import CorruptFileError, UnsupportedFormatError, sha256_of
+from ._common import (
+    CorruptFileError,
+    ReaderCrashError,
+    TooLargeError,
+    UnsafeFileError,
+    UnsupportedFormatError,
+    check_allocation,
+    check_file,
+    memory_budget,
+    sha256_of,
+    sniff,
+)
+from ._h5safe import check_dataset, check_h5_file, open_dataset
 from ._hdf5 import read_hdf5, read_hspy, read_zarr, write_hdf5, write_zarr
 from ._imzml import read_imzml
 from ._nanonis import read_3ds
@@ -40,9 +60,17 @@ from ._rsciio import read_rsciio, rsciio_extensions
 __all__ = [
     "Axis",
     "CorruptFileError",
+    "ReaderCrashError",
     "SpectralImage",
+    "TooLargeError",
+    "UnsafeFileError",
     "UnsupportedFormatError",
+    "check_allocation",
+    "check_dataset",
+    "check_h5_file",
     "load",
+    "memory_budget",
+    "open_dataset",
     "save",
     "supported_extensions",
 ]
@@ -60,6 +88,8 @@ _READERS: dict[str, tuple[str, Callable[..., SpectralImage]]] = {
     "3ds": ("nanonis", read_3ds),
     "imzml": ("imzml", read_imzml),
 }
+#: readers that take ``allow_external`` (HDF5 data outside the file's folder)
+_EXTERNAL = {"hdf5", "hspy", "rsciio"}
 _WRITERS: dict[str, Callable[[SpectralImage, str], None]] = {
     "npy": write_npy,
     "npz": write_npz,
@@ -91,6 +121,7 @@ def load(
     lazy: bool = False,
     checksum: bool = True,
     spatial_shape: Sequence[int] | None = None,
+    allow_external: bool = False,
     **kw: Any,
 ) -> SpectralImage:
     """Read a spectrum image; the format is chosen by the file extension.
@@ -112,6 +143,10 @@ def load(
         Record the SHA-256 of the input in ``metadata["sha256"]`` (reads the file once).
     spatial_shape : sequence of int, optional
         Re-grid the pixels (C order), e.g. ``(11, 13)`` for a list of 143 spectra.
+    allow_external : bool
+        Accept HDF5 files whose data are stored or linked outside the file's own folder
+        (external links, external storage, virtual datasets). Links to files in the same
+        folder (EIGER / ARINA master files) are always accepted.
     **kw
         Format options: ``signal_ndim`` (NumPy/HDF5/Zarr: 1 or 2 trailing signal
         dimensions), ``mz_bins``/``mz_range`` (imzML), ``plugin`` (force a RosettaSciIO
@@ -122,25 +157,55 @@ def load(
     SpectralImage
         ``data`` of shape ``(*spatial_shape, *signal_shape)``; :meth:`SpectralImage.unfold`
         gives the ``(pixels, channels)`` matrix for :func:`unmix.factorize`.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    CorruptFileError, UnsupportedFormatError, TooLargeError, UnsafeFileError
+        ``ValueError`` subclasses naming the file and what to do.
+    ReaderCrashError
+        The ``.bcf`` parser crashed (an ``OSError`` and a ``CorruptFileError``).
     """
     path = os.path.abspath(os.path.expanduser(os.fspath(path)))
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
+    check_file(path)
     ext = _extension(path)
-    if "plugin" in kw:
-        name, reader = "rsciio", read_rsciio
-    elif ext in _READERS:
-        name, reader = _READERS[ext]
-    elif ext in rsciio_extensions():
-        name, reader = "rsciio", read_rsciio
-    else:
-        hint = "" if rsciio_extensions() else " (pip install 'unmix[io]' adds instrument formats)"
-        raise UnsupportedFormatError(
-            f"{path}: unknown extension {('.' + ext) if ext else '(none)'}; supported: "
-            f"{', '.join('.' + e for e in supported_extensions())}{hint}"
-        )
+    name, reader = _reader_for(path, ext, "plugin" in kw)
     _logger.info("reading %s with the %s reader", path, name)
-    image = reader(path, dataset=dataset, signal=signal, lazy=lazy, **kw)
+    if name in _EXTERNAL:
+        kw["allow_external"] = allow_external
+    try:
+        image = reader(path, dataset=dataset, signal=signal, lazy=lazy, **kw)
+    except CorruptFileError as exc:
+        hint = _content_hint(path, ext)
+        if not hint:
+            raise
+        raise type(exc)(f"{exc}; {hint}") from exc
+    _provenance(image, path, name, checksum)
+    if spatial_shape is not None:
+        image = image.with_spatial_shape(spatial_shape)
+    return image
+
+
+def _reader_for(path: str, ext: str, plugin: bool) -> tuple[str, Callable[..., SpectralImage]]:
+    """The reader's name and function for ``ext`` (``plugin=``: RosettaSciIO)."""
+    if plugin:
+        return "rsciio", read_rsciio
+    if ext in _READERS:
+        return _READERS[ext]
+    if ext in rsciio_extensions():
+        return "rsciio", read_rsciio
+    hint = "" if rsciio_extensions() else " (pip install 'unmix[io]' adds instrument formats)"
+    raise UnsupportedFormatError(
+        f"{path}: unknown extension {('.' + ext) if ext else '(none)'}; supported: "
+        f"{', '.join('.' + e for e in supported_extensions())}{hint}"
+    )
+
+
+def _provenance(image: SpectralImage, path: str, name: str, checksum: bool) -> None:
+    """Record the source, the reader and (with ``checksum``) the SHA-256 of the files."""
     md = image.metadata
     md["source"] = path
     md["reader"] = name if name != "rsciio" else f"rsciio:{md.get('rsciio_plugin', '')}"
@@ -149,9 +214,16 @@ def load(
         companions = md.get("companion_files") or []
         if companions:
             md["sha256_companions"] = {p: sha256_of(p) for p in companions}
-    if spatial_shape is not None:
-        image = image.with_spatial_shape(spatial_shape)
-    return image
+
+
+def _content_hint(path: str, ext: str) -> str:
+    """'its content looks like ...' when the first bytes say another format."""
+    found = sniff(path)
+    if found is None or "." + ext in found[1].lower().split(" or "):
+        return ""
+    if found[1] == ".h5 or .hspy" and ext in ("h5", "hdf5", "hspy", "nxs", "emd"):
+        return ""
+    return f"its content looks like {found[0]} file: rename it to {found[1]}"
 
 
 def save(image: SpectralImage, path: str | os.PathLike[str]) -> None:

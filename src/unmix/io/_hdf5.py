@@ -11,6 +11,10 @@ HyperSpy ``.hspy`` files are read with h5py directly: ``/Experiments/<title>/dat
 ``axis-N`` groups (name, scale, offset, units, navigate, size); ``signal=`` picks the
 experiment when there are several.
 
+Before anything is read the file is checked (:mod:`unmix.io._h5safe`): data stored or
+linked outside the file's folder is refused unless ``allow_external=True``, a dataset never
+(or partly) written is refused, and the array must fit the memory budget unless lazy.
+
 With ``lazy=True`` the data stay on disk (an ``h5py.Dataset`` or ``zarr.Array``); the HDF5
 file stays open until :meth:`SpectralImage.close` (or the end of a ``with`` block).
 """
@@ -31,25 +35,20 @@ from ._common import (
     UnsupportedFormatError,
     axes_from_json,
     axes_to_json,
+    check_allocation,
+    check_numeric,
     choose,
+    guarded,
     image_from_array,
+    nbytes_of,
     plain,
 )
+from ._h5safe import check_dataset, open_dataset, open_h5
 
 __all__ = ["read_hdf5", "read_hspy", "read_zarr", "write_hdf5", "write_zarr"]
 
 _logger = logging.getLogger(__name__)
 _META_KEYS = ("title", "signal_type", "quantity", "units")
-
-
-def _open_h5(path: str) -> h5py.File:
-    try:
-        return h5py.File(path, "r")
-    except OSError as exc:
-        raise CorruptFileError(
-            f"{path}: not a readable HDF5 file ({exc}); check that the file is complete "
-            "and really HDF5 (its extension may be wrong)"
-        ) from exc
 
 
 def _attrs_meta(attrs: Any, path: str) -> dict[str, Any]:
@@ -61,6 +60,13 @@ def _attrs_meta(attrs: Any, path: str) -> dict[str, Any]:
 def _finish(f: Any, ds: Any, path: str, lazy: bool, signal_ndim: int | None) -> SpectralImage:
     """Image from a dataset with the unmix attributes (or none); closes ``f`` unless lazy."""
     try:
+        if isinstance(ds, h5py.Dataset):
+            check_dataset(ds, path, lazy=lazy)
+        else:  # a Zarr array
+            what = f"{path}: array {tuple(ds.shape)} {ds.dtype}"
+            check_numeric(ds.dtype, what)
+            if not lazy:
+                check_allocation(nbytes_of(ds.shape, ds.dtype), what)
         meta = _attrs_meta(ds.attrs, path)
         axes = None
         if "unmix_axes" in ds.attrs:
@@ -83,10 +89,14 @@ def _read_all(ds: Any, path: str) -> np.ndarray:
     try:
         return np.asarray(ds[...])
     except (OSError, ValueError, RuntimeError) as exc:
-        raise CorruptFileError(f"{path}: reading {ds.name} failed ({exc})") from exc
+        hint = ""
+        if "filter" in str(exc).lower():
+            hint = "; the data need an HDF5 compression filter: pip install hdf5plugin"
+        raise CorruptFileError(f"{path}: reading {ds.name} failed ({exc}){hint}") from exc
 
 
 # --------------------------------------------------------------------- generic HDF5
+@guarded("HDF5 file")
 def read_hdf5(
     path: str,
     *,
@@ -94,19 +104,23 @@ def read_hdf5(
     signal: str | int | None = None,
     lazy: bool = False,
     signal_ndim: int | None = None,
+    allow_external: bool = False,
 ) -> SpectralImage:
-    """Read one array of an HDF5 / NeXus file (HyperSpy files are recognized)."""
-    f = _open_h5(path)
+    """Read one array of an HDF5 / NeXus file (HyperSpy files are recognized).
+
+    ``allow_external=True`` accepts data stored or linked outside the file's folder.
+    """
+    f = open_h5(path, allow_external)
     try:
         if dataset is None and f.attrs.get("file_format") == "HyperSpy":
             f.close()
-            return read_hspy(path, signal=signal, lazy=lazy)
+            return read_hspy(path, signal=signal, lazy=lazy, allow_external=allow_external)
         if signal is not None:
             raise ValueError(f"{path}: signal= is for HyperSpy files; use dataset= (a path)")
         name = dataset if dataset is not None else _pick_h5(f, path)
         if name not in f or not isinstance(f[name], h5py.Dataset):
             raise ValueError(f"{path}: no dataset {name!r}; it holds {_h5_listing(f)}")
-        ds = f[name]
+        ds = open_dataset(f, name)
     except BaseException:
         f.close()
         raise
@@ -157,17 +171,19 @@ def write_hdf5(image: SpectralImage, path: str, *, dataset: str = "data") -> Non
 
 
 # ------------------------------------------------------------------------- HyperSpy
+@guarded("HyperSpy file")
 def read_hspy(
     path: str,
     *,
     dataset: str | None = None,
     signal: str | int | None = None,
     lazy: bool = False,
+    allow_external: bool = False,
 ) -> SpectralImage:
     """Read a HyperSpy ``.hspy`` file; ``signal=`` names the experiment (its title)."""
     if dataset is not None:
         raise ValueError(f"{path}: use signal= (an experiment title) for .hspy files")
-    f = _open_h5(path)
+    f = open_h5(path, allow_external)
     try:
         exps = f.get("Experiments")
         titles = [t for t in (exps or {}) if isinstance(exps[t], h5py.Group) and "data" in exps[t]]
@@ -181,7 +197,10 @@ def read_hspy(
         if idx is None:
             idx = choose(titles, signal, path, "experiment", "signal", desc)
         group = exps[titles[idx]]
-        ds = group["data"]
+        if not isinstance(group["data"], h5py.Dataset):
+            raise CorruptFileError(f"{path}: {group.name}/data is not a dataset")
+        ds = open_dataset(group, "data")
+        check_dataset(ds, path, lazy=lazy)
         axes = [_hspy_axis(group, i, path) for i in range(ds.ndim)]
         meta = _hspy_metadata(group)
         meta.setdefault("title", titles[idx])
@@ -207,6 +226,8 @@ def read_hspy(
             )
     elif nav != sorted(nav, reverse=True):  # signal axes before navigation axes
         order = [i for i, n in enumerate(nav) if n] + [i for i, n in enumerate(nav) if not n]
+        if lazy:
+            check_allocation(nbytes_of(shape, data.dtype), f"{path}: {titles[idx]!r} {shape}")
         data = np.transpose(np.asarray(data[...]), order)
         axes = [axes[i] for i in order]
     return image_from_array(data, path, axes=axes, metadata=meta, file=f if lazy else None)
@@ -218,7 +239,13 @@ def _hspy_axis(group: h5py.Group, i: int, path: str) -> Axis:
         raise CorruptFileError(f"{path}: {group.name}/{key} is missing")
     a = {k: plain(v) for k, v in group[key].attrs.items()}
     if "axis" in group[key]:  # HyperSpy writes a non-uniform axis as a dataset
-        a["axis"] = group[key]["axis"][()]
+        values = group[key]["axis"]
+        if tuple(values.shape) != (group["data"].shape[i],):
+            raise CorruptFileError(
+                f"{path}: {values.name} has shape {values.shape} but the data have "
+                f"{group['data'].shape[i]} points along axis {i}"
+            )
+        a["axis"] = values[()]
     name = "" if a.get("name") in (None, "<undefined>", "_None_") else str(a["name"])
     units = "" if a.get("units") in (None, "<undefined>", "_None_") else str(a["units"])
     kind = a.get("_type", "UniformDataAxis")
@@ -273,6 +300,7 @@ def _zarr() -> Any:
     return zarr
 
 
+@guarded("Zarr store")
 def read_zarr(
     path: str,
     *,

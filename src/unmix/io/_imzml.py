@@ -17,10 +17,18 @@ or through ``referenceableParamGroup`` references; zlib-compressed arrays are in
 
 Pixels are placed on the bounding box of the measured positions; pixels never measured are
 zero and flagged False in ``metadata["pixel_mask"]``. Everything is read into memory.
+
+Damaged files are refused before anything large is allocated: a pixel position twice, a
+bounding box of more than :data:`MAX_GRID_PER_SPECTRUM` grid pixels per spectrum (a
+damaged coordinate such as x=300000), a cube beyond the memory budget, offsets or lengths
+beyond the end of the ``.ibd``, compressed arrays that do not inflate to their declared
+length, non-finite m/z values, and an ``.ibd`` that does not start with the imzML's UUID
+or lacks the SHA-1 (or MD5) checksum the imzML declares (``verify=False`` skips this).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import xml.etree.ElementTree as ET
@@ -30,7 +38,13 @@ from typing import Any
 import numpy as np
 
 from ..spectral_image import Axis, SpectralImage
-from ._common import CorruptFileError, UnsupportedFormatError
+from ._common import (
+    CorruptFileError,
+    UnsupportedFormatError,
+    check_allocation,
+    check_file,
+    guarded,
+)
 
 __all__ = ["read_imzml"]
 
@@ -44,12 +58,17 @@ _DTYPES = {
     "MS:1000522": "<i8",
 }
 _ZLIB, _NO_COMPRESSION = "MS:1000574", "MS:1000576"
+#: the bounding box of the pixel positions may hold at most this many grid pixels per
+#: spectrum (plus :data:`MIN_GRID`): sparse acquisitions pass, a damaged coordinate not
+MAX_GRID_PER_SPECTRUM = 64
+MIN_GRID = 4096
 
 
 def _ibd_path(path: str) -> str:
     stem = os.path.splitext(path)[0]
     for ext in (".ibd", ".IBD", ".Ibd"):
         if os.path.exists(stem + ext):
+            check_file(stem + ext)  # a pipe would hang, an empty file is incomplete
             return stem + ext
     raise FileNotFoundError(
         f"{path}: the binary data file {stem}.ibd is missing; an imzML file needs its .ibd "
@@ -135,7 +154,20 @@ def _array_info(arr: list[tuple], path: str) -> dict[str, Any]:
 def _read_array(f: Any, info: dict[str, Any], ibd: str) -> np.ndarray:
     if info["offset"] < 0 or info["length"] < 0:
         raise CorruptFileError(f"{ibd}: a spectrum lacks its external offset or array length")
-    n_bytes = info["encoded"] if info["encoded"] >= 0 else info["length"] * info["dtype"].itemsize
+    raw_bytes = info["length"] * info["dtype"].itemsize
+    n_bytes = info["encoded"] if info["encoded"] >= 0 else raw_bytes
+    if not info["zlib"] and n_bytes != raw_bytes:
+        raise CorruptFileError(
+            f"{ibd}: an array of {info['length']} values of {info['dtype']} is declared "
+            f"{n_bytes} bytes long; the imzML's offsets or lengths are damaged"
+        )
+    size = os.fstat(f.fileno()).st_size
+    if info["offset"] + n_bytes > size:
+        raise CorruptFileError(
+            f"{ibd}: truncated: {n_bytes} bytes expected at offset {info['offset']}, found "
+            f"{max(0, size - info['offset'])}; the .ibd is incomplete or does not belong to "
+            "this imzML"
+        )
     f.seek(info["offset"])
     raw = f.read(n_bytes)
     if len(raw) != n_bytes:
@@ -144,10 +176,58 @@ def _read_array(f: Any, info: dict[str, Any], ibd: str) -> np.ndarray:
             f"found {len(raw)}"
         )
     if info["zlib"]:
-        raw = zlib.decompress(raw)
+        raw = _inflate(raw, raw_bytes, ibd)
     return np.frombuffer(raw, dtype=info["dtype"], count=info["length"])
 
 
+def _inflate(raw: bytes, expected: int, ibd: str) -> bytes:
+    """zlib-inflate at most ``expected`` bytes (a decompression bomb stops there)."""
+    try:
+        d = zlib.decompressobj()
+        out = d.decompress(raw, expected)
+        extra = bool(d.unconsumed_tail) or not d.eof
+    except zlib.error as exc:
+        raise CorruptFileError(f"{ibd}: a compressed array does not inflate ({exc})") from exc
+    if len(out) != expected or extra:
+        raise CorruptFileError(
+            f"{ibd}: a compressed array inflates to {'more than ' if extra else ''}"
+            f"{len(out)} bytes instead of the declared {expected}; the file is damaged"
+        )
+    return out
+
+
+def _positions(spectra: list[dict[str, Any]], path: str) -> np.ndarray:
+    """Pixel positions (z, y, x) per spectrum, checked: unique, on a sane grid."""
+    try:
+        pos = np.array(
+            [[int(_value(s["params"], f"IMS:100005{i}", 1)) for i in (2, 1, 0)] for s in spectra],
+            dtype=np.int64,
+        )
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise CorruptFileError(f"{path}: unreadable pixel position ({exc})") from exc
+    span = [int(v) for v in pos.max(axis=0) - pos.min(axis=0) + 1]
+    cells = span[0] * span[1] * span[2]
+    limit = max(MAX_GRID_PER_SPECTRUM * len(spectra), MIN_GRID)
+    if cells > limit:
+        worst = np.unravel_index(np.argmax(np.abs(pos - np.median(pos, axis=0))), pos.shape)
+        raise CorruptFileError(
+            f"{path}: the pixel positions span a {span[1]} x {span[2]} grid"
+            f"{f' x {span[0]} planes' if span[0] > 1 else ''} ({cells} pixels) for only "
+            f"{len(spectra)} spectra (e.g. {'zyx'[worst[1]]}={pos[worst]} at spectrum "
+            f"{worst[0] + 1}); a coordinate is damaged (the limit is "
+            f"{MAX_GRID_PER_SPECTRUM} grid pixels per spectrum)"
+        )
+    uniq, counts = np.unique(pos, axis=0, return_counts=True)
+    if (counts > 1).any():
+        z, y, x = (int(v) for v in uniq[np.argmax(counts)])
+        raise CorruptFileError(
+            f"{path}: {int((counts > 1).sum())} pixel positions hold several spectra (e.g. "
+            f"x={x}, y={y}, z={z}); the positions are damaged"
+        )
+    return pos
+
+
+@guarded("imzML file")
 def read_imzml(
     path: str,
     *,
@@ -156,8 +236,13 @@ def read_imzml(
     lazy: bool = False,
     mz_bins: int | None = None,
     mz_range: tuple[float, float] | None = None,
+    verify: bool = True,
 ) -> SpectralImage:
-    """Read an imzML image into a ``(rows, cols, n_mz)`` SpectralImage; see the module doc."""
+    """Read an imzML image into a ``(rows, cols, n_mz)`` SpectralImage; see the module doc.
+
+    ``verify=False`` skips the check of the ``.ibd`` against the UUID and the SHA-1 / MD5
+    checksum the imzML declares (for files whose writer got them wrong).
+    """
     if dataset is not None or signal is not None:
         raise ValueError(f"{path}: dataset= and signal= are not used for imzML files")
     if lazy:
@@ -176,12 +261,7 @@ def read_imzml(
             "mz_bins=N (e.g. 10000), and optionally mz_range=(lo, hi), to bin all spectra "
             "onto one common m/z grid"
         )
-    try:
-        pos = np.array(
-            [[int(_value(s["params"], f"IMS:100005{i}", 1)) for i in (2, 1, 0)] for s in spectra]
-        )
-    except ValueError as exc:
-        raise CorruptFileError(f"{path}: unreadable pixel position ({exc})") from exc
+    pos = _positions(spectra, path)
     infos = []
     for s in spectra:
         arrays = {a["kind"]: a for a in (_array_info(x, path) for x in s["arrays"])}
@@ -189,8 +269,11 @@ def read_imzml(
             raise CorruptFileError(f"{path}: a spectrum lacks its m/z or intensity array")
         infos.append(arrays)
     with open(ibd, "rb") as f:
-        _check_uuid(f, _value(file_params, "IMS:1000080"), ibd)
+        if verify:
+            _check_uuid(f, file_params, ibd)
         cube, mz_axis, pixel_mask = _fill(f, infos, pos, mz_bins, mz_range, ibd)
+        if verify:  # after the offsets were checked: a cut file says "truncated"
+            _check_digest(f, file_params, ibd)
     spatial = _spatial_axes(file_params, pos, cube.shape[:-1])
     meta: dict[str, Any] = {
         "title": os.path.splitext(os.path.basename(path))[0],
@@ -212,12 +295,40 @@ def read_imzml(
     return SpectralImage(cube, spatial, [mz_axis], meta)
 
 
-def _check_uuid(f: Any, uuid: str | None, ibd: str) -> None:
+_FIX = (
+    "the .ibd is damaged, incomplete or belongs to another acquisition: copy both files "
+    "again (verify=False skips this check)"
+)
+
+
+def _check_uuid(f: Any, file_params: list[tuple], ibd: str) -> None:
+    """The ``.ibd`` starts with the UUID the imzML declares."""
+    uuid = _value(file_params, "IMS:1000080")
+    f.seek(0)
     head = f.read(16)
-    if uuid and len(head) == 16:
+    if uuid:
         want = uuid.strip("{}").replace("-", "").lower()
         if head.hex() != want:
-            _logger.warning("%s: UUID %s does not match the imzML's %s", ibd, head.hex(), want)
+            raise CorruptFileError(f"{ibd}: starts with UUID {head.hex()}, not {want}; {_FIX}")
+
+
+def _check_digest(f: Any, file_params: list[tuple], ibd: str) -> None:
+    """The ``.ibd`` has the SHA-1 (or MD5) checksum the imzML declares."""
+    for acc, algo in (("IMS:1000091", "sha1"), ("IMS:1000090", "md5")):
+        want = (_value(file_params, acc) or "").strip().lower()
+        if want:
+            f.seek(0)
+            got = _digest(f, algo)
+            if got != want:
+                raise CorruptFileError(f"{ibd}: its {algo.upper()} is {got}, not {want}; {_FIX}")
+            return
+
+
+def _digest(f: Any, algo: str) -> str:
+    h = hashlib.new(algo)
+    while block := f.read(1 << 20):
+        h.update(block)
+    return h.hexdigest()
 
 
 def _fill(
@@ -236,6 +347,8 @@ def _fill(
     pixel_mask[tuple(idx.T)] = True
     if mz_bins is None:
         mz = _read_array(f, infos[0]["mz"], ibd).astype(float)
+        _check_mz(mz, ibd)
+        _check_cube(shape, mz.size, dtype, ibd)
         cube = np.zeros((*shape, mz.size), dtype=dtype)
         for (z, y, x), info in zip(idx, infos, strict=True):
             if info["mz"]["length"] != mz.size:
@@ -246,12 +359,11 @@ def _fill(
             cube[z, y, x] = _read_array(f, info["intensity"], ibd)
         axis = Axis.from_values("m/z", mz, "m/z", navigate=False)
     else:
+        _check_cube(shape, int(mz_bins), np.float64, ibd)
         mzs = [_read_array(f, info["mz"], ibd) for info in infos]
-        if mz_range is None:
-            mz_range = (
-                min(float(m.min()) for m in mzs if m.size),
-                max(float(m.max()) for m in mzs if m.size),
-            )
+        for m in mzs:
+            _check_mz(m, ibd)
+        mz_range = _mz_range(mzs, mz_range, ibd)
         edges = np.linspace(float(mz_range[0]), float(mz_range[1]), int(mz_bins) + 1)
         cube = np.zeros((*shape, int(mz_bins)), dtype=np.float64)
         for (z, y, x), info, mz in zip(idx, infos, mzs, strict=True):
@@ -266,6 +378,30 @@ def _fill(
     if shape[0] == 1:
         cube, pixel_mask = cube[0], pixel_mask[0]
     return cube, axis, pixel_mask
+
+
+def _check_mz(mz: np.ndarray, ibd: str) -> None:
+    if not np.isfinite(mz).all():
+        raise CorruptFileError(f"{ibd}: an m/z array holds NaN or infinite values; damaged")
+
+
+def _check_cube(shape: tuple[int, ...], n_mz: int, dtype: Any, ibd: str) -> None:
+    if n_mz < 1:
+        raise ValueError(f"{ibd}: mz_bins (or the m/z array length) must be >= 1; got {n_mz}")
+    nbytes = int(np.prod(shape, dtype=object)) * n_mz * np.dtype(dtype).itemsize
+    check_allocation(nbytes, f"{ibd}: the cube {(*shape, n_mz)}", hint="pass a smaller mz_bins")
+
+
+def _mz_range(mzs: list, mz_range: Any, ibd: str) -> tuple[float, float]:
+    if mz_range is None:
+        filled = [m for m in mzs if m.size]
+        if not filled:
+            raise CorruptFileError(f"{ibd}: every spectrum is empty; nothing to bin")
+        mz_range = (min(float(m.min()) for m in filled), max(float(m.max()) for m in filled))
+    lo, hi = (float(v) for v in mz_range)
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"{ibd}: mz_range must be two finite numbers lo < hi; got {mz_range}")
+    return lo, hi
 
 
 def _spatial_axes(file_params: list[tuple], pos: np.ndarray, shape: tuple[int, ...]) -> list[Axis]:

@@ -22,6 +22,7 @@ file) is refused with the number of bytes expected and found.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..spectral_image import Axis, SpectralImage
-from ._common import CorruptFileError, choose
+from ._common import CorruptFileError, check_allocation, choose, guarded
 
 __all__ = ["read_3ds", "read_3ds_header"]
 
@@ -90,9 +91,16 @@ def _fields(header: dict[str, str], path: str) -> dict[str, Any]:
         points = int(header["Points"])
     except ValueError as exc:
         raise CorruptFileError(f"{path}: unreadable .3ds header value ({exc})") from exc
+    if min(nx, ny, points) < 1 or n_params < 2 or not all(math.isfinite(v) for v in settings):
+        raise CorruptFileError(
+            f"{path}: impossible .3ds header values (Grid dim={nx} x {ny}, Points={points}, "
+            f"# Parameters={n_params}, Grid settings={settings}); the header is damaged"
+        )
     fixed = [p for p in header["Fixed parameters"].split(";") if p]
     params = fixed + [p for p in header["Experiment parameters"].split(";") if p]
     channels = [c for c in header["Channels"].split(";") if c]
+    if not channels:
+        raise CorruptFileError(f"{path}: the .3ds header names no channels")
     if len(params) != n_params:
         _logger.warning(
             "%s: %d parameters named but '# Parameters (4 byte)' says %d",
@@ -117,6 +125,7 @@ def _fields(header: dict[str, str], path: str) -> dict[str, Any]:
     )
 
 
+@guarded("Nanonis .3ds file")
 def read_3ds(
     path: str,
     *,
@@ -143,6 +152,7 @@ def read_3ds(
         )
     if found > expected:
         _logger.warning("%s: %d bytes after the grid data are ignored", path, found - expected)
+    check_allocation(expected * 3, f"{path}: the grid ({ny} x {nx} x {g['per_point']} values)")
     raw = np.fromfile(path, dtype=">f4", count=nx * ny * g["per_point"], offset=offset)
     raw = raw.reshape(ny, nx, g["per_point"])
     params = raw[..., :n_params].astype(np.float64)

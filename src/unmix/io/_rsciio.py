@@ -10,6 +10,11 @@ spectrum image is chosen: among the signals with navigation axes, those with a 1
 the one with the most dimensions. ``signal=`` (an index or a title) picks another one; a
 file with several equally good candidates, or none, raises an error listing its content.
 Extra keyword arguments go to the format's ``file_reader`` (e.g. ``sum_EDS_detectors``).
+
+Guards (:mod:`unmix.io._bruker`, :mod:`unmix.io._h5safe`): a Bruker ``.bcf`` is checked as
+a container, then parsed in a child process (its parser can crash the interpreter), and an
+all-zero result is refused; an HDF5-based file (``.emd``, ...) is checked for data stored
+or linked outside its folder (``allow_external=True`` accepts it) before the plugin opens it.
 """
 
 from __future__ import annotations
@@ -22,7 +27,18 @@ from typing import Any
 import numpy as np
 
 from ..spectral_image import SIGNAL_TYPES, Axis, SpectralImage
-from ._common import CorruptFileError, UnsupportedFormatError, choose, plain
+from ._bruker import ISOLATED_EXTENSIONS, ChildError, check_not_blank, check_sfs, read_isolated
+from ._common import (
+    CorruptFileError,
+    ReaderCrashError,
+    TooLargeError,
+    UnsupportedFormatError,
+    choose,
+    guarded,
+    plain,
+    sniff,
+)
+from ._h5safe import check_h5_file
 
 __all__ = ["read_rsciio", "rsciio_extensions"]
 
@@ -79,6 +95,7 @@ def _candidates(path: str, plugin: str | None) -> list[dict[str, Any]]:
     return found
 
 
+@guarded("instrument file")
 def read_rsciio(
     path: str,
     *,
@@ -86,6 +103,7 @@ def read_rsciio(
     signal: str | int | None = None,
     lazy: bool = False,
     plugin: str | None = None,
+    allow_external: bool = False,
     **kw: Any,
 ) -> SpectralImage:
     """Read an instrument file with RosettaSciIO and return its spectrum image.
@@ -98,31 +116,57 @@ def read_rsciio(
     signal : int or str, optional
         Index or title of the signal to return when the file holds several.
     lazy : bool
-        Passed to RosettaSciIO: the data come back as a dask array.
+        Passed to RosettaSciIO: the data come back as a dask array (a ``.bcf``: a
+        memory-mapped array).
     plugin : str, optional
         RosettaSciIO plugin name (e.g. ``"USID"``), to override the extension lookup.
+    allow_external : bool
+        Accept an HDF5-based file whose data are stored or linked outside its folder.
     **kw
         Passed to the plugin's ``file_reader``.
     """
     if dataset is not None:
         raise ValueError(f"{path}: dataset= is not used for instrument files; use signal=")
+    ext = os.path.splitext(path)[1].lstrip(".").lower()
+    isolate = ext in ISOLATED_EXTENSIONS
+    if isolate:
+        check_sfs(path)
+    kind = sniff(path)
+    if kind is not None and kind[0] == "an HDF5":
+        check_h5_file(path, allow_external=allow_external)
     errors = []
     for p in _candidates(path, plugin):
-        module = importlib.import_module(p["api"])
         try:
-            dicts = module.file_reader(path, lazy=lazy, **kw)
+            dicts = _file_reader(p, path, lazy, isolate, kw)
+        except (TooLargeError, ReaderCrashError, MemoryError):
+            raise  # MemoryError: guarded() makes it a TooLargeError naming the file
         except TypeError as exc:
             if "unexpected keyword" in str(exc):
                 raise TypeError(f"{path}: the {p['name']} reader says: {exc}") from exc
             errors.append(f"{p['name']}: {type(exc).__name__}: {exc}")
+        except ChildError as exc:
+            errors.append(f"{p['name']}: {exc}")
         except Exception as exc:  # any decoding failure of a third-party reader
             errors.append(f"{p['name']}: {type(exc).__name__}: {exc}")
         else:
-            return _select(path, [_normalize(d, path) for d in dicts], signal, p["name"])
+            image = _select(path, [_normalize(d, path) for d in dicts], signal, p["name"])
+            if isolate and not lazy:
+                check_not_blank(image.data, path)
+            return image
     raise CorruptFileError(
         f"{path}: RosettaSciIO could not read the file ({'; '.join(errors)}); check that "
         "it is complete and of the format its extension says"
     )
+
+
+def _file_reader(
+    p: dict[str, Any], path: str, lazy: bool, isolate: bool, kw: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The plugin's signal dicts: in a child process for readers that can crash."""
+    if isolate:
+        return read_isolated(path, p["api"], p["name"], lazy, kw)
+    module = importlib.import_module(p["api"])
+    return module.file_reader(path, lazy=lazy, **kw)
 
 
 def _normalize(d: dict[str, Any], path: str) -> dict[str, Any]:
@@ -134,7 +178,7 @@ def _normalize(d: dict[str, Any], path: str) -> dict[str, Any]:
         axes = [Axis(f"axis{i}", n) for i, n in enumerate(data.shape)]
     if not all("navigate" in a for _, a in raw):  # HyperSpy: all signal axes
         axes = [Axis(a.name, a.size, a.scale, a.offset, a.units, False, a.array) for a in axes]
-    post = [
+    post = [set(names) for names in d.get("post_names", [])] or [
         set(getattr(getattr(f, "__code__", None), "co_names", ()))
         for f in d.get("post_process", [])
     ]

@@ -38,7 +38,7 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, (float, np.floating)):
         return repr(float(v))
     if isinstance(v, str):
-        return json.dumps(v)
+        return json.dumps(v, ensure_ascii=False)  # TOML: \uXXXX, never surrogate pairs
     if isinstance(v, dict):
         return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
     if isinstance(v, (list, tuple)):
