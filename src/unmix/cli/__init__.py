@@ -16,6 +16,7 @@ ends as one ``Error: ...`` line on stderr and its exit code; a traceback only wi
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -46,8 +47,26 @@ __all__ = [
 @click.version_option(__version__, prog_name="unmix")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("--debug", is_flag=True, help="Show the traceback of an error.")
-def main(verbose: int, debug: bool) -> None:
+@click.option(
+    "--max-memory",
+    metavar="SIZE",
+    help="Memory one file read may take, e.g. 4G (default: 80% of the available memory; "
+    "same as UNMIX_MEMORY_BUDGET). Larger inputs are refused with advice.",
+)
+def main(verbose: int, debug: bool, max_memory: str | None) -> None:
     """unmix: physically constrained linear unmixing of spectroscopic images."""
+    if max_memory is not None:
+        text = max_memory.strip().upper().removesuffix("B")
+        number = text[:-1] if text[-1:] in "KMGT" else text
+        try:
+            ok = float(number) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise click.BadParameter(
+                f"{max_memory!r}: give a size such as 512M, 4G or 1.5T.", param_hint="--max-memory"
+            )
+        os.environ["UNMIX_MEMORY_BUDGET"] = text
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
@@ -60,6 +79,7 @@ def entry(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return the exit code (the ``unmix`` command, ``python -m unmix``
     and the tests); every failure is one ``Error:`` line (a traceback with ``--debug``)."""
     args = list(argv) if argv is not None else sys.argv[1:]
+    budget = os.environ.get("UNMIX_MEMORY_BUDGET")  # --max-memory sets it for one command
     try:
         main.main(args=args, prog_name="unmix", standalone_mode=False)
     except click.ClickException as err:
@@ -76,6 +96,11 @@ def entry(argv: Sequence[str] | None = None) -> int:
         code, text = _classify(err)
         click.echo(f"Error: {text}", err=True)
         return code
+    finally:
+        if budget is None:
+            os.environ.pop("UNMIX_MEMORY_BUDGET", None)
+        else:
+            os.environ["UNMIX_MEMORY_BUDGET"] = budget
     return 0
 
 

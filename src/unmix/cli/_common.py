@@ -18,7 +18,7 @@ import numpy as np
 from .._params import Interval, Options, Param
 from ..blocks import Weights, mean_row_norm
 from ..engine import PARAMETERS, check_factorize_params, factorize
-from ..io import load
+from ..io import TooLargeError, load
 from ..model import (
     L1,
     GaussianMapFilter,
@@ -88,6 +88,12 @@ def load_image(cfg: dict, *, lazy: bool = False) -> Any:
     extra = {key: inp[key] for key in ("allow_external", "mz_bins", "signal_ndim") if inp.get(key)}
     try:
         image = load(inp["file"], dataset=inp.get("dataset"), signal=signal, lazy=lazy, **extra)
+    except TooLargeError as err:
+        raise Fail(
+            f"cannot read {inp.get('file')}: {err}. From the command line: --out-of-core "
+            "streams HDF5 / Zarr / .npy files, unmix --max-memory SIZE raises the budget.",
+            EXIT_INPUT,
+        ) from err
     except (OSError, ValueError, KeyError) as err:
         raise Fail(f"cannot read {inp.get('file')}: {err}", EXIT_INPUT) from err
     if inp.get("spatial_shape"):
