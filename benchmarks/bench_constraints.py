@@ -361,13 +361,15 @@ def run_row(X, k, spatial, entry, set_name, solver, starts) -> tuple[Row, object
     return row, first
 
 
-def bench_entry(entry: Entry, starts: int, gradient_starts: int) -> tuple[list[Row], dict]:
+def bench_entry(
+    entry: Entry, starts: int, gradient_starts: int, sets: tuple[str, ...] = SET_NAMES
+) -> tuple[list[Row], dict]:
     X, spatial = entry.load()
     X = np.ascontiguousarray(X, dtype=np.float64)
     info = {"shape": X.shape, "spatial": spatial, "refused": {}, "accepted": {}, "auto": {}}
     log(f"{entry.label} k={entry.k}: X {X.shape}, scan {spatial}")
     rows: list[Row] = []
-    for set_name in SET_NAMES:
+    for set_name in sets:
         ok, refused = accepted_solvers(X, entry.k, spatial, set_name)
         info["refused"][set_name] = refused
         info["accepted"][set_name] = tuple(ok)
@@ -703,6 +705,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None, help="write the report here")
     ap.add_argument("--save", type=Path, default=None, help="pickle each file's rows here")
     ap.add_argument(
+        "--sets", default="", help="comma-separated constraint sets (default: all; --save)"
+    )
+    ap.add_argument(
         "--merge", type=Path, nargs="+", default=None, help="report saved rows (--save)"
     )
     args = ap.parse_args()
@@ -737,7 +742,10 @@ def main() -> int:
     infos: dict[int, dict] = {}
     for e in entries:
         t0, c1 = time.perf_counter(), time.process_time()
-        r, info = bench_entry(e, args.starts, args.gradient_starts)
+        sets = tuple(x.strip() for x in args.sets.split(",") if x.strip()) or SET_NAMES
+        if set(sets) - set(SET_NAMES):
+            ap.error(f"unknown sets {sorted(set(sets) - set(SET_NAMES))}; use {SET_NAMES}")
+        r, info = bench_entry(e, args.starts, args.gradient_starts, sets)
         rows += r
         infos[id(e)] = info
         if args.save is not None:
@@ -761,7 +769,8 @@ def save_entry(folder: Path, entry: Entry, rows: list[Row], info: dict, meta: di
     folder.mkdir(parents=True, exist_ok=True)
     index = ENTRIES.index(entry)
     plain = [dataclasses.replace(r, entry=None) for r in rows]
-    with open(folder / f"{index:02d}_{entry.key}_k{entry.k}.pkl", "wb") as f:
+    tag = time.strftime("%H%M%S")
+    with open(folder / f"{index:02d}_{entry.key}_k{entry.k}_{tag}.pkl", "wb") as f:
         pickle.dump({"index": index, "rows": plain, "info": info, "meta": meta}, f)
 
 
@@ -774,16 +783,25 @@ def merge(args: argparse.Namespace) -> int:
         for path in sorted(folder.glob("*.pkl")):
             with open(path, "rb") as f:
                 saved.append(pickle.load(f))
-    saved.sort(key=lambda d: d["index"])
-    rows: list[Row] = []
+    saved.sort(key=lambda d: (d["index"], d["meta"]["date"]))
+    by_entry: dict[int, dict[str, list[Row]]] = {}
     infos: dict[int, dict] = {}
-    for d in saved:
+    for d in saved:  # a later run of a (file, set) replaces the earlier one (--sets)
         e = ENTRIES[d["index"]]
-        rows += [dataclasses.replace(r, entry=e) for r in d["rows"]]
-        infos[id(e)] = d["info"]
+        sets = by_entry.setdefault(d["index"], {})
+        for name in {r.set_name for r in d["rows"]}:
+            sets[name] = [dataclasses.replace(r, entry=e) for r in d["rows"] if r.set_name == name]
+        info = infos.setdefault(id(e), {**d["info"], "refused": {}, "accepted": {}, "auto": {}})
+        for key in ("refused", "accepted", "auto"):
+            info[key].update(d["info"][key])
+    rows = [r for i in sorted(by_entry) for name in SET_NAMES for r in by_entry[i].get(name, [])]
     metas = [d["meta"] for d in saved]
     first = min(metas, key=lambda m: m["date"])
     meta = dict(first, wall=sum(m["times"][0] for m in metas))
+    commits = sorted({m["machine"]["commit"] for m in metas})
+    meta["machine"] = dict(first["machine"], commit=" and ".join(commits))
+    if len(commits) > 1:
+        meta["cmd"] = "; ".join(sorted({m["cmd"] for m in metas}))
     meta.update(cpu=sum(m["times"][1] for m in metas), load1=_load())
     run_args = argparse.Namespace(**first["args"])
     text = report(rows, infos, run_args, meta)
