@@ -227,3 +227,17 @@ def test_finding_10_ctrl_c_while_loading_or_writing(scan, tmp_path, capsys, monk
     code, _, err = _run(["run", scan, "-k", "2", "--max-iter", "3", "-o", str(out)], capsys)
     assert code == EXIT_INTERRUPTED and "interrupted" in err
     assert not [p.name for p in out.iterdir() if not p.name.startswith(".unmix-files")]
+
+
+def test_finding_8_single_image_makes_its_spectra(tmp_path, capsys):
+    """A STEM image (no navigation axes) is read as one 2-D pattern: refused for a fit with
+    advice, and unmixed after the sliding-window FFT the advice names."""
+    path = shared_path("eels", "CuZn_HAADF.hspy")
+    code, _, err = _run(["run", path, "-k", "3", "-o", str(tmp_path / "a")], capsys)
+    assert code == EXIT_USAGE and "sliding_window_fft" in err
+    step = '{op="sliding_window_fft", window=16, step=4}'
+    args = ["run", path, "-k", "3", "--step", step, "--no-report", "-o", str(tmp_path / "b")]
+    code, _, err = _run(args, capsys)
+    assert code == 0, err
+    result = unmix.load_result(tmp_path / "b" / "result.h5")
+    assert result.k == 3 and result.A.shape[0] > 1

@@ -100,6 +100,13 @@ def load_image(cfg: dict, *, lazy: bool = False) -> Any:
         image = _regrid(image, list(inp["spatial_shape"]))
     if steps:
         image = pipeline_from_config(steps).apply(image)
+    if image.n_pixels == 1 and len(image.signal_axes) == 2:
+        raise Fail(
+            f"{inp['file']} is a single {'x'.join(map(str, image.signal_shape))} image, not "
+            "a spectrum image: make spectra from it first, e.g. local FFTs with "
+            "--step '{op=\"sliding_window_fft\", window=16, step=4}'.",
+            EXIT_USAGE,
+        )
     return image
 
 

@@ -213,17 +213,17 @@ def read_hspy(
         f.close()
     nav = [a.navigate for a in axes]
     if not any(nav):
-        if len(axes) == 1:
-            _logger.warning("%s holds a single spectrum: read as a one-pixel image", path)
-            data = data[None] if not lazy else np.asarray(data[...])[None]
-            axes.insert(0, Axis("index", 1))
-        else:
+        if len(axes) > 2:
             if lazy:
                 f.close()
             raise UnsupportedFormatError(
-                f"{path}: {titles[idx]!r} is an image of shape {shape} with no "
-                "navigation axes, not a spectrum image; read it with HyperSpy or h5py"
+                f"{path}: {titles[idx]!r} has shape {shape} and no navigation axes, not a "
+                "spectrum image; read it with HyperSpy or h5py"
             )
+        what = "spectrum" if len(axes) == 1 else "image (one 2-D pattern)"
+        _logger.warning("%s holds a single %s: read as a one-pixel image", path, what)
+        data = data[None] if not lazy else np.asarray(data[...])[None]
+        axes.insert(0, Axis("index", 1))
     elif nav != sorted(nav, reverse=True):  # signal axes before navigation axes
         order = [i for i, n in enumerate(nav) if n] + [i for i, n in enumerate(nav) if not n]
         if lazy:

@@ -268,12 +268,13 @@ def _to_image(path: str, s: dict[str, Any], plugin: str, labels: list[str]) -> S
     spatial = [a for a in axes if a.navigate]
     signal = [a for a in axes if not a.navigate]
     if not spatial:
-        if len(signal) != 1:
+        if len(signal) > 2:
             raise UnsupportedFormatError(
-                f"{path}: signal {s['title']!r} is an image {data.shape} with no navigation "
+                f"{path}: signal {s['title']!r} has shape {data.shape} and no navigation "
                 "axes, not a spectrum image"
             )
-        _logger.warning("%s: %r is a single spectrum; read as a one-pixel image", path, s["title"])
+        what = "spectrum" if len(signal) == 1 else "image (one 2-D pattern)"
+        _logger.warning("%s: %r is a single %s; read as a one-pixel image", path, s["title"], what)
         data = data[None]
         spatial = [Axis("index", 1)]
     md = s["metadata"]
