@@ -241,3 +241,25 @@ def test_finding_8_single_image_makes_its_spectra(tmp_path, capsys):
     assert code == 0, err
     result = unmix.load_result(tmp_path / "b" / "result.h5")
     assert result.k == 3 and result.A.shape[0] > 1
+
+
+def test_finding_10_a_dropped_ctrl_c_still_stops_the_fit(scan, tmp_path, capsys, monkeypatch):
+    """Python drops a KeyboardInterrupt raised while a weakref callback runs (the fit went
+    on); the CLI remembers the Ctrl-C and stops after the iteration, with a checkpoint."""
+    import unmix.cli._common as common
+
+    real = common.factorize
+
+    def dropped(*args, **kwargs):
+        common._Interrupt.seen = True  # the handler ran; its exception was swallowed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(common, "factorize", dropped)
+    out = tmp_path / "out"
+    args = ["run", scan, "-k", "2", "--tol", "0", "-o", str(out), "-q", "--checkpoint-every", "0"]
+    code, _, err = _run([*args, "--max-iter", "100000"], capsys)
+    assert code == EXIT_INTERRUPTED and "--resume" in err
+    assert (out / "checkpoint.h5").exists()
+    monkeypatch.setattr(common, "factorize", real)
+    code, _, err = _run([*args, "--max-iter", "30", "--resume"], capsys)
+    assert code == 0, err

@@ -214,7 +214,7 @@ def test_cli_tree(tmp_path, small):
     again = runner.invoke(tree, [str(path), "-o", str(out)])
     assert again.exit_code == 4 and "not empty" in again.output
     bad = runner.invoke(tree, [str(path), "--leaves", "0", "-o", str(tmp_path / "o2")])
-    assert bad.exit_code == 1 and "n_leaves must be None or an int >= 1" in bad.output
+    assert bad.exit_code == 2 and "n_leaves must be None or an int >= 1" in bad.output
     few = runner.invoke(
         tree,
         [

@@ -17,13 +17,21 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
 import click
 
 from .._version import __version__
-from ._common import EXIT_EXISTS, EXIT_FIT, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_USAGE
+from ._common import (
+    EXIT_EXISTS,
+    EXIT_FIT,
+    EXIT_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    catch_interrupts,
+)
 from ._compare import compare
 from ._demo import demo
 from ._inspect import inspect
@@ -80,6 +88,7 @@ def entry(argv: Sequence[str] | None = None) -> int:
     and the tests); every failure is one ``Error:`` line (a traceback with ``--debug``)."""
     args = list(argv) if argv is not None else sys.argv[1:]
     budget = os.environ.get("UNMIX_MEMORY_BUDGET")  # --max-memory sets it for one command
+    previous = catch_interrupts()
     try:
         main.main(args=args, prog_name="unmix", standalone_mode=False)
     except click.ClickException as err:
@@ -97,6 +106,8 @@ def entry(argv: Sequence[str] | None = None) -> int:
         click.echo(f"Error: {text}", err=True)
         return code
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         if budget is None:
             os.environ.pop("UNMIX_MEMORY_BUDGET", None)
         else:

@@ -8,7 +8,9 @@ saved; continue with ``--resume``).
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,7 +46,9 @@ __all__ = [
     "TERM_FLAGS",
     "Fail",
     "attach_context",
+    "catch_interrupts",
     "check_flags",
+    "check_interrupt",
     "command_config",
     "fit_command",
     "fit_keys",
@@ -129,10 +133,40 @@ def _regrid(image: Any, shape: list[int]) -> Any:
     return image.with_spatial_shape(shape)
 
 
+class _Interrupt:
+    """Ctrl-C seen by the CLI's handler (see :func:`catch_interrupts`)."""
+
+    seen = False
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    _Interrupt.seen = True
+    raise KeyboardInterrupt
+
+
+def catch_interrupts() -> Any:
+    """Install the CLI's SIGINT handler (main thread only); return the previous one.
+
+    It remembers the Ctrl-C as well as raising ``KeyboardInterrupt``: Python drops an
+    exception raised while a weakref callback runs, so the fit's callback raises it again
+    at the end of the iteration (:func:`check_interrupt`).
+    """
+    _Interrupt.seen = False
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, _on_sigint)
+
+
+def check_interrupt() -> None:
+    """Raise ``KeyboardInterrupt`` if a Ctrl-C was seen (one that may have been dropped)."""
+    if _Interrupt.seen:
+        raise KeyboardInterrupt
+
+
 def progress_bar(max_iter: int, quiet: bool):
     """A click progress bar fed by factorize's callback (or a no-op when quiet)."""
     if quiet:
-        return None, (lambda info: None)
+        return None, (lambda info: check_interrupt())
     bar = click.progressbar(
         length=max_iter,
         label="fitting",
@@ -143,6 +177,7 @@ def progress_bar(max_iter: int, quiet: bool):
     )
 
     def callback(info: Any) -> None:
+        check_interrupt()
         bar.update(
             1, f"objective {info.objective:.6g}" + (" (compressed)" if info.phase == 1 else "")
         )

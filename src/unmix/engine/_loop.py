@@ -243,7 +243,7 @@ def _finish(
     balance0: float,
 ) -> dict:
     """The restart's outcome: final objective on ``X``, history, warnings."""
-    if not _finite(p, A, S):  # even the start was not finite: nothing to return
+    if not _finite(p, A, S, maps=True):  # even the start was not finite: nothing to return
         raise FloatingPointError(
             f"{slv.name}: the fit has no finite iterate (the start itself holds NaN or "
             "Inf); check X and the weights for NaN/Inf (mark missing entries with mask=), "
@@ -307,7 +307,7 @@ def _iterate(
         S = _filtered(p, A, out.S)
         pens = p.penalty_values(A_prev if out.fit_at_old_A else A, out.fit_S)
         obj = out.fit + sum(pens.values())
-        if not (np.isfinite(obj) and _finite(p, A, S)):
+        if not (np.isfinite(obj) and _finite(p, A, S, maps=out.fit_at_old_A)):
             A[:, :] = A_prev
             _warn_nonfinite(it)
             return S_prev, "non-finite", done
@@ -315,14 +315,37 @@ def _iterate(
         elapsed = rec.elapsed0 + time.perf_counter() - ph.t_loop
         rec.history.add(obj, out.fit, pens, elapsed, ph.number)
         info = IterationInfo(it, obj, out.fit, pens, elapsed, A, S, ph.number)
-        stop = _stop_reason(cfg, slv, info, prev, ph, lagged=out.fit_at_old_A and i == 1)
+        try:
+            stop = _stop_reason(cfg, slv, info, prev, ph, lagged=out.fit_at_old_A and i == 1)
+        except KeyboardInterrupt:  # raised by the callback (e.g. a Ctrl-C it noticed)
+            _checkpoint_now(cfg, rec, slv, ph, A, S, (ph.number, it, obj, elapsed), True)
+            raise
         if stop is not None:
             return S, stop, done
         prev = obj
         if cfg.checkpoint is not None and cfg.checkpoint.due():
-            at = (ph.number, it, prev, elapsed)
-            cfg.checkpoint.save(rec.snapshot(A, S, ph.state, slv.persistent, at))
+            _checkpoint_now(cfg, rec, slv, ph, A, S, (ph.number, it, prev, elapsed), False)
     return S, "max_iter", done
+
+
+def _checkpoint_now(
+    cfg: Settings,
+    rec: RestartRecord,
+    slv: Solver,
+    ph: _Phase,
+    A: Any,
+    S: Any,
+    at: tuple,
+    interrupted: bool,
+) -> None:
+    """Save the iterate ``(A, S)`` at ``at``; on an interrupt only if the checkpointer
+    saves on interrupts."""
+    ckpt = cfg.checkpoint
+    if ckpt is None or (interrupted and not ckpt.on_interrupt):
+        return
+    ckpt.save(rec.snapshot(A, S, ph.state, slv.persistent, at))
+    if interrupted:
+        logger.warning("Interrupted: checkpoint at iteration %d in %s", at[1], ckpt.path)
 
 
 def _guarded_step(
@@ -352,9 +375,7 @@ def _guarded_step(
             A[:, :] = A_prev
             ph.state.update(kept)
             elapsed = rec.elapsed0 + time.perf_counter() - ph.t_loop
-            at = (ph.number, it - 1, prev, elapsed)
-            ckpt.save(rec.snapshot(A, S, ph.state, slv.persistent, at))
-            logger.warning("Interrupted: checkpoint at iteration %d in %s", it - 1, ckpt.path)
+            _checkpoint_now(cfg, rec, slv, ph, A, S, (ph.number, it - 1, prev, elapsed), True)
         raise
 
 
@@ -396,12 +417,20 @@ def _stop_reason(
     return None
 
 
-def _finite(p: Problem, A: Any, S: Any) -> bool:
-    """Whether ``A`` and ``S`` hold only finite numbers (``A`` on every process)."""
+def _finite(p: Problem, A: Any, S: Any, *, maps: bool) -> bool:
+    """Whether ``S`` (and ``A``, on every process) hold only finite numbers.
+
+    ``A`` is checked only where the objective cannot see it: after filters on the maps,
+    or when the solver's objective is that of the maps before its step (``maps``); else
+    a non-finite map already made the objective non-finite, and the check would cost a
+    round of communication per iteration on split pixels.
+    """
     xp = p.be.xp
-    bad = 0.0 if bool(xp.all(xp.isfinite(A))) else 1.0
-    bad = float(p.data.reduce(np.array([bad]))[0])  # the maps' rows may be split
-    return bad == 0.0 and bool(xp.all(xp.isfinite(S)))
+    if maps or p.filters["A"]:
+        bad = 0.0 if bool(xp.all(xp.isfinite(A))) else 1.0
+        if float(p.data.reduce(np.array([bad]))[0]) != 0.0:  # the maps' rows may be split
+            return False
+    return bool(xp.all(xp.isfinite(S)))
 
 
 def _warn_nonfinite(it: int) -> None:
