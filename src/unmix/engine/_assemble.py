@@ -267,9 +267,10 @@ def warn_useless(p: Problem) -> None:
 
 
 #: the order in which ``solver="auto"`` tries the solvers: the fastest that supports the
-#: problem (HALS for Frobenius NMF, MU for other divergences, exact ANLS for abundances on
-#: a simplex, then the proximal and gradient solvers that take any projection)
-AUTO_ORDER = ("hals", "mu", "bpp", "admm", "gradient")
+#: problem (HALS for Frobenius NMF, coordinate descent for KL where it applies, MU for
+#: other divergences, exact ANLS for abundances on a simplex, then the proximal and
+#: gradient solvers that take any projection)
+AUTO_ORDER = ("hals", "klcd", "mu", "bpp", "admm", "gradient")
 
 
 def choose_solver(name: Any, p: Problem, options: dict) -> Solver:

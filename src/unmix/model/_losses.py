@@ -109,7 +109,8 @@ class Loss:
             P, Q = X * Yc ** (b - 2.0), Yc ** (b - 1.0)
         if W is not None:
             P = P * W
-            Q = W if Q is None else Q * W
+            # pixel- or channel-only weights broadcast: Q must be X's shape for Q @ S.T
+            Q = W * xp.ones_like(P) if Q is None else Q * W
         return P, Q
 
     def grad_Y(self, X: Any, Y: Any, W: Any = None, *, xp: Any, tiny: float) -> Any:

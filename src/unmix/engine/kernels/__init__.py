@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from ._onepass import AUTO_MIN_ENTRIES, KERNELS, available, hals_pass, mu_pass, reasons, resolve
 
 __all__ = [
@@ -9,7 +11,23 @@ __all__ = [
     "KERNELS",
     "available",
     "hals_pass",
+    "klcd_kernels",
     "mu_pass",
     "reasons",
     "resolve",
 ]
+
+
+def klcd_kernels() -> SimpleNamespace:
+    """The coordinate-descent KL kernels (numba is imported when a fit runs, not when
+    unmix is): ``Sparse`` (a CSR block with its model), ``block_a_pass``, ``block_s_pass``,
+    ``sparse_a_pass``, ``sparse_s_pass``."""
+    from ._klcd import Sparse, block_a_pass, block_s_pass, sparse_a_pass, sparse_s_pass
+
+    return SimpleNamespace(
+        Sparse=Sparse,
+        block_a_pass=block_a_pass,
+        block_s_pass=block_s_pass,
+        sparse_a_pass=sparse_a_pass,
+        sparse_s_pass=sparse_s_pass,
+    )

@@ -9,6 +9,7 @@ from ._base import REGISTRY, Solver, StepOut, solvers_supporting
 from ._bpp import BPP
 from ._gradient import Gradient
 from ._hals import HALS
+from ._kl_cd import KLCD
 from ._mu import MU
 from ._svd import SVD
 from ._sweeps import PenaltyRows, hals_sweeps
@@ -17,6 +18,7 @@ __all__ = [
     "ADMM",
     "BPP",
     "HALS",
+    "KLCD",
     "MU",
     "REGISTRY",
     "SVD",
@@ -32,7 +34,7 @@ __all__ = [
 
 def get_solver(name: str | Solver, **options: Any) -> Solver:
     """A solver instance by name (``'mu'``, ``'hals'``, ``'bpp'``, ``'admm'``,
-    ``'gradient'``, ``'svd'``) or pass-through of an instance (whose options are its
+    ``'gradient'``, ``'svd'``, ``'klcd'``) or pass-through of an instance (whose options are its
     own: ``options`` with an instance are refused, not silently dropped)."""
     if isinstance(name, Solver):
         if options:

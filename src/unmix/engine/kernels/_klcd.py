@@ -1,0 +1,363 @@
+"""Numba kernels of the KL coordinate-descent solver (imported only when it runs).
+
+The generalized KL divergence of one pixel row as a function of one map entry
+``a = A[i, r]``, everything else fixed, is (``Y = A S``, ``c_j = Y_ij - a S_rj``)::
+
+    f(a) = sum_j (c_j + a S_rj) - X_ij log(c_j + a S_rj) + l1 a
+
+with ``f'(a) = sum_j S_rj + l1 - sum_j X_ij S_rj / Y_ij`` and
+``f''(a) = sum_j X_ij S_rj^2 / Y_ij^2``.  ``f''`` decreases with ``a`` (``f''' < 0``), so
+a projected Newton step to the right (``d > 0``) always lowers ``f`` (``f(a + d) <= f(a)
++ f' d + f''(a) d^2 / 2 = f(a) - f'^2 / (2 f'')``); a step to the left lowers it when
+``f' d + f''(a + d) d^2 / 2 <= 0``, which the kernels check with the curvature they compute
+at ``a + d`` anyway (the next Newton step needs it); otherwise the step is halved and
+checked again, and after a few halvings replaced by ``-f'/f''(a + d)``, which then lies
+inside ``[a + d, a]`` and lowers ``f`` for sure (:func:`safe_step`).  A step to the right
+is the longer of Newton's and the multiplicative update's ``a q / c`` (a majorize-minimize
+step, certified too), which leaves a vanishing model at once (:func:`step_from`).
+(Hsieh & Dhillon 2011, with this curvature safeguard added to their Newton steps.)
+The same 1-D problem, summed over pixels, holds for one entry ``S[r, j]``; the entries of
+a row of ``S`` are independent, so a whole row takes its Newton step at once from sums
+over all pixel blocks (:func:`s_pass`).
+
+Sums over channels and pixels are accumulated in float64; ``Y`` is kept in ``X``'s dtype
+(dense blocks) or in float64 at the nonzeros of ``X`` (CSR blocks).
+Where the model vanishes at a count (``Y_ij < tiny``) the curvature is infinite (never
+NaN: ``(x s / y) (s / y)`` with finite factors), which no step to the left passes.
+"""
+
+from __future__ import annotations
+
+import numba as _nb
+import numpy as np
+
+_FM = {"reassoc", "contract"}
+_jit = _nb.njit(cache=True, nogil=True, fastmath=_FM)
+
+#: halvings of an uncertified step to the left before the safe step is taken
+_HALVINGS = 3
+
+
+@_jit
+def _model_row(a, S, y):
+    """``y = a @ S`` for one pixel."""
+    k, m = S.shape
+    y[:] = 0
+    for r in range(k):
+        ar = a[r]
+        if ar != 0:
+            s = S[r]
+            for j in range(m):
+                y[j] += ar * s[j]
+
+
+@_jit
+def _row_fit(x, y, tiny):
+    """``sum_j y_j - x_j log y_j`` (the part of KL that depends on the model)."""
+    total = 0.0
+    for j in range(x.shape[0]):
+        yj = float(y[j])
+        total += yj
+        if x[j] > 0:
+            total -= float(x[j]) * np.log(max(yj, tiny))
+    return total
+
+
+@_jit
+def _shift(x, y, s, delta, s2, tiny):
+    """``y += delta s`` (kept >= 0); returns the sums ``(q, h)`` of ``s`` and of ``s2``
+    at the new ``y``: ``q = sum_j x_j s_j / y_j``, ``h = sum_j x_j s_j^2 / y_j^2``."""
+    q1 = 0.0
+    h1 = 0.0
+    q2 = 0.0
+    h2 = 0.0
+    for j in range(x.shape[0]):
+        sj = float(s[j])
+        yj = max(float(y[j]) + delta * sj, 0.0)
+        y[j] = yj
+        inv = 1.0 / max(yj, tiny)
+        t = float(x[j]) * inv
+        s2j = float(s2[j])
+        q1 += t * sj
+        h1 += (t * sj) * (inv * sj)  # never inf * 0 where y vanishes
+        q2 += t * s2j
+        h2 += (t * s2j) * (inv * s2j)
+    return q1, h1, q2, h2
+
+
+@_jit
+def newton_step(a, g, h):
+    """The projected Newton step ``max(0, a - g/h) - a`` (to 0 when ``h = 0 < g``)."""
+    if h > 0:
+        return max(0.0, a - g / h) - a
+    return -a if g > 0 else 0.0
+
+
+@_jit
+def step_from(a, c, q, h):
+    """The step of one entry: the projected Newton step, or when it goes right and the
+    multiplicative update ``a q / c`` (a majorize-minimize step of the same 1-D problem,
+    certified too) goes further, that one - it leaves a vanishing model in one step where
+    Newton only doubles ``a``."""
+    d = newton_step(a, c - q, h)
+    if d > 0 and c > 0:
+        d = max(d, a * q / c - a)
+    return d
+
+
+@_jit
+def safe_step(g, h_end):
+    """The fallback after a step ``d < 0`` to the left failed its check: ``-g / h_end``
+    with ``h_end`` the curvature at ``a + d``.  The check failed means ``g / h_end <
+    |d| / 2``, so the new point lies inside ``[a + d, a]``, where the curvature is at most
+    ``h_end``: the objective falls by at least ``g^2 / (2 h_end)``."""
+    return -g / h_end if h_end > 0 else 0.0
+
+
+@_jit
+def _entry(x, y, s, s2, a, c, q, h, inner, tiny):
+    """Up to ``inner`` safeguarded Newton steps on one map entry ``a`` (row ``s`` of
+    ``S``) from its sums ``q``, ``h``; ``y`` follows.  Returns the new entry and the
+    sums of the next row ``s2`` at the final ``y``."""
+    q2 = h2 = 0.0
+    for it in range(inner):
+        g = c - q
+        d = step_from(a, c, q, h)
+        if d == 0.0 or abs(d) <= 1e-9 * a:
+            if it == 0:
+                q2, h2, _, _ = _shift(x, y, s2, 0.0, s2, tiny)
+            break
+        q1, h1, q2, h2 = _shift(x, y, s, d, s2, tiny)
+        tries = 0
+        while d < 0 and g * d + 0.5 * h1 * d * d > 0:  # not certified: halve, then safe
+            d2 = 0.5 * d if tries < _HALVINGS else safe_step(g, h1)
+            q1, h1, q2, h2 = _shift(x, y, s, d2 - d, s2, tiny)
+            d = d2
+            tries += 1
+            if tries > _HALVINGS:
+                break
+        a += d
+        q, h = q1, h1
+    return a, q2, h2
+
+
+@_jit
+def a_pass(X, A, S, csum, Y, inner, tiny, r0, q0, h0):
+    """Update the block's maps in place; return the fit at the maps before the update.
+
+    Per pixel: ``Y_i = A_i S`` afresh, its fit ``sum_j Y_ij - X_ij log Y_ij``, then the
+    coordinate Newton steps on ``A[i, 0..k-1]`` in turn (``csum[r] = sum_j S_rj + l1``).
+    ``Y`` gets the new model; ``q0``, ``h0`` get the sums of row ``r0`` of ``S``, the first
+    row the endmember update steps (``sum_i A_ir0 X_ij / Y_ij``, ``sum_i A_ir0^2 X_ij / Y_ij^2``).
+    """
+    n, m = X.shape
+    k = S.shape[0]
+    fit = 0.0
+    for i in range(n):
+        x = X[i]
+        y = Y[i]
+        a = A[i]
+        _model_row(a, S, y)
+        fit += _row_fit(x, y, tiny)
+        q, h, _, _ = _shift(x, y, S[0], 0.0, S[0], tiny)
+        for r in range(k):
+            nxt = S[r + 1] if r + 1 < k else S[r]
+            ar, q, h = _entry(x, y, S[r], nxt, float(a[r]), csum[r], q, h, inner, tiny)
+            a[r] = ar
+        b = float(a[r0])
+        if b != 0:
+            for j in range(m):
+                inv = 1.0 / max(float(y[j]), tiny)
+                t = float(x[j]) * inv
+                q0[j] += b * t
+                h0[j] += (b * t) * (b * inv)
+    return fit
+
+
+@_jit
+def s_pass(X, A, Y, r_apply, delta, r1, r2, tiny, q1, h1, q2, h2):
+    """``Y += A[:, r_apply] delta`` (a change of row ``r_apply`` of ``S``), then the sums
+    ``q = sum_i A_ir X_ij / Y_ij`` and ``h = sum_i A_ir^2 X_ij / Y_ij^2`` for rows ``r1``
+    and ``r2`` (a row < 0: none) at the new model."""
+    n, m = X.shape
+    for i in range(n):
+        x = X[i]
+        y = Y[i]
+        if r_apply >= 0:
+            ar = float(A[i, r_apply])
+            if ar != 0:
+                for j in range(m):
+                    y[j] = max(float(y[j]) + ar * delta[j], 0.0)
+        b1 = float(A[i, r1]) if r1 >= 0 else 0.0
+        b2 = float(A[i, r2]) if r2 >= 0 else 0.0
+        if b1 == 0 and b2 == 0:
+            continue
+        for j in range(m):
+            inv = 1.0 / max(float(y[j]), tiny)
+            t = float(x[j]) * inv
+            q1[j] += b1 * t
+            h1[j] += (b1 * t) * (b1 * inv)
+            q2[j] += b2 * t
+            h2[j] += (b2 * t) * (b2 * inv)
+
+
+def block_a_pass(X, A, S, csum, Y, inner, tiny, r0):
+    """:func:`a_pass` on one block; returns ``(fit, q0, h0, column sums of A)``."""
+    m = X.shape[1]
+    q0 = np.zeros(m)
+    h0 = np.zeros(m)
+    fit = a_pass(X, A, S, csum, Y, inner, tiny, r0, q0, h0)
+    return fit, q0, h0, A.sum(axis=0, dtype=np.float64)
+
+
+def block_s_pass(X, A, Y, r_apply, delta, r1, r2, tiny):
+    """:func:`s_pass` on one block; returns ``(q1, h1, q2, h2)`` (float64)."""
+    m = X.shape[1]
+    out = [np.zeros(m) for _ in range(4)]
+    s_pass(X, A, Y, r_apply, delta, r1, r2, tiny, *out)
+    return out
+
+
+# ------------------------------------------------------------ sparse blocks (CSR)
+# The same passes over the nonzeros of X alone: the data term needs Y only where X > 0
+# (sum_j Y_ij = sum_r A_ir sum_j S_rj), so each costs O(nnz k) instead of O(n m k).
+
+
+@_jit
+def _shift_sp(x, y, cols, s, delta, s2, tiny):
+    """:func:`_shift` over one pixel's nonzeros ``x`` at channels ``cols``."""
+    q1 = 0.0
+    h1 = 0.0
+    q2 = 0.0
+    h2 = 0.0
+    for p in range(x.shape[0]):
+        c = cols[p]
+        sj = float(s[c])
+        yj = max(y[p] + delta * sj, 0.0)
+        y[p] = yj
+        inv = 1.0 / max(yj, tiny)
+        t = float(x[p]) * inv
+        s2j = float(s2[c])
+        q1 += t * sj
+        h1 += (t * sj) * (inv * sj)
+        q2 += t * s2j
+        h2 += (t * s2j) * (inv * s2j)
+    return q1, h1, q2, h2
+
+
+@_jit
+def _entry_sp(x, y, cols, s, s2, a, c, q, h, inner, tiny):
+    """:func:`_entry` over one pixel's nonzeros."""
+    q2 = h2 = 0.0
+    for it in range(inner):
+        g = c - q
+        d = step_from(a, c, q, h)
+        if d == 0.0 or abs(d) <= 1e-9 * a:
+            if it == 0:
+                q2, h2, _, _ = _shift_sp(x, y, cols, s2, 0.0, s2, tiny)
+            break
+        q1, h1, q2, h2 = _shift_sp(x, y, cols, s, d, s2, tiny)
+        tries = 0
+        while d < 0 and g * d + 0.5 * h1 * d * d > 0:  # not certified: halve, then safe
+            d2 = 0.5 * d if tries < _HALVINGS else safe_step(g, h1)
+            q1, h1, q2, h2 = _shift_sp(x, y, cols, s, d2 - d, s2, tiny)
+            d = d2
+            tries += 1
+            if tries > _HALVINGS:
+                break
+        a += d
+        q, h = q1, h1
+    return a, q2, h2
+
+
+@_jit
+def a_pass_sp(indptr, cols, vals, A, S, St, ssum, l1, Yv, inner, tiny, r0, q0, h0):
+    """:func:`a_pass` for a block in CSR form (``Yv``: the model at the nonzeros)."""
+    n, k = A.shape
+    fit = 0.0
+    for i in range(n):
+        p0, p1 = indptr[i], indptr[i + 1]
+        x = vals[p0:p1]
+        y = Yv[p0:p1]
+        cl = cols[p0:p1]
+        a = A[i]
+        for p in range(p1 - p0):
+            acc = 0.0
+            srow = St[cl[p]]
+            for r in range(k):
+                acc += float(a[r]) * float(srow[r])
+            y[p] = acc
+        for r in range(k):
+            fit += float(a[r]) * ssum[r]
+        for p in range(p1 - p0):
+            fit -= float(x[p]) * np.log(max(y[p], tiny))
+        q, h, _, _ = _shift_sp(x, y, cl, S[0], 0.0, S[0], tiny)
+        for r in range(k):
+            nxt = S[r + 1] if r + 1 < k else S[r]
+            c = ssum[r] + l1
+            ar, q, h = _entry_sp(x, y, cl, S[r], nxt, float(a[r]), c, q, h, inner, tiny)
+            a[r] = ar
+        b = float(a[r0])
+        if b != 0:
+            for p in range(p1 - p0):
+                inv = 1.0 / max(y[p], tiny)
+                t = float(x[p]) * inv
+                q0[cl[p]] += b * t
+                h0[cl[p]] += (b * t) * (b * inv)
+    return fit
+
+
+@_jit
+def s_pass_sp(indptr, cols, vals, A, Yv, r_apply, delta, r1, r2, tiny, q1, h1, q2, h2):
+    """:func:`s_pass` for a block in CSR form."""
+    n = A.shape[0]
+    for i in range(n):
+        p0, p1 = indptr[i], indptr[i + 1]
+        if r_apply >= 0:
+            ar = float(A[i, r_apply])
+            if ar != 0:
+                for p in range(p0, p1):
+                    Yv[p] = max(Yv[p] + ar * delta[cols[p]], 0.0)
+        b1 = float(A[i, r1]) if r1 >= 0 else 0.0
+        b2 = float(A[i, r2]) if r2 >= 0 else 0.0
+        if b1 == 0 and b2 == 0:
+            continue
+        for p in range(p0, p1):
+            c = cols[p]
+            inv = 1.0 / max(Yv[p], tiny)
+            t = float(vals[p]) * inv
+            q1[c] += b1 * t
+            h1[c] += (b1 * t) * (b1 * inv)
+            q2[c] += b2 * t
+            h2[c] += (b2 * t) * (b2 * inv)
+
+
+class Sparse:
+    """A block of ``X`` in CSR form with the model at its nonzeros (float64)."""
+
+    def __init__(self, X: np.ndarray) -> None:
+        rows, cols = np.nonzero(X)
+        self.indptr = np.zeros(X.shape[0] + 1, np.int64)
+        np.cumsum(np.bincount(rows, minlength=X.shape[0]), out=self.indptr[1:])
+        self.cols = cols.astype(np.int32)
+        self.vals = np.ascontiguousarray(X[rows, cols])
+        self.Y = np.empty(self.vals.shape[0])
+        self.m = X.shape[1]
+
+
+def sparse_a_pass(B, A, S, l1, inner, tiny, r0):
+    """:func:`a_pass_sp` on one block; returns ``(fit, q0, h0, column sums of A)``."""
+    q0 = np.zeros(B.m)
+    h0 = np.zeros(B.m)
+    ssum = S.sum(axis=1, dtype=np.float64)
+    St = np.ascontiguousarray(S.T)
+    args = (B.indptr, B.cols, B.vals, A, S, St, ssum, l1, B.Y, inner, tiny, r0, q0, h0)
+    fit = a_pass_sp(*args)
+    return fit, q0, h0, A.sum(axis=0, dtype=np.float64)
+
+
+def sparse_s_pass(B, A, r_apply, delta, r1, r2, tiny):
+    """:func:`s_pass_sp` on one block; returns ``(q1, h1, q2, h2)`` (float64)."""
+    out = [np.zeros(B.m) for _ in range(4)]
+    s_pass_sp(B.indptr, B.cols, B.vals, A, B.Y, r_apply, delta, r1, r2, tiny, *out)
+    return out

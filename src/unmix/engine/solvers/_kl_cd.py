@@ -1,0 +1,252 @@
+"""Cyclic coordinate descent for KL NMF (Hsieh & Dhillon 2011), compiled per pixel block.
+
+Objective (generalized Kullback-Leibler, Poisson counts, ``Y = A S``)::
+
+    sum_ij X_ij log(X_ij / Y_ij) - X_ij + Y_ij  +  l1_A sum A  +  l1_S sum S
+    subject to A >= 0, S >= 0
+
+One iteration:
+
+1. **maps** (one pass over the pixel blocks, independent per pixel): for each pixel the
+   model row ``Y_i = A_i S`` is formed, then each entry ``A[i, r]`` in turn takes up to
+   ``inner_A`` projected Newton steps on its 1-D problem with ``Y_i`` kept up to date;
+   the pass also returns the fit at the maps *before* the update and the sums for the
+   first row of ``S``;
+2. **endmembers**: each row ``S[r, :]`` in turn takes ``inner_S`` steps; its channels
+   are independent 1-D problems whose gradient ``sum_i A_ir (1 - X_ij / Y_ij)`` and
+   curvature ``sum_i A_ir^2 X_ij / Y_ij^2`` are sums over all pixels: one
+   ``executor.map_reduce`` over the blocks a step, which also applies the previous step
+   to the blocks' model ``Y_b`` (kept in ``X``'s dtype, as large as the process's share
+   of ``X``; for a block held in CSR form, at its nonzeros only).
+
+Every Newton step to the right lowers the 1-D objective (its curvature decreases with the
+variable), as does the multiplicative update (a majorize-minimize step), and the longer of
+the two is taken; a Newton step to the left is kept when the curvature at its end
+certifies a decrease, else halved (:mod:`unmix.engine.kernels._klcd`); the last step to
+the left of an endmember row is the multiplicative update (:meth:`KLCD._row`).  The
+objective never increases (``monotone``).  An iteration makes ``1 + k inner_S`` passes
+over the blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from ...blocks import LowRankData, StreamedData
+from ...executors.base import Block, Executor
+from .._problem import Problem
+from ..kernels import available, klcd_kernels
+from ._base import Solver, StepOut, register
+
+__all__ = ["KLCD", "SPARSE_BELOW"]
+
+logger = logging.getLogger("unmix")
+
+#: ``sparse="auto"`` keeps a block in CSR form below this share of nonzero entries
+SPARSE_BELOW = 0.4
+
+
+def _kernels() -> Any:
+    """The numba kernels (numba is imported when a fit runs, not when unmix is)."""
+    return klcd_kernels()
+
+
+@register
+class KLCD(Solver):
+    """Coordinate descent with safeguarded Newton steps for KL NMF (numba kernels).
+
+    Options
+    -------
+    inner_A : int
+        Most Newton steps per map entry and iteration (default 1).
+    inner_S : int
+        Newton steps (each a pass over the blocks) per endmember row and iteration
+        (default 1; the last step to the left of a row is the multiplicative update).
+    sparse : {"auto", True, False}
+        Work on the nonzeros of ``X`` alone (CSR blocks, kept for the fit: each pass costs
+        ``O(nnz k)``) or on dense blocks.  ``"auto"`` (default): per block, sparse when
+        fewer than :data:`SPARSE_BELOW` of its entries are nonzero.
+    """
+
+    name = "klcd"
+    option_names = frozenset({"inner_A", "inner_S", "sparse"})
+    betas = (1.0,)
+    weights = frozenset({"none"})
+    needs_nonneg = True
+    monotone = True
+
+    def accepts(self, c: Any, target: str) -> bool:
+        """The non-negative orthant on both factors, and pinned endmembers (whole rows,
+        checked in :meth:`problems`); no bounds or rescaling."""
+        return bool(c.is_orthant) or (target == "S" and c.fixed() is not None)
+
+    def problems(self, p: Problem) -> list[str]:
+        """The base checks, plus: penalties with one constant gradient (L1) only, whole
+        pinned endmembers only, NumPy data held in memory (not streamed from a file or a
+        memory map: the model of every block is kept in memory; a Dask worker's rows are
+        held), and numba installed."""
+        out = super().problems(p)
+        for target in ("A", "S"):
+            if p.penalties[target] and p.constant_penalty_gradient(target) is None:
+                names = ", ".join(type(t).__name__ for t in p.penalties[target])
+                out.append(f"{names} on {target} (only L1 on a non-negative factor)")
+        if not p.pinned_whole_rows():
+            out.append("endmember entries pinned in part of a row (only whole endmembers)")
+        if p.be.name != "numpy":
+            out.append(f"backend {p.be.name!r} (NumPy on CPU only)")
+        if isinstance(p.data, LowRankData):
+            out.append("compressed data (compress=)")
+        if isinstance(p.data, StreamedData) and not _held_in_memory(p.data.source):
+            # the model of every block is kept in memory: as large as X itself
+            out.append("streamed data (X read block by block from a file or a memory map)")
+        if not available():
+            out.append("numba not installed (pip install 'unmix[fast]')")
+        return out
+
+    def setup(self, p: Problem, A: Any, S: Any) -> dict:
+        """One read of the blocks: ``sum X log X - X`` and, per block, the model's
+        storage (dense, X's dtype) or the block in CSR form with its model."""
+        kn = _kernels()
+        dt = np.dtype(p.be.dtype)
+        choice = self.options.get("sparse", "auto")
+        if choice not in ("auto", True, False):
+            raise ValueError(f"solver_options: sparse={choice!r}; expected 'auto', True or False")
+        Y: dict[int, Any] = {}
+        total = 0.0
+        for b in p.data.blocks:
+            Xb = np.asarray(p.data.x(b), dtype=np.float64)
+            pos = Xb > 0
+            total += float(np.sum(Xb[pos] * np.log(Xb[pos])) - np.sum(Xb))
+            dense = np.count_nonzero(pos) >= SPARSE_BELOW * max(Xb.size, 1)
+            if choice is True or (choice == "auto" and not dense):
+                Y[b.index] = kn.Sparse(np.ascontiguousarray(Xb, dtype=dt))
+            else:
+                Y[b.index] = np.empty(Xb.shape, dt)
+        n_sparse = sum(not isinstance(v, np.ndarray) for v in Y.values())
+        logger.debug("klcd: %d of %d blocks in CSR form", n_sparse, len(Y))
+        return {"Y": Y, "xlogx": float(p.data.reduce(total))}
+
+    def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
+        sums = self._update_A(p, A, S, state, executor)
+        fit = max(state["xlogx"] + float(sums["fit"]), 0.0)
+        S_new = self._update_S(p, A, S, state, executor, sums) if p.update_S else S
+        return StepOut(S=S_new, fit=fit, fit_S=S, fit_at_old_A=True)
+
+    # ------------------------------------------------------------------ maps
+    def _update_A(self, p: Problem, A: Any, S: Any, state: dict, ex: Executor) -> dict:
+        kn = _kernels()
+        dt = np.dtype(p.be.dtype)
+        S_ = np.ascontiguousarray(S, dtype=dt)
+        l1 = p.constant_penalty_gradient("A") or 0.0
+        csum = S_.sum(axis=1, dtype=np.float64) + l1
+        inner = max(1, int(self.options.get("inner_A", 1)))
+        tiny = _floor(p)
+        r0 = (p.free_rows() or [0])[0]  # the first endmember row the S update steps
+
+        def kernel(block: Block) -> dict:
+            Ab = np.ascontiguousarray(A[block.slice, :])
+            Yb = state["Y"][block.index]
+            if isinstance(Yb, np.ndarray):
+                Xb = np.ascontiguousarray(p.data.x(block), dtype=dt)
+                fit, q0, h0, asum = kn.block_a_pass(Xb, Ab, S_, csum, Yb, inner, tiny, r0)
+            else:
+                fit, q0, h0, asum = kn.sparse_a_pass(Yb, Ab, S_, l1, inner, tiny, r0)
+            A[block.slice, :] = Ab
+            return {"fit": fit, "q": q0, "h": h0, "asum": asum}
+
+        return ex.map_reduce(kernel, p.data.blocks)
+
+    # ------------------------------------------------------------ endmembers
+    def _update_S(self, p: Problem, A: Any, S: Any, state: dict, ex: Executor, sums: dict) -> Any:
+        kn = _kernels()
+        S64 = np.array(S, dtype=np.float64)
+        l1 = p.constant_penalty_gradient("S") or 0.0
+        c = np.asarray(sums["asum"], dtype=np.float64) + l1
+        q, h = sums["q"], sums["h"]
+        inner = max(1, int(self.options.get("inner_S", 1)))
+        tiny = _floor(p)
+
+        def run_pass(r_apply: int, delta: Any, r1: int, r2: int) -> tuple:
+            def kernel(block: Block) -> dict:
+                Ab = np.ascontiguousarray(A[block.slice, :])
+                Yb = state["Y"][block.index]
+                if isinstance(Yb, np.ndarray):
+                    Xb = np.ascontiguousarray(p.data.x(block), dtype=Yb.dtype)
+                    out = kn.block_s_pass(Xb, Ab, Yb, r_apply, delta, r1, r2, tiny)
+                else:
+                    out = kn.sparse_s_pass(Yb, Ab, r_apply, delta, r1, r2, tiny)
+                return dict(zip(("q1", "h1", "q2", "h2"), out, strict=True))
+
+            s = ex.map_reduce(kernel, p.data.blocks)
+            return s["q1"], s["h1"], s["q2"], s["h2"]
+
+        ctx = {"inner": inner, "run_pass": run_pass}
+        rows = p.free_rows()
+        for i, r in enumerate(rows):
+            nxt = rows[i + 1] if i + 1 < len(rows) else -1
+            q, h = self._row(S64[r], c[r], q, h, r, nxt, ctx)
+        return p.be.asarray(S64)
+
+    def _row(self, s: Any, c: float, q: Any, h: Any, r: int, nxt: int, ctx: dict) -> tuple:
+        """Newton steps on row ``r`` of ``S`` (``s``, float64, in place) from the sums
+        ``q``, ``h`` at the current model; returns the sums of row ``nxt`` afterwards.
+
+        Each pass applies the steps to the blocks' model and returns the sums at the new
+        point.  A step to the right (Newton, or the multiplicative update where it goes
+        further) is certified; one to the left is Newton's, checked with the curvature at
+        its end and undone and halved in the next pass if it fails, except the last,
+        which is the multiplicative update (certified: nothing to undo after the row).
+        """
+        inner, run_pass = ctx["inner"], ctx["run_pass"]
+        pending = np.zeros_like(s)  # the correction of an uncertified step, not yet in Y
+        halve = np.zeros(s.shape, dtype=bool)
+        d_prev = np.zeros_like(s)
+        q_n = h_n = None
+        for t in range(inner):
+            g = c - q
+            last = t == inner - 1
+            newton = _newton(s, g, h)
+            mu = s * q / c - s if c > 0 else newton  # majorize-minimize: certified
+            d = np.where(newton > 0, np.maximum(newton, mu), newton)
+            # the last step goes left by MU (certified, nothing to undo); earlier ones by
+            # Newton, checked after the pass and halved in the next one if need be
+            d = np.where(d < 0, mu, d) if last else np.where(halve, 0.5 * d_prev, d)
+            certified = (d >= 0) | last
+            q1, h1, q_n, h_n = run_pass(r, d + pending, r, nxt if last else -1)
+            ok = certified | (g * d + 0.5 * h1 * d * d <= 0)
+            s += np.where(ok, d, 0.0)
+            pending = np.where(ok, 0.0, -d)
+            q, h = np.where(ok, q1, q), np.where(ok, h1, h)
+            halve, d_prev = ~ok, d
+        if nxt < 0:
+            return q, h  # the next maps pass recomputes the model: no pass needed
+        if np.any(pending != 0):
+            _, _, q_n, h_n = run_pass(r, pending, -1, nxt)
+        return q_n, h_n
+
+
+def _held_in_memory(source: Any) -> bool:
+    """Whether a streamed source is, under its row views (``.src``), a NumPy array held
+    in memory (a Dask worker's rows), not a file, a memory map or a lazy array."""
+    for _ in range(8):
+        if not hasattr(source, "src"):
+            break
+        source = source.src
+    return isinstance(source, np.ndarray) and not isinstance(source, np.memmap)
+
+
+def _floor(p: Problem) -> float:
+    """The floor of the model in the kernels: the dtype's ``tiny``, at least 1e-150, so
+    that ``x / y^2`` stays finite in float64 (``inf`` past it, never ``inf * 0``)."""
+    return max(float(p.be.tiny), 1e-150)
+
+
+def _newton(s: Any, g: Any, h: Any) -> Any:
+    """Projected Newton steps ``max(0, s - g/h) - s`` per channel (to 0 where ``h = 0 < g``)."""
+    safe = np.where(h > 0, h, 1.0)
+    step = np.maximum(0.0, s - g / safe) - s
+    flat = np.where(g > 0, -s, 0.0)
+    return np.where(h > 0, step, flat)
