@@ -134,3 +134,28 @@ class RecordingExecutor(SerialExecutor):
     def allreduce(self, value):
         self.reductions += 1
         return super().allreduce(value)
+
+
+CLI = "import sys; from unmix.cli import entry; sys.exit(entry(sys.argv[1:]))"
+
+
+def kill_after_checkpoint(args: list[str], out, delay: float) -> None:
+    """Start ``unmix ARGS -o OUT --checkpoint-every 0`` in a child process and SIGKILL it
+    ``delay`` seconds after its first checkpoint (or once it has ended)."""
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLI, *args, "--checkpoint-every", "0", "-o", str(out)],
+        stdin=subprocess.DEVNULL,
+    )
+    ckpt = out / "checkpoint.h5"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ckpt.exists() and ckpt.stat().st_size > 0:
+            break
+        time.sleep(0.05)
+    time.sleep(delay)
+    proc.kill()
+    proc.wait()

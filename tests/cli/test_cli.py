@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import functools
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -13,7 +10,7 @@ import pytest
 import unmix
 import unmix.cli._common
 import unmix.cli._demo
-from conftest import shared_path
+from conftest import kill_after_checkpoint, shared_path
 from unmix.cli import EXIT_EXISTS, EXIT_INPUT, entry
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -228,9 +225,6 @@ def test_inspect_suggests(capsys):
     assert "--loss kl" in capsys.readouterr().out
 
 
-KILL = "import sys; from unmix.cli import entry; sys.exit(entry(sys.argv[1:]))"
-
-
 @pytest.mark.slow
 def test_kill_and_resume_gives_uninterrupted_answer(tmp_path):
     """SIGKILL an `unmix run` mid-fit; `--resume` finishes with the same factors."""
@@ -238,19 +232,8 @@ def test_kill_and_resume_gives_uninterrupted_answer(tmp_path):
     common = ["run", path, "-k", "3", "--seed", "4", "--tol", "0", "--max-iter", "600"]
     common += ["--no-report", "-q"]
     out = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", KILL, *common, "--checkpoint-every", "0", "-o", str(out)],
-        stdin=subprocess.DEVNULL,
-    )
+    kill_after_checkpoint(common, out, 0.3)  # a few more iterations, then kill -9
     ckpt = out / "checkpoint.h5"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if ckpt.exists() and ckpt.stat().st_size > 0:
-            break
-        time.sleep(0.05)
-    time.sleep(0.3)  # a few more iterations, then kill without warning
-    proc.kill()
-    proc.wait()
     assert ckpt.exists(), "no checkpoint before the kill"
     assert not (out / "result.h5").exists()
     assert entry([*common, "-o", str(out), "--resume"]) == 0

@@ -15,10 +15,8 @@ import pytest
 import tomllib
 
 import unmix
-from conftest import shared_path
+from conftest import CLI, kill_after_checkpoint, shared_path
 from unmix.cli import EXIT_EXISTS, EXIT_INTERRUPTED, EXIT_USAGE, entry
-
-CLI = "import sys; from unmix.cli import entry; sys.exit(entry(sys.argv[1:]))"
 
 
 @pytest.fixture
@@ -62,18 +60,8 @@ def test_finding_1_kill_and_resume_without_seed(tmp_path, delay):
     path = shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy")
     common = ["run", path, "-k", "3", "--tol", "0", "--max-iter", "400", "--no-report", "-q"]
     out = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CLI, *common, "--checkpoint-every", "0", "-o", str(out)]
-    )
+    kill_after_checkpoint(common, out, float(delay))
     ckpt = out / "checkpoint.h5"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if ckpt.exists() and ckpt.stat().st_size > 0:
-            break
-        time.sleep(0.05)
-    time.sleep(float(delay))
-    proc.kill()
-    proc.wait()
     if not ckpt.exists():  # the run finished before the kill: nothing to resume
         assert (out / "result.h5").exists()
         return
