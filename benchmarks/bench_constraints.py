@@ -2,7 +2,7 @@
 
 For every real file (``../shared/data``, see its README) and every constraint set below,
 the script finds the solvers that accept the set (a ``max_iter=1`` fit of each of hals /
-mu / bpp / admm / gradient, refused ones raise ``unmix.UnsupportedError``), fits each of
+klcd / mu / bpp / admm / gradient, refused ones raise ``unmix.UnsupportedError``), fits each of
 them from 5 starts (``random_state`` 0..4, the default init, default ``max_iter`` and
 ``tol``) and reports the seed-0 fit (what a user gets by default):
 
@@ -69,7 +69,7 @@ except ImportError:  # pragma: no cover - installed with scikit-learn
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
 DEFAULT_OUT = HERE / "results" / "constraints.md"
-SOLVERS = ("hals", "mu", "bpp", "admm", "gradient")
+SOLVERS = ("hals", "klcd", "mu", "bpp", "admm", "gradient")
 N_STARTS = 5
 OBJ_TOL = 0.02  # "more than 2 % above the best"
 VIOL_TOL = 1e-6
@@ -596,7 +596,8 @@ def report(rows, infos, args, meta) -> str:
         '**+ min-volume** = sum-to-one plus `MinVolume(0.5, scale="residual")`; **KL** = '
         '`loss="kl"` (default constraints); **KL + sum-to-one** = `loss="kl"` with the '
         "sum-to-one constraints.",
-        "* Solvers: each of hals, mu, bpp, admm, gradient that accepts the set (a "
+        "* Solvers: each of hals, klcd (runs saved before it existed: only as the auto row), "
+        "mu, bpp, admm, gradient that accepts the set (a "
         '`max_iter=1` fit does not raise `unmix.UnsupportedError`). `solver="auto"` is '
         "fitted at seed 0: the solver it picks is marked **bold (auto)**; if its fit is not "
         "that solver's seed-0 fit (objectives differ by > 1e-9 relative) it has its own "
