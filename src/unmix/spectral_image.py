@@ -333,10 +333,11 @@ class SpectralImage:
     def with_spatial_shape(self, spatial_shape: Sequence[int]) -> SpectralImage:
         """Same pixels (C order) on another scan grid, e.g. 143 patterns as (11, 13)."""
         spatial_shape = tuple(int(s) for s in spatial_shape)
-        if math.prod(spatial_shape) != self.n_pixels:
+        if any(s < 1 for s in spatial_shape) or math.prod(spatial_shape) != self.n_pixels:
             raise ValueError(
                 f"spatial_shape {spatial_shape} holds {math.prod(spatial_shape)} pixels, "
-                f"the image has {self.n_pixels}"
+                f"the image has {self.n_pixels}; give positive sizes whose product is "
+                f"{self.n_pixels}"
             )
         if spatial_shape == self.spatial_shape:
             return self

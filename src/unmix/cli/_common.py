@@ -58,6 +58,7 @@ __all__ = [
     "input_flags",
     "load_image",
     "merge_config",
+    "parse_shape",
     "progress_bar",
     "table_option",
     "unfolded",
@@ -124,13 +125,10 @@ def _regrid(image: Any, shape: list[int]) -> Any:
             "--shape re-grids 1-D scans only (drop it, or give the file's own shape).",
             EXIT_USAGE,
         )
-    if any(v < 1 for v in shape) or int(np.prod(shape)) != image.n_pixels:
-        raise Fail(
-            f"--shape {text}: {int(np.prod(shape))} positions, but the file has "
-            f"{image.n_pixels} pixels; give ROWSxCOLS with ROWS * COLS = {image.n_pixels}.",
-            EXIT_USAGE,
-        )
-    return image.with_spatial_shape(shape)
+    try:
+        return image.with_spatial_shape(shape)
+    except ValueError as err:
+        raise Fail(f"--shape {text}: {err}.", EXIT_USAGE) from None
 
 
 class _Interrupt:
@@ -247,6 +245,14 @@ def attach_context(result: Any, image: Any) -> None:
     result.context = ctx
 
 
+def parse_shape(text: str) -> list[int]:
+    """``--shape ROWSxCOLS`` as a list of ints (a usage error otherwise)."""
+    try:
+        return [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        raise click.UsageError(f"--shape {text!r}: use ROWSxCOLS, e.g. 11x13.") from None
+
+
 def inline_table(text: str) -> dict:
     try:
         value = tomllib.loads(f"step = {text}")["step"]
@@ -303,12 +309,7 @@ def _merge_checked(config, file, cli, outdir, extra_steps, spatial_shape) -> dic
         steps = cfg.setdefault("preprocess", {}).setdefault("steps", [])
         steps.extend(inline_table(s) for s in extra_steps)
     if spatial_shape:
-        try:
-            cfg.setdefault("input", {})["spatial_shape"] = [
-                int(v) for v in spatial_shape.lower().split("x")
-            ]
-        except ValueError:
-            raise ValueError(f"--shape {spatial_shape!r}: use ROWSxCOLS, e.g. 11x13.") from None
+        cfg.setdefault("input", {})["spatial_shape"] = parse_shape(spatial_shape)
     cfg.setdefault("output", {}).setdefault("dir", "unmix_output")
     if "k" not in fac:
         raise click.UsageError("the number of components is required: -k N (or k in config).")

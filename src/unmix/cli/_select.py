@@ -23,6 +23,7 @@ from ._common import (
     inline_table,
     input_flags,
     load_image,
+    parse_shape,
     with_options,
 )
 from ._config import load_config
@@ -69,10 +70,7 @@ def _config_tables(config: str | None, file: str | None, steps: tuple, shape: st
             inline_table(s) for s in steps
         )
     if shape:
-        try:
-            inp["spatial_shape"] = [int(v) for v in shape.lower().split("x")]
-        except ValueError:
-            raise click.UsageError(f"--shape {shape!r}: use ROWSxCOLS, e.g. 11x13.") from None
+        inp["spatial_shape"] = parse_shape(shape)
     return cfg
 
 

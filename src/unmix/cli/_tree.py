@@ -24,6 +24,7 @@ from ._common import (
     inline_table,
     input_flags,
     load_image,
+    parse_shape,
     with_options,
 )
 from ._mpi import mpi_executor, mpi_options
@@ -131,12 +132,7 @@ def _input(file: str, kw: dict[str, Any]) -> tuple[list[dict], dict[str, Any]]:
         raise click.UsageError(str(err)) from err
     inp: dict[str, Any] = input_flags({"file": file}, kw)
     if kw["spatial_shape"]:
-        try:
-            inp["spatial_shape"] = [int(v) for v in kw["spatial_shape"].lower().split("x")]
-        except ValueError:
-            raise click.UsageError(
-                f"--shape {kw['spatial_shape']!r}: use ROWSxCOLS, e.g. 11x13."
-            ) from None
+        inp["spatial_shape"] = parse_shape(kw["spatial_shape"])
     return steps, inp
 
 
