@@ -448,3 +448,14 @@ def test_plugin_keyword_forces_rosettasciio():
     assert via.metadata["reader"] == "rsciio:HSPY"
     np.testing.assert_array_equal(via.data, load(path).data)
     assert via.axes == load(path).axes
+
+
+def test_format_options_the_reader_does_not_take():
+    """signal_ndim on a file that says its axes is checked against them; mz_bins on a
+    file without an m/z axis is refused, naming the option."""
+    path = shared_path("stm", "Bias_spectroscopy.3ds")
+    assert load(path, signal_ndim=1).signal_shape == load(path).signal_shape
+    with pytest.raises(ValueError, match=r"signal has 1 axes .* not signal_ndim=2"):
+        load(path, signal_ndim=2)
+    with pytest.raises(ValueError, match=r"mz_bins= applies to imzml files only"):
+        load(path, mz_bins=500)

@@ -30,6 +30,7 @@ from ._common import (
     EXIT_INPUT,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
+    MAX_MEMORY,
     catch_interrupts,
 )
 from ._compare import compare
@@ -55,26 +56,9 @@ __all__ = [
 @click.version_option(__version__, prog_name="unmix")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("--debug", is_flag=True, help="Show the traceback of an error.")
-@click.option(
-    "--max-memory",
-    metavar="SIZE",
-    help="Memory one file read may take, e.g. 4G (default: 80% of the available memory; "
-    "same as UNMIX_MEMORY_BUDGET). Larger inputs are refused with advice.",
-)
-def main(verbose: int, debug: bool, max_memory: str | None) -> None:
+@MAX_MEMORY
+def main(verbose: int, debug: bool) -> None:
     """unmix: physically constrained linear unmixing of spectroscopic images."""
-    if max_memory is not None:
-        text = max_memory.strip().upper().removesuffix("B")
-        number = text[:-1] if text[-1:] in "KMGT" else text
-        try:
-            ok = float(number) > 0
-        except ValueError:
-            ok = False
-        if not ok:
-            raise click.BadParameter(
-                f"{max_memory!r}: give a size such as 512M, 4G or 1.5T.", param_hint="--max-memory"
-            )
-        os.environ["UNMIX_MEMORY_BUDGET"] = text
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 

@@ -42,6 +42,7 @@ __all__ = [
     "EXIT_USAGE",
     "FIT_OPTIONS",
     "INPUT_OPTIONS",
+    "MAX_MEMORY",
     "TABLE_FLAGS",
     "TERM_FLAGS",
     "Fail",
@@ -407,8 +408,35 @@ def table_option(name: str) -> Any:
     return click.option(row.cli, name, type=TableValue(row), help=text + ".")
 
 
+def _set_budget(ctx: Any, param: Any, value: str | None) -> None:
+    """``--max-memory SIZE``: the readers' memory budget (``UNMIX_MEMORY_BUDGET``) for this
+    command (:func:`unmix.cli.entry` restores it afterwards)."""
+    if value is None:
+        return
+    text = value.strip().upper().removesuffix("B")
+    number = text[:-1] if text[-1:] in "KMGT" else text
+    try:
+        ok = float(number) > 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise click.BadParameter(f"{value!r}: give a size such as 512M, 4G or 1.5T.")
+    os.environ["UNMIX_MEMORY_BUDGET"] = text
+
+
+#: ``unmix --max-memory SIZE CMD`` or ``unmix CMD --max-memory SIZE``
+MAX_MEMORY = click.option(
+    "--max-memory",
+    metavar="SIZE",
+    callback=_set_budget,
+    expose_value=False,
+    help="Memory one file read may take, e.g. 4G (default: 80% of the available memory; "
+    "same as UNMIX_MEMORY_BUDGET). Larger inputs are refused with advice.",
+)
+
 #: how every command that reads a file picks what to read (the [input] table's keys)
 INPUT_OPTIONS = [
+    MAX_MEMORY,
     click.option("--dataset", help="HDF5 dataset path (files with several)."),
     click.option("--signal", help="Which signal of a multi-signal file: its name or index."),
     click.option(

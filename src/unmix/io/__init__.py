@@ -90,6 +90,13 @@ _READERS: dict[str, tuple[str, Callable[..., SpectralImage]]] = {
 }
 #: readers that take ``allow_external`` (HDF5 data outside the file's folder)
 _EXTERNAL = {"hdf5", "hspy", "rsciio"}
+#: format options and the readers that take them; ``signal_ndim`` elsewhere is checked
+#: against what the file says, the others are refused
+_FORMAT_OPTIONS = {
+    "signal_ndim": {"numpy", "hdf5", "zarr"},
+    "mz_bins": {"imzml"},
+    "mz_range": {"imzml"},
+}
 _WRITERS: dict[str, Callable[[SpectralImage, str], None]] = {
     "npy": write_npy,
     "npz": write_npz,
@@ -176,6 +183,7 @@ def load(
     _logger.info("reading %s with the %s reader", path, name)
     if name in _EXTERNAL:
         kw["allow_external"] = allow_external
+    ndim = _format_options(path, name, kw)
     try:
         image = reader(path, dataset=dataset, signal=signal, lazy=lazy, **kw)
     except CorruptFileError as exc:
@@ -183,10 +191,30 @@ def load(
         if not hint:
             raise
         raise type(exc)(f"{exc}; {hint}") from exc
+    if ndim is not None and len(image.signal_shape) != ndim:
+        raise ValueError(
+            f"{path}: its signal has {len(image.signal_shape)} axes {image.signal_shape}, "
+            f"not signal_ndim={ndim}; signal_ndim chooses only for plain arrays "
+            "(.npy, .npz, HDF5, Zarr), where the file does not say"
+        )
     _provenance(image, path, name, checksum)
     if spatial_shape is not None:
         image = image.with_spatial_shape(spatial_shape)
     return image
+
+
+def _format_options(path: str, name: str, kw: dict) -> int | None:
+    """Refuse format options the reader ``name`` does not take; ``signal_ndim`` for a
+    format whose file says its axes is taken out of ``kw`` and returned, to be checked."""
+    for option, readers in _FORMAT_OPTIONS.items():
+        if option in kw and name not in readers and option != "signal_ndim":
+            raise ValueError(
+                f"{path}: {option}= applies to {', '.join(sorted(readers))} files only, "
+                f"this one is read by the {name} reader; drop it"
+            )
+    if "signal_ndim" in kw and name not in _FORMAT_OPTIONS["signal_ndim"]:
+        return int(kw.pop("signal_ndim"))
+    return None
 
 
 def _reader_for(path: str, ext: str, plugin: bool) -> tuple[str, Callable[..., SpectralImage]]:
