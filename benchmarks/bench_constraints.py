@@ -60,6 +60,7 @@ import scipy.io as sio  # noqa: E402
 
 import unmix  # noqa: E402
 import unmix.blocks  # noqa: E402
+from _machine import cpu_model  # noqa: E402
 
 try:
     from threadpoolctl import threadpool_limits
@@ -425,14 +426,7 @@ def bench_entry(
 
 # -------------------------------------------------------------------- report
 def machine_info() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {
         "commit": _git_revision(),
         "platform": platform.platform(),

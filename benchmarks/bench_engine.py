@@ -50,6 +50,7 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 
 import unmix  # noqa: E402
 import unmix.metrics  # noqa: E402
+from _machine import cpu_model  # noqa: E402
 
 try:
     from threadpoolctl import threadpool_info, threadpool_limits
@@ -285,14 +286,7 @@ def run_unmix(X: np.ndarray, k: int, solver: str, max_iter: int, S_true) -> Run:
 
 # -------------------------------------------------------------------- report
 def machine_info() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     mem = "unknown"
     try:
         kb = int(Path("/proc/meminfo").read_text().split()[1])
