@@ -191,12 +191,7 @@ def load(
         if not hint:
             raise
         raise type(exc)(f"{exc}; {hint}") from exc
-    if ndim is not None and len(image.signal_shape) != ndim:
-        raise ValueError(
-            f"{path}: its signal has {len(image.signal_shape)} axes {image.signal_shape}, "
-            f"not signal_ndim={ndim}; signal_ndim chooses only for plain arrays "
-            "(.npy, .npz, HDF5, Zarr), where the file does not say"
-        )
+    _check_signal_ndim(path, image, ndim)
     _provenance(image, path, name, checksum)
     if spatial_shape is not None:
         image = image.with_spatial_shape(spatial_shape)
@@ -215,6 +210,15 @@ def _format_options(path: str, name: str, kw: dict) -> int | None:
     if "signal_ndim" in kw and name not in _FORMAT_OPTIONS["signal_ndim"]:
         return int(kw.pop("signal_ndim"))
     return None
+
+
+def _check_signal_ndim(path: str, image: SpectralImage, ndim: int | None) -> None:
+    if ndim is not None and len(image.signal_shape) != ndim:
+        raise ValueError(
+            f"{path}: its signal has {len(image.signal_shape)} axes {image.signal_shape}, "
+            f"not signal_ndim={ndim}; signal_ndim chooses only for plain arrays "
+            "(.npy, .npz, HDF5, Zarr), where the file does not say"
+        )
 
 
 def _reader_for(path: str, ext: str, plugin: bool) -> tuple[str, Callable[..., SpectralImage]]:
