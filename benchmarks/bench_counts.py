@@ -13,7 +13,12 @@ reached scikit-learn's (unmix MU's) final value (unmix: from the per-iteration c
 the callback of ``klcd`` sees the objective of the previous iterate, so its time is an
 upper bound).
 
-Run: ``.venv/bin/python benchmarks/bench_counts.py [--quick]`` (``--quick``: (a) and (c)).
+Sparse section: (d) planted CSR counts 65536 x 2048 (k 8, ~60 counts a pixel, drawn count by
+count, never dense) and (e) the EDS TEM map as CSR, each method on the same CSR matrix,
+with the peak traced memory of a 5-iteration call.
+
+Run: ``.venv/bin/python benchmarks/bench_counts.py [--quick] [--only dense|sparse]``
+(``--quick``: (a) and (c); ``--only sparse`` rewrites the sparse section alone).
 """
 
 from __future__ import annotations
@@ -65,6 +70,44 @@ def planted(n_side: int = 128, m: int = 1024, k: int = 6, mean: float = 3.5, see
     return X, A * scale, S
 
 
+def planted_sparse(
+    n_side: int = 256, m: int = 2048, k: int = 8, per_pixel: float = 60.0, seed: int = 0
+):
+    """CSR Poisson counts of :func:`planted`'s model drawn count by count (never dense).
+
+    Pixel ``i`` gets ``Poisson(c A_ir)`` counts from component ``r`` (spectra scaled to unit
+    sum), each at a channel drawn from ``S_r``: the same law as ``Poisson(c A S)``
+    entry by entry (Poisson thinning), with ``c`` set for ``per_pixel`` counts a pixel.
+    """
+    import scipy.sparse as sp
+
+    _, A, S = planted(n_side=8, m=m, k=k, seed=seed)  # spectra only (maps drawn below)
+    rng = np.random.default_rng(seed + 1)
+    yy, xx = np.mgrid[0:n_side, 0:n_side] / n_side
+    maps = []
+    for _ in range(k):
+        field = np.zeros((n_side, n_side))
+        for _ in range(3):
+            cy, cx, w = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.1, 0.3)
+            field += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * w * w))
+        maps.append(field / field.max())
+    A = np.stack(maps, axis=-1).reshape(-1, k) + 0.05
+    S = S / S.sum(axis=1, keepdims=True)
+    A = A * (per_pixel / A.sum(axis=1).mean())
+    N = rng.poisson(A)  # counts a (pixel, component)
+    pix = np.repeat(np.repeat(np.arange(A.shape[0]), k), N.ravel())
+    comp = np.repeat(np.tile(np.arange(k), A.shape[0]), N.ravel())
+    cdf = np.cumsum(S, axis=1)
+    u = rng.random(pix.size)
+    chan = np.empty(pix.size, dtype=np.int64)
+    for r in range(k):
+        sel = comp == r
+        chan[sel] = np.minimum(np.searchsorted(cdf[r], u[sel]), m - 1)
+    X = sp.coo_array((np.ones(pix.size), (pix, chan)), shape=(A.shape[0], m)).tocsr()
+    X.sum_duplicates()
+    return X, A, S
+
+
 def datasets(quick: bool) -> list[tuple[str, np.ndarray, int]]:
     eels = unmix.load(str(DATA / "eels" / "CuZn_EELS_mapping_tutorial.hspy")).unfold()
     eds = np.load(DATA / "eds" / "eds_tem_bruker_64x64.npz")["data"]
@@ -76,10 +119,11 @@ def datasets(quick: bool) -> list[tuple[str, np.ndarray, int]]:
 
 
 def kl(X: np.ndarray, A: np.ndarray, S: np.ndarray) -> float:
-    """``sum X log(X/Y) - X + Y`` in float64, block by block."""
+    """``sum X log(X/Y) - X + Y`` in float64, block by block (dense or CSR ``X``)."""
     total = 0.0
     for s in range(0, X.shape[0], 4096):
         x, y = X[s : s + 4096], np.asarray(A[s : s + 4096], np.float64) @ np.asarray(S, float)
+        x = x.toarray() if hasattr(x, "toarray") else x
         pos = x > 0
         total += float(np.sum(x[pos] * np.log(x[pos] / y[pos])) - x.sum() + y.sum())
     return total
@@ -114,6 +158,98 @@ def run_unmix(X: np.ndarray, k: int, solver: str, target: float, mu_kl: float) -
     return dict(res, to_target=hit, to_mu=hit_mu)
 
 
+def peak_memory(fit) -> float:
+    """Peak traced memory (MiB; NumPy/SciPy buffers included) of ``fit()``."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fit()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def sparse_rows(name: str, X, k: int) -> list[dict]:
+    """scikit-learn's KL MU and unmix's ``klcd`` / ``mu`` on the same CSR ``X``."""
+    from sklearn.decomposition import NMF
+
+    dense_mib = X.shape[0] * X.shape[1] * 8 / 2**20
+    ref = run_sklearn(X, k)
+    ref["to_target"] = ref["cpu"]
+    mu = run_unmix(X, k, "mu", ref["kl"], np.inf)
+    cd = run_unmix(X, k, "klcd", ref["kl"], mu["kl"] * (1 + 1e-9))
+    mem = {
+        "scikit-learn MU": lambda: NMF(
+            k, solver="mu", beta_loss="kullback-leibler", init="nndsvda", max_iter=5
+        ).fit(X),
+        "unmix mu": lambda: unmix.factorize(X, k, loss="kl", solver="mu", max_iter=5),
+        "unmix klcd": lambda: unmix.factorize(X, k, loss="kl", solver="klcd", max_iter=5),
+    }
+    rows = []
+    for method, res in (("scikit-learn MU", ref), ("unmix mu", mu), ("unmix klcd", cd)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            peak = peak_memory(mem[method])
+        rows.append(
+            dict(res, data=name, k=k, method=method, ref_kl=ref["kl"], ref_cpu=ref["cpu"])
+            | {"peak": peak, "dense": dense_mib, "nnz": X.nnz, "shape": X.shape}
+        )
+    return rows
+
+
+def sparse_table(rows: list[dict]) -> list[str]:
+    head = (
+        "| data (CSR) | k | method | final KL | iterations | CPU s (call) | ms / iteration "
+        "| CPU s to sklearn's KL | KL / sklearn's | CPU vs sklearn | peak MiB (5 it.) "
+        "| peak / dense X |"
+    )
+    lines = [head, "|" + "---|" * 12]
+    for r in rows:
+        to = "-" if r.get("to_target") is None else f"{r['to_target']:.2f}"
+        lines.append(
+            f"| {r['data']} | {r['k']} | {r['method']} | {r['kl']:,.1f} | {r['iters']} "
+            f"| {r['cpu']:.2f} | {1e3 * r['cpu'] / max(r['iters'], 1):.1f} | {to} "
+            f"| {r['kl'] / r['ref_kl']:.4f} | {r['cpu'] / r['ref_cpu']:.3f}x "
+            f"| {r['peak']:.0f} | {r['peak'] / r['dense']:.3f} |"
+        )
+    return lines
+
+
+def sparse_main() -> list[str]:
+    """The sparse-input section: planted CSR counts and the EDS TEM map as CSR."""
+    import scipy.sparse as sp
+
+    eds = np.load(DATA / "eds" / "eds_tem_bruker_64x64.npz")["data"]
+    cases = [
+        ("(d) planted 65536 x 2048, ~60 counts/pixel", planted_sparse()[0], 8),
+        ("(e) EDS TEM 4096 x 2048", sp.csr_array(eds.reshape(-1, eds.shape[-1]) * 1.0), 4),
+    ]
+    rows = []
+    for name, X, k in cases:
+        rows += sparse_rows(name, X, k)
+        print(*sparse_table(rows)[-3:], sep="\n", flush=True)
+    info = ", ".join(
+        f"{r['data'][:3]} nnz {r['nnz']:,} ({100 * r['nnz'] / np.prod(r['shape']):.2f} %)"
+        for r in rows[::3]
+    )
+    return [
+        SPARSE_MARK,
+        "## Sparse input (CSR, never densified)",
+        "",
+        f"Same settings; every method gets the same `scipy.sparse` CSR matrix ({info}). "
+        "(d) is drawn count by count (`planted_sparse`: Poisson thinning of the planted "
+        "model, no dense array).  Peak memory: `tracemalloc` peak of a 5-iteration call "
+        "(NumPy/SciPy buffers), against the dense float64 array of the same shape.",
+        "",
+        *sparse_table(rows),
+        "",
+    ]
+
+
+SPARSE_MARK = "<!-- sparse section: bench_counts.py --only sparse -->"
+
+
 def warm_up() -> float:
     """The first call of the numba kernels (JIT compile or cache load), timed."""
     X = planted(16, 64, 2, seed=1)[0]
@@ -143,9 +279,13 @@ def table(rows: list[dict]) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", choices=("dense", "sparse"), default=None)
     args = ap.parse_args()
     threadpool_limits(1)
     jit = warm_up()
+    if args.only == "sparse":
+        merge_sparse(sparse_main())
+        return
     rows = []
     for name, X, k in datasets(args.quick):
         ref = run_sklearn(X, k)
@@ -158,6 +298,20 @@ def main() -> None:
             rows.append(dict(res, ref_cpu=ref["cpu"], mu_cpu=mu["cpu"]))
         print(*table(rows)[-3:], sep="\n", flush=True)
     write(rows, jit, args.quick)
+    if args.only is None:
+        merge_sparse(sparse_main())
+
+
+def merge_sparse(section: list[str]) -> None:
+    """Put the sparse section in place of the one ``counts.md`` has (or at its end)."""
+    text = OUT.read_text() if OUT.exists() else ""
+    head, _, tail = text.partition(SPARSE_MARK)
+    rest = tail.partition("\n## ")[2] if tail else ""
+    parts = [head.rstrip("\n"), "", *section]
+    if rest and not rest.startswith("Sparse input"):
+        parts += ["## " + rest]
+    OUT.write_text("\n".join(parts))
+    print(f"wrote the sparse section of {OUT}")
 
 
 def write(rows: list[dict], jit: float, quick: bool) -> None:

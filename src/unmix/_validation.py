@@ -38,10 +38,10 @@ def ensure_2d_float(X: Any, *, name: str = "X") -> Any:
     converted to float32 (a new array: counts up to 2**24 are exact); float16 becomes
     float32; float32 and float64 pass through untouched (no copy).
     """
-    if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
+    if hasattr(X, "tocsr") or hasattr(X, "to_scipy_sparse"):
         raise TypeError(
-            f"{name} is a scipy sparse matrix; sparse input is not supported. "
-            f"Convert it with {name}.toarray() (spectrum images are dense)."
+            f"{name} is a sparse matrix; this function needs a dense array: convert it with "
+            f"{name}.toarray() (unmix.factorize, unmix.NMF and fit_maps take sparse {name})."
         )
     if not aac.is_array_api_obj(X):
         X = np.asarray(X)
@@ -110,6 +110,16 @@ def _host(a: Any) -> Any:
 
 def check_nonnegative(X: Any, *, name: str = "X", observed: Any = None, why: str = "") -> None:
     """Raise if ``X`` has negative (observed) entries; the message suggests fixes."""
+    if hasattr(X, "tocoo"):  # sparse X (CSR): the stored entries are all that can be < 0
+        coo = X.tocoo()
+        keep = coo.data < 0
+        if observed is not None:
+            keep &= np.asarray(observed)[coo.row, coo.col]
+        if not keep.any():
+            return
+        X = np.zeros((int(coo.row[keep].max()) + 1, int(coo.col[keep].max()) + 1))
+        X[coo.row[keep], coo.col[keep]] = coo.data[keep]  # just the negatives, for the message
+        observed = None
     xp = aac.array_namespace(X)
     if observed is None:
         if bool(xp.min(X) >= 0):

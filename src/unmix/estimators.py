@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._params import document_parameters
+from .blocks import as_csr_rows, is_sparse
 from .engine import PARAMETERS, factorize, fit_maps
 from .result import Result
 
@@ -33,6 +34,9 @@ class _Base(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     _preset: str | None = None
 
     def _validate(self, X: Any, reset: bool) -> Any:
+        if is_sparse(X):  # SciPy or pydata sparse: CSR rows, never densified
+            X = as_csr_rows(X)
+            return validate_data(self, X, reset=reset, accept_sparse="csr", ensure_min_samples=1)
         if aac.is_array_api_obj(X) and not isinstance(X, np.ndarray):
             n_features = int(X.shape[1]) if X.ndim == 2 else None
             if reset:
@@ -159,6 +163,7 @@ class NMF(_Base):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.positive_only = True
+        tags.input_tags.sparse = True  # SciPy / pydata sparse X, fitted on its nonzeros
         return tags
 
 
@@ -181,6 +186,15 @@ class PCA(_Base):
 
     def _options(self) -> dict[str, Any]:
         return {"preset": "pca", "random_state": self.random_state}
+
+    def _validate(self, X: Any, reset: bool) -> Any:
+        if is_sparse(X):
+            raise TypeError(
+                "PCA centers X, which would fill in every zero of sparse X; pass "
+                "X.toarray(), or fit unmix.NMF (sparse-aware) or "
+                "sklearn.decomposition.TruncatedSVD (no centering) on the sparse matrix."
+            )
+        return super()._validate(X, reset)
 
     def _maps(self, X: Any, result: Result) -> Any:
         return (X - self.mean_) @ self.components_.T

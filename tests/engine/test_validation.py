@@ -212,9 +212,10 @@ def test_object_dtype():
 @pytest.mark.parametrize(
     "make", [scipy.sparse.csr_matrix, scipy.sparse.csr_array, scipy.sparse.coo_matrix]
 )
-def test_sparse_input_rejected(X, make):
-    with pytest.raises(TypeError, match=r"sparse.*toarray\(\)"):
-        unmix.factorize(make(X), 3)
+def test_sparse_input_rejected_where_dense_is_needed(X, make):
+    """Functions that need dense X name the conversion and the ones that take sparse X."""
+    with pytest.raises(TypeError, match=r"sparse.*toarray\(\).*unmix.factorize"):
+        unmix.hierarchical_nmf(make(X), n_leaves=2)
 
 
 @pytest.mark.parametrize("dtype", [np.int16, np.int32, np.int64, np.uint8, bool])

@@ -2,7 +2,8 @@
 
 :class:`PixelData` (in memory), :class:`StreamedData` (read block by block from HDF5,
 Zarr, Dask or a memory map, optionally onto a compute device) and :class:`LowRankData`
-(a truncated SVD standing in for ``X``) share one product interface, so a solver's
+(a truncated SVD standing in for ``X``) and :class:`SparsePixelData` (CSR ``X``,
+never densified whole) share one product interface, so a solver's
 kernel is written once.  :class:`Weights` are the loss's entry weights.
 """
 
@@ -12,6 +13,7 @@ from ..executors.base import Block
 from ._lowrank import LowRankData
 from ._pixels import MeanFilled, PixelData, RowScaled, Weights, default_block_size
 from ._sources import LAZY_MODULES, check_streamed, is_streamable, mean_row_norm, streamed_backend
+from ._sparse import SparsePixelData, as_csr_rows, is_sparse
 from ._streamed import RowRange, StreamedData, chunk_rows
 
 __all__ = [
@@ -22,11 +24,14 @@ __all__ = [
     "PixelData",
     "RowRange",
     "RowScaled",
+    "SparsePixelData",
     "StreamedData",
     "Weights",
+    "as_csr_rows",
     "check_streamed",
     "chunk_rows",
     "default_block_size",
+    "is_sparse",
     "is_streamable",
     "mean_row_norm",
     "streamed_backend",

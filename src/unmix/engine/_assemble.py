@@ -14,7 +14,14 @@ from typing import Any
 import numpy as np
 
 from .._validation import UnsupportedError, check_nonnegative
-from ..blocks import PixelData, StreamedData, check_streamed, default_block_size
+from ..blocks import (
+    PixelData,
+    SparsePixelData,
+    StreamedData,
+    check_streamed,
+    default_block_size,
+    is_sparse,
+)
 from ..executors import SerialExecutor
 from ..model import (
     BindContext,
@@ -153,7 +160,8 @@ def _blocks(inp: Input, model: Model, ex: Any, block_size: int, rows: tuple) -> 
         )
         check_streamed(data, nonneg=model.needs_nonnegative_data)
         return data
-    return PixelData(
+    cls = SparsePixelData if is_sparse(inp.X) else PixelData
+    return cls(
         inp.X[sl, :],
         inp.be,
         block_size=block_size,

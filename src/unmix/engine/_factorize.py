@@ -18,6 +18,7 @@ import numpy as np
 
 from .._validation import check_k
 from .._version import __version__
+from ..blocks import is_sparse
 from ..model import Constraint, Term, resolve_preset
 from ..result import Result
 from ._assemble import (
@@ -105,7 +106,7 @@ def factorize(
     """
     given = {n: v for n, v in locals().items() if n != "X"}  # as passed (checked below)
     if getattr(executor, "drives_workers", False):  # e.g. Dask: the fit runs on the workers
-        return executor.factorize(X, k, **{n: v for n, v in given.items() if n not in _OWN})
+        return _on_workers(X, k, executor, given)
     check_factorize_params({n: v for n, v in given.items() if n != "k"})  # k: against X below
     t_start = time.perf_counter()
     opts = resolve_preset(preset, {name: given[name] for name in _PRESET_KEYS})
@@ -124,6 +125,16 @@ def factorize(
 
 
 # --------------------------------------------------------------------- steps
+def _on_workers(X: Any, k: Any, executor: Any, given: dict) -> Result:
+    """The fit run by an executor that drives its own workers (Dask): dense X only."""
+    if is_sparse(X):
+        raise ValueError(
+            f"sparse X with {type(executor).__name__}: the workers take dense blocks; "
+            "fit sparse X serially or under MPI (unmix.mpi.MPIExecutor), or pass X.toarray()."
+        )
+    return executor.factorize(X, k, **{n: v for n, v in given.items() if n not in _OWN})
+
+
 #: factorize's own parameters that an executor running the fit elsewhere does not take
 _OWN = ("X", "k", "executor")
 #: the options a preset may fill in

@@ -6,8 +6,11 @@ import copy
 import logging
 from typing import Any
 
+import numpy as np
+
 from .._backend import backend_of
 from .._validation import ensure_2d_float, finite_report
+from ..blocks import as_csr_rows, is_sparse
 from ..model import FixedEndmembers, NonNegative
 from ..result import Result
 from ._factorize import factorize
@@ -28,8 +31,7 @@ def fit_maps(X: Any, result: Result, *, max_iter: int = 1000, tol: float = 1e-7)
     args = getattr(result, "fit_args", None)
     if args is None:
         raise ValueError("This result was loaded from a file; fit_maps needs a fitted result.")
-    X = ensure_2d_float(X)
-    finite_report(X)
+    X = _checked(X)
     if X.shape[1] != result.S.shape[1]:
         raise ValueError(
             f"X has {X.shape[1]} channels but the endmembers have {result.S.shape[1]}."
@@ -41,7 +43,7 @@ def fit_maps(X: Any, result: Result, *, max_iter: int = 1000, tol: float = 1e-7)
     Xp = X
     for step in steps:
         Xp = step.transform(Xp, None)
-    be = backend_of(Xp)
+    be = backend_of(np.empty(0, Xp.dtype) if is_sparse(Xp) else Xp)
     S = be.xp.astype(S, be.dtype)
     constraints = [part for c in args["constraints"] for part in c.parts() if part.target == "A"]
     exact = all(c.is_orthant for c in constraints)
@@ -73,3 +75,15 @@ def fit_maps(X: Any, result: Result, *, max_iter: int = 1000, tol: float = 1e-7)
     for step in reversed(steps):
         A, _ = step.undo_factors(A, S)
     return A
+
+
+def _checked(X: Any) -> Any:
+    """``X`` as a finite 2-D float array, or sparse ``X`` as CSR with finite entries."""
+    if is_sparse(X):
+        X = as_csr_rows(X)
+        if not np.all(np.isfinite(X.data)):
+            raise ValueError("X has stored NaN or Inf entries; drop them or fill them.")
+        return X
+    X = ensure_2d_float(X)
+    finite_report(X)
+    return X

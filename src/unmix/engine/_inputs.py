@@ -15,7 +15,7 @@ import numpy as np
 
 from .._backend import Backend, backend_of, to_numpy
 from .._validation import ensure_2d_float, finite_report
-from ..blocks import Weights, is_streamable, streamed_backend
+from ..blocks import Weights, as_csr_rows, is_sparse, is_streamable, streamed_backend
 
 __all__ = [
     "Input",
@@ -47,6 +47,8 @@ class Input:
 def prepare_input(X: Any, *, mask: Any, weights: Any, device: Any, steps: Any) -> Input:
     """Validate ``X`` (pixels, channels) with its mask and weights; apply ``steps``."""
     steps = list(steps)
+    if is_sparse(X):
+        return _sparse_input(X, mask=mask, weights=weights, device=device, steps=steps)
     if is_streamable(X) or host_to_device(X, device):
         return _streamed_input(X, mask=mask, weights=weights, device=device, steps=steps)
     X = ensure_2d_float(X)
@@ -59,6 +61,44 @@ def prepare_input(X: Any, *, mask: Any, weights: Any, device: Any, steps: Any) -
     for step in steps:
         Xw = step.fit_transform(Xw, mask_arr)
     return Input(Xw, be, mask_arr, step_weights(steps, weights_obj), steps, streamed=False)
+
+
+def _sparse_input(X: Any, *, mask: Any, weights: Any, device: Any, steps: list) -> Input:
+    """A SciPy / pydata sparse ``X`` as CSR on the host, checked from its nonzeros."""
+    if steps:
+        names = ", ".join(type(st).__name__ for st in steps)
+        raise ValueError(
+            f"preprocessing= ({names}) works on dense X only, and X is sparse: "
+            "preprocess the data yourself (keeping it sparse), or pass X.toarray()."
+        )
+    if device is not None:
+        raise ValueError(
+            f"device={device!r} with sparse X: sparse data are fitted on the host (NumPy); "
+            "drop device=, or pass a dense array."
+        )
+    X = as_csr_rows(X)
+    be = backend_of(np.empty(0, dtype=X.dtype))
+    n, m = (int(s) for s in X.shape)
+    mask_arr = check_mask(mask, X.shape, be)
+    _check_sparse_finite(X, mask_arr)
+    return Input(X, be, mask_arr, check_weights(weights, n, m, be), steps, streamed=False)
+
+
+def _check_sparse_finite(X: Any, mask: Any) -> None:
+    """Raise for stored NaN/Inf entries of sparse ``X`` that ``mask`` does not mark missing."""
+    bad = ~np.isfinite(X.data)
+    if not bad.any():
+        return
+    if mask is not None:
+        coo = X.tocoo()
+        bad = ~np.isfinite(coo.data) & np.asarray(mask)[coo.row, coo.col]
+        if not bad.any():
+            return
+    raise ValueError(
+        f"X has {int(np.count_nonzero(bad))} stored NaN or Inf entries; drop them from the "
+        "sparse matrix (X.data[~np.isfinite(X.data)] = 0; X.eliminate_zeros()) or mark them "
+        "missing with mask=."
+    )
 
 
 def _streamed_input(X: Any, *, mask: Any, weights: Any, device: Any, steps: list) -> Input:

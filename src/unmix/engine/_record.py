@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ._problem import Problem
+from .solvers._kl_sparse import uses_sparse_kl
 
 __all__ = ["History", "RestartRecord", "evaluate_fit", "restore_state"]
 
@@ -33,6 +34,10 @@ def evaluate_fit(p: Problem, A: Any, S: Any) -> float:
         cross, quad = (float(v) for v in p.data.reduce(np.array([cross, quad])))
         return max(0.5 * (p.data.norm2() - 2.0 * cross + quad), 0.0)
     total = 0.0
+    if uses_sparse_kl(p):  # KL from the nonzeros of sparse X and the column sums
+        tiny = float(be.tiny)
+        local = sum(p.data.kl_value(b, A[b.slice, :], S, tiny) for b in p.data.blocks)
+        return float(p.data.reduce(local))
     for b in p.data.blocks:
         Y = p.link.forward(A[b.slice, :] @ S, xp)
         total += float(be.acc(p.loss.value(p.data.x(b), Y, p.data.w(b), xp=xp, tiny=be.tiny)))

@@ -28,6 +28,8 @@ NaN: ``(x s / y) (s / y)`` with finite factors), which no step to the left passe
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba as _nb
 import numpy as np
 
@@ -343,6 +345,17 @@ class Sparse:
         self.vals = np.ascontiguousarray(X[rows, cols])
         self.Y = np.empty(self.vals.shape[0])
         self.m = X.shape[1]
+
+    @classmethod
+    def from_csr(cls, B: Any, dtype: Any) -> Sparse:
+        """From a SciPy CSR block (sorted indices): its arrays, no dense step."""
+        out = cls.__new__(cls)
+        out.indptr = np.asarray(B.indptr, dtype=np.int64)
+        out.cols = np.asarray(B.indices, dtype=np.int32)
+        out.vals = np.ascontiguousarray(B.data, dtype=dtype)
+        out.Y = np.empty(out.vals.shape[0])
+        out.m = int(B.shape[1])
+        return out
 
 
 def sparse_a_pass(B, A, S, l1, inner, tiny, r0):

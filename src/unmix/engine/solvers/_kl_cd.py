@@ -68,7 +68,8 @@ class KLCD(Solver):
     sparse : {"auto", True, False}
         Work on the nonzeros of ``X`` alone (CSR blocks, kept for the fit: each pass costs
         ``O(nnz k)``) or on dense blocks.  ``"auto"`` (default): per block, sparse when
-        fewer than :data:`SPARSE_BELOW` of its entries are nonzero.
+        fewer than :data:`SPARSE_BELOW` of its entries are nonzero, and always for sparse
+        ``X`` (SciPy / pydata), whose CSR rows are used as they are.
     """
 
     name = "klcd"
@@ -116,7 +117,15 @@ class KLCD(Solver):
             raise ValueError(f"solver_options: sparse={choice!r}; expected 'auto', True or False")
         Y: dict[int, Any] = {}
         total = 0.0
+        csr_input = getattr(p.data, "sparse", False) and choice is not False
         for b in p.data.blocks:
+            if csr_input:  # sparse X: its CSR rows as they are, never densified
+                B = p.data.csr(b)
+                v = np.asarray(B.data, dtype=np.float64)
+                v = v[v > 0]
+                total += float(np.sum(v * np.log(v)) - np.sum(v))
+                Y[b.index] = kn.Sparse.from_csr(B, dt)
+                continue
             Xb = np.asarray(p.data.x(b), dtype=np.float64)
             pos = Xb > 0
             total += float(np.sum(Xb[pos] * np.log(Xb[pos])) - np.sum(Xb))

@@ -23,6 +23,7 @@ from .._stop import gains_little
 from ..kernels import mu_pass, resolve
 from ._base import Solver, StepOut, register
 from ._frobenius import fit_from_sums
+from ._kl_sparse import kl_sparse_pass, uses_sparse_kl
 
 __all__ = ["MU"]
 
@@ -105,11 +106,13 @@ class MU(Solver):
         fast = p.loss.is_frobenius and not p.data.weighted
         onepass = resolve(self.options.get("kernel", "auto"), p, "mu")
         xx = p.data.norm2() if fast else 0.0
-        return {"fast": fast, "xx": xx, "onepass": onepass}
+        return {"fast": fast, "xx": xx, "onepass": onepass, "sparse_kl": uses_sparse_kl(p)}
 
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
         if state["fast"]:
             return self._step_gram(p, A, S, state, executor)
+        if state["sparse_kl"]:
+            return self._step_sparse_kl(p, A, S, executor)
         return self._step_elementwise(p, A, S, executor)
 
     # --------------------------------------------------------------- Frobenius
@@ -189,5 +192,25 @@ class MU(Solver):
             if den.shape[1] == 1:
                 den = den * xp.ones_like(S)
             S_new = S * _ratio(num, den, mS, None, be, gamma)
+            S_new = p.rescale_into_maps(A, _pin(p, S_new))
+        return StepOut(S=S_new, fit=float(sums["fit"]), fit_S=S)
+
+    # --------------------------------------------------- KL on sparse X (CSR)
+    def _step_sparse_kl(self, p: Problem, A: Any, S: Any, ex: Executor) -> StepOut:
+        """The KL update from the nonzeros of sparse ``X`` (:mod:`._kl_sparse`)."""
+        be, xp = p.be, p.be.xp
+        mA = p.model("A", A)
+
+        def update(sl: slice, Ab: Any, num: Any, den: Any) -> Any:
+            return Ab * be.asarray(_ratio(num, den, mA, sl, be, 1.0), dtype=be.dtype)
+
+        sums = kl_sparse_pass(p, A, S, ex, update)
+        S_new = S
+        if p.update_S:
+            mS = p.model("S", S)
+            num, den = be.work(sums["num"]), be.work(sums["den"])
+            if den.shape[1] == 1:
+                den = den * xp.ones_like(S)
+            S_new = S * _ratio(num, den, mS, None, be, 1.0)
             S_new = p.rescale_into_maps(A, _pin(p, S_new))
         return StepOut(S=S_new, fit=float(sums["fit"]), fit_S=S)
