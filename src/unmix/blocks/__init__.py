@@ -12,6 +12,7 @@ from __future__ import annotations
 from ..executors.base import Block
 from ._lowrank import LowRankData
 from ._pixels import MeanFilled, PixelData, RowScaled, Weights, default_block_size
+from ._scaled import ScaledData, poisson_scales
 from ._sources import LAZY_MODULES, check_streamed, is_streamable, mean_row_norm, streamed_backend
 from ._sparse import SparsePixelData, as_csr_rows, is_sparse
 from ._streamed import RowRange, StreamedData, chunk_rows
@@ -24,6 +25,7 @@ __all__ = [
     "PixelData",
     "RowRange",
     "RowScaled",
+    "ScaledData",
     "SparsePixelData",
     "StreamedData",
     "Weights",
@@ -34,5 +36,6 @@ __all__ = [
     "is_sparse",
     "is_streamable",
     "mean_row_norm",
+    "poisson_scales",
     "streamed_backend",
 ]

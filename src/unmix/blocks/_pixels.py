@@ -199,6 +199,15 @@ class PixelData:
         """``diag(sqrt(w)) X`` through the product interface (for weighted SVDs)."""
         return RowScaled(self) if self.pixel_w is not None else self
 
+    def zero_share(self) -> float:
+        """Share of the entries of ``X`` that are zero (all processes); one pass, cached."""
+        if getattr(self, "_zero_share", None) is None:
+            xp = self.be.xp
+            nonzero = sum(float(xp.count_nonzero(self.x(b))) for b in self.blocks)
+            total = float(self.n_total) * float(self.n_channels)
+            self._zero_share = 1.0 - float(self.reduce(nonzero)) / max(total, 1.0)
+        return self._zero_share
+
     def norm2(self) -> float:
         """``sum W X^2`` over all blocks, in float64; computed once and cached."""
         if getattr(self, "_norm2", None) is None:

@@ -95,6 +95,11 @@ class SparsePixelData(PixelData):
     def nnz(self) -> int:
         return int(self.X.nnz)
 
+    def zero_share(self) -> float:
+        """Share of zero entries of ``X`` (all processes), from the stored values."""
+        nonzero = float(self.reduce(float(np.count_nonzero(self.X.data))))
+        return 1.0 - nonzero / max(float(self.n_total) * float(self.n_channels), 1.0)
+
     def csr(self, block: Block) -> sp.csr_array:
         """The block's rows of ``X`` as CSR (a view; mask not applied)."""
         return self.csr_blocks[block.index]

@@ -14,6 +14,10 @@ Methods
     Successive projection algorithm (Gillis & Vavasis 2014): ``k`` extreme pixels.
 ``"vca"``
     Vertex component analysis (Nascimento & Bioucas-Dias 2005): ``k`` extreme pixels.
+``"poisson"``
+    For KL on counts (the default there): HALS on the Poisson-scaled data
+    ``D_r X D_c`` from its NNDSVDa, mapped back (:mod:`unmix.engine._poisson_start`);
+    NNDSVDa when more than half of ``X`` is zero.
 custom
     A tuple ``(A0, S0)``; either may be None, the missing one is fitted by NNLS.
 
@@ -31,13 +35,14 @@ import numpy as np
 
 from .._backend import to_numpy
 from .._linalg import nnls_bpp
+from ._poisson_start import poisson_start, starts_dense_counts
 from ._problem import Problem
 
 logger = logging.getLogger("unmix")
 
 __all__ = ["METHODS", "default_init", "initialize"]
 
-METHODS = ("random", "nndsvd", "nndsvda", "nndsvdar", "spa", "vca")
+METHODS = ("random", "nndsvd", "nndsvda", "nndsvdar", "spa", "vca", "poisson")
 
 
 def _mean(p: Problem) -> float:
@@ -254,10 +259,14 @@ def default_init(p: Problem) -> str:
 
     Abundances on a simplex (sum-to-one rows of ``A``) start from pure pixels: SPA picks
     the ``k`` most extreme pixels as endmembers and the maps follow by NNLS (a start
-    inside the model's own geometry); any other model starts from NNDSVDa.  Pixel-based
-    starts need every entry of ``X``.
+    inside the model's own geometry); plain KL NMF on data at most half zeros starts
+    from a Frobenius fit of the Poisson-scaled data (``"poisson"``); any other model
+    starts from NNDSVDa.
+    Pixel-based starts need every entry of ``X``.
     """
-    return "spa" if p.simplex("A") and p.data.mask is None else "nndsvda"
+    if p.simplex("A") and p.data.mask is None:
+        return "spa"
+    return "poisson" if starts_dense_counts(p) else "nndsvda"
 
 
 def initialize(p: Problem, init: Any, rng: np.random.Generator) -> tuple[Any, Any]:
@@ -290,6 +299,11 @@ def initialize(p: Problem, init: Any, rng: np.random.Generator) -> tuple[Any, An
         A, S = _random(p, rng)
     elif init in ("nndsvd", "nndsvda", "nndsvdar"):
         A, S = _nndsvd(p, rng, init)
+    elif init == "poisson":
+        if p.data.mask is not None:
+            raise ValueError("init='poisson' scales every entry of X and needs no mask.")
+        start = poisson_start(p, lambda sub: _nndsvd(sub, rng, "nndsvda"))
+        A, S = _nndsvd(p, rng, "nndsvda") if start is None else start
     else:
         raise ValueError(f"init={init!r} is unknown; use one of {METHODS} or a tuple (A0, S0).")
     return _rescale(p, A, S), S
