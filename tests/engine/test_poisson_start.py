@@ -98,3 +98,21 @@ def test_zero_share_is_one_pass_and_cached(counts, monkeypatch):
     assert share == pytest.approx(np.mean(counts == 0))
     monkeypatch.setattr(PixelData, "x", lambda self, b: 1 / 0)
     assert data.zero_share() == share
+
+
+def test_compressed_start_on_large_data_matches_the_exact_one(counts, monkeypatch):
+    """From COMPRESS_ENTRIES on, the start's HALS runs on a truncated SVD of the scaled
+    data (no pass over X an iteration); the fit that follows ends where the exact one does."""
+    import unmix.engine._poisson_start as ps
+
+    kw = dict(loss="kl", solver="klcd", random_state=0, block_size=400)  # 4 blocks
+    passes = []
+    real = PixelData.x_times
+    monkeypatch.setattr(PixelData, "x_times", lambda *a: passes.append(1) or real(*a))
+    exact = unmix.factorize(counts, 4, **kw)
+    n_exact, passes[:] = len(passes), []
+    monkeypatch.setattr(ps, "COMPRESS_ENTRIES", 1000)
+    compressed = unmix.factorize(counts, 4, **kw)
+    assert len(passes) <= 4 * 4  # the randomized SVD's passes, 4 blocks each
+    assert n_exact > 4 * len(passes)  # exact HALS: a pass every iteration
+    assert compressed.objective == pytest.approx(exact.objective, rel=1e-4)

@@ -302,7 +302,7 @@ def initialize(p: Problem, init: Any, rng: np.random.Generator) -> tuple[Any, An
     elif init == "poisson":
         if p.data.mask is not None:
             raise ValueError("init='poisson' scales every entry of X and needs no mask.")
-        start = poisson_start(p, lambda sub: _nndsvd(sub, rng, "nndsvda"))
+        start = poisson_start(p, lambda sub: _nndsvd(sub, rng, "nndsvda"), rng)
         A, S = _nndsvd(p, rng, "nndsvda") if start is None else start
     else:
         raise ValueError(f"init={init!r} is unknown; use one of {METHODS} or a tuple (A0, S0).")
