@@ -15,7 +15,7 @@ from unmix.datasets import make_mixture
 
 @pytest.fixture(scope="module")
 def counts():
-    """Dense Poisson counts (about 10 a channel, 15 % zeros) of 4 planted components, 40 x 40 pixels."""
+    """Dense Poisson counts (about 10 a channel, 15 % zeros), 4 planted components, 40 x 40."""
     mx = make_mixture(
         4, spatial_shape=(40, 40), n_channels=80, noise="poisson", scale=60.0, random_state=7
     )
