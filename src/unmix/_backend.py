@@ -135,6 +135,8 @@ def to_numpy(a: Any) -> np.ndarray:
         return None
     if isinstance(a, np.ndarray):
         return a
+    if hasattr(a, "toarray"):  # a SciPy sparse block (rows of sparse X), made dense
+        return a.toarray()
     if aac.is_torch_array(a):
         return a.detach().cpu().numpy()
     if aac.is_cupy_array(a):

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ._sparse_cube import SparseCube
+
 __all__ = ["SIGNAL_TYPES", "Axis", "SpectralImage", "from_hyperspy", "to_hyperspy"]
 
 _logger = logging.getLogger(__name__)
@@ -266,8 +268,13 @@ class SpectralImage:
 
     @property
     def is_lazy(self) -> bool:
-        """True when ``data`` is not an in-memory NumPy array (h5py, zarr, dask)."""
-        return not isinstance(self.data, np.ndarray)
+        """True when ``data`` is not held in memory (h5py, zarr, dask)."""
+        return not isinstance(self.data, (np.ndarray, SparseCube))
+
+    @property
+    def is_sparse(self) -> bool:
+        """True when ``data`` is held as sparse rows (:class:`unmix.io.SparseCube`)."""
+        return isinstance(self.data, SparseCube)
 
     @property
     def title(self) -> str:
@@ -295,9 +302,12 @@ class SpectralImage:
 
         Returns
         -------
-        ndarray or dask array of shape (n_pixels, n_channels)
+        ndarray, dask array, or (sparse data) a SciPy CSR array of shape
+        (n_pixels, n_channels)
         """
         shape2 = (self.n_pixels, self.n_channels)
+        if isinstance(self.data, SparseCube):
+            return self.data.csr  # CSR (pixels, channels), never densified here
         if isinstance(self.data, np.ndarray):
             return self.data.reshape(shape2)
         if load:

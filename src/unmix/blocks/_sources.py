@@ -23,7 +23,7 @@ from typing import Any
 import array_api_compat as aac
 import numpy as np
 
-from .._backend import Backend, compute_backend
+from .._backend import Backend, compute_backend, to_numpy
 from .._validation import check_nonnegative, finite_report
 
 __all__ = [
@@ -89,6 +89,6 @@ def mean_row_norm(X: Any, *, rows: int = 4096) -> float:
     n = int(X.shape[0])
     norms = [
         np.sqrt(np.sum(b * b, axis=1))
-        for b in (np.asarray(X[i : i + rows], dtype=float) for i in range(0, n, rows))
+        for b in (np.asarray(to_numpy(X[i : i + rows]), dtype=float) for i in range(0, n, rows))
     ]
     return float(np.mean(np.concatenate(norms))) if norms else 0.0

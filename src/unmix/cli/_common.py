@@ -51,6 +51,7 @@ __all__ = [
     "check_flags",
     "check_interrupt",
     "command_config",
+    "dense_only",
     "fit_command",
     "fit_keys",
     "fit_with_progress",
@@ -104,6 +105,12 @@ def load_image(cfg: dict, *, lazy: bool = False) -> Any:
         raise Fail(f"cannot read {inp.get('file')}: {err}", EXIT_INPUT) from err
     if inp.get("spatial_shape"):
         image = _regrid(image, list(inp["spatial_shape"]))
+    if steps and image.is_sparse:
+        raise Fail(
+            f"{inp['file']} holds a sparse matrix: --step operations need dense data; "
+            "drop them, or preprocess the data yourself (keeping it sparse).",
+            EXIT_USAGE,
+        )
     if steps:
         image = pipeline_from_config(steps).apply(image)
     if image.n_pixels == 1 and len(image.signal_axes) == 2:
@@ -227,6 +234,17 @@ def fit_with_progress(
         raise Fail(str(err), EXIT_USAGE) from err
 
 
+def dense_only(image: Any, command: str) -> None:
+    """Refuse a sparse image for a command that needs dense data, naming what works."""
+    if image.is_sparse:
+        raise Fail(
+            f"unmix {command} needs dense data and {image.title or 'this file'} is held "
+            "sparse; unmix run fits it on its nonzeros (convert the file to a dense array "
+            f"for {command}).",
+            EXIT_USAGE,
+        )
+
+
 def unfolded(image: Any) -> Any:
     """``X`` (pixels, channels): in memory, or a file-backed / lazy view when out of core."""
     if not image.is_lazy:
@@ -333,6 +351,12 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
     ``mask=`` (False at every NaN / Inf of ``X``)."""
     opts = factorize_options(fac)
     if flags.get("mask_nonfinite"):
+        if hasattr(X, "tocsr"):
+            raise Fail(
+                "--mask-nonfinite: the file holds a sparse matrix; drop its stored NaN / Inf "
+                "values (they are entries, not gaps) and run without the flag.",
+                EXIT_USAGE,
+            )
         if not isinstance(X, np.ndarray):
             raise Fail(
                 "--mask-nonfinite needs the data in memory; drop --out-of-core.", EXIT_USAGE

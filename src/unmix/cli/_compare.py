@@ -12,6 +12,7 @@ from ._common import (
     TERM_FLAGS,
     attach_context,
     command_config,
+    dense_only,
     fit_command,
     fit_with_progress,
     flag_terms,
@@ -54,6 +55,7 @@ def _fit_all(cfg: dict, kw: dict, stage: str) -> tuple[dict, str | None]:
     """PCA, NMF and constrained NMF, each saved into ``stage``; the results and the
     report's file name."""
     image = load_image(cfg)
+    dense_only(image, "compare")
     X = image.unfold()
     fac = cfg["factorize"]
     base = {k: v for k, v in fac.items() if k in ("k", "random_state", "max_iter", "tol")}

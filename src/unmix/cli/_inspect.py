@@ -28,6 +28,9 @@ def inspect(file: str, **kw: Any) -> None:
             f"  {kind:<7} {ax.name:<16} {ax.size:>6} points  {v[0]:.6g} .. {v[-1]:.6g} "
             f"{ax.units}{'' if ax.is_uniform else ' (non-uniform)'}"
         )
+    if image.is_sparse:
+        _sparse_summary(image)
+        return
     X = np.asarray(image.unfold(), dtype=float)
     per_pixel = np.nansum(X, axis=1)
     integer = is_counts(X[np.isfinite(X)])
@@ -39,6 +42,34 @@ def inspect(file: str, **kw: Any) -> None:
     for text, steps in suggestions(image, X, integer, per_pixel):
         tables = " ".join(f"--step '{_toml(st)}'" for st in steps)
         click.echo(f"  suggestion: {text}" + (f"  {tables}" if tables else ""))
+
+
+def _sparse_summary(image: Any) -> None:
+    """The values line and advice of a sparse image, from its stored entries alone."""
+    X = image.unfold()
+    v = np.asarray(X.data, dtype=float)
+    size = X.shape[0] * X.shape[1]
+    zeros = 1.0 - np.count_nonzero(v) / size
+    lo = min(float(v.min()), 0.0) if v.size else 0.0
+    hi = max(float(v.max()), 0.0) if v.size else 0.0
+    integer = bool(v.size) and is_counts(v)
+    per_pixel = np.asarray(X.sum(axis=1), dtype=float).ravel()
+    click.echo(
+        f"  values  min {lo:.4g}  max {hi:.4g}  mean {v.sum() / size:.4g}  "
+        f"zeros {100 * zeros:.1f}%  {'integer counts' if integer else 'real'}  "
+        f"(sparse: {X.nnz:,} stored values)"
+    )
+    click.echo(f"  per pixel total: mean {per_pixel.mean():.4g}, min {per_pixel.min():.4g}")
+    advice = [
+        "held sparse: unmix run fits it on its nonzeros (--loss kl for counts); "
+        "--step operations, compare, tree and select need dense data."
+    ]
+    if lo < 0:
+        advice.append(f"{int(np.sum(v < 0))} negative values: NMF needs X >= 0.")
+    if len(image.spatial_shape) == 1 and image.n_pixels > 16:
+        advice.append("a 1-D scan: if it is a raster, give --shape ROWSxCOLS.")
+    for text in advice:
+        click.echo(f"  suggestion: {text}")
 
 
 def _toml(step: dict) -> str:

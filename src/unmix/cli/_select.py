@@ -20,6 +20,7 @@ from ._common import (
     EXIT_USAGE,
     INPUT_OPTIONS,
     Fail,
+    dense_only,
     inline_table,
     input_flags,
     load_image,
@@ -109,6 +110,7 @@ def select(file: str | None, **kw: Any) -> None:
             executor.barrier()
         parallel = {} if executor is None else {"executor": executor, "groups": kw["groups"]}
         image = load_image(cfg)
+        dense_only(image, "select")
         sel, lam = _choose_guarded(image, ks, where.dir, parallel, kw)
         if not lead:  # every rank holds the selection; rank 0 writes it
             return

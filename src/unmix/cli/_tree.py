@@ -21,6 +21,7 @@ from ._common import (
     EXIT_USAGE,
     INPUT_OPTIONS,
     Fail,
+    dense_only,
     inline_table,
     input_flags,
     load_image,
@@ -112,6 +113,7 @@ def tree(file: str, **kw: Any) -> None:
         if executor is not None:
             executor.barrier()
         image = load_image({"input": inp, "preprocess": {"steps": steps}})
+        dense_only(image, "tree")
         t, caught = _grow(image, kw, executor)
         if not lead:
             return

@@ -51,8 +51,10 @@ def recorded_seed(path: str | os.PathLike, executor: Any = None, *, required: bo
 def data_signature(data: Any) -> str:
     """Cheap signature of X: shape, dtype, a few sums (no full hash of big data)."""
     be, xp = data.be, data.be.xp
-    sums = [
-        float(xp.sum(be.acc(data.x(b)))) for b in data.blocks[:: max(1, len(data.blocks) // 8)]
+    ones = xp.ones((data.n_channels, 1), dtype=be.dtype, device=be.device)
+    sums = [  # through the product interface: sparse X is never made dense
+        float(xp.sum(be.acc(data.x_times(b, ones))))
+        for b in data.blocks[:: max(1, len(data.blocks) // 8)]
     ]
     return f"{data.n_pixels}x{data.n_channels}:{be.dtype}:{data.norm2():.17g}:{sums}"
 

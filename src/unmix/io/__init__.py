@@ -13,6 +13,11 @@ extension                 reader
 ``.mib .blo .wdf .msa``
 ========================  ===========================================================
 
+Sparse files stay sparse (:mod:`unmix.io._sparse`): an ``.npz`` written by
+``scipy.sparse.save_npz`` (CSR, CSC, COO) and an HDF5 group with ``data``/``indices``/
+``indptr`` (the AnnData / h5sparse CSR layout) are read as CSR rows;
+:meth:`SpectralImage.unfold` returns the CSR matrix and ``image.is_sparse`` is True.
+
 HyperSpy signals convert both ways with :meth:`SpectralImage.to_hyperspy` and
 :meth:`SpectralImage.from_hyperspy` (:mod:`unmix.spectral_image`).
 

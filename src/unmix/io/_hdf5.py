@@ -44,6 +44,7 @@ from ._common import (
     plain,
 )
 from ._h5safe import check_dataset, open_dataset, open_h5
+from ._sparse import csr_groups, read_csr_group
 
 __all__ = ["read_hdf5", "read_hspy", "read_zarr", "write_hdf5", "write_zarr"]
 
@@ -117,6 +118,12 @@ def read_hdf5(
             return read_hspy(path, signal=signal, lazy=lazy, allow_external=allow_external)
         if signal is not None:
             raise ValueError(f"{path}: signal= is for HyperSpy files; use dataset= (a path)")
+        sparse = _sparse_group(f, dataset)
+        if sparse is not None:  # a CSR matrix: read as sparse rows
+            try:
+                return read_csr_group(f[sparse], path)
+            finally:
+                f.close()
         name = dataset if dataset is not None else _pick_h5(f, path)
         if name not in f or not isinstance(f[name], h5py.Dataset):
             raise ValueError(f"{path}: no dataset {name!r}; it holds {_h5_listing(f)}")
@@ -125,6 +132,18 @@ def read_hdf5(
         f.close()
         raise
     return _finish(f, ds, path, lazy, signal_ndim)
+
+
+def _sparse_group(f: h5py.File, dataset: str | None) -> str | None:
+    """The CSR group to read: ``dataset`` when it names one, else the file's only CSR
+    group when the file has no 2-D+ dataset."""
+    if dataset is not None:
+        name = dataset.strip("/")
+        return name if name in csr_groups(f) else None
+    groups = csr_groups(f)
+    if len(groups) == 1 and not any(_h5_candidates(f)):
+        return groups[0]
+    return None
 
 
 def _h5_candidates(f: h5py.File) -> tuple[list[str], list[str]]:

@@ -45,6 +45,7 @@ from ._common import (
     nbytes_of,
     plain,
 )
+from ._sparse import is_sparse_npz, sparse_npz_image
 
 __all__ = ["npy_header", "read_npy", "read_npz", "write_npy", "write_npz"]
 
@@ -155,7 +156,10 @@ def read_npz(
     lazy: bool = False,
     signal_ndim: int | None = None,
 ) -> SpectralImage:
-    """Read an ``.npz`` archive; ``dataset=`` names the array key (default ``data``)."""
+    """Read an ``.npz`` archive; ``dataset=`` names the array key (default ``data``).
+
+    An archive written by ``scipy.sparse.save_npz`` is read as a sparse image
+    (:mod:`unmix.io._sparse`): CSR rows, never densified."""
     if signal is not None:
         raise ValueError(f"{path}: signal= is not used for .npz files; use dataset= (a key)")
     if lazy:
@@ -171,6 +175,8 @@ def read_npz(
             f"{path}: not a readable .npz archive ({type(exc).__name__}: {exc}); the file "
             "may be truncated or not written by numpy.savez"
         ) from exc
+    if dataset is None and is_sparse_npz(arrays):
+        return sparse_npz_image(path, arrays)  # scipy.sparse.save_npz: kept sparse
     key = _data_key(path, arrays, dataset)
     data = arrays[key]
     check_numeric(data.dtype, f"{path}: array {key!r}")
