@@ -197,6 +197,10 @@ def test_mpi_splits_sparse_rows_and_gives_the_serial_answer():
     assert [c["solver"] for c in cases] == ["klcd", "mu", "hals"]
     for c in cases:
         assert max(c["dS"], c["dA"], c["dobj"]) < 1e-6, c
+        (s0, e0, nnz0), (s1, e1, nnz1) = c["layout"]
+        assert s0 == 0 and e0 == s1 and e1 == 120 and e0 % 20 == 0  # whole scan lines
+        assert e0 < 60  # not half the rows each: the nonzeros are balanced
+        assert abs(nnz0 - nnz1) <= 0.35 * (nnz0 + nnz1), c["layout"]
 
 
 class _Dask:

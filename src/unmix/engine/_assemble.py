@@ -105,7 +105,10 @@ def build_problem(inp: Input, model: Model, k: int, given: dict, *, init: Any) -
     row = spatial_shape[-1] if spatial_shape else 1
     if block_size is None:
         block_size = default_block_size(n, m, inp.be, row=row, streamed=inp.streamed)
-    start, stop = ex.partition(n, block_size)  # whole blocks: the serial block grid
+    if ex.distributed and is_sparse(inp.X):  # sparse rows: balance the nonzeros
+        start, stop = ex.partition(n, block_size, weights=_block_nnz(inp.X, block_size))
+    else:
+        start, stop = ex.partition(n, block_size)  # whole blocks: the serial block grid
     if ex.distributed:
         check_distributed(model.terms, init, ex)
     data = _blocks(inp, model, ex, block_size, (start, stop))
@@ -141,6 +144,12 @@ def build_problem(inp: Input, model: Model, k: int, given: dict, *, init: Any) -
     for term in problem.penalties["A"] + problem.penalties["S"]:
         term.on_data(problem)
     return problem
+
+
+def _block_nnz(X: Any, block_size: int) -> np.ndarray:
+    """Nonzeros of each block of CSR ``X`` (the serial block grid)."""
+    edges = np.minimum(np.arange(0, X.shape[0] + block_size, block_size), X.shape[0])
+    return np.diff(np.asarray(X.indptr)[np.unique(edges)])
 
 
 def _blocks(inp: Input, model: Model, ex: Any, block_size: int, rows: tuple) -> PixelData:

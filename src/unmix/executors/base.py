@@ -37,6 +37,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+
 __all__ = ["Block", "Executor", "SerialExecutor", "rows_of_rank"]
 
 
@@ -78,7 +80,9 @@ class Executor(Protocol):
     def partition(self, n_pixels: int, block: int) -> tuple[int, int]:
         """The ``[start, stop)`` rows of ``X`` this process owns: whole blocks of the serial
         block grid (blocks are whole scan lines), so every process's blocks, and hence the
-        answer, are those of a serial run."""
+        answer, are those of a serial run.  A distributed executor may also take
+        ``weights=`` (the work of each block, e.g. the nonzeros of sparse ``X``) and
+        balance them instead of the rows."""
         ...
 
 
@@ -105,13 +109,38 @@ class SerialExecutor:
         return "SerialExecutor()"
 
 
-def rows_of_rank(n_pixels: int, block: int, rank: int, size: int) -> tuple[int, int]:
+def rows_of_rank(
+    n_pixels: int, block: int, rank: int, size: int, weights: Any = None
+) -> tuple[int, int]:
     """The rows ``[start, stop)`` of process ``rank`` of ``size``: whole blocks of the
     serial block grid, spread evenly (the first ``lines % size`` processes get one more;
-    with more processes than blocks the last ones own none)."""
+    with more processes than blocks the last ones own none).
+
+    With ``weights`` (one non-negative number a block, e.g. its nonzeros) the blocks are
+    split into contiguous runs of about equal total weight instead: a block goes to the
+    process whose share of the total holds the block's midpoint."""
+    if weights is not None:
+        return _weighted_rows(n_pixels, max(1, int(block)), rank, size, weights)
     lines = math.ceil(n_pixels / max(1, int(block)))
     per, extra = divmod(lines, size)
     first = rank * per + min(rank, extra)
     count = per + (1 if rank < extra else 0)
     block = max(1, int(block))
     return min(n_pixels, first * block), min(n_pixels, (first + count) * block)
+
+
+def _weighted_rows(n_pixels: int, block: int, rank: int, size: int, weights: Any) -> tuple:
+    """:func:`rows_of_rank` balancing ``weights`` (see there)."""
+    w = np.asarray(weights, dtype=float)
+    if w.size != math.ceil(n_pixels / block) or np.any(w < 0) or not np.all(np.isfinite(w)):
+        raise ValueError(f"weights: one finite value >= 0 per block ({w.size} given)")
+    total = float(w.sum())
+    if total <= 0:
+        return rows_of_rank(n_pixels, block, rank, size)
+    mid = np.cumsum(w) - 0.5 * w
+    owner = np.minimum((mid / total * size).astype(int), size - 1)
+    mine = np.flatnonzero(owner == rank)
+    if mine.size == 0:
+        before = int(np.count_nonzero(owner < rank))
+        return min(n_pixels, before * block), min(n_pixels, before * block)
+    return min(n_pixels, int(mine[0]) * block), min(n_pixels, (int(mine[-1]) + 1) * block)

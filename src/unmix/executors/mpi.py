@@ -58,14 +58,15 @@ class MPIExecutor:
         self.seconds_reduced = 0.0
         self.rows: tuple[int, int] | None = None
 
-    def partition(self, n_pixels: int, block: int) -> tuple[int, int]:
-        """Whole blocks of ``block`` pixels (whole scan lines), spread evenly over the ranks.
+    def partition(self, n_pixels: int, block: int, weights: Any = None) -> tuple[int, int]:
+        """Whole blocks of ``block`` pixels (whole scan lines), spread evenly over the ranks
+        (by count, or by ``weights`` a block: the nonzeros of sparse ``X``).
 
         Every rank gets the blocks a serial run would have, so the answer equals the serial
         one up to the order of the float64 sums.  With more ranks than blocks some ranks own
         no rows; they still take part in every reduction (with zeros).
         """
-        self.rows = rows_of_rank(n_pixels, block, self.rank, self.size)
+        self.rows = rows_of_rank(n_pixels, block, self.rank, self.size, weights)
         return self.rows
 
     def allreduce(self, value: Any) -> Any:
