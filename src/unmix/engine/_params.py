@@ -276,7 +276,9 @@ PARAMETERS: dict[str, Param] = table(
             than scikit-learn to the same objective in ``benchmarks/results/engine.md``.
             Frobenius solvers (hals, mu, bpp, admm) without weights or a mask.  ``"auto"``
             (default) turns it on when ``X`` has at least 2**22 entries and the problem
-            allows it; ``None``/``False`` turns it off.""",
+            allows it; ``None``/``False`` turns it off.  KL has its own compressed first
+            phase: ``init="poisson"``, its default on counts, runs HALS on a truncated SVD
+            of the Poisson-scaled data.""",
         cli="--compress",
     ),
     Param(

@@ -1,0 +1,191 @@
+"""The result of :func:`unmix.bayes.bayes_nmf`: posterior means and credible intervals.
+
+Model: ``X`` (pixels, channels) ``~ Poisson(A @ S)``, ``A`` (pixels, k) maps, ``S``
+(k, channels) endmembers; the variational posterior is ``q(A_ir) = Gamma(alpha_ir, rate
+rho_r)`` and ``q(S_rj) = Gamma(gamma_rj, rate sigma_r)`` (one rate per component, as the
+updates give).  Intervals:
+
+- ``A`` and ``S``: central intervals of the Gamma marginals (``scipy.stats.gamma.ppf`` at
+  ``(1 - level) / 2`` and ``(1 + level) / 2``).
+- Unit-sum endmembers ``S_rj / sum_j S_rj`` (what is compared with planted spectra, free of
+  the scale ambiguity ``A S = (A c)(S / c)``): independent Gammas of one rate, normalized
+  by their sum, are Dirichlet, so under ``q`` row ``r`` is ``Dirichlet(gamma_r1..gamma_rm)``
+  and entry ``j`` is ``Beta(gamma_rj, sum_l gamma_rl - gamma_rj)``: mean
+  ``gamma_rj / sum_l gamma_rl`` and exact quantiles (``scipy.stats.beta.ppf``), no sampling.
+- Maps on that scale, ``A_ir sum_j S_rj`` (the counts of component ``r`` in pixel ``i``):
+  :meth:`BayesResult.unit_map_intervals` samples ``q`` (seeded).
+
+These are intervals of the mean-field posterior, which ignores the correlation between
+``A`` and ``S``: they tend to be too narrow (see ``benchmarks/results/bayes.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["BayesResult", "make_result"]
+
+
+@dataclass
+class BayesResult:
+    """Posterior summary of Bayesian Poisson NMF ``X ~ Poisson(A @ S)``.
+
+    ``X`` is (pixels, channels), ``A`` (pixels, k) and ``S`` (k, channels).  The arrays of
+    the factors hold the kept components only (``k_effective`` of them, column ``c`` of
+    ``A_mean`` is component ``np.flatnonzero(active)[c]``); ``relevance`` and ``active``
+    cover all ``k``.
+
+    Attributes
+    ----------
+    A_mean, A_lower, A_upper : arrays (pixels, k_effective)
+        Posterior mean and central credible interval of each map entry.
+    S_mean, S_lower, S_upper : arrays (k_effective, channels)
+        The same for each endmember entry.
+    S_unit_mean, S_unit_lower, S_unit_upper : arrays (k_effective, channels)
+        Mean and interval of the unit-sum endmembers ``S_rj / sum_l S_rl`` (exact
+        Dirichlet marginals of ``q(S)``, see :mod:`unmix.bayes._result`).
+    relevance : array (k,)
+        ARD relevance ``1 / E[theta_r]`` of every component relative to the largest (ones
+        when ``ard=False``); a pruned component sits at its prior's floor (a few %).
+    counts : array (k,)
+        Expected counts each component explains beyond its prior, ``E[sum_ij Z_ijr] -
+        m a_S`` (the pruning criterion: below ``max(1e-3 sum X, 10)`` with ARD).
+    active : bool array (k,)
+        Components kept (not pruned by ARD).
+    k_effective : int
+        Number of kept components.
+    elbo : list of float
+        Evidence lower bound after each iteration (non-decreasing).
+    n_iter : int
+        Iterations run.
+    level : float
+        Probability of the intervals.
+    converged : bool
+        Whether the ELBO's relative change fell below ``tol`` before ``max_iter``.
+    A_shape, A_rate, S_shape, S_rate : arrays
+        Parameters of the Gamma posteriors of the kept components: shapes as ``A``/``S``,
+        one rate per component (k_effective,).
+    """
+
+    A_mean: np.ndarray
+    S_mean: np.ndarray
+    A_lower: np.ndarray
+    A_upper: np.ndarray
+    S_lower: np.ndarray
+    S_upper: np.ndarray
+    S_unit_mean: np.ndarray
+    S_unit_lower: np.ndarray
+    S_unit_upper: np.ndarray
+    relevance: np.ndarray
+    counts: np.ndarray
+    active: np.ndarray
+    k_effective: int
+    elbo: list[float]
+    n_iter: int
+    level: float
+    converged: bool = False
+    A_shape: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    A_rate: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    S_shape: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    S_rate: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+
+    @property
+    def pruned(self) -> np.ndarray:
+        """Indices (of the ``k`` started with) of the components ARD pruned."""
+        return np.flatnonzero(~self.active)
+
+    def unit_map_intervals(
+        self,
+        level: float | None = None,
+        *,
+        n_draws: int = 400,
+        random_state: int | np.random.Generator | None = 0,
+        block_rows: int = 4096,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Mean and interval of the maps on the unit-sum-endmember scale, by sampling ``q``.
+
+        ``B_ir = A_ir sum_j S_rj`` (pixels, k_effective) is the expected count of component
+        ``r`` in pixel ``i``, the scale on which ``A @ S`` has unit-sum endmembers.  Draws
+        ``n_draws`` samples of ``A`` and of the row sums of ``S`` from ``q`` (independent
+        Gammas; a row sum of ``S`` is ``Gamma(sum_j shape, rate)``), ``block_rows`` pixels at
+        a time, and returns ``(mean, lower, upper)`` (exact mean, sample quantiles).
+        """
+        level = self.level if level is None else float(level)
+        if not 0.0 < level < 1.0:
+            raise ValueError(f"level must be in (0, 1); got {level!r}.")
+        rng = np.random.default_rng(random_state)
+        tot_shape = self.S_shape.sum(axis=1)
+        sums = rng.gamma(tot_shape, 1.0 / self.S_rate, size=(n_draws, tot_shape.size))
+        mean = (self.A_shape / self.A_rate) * (tot_shape / self.S_rate)
+        q = [(1.0 - level) / 2.0, (1.0 + level) / 2.0]
+        lower = np.empty_like(mean)
+        upper = np.empty_like(mean)
+        for a in range(0, mean.shape[0], block_rows):
+            sh = self.A_shape[a : a + block_rows]
+            draws = rng.gamma(sh, 1.0 / self.A_rate, size=(n_draws, *sh.shape))
+            draws *= sums[:, None, :]
+            lower[a : a + block_rows], upper[a : a + block_rows] = np.quantile(draws, q, axis=0)
+        dt = self.A_mean.dtype
+        return mean.astype(dt), lower.astype(dt), upper.astype(dt)
+
+
+def _gamma_interval(shape: np.ndarray, rate: np.ndarray, level: float) -> tuple:
+    scale = 1.0 / rate
+    lo = stats.gamma.ppf((1.0 - level) / 2.0, shape, scale=scale)
+    hi = stats.gamma.ppf((1.0 + level) / 2.0, shape, scale=scale)
+    return lo, hi
+
+
+def make_result(
+    *,
+    A_shape: np.ndarray,
+    A_rate: np.ndarray,
+    S_shape: np.ndarray,
+    S_rate: np.ndarray,
+    relevance: np.ndarray,
+    counts: np.ndarray,
+    active: np.ndarray,
+    elbo: list[float],
+    n_iter: int,
+    converged: bool,
+    level: float,
+    dtype: np.dtype,
+) -> BayesResult:
+    """Summaries of the kept components' Gamma posteriors (see the module)."""
+    a_sh, a_rt = A_shape[:, active], A_rate[active]
+    s_sh, s_rt = S_shape[active], S_rate[active]
+    A_lo, A_hi = _gamma_interval(a_sh, a_rt[None, :], level)
+    S_lo, S_hi = _gamma_interval(s_sh, s_rt[:, None], level)
+    tot = s_sh.sum(axis=1, keepdims=True)
+    U_lo = stats.beta.ppf((1.0 - level) / 2.0, s_sh, tot - s_sh)
+    U_hi = stats.beta.ppf((1.0 + level) / 2.0, s_sh, tot - s_sh)
+
+    def cast(v: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(v, dtype=dtype)
+
+    return BayesResult(
+        A_mean=cast(a_sh / a_rt[None, :]),
+        S_mean=cast(s_sh / s_rt[:, None]),
+        A_lower=cast(A_lo),
+        A_upper=cast(A_hi),
+        S_lower=cast(S_lo),
+        S_upper=cast(S_hi),
+        S_unit_mean=cast(s_sh / tot),
+        S_unit_lower=cast(U_lo),
+        S_unit_upper=cast(U_hi),
+        relevance=cast(relevance),
+        counts=cast(counts),
+        active=np.asarray(active, dtype=bool),
+        k_effective=int(np.count_nonzero(active)),
+        elbo=[float(v) for v in elbo],
+        n_iter=int(n_iter),
+        level=float(level),
+        converged=bool(converged),
+        A_shape=a_sh.copy(),
+        A_rate=a_rt.copy(),
+        S_shape=s_sh.copy(),
+        S_rate=s_rt.copy(),
+    )
