@@ -5,8 +5,9 @@ A preset fills in the options the caller left unset (``None``); explicit argumen
 ``"nmf"``
     Plain NMF: Frobenius, ``A, S >= 0``, NNDSVDa start, HALS.
 ``"counts"``
-    Poisson counts (EDS, EELS, mass spectrometry): generalized KL loss, multiplicative
-    updates, NNDSVDa start.
+    Poisson counts (EDS, EELS, mass spectrometry): generalized KL loss with the model's
+    own start and solver (``init="poisson"`` on counts that are at most half zeros,
+    NNDSVDa on sparser ones; ``klcd``).
 ``"pca"``
     PCA in the same framework: centering, orthonormal endmembers, truncated SVD.
 ``"blind-unmixing"``
@@ -28,7 +29,7 @@ def _nmf() -> dict:
 
 
 def _counts() -> dict:
-    return {"loss": "kl", "init": "nndsvda", "solver": "mu"}
+    return {"loss": "kl", "solver": "auto"}
 
 
 def _pca() -> dict:
