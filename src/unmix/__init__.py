@@ -22,6 +22,7 @@ from .model import (
     FixedEndmembers,
     Frobenius,
     GaussianMapFilter,
+    GraphSmoothness,
     Identity,
     Logistic,
     MinVolume,
@@ -31,6 +32,7 @@ from .model import (
     SpectralSmoothing,
     SumToOne,
     UnitNorm,
+    knn_graph,
 )
 from .preprocessing import Center, NormalizePixels, PoissonScaling
 from .result import Result, load_result
@@ -47,6 +49,7 @@ __all__ = [
     "FixedEndmembers",
     "Frobenius",
     "GaussianMapFilter",
+    "GraphSmoothness",
     "Identity",
     "IterationInfo",
     "Logistic",
@@ -70,6 +73,7 @@ __all__ = [
     "factorize",
     "hierarchical_nmf",
     "io",
+    "knn_graph",
     "load",
     "load_result",
     "metrics",

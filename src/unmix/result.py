@@ -31,6 +31,7 @@ from .model import (
     Bounds,
     FixedEndmembers,
     GaussianMapFilter,
+    GraphSmoothness,
     Identity,
     Logistic,
     MinVolume,
@@ -228,6 +229,7 @@ _TERMS = {
     for cls in [
         *(NonNegative, SumToOne, Bounds, FixedEndmembers, UnitNorm, Orthogonal),
         *(L1, L2, SpatialSmoothness, MinVolume, GaussianMapFilter, SpectralSmoothing),
+        GraphSmoothness,  # rebuilt when its graph came from the data (graph=None)
     ]
 }
 #: each step's state: dataset name -> shape ("n": pixels of A, "m": channels of S)

@@ -18,6 +18,7 @@ import unmix
 from unmix._backend import backend_of
 from unmix.engine.solvers import REGISTRY
 from unmix.model import BindContext, Constraint, Penalty, PenaltyModel
+from unmix.model._graph import grid_graph
 
 N_ROWS, N_COLS, K = (6, 5), 12, 3
 N = N_ROWS[0] * N_ROWS[1]
@@ -88,6 +89,7 @@ PENALTIES = {
     "L2(A)": unmix.L2(0.2),
     "SpatialSmoothness": unmix.SpatialSmoothness(0.1),
     "SpatialSmoothness(8)": unmix.SpatialSmoothness(0.1, neighbors=8),
+    "GraphSmoothness": unmix.GraphSmoothness(0.1, graph=grid_graph(N_ROWS, 8)),
     "MinVolume": unmix.MinVolume(0.2),
     "user NearTarget(S)": NearTarget(0.4),
 }

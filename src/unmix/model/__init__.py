@@ -10,6 +10,7 @@ term what it can do, never what it is.  Presets are documented bundles of these 
 from __future__ import annotations
 
 from ._constraints import Bounds, FixedEndmembers, NonNegative, Orthogonal, SumToOne, UnitNorm
+from ._graph import GraphSmoothness, knn_graph
 from ._links import LINK_NAMES, Identity, Link, Logistic, make_link
 from ._losses import BETA_RANGE, KL, LOSS_NAMES, Beta, Frobenius, Loss, make_loss
 from ._presets import PRESETS, resolve_preset
@@ -39,6 +40,7 @@ __all__ = [
     "FixedEndmembers",
     "Frobenius",
     "GaussianMapFilter",
+    "GraphSmoothness",
     "Identity",
     "Link",
     "Logistic",
@@ -53,6 +55,7 @@ __all__ = [
     "SumToOne",
     "Term",
     "UnitNorm",
+    "knn_graph",
     "make_link",
     "make_loss",
     "resolve_preset",
