@@ -8,6 +8,7 @@ The data side of the one data pass (DESIGN.md section 2): a solver's kernel read
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -125,6 +126,15 @@ class PixelData:
 
     def w(self, block: Block) -> Any:
         """Entry weights of the block (None when all ones); mask included."""
+        W = self.entry_w(block)
+        if self.pixel_w is not None:
+            pw = self.pixel_w[block.slice, :]
+            W = pw if W is None else W * pw
+        return W
+
+    def entry_w(self, block: Block) -> Any:
+        """The block's weights but the pixel weights: full weights, mask and channel
+        weights (None when all ones); the weights inside a pixel's norm."""
         xp = self.be.xp
         W = None
         if self.full_w is not None:
@@ -132,9 +142,6 @@ class PixelData:
         if self.mask is not None:
             m = xp.astype(self.mask[block.slice, :], self.be.dtype)
             W = m if W is None else W * m
-        if self.pixel_w is not None:
-            pw = self.pixel_w[block.slice, :]
-            W = pw if W is None else W * pw
         if self.channel_w is not None:
             W = self.channel_w if W is None else W * self.channel_w
         return W
@@ -209,12 +216,60 @@ class PixelData:
         return self._zero_share
 
     def norm2(self) -> float:
-        """``sum W X^2`` over all blocks, in float64; computed once and cached."""
+        """``sum W X^2`` over all blocks, in float64; computed once and cached.
+
+        Once :meth:`row_norm2` is cached (a copy made by :meth:`with_pixel_weights`
+        shares it), ``sum_i w_i ||x_i||^2`` from it without a pass.
+        """
         if getattr(self, "_norm2", None) is None:
             be = self.be
-            local = sum(float(be.acc(self.sq_norm(b))) for b in self.blocks)
+            rows = getattr(self, "_rows2", None)
+            if rows is not None:
+                pw = self.pixel_w
+                local = float(be.xp.sum(rows if pw is None else rows * be.acc(pw)))
+            else:
+                local = sum(float(be.acc(self.sq_norm(b))) for b in self.blocks)
             self._norm2 = float(self.reduce(local))
         return self._norm2
+
+    def row_norm2(self) -> Any:
+        """``||x_i||^2`` of every pixel with the weights inside the norm (:meth:`entry_w`),
+        a column (n_pixels, 1) in the accumulation dtype; one pass, cached."""
+        if getattr(self, "_rows2", None) is None:
+            be, xp = self.be, self.be.xp
+            rows = xp.zeros((self.n_pixels, 1), dtype=be.acc_dtype, device=be.device)
+            for b in self.blocks:
+                Xb = be.acc(self.x(b))
+                W = self.entry_w(b)
+                sq = Xb * Xb if W is None else be.acc(W) * Xb * Xb
+                rows[b.slice, :] = xp.sum(sq, axis=1, keepdims=True)
+            self._rows2 = rows
+        return self._rows2
+
+    def norm21(self) -> float:
+        """``sum_i w_i ||x_i||`` (the l2,1 norm of ``X``, weights as in :meth:`row_norm2`
+        and the pixel weights ``w_i`` outside), all processes; cached."""
+        if getattr(self, "_norm21", None) is None:
+            be, xp = self.be, self.be.xp
+            r = xp.sqrt(self.row_norm2())
+            pw = self.pixel_w
+            self._norm21 = float(self.reduce(float(xp.sum(r if pw is None else r * be.acc(pw)))))
+        return self._norm21
+
+    def with_pixel_weights(self, factors: Any) -> PixelData:
+        """A shallow copy whose pixel weights are this data's times ``factors`` (a column
+        (n_pixels, 1), working dtype): the reweighted data of an l2,1 fit.
+
+        The copy shares ``X``, the mask and the other weights; what depends on the pixel
+        weights (:meth:`norm2`, :meth:`norm21`) is recomputed for it, from the cached
+        :meth:`row_norm2` without a pass.  Make it between passes (streamed data: no
+        block read ahead is pending then).
+        """
+        rows = self.row_norm2()
+        new = copy.copy(self)
+        new.pixel_w = factors if self.pixel_w is None else self.pixel_w * factors
+        new._norm2, new._norm21, new._rows2 = None, None, rows
+        return new
 
     def sq_norm(self, block: Block) -> Any:
         """``sum W X_b^2`` over the block (0-d array)."""
@@ -229,6 +284,7 @@ class RowScaled:
     def __init__(self, data: PixelData) -> None:
         self.data, self.blocks = data, data.blocks
         self.n_pixels, self.n_channels = data.n_pixels, data.n_channels
+        self.n_total = data.n_total
         self.be, self.executor = data.be, data.executor
         self._r = self.be.xp.sqrt(data.pixel_w)
 

@@ -29,6 +29,7 @@ from ..model import (
     SpatialSmoothness,
     SumToOne,
     UnitNorm,
+    make_loss,
 )
 from ..preprocessing import pipeline_from_config
 from ._config import factorize_options, load_config, tomllib, validate_config
@@ -363,6 +364,7 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
             )
         opts["mask"] = np.isfinite(X)
     flags = {**TERM_FLAGS, **{k: v for k, v in flags.items() if k in TERM_FLAGS}}
+    robust = _reweights_pixels(opts.get("loss"))  # l2,1: penalties per unit of norm
     cons = list(opts.get("constraints") or [])
     regs = list(opts.get("regularizers") or [])
     if flags["sum_to_one"]:
@@ -370,21 +372,31 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
         cons.append(SumToOne())
     if flags["sparsity"]:
         # scale-free: L1 on the maps relative to a typical pixel norm, with the spectra's
-        # scale fixed (unit norm, unless the abundances' sums already fix it)
+        # scale fixed (unit norm, unless the abundances' sums already fix it); the l2,1
+        # loss is itself a sum of pixel norms: its L1 weight is the number given
         cons = cons or [NonNegative()]
         if not any(c.rescales or c.simplex_rows for c in cons):
             cons.append(UnitNorm())
-        regs.append(L1(flags["sparsity"] * mean_row_norm(X)))
+        unit = 1.0 if robust else mean_row_norm(X)
+        regs.append(L1(flags["sparsity"] * unit))
     if flags["smooth"]:
         regs.append(GaussianMapFilter(flags["smooth"]))
     if flags["laplacian"]:
         regs.append(SpatialSmoothness(flags["laplacian"]))
-    if flags["min_volume"]:
-        regs.append(MinVolume(flags["min_volume"], scale="residual"))
+    if flags["min_volume"]:  # the residual energy is a squared norm: not for l2,1
+        regs.append(MinVolume(flags["min_volume"], scale="init" if robust else "residual"))
     if cons:
         opts["constraints"] = cons
     opts["regularizers"] = regs
     return opts
+
+
+def _reweights_pixels(loss: Any) -> bool:
+    """Whether ``loss`` is the l2,1 loss (a bad value is reported by the checks later)."""
+    try:
+        return make_loss(loss).reweights_pixels
+    except (TypeError, ValueError):
+        return False
 
 
 def write_html_report(outdir: str, results: dict, X: Any, image: Any, title: str) -> str | None:
@@ -496,7 +508,11 @@ TABLE_FLAGS = [name for name, row in PARAMETERS.items() if row.cli]
 FIT_OPTIONS = [
     *(table_option(name) for name in TABLE_FLAGS),
     click.option("--sum-to-one", is_flag=True, help="Abundances on the simplex."),
-    click.option("--sparsity", type=float, help="L1 on the maps, relative to pixel norms."),
+    click.option(
+        "--sparsity",
+        type=float,
+        help="L1 on the maps, relative to pixel norms (--loss l21: the L1 weight itself).",
+    ),
     click.option("--smooth", type=float, help="Gaussian smoothing of maps, sigma in pixels."),
     click.option("--laplacian", type=float, help="Graph-Laplacian smoothness strength."),
     click.option(

@@ -37,6 +37,7 @@ from ..model import (
 )
 from ._inputs import Input, rows_of
 from ._problem import Problem
+from ._robust import Reweighted
 from .solvers import Solver, get_solver, solvers_supporting
 
 __all__ = [
@@ -197,6 +198,12 @@ def check_compress(compress: Any, p: Problem, slv: Solver) -> int | None:
         isinstance(compress, bool) or not isinstance(compress, (int, np.integer))
     ):
         raise TypeError(f"compress must be an int rank, True or None; got {compress!r}.")
+    if p.loss.reweights_pixels:
+        raise ValueError(
+            f"compress= is not available with loss={p.loss.name!r}: its pixel weights follow "
+            "each pixel's residual on X itself, which a truncated SVD does not hold; drop "
+            "compress=."
+        )
     ok = (
         slv.name in ("hals", "mu", "bpp", "admm")
         and p.loss.is_frobenius
@@ -291,7 +298,8 @@ AUTO_ORDER = ("hals", "klcd", "mu", "bpp", "admm", "gradient")
 
 
 def choose_solver(name: Any, p: Problem, options: dict) -> Solver:
-    """The solver ``name`` (or the first of :data:`AUTO_ORDER` that supports ``p``)."""
+    """The solver ``name`` (or the first of :data:`AUTO_ORDER` that supports ``p``); for
+    a loss that reweights the pixels (l2,1) wrapped in :class:`~._robust.Reweighted`."""
     if name in (None, "auto"):
         supported = solvers_supporting(p)
         for pick in AUTO_ORDER:
@@ -302,4 +310,6 @@ def choose_solver(name: Any, p: Problem, options: dict) -> Solver:
             get_solver("hals").check(p)  # raises with the reasons
     slv = get_solver(name, **options)
     slv.check(p)
+    if p.loss.reweights_pixels and not isinstance(slv, Reweighted):
+        slv = Reweighted(slv)  # the l2,1 loss: reweighted Frobenius steps
     return slv

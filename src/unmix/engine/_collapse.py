@@ -9,13 +9,15 @@ A component ``j`` is **collapsed** when
   less of the data collapsed).
 
 When a fit converges with a collapsed component the loop restarts it, once, from the
-pixel the model explains worst: the endmember becomes that pixel's spectrum (for
-abundances on a simplex, whose endmembers are pure pixels) or the positive part of its
-residual (otherwise), and the iterations go on.  A component that collapses again stays
-dead and is reported, with the advice to fit fewer components: a ``k`` too large is not
-hidden.  Everything here is a few reductions over ``A`` (pixels, k) and ``S`` (k,
-channels) and, for a restart, one pass over ``X``; with the pixels split over processes
-the counts and the worst pixel are agreed on by all of them.
+pixel the model explains worst (for the robust l2,1 loss: the worst of the pixels that
+are not outliers, :func:`unmix.engine._robust.inlier_bound`): the endmember becomes
+that pixel's spectrum (for abundances on a simplex, whose endmembers are pure pixels)
+or the positive part of its residual (otherwise), and the iterations go on.  A component
+that collapses again stays dead and is reported, with the advice to fit fewer
+components: a ``k`` too large is not hidden.  Everything here is a few reductions over
+``A`` (pixels, k) and ``S`` (k, channels) and, for a restart, one pass over ``X`` (two
+for l2,1); with the pixels split over processes the counts and the worst pixel are
+agreed on by all of them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 
 from .._backend import to_numpy
 from ._problem import Problem
+from ._robust import inlier_bound, residual_norms
 
 __all__ = ["ANGLE_DEG", "NORM_FLOOR", "SHARE", "collapsed_components", "revive"]
 
@@ -68,19 +71,30 @@ def _worst_pixels(p: Problem, A: Any, S: Any, count: int) -> list[np.ndarray]:
     processes: ``[(spectrum, residual), ...]`` as host arrays."""
     xp, be = p.be.xp, p.be
     found: list[tuple[float, np.ndarray, np.ndarray]] = []
+    inlier = _inliers(p, A, S)
     for b in p.data.blocks:
         Xb = p.data.x(b)
         R = Xb - A[b.slice, :] @ S
         W = p.data.w(b)
         err = _host(xp.sum(be.acc(R * R if W is None else W * R * R), axis=1))
-        for i in np.argsort(err)[::-1][:count]:
-            found.append((float(err[i]), _host(Xb[int(i), :]), _host(R[int(i), :])))
+        order = [int(i) for i in np.argsort(err)[::-1] if inlier is None or inlier[b.start + i]]
+        for i in order[:count]:
+            found.append((float(err[i]), _host(Xb[i, :]), _host(R[i, :])))
     found.sort(key=lambda t: -t[0])
     found = found[:count]
     gather = getattr(p.data.executor, "allgather", None)
     if p.data.executor.distributed and callable(gather):
         found = sorted((t for part in gather(found) for t in part), key=lambda t: -t[0])
     return [(x, r) for _, x, r in found[:count]]
+
+
+def _inliers(p: Problem, A: Any, S: Any) -> np.ndarray | None:
+    """For a robust loss (l2,1), which pixels are not outliers (the worst-fitted pixels of
+    a robust fit are its outliers: a spike must not restart a component); else None."""
+    if not p.loss.reweights_pixels:
+        return None
+    norms, _ = residual_norms(p, A, S)
+    return _host(norms)[:, 0] <= inlier_bound(p.data, norms)
 
 
 def revive(p: Problem, A: Any, S: Any, dead: list[int]) -> Any:

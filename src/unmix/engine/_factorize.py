@@ -80,8 +80,8 @@ def factorize(
         loss(X, f(A @ S); W)  +  sum_i  penalty_i(A or S)
         subject to every hard constraint on A (pixels, k) and S (k, channels)
 
-    with a beta-divergence ``loss`` (``1/2 ||W * (X - Y)||_F^2`` for Frobenius, ``sum W
-    (X log(X / Y) - X + Y)`` for KL), ``W`` the weights times the mask, ``f`` the link.
+    with a beta-divergence ``loss`` (``1/2 ||W * (X - Y)||_F^2`` Frobenius, ``sum W (X log(X /
+    Y) - X + Y)`` KL) or l2,1 ``sum_i w_i ||x_i - y_i||``; ``W`` weights x mask, ``f`` link.
 
     Parameters
     ----------

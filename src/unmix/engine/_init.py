@@ -6,7 +6,8 @@ Methods
     Half-normal entries scaled so that ``A @ S`` has the data's mean.
 ``"nndsvd"``, ``"nndsvda"``, ``"nndsvdar"``
     Non-negative double SVD (Boutsidis & Gallopoulos 2008); zeros kept, filled with the
-    data-scale constant, or with small random values.  The fill uses
+    data-scale constant, or with small random values.  For the l2,1 loss the SVD leaves
+    out the outlier pixels (:func:`unmix.engine._robust.trimmed_svd`).  The fill uses
     ``sqrt(mean(X) / k)`` in *each* factor, so the product has the data's scale (filling
     both factors with ``mean(X)``, as is common, starts count data with relative errors
     in the thousands).
@@ -37,6 +38,7 @@ from .._backend import to_numpy
 from .._linalg import nnls_bpp
 from ._poisson_start import poisson_start, starts_dense_counts
 from ._problem import Problem
+from ._robust import trimmed_svd
 
 logger = logging.getLogger("unmix")
 
@@ -63,7 +65,7 @@ def _random(p: Problem, rng: np.random.Generator) -> tuple[Any, Any]:
 def _nndsvd(p: Problem, rng: np.random.Generator, variant: str) -> tuple[Any, Any]:
     be, xp = p.be, p.be.xp
     k = p.k
-    U, s, Vt = p.data.svd(k, rng)
+    U, s, Vt = trimmed_svd(p, k, rng) if p.loss.reweights_pixels else p.data.svd(k, rng)
     U, s, Vt = to_numpy(U).astype(float), to_numpy(s).astype(float), to_numpy(Vt).astype(float)
     n, m = U.shape[0], Vt.shape[1]
     A = np.zeros((n, k))
@@ -237,7 +239,7 @@ def spectra_for(p: Problem, A: Any) -> Any:
 def _rescale(p: Problem, A: Any, S: Any) -> Any:
     """Best global scale of ``A`` for the loss; returns the rescaled ``A``."""
     be, xp = p.be, p.be.xp
-    if p.loss.is_frobenius:
+    if p.loss.is_frobenius or p.loss.reweights_pixels:  # least squares (l2,1: reweighted)
         cross = 0.0
         for b in p.data.blocks:
             cross += float(xp.sum(be.acc(p.data.t_times(b, A[b.slice, :])) * be.acc(S)))

@@ -61,8 +61,11 @@ PARAMETERS: dict[str, Param] = table(
         None,
         "the similarity: a loss name or the beta of a beta-divergence, 0 to 3",
         "str, float or Loss, optional",
-        """``"frobenius"`` (default), ``"kl"``, ``"itakura-saito"`` or the beta of a
-            beta-divergence, ``0 <= beta <= 3`` (0 Itakura-Saito, 1 KL, 2 Frobenius).""",
+        """``"frobenius"`` (default), ``"kl"``, ``"itakura-saito"``, ``"l21"`` or the
+            beta of a beta-divergence, ``0 <= beta <= 3`` (0 Itakura-Saito, 1 KL, 2
+            Frobenius).  ``"l21"``: the robust ``sum_i w_i ||x_i - a_i S||_2`` (one norm a
+            pixel: spikes and hot pixels pull the fit far less), by iteratively
+            reweighted least squares with ``hals``, ``mu``, ``bpp`` or ``admm``.""",
         cli="--loss",
     ),
     Param(

@@ -50,6 +50,12 @@ class Problem:
     def nonneg_S(self) -> bool:
         return self.nonneg("S")
 
+    @property
+    def pixel_weighted(self) -> bool:
+        """True when the fit weights the pixels: given pixel weights, or a loss that
+        reweights them every iteration (l2,1)."""
+        return self.data.pixel_w is not None or self.loss.reweights_pixels
+
     def nonneg(self, target: str) -> bool:
         """True when a constraint on ``target`` keeps it ``>= 0``."""
         return any(c.implies_nonneg for c in self.constraints[target])

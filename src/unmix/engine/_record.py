@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ._problem import Problem
+from ._robust import l21_fit
 from .solvers._kl_sparse import uses_sparse_kl
 
 __all__ = ["History", "RestartRecord", "evaluate_fit", "restore_state"]
@@ -18,9 +19,11 @@ def evaluate_fit(p: Problem, A: Any, S: Any) -> float:
 
     Plain Frobenius in float64 uses the Gram identity ``1/2 (||X||^2 - 2 <A^T X, S> +
     <A^T A, S S^T>)`` (one product per block, no temporaries of X's size); everything else
-    is computed entry by entry.
+    is computed entry by entry; the l2,1 loss from every pixel's residual norm.
     """
     be, xp = p.be, p.be.xp
+    if p.loss.reweights_pixels:
+        return l21_fit(p, A, S)
     if (
         p.loss.is_frobenius
         and p.link.is_identity

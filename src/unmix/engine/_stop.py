@@ -52,12 +52,14 @@ def gains_little(change: float, first: float, delta: float) -> bool:
 
 def objective_noise(p: Any) -> float:
     """The rounding noise of a fit's objective (absolute): a few float32 epsilons of the
-    data's energy when the work is float32, else 0 (float64 is far below any ``tol``)."""
+    data's energy (for the l2,1 loss: of its l2,1 norm ``sum_i w_i ||x_i||``) when the
+    work is float32, else 0 (float64 is far below any ``tol``)."""
     be = p.be
     if be.dtype == be.acc_dtype or "64" in str(be.dtype):
         return 0.0
     eps = float(np.finfo(np.float32).eps)
-    return 16.0 * eps * 0.5 * float(p.data.norm2())
+    scale = p.data.norm21() if p.loss.reweights_pixels else 0.5 * float(p.data.norm2())
+    return 16.0 * eps * scale
 
 
 def factor_settled(before: Any, after: Any, tol: float, be: Any) -> bool:

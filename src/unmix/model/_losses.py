@@ -1,7 +1,8 @@
-"""Similarity measures (the "loss" knob): Frobenius, generalized KL, beta-divergence.
+"""Similarity measures (the "loss" knob): Frobenius, generalized KL, beta-divergence, l2,1.
 
-Every loss is a beta-divergence ``d_beta(X | Y)`` summed over the observed entries,
-with optional weights ``W`` (pixels x channels, or separable per pixel / per channel):
+Every loss but :class:`L21` is a beta-divergence ``d_beta(X | Y)`` summed over the
+observed entries, with optional weights ``W`` (pixels x channels, or separable per pixel
+/ per channel):
 
 - ``beta = 2``  (Frobenius):  ``1/2 * sum W (X - Y)^2``
 - ``beta = 1``  (generalized Kullback-Leibler, Poisson counts):
@@ -10,6 +11,13 @@ with optional weights ``W`` (pixels x channels, or separable per pixel / per cha
 - otherwise:   ``sum W (X^b + (b - 1) Y^b - b X Y^(b-1)) / (b (b - 1))``
 
 where ``Y = f(A @ S)`` is the model of ``X`` (pixels, channels).
+
+The robust :class:`L21` loss (``"l21"``) is the l2,1 norm of the residual, one Euclidean
+norm a pixel, ``sum_i w_i ||x_i - y_i||_2`` (channel weights and a mask inside each
+norm): an outlier pixel (a spike, a cosmic ray, a hot pixel) pulls the endmembers with
+its residual's norm rather than its square.  It is minimized by iteratively reweighted
+least squares (:mod:`unmix.engine._robust`): each iteration is one step of a weighted
+Frobenius solver with pixel weights ``w_i / max(||r_i||, eps)``.
 """
 
 from __future__ import annotations
@@ -19,7 +27,17 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BETA_RANGE", "KL", "LOSS_NAMES", "Beta", "Frobenius", "Loss", "make_loss"]
+__all__ = [
+    "BETA_RANGE",
+    "KL",
+    "L21",
+    "LOSS_NAMES",
+    "ROBUST_NAMES",
+    "Beta",
+    "Frobenius",
+    "Loss",
+    "make_loss",
+]
 
 #: the betas a loss may have: ``0`` (Itakura-Saito) to ``3``.  Below 0 the divergence is
 #: infinite wherever ``X`` has a zero (``X ** beta``); above 3 it is ruled by the largest
@@ -64,6 +82,12 @@ class Loss:
     def needs_nonnegative_data(self) -> bool:
         """Divergences other than Frobenius are defined only for X >= 0."""
         return self.beta != 2
+
+    @property
+    def reweights_pixels(self) -> bool:
+        """True for a loss minimized by reweighting the pixels of a weighted Frobenius
+        fit at every iteration (:class:`L21`); False for the beta-divergences."""
+        return False
 
     @property
     def mu_exponent(self) -> float:
@@ -142,7 +166,107 @@ class Beta(Loss):
     """Beta-divergence with a given ``beta`` (0: Itakura-Saito, 1: KL, 2: Frobenius)."""
 
 
-#: names ``make_loss`` accepts, and their beta
+@dataclass(frozen=True)
+class L21(Loss):
+    """The l2,1 norm of the residual: ``sum_i w_i ||x_i - y_i||_2`` (robust to outlier pixels).
+
+    One Euclidean norm a pixel ``i`` (a row of ``X``), with the channel weights and the
+    mask inside the norm, ``||r_i||^2 = sum_j c_j M_ij r_ij^2``, and the pixel weights
+    ``w_i`` outside it.  A pixel pulls the fit with the norm of its residual, not its
+    square, so a few spiked pixels (cosmic rays, hot pixels) move the endmembers far less
+    than under Frobenius.
+
+    Minimized by iteratively reweighted least squares, a majorize-minimize scheme: at the
+    current residuals ``r0_i``, ``||r|| <= ||r||^2 / (2 ||r0||) + ||r0|| / 2``, so one
+    iteration is one step of a weighted Frobenius solver (``hals``, ``mu``, ``bpp``,
+    ``admm``) with the pixel weights ``w_i / max(||r0_i||, eps)``, and the l2,1 objective
+    never increases where that step does not increase its weighted Frobenius objective.
+    ``eps = floor * sum_i w_i ||x_i|| / sum_i w_i`` (scale-free); a pixel fitted closer
+    than ``eps`` is held to the Huber smoothing of the norm there (exact monotonicity of
+    that smoothed objective, at most ``eps / 2`` a pixel from the l2,1 value).
+
+    Parameters
+    ----------
+    floor : float
+        ``eps`` relative to the data's mean pixel norm (default ``1e-6``), ``0 < floor < 1``.
+    """
+
+    beta: float = 2.0
+    floor: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if self.beta != 2.0:
+            raise ValueError(
+                f"L21: beta={self.beta!r}; the l2,1 loss reweights a least-squares fit "
+                "(beta = 2): leave beta out."
+            )
+        f = self.floor
+        ok = isinstance(f, numbers.Real) and not isinstance(f, bool) and math.isfinite(f)
+        if not (ok and 0.0 < f < 1.0):
+            raise ValueError(f"L21: floor={f!r} must be a number with 0 < floor < 1.")
+
+    @property
+    def name(self) -> str:
+        return "l21"
+
+    @property
+    def is_frobenius(self) -> bool:
+        return False
+
+    @property
+    def needs_nonnegative_data(self) -> bool:
+        return False
+
+    @property
+    def reweights_pixels(self) -> bool:
+        return True
+
+    def row_norms(
+        self, X: Any, Y: Any, W: Any = None, *, xp: Any, acc: Any = None, overwrite: bool = False
+    ) -> Any:
+        """``||x_i - y_i||`` of every row, a column (n_b, 1).
+
+        ``W`` are the weights inside the norms (channel weights, mask); ``acc`` casts to
+        the accumulation dtype the squares are summed in (e.g. ``Backend.acc``; default:
+        the data's); ``overwrite=True`` forms the residual in ``Y``'s place (no temporary
+        of the block's size: the model is not needed afterwards).
+        """
+        if overwrite:
+            Y -= X
+            R = Y
+        else:
+            R = Y - X
+        if acc is not None:
+            R = acc(R)
+        sq = xp.vecdot(R, R if W is None else W * R, axis=-1)
+        return xp.reshape(xp.sqrt(sq), (-1, 1))
+
+    def value(self, X: Any, Y: Any, W: Any = None, *, xp: Any, tiny: float) -> Any:
+        """``sum_i ||x_i - y_i||_W`` over a block; ``W`` are the weights inside the norms
+        (the engine multiplies each norm by its pixel weight itself)."""
+        return xp.sum(self.row_norms(X, Y, W, xp=xp))
+
+    def pixel_weights(self, norms: Any, eps: float, *, be: Any) -> Any:
+        """The majorizer's pixel weights ``1 / max(||r0_i||, eps)`` (working dtype)."""
+        return be.work(1.0 / be.xp.clip(norms, min=eps))
+
+    def mu_factors(self, X: Any, Y: Any, W: Any = None, *, xp: Any, tiny: float) -> tuple:
+        """``(P, Q)`` of the gradient ``W (Y - X) / ||r_i||`` (the reweighted Frobenius one)."""
+        inv = 1.0 / xp.clip(self.row_norms(X, Y, W, xp=xp), min=tiny)
+        Wr = inv if W is None else W * inv
+        return X * Wr, Y * Wr
+
+    def grad_Y(self, X: Any, Y: Any, W: Any = None, *, xp: Any, tiny: float) -> Any:
+        """Gradient of the l2,1 norm with respect to ``Y``: ``W (Y - X) / ||r_i||``."""
+        P, Q = self.mu_factors(X, Y, W, xp=xp, tiny=tiny)
+        return Q - P
+
+
+#: the names of the l2,1 loss (:class:`L21`)
+ROBUST_NAMES = ("l21", "l2,1")
+
+#: names ``make_loss`` accepts, and their beta (the l2,1 loss: the beta of the
+#: least-squares fit that each of its iterations reweights)
 LOSS_NAMES = {
     "frobenius": 2.0,
     "fro": 2.0,
@@ -152,22 +276,26 @@ LOSS_NAMES = {
     "poisson": 1.0,
     "itakura-saito": 0.0,
     "is": 0.0,
+    **dict.fromkeys(ROBUST_NAMES, 2.0),
 }
 
 
 def make_loss(loss: Any) -> Loss:
-    """A Loss from ``'frobenius'``, ``'kl'``, ``'itakura-saito'``, a number (beta) or a Loss."""
+    """A Loss from ``'frobenius'``, ``'kl'``, ``'itakura-saito'``, ``'l21'``, a number (beta)
+    or a Loss."""
     if loss is None:
         return Loss(beta=2.0)
     if isinstance(loss, Loss):
-        return Loss(beta=float(loss.beta))
+        return loss if loss.reweights_pixels else Loss(beta=float(loss.beta))
     if isinstance(loss, str):
         key = loss.lower().strip()
         if key.startswith("beta="):
             return Loss(beta=float(key[5:]))
+        if key in ROBUST_NAMES:
+            return L21()
         if key not in LOSS_NAMES:
             raise ValueError(
-                f"loss={loss!r} is unknown; use 'frobenius', 'kl', 'itakura-saito', "
+                f"loss={loss!r} is unknown; use 'frobenius', 'kl', 'itakura-saito', 'l21', "
                 "a number (the beta of a beta-divergence) or unmix.Beta(beta)."
             )
         return Loss(beta=LOSS_NAMES[key])

@@ -61,12 +61,13 @@ class ADMM(Solver):
     option_names = frozenset({"inner", "inner_tol"})
     weights = frozenset({"none", "mask", "separable"})
     persistent = ("U", "V")
+    reweightable = True
 
     def problems(self, p: Problem) -> list[str]:
         out = super().problems(p)
         if p.data.channel_w is not None:
             out.append("channel weights")
-        if p.data.pixel_w is not None and any(t.lam for t in p.penalties["A"]):
+        if p.pixel_weighted and any(t.lam for t in p.penalties["A"]):
             out.append("pixel weights together with penalties on A")
         return out
 

@@ -53,6 +53,10 @@ class Solver:
     links: ClassVar[bool] = False
     #: "none", "mask" (binary mask only), "separable", "full"
     weights: ClassVar[frozenset] = frozenset({"none"})
+    #: the step lowers (ADMM: approximately) a weighted Frobenius objective whose pixel
+    #: weights may change between iterations, each change followed by :meth:`setup`:
+    #: what a loss that reweights the pixels (l2,1, :mod:`unmix.engine._robust`) drives
+    reweightable: ClassVar[bool] = False
     needs_nonneg: ClassVar[bool] = False
     #: every step lowers the objective (the stop rule trusts one small change); a solver
     #: that is not monotone must see the change stay small (see unmix.engine._stop)
@@ -85,7 +89,8 @@ class Solver:
     def problems(self, p: Problem) -> list[str]:
         """Reasons this solver cannot handle ``p`` (empty when it can)."""
         out = []
-        if self.betas != "any" and p.loss.beta not in self.betas:
+        takes_loss = self.takes_loss(p.loss)
+        if not takes_loss:
             out.append(f"loss={p.loss.name!r}")
         if not p.link.is_identity and not self.links:
             out.append(f"link={p.link.name!r}")
@@ -96,18 +101,26 @@ class Solver:
             for pen in p.penalties[target]:
                 if not self.takes_penalties:
                     out.append(f"{type(pen).__name__} on {target}")
-        need = _weight_kind(p)
+        need = _weight_kind(p, loss=takes_loss)  # a refused loss's weights: said already
         if need not in self.weights:
-            out.append(
-                {
-                    "mask": "a mask",
-                    "separable": "pixel/channel weights",
-                    "full": "full (n_pixels, n_channels) weights",
-                }[need]
-            )
+            why = {
+                "mask": "a mask",
+                "separable": "pixel/channel weights",
+                "full": "full (n_pixels, n_channels) weights",
+            }[need]
+            if need != _weight_kind(p, loss=False):
+                why += f" (loss={p.loss.name!r} weights the pixels)"
+            out.append(why)
         if self.needs_nonneg and not (p.nonneg_A and p.nonneg_S):
             out.append("factors that may be negative")
         return out
+
+    def takes_loss(self, loss: Any) -> bool:
+        """Whether the solver minimizes ``loss``: a beta it declares in :attr:`betas`; a
+        loss that reweights the pixels, if :attr:`reweightable` (by Frobenius steps)."""
+        if loss.reweights_pixels:
+            return self.reweightable and (self.betas == "any" or 2.0 in self.betas)
+        return self.betas == "any" or loss.beta in self.betas
 
     def accepts(self, c: Any, target: str) -> bool:
         """Whether the solver applies the bound constraint ``c`` on ``target``."""
@@ -138,11 +151,14 @@ class Solver:
         raise NotImplementedError
 
 
-def _weight_kind(p: Problem) -> str:
+def _weight_kind(p: Problem, *, loss: bool = True) -> str:
+    """The weights the fit needs; ``loss=False``: those of the data alone (not counting
+    the pixel weights of a loss that reweights them)."""
     d = p.data
     if d.full_w is not None:
         return "full"
-    if d.pixel_w is not None or d.channel_w is not None:
+    pixels = p.pixel_weighted if loss else d.pixel_w is not None
+    if pixels or d.channel_w is not None:
         return "separable" if d.mask is None else "full"
     if d.mask is not None:
         return "mask"

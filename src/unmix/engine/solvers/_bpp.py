@@ -9,6 +9,12 @@ non-negative least-squares subproblem *exactly*::
 
 so the objective never increases.  Fully fixed endmembers are moved to the right-hand
 side; unit-norm rows are normalized afterwards with the scale moved into ``A``.
+
+Separable weights (``1/2 sum_ij w_i c_j (X_ij - (A S)_ij)^2``): the channel weights enter
+the maps' normal equations (``S diag(c) S^T``), the pixel weights the endmembers' ones
+(``A^T diag(w) A``); a pixel's weight scales its whole NNLS and a channel's weight its
+whole column of ``S``, so neither moves that subproblem's minimizer unless a penalty on
+the same factor is added (refused).  This is what the reweighted l2,1 loss needs.
 """
 
 from __future__ import annotations
@@ -75,9 +81,10 @@ class BPP(Solver):
 
     name = "bpp"
     option_names = frozenset()
-    weights = frozenset({"none", "mask"})
+    weights = frozenset({"none", "mask", "separable"})
     needs_nonneg = True
     monotone = True
+    reweightable = True
 
     def accepts(self, c: Any, target: str) -> bool:
         """Exact NNLS: the non-negative orthant; on the maps also a simplex (fully
@@ -88,9 +95,16 @@ class BPP(Solver):
         return c.is_orthant or c.fixed() is not None or c.rescales
 
     def problems(self, p: Problem) -> list[str]:
+        """The base checks, plus: separable weights only where they leave each
+        subproblem's minimizer alone (a pixel's weight scales its whole NNLS, a channel's
+        weight its whole column), i.e. not together with penalties on that factor."""
         out = super().problems(p)
         if not p.pinned_whole_rows():
             out.append("partly fixed endmembers (FixedEndmembers with mask)")
+        if p.pixel_weighted and any(t.lam for t in p.penalties["A"]):
+            out.append("pixel weights together with penalties on A")
+        if p.data.channel_w is not None and any(t.lam for t in p.penalties["S"]):
+            out.append("channel weights together with penalties on S")
         return out
 
     def setup(self, p: Problem, A: Any, S: Any) -> dict:

@@ -87,6 +87,7 @@ class HALS(Solver):
     separable_S = frozenset({"entries", "rows"})  # row updates: also row-wise ones
     weights = frozenset({"none", "mask", "separable"})
     monotone = True
+    reweightable = True
 
     def setup(self, p: Problem, A: Any, S: Any) -> dict:
         return {

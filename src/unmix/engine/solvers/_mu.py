@@ -94,6 +94,7 @@ class MU(Solver):
     weights = frozenset({"none", "mask", "separable", "full"})
     needs_nonneg = True
     monotone = True
+    reweightable = True
 
     def accepts(self, c: Any, target: str) -> bool:
         """Maps: the non-negative orthant; endmembers: also pinned entries and constraints
