@@ -24,6 +24,7 @@ from ..io import TooLargeError, load
 from ..model import (
     L1,
     GaussianMapFilter,
+    GraphSmoothness,
     MinVolume,
     NonNegative,
     SpatialSmoothness,
@@ -342,6 +343,7 @@ TERM_FLAGS = {
     "sparsity": None,
     "smooth": None,
     "laplacian": None,
+    "graph_smooth": None,
     "min_volume": None,
 }
 
@@ -383,6 +385,8 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
         regs.append(GaussianMapFilter(flags["smooth"]))
     if flags["laplacian"]:
         regs.append(SpatialSmoothness(flags["laplacian"]))
+    if flags["graph_smooth"]:  # the same Laplacian on a 10-nearest-neighbour data graph
+        regs.append(GraphSmoothness(flags["graph_smooth"]))
     if flags["min_volume"]:  # the residual energy is a squared norm: not for l2,1
         regs.append(MinVolume(flags["min_volume"], scale="init" if robust else "residual"))
     if cons:
@@ -515,6 +519,12 @@ FIT_OPTIONS = [
     ),
     click.option("--smooth", type=float, help="Gaussian smoothing of maps, sigma in pixels."),
     click.option("--laplacian", type=float, help="Graph-Laplacian smoothness strength."),
+    click.option(
+        "--graph-smooth",
+        type=float,
+        help="Laplacian smoothness on a 10-nearest-neighbour graph of the spectra "
+        "(pixels alike anywhere on the map), strength as --laplacian.",
+    ),
     click.option(
         "--min-volume",
         type=float,
