@@ -334,8 +334,16 @@ def test_graph_of_the_wrong_size_or_type_is_refused(corners):
         GraphSmoothness(1.0, [[0, 1], [1, 0]])
     with pytest.raises(ValueError, match="X has 1600 pixels"):
         _fit(corners[0], "hals", [GraphSmoothness(1.0, grid_graph((5, 5)))], max_iter=1)
-    with pytest.raises(ValueError, match=r"< the number of pixels \(1600\)"):
-        _fit(corners[0], "hals", [GraphSmoothness(1.0, n_neighbors=1600)], max_iter=1)
+
+
+def test_data_graph_of_a_small_map_joins_every_other_pixel(corners, caplog):
+    """n_neighbors at or above the pixels: each pixel is joined to all others (logged)."""
+    X = corners[0][:6]
+    with caplog.at_level("INFO", logger="unmix"):
+        reg = [GraphSmoothness(1.0, n_neighbors=10)]
+        r = unmix.factorize(X, 2, regularizers=reg, max_iter=2, random_state=0)
+    assert "6 pixels, 5 neighbours each" in caplog.text
+    assert np.isfinite(r.objective)
 
 
 @pytest.mark.parametrize(

@@ -393,7 +393,9 @@ class GraphSmoothness(Penalty):
             )
         object.__setattr__(self, "_state", {})
         if self.graph is None:
-            _check_int(self.n_neighbors, "n_neighbors", "GraphSmoothness", ctx.n_pixels)
+            if ctx.n_pixels < 2:
+                raise ValueError("GraphSmoothness: a data graph needs at least 2 pixels.")
+            _check_int(self.n_neighbors, "n_neighbors", "GraphSmoothness")
             return
         if self.graph.shape[0] != ctx.n_pixels:
             raise ValueError(
@@ -406,9 +408,13 @@ class GraphSmoothness(Penalty):
         if self.graph is not None:
             return
         tic = time.perf_counter()
+        n_pixels = int(problem.data.n_pixels)
+        k = min(int(self.n_neighbors), n_pixels - 1)  # a small map: every other pixel
+        if k < self.n_neighbors:
+            _logger.info("GraphSmoothness: %d pixels, %d neighbours each", n_pixels, k)
         W = knn_graph(
             _data_rows(problem.data),
-            self.n_neighbors,
+            k,
             metric=self.metric,
             weights=self.weights,
             approximate=self.approximate,
