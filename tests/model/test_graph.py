@@ -394,3 +394,13 @@ def test_a_saved_result_rebuilds_a_data_graph_term_but_not_a_users_graph(corners
     r = _fit(X, "hals", [GraphSmoothness(1.0, grid_graph(GRID))], max_iter=2)
     back = unmix.load_result(r.save(tmp_path / "user.h5"))
     assert not [t for t in back.terms if isinstance(t, GraphSmoothness)]
+
+
+def test_executors_that_split_pixels_are_told_to_fit_serially():
+    """Dask (no halo) and MPI (a halo of scan lines) alike: a data graph needs all pixels."""
+    from unmix.engine._assemble import check_distributed, split_terms
+
+    terms = split_terms([], [GraphSmoothness(1.0)])
+    for executor in (object(), types.SimpleNamespace(halo=lambda *a: None)):
+        with pytest.raises(unmix.UnsupportedError, match=r"anywhere on the map.*fit serially"):
+            check_distributed(terms, "nndsvda", executor)

@@ -228,12 +228,14 @@ def check_distributed(terms: dict, init: Any, executor: Any) -> None:
     Terms that couple neighbouring pixels need the executor's halo exchange of boundary
     scan lines (:meth:`unmix.mpi.MPIExecutor.halo`).
     """
-    coupled = [
-        type(t).__name__
-        for group in ("penalties", "filters")
-        for t in terms[group]["A"]
-        if t.couples_pixels
-    ]
+    on_A = [t for group in ("penalties", "filters") for t in terms[group]["A"]]
+    distant = [type(t).__name__ for t in on_A if t.couples_distant_pixels]
+    if distant:
+        raise UnsupportedError(
+            f"{distant} couple pixels anywhere on the map (graph edges), which no split of "
+            "the pixels over processes can serve: fit serially (no executor)."
+        )
+    coupled = [type(t).__name__ for t in on_A if t.couples_pixels]
     if coupled and not callable(getattr(executor, "halo", None)):
         raise UnsupportedError(
             f"{coupled} couple neighbouring pixels; with pixels split over processes they "

@@ -365,6 +365,7 @@ class GraphSmoothness(Penalty):
     target: str = field(default="A", kw_only=True)
     _allowed_targets = ("A",)
     couples_pixels = True  # its model majorizes by a diagonal (not exact: quadratic False)
+    couples_distant_pixels = True  # graph edges join pixels anywhere on the map
 
     @property
     def label(self) -> str:

@@ -187,6 +187,8 @@ class Term:
 
     #: a penalty or filter on ``A`` that couples neighbouring pixels
     couples_pixels: ClassVar[bool] = False
+    #: ... or pixels anywhere on the map (a data graph): no halo exchange can serve it
+    couples_distant_pixels: ClassVar[bool] = False
 
     @property
     def scale_free(self) -> bool:
