@@ -17,8 +17,11 @@ Sparse section: (d) planted CSR counts 65536 x 2048 (k 8, ~60 counts a pixel, dr
 count, never dense) and (e) the EDS TEM map as CSR, each method on the same CSR matrix,
 with the peak traced memory of a 5-iteration call.
 
-Run: ``.venv/bin/python benchmarks/bench_counts.py [--quick] [--only dense|sparse]``
-(``--quick``: (a) and (c); ``--only sparse`` rewrites the sparse section alone).
+Count levels: planted 4096 x 1024 counts (k 6) at 0.5, 5, 50 and 500 counts a pixel, dense
+and CSR, scikit-learn's KL MU against ``factorize(X, 6, loss="kl")`` at its defaults.
+
+Run: ``.venv/bin/python benchmarks/bench_counts.py [--quick] [--only dense|sparse|levels]``
+(``--quick``: (a) and (c); ``--only sparse`` / ``levels`` rewrites that section alone).
 """
 
 from __future__ import annotations
@@ -279,12 +282,15 @@ def table(rows: list[dict]) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=("dense", "sparse"), default=None)
+    ap.add_argument("--only", choices=("dense", "sparse", "levels"), default=None)
     args = ap.parse_args()
     threadpool_limits(1)
     jit = warm_up()
     if args.only == "sparse":
         merge_sparse(sparse_main())
+        return
+    if args.only == "levels":
+        merge_section(LEVELS_MARK, level_main())
         return
     rows = []
     for name, X, k in datasets(args.quick):
@@ -300,18 +306,94 @@ def main() -> None:
     write(rows, jit, args.quick)
     if args.only is None:
         merge_sparse(sparse_main())
+        merge_section(LEVELS_MARK, level_main())
+
+
+def merge_section(mark: str, section: list[str]) -> None:
+    """Put ``section`` (starting with ``mark``) in place of the one ``counts.md`` has, from
+    its mark to the next ``<!-- `` mark or the end (appended when it has none)."""
+    text = OUT.read_text() if OUT.exists() else ""
+    head, found, tail = text.partition(mark)
+    after = ""
+    if found:
+        nxt = tail.find("\n<!-- ")
+        after = tail[nxt + 1 :] if nxt >= 0 else ""
+    parts = [head.rstrip("\n"), "", *section]
+    if after:
+        parts += ["", after.rstrip("\n"), ""]
+    OUT.write_text("\n".join(parts))
+    print(f"wrote the section {mark} of {OUT}")
 
 
 def merge_sparse(section: list[str]) -> None:
-    """Put the sparse section in place of the one ``counts.md`` has (or at its end)."""
-    text = OUT.read_text() if OUT.exists() else ""
-    head, _, tail = text.partition(SPARSE_MARK)
-    rest = tail.partition("\n## ")[2] if tail else ""
-    parts = [head.rstrip("\n"), "", *section]
-    if rest and not rest.startswith("Sparse input"):
-        parts += ["## " + rest]
-    OUT.write_text("\n".join(parts))
-    print(f"wrote the sparse section of {OUT}")
+    merge_section(SPARSE_MARK, section)
+
+
+LEVELS_MARK = "<!-- count levels: bench_counts.py --only levels -->"
+LEVELS = (0.5, 5.0, 50.0, 500.0)
+
+
+def level_main() -> list[str]:
+    """scikit-learn's KL MU vs ``factorize(X, 6, loss="kl")`` (its defaults) on planted
+    counts at 0.5, 5, 50, 500 counts a pixel, dense and CSR (4096 x 1024, k 6)."""
+    rows = []
+    for level in LEVELS:
+        Xs = planted_sparse(n_side=64, m=1024, k=6, per_pixel=level, seed=2)[0]
+        zeros = 1.0 - Xs.nnz / np.prod(Xs.shape)
+        for fmt, X in (("dense", Xs.toarray()), ("CSR", Xs)):
+            rows += _level_rows(level, fmt, X, zeros)
+            print(*level_table(rows)[-2:], sep="\n", flush=True)
+    return [
+        LEVELS_MARK,
+        "## Count levels: dense and CSR (4096 x 1024, k 6)",
+        "",
+        "Planted counts drawn count by count (`planted_sparse`, seed 2) at 0.5, 5, 50 and 500 "
+        "counts a pixel; each given dense (float64) and as the same CSR matrix.  unmix: "
+        "`factorize(X, 6, loss='kl', random_state=0)` with every other setting at its default "
+        "(auto picks the start and the solver); scikit-learn as above.  Peak: `tracemalloc` "
+        "peak of a 5-iteration call.",
+        "",
+        *level_table(rows),
+        "",
+    ]
+
+
+def _level_rows(level: float, fmt: str, X, zeros: float) -> list[dict]:
+    from sklearn.decomposition import NMF
+
+    ref = run_sklearn(X, 6)
+    ref["to_target"] = ref["cpu"]
+    auto = run_unmix(X, 6, "auto", ref["kl"], np.inf)
+    fits = {
+        "scikit-learn MU": lambda: NMF(
+            6, solver="mu", beta_loss="kullback-leibler", init="nndsvda", max_iter=5
+        ).fit(X),
+        "unmix (defaults)": lambda: unmix.factorize(X, 6, loss="kl", max_iter=5),
+    }
+    out = []
+    for method, res in (("scikit-learn MU", ref), ("unmix (defaults)", auto)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            peak = peak_memory(fits[method])
+        info = {"level": level, "fmt": fmt, "zeros": zeros, "method": method, "peak": peak}
+        out.append(dict(res, **info, ref_kl=ref["kl"], ref_cpu=ref["cpu"]))
+    return out
+
+
+def level_table(rows: list[dict]) -> list[str]:
+    head = (
+        "| counts/pixel | input | zeros | method | final KL | iterations | CPU s (call) "
+        "| CPU s to sklearn's KL | KL / sklearn's | CPU vs sklearn | peak MiB (5 it.) |"
+    )
+    lines = [head, "|" + "---|" * 11]
+    for r in rows:
+        to = "-" if r.get("to_target") is None else f"{r['to_target']:.2f}"
+        lines.append(
+            f"| {r['level']:g} | {r['fmt']} | {100 * r['zeros']:.1f} % | {r['method']} "
+            f"| {r['kl']:,.1f} | {r['iters']} | {r['cpu']:.2f} | {to} "
+            f"| {r['kl'] / r['ref_kl']:.4f} | {r['cpu'] / r['ref_cpu']:.3f}x | {r['peak']:.0f} |"
+        )
+    return lines
 
 
 def write(rows: list[dict], jit: float, quick: bool) -> None:
