@@ -8,6 +8,7 @@ saved; continue with ``--resume``).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -32,7 +33,7 @@ from ..model import (
     UnitNorm,
     make_loss,
 )
-from ..preprocessing import pipeline_from_config
+from ..preprocessing import OPS, pipeline_from_config
 from ._config import factorize_options, load_config, tomllib, validate_config
 
 __all__ = [
@@ -443,9 +444,23 @@ def table_option(name: str) -> Any:
     text = row.doc[0].upper() + row.doc[1:]
     if choices:
         text += f": {', '.join(sorted(choices[0].values))}"
-    if row.default is not None:
-        text += f" (default {row.default})"
+    default = row.default if row.default is not None else _documented_default(row.details)
+    if default is not None:
+        text += f" (default {default})"
     return click.option(row.cli, name, type=TableValue(row), help=text + ".")
+
+
+def _documented_default(details: str) -> str | None:
+    """The default a row's documentation names where the table's is None (resolved by a
+    preset or the model): ``(default 500)`` or ``"frobenius"`` (default)."""
+    found = re.search(r"\(default ([^)]+)\)", details) or re.search(
+        r'``"?([\w.-]+)"?`` \(default\)', details
+    )
+    if found:
+        return found.group(1)
+    if "Default (None): the model's own start" in " ".join(details.split()):
+        return "the model's own start"
+    return None
 
 
 def _set_budget(ctx: Any, param: Any, value: str | None) -> None:
@@ -535,7 +550,9 @@ FIT_OPTIONS = [
         "steps",
         multiple=True,
         help="Preprocessing op as a TOML inline table, e.g. "
-        "'{op=\"crop\", signal=[0.2, 12]}' (repeatable; after the config's).",
+        "'{op=\"crop\", signal=[0.2, 12]}' (repeatable; after the config's). Ops: "
+        + ", ".join(sorted(OPS))
+        + ".",
     ),
     click.option("--shape", "spatial_shape", help="Scan shape for 1-D scans, e.g. 11x13."),
     *INPUT_OPTIONS,

@@ -74,8 +74,9 @@ PARAMETERS: dict[str, Param] = table(
         "auto",
         "the solver",
         "str or Solver",
-        """``"auto"``, ``"mu"``, ``"hals"``, ``"bpp"``, ``"admm"``, ``"gradient"`` or
-            ``"svd"``.  ``"auto"`` picks one that supports the other knobs.""",
+        """``"auto"``, ``"hals"``, ``"klcd"``, ``"mu"``, ``"bpp"``, ``"admm"``,
+            ``"gradient"`` or ``"svd"``.  ``"auto"`` picks the first of hals, klcd, mu,
+            bpp, admm, gradient that supports the other knobs.""",
         cli="--solver",
     ),
     Param(
@@ -142,8 +143,11 @@ PARAMETERS: dict[str, Param] = table(
         None,
         "the start",
         "str or tuple, optional",
-        """``"nndsvda"`` (default), ``"nndsvd"``, ``"nndsvdar"``, ``"random"``, ``"spa"``,
-            ``"vca"`` or ``(A0, S0)``.""",
+        """``"nndsvda"``, ``"poisson"``, ``"nndsvd"``, ``"nndsvdar"``, ``"random"``,
+            ``"spa"``, ``"vca"`` or ``(A0, S0)``.  Default (None): the model's own start -
+            ``"spa"`` for abundances on a simplex, ``"poisson"`` (HALS on Poisson-scaled
+            ``X``) for plain KL NMF on counts that are at most half zeros, else
+            ``"nndsvda"``.""",
         cli="--init",
     ),
     Param(
