@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import gammaln
 
-from ..blocks import as_csr_rows, is_sparse
+from ..blocks import as_csr_rows, entry_rows, is_sparse
 
 __all__ = ["CountData", "as_count_data"]
 
@@ -56,7 +56,7 @@ class CountData:
         rows = max(1, _BLOCK_BYTES // (8 * max(self.m, 1)))
         self.blocks = [slice(a, min(self.n, a + rows)) for a in range(0, self.n, rows)]
         if sparse:
-            self.rows = np.repeat(np.arange(self.n), np.diff(X.indptr))
+            self.rows = entry_rows(X)
         total, logfac = 0.0, 0.0
         for xv in self._values():
             total += float(np.sum(xv))

@@ -14,7 +14,7 @@ from ._lowrank import LowRankData
 from ._pixels import MeanFilled, PixelData, RowScaled, Weights, default_block_size
 from ._scaled import ScaledData, poisson_scales
 from ._sources import LAZY_MODULES, check_streamed, is_streamable, mean_row_norm, streamed_backend
-from ._sparse import SparsePixelData, as_csr_rows, is_sparse
+from ._sparse import SparsePixelData, as_csr_rows, check_sparse_finite, entry_rows, is_sparse
 from ._streamed import RowRange, StreamedData, chunk_rows
 
 __all__ = [
@@ -30,9 +30,11 @@ __all__ = [
     "StreamedData",
     "Weights",
     "as_csr_rows",
+    "check_sparse_finite",
     "check_streamed",
     "chunk_rows",
     "default_block_size",
+    "entry_rows",
     "is_sparse",
     "is_streamable",
     "mean_row_norm",

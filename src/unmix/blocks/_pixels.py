@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import Backend
+from .._backend import Backend, to_numpy
 from .._linalg import svd_blocks, svd_topk
 from ..executors.base import Block, SerialExecutor
 
@@ -207,13 +207,33 @@ class PixelData:
         return RowScaled(self) if self.pixel_w is not None else self
 
     def zero_share(self) -> float:
-        """Share of the entries of ``X`` that are zero (all processes); one pass, cached."""
-        if getattr(self, "_zero_share", None) is None:
-            xp = self.be.xp
-            nonzero = sum(float(xp.count_nonzero(self.x(b))) for b in self.blocks)
-            total = float(self.n_total) * float(self.n_channels)
-            self._zero_share = 1.0 - float(self.reduce(nonzero)) / max(total, 1.0)
-        return self._zero_share
+        """Share of the entries of ``X`` that are zero (all processes)."""
+        _, _, nonzero = self.count_sums()
+        return 1.0 - nonzero / max(float(self.n_total) * float(self.n_channels), 1.0)
+
+    def count_sums(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """``(pixel sums, channel sums, nonzero entries)`` of ``X`` in one pass, cached:
+        this process's pixels, every channel and the count over all processes (float64,
+        NumPy).  What the KL start needs to decide and to scale (``init="poisson"``)."""
+        if getattr(self, "_count_sums", None) is None:
+            rows, cols, nonzero = [], np.zeros(self.n_channels), 0.0
+            for b in self.blocks:
+                r, c, nz = self._block_sums(b)
+                rows.append(r)
+                cols += c
+                nonzero += nz
+            total = np.asarray(self.reduce(np.append(cols, nonzero)), dtype=np.float64)
+            pixel = np.concatenate(rows) if rows else np.zeros(0)
+            self._count_sums = (pixel, total[:-1], float(total[-1]))
+        return self._count_sums
+
+    def _block_sums(self, block: Block) -> tuple[np.ndarray, np.ndarray, float]:
+        Xb = to_numpy(self.x(block))
+        return (
+            Xb.sum(axis=1, dtype=np.float64),
+            Xb.sum(axis=0, dtype=np.float64),
+            float(np.count_nonzero(Xb)),
+        )
 
     def norm2(self) -> float:
         """``sum W X^2`` over all blocks, in float64; computed once and cached.

@@ -15,29 +15,18 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import to_numpy
 from ..executors.base import Block
+from ._sparse import entry_rows
 
 __all__ = ["ScaledData", "poisson_scales"]
 
 
 def poisson_scales(data: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(d_r, d_c)``: ``1 / sqrt`` of the pixel and channel means of ``X`` in one read
-    (0 where a mean is 0; this process's pixels, all channels; float64 NumPy)."""
-    m = data.n_channels
-    row_sums, col = [], np.zeros(m)
-    for b in data.blocks:
-        if getattr(data, "sparse", False):  # the stored entries only
-            B = data.csr(b)
-            row_sums.append(np.asarray(B.sum(axis=1), dtype=np.float64).reshape(-1))
-            col += np.asarray(B.sum(axis=0), dtype=np.float64).reshape(-1)
-            continue
-        Xb = to_numpy(data.x(b))
-        row_sums.append(Xb.sum(axis=1, dtype=np.float64))
-        col += Xb.sum(axis=0, dtype=np.float64)
-    col = np.asarray(data.reduce(col), dtype=np.float64)
-    rows = np.concatenate(row_sums) if row_sums else np.zeros(0)
-    return _inv_sqrt(rows / m), _inv_sqrt(col / max(data.n_total, 1))
+    """``(d_r, d_c)``: ``1 / sqrt`` of the pixel and channel means of ``X`` (0 where a
+    mean is 0; this process's pixels, all channels; float64 NumPy), from the data's
+    cached :meth:`~unmix.blocks.PixelData.count_sums` (no pass of its own)."""
+    rows, cols, _ = data.count_sums()
+    return _inv_sqrt(rows / data.n_channels), _inv_sqrt(cols / max(data.n_total, 1))
 
 
 def _inv_sqrt(mean: np.ndarray) -> np.ndarray:
@@ -109,7 +98,7 @@ class ScaledData:
         d_r, d_c = self._r64[block.slice], self._c64
         if getattr(self.data, "sparse", False):  # the stored entries only
             B = self.data.csr(block)
-            rows = np.repeat(np.arange(B.shape[0]), np.diff(B.indptr))
+            rows = entry_rows(B)
             v = np.asarray(B.data, dtype=np.float64) * d_r[rows] * d_c[B.indices]
             return float(v @ v)
         xp = self.be.xp

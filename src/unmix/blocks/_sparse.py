@@ -28,7 +28,7 @@ from .._backend import Backend
 from ..executors.base import Block
 from ._pixels import PixelData
 
-__all__ = ["SparsePixelData", "as_csr_rows", "is_sparse"]
+__all__ = ["SparsePixelData", "as_csr_rows", "check_sparse_finite", "entry_rows", "is_sparse"]
 
 #: nonzeros per chunk when the model is evaluated at them (bounds the ``nnz x k`` temporaries)
 _CHUNK = 1 << 17
@@ -69,6 +69,28 @@ def as_csr_rows(X: Any, *, name: str = "X") -> sp.csr_array:
     return X
 
 
+def check_sparse_finite(X: Any, mask: Any = None) -> None:
+    """Raise for stored NaN/Inf entries of sparse ``X`` that ``mask`` does not mark missing."""
+    bad = ~np.isfinite(X.data)
+    if not bad.any():
+        return
+    if mask is not None:
+        coo = X.tocoo()
+        bad = ~np.isfinite(coo.data) & np.asarray(mask)[coo.row, coo.col]
+        if not bad.any():
+            return
+    raise ValueError(
+        f"X has {int(np.count_nonzero(bad))} stored NaN or Inf entries; drop them from the "
+        "sparse matrix (X.data[~np.isfinite(X.data)] = 0; X.eliminate_zeros()) or mark them "
+        "missing with mask=."
+    )
+
+
+def entry_rows(B: Any) -> np.ndarray:
+    """The row of each stored entry of CSR ``B``, in storage order."""
+    return np.repeat(np.arange(B.shape[0]), np.diff(B.indptr))
+
+
 def _block_view(X: sp.csr_array, start: int, stop: int) -> sp.csr_array:
     """Rows ``start:stop`` of CSR ``X`` sharing its values and column indices."""
     p0, p1 = int(X.indptr[start]), int(X.indptr[stop])
@@ -95,10 +117,11 @@ class SparsePixelData(PixelData):
     def nnz(self) -> int:
         return int(self.X.nnz)
 
-    def zero_share(self) -> float:
-        """Share of zero entries of ``X`` (all processes), from the stored values."""
-        nonzero = float(self.reduce(float(np.count_nonzero(self.X.data))))
-        return 1.0 - nonzero / max(float(self.n_total) * float(self.n_channels), 1.0)
+    def _block_sums(self, block: Block) -> tuple[np.ndarray, np.ndarray, float]:
+        B = self.csr(block)  # the stored entries only
+        rows = np.asarray(B.sum(axis=1), dtype=np.float64).reshape(-1)
+        cols = np.asarray(B.sum(axis=0), dtype=np.float64).reshape(-1)
+        return rows, cols, float(np.count_nonzero(B.data))
 
     def csr(self, block: Block) -> sp.csr_array:
         """The block's rows of ``X`` as CSR (a view; mask not applied)."""
@@ -149,7 +172,7 @@ class SparsePixelData(PixelData):
         B = self.csr(block)
         w = None
         if self.pixel_w is not None:
-            w = np.repeat(np.asarray(self.pixel_w[block.slice, 0]), np.diff(B.indptr))
+            w = np.asarray(self.pixel_w[block.slice, 0])[entry_rows(B)]
         if self.channel_w is not None:
             cw = np.asarray(self.channel_w[0])[B.indices]
             w = cw if w is None else w * cw
@@ -165,7 +188,7 @@ class SparsePixelData(PixelData):
     def model_at_nonzeros(self, block: Block, Ab: Any, S: Any) -> np.ndarray:
         """``(A_b S)_ij`` at the block's stored entries, in their CSR order (float64)."""
         B = self.csr(block)
-        rows = np.repeat(np.arange(B.shape[0]), np.diff(B.indptr))
+        rows = entry_rows(B)
         St = np.ascontiguousarray(np.asarray(S, dtype=np.float64).T)
         A64 = np.asarray(Ab, dtype=np.float64)
         out = np.empty(B.nnz)

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._backend import backend_of
 from .._validation import ensure_2d_float, finite_report
-from ..blocks import as_csr_rows, is_sparse
+from ..blocks import as_csr_rows, check_sparse_finite, is_sparse
 from ..model import FixedEndmembers, NonNegative
 from ..result import Result
 from ._factorize import factorize
@@ -81,8 +81,7 @@ def _checked(X: Any) -> Any:
     """``X`` as a finite 2-D float array, or sparse ``X`` as CSR with finite entries."""
     if is_sparse(X):
         X = as_csr_rows(X)
-        if not np.all(np.isfinite(X.data)):
-            raise ValueError("X has stored NaN or Inf entries; drop them or fill them.")
+        check_sparse_finite(X)
         return X
     X = ensure_2d_float(X)
     finite_report(X)

@@ -15,7 +15,14 @@ import numpy as np
 
 from .._backend import Backend, backend_of, to_numpy
 from .._validation import ensure_2d_float, finite_report
-from ..blocks import Weights, as_csr_rows, is_sparse, is_streamable, streamed_backend
+from ..blocks import (
+    Weights,
+    as_csr_rows,
+    check_sparse_finite,
+    is_sparse,
+    is_streamable,
+    streamed_backend,
+)
 
 __all__ = [
     "Input",
@@ -80,25 +87,8 @@ def _sparse_input(X: Any, *, mask: Any, weights: Any, device: Any, steps: list) 
     be = backend_of(np.empty(0, dtype=X.dtype))
     n, m = (int(s) for s in X.shape)
     mask_arr = check_mask(mask, X.shape, be)
-    _check_sparse_finite(X, mask_arr)
+    check_sparse_finite(X, mask_arr)
     return Input(X, be, mask_arr, check_weights(weights, n, m, be), steps, streamed=False)
-
-
-def _check_sparse_finite(X: Any, mask: Any) -> None:
-    """Raise for stored NaN/Inf entries of sparse ``X`` that ``mask`` does not mark missing."""
-    bad = ~np.isfinite(X.data)
-    if not bad.any():
-        return
-    if mask is not None:
-        coo = X.tocoo()
-        bad = ~np.isfinite(coo.data) & np.asarray(mask)[coo.row, coo.col]
-        if not bad.any():
-            return
-    raise ValueError(
-        f"X has {int(np.count_nonzero(bad))} stored NaN or Inf entries; drop them from the "
-        "sparse matrix (X.data[~np.isfinite(X.data)] = 0; X.eliminate_zeros()) or mark them "
-        "missing with mask=."
-    )
 
 
 def _streamed_input(X: Any, *, mask: Any, weights: Any, device: Any, steps: list) -> Input:

@@ -186,32 +186,31 @@ class MU(Solver):
             return out
 
         sums = ex.map_reduce(kernel, p.data.blocks)
-        S_new = S
-        if p.update_S:
-            mS = p.model("S", S)
-            num, den = be.work(sums["num"]), be.work(sums["den"])
-            if den.shape[1] == 1:
-                den = den * xp.ones_like(S)
-            S_new = S * _ratio(num, den, mS, None, be, gamma)
-            S_new = p.rescale_into_maps(A, _pin(p, S_new))
-        return StepOut(S=S_new, fit=float(sums["fit"]), fit_S=S)
+        return _step_from_sums(p, A, S, sums, gamma)
 
     # --------------------------------------------------- KL on sparse X (CSR)
     def _step_sparse_kl(self, p: Problem, A: Any, S: Any, ex: Executor) -> StepOut:
         """The KL update from the nonzeros of sparse ``X`` (:mod:`._kl_sparse`)."""
-        be, xp = p.be, p.be.xp
+        be = p.be
         mA = p.model("A", A)
 
         def update(sl: slice, Ab: Any, num: Any, den: Any) -> Any:
             return Ab * be.asarray(_ratio(num, den, mA, sl, be, 1.0), dtype=be.dtype)
 
-        sums = kl_sparse_pass(p, A, S, ex, update)
-        S_new = S
-        if p.update_S:
-            mS = p.model("S", S)
-            num, den = be.work(sums["num"]), be.work(sums["den"])
-            if den.shape[1] == 1:
-                den = den * xp.ones_like(S)
-            S_new = S * _ratio(num, den, mS, None, be, 1.0)
-            S_new = p.rescale_into_maps(A, _pin(p, S_new))
-        return StepOut(S=S_new, fit=float(sums["fit"]), fit_S=S)
+        return _step_from_sums(p, A, S, kl_sparse_pass(p, A, S, ex, update), 1.0)
+
+
+def _step_from_sums(p: Problem, A: Any, S: Any, sums: dict, gamma: float) -> StepOut:
+    """The endmembers' multiplicative update from a pass's sums ``num`` and ``den``
+    (``(k, 1)`` when the denominator is the same for every channel); the fit is the
+    pass's, at the new maps and the old ``S``."""
+    be, xp = p.be, p.be.xp
+    S_new = S
+    if p.update_S:
+        mS = p.model("S", S)
+        num, den = be.work(sums["num"]), be.work(sums["den"])
+        if den.shape[1] == 1:
+            den = den * xp.ones_like(S)
+        S_new = S * _ratio(num, den, mS, None, be, gamma)
+        S_new = p.rescale_into_maps(A, _pin(p, S_new))
+    return StepOut(S=S_new, fit=float(sums["fit"]), fit_S=S)
