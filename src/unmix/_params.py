@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import re
 import textwrap
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -212,6 +213,21 @@ class Param:
     toml: bool = True
     estimator: bool = True
     cli: str | None = None
+
+    def shown_default(self) -> Any:
+        """The default to show (``--help``): the table's, or where that is None (resolved
+        by a preset or the model) the one its documentation names - ``(default 500)``,
+        ``"frobenius"`` (default), or the model's own start."""
+        if self.default is not None:
+            return self.default
+        found = re.search(r"\(default ([^)]+)\)", self.details) or re.search(
+            r'``"?([\w.-]+)"?`` \(default\)', self.details
+        )
+        if found:
+            return found.group(1)
+        if "Default (None): the model's own start" in " ".join(self.details.split()):
+            return "the model's own start"
+        return None
 
     def accepts(self, value: Any) -> bool:
         return any(rule.accepts(value) for rule in self.rules)

@@ -48,3 +48,24 @@ def test_toml_names_graph_smoothness_and_the_l21_loss(scan):
     assert types == ["GraphSmoothness"] and res.spec["loss"] == "l21"
     obj = np.asarray(res.history["objective"])
     assert np.all(np.diff(obj) <= 1e-9 * abs(obj[0]))  # the l2,1 objective never rises
+
+
+def test_sum_to_one_gives_no_component_to_a_few_bright_pixels(tmp_path):
+    """--sum-to-one fits fractions of each pixel: 2 % of pixels 30x brighter than the rest
+    (hot pixels) get no component of their own, and the saved abundances sum to one."""
+    rng = np.random.default_rng(3)
+    A = rng.dirichlet(np.ones(3) * 0.5, size=30 * 30)
+    S = rng.gamma(2.0, size=(3, 40))
+    X = A @ S
+    bright = rng.choice(X.shape[0], size=18, replace=False)
+    X[bright] *= 30.0
+    path = tmp_path / "bright.npy"
+    np.save(path, X.reshape(30, 30, 40))
+    out = tmp_path / "sto"
+    args = ["run", str(path), "-k", "3", "--sum-to-one", "--seed", "0"]
+    assert entry([*args, "-o", str(out), "-q", "--no-report"]) == 0
+    res = unmix.load_result(str(out / "result.h5"))
+    A_fit = np.asarray(res.A)
+    np.testing.assert_allclose(A_fit.sum(axis=1), 1.0, atol=1e-6)
+    share = A_fit.mean(axis=0) / A_fit.mean(axis=0).mean()
+    assert share.min() > 0.5, share  # every component holds a real part of the map

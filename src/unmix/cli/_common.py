@@ -8,18 +8,18 @@ saved; continue with ``--resume``).
 from __future__ import annotations
 
 import os
-import re
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
 
+import array_api_compat as aac
 import click
 import numpy as np
 
 from .._params import Interval, Options, Param
-from ..blocks import Weights, mean_row_norm
+from ..blocks import Weights, is_streamable, mean_row_norm
 from ..engine import PARAMETERS, check_factorize_params, factorize
 from ..io import TooLargeError, load
 from ..model import (
@@ -33,7 +33,7 @@ from ..model import (
     UnitNorm,
     make_loss,
 )
-from ..preprocessing import OPS, pipeline_from_config
+from ..preprocessing import OPS, NormalizePixels, pipeline_from_config
 from ._config import factorize_options, load_config, tomllib, validate_config
 
 __all__ = [
@@ -373,6 +373,7 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
     if flags["sum_to_one"]:
         cons = cons or [NonNegative()]
         cons.append(SumToOne())
+        _fit_fractions(opts, X)
     if flags["sparsity"]:
         # scale-free: L1 on the maps relative to a typical pixel norm, with the spectra's
         # scale fixed (unit norm, unless the abundances' sums already fix it); the l2,1
@@ -394,6 +395,20 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
         opts["constraints"] = cons
     opts["regularizers"] = regs
     return opts
+
+
+def _fit_fractions(opts: dict, X: Any) -> None:
+    """``--sum-to-one``: abundances are fractions of each pixel's spectrum, fitted on pixels
+    of unit norm weighted by their norms (the blind-unmixing preset's recipe; undone in
+    the result), so a pixel far brighter than the rest (hot pixels, a streak) needs no
+    component of its own.  Frobenius on dense in-memory X, unless preprocessing is named."""
+    try:
+        loss = make_loss(opts.get("loss"))
+    except (TypeError, ValueError):
+        return  # reported by the checks later
+    dense = aac.is_array_api_obj(X) and not is_streamable(X)  # not a file or memory map
+    if loss.is_frobenius and not loss.reweights_pixels and dense:
+        opts["preprocessing"] = opts.get("preprocessing") or [NormalizePixels("l2", weights=True)]
 
 
 def _reweights_pixels(loss: Any) -> bool:
@@ -444,23 +459,10 @@ def table_option(name: str) -> Any:
     text = row.doc[0].upper() + row.doc[1:]
     if choices:
         text += f": {', '.join(sorted(choices[0].values))}"
-    default = row.default if row.default is not None else _documented_default(row.details)
+    default = row.shown_default()
     if default is not None:
         text += f" (default {default})"
     return click.option(row.cli, name, type=TableValue(row), help=text + ".")
-
-
-def _documented_default(details: str) -> str | None:
-    """The default a row's documentation names where the table's is None (resolved by a
-    preset or the model): ``(default 500)`` or ``"frobenius"`` (default)."""
-    found = re.search(r"\(default ([^)]+)\)", details) or re.search(
-        r'``"?([\w.-]+)"?`` \(default\)', details
-    )
-    if found:
-        return found.group(1)
-    if "Default (None): the model's own start" in " ".join(details.split()):
-        return "the model's own start"
-    return None
 
 
 def _set_budget(ctx: Any, param: Any, value: str | None) -> None:
