@@ -189,8 +189,9 @@ def test_dask_array_is_streamed(mixture):
     da = pytest.importorskip("dask.array")
     lazy = da.from_array(mixture.X, chunks=(64, 40))
     assert unmix.blocks.is_streamable(lazy)
+    # chunks of 64 rows, blocks of 100: the blocks are the problem's, not the storage's
     a = unmix.factorize(lazy, 3, random_state=0, max_iter=20, tol=0, block_size=100)
-    b = unmix.factorize(mixture.X, 3, random_state=0, max_iter=20, tol=0, block_size=64)
+    b = unmix.factorize(mixture.X, 3, random_state=0, max_iter=20, tol=0, block_size=100)
     np.testing.assert_array_equal(a.S, b.S)
 
 

@@ -3,7 +3,7 @@
 :func:`unmix.factorize` accepts a 2-D file-backed or lazy array (an ``h5py.Dataset``, a
 ``zarr.Array``, a ``numpy.memmap``, a ``dask.array.Array`` such as the data of a lazy
 HyperSpy / RosettaSciIO signal) as ``X`` (pixels, channels) and never loads it whole:
-every pass reads it block by block (whole rows, aligned to the storage chunks), so the
+every pass reads it block by block (whole rows of the problem's block grid), so the
 resident memory is the maps ``A`` (pixels x k), a few blocks and the small sums.  While
 one block is computed the next is read in a background thread (a memory map asks the
 kernel to read ahead instead).  float32 data stay float32, integers become float32.

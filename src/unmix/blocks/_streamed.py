@@ -38,12 +38,14 @@ class RowRange:
 class StreamedData(PixelData):
     """``X`` read block by block from a file-backed or host array (h5py, Zarr, Dask, memmap).
 
-    Each block is a run of whole rows, aligned to the storage's chunk rows where known,
-    read once per pass and moved to the compute backend ``be`` (which may be a GPU while
-    ``X`` stays on disk or in host memory).  The last block is kept, so the two products
-    of one block in a pass read it once; the next block is read in a background thread
-    while this one is computed (a memory map gets a read-ahead hint instead).  At most
-    three blocks are resident: the previous, the current and the next.
+    Each block is a run of whole rows of the problem's block grid (never re-cut to the
+    storage's chunks: the grid decides HALS's inner repeats, so one file gives one answer
+    in memory, streamed or under MPI), read once per pass and moved to the compute
+    backend ``be`` (which may be a GPU while ``X`` stays on disk or in host memory).  The
+    last block is kept, so the two products of one block in a pass read it once; the next
+    block is read in a background thread while this one is computed (a memory map gets a
+    read-ahead hint instead).  At most three blocks are resident: the previous, the
+    current and the next.
     """
 
     def __init__(
@@ -58,9 +60,6 @@ class StreamedData(PixelData):
         weights: Weights | None = None,
         mask: Any = None,
     ) -> None:
-        chunk = chunk_rows(source)
-        if chunk and block_size % chunk:
-            block_size = max(chunk, (block_size // chunk) * chunk)
         start, stop = rows if rows is not None else (0, int(source.shape[0]))
         view = RowRange(source, start, stop - start)
         super().__init__(
