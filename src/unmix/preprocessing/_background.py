@@ -105,6 +105,9 @@ class PowerLawBackground(ImageOp):
         data = out.reshape(image.shape).astype(x.dtype, copy=False)
         return Out(data, list(image.spatial_axes), list(image.signal_axes), None, info)
 
+    def line_kind(self, image: SpectralImage) -> str:
+        return "pixel"
+
 
 def solve_pentadiagonal(a: np.ndarray, b: np.ndarray, c: np.ndarray, r: np.ndarray) -> Any:
     """Solve many symmetric positive-definite pentadiagonal systems at once (LDL^T).
@@ -247,3 +250,6 @@ class BaselineALS(ImageOp):
             np.maximum(out, 0.0, out=out)
         data = out.reshape(image.shape).astype(x.dtype, copy=False)
         return Out(data, list(image.spatial_axes), list(image.signal_axes))
+
+    def line_kind(self, image: SpectralImage) -> str:
+        return "pixel"

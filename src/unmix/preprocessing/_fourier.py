@@ -24,6 +24,7 @@ from ._imagebase import (
     reciprocal_units,
     register,
 )
+from ._lines import line_blocks
 
 __all__ = ["FFT", "PolarTransform", "SlidingWindowFFT", "image_from_array"]
 
@@ -103,6 +104,9 @@ class FFT(ImageOp):
             axes = [_freq_axis(sig[0], ny, centred=True), _freq_axis(sig[1], nx, centred=True)]
         meta = {"quantity": "|FFT|"}
         return Out(f.astype(dtype, copy=False), list(image.spatial_axes), axes, meta)
+
+    def line_kind(self, image: SpectralImage) -> str:
+        return "pixel"
 
 
 def image_from_array(
@@ -332,6 +336,20 @@ class PolarTransform(ImageOp):
         t_axis = Axis("theta", nt, 360.0 / nt, 0.0, "deg", navigate=False)
         info = {"center": [cy, cx], "r_max": r_max}
         return Out(out, list(image.spatial_axes), [r_axis, t_axis], None, info)
+
+    def line_kind(self, image: SpectralImage) -> str:
+        return "pixel" if self.center is not None else "settle"
+
+    def settled(self, image: SpectralImage) -> tuple[ImageOp, dict[str, Any]]:
+        """The centre of mass of the mean pattern, from one streamed pass."""
+        need_signal_ndim(self, image, 2, "the polar transform is for 2-D patterns")
+        total = np.zeros(image.signal_shape)
+        for block in line_blocks(image.data):
+            total += block.reshape(-1, *image.signal_shape).sum(axis=0, dtype=float)
+        mean = total.reshape(1, -1) / max(1, image.n_pixels)
+        centre = self._centre(image, mean)
+        op = PolarTransform(centre, self.n_radii, self.n_angles, self.r_max, units=False)
+        return op, {"center": [float(c) for c in centre]}
 
 
 def _bilinear_matrix(

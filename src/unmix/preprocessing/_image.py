@@ -57,6 +57,7 @@ from ._imagebase import (
     register,
     take_axis,
 )
+from ._lines import LineArray
 from ._pointwise import Absolute, Clip, Derivative, Log, Normalize, Offset
 
 __all__ = [
@@ -113,7 +114,7 @@ class Crop(ImageOp):
     signal: Any = None
     units: bool = True
 
-    def _transform(self, image: SpectralImage) -> Out:
+    def _indices(self, image: SpectralImage) -> list[np.ndarray]:
         idx = []
         for what, spec, axes in (
             ("spatial", self.spatial, image.spatial_axes),
@@ -124,12 +125,19 @@ class Crop(ImageOp):
                     idx.append(np.arange(ax.size))
                 else:
                     idx.append(range_indices(self, ax, rng, self.units, f"{what} range"))
+        return idx
+
+    def _transform(self, image: SpectralImage) -> Out:
+        idx = self._indices(image)
         contiguous = all(np.all(np.diff(i) == 1) for i in idx)
         if contiguous:
             sl = tuple(slice(int(i[0]), int(i[-1]) + 1) for i in idx)
             data = np.array(image.data[sl])  # reads only the crop of lazy data; copies
         else:
             data = read(image)[np.ix_(*idx)].copy()
+        return self._out(image, idx, data)
+
+    def _out(self, image: SpectralImage, idx: list[np.ndarray], data: Any) -> Out:
         axes = [take_axis(a, i) for a, i in zip(image.axes, idx, strict=True)]
         nsp = len(image.spatial_axes)
         meta: dict[str, Any] = {}
@@ -137,6 +145,21 @@ class Crop(ImageOp):
         if w is not None:
             meta["pixel_weights"] = w[np.ix_(*idx[:nsp])].copy()
         return Out(data, axes[:nsp], axes[nsp:], meta)
+
+    def line_kind(self, image: SpectralImage) -> str:
+        return "lines"
+
+    def stream_lines(self, image: SpectralImage) -> Out:
+        idx = self._indices(image)
+        lines, rest = idx[0], idx[1:]
+
+        def compute(a: int, b: int) -> np.ndarray:
+            want = lines[a:b]
+            block = np.asarray(image.data[int(want[0]) : int(want[-1]) + 1])
+            return block[np.ix_(want - want[0], *rest)]
+
+        shape = tuple(i.size for i in idx)
+        return self._out(image, idx, LineArray(shape, image.dtype, compute))
 
 
 @register
@@ -169,12 +192,32 @@ class Bin(ImageOp):
             raise ValueError(f"Bin: method must be 'sum' or 'mean', got {self.method!r}")
 
     def _transform(self, image: SpectralImage) -> Out:
+        return _bin(self, image, self._factors(image), self.method)
+
+    def _factors(self, image: SpectralImage) -> list[int]:
         fs = factors_for(self, self.spatial, image.spatial_axes, "spatial")
-        fg = factors_for(self, self.signal, image.signal_axes, "signal")
-        return _bin(self, image, fs + fg, self.method)
+        return fs + factors_for(self, self.signal, image.signal_axes, "signal")
+
+    def line_kind(self, image: SpectralImage) -> str:
+        return "lines"
+
+    def stream_lines(self, image: SpectralImage) -> Out:
+        factors = self._factors(image)
+        f0 = factors[0]
+
+        def compute(a: int, b: int) -> np.ndarray:
+            return bin_array(np.asarray(image.data[a * f0 : b * f0]), factors, self.method)
+
+        probe = bin_array(np.asarray(image.data[:f0]), factors, self.method)
+        shape = (image.spatial_shape[0] // f0, *probe.shape[1:])
+        out = _bin(self, image, factors, self.method, data=LineArray(shape, probe.dtype, compute))
+        return out
 
 
-def _bin(op: ImageOp, image: SpectralImage, factors: list[int], method: str) -> Out:
+def _bin(
+    op: ImageOp, image: SpectralImage, factors: list[int], method: str, data: Any = None
+) -> Out:
+    """Binned data (``data``: already binned, e.g. lazily) with its axes and weights."""
     for ax, f in zip(image.axes, factors, strict=True):
         if ax.size % f:
             _logger.info(
@@ -185,7 +228,8 @@ def _bin(op: ImageOp, image: SpectralImage, factors: list[int], method: str) -> 
                 ax.size,
                 f,
             )
-    data = bin_array(read(image), factors, method)
+    if data is None:
+        data = bin_array(read(image), factors, method)
     axes = [bin_axis(a, f) for a, f in zip(image.axes, factors, strict=True)]
     nsp = len(image.spatial_axes)
     meta: dict[str, Any] = {}
@@ -224,6 +268,9 @@ class BinDetector(ImageOp):
         need_signal_ndim(self, image, 2, "use Bin(signal=...) for spectra")
         fg = factors_for(self, self.factor, image.signal_axes, "detector")
         return _bin(self, image, [1] * len(image.spatial_axes) + fg, self.method)
+
+    def line_kind(self, image: SpectralImage) -> str:
+        return "pixel"
 
 
 # ----------------------------------------------------------------------------- masks
@@ -279,6 +326,9 @@ class MaskChannels(ImageOp):
         _logger.info("MaskChannels: dropping %d of %d channels", ax.size - idx.size, ax.size)
         data = read(image)[..., idx]
         return Out(data, list(image.spatial_axes), [take_axis(ax, idx)])
+
+    def line_kind(self, image: SpectralImage) -> str:
+        return "pixel"
 
 
 @register
@@ -364,6 +414,9 @@ class MaskPixels(ImageOp):
             {"pixel_weights": w},
             info,
         )
+
+    def line_kind(self, image: SpectralImage) -> str:
+        return "meta"  # the data pass through unread
 
 
 # ------------------------------------------------------------------------------ pipelines

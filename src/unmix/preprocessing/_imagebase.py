@@ -1,10 +1,17 @@
 """Shared machinery of the image-level operations: base class, registry and axis helpers.
 
-Every operation is a small dataclass; :meth:`ImageOp.apply` reads the data (lazy data is
-read into memory), calls the operation's ``_transform`` and builds a *new*
+Every operation is a small dataclass; :meth:`ImageOp.apply` calls the operation's
+``_transform`` on the data and builds a *new*
 :class:`~unmix.SpectralImage` whose ``metadata["preprocessing"]`` is the input's list plus
 the operation's JSON-friendly description (:meth:`ImageOp.to_dict`, with an ``"info"``
 entry for data-dependent results such as a fitted centre).
+
+Lazy (file-backed) images stay lazy where the operation allows it
+(:meth:`ImageOp.line_kind`): an operation on each pixel's own signal, or one that maps
+scan lines onto lines (crop, bin), returns a :class:`~unmix.preprocessing._lines.LineArray`
+computed line by line when read; one that needs a statistic of the whole image first
+(``Offset(value="min")``, the default centre of a polar transform) takes it in one
+streamed pass (:meth:`ImageOp.settled`).  Any other operation reads lazy data into memory.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from ..spectral_image import Axis, SpectralImage
+from ._lines import LineArray
 
 _logger = logging.getLogger("unmix.preprocessing")
 
@@ -87,11 +95,47 @@ class ImageOp:
                 f"{type(self).__name__}.apply takes a SpectralImage, got "
                 f"{type(image).__name__}; wrap arrays with unmix.SpectralImage(data, ...)"
             )
-        out = self._transform(image)
-        return finish(self, image.metadata, out)
+        out = self._stream(image) if image.is_lazy and not image.is_sparse else None
+        return finish(self, image.metadata, self._transform(image) if out is None else out)
 
     def _transform(self, image: SpectralImage) -> Out:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def line_kind(self, image: SpectralImage) -> str:
+        """How this operation runs on a lazy image without reading it whole.
+
+        ``"pixel"``: each output pixel comes from the same input pixel's signal alone;
+        ``"lines"``: output scan lines come from a known run of input lines (the op's
+        :meth:`stream_lines`); ``"settle"``: one streamed pass over the image fixes a
+        statistic, then :meth:`settled` is a ``"pixel"`` operation; ``"meta"``: the data
+        are passed through untouched; ``""``: the image must be read into memory.
+        """
+        return ""
+
+    def streams(self, image: SpectralImage) -> bool:
+        """True when :meth:`apply` on the lazy ``image`` keeps it lazy."""
+        return bool(self.line_kind(image))
+
+    def settled(self, image: SpectralImage) -> tuple[ImageOp, dict[str, Any]]:
+        """The ``"pixel"`` operation this one amounts to on ``image``, and the statistics
+        taken (for the description's ``info``); only for ``line_kind == "settle"``."""
+        raise NotImplementedError  # pragma: no cover - only called for "settle" kinds
+
+    def stream_lines(self, image: SpectralImage) -> Out:
+        """The lazy result of a ``"lines"`` operation."""
+        raise NotImplementedError  # pragma: no cover - only called for "lines" kinds
+
+    def _stream(self, image: SpectralImage) -> Out | None:
+        kind = self.line_kind(image)
+        if kind == "pixel":
+            return pixelwise(self, image)
+        if kind == "lines":
+            return self.stream_lines(image)
+        if kind == "settle":
+            op, stats = self.settled(image)
+            out = pixelwise(op, image)
+            return out._replace(info={**(out.info or {}), **stats})
+        return None
 
 
 def finish(op: ImageOp, metadata: Mapping[str, Any], out: Out) -> SpectralImage:
@@ -110,6 +154,35 @@ def finish(op: ImageOp, metadata: Mapping[str, Any], out: Out) -> SpectralImage:
 
 
 # ----------------------------------------------------------------------------- data helpers
+def sub_image(image: SpectralImage, a: int, b: int) -> SpectralImage:
+    """Scan lines ``a .. b - 1`` of ``image`` read into memory (metadata without the
+    pixel weights, which belong to the whole scan)."""
+    first = image.spatial_axes[0]
+    axes = [take_axis(first, np.arange(a, b)), *image.spatial_axes[1:]]
+    meta = {k: v for k, v in image.metadata.items() if k != "pixel_weights"}
+    return SpectralImage(np.asarray(image.data[a:b]), axes, list(image.signal_axes), meta)
+
+
+def pixelwise(op: ImageOp, image: SpectralImage) -> Out:
+    """``op`` on a lazy image, scan line by scan line: the first line fixes the output's
+    signal axes, dtype and metadata; every other line is computed when it is read."""
+    probe = op._transform(sub_image(image, 0, 1))
+    nsp = len(image.spatial_axes)
+    dtype = np.asarray(probe.data).dtype
+    shape = (*image.spatial_shape, *np.shape(probe.data)[nsp:])
+
+    def compute(a: int, b: int) -> np.ndarray:
+        return np.asarray(op._transform(sub_image(image, a, b)).data, dtype=dtype)
+
+    info = {"streamed": "line by line"}
+    if probe.info:
+        info["first_line"] = probe.info  # data-dependent numbers of the first line only
+    meta = probe.metadata
+    return Out(
+        LineArray(shape, dtype, compute), list(image.spatial_axes), probe.signal_axes, meta, info
+    )
+
+
 def read(image: SpectralImage) -> np.ndarray:
     """The image's data as a NumPy array (lazy data is read; in-memory data is not copied)."""
     if image.is_lazy:

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..spectral_image import SpectralImage
 from ._imagebase import ImageOp, Out, as_float, need_signal_ndim, pixel_weights, read, register
+from ._lines import line_blocks
 
 __all__ = ["Absolute", "Derivative", "Log", "Normalize", "Offset"]
 
@@ -44,6 +45,13 @@ class Offset(ImageOp):
         c = -float(np.nanmin(x)) if self.value == "min" else float(self.value)
         return Out(x + c, list(image.spatial_axes), list(image.signal_axes), None, {"added": c})
 
+    def line_kind(self, image: SpectralImage) -> str:
+        return "settle" if self.value == "min" else "pixel"
+
+    def settled(self, image: SpectralImage) -> tuple[ImageOp, dict[str, Any]]:
+        lo = min(float(np.nanmin(b)) for b in line_blocks(image.data))
+        return Offset(value=-lo), {"added": -lo}
+
 
 @register
 @dataclass
@@ -54,6 +62,9 @@ class Absolute(ImageOp):
 
     def _transform(self, image: SpectralImage) -> Out:
         return Out(np.abs(read(image)), list(image.spatial_axes), list(image.signal_axes))
+
+    def line_kind(self, image: SpectralImage) -> str:
+        return "pixel"
 
 
 @register
@@ -69,6 +80,9 @@ class Clip(ImageOp):
     def _transform(self, image: SpectralImage) -> Out:
         data = np.clip(read(image), self.lower, self.upper)
         return Out(data, list(image.spatial_axes), list(image.signal_axes))
+
+    def line_kind(self, image: SpectralImage) -> str:
+        return "pixel"
 
 
 @register
@@ -108,6 +122,9 @@ class Derivative(ImageOp):
         meta = {"units": units, "quantity": f"d{q}/d{ax.name}" if q else f"d/d{ax.name}"}
         return Out(dx, list(image.spatial_axes), list(image.signal_axes), meta)
 
+    def line_kind(self, image: SpectralImage) -> str:
+        return "pixel"
+
 
 @register
 @dataclass
@@ -138,6 +155,9 @@ class Log(ImageOp):
         q = str(image.metadata.get("quantity", "") or "")
         meta = {"quantity": f"log({q})" if q else "log", "units": ""}
         return Out(np.log(x), list(image.spatial_axes), list(image.signal_axes), meta)
+
+    def line_kind(self, image: SpectralImage) -> str:
+        return "pixel"
 
 
 @register
@@ -191,3 +211,6 @@ class Normalize(ImageOp):
         return Out(
             out.reshape(image.shape), list(image.spatial_axes), list(image.signal_axes), meta
         )
+
+    def line_kind(self, image: SpectralImage) -> str:
+        return "pixel" if self.per == "pixel" else ""  # per channel: scales of all pixels
