@@ -19,14 +19,18 @@ from unmix.preprocessing import (
     BaselineALS,
     Bin,
     BinDetector,
+    CenterPatterns,
     Clip,
     Crop,
+    DarkFlat,
     Derivative,
+    Despike,
     Log,
     MaskChannels,
     MaskPixels,
     Normalize,
     Offset,
+    PatternBackground,
     Pipeline,
     PolarTransform,
     PowerLawBackground,
@@ -93,7 +97,19 @@ SPECTRA_OPS = [
     Bin(spatial=[5, 1], method="mean"),
     MaskPixels(pixels=[[1, 1]]),
 ]
-PATTERN_OPS = [BinDetector(2), PolarTransform(n_angles=24), FFT(), Bin(spatial=2, signal=2)]
+PATTERN_OPS = [
+    BinDetector(2),
+    PolarTransform(n_angles=24),
+    FFT(),
+    Bin(spatial=2, signal=2),
+    DarkFlat(dark=np.full((16, 16), 0.5), flat=np.linspace(0.5, 1.5, 256).reshape(16, 16)),
+    Despike(threshold=4.0),
+    Despike(mode="detector"),
+    PatternBackground(method="ring", ring=0.8),
+    PatternBackground(percentile=10.0),
+    CenterPatterns(),
+    CenterPatterns(descan="plane"),
+]
 
 
 @pytest.fixture(autouse=True)

@@ -38,6 +38,7 @@ from ._image import (
 )
 from ._imagebase import OPS
 from ._invertible import Center, NormalizePixels, PoissonScaling, Step, is_counts
+from ._stem import CenterPatterns, DarkFlat, Despike, PatternBackground
 
 #: every image operation, in the order of their names
 IMAGE_OPS = [OPS[name] for name in sorted(OPS)]
@@ -50,9 +51,12 @@ __all__ = [  # the invertible steps, then the image operations and their helpers
     "Bin",
     "BinDetector",
     "Center",
+    "CenterPatterns",
     "Clip",
     "Crop",
+    "DarkFlat",
     "Derivative",
+    "Despike",
     "ImageOp",
     "Log",
     "MaskChannels",
@@ -60,6 +64,7 @@ __all__ = [  # the invertible steps, then the image operations and their helpers
     "Normalize",
     "NormalizePixels",
     "Offset",
+    "PatternBackground",
     "Pipeline",
     "PoissonScaling",
     "PolarTransform",
