@@ -120,12 +120,19 @@ def test_run_out_of_core_streams_the_file_and_gives_the_in_memory_answer(tmp_pat
     ooc = unmix.load_result(tmp_path / "ooc" / "result.h5")
     np.testing.assert_allclose(ooc.S, mem.S, rtol=1e-6, atol=1e-9 * np.abs(mem.S).max())
     assert ooc.maps().shape == (20, 25, 3)
-    assert "Relative residual map" not in (tmp_path / "ooc" / "report.html").read_text()
+    assert "Relative residual map" in (tmp_path / "ooc" / "report.html").read_text()  # streamed
     assert "Relative residual map" in (tmp_path / "mem" / "report.html").read_text()
-    crop = ["--step", '{op="crop", signal=[2, 30]}']
+    crop = ["--step", '{op="crop", signal=[2, 30]}', "--step", '{op="clip", lower=0.0}']
+    assert entry([*base, "--out-of-core", *crop, "-o", str(tmp_path / "crop")]) == 0
+    assert entry([*base, *crop, "-o", str(tmp_path / "crop_mem")]) == 0
+    a = unmix.load_result(tmp_path / "crop" / "result.h5")
+    b = unmix.load_result(tmp_path / "crop_mem" / "result.h5")
+    assert a.S.shape == (3, 29)  # the steps ran line by line on the file
+    np.testing.assert_allclose(a.S, b.S, rtol=1e-6, atol=1e-9 * np.abs(b.S).max())
     capsys.readouterr()
-    assert entry([*base, "--out-of-core", *crop, "-o", str(tmp_path / "bad")]) != 0
-    assert "--out-of-core reads the file as it is" in capsys.readouterr().err
+    whole = ["--step", '{op="normalize", per="channel"}']  # scales from every pixel
+    assert entry([*base, "--out-of-core", *whole, "-o", str(tmp_path / "bad")]) != 0
+    assert "the step 'normalize' needs the whole image" in capsys.readouterr().err
 
 
 @pytest.mark.slow

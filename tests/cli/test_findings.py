@@ -192,8 +192,10 @@ def test_finding_4_max_memory_is_one_budget(tmp_path, capsys):
     holds for that command only."""
     path = tmp_path / "big.npy"
     np.save(path, np.zeros((40, 50, 100)))  # 1.5 MiB
-    code, _, err = _run(["--max-memory", "1M", "inspect", str(path)], capsys)
+    code, _, err = _run(["--max-memory", "1M", "inspect", str(path), "--in-memory"], capsys)
     assert code == 3 and "--out-of-core" in err and "budget is 1.0 MiB" in err
+    code, _, err = _run(["--max-memory", "1M", "inspect", str(path)], capsys)
+    assert code == 0 and "streamed block by block" in err  # without --in-memory: streamed
     assert "UNMIX_MEMORY_BUDGET" not in os.environ or os.environ["UNMIX_MEMORY_BUDGET"] != "1M"
     code, _, err = _run(["--max-memory", "lots", "inspect", str(path)], capsys)
     assert code == EXIT_USAGE and "512M" in err
@@ -204,13 +206,13 @@ def test_finding_4_max_memory_is_one_budget(tmp_path, capsys):
 def test_finding_10_ctrl_c_while_loading_or_writing(scan, tmp_path, capsys, monkeypatch, where):
     """Ctrl-C while the file is read or the report written: exit 130, no partial files,
     the folder unlocked."""
-    import unmix.cli._common as common
+    import unmix.cli._load as loading
     import unmix.cli._run as run_module
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(common if where == "load" else run_module, where, interrupted)
+    monkeypatch.setattr(loading if where == "load" else run_module, where, interrupted)
     out = tmp_path / "out"
     code, _, err = _run(["run", scan, "-k", "2", "--max-iter", "3", "-o", str(out)], capsys)
     assert code == EXIT_INTERRUPTED and "interrupted" in err

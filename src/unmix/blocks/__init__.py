@@ -13,31 +13,38 @@ from ..executors.base import Block
 from ._lowrank import LowRankData
 from ._pixels import MeanFilled, PixelData, RowScaled, Weights, default_block_size
 from ._scaled import ScaledData, poisson_scales
+from ._scanrows import ScanRows, block_ranges, sample_rows
 from ._sources import LAZY_MODULES, check_streamed, is_streamable, mean_row_norm, streamed_backend
 from ._sparse import SparsePixelData, as_csr_rows, check_sparse_finite, entry_rows, is_sparse
+from ._stats import DataStats, data_stats
 from ._streamed import RowRange, StreamedData, chunk_rows
 
 __all__ = [
     "LAZY_MODULES",
     "Block",
+    "DataStats",
     "LowRankData",
     "MeanFilled",
     "PixelData",
     "RowRange",
     "RowScaled",
     "ScaledData",
+    "ScanRows",
     "SparsePixelData",
     "StreamedData",
     "Weights",
     "as_csr_rows",
+    "block_ranges",
     "check_sparse_finite",
     "check_streamed",
     "chunk_rows",
+    "data_stats",
     "default_block_size",
     "entry_rows",
     "is_sparse",
     "is_streamable",
     "mean_row_norm",
     "poisson_scales",
+    "sample_rows",
     "streamed_backend",
 ]

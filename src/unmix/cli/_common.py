@@ -21,20 +21,23 @@ import numpy as np
 from .._params import Interval, Options, Param
 from ..blocks import Weights, is_streamable, mean_row_norm
 from ..engine import PARAMETERS, check_factorize_params, factorize
-from ..io import TooLargeError, load
 from ..model import (
     L1,
     GaussianMapFilter,
     GraphSmoothness,
+    MaxActive,
     MinVolume,
     NonNegative,
     SpatialSmoothness,
+    SpectralSmoothing,
     SumToOne,
     UnitNorm,
     make_loss,
 )
-from ..preprocessing import OPS, NormalizePixels, pipeline_from_config
+from ..preprocessing import OPS, NormalizePixels
 from ._config import factorize_options, load_config, tomllib, validate_config
+from ._errors import EXIT_EXISTS, EXIT_FIT, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_USAGE, Fail
+from ._load import STREAM_OPTIONS, load_image, open_image, stream_mode, unfolded
 
 __all__ = [
     "CHECKPOINT",
@@ -48,6 +51,7 @@ __all__ = [
     "MAX_MEMORY",
     "TABLE_FLAGS",
     "TERM_FLAGS",
+    "TERM_OPTIONS",
     "Fail",
     "attach_context",
     "catch_interrupts",
@@ -63,85 +67,20 @@ __all__ = [
     "input_flags",
     "load_image",
     "merge_config",
+    "open_image",
     "parse_shape",
     "progress_bar",
+    "stream_mode",
     "table_option",
     "unfolded",
     "with_options",
     "write_html_report",
 ]
 
-EXIT_FIT, EXIT_USAGE, EXIT_INPUT, EXIT_EXISTS, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
 CHECKPOINT = "checkpoint.h5"
 
 
-class Fail(click.ClickException):
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.exit_code = code
-
-
 # ----------------------------------------------------------------- helpers
-def load_image(cfg: dict, *, lazy: bool = False) -> Any:
-
-    inp = cfg.get("input", {})
-    steps = cfg.get("preprocess", {}).get("steps", [])
-    if lazy and (steps or inp.get("spatial_shape")):
-        raise Fail(
-            "--out-of-core reads the file as it is: preprocessing steps and --shape need "
-            "the data in memory; drop them, or preprocess into a new file first.",
-            EXIT_INPUT,
-        )
-    signal = inp.get("signal")
-    if isinstance(signal, str) and signal.strip().isdigit():  # --signal 2: by index
-        signal = int(signal)
-    extra = {key: inp[key] for key in ("allow_external", "mz_bins", "signal_ndim") if inp.get(key)}
-    try:
-        image = load(inp["file"], dataset=inp.get("dataset"), signal=signal, lazy=lazy, **extra)
-    except TooLargeError as err:
-        raise Fail(
-            f"cannot read {inp.get('file')}: {err}. From the command line: --out-of-core "
-            "streams HDF5 / Zarr / .npy files, unmix --max-memory SIZE raises the budget.",
-            EXIT_INPUT,
-        ) from err
-    except (OSError, ValueError, KeyError) as err:
-        raise Fail(f"cannot read {inp.get('file')}: {err}", EXIT_INPUT) from err
-    if inp.get("spatial_shape"):
-        image = _regrid(image, list(inp["spatial_shape"]))
-    if steps and image.is_sparse:
-        raise Fail(
-            f"{inp['file']} holds a sparse matrix: --step operations need dense data; "
-            "drop them, or preprocess the data yourself (keeping it sparse).",
-            EXIT_USAGE,
-        )
-    if steps:
-        image = pipeline_from_config(steps).apply(image)
-    if image.n_pixels == 1 and len(image.signal_axes) == 2:
-        raise Fail(
-            f"{inp['file']} is a single {'x'.join(map(str, image.signal_shape))} image, not "
-            "a spectrum image: make spectra from it first, e.g. local FFTs with "
-            "--step '{op=\"sliding_window_fft\", window=16, step=4}'.",
-            EXIT_USAGE,
-        )
-    return image
-
-
-def _regrid(image: Any, shape: list[int]) -> Any:
-    """``--shape``: re-grid a 1-D scan (or confirm the file's own scan shape)."""
-    own = list(image.spatial_shape)
-    text = "x".join(map(str, shape))
-    if len(own) > 1 and shape != own:
-        raise Fail(
-            f"--shape {text}: the file's scan is already {'x'.join(map(str, own))}; "
-            "--shape re-grids 1-D scans only (drop it, or give the file's own shape).",
-            EXIT_USAGE,
-        )
-    try:
-        return image.with_spatial_shape(shape)
-    except ValueError as err:
-        raise Fail(f"--shape {text}: {err}.", EXIT_USAGE) from None
-
-
 class _Interrupt:
     """Ctrl-C seen by the CLI's handler (see :func:`catch_interrupts`)."""
 
@@ -248,23 +187,13 @@ def dense_only(image: Any, command: str) -> None:
         )
 
 
-def unfolded(image: Any) -> Any:
-    """``X`` (pixels, channels): in memory, or a file-backed / lazy view when out of core."""
-    if not image.is_lazy:
-        return image.unfold()
-    data = image.data
-    if getattr(data, "ndim", 0) == 2:  # an h5py / Zarr dataset streamed as it is
-        return data
-    try:
-        return image.unfold(load=False)
-    except ImportError as err:
-        raise Fail(f"--out-of-core on {data.ndim}-D data: {err}", EXIT_INPUT) from err
-
-
 def attach_context(result: Any, image: Any) -> None:
+    from ..hierarchy import attach_phases  # 2-D patterns: phases saved with the result
+
     ctx = image.provenance()
     ctx["preprocess"] = image.metadata.get("preprocessing", [])
     result.context = ctx
+    attach_phases(result)
 
 
 def parse_shape(text: str) -> list[int]:
@@ -346,6 +275,8 @@ TERM_FLAGS = {
     "laplacian": None,
     "graph_smooth": None,
     "min_volume": None,
+    "median_filter": None,
+    "max_active": None,
 }
 
 
@@ -385,12 +316,22 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
         regs.append(L1(flags["sparsity"] * unit))
     if flags["smooth"]:
         regs.append(GaussianMapFilter(flags["smooth"]))
+    if flags["median_filter"]:  # each spectrum, or each 2-D pattern (signal_shape)
+        # a median lowers peaks: the spectra's scale is fixed, as for --sparsity, or the
+        # maps grow without bound to make up for it
+        cons = cons or [NonNegative()]
+        if not any(c.rescales or c.simplex_rows for c in cons):
+            cons.append(UnitNorm())
+        regs.append(SpectralSmoothing(method="median", size=flags["median_filter"]))
     if flags["laplacian"]:
         regs.append(SpatialSmoothness(flags["laplacian"]))
     if flags["graph_smooth"]:  # the same Laplacian on a 10-nearest-neighbour data graph
         regs.append(GraphSmoothness(flags["graph_smooth"]))
     if flags["min_volume"]:  # the residual energy is a squared norm: not for l2,1
         regs.append(MinVolume(flags["min_volume"], scale="init" if robust else "residual"))
+    if flags["max_active"]:  # at most M endmembers a pixel (exact ANLS, maps polished)
+        cons = cons or [NonNegative()]
+        cons.append(MaxActive(flags["max_active"]))
     if cons:
         opts["constraints"] = cons
     opts["regularizers"] = regs
@@ -424,6 +365,11 @@ def write_html_report(outdir: str, results: dict, X: Any, image: Any, title: str
         from ..report import write_report
     except ImportError:  # pragma: no cover - report module missing
         return None
+    from ..hierarchy import attach_phases  # 2-D patterns: components grouped into phases
+
+    for result in results.values():
+        if "phases" not in (result.context or {}):
+            attach_phases(result)
     return os.fspath(write_report(outdir, results, X=X, image=image, title=title))
 
 
@@ -488,12 +434,14 @@ MAX_MEMORY = click.option(
     callback=_set_budget,
     expose_value=False,
     help="Memory one file read may take, e.g. 4G (default: 80% of the available memory; "
-    "same as UNMIX_MEMORY_BUDGET). Larger inputs are refused with advice.",
+    "same as UNMIX_MEMORY_BUDGET). HDF5 / Zarr / hspy / .npy files larger than half of it "
+    "are streamed block by block; other formats are refused with advice.",
 )
 
 #: how every command that reads a file picks what to read (the [input] table's keys)
 INPUT_OPTIONS = [
     MAX_MEMORY,
+    *STREAM_OPTIONS,
     click.option("--dataset", help="HDF5 dataset path (files with several)."),
     click.option("--signal", help="Which signal of a multi-signal file: its name or index."),
     click.option(
@@ -514,7 +462,7 @@ INPUT_OPTIONS = [
         "e.g. a (x, y, z, m/z) depth profile; 2: patterns, e.g. 4D-STEM).",
     ),
 ]
-_INPUT_KEYS = ("dataset", "signal", "allow_external", "mz_bins", "signal_ndim")
+_INPUT_KEYS = ("dataset", "signal", "allow_external", "mz_bins", "signal_ndim")  # [input]
 
 
 def input_flags(inp: dict, kw: dict) -> dict:
@@ -526,9 +474,9 @@ def input_flags(inp: dict, kw: dict) -> dict:
 #: the fit's parameters that have a flag, in the table's order
 TABLE_FLAGS = [name for name, row in PARAMETERS.items() if row.cli]
 
-FIT_OPTIONS = [
-    *(table_option(name) for name in TABLE_FLAGS),
-    click.option("--sum-to-one", is_flag=True, help="Abundances on the simplex."),
+#: the flags that add terms to the model (:data:`TERM_FLAGS` but ``--sum-to-one``), shared
+#: by the fitting commands and ``unmix tree``
+TERM_OPTIONS = [
     click.option(
         "--sparsity",
         type=float,
@@ -547,6 +495,26 @@ FIT_OPTIONS = [
         type=float,
         help="Minimum-volume endmembers, strength relative to the residual energy (e.g. 0.5).",
     ),
+    click.option(
+        "--median-filter",
+        type=click.IntRange(min=1),
+        metavar="SIZE",
+        help="Median filter of every endmember between iterations (each 2-D pattern of a "
+        "4D-STEM scan), window in channels: removes isolated spikes and dips (endmembers "
+        "then of unit norm, as with --sparsity).",
+    ),
+]
+
+FIT_OPTIONS = [
+    *(table_option(name) for name in TABLE_FLAGS),
+    click.option("--sum-to-one", is_flag=True, help="Abundances on the simplex."),
+    click.option(
+        "--max-active",
+        type=click.IntRange(min=1),
+        metavar="M",
+        help="At most M endmembers in each pixel (hard sparsity of the maps).",
+    ),
+    *TERM_OPTIONS,
     click.option(
         "--step",
         "steps",

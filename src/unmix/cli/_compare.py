@@ -1,4 +1,9 @@
-"""``unmix compare FILE -k K``: PCA vs NMF vs constrained NMF in one report."""
+"""``unmix compare FILE -k K``: PCA vs NMF vs constrained NMF in one report.
+
+A file larger than half the memory budget is streamed (:mod:`unmix.cli._load`): every
+fit and the report read it block by block, and the PCA column is then an uncentered
+truncated SVD (column "SVD"; centering would need the data in memory).
+"""
 
 from __future__ import annotations
 
@@ -16,9 +21,12 @@ from ._common import (
     fit_command,
     fit_with_progress,
     flag_terms,
-    load_image,
+    open_image,
+    stream_mode,
+    unfolded,
     write_html_report,
 )
+from ._load import is_streamed
 from ._outdir import output_folder
 
 __all__ = ["CONSTRAINED", "compare"]
@@ -66,14 +74,20 @@ def _from_nmf(opts: dict, nmf: Any) -> dict:
 def _fit_all(cfg: dict, kw: dict, stage: str) -> tuple[dict, str | None]:
     """PCA, NMF and constrained NMF, each saved into ``stage``; the results and the
     report's file name."""
-    image = load_image(cfg)
+    blockers = ["--mask-nonfinite"] if kw["mask_nonfinite"] else []
+    image = open_image(cfg, mode=stream_mode(kw), quiet=kw["quiet"], blockers=blockers)
     dense_only(image, "compare")
-    X = image.unfold()
+    X = unfolded(image)  # streamed: the fits and the report read it block by block
     fac = cfg["factorize"]
     base = {k: v for k, v in fac.items() if k in ("k", "random_state", "max_iter", "tol")}
     given = {name: kw[name] for name in TERM_FLAGS if kw[name]}
+    pca = ("PCA", dict(base, preset="pca"))
+    if is_streamed(image):  # centering needs X in memory: the streamed column is a plain SVD
+        pca = ("SVD", dict(base, preset="pca", preprocessing=[]))
+        if not kw["quiet"]:
+            click.echo("streamed: the PCA column is an uncentered SVD (SVD).", err=True)
     runs = {
-        "PCA": dict(base, preset="pca"),
+        pca[0]: pca[1],
         "NMF": flag_terms(dict(fac), {}, X),
         "constrained NMF": flag_terms(dict(fac), given or CONSTRAINED, X),
     }
@@ -87,4 +101,5 @@ def _fit_all(cfg: dict, kw: dict, stage: str) -> tuple[dict, str | None]:
         attach_context(results[name], image)
         results[name].save(os.path.join(stage, f"result_{name.replace(' ', '_')}.h5"))
     report = write_html_report(stage, results, X, image, f"unmix compare: {image.title}")
+    image.close()
     return results, (os.path.basename(report) if report else None)

@@ -1,4 +1,9 @@
-"""``unmix inspect FILE``: axes, counts, negative values and suggested preprocessing."""
+"""``unmix inspect FILE``: axes, counts, negative values and suggested preprocessing.
+
+The statistics come from one pass over the data in blocks of whole scan lines
+(:func:`unmix.blocks.data_stats`), the file streamed when it does not fit the memory
+budget (see :mod:`unmix.cli._load`), so the peak memory is a few blocks, not the file.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,17 @@ from typing import Any
 import click
 import numpy as np
 
+from ..blocks import DataStats, data_stats
 from ..preprocessing import is_counts
-from ._common import INPUT_OPTIONS, input_flags, load_image, with_options
+from ._common import (
+    INPUT_OPTIONS,
+    input_flags,
+    open_image,
+    stream_mode,
+    unfolded,
+    with_options,
+)
+from ._load import block_bytes, is_streamed, read_progress
 
 __all__ = ["inspect", "suggestions"]
 
@@ -19,7 +33,7 @@ __all__ = ["inspect", "suggestions"]
 @with_options(INPUT_OPTIONS)
 def inspect(file: str, **kw: Any) -> None:
     """Axes, shape, counts and suggested preprocessing of FILE."""
-    image = load_image({"input": input_flags({"file": file}, kw)})
+    image = open_image({"input": input_flags({"file": file}, kw)}, mode=stream_mode(kw))
     click.echo(repr(image))
     for ax in image.spatial_axes + image.signal_axes:
         v = ax.values
@@ -31,15 +45,18 @@ def inspect(file: str, **kw: Any) -> None:
     if image.is_sparse:
         _sparse_summary(image)
         return
-    X = np.asarray(image.unfold(), dtype=float)
-    per_pixel = np.nansum(X, axis=1)
-    integer = is_counts(X[np.isfinite(X)])
+    X = unfolded(image)
+    with read_progress(int(X.shape[0]), "reading", not is_streamed(image)) as bar:
+        stats = data_stats(X, block_bytes=block_bytes(), progress=bar.update)
+    image.close()
+    per_pixel = stats.pixel_sums
     click.echo(
-        f"  values  min {np.nanmin(X):.4g}  max {np.nanmax(X):.4g}  mean {np.nanmean(X):.4g}  "
-        f"zeros {100 * np.mean(X == 0):.1f}%  {'integer counts' if integer else 'real'}"
+        f"  values  min {stats.min:.4g}  max {stats.max:.4g}  mean {stats.mean:.4g}  "
+        f"zeros {100 * stats.n_zero / max(1, stats.n_values):.1f}%  "
+        f"{'integer counts' if stats.counts else 'real'}"
     )
     click.echo(f"  per pixel total: mean {per_pixel.mean():.4g}, min {per_pixel.min():.4g}")
-    for text, steps in suggestions(image, X, integer, per_pixel):
+    for text, steps in suggestions(image, stats):
         tables = " ".join(f"--step '{_toml(st)}'" for st in steps)
         click.echo(f"  suggestion: {text}" + (f"  {tables}" if tables else ""))
 
@@ -86,23 +103,33 @@ def _toml(step: dict) -> str:
 
 
 def suggestions(
-    image: Any, X: np.ndarray, integer: bool, per_pixel: np.ndarray
+    image: Any,
+    stats: DataStats | np.ndarray,
+    integer: bool | None = None,
+    per_pixel: np.ndarray | None = None,
 ) -> list[tuple[str, list[dict]]]:
     """What to do with this data: (advice, the preprocessing steps it names).  Every
     step is a real operation of :data:`unmix.preprocessing.OPS` with valid arguments (a
-    test applies each one); the advice prints them as ``--step`` tables."""
+    test applies each one); the advice prints them as ``--step`` tables.
+
+    ``stats`` is :func:`unmix.blocks.data_stats` of ``X`` (pixels, channels), or ``X``
+    itself (its statistics are then computed); ``integer`` and ``per_pixel`` override the
+    statistics' count rule and pixel sums."""
+    if not isinstance(stats, DataStats):
+        stats = data_stats(stats)
+    integer = stats.counts if integer is None else integer
+    per_pixel = stats.pixel_sums if per_pixel is None else per_pixel
     out: list[tuple[str, list[dict]]] = []
     kind = str(image.metadata.get("signal_type", ""))
-    finite = np.isfinite(X)
-    if not finite.all():
+    if stats.n_nonfinite:
         out.append(
-            (f"{int(np.sum(~finite))} NaN/Inf values: fit around them with --mask-nonfinite.", [])
+            (f"{stats.n_nonfinite} NaN/Inf values: fit around them with --mask-nonfinite.", [])
         )
-    Xf = X[finite] if not finite.all() else X
-    if Xf.size and Xf.min() < 0:
+    finite = stats.n_values - stats.n_nonfinite
+    if finite and stats.min < 0:
         out.append(
             (
-                f"{int(np.sum(Xf < 0))} negative values: NMF needs X >= 0 - shift them "
+                f"{stats.n_negative} negative values: NMF needs X >= 0 - shift them "
                 "(offset), or take dI/dV of I(V) curves (derivative, then clip), or compare "
                 "with PCA (unmix compare).",
                 [{"op": "offset"}],
@@ -129,7 +156,7 @@ def suggestions(
                 [{"op": "power_law_background", "fit_range": window, "clip": True}],
             )
         )
-    if ax is not None and (kind == "Raman" or (Xf.size and Xf.min() > 0.2 * Xf.mean())):
+    if ax is not None and (kind == "Raman" or (finite and stats.min > 0.2 * stats.mean)):
         out.append(
             ("a large baseline: asymmetric least squares.", [{"op": "baseline_als", "clip": True}])
         )

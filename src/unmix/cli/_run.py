@@ -1,4 +1,8 @@
-"""``unmix run FILE -k K``: one factorization, its result file, figures and report."""
+"""``unmix run FILE -k K``: one factorization, its result file, figures and report.
+
+A file larger than half the memory budget is streamed (see :mod:`unmix.cli._load`): the
+fit reads it block by block, and so do the report's residual figures.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ from ._common import (
     fit_command,
     fit_with_progress,
     flag_terms,
-    load_image,
+    open_image,
+    stream_mode,
     unfolded,
     write_html_report,
 )
@@ -34,12 +39,6 @@ __all__ = ["run"]
     help="Seconds between checkpoints (0: every iteration).",
 )
 @click.option("--no-report", is_flag=True, help="Skip the HTML report.")
-@click.option(
-    "--out-of-core",
-    is_flag=True,
-    help="Stream the file block by block instead of loading it (HDF5 / Zarr / hspy); "
-    "with --mpi each rank reads only its rows.",
-)
 @click.option(
     "--device",
     help="Compute on this device (cuda, cuda:1, cupy, torch) while the data stay in host "
@@ -95,7 +94,8 @@ def _fit_and_write(cfg: dict, kw: dict, where: Output, executor: Any) -> Any:
     """Load, fit (checkpoints in the folder itself) and write the staged files; the
     result and the written names (None on ranks other than 0)."""
     lead = executor is None or executor.rank == 0
-    image = load_image(cfg, lazy=kw["out_of_core"])
+    blockers = ["--mask-nonfinite"] if kw["mask_nonfinite"] else []
+    image = open_image(cfg, mode=stream_mode(kw), quiet=kw["quiet"] or not lead, blockers=blockers)
     X = unfolded(image)
     opts = flag_terms(cfg["factorize"], kw, X)
     result = fit_with_progress(
@@ -119,9 +119,9 @@ def _fit_and_write(cfg: dict, kw: dict, where: Output, executor: Any) -> Any:
     attach_context(result, image)
     names = {"result": os.path.basename(result.save(os.path.join(where.stage, "result.h5")))}
     if not kw["no_report"] and cfg["output"].get("report", True):
-        shown = None if image.is_lazy else X  # out of core: no residual figures
+        # streamed: the residual figures read X block by block (whole scan lines)
         report = write_html_report(
-            where.stage, {"NMF": result}, shown, image, f"unmix run: {image.title}"
+            where.stage, {"NMF": result}, X, image, f"unmix run: {image.title}"
         )
         if report:
             names["report"] = os.path.basename(report)

@@ -4,7 +4,9 @@ Writes into OUTDIR: ``selection.json`` and ``selection.h5`` (every criterion per
 ``selection.html`` with the figures, ``uncertainty.h5`` (bands of the chosen model) and
 ``selected.toml``, a config that ``unmix run --config selected.toml`` fits directly.
 Fits are recorded in ``OUTDIR/checkpoint`` as they finish: after a kill, the same command
-with ``--resume`` continues.
+with ``--resume`` continues.  A file that does not fit the memory budget is not loaded:
+the selection runs on a seeded pixel subsample drawn in one streamed pass (see
+:mod:`unmix.cli._subsample`; at most 20 000 pixels, ``--seed``), without the scan grid.
 """
 
 from __future__ import annotations
@@ -23,13 +25,17 @@ from ._common import (
     dense_only,
     inline_table,
     input_flags,
-    load_image,
+    open_image,
     parse_shape,
+    stream_mode,
+    unfolded,
     with_options,
 )
 from ._config import load_config
+from ._load import is_streamed
 from ._mpi import mpi_executor, mpi_options
 from ._outdir import output_folder
+from ._subsample import draw_pixels
 
 __all__ = ["parse_ks", "select"]
 
@@ -109,7 +115,7 @@ def select(file: str | None, **kw: Any) -> None:
         if executor is not None:
             executor.barrier()
         parallel = {} if executor is None else {"executor": executor, "groups": kw["groups"]}
-        image = load_image(cfg)
+        image = open_image(cfg, mode=stream_mode(kw), quiet=kw["quiet"] or not lead)
         dense_only(image, "select")
         sel, lam = _choose_guarded(image, ks, where.dir, parallel, kw)
         if not lead:  # every rank holds the selection; rank 0 writes it
@@ -132,10 +138,20 @@ def _choose_guarded(
 ) -> tuple[Any, Any]:
     """:func:`_choose` on the image's pixels, its failures mapped to exit codes."""
     criteria = None if not kw["criteria"] else [c.strip() for c in kw["criteria"].split(",")]
+    X, shape = None, tuple(image.spatial_shape)
+    if not is_streamed(image):
+        X = image.unfold()
+    else:  # a seeded subsample of the pixels: no scan grid
+        index, X = draw_pixels(unfolded(image), kw["random_state"], quiet=kw["quiet"])
+        shape = (int(index.size),)
+        if not kw["quiet"]:
+            click.echo(
+                f"selecting on {index.size} of {image.n_pixels} pixels "
+                f"(seed {kw['random_state']})",
+                err=True,
+            )
     try:
-        return _choose(
-            image.unfold(), ks, tuple(image.spatial_shape), criteria, outdir, parallel, kw
-        )
+        return _choose(X, ks, shape, criteria, outdir, parallel, kw)
     except KeyboardInterrupt:
         raise Fail(
             "interrupted; finished fits are kept: rerun with --resume to continue.",

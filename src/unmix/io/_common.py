@@ -99,9 +99,29 @@ def _cgroup_available() -> int | None:
     return None if limit == "max" else max(0, int(limit) - used)
 
 
+def _rlimit_available() -> int | None:
+    """Address space left under the process's own limit (``ulimit -v``, ``prlimit --as``)."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft == resource.RLIM_INFINITY:
+            return None
+        with open("/proc/self/status", encoding="ascii") as f:
+            used = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    except (ImportError, OSError, ValueError, StopIteration):
+        return None
+    return max(0, int(soft) - used)
+
+
 def available_memory() -> int:
-    """Bytes of memory available now (``/proc/meminfo``, cgroup limit, psutil, or 8 GiB)."""
-    found = [v for v in (_meminfo_available(), _cgroup_available()) if v is not None]
+    """Bytes of memory available now (``/proc/meminfo``, cgroup limit, address-space
+    limit, psutil, or 8 GiB)."""
+    found = [
+        v
+        for v in (_meminfo_available(), _cgroup_available(), _rlimit_available())
+        if v is not None
+    ]
     if not found:
         try:
             import psutil

@@ -38,6 +38,7 @@ from ._image import (
 )
 from ._imagebase import OPS
 from ._invertible import Center, NormalizePixels, PoissonScaling, Step, is_counts
+from ._lines import LineArray
 from ._stem import CenterPatterns, DarkFlat, Despike, PatternBackground
 
 #: every image operation, in the order of their names
@@ -58,6 +59,7 @@ __all__ = [  # the invertible steps, then the image operations and their helpers
     "Derivative",
     "Despike",
     "ImageOp",
+    "LineArray",
     "Log",
     "MaskChannels",
     "MaskPixels",

@@ -487,6 +487,12 @@ class Pipeline:
     def __call__(self, image: SpectralImage) -> SpectralImage:
         return self.apply(image)
 
+    def blocking(self, image: SpectralImage) -> ImageOp | None:
+        """The first step that reads a lazy ``image`` into memory (None: the whole
+        pipeline stays lazy, computed scan line by scan line; see
+        :meth:`ImageOp.line_kind`)."""
+        return next((step for step in self.steps if not step.streams(image)), None)
+
     def to_config(self) -> list[dict[str, Any]]:
         """JSON/TOML-friendly list of step dicts (``pipeline_from_config`` inverts it).
 

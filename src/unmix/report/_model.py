@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
 from typing import Any
 
 import numpy as np
@@ -64,26 +65,47 @@ def relative_residuals(result: Result, X: Any) -> tuple[np.ndarray, float]:
     total : float
         ``||X - Y||_F / ||X||_F``.
     """
-    X = check_X(result, X)
-    n, m = X.shape
-    num, den = np.empty(n), np.empty(n)
-    for a, b in blocks(n, m):
-        xb = np.asarray(to_numpy(X[a:b]), dtype=float)
-        num[a:b] = np.sum((xb - model_rows(result, a, b)) ** 2, axis=1)
-        den[a:b] = np.sum(xb**2, axis=1)
+    num, den, _ = pixel_pass(result, X)
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.sqrt(num / np.where(den > 0, den, np.nan))
     total = math.sqrt(num.sum() / den.sum()) if den.sum() > 0 else math.nan
     return rel, total
 
 
+_LAST: dict[str, Any] = {}  # the last pass of pixel_pass: its key and its sums
+
+
+def pixel_pass(result: Result, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pixel: squared residual, squared norm and sum of ``X`` (pixels, channels).
+
+    One pass over ``X`` in blocks; the last pass is kept (keyed by weak references to
+    ``result`` and ``X``), so the report's figures of one result read a file-backed
+    ``X`` once, not once a figure.
+    """
+    key = _LAST.get("key")
+    if key and key[0]() is result and key[1]() is X and key[2:] == (id(result.A), id(result.S)):
+        return _LAST["sums"]
+    X = check_X(result, X)
+    n, m = X.shape
+    num, den, sums = np.empty(n), np.empty(n), np.empty(n)
+    for a, b in blocks(n, m):
+        xb = np.asarray(to_numpy(X[a:b]), dtype=float)
+        num[a:b] = np.sum((xb - model_rows(result, a, b)) ** 2, axis=1)
+        den[a:b] = np.sum(xb**2, axis=1)
+        sums[a:b] = xb.sum(axis=1)
+    _LAST.clear()
+    try:
+        _LAST["key"] = (weakref.ref(result), weakref.ref(X), id(result.A), id(result.S))
+        _LAST["sums"] = (num, den, sums)
+    except TypeError:  # X without weak references: nothing kept
+        _LAST.clear()
+    return num, den, sums
+
+
 def default_pixels(result: Result, X: Any) -> list[tuple[str, int]]:
     """The brightest pixel (largest sum), the worst-fitted one and a median-fit one."""
     rel, _ = relative_residuals(result, X)
-    n, m = X.shape
-    sums = np.empty(n)
-    for a, b in blocks(n, m):
-        sums[a:b] = np.asarray(to_numpy(X[a:b]), dtype=float).sum(axis=1)
+    sums = pixel_pass(result, X)[2]
     out = [("brightest", int(np.argmax(sums)))]
     if np.any(np.isfinite(rel)):
         med = np.nanmedian(rel)

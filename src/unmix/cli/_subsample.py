@@ -1,0 +1,85 @@
+"""``tree`` and ``select`` on a streamed file: fit a seeded pixel subsample, map every pixel.
+
+A file that does not fit the memory budget (see :mod:`unmix.cli._load`) is not loaded:
+one streamed pass draws :func:`~unmix.cli._load.subsample_size` pixels (the smaller of
+:data:`~unmix.cli._load.SUBSAMPLE_PIXELS` = 20 000 and what a quarter of the memory budget
+holds, at least 256) with ``numpy.random.default_rng(--seed)`` (without replacement, in
+file order), the tree or the rank selection is fitted on them, and for ``tree`` one more
+streamed pass maps every pixel of the file onto every level's endmembers (exact
+non-negative least squares, as ``--refit`` does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._backend import backend_of
+from ..blocks import block_ranges, sample_rows
+from ..hierarchy import layer_maps, nested_maps
+from ._load import block_bytes, read_progress, subsample_size
+
+__all__ = ["draw_pixels", "map_tree"]
+
+
+def draw_pixels(X: Any, seed: int | None, *, quiet: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The subsample's pixel indices (increasing) and spectra (float64), in one pass."""
+    n, m = int(X.shape[0]), int(X.shape[1])
+    size = subsample_size(n, m)
+    with read_progress(n, f"drawing {size} pixels", quiet) as bar:
+        index, rows = sample_rows(
+            X, size, seed=seed, block_bytes=block_bytes(), progress=bar.update
+        )
+    return index, np.asarray(rows, dtype=float)
+
+
+def map_tree(tree: Any, X: Any, *, spatial_shape: tuple, normalize: bool, quiet: bool) -> None:
+    """Replace the subsample's maps of ``tree`` by maps of every pixel of ``X`` (one pass).
+
+    Every level's maps (its own endmembers, exact NNLS; nested maps where the level was
+    not refitted), its relative error over all pixels, the nested node maps (when the
+    tree has them) and the hard assignment (the largest leaf abundance) of every pixel.
+    """
+    n = int(X.shape[0])
+    sum_to_one = bool(tree.params.get("sum_to_one"))
+    maps = [np.empty((n, len(lev.nodes))) for lev in tree.levels]
+    nested = None if tree.node_maps is None else np.empty((n, len(tree.nodes)))
+    num, den = np.zeros(len(tree.levels)), 0.0
+    with read_progress(n, "mapping every pixel", quiet) as bar:
+        for a, b in block_ranges(X, block_bytes=block_bytes()):
+            xb = np.asarray(X[a:b], dtype=float)
+            if normalize:
+                norms = np.linalg.norm(xb, axis=1, keepdims=True)
+                xb = xb / np.where(norms > 0, norms, 1.0)
+            nb = None if nested is None else np.asarray(nested_maps(xb, _host(tree)))
+            if nested is not None:
+                nested[a:b] = nb
+            for d, lev in enumerate(tree.levels):
+                maps[d][a:b] = _level_block(xb, lev, nb, sum_to_one)
+                r = xb - maps[d][a:b] @ np.asarray(lev.S, dtype=float)
+                num[d] += float(np.sum(r * r))
+            den += float(np.sum(xb * xb))
+            bar.update(b - a)
+    for d, lev in enumerate(tree.levels):
+        lev.A, lev.error = maps[d], num[d] / max(den, 1e-300)
+    leaves = tree.levels[-1]
+    tree.assignment = np.asarray(leaves.nodes)[np.argmax(maps[-1], axis=1)]
+    tree.node_maps = nested
+    tree.spatial_shape = tuple(spatial_shape)
+
+
+def _host(tree: Any) -> Any:
+    """``tree`` with its endmembers as a float64 NumPy array (for the blocks' maps)."""
+    tree.S = np.asarray(tree.S, dtype=float)
+    return tree
+
+
+def _level_block(xb: np.ndarray, lev: Any, nested: Any, sum_to_one: bool) -> np.ndarray:
+    """The maps of one block of pixels on the endmembers of level ``lev``."""
+    if lev.refit == "none" and nested is not None:
+        return nested[:, list(lev.nodes)]
+    S = np.asarray(lev.S, dtype=float)
+    if S.shape[0] == 1 and sum_to_one:
+        return np.ones((xb.shape[0], 1))
+    return np.asarray(layer_maps(xb, S, backend_of(xb), sum_to_one=sum_to_one))
