@@ -11,6 +11,8 @@ extension                 reader
 ``.imzml``                :mod:`unmix.io._imzml` (mass spectrometry imaging)
 ``.dm3 .dm4 .emd .bcf``   :mod:`unmix.io` (RosettaSciIO; every format it reads)
 ``.mib .blo .wdf .msa``
+a folder or a glob        :mod:`unmix.io._stack`: 2-D images (``.tif .png .jpg .dm3
+                          .dm4 .npy``), one per channel, as ``(y, x, channel)``
 ========================  ===========================================================
 
 Sparse files stay sparse (:mod:`unmix.io._sparse`): an ``.npz`` written by
@@ -61,10 +63,13 @@ from ._imzml import read_imzml
 from ._nanonis import read_3ds
 from ._numpy import read_npy, read_npz, write_npy, write_npz
 from ._rsciio import read_rsciio, rsciio_extensions
+from ._stack import ImageStack, read_stack
+from ._stackfiles import is_stack
 
 __all__ = [
     "Axis",
     "CorruptFileError",
+    "ImageStack",
     "ReaderCrashError",
     "SpectralImage",
     "TooLargeError",
@@ -101,6 +106,7 @@ _FORMAT_OPTIONS = {
     "signal_ndim": {"numpy", "hdf5", "zarr"},
     "mz_bins": {"imzml"},
     "mz_range": {"imzml"},
+    "channel_pattern": {"stack"},
 }
 _WRITERS: dict[str, Callable[[SpectralImage, str], None]] = {
     "npy": write_npy,
@@ -141,7 +147,7 @@ def load(
     Parameters
     ----------
     path : str or PathLike
-        The file (or ``.zarr`` directory).
+        The file, a ``.zarr`` directory, or a folder or glob of 2-D images (a stack).
     dataset : str, optional
         The array inside a container: an HDF5/Zarr path or an ``.npz`` key.
     signal : str or int, optional
@@ -149,8 +155,8 @@ def load(
         signal (title or index), a Nanonis channel (default ``"Current (A)"``).
     lazy : bool
         Keep HDF5/Zarr data on disk (``.npy`` is memory-mapped, RosettaSciIO returns dask
-        arrays); other formats are read into memory. Close the image (or use ``with``) to
-        release the file.
+        arrays, an image stack is read by scan lines); other formats are read into memory.
+        Close the image (or use ``with``) to release the file.
     checksum : bool
         Record the SHA-256 of the input in ``metadata["sha256"]`` (reads the file once).
     spatial_shape : sequence of int, optional
@@ -161,8 +167,9 @@ def load(
         folder (EIGER / ARINA master files) are always accepted.
     **kw
         Format options: ``signal_ndim`` (NumPy/HDF5/Zarr: 1 or 2 trailing signal
-        dimensions), ``mz_bins``/``mz_range`` (imzML), ``plugin`` (force a RosettaSciIO
-        plugin, e.g. ``plugin="USID"`` for an ``.h5``), other keywords go to RosettaSciIO.
+        dimensions), ``mz_bins``/``mz_range`` (imzML), ``channel_pattern`` (image stacks),
+        ``plugin`` (force a RosettaSciIO plugin, e.g. ``plugin="USID"`` for an ``.h5``);
+        other keywords go to RosettaSciIO.
 
     Returns
     -------
@@ -180,6 +187,9 @@ def load(
         The ``.bcf`` parser crashed (an ``OSError`` and a ``CorruptFileError``).
     """
     path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    if is_stack(path):  # a folder or a glob of 2-D images, one per channel
+        kw.update(dataset=dataset, signal=signal, lazy=lazy, checksum=checksum)
+        return read_stack(path, spatial_shape=spatial_shape, **kw)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
     check_file(path)
