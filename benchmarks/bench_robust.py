@@ -38,17 +38,13 @@ import scipy.io as sio  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 import unmix  # noqa: E402
+from _models_md import write_section  # noqa: E402
 from unmix.blocks import mean_row_norm  # noqa: E402
 from unmix.metrics import score  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "models.md"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SECTION = "## Robust NMF (l2,1)"
-HEADER = """# Models of issue 12
-
-This file collects the rows of issue 12's models: one section a model, each written by
-its benchmark script (which rewrites its own section and keeps the others).
-"""
 SEEDS = (0, 1)
 FIT = {"solver": "hals", "max_iter": 3000, "tol": 1e-7, "random_state": 0}
 
@@ -266,18 +262,6 @@ NOTES = """### Notes
 """
 
 
-def write(text: str) -> None:
-    old = OUT.read_text() if OUT.exists() else HEADER
-    if SECTION in old:
-        before, rest = old.split(SECTION, 1)
-        after = rest.split("\n## ", 1)
-        tail = "\n## " + after[1] if len(after) > 1 else ""
-        new = before + text.rstrip() + "\n" + tail
-    else:
-        new = old.rstrip() + "\n\n" + text.rstrip() + "\n"
-    OUT.write_text(new)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="the EELS map only")
@@ -291,7 +275,7 @@ def main() -> None:
                     rows.append(one_loss(name, X, k, gt, loss, model, lam[loss]))
         eels = datasets(True)[0]
         lv = levels(eels[1], eels[2])
-    write(section(rows, lv, args.quick))
+    write_section(SECTION, section(rows, lv, args.quick))
     print(f"wrote {OUT}")
 
 

@@ -80,6 +80,7 @@ CONSTRAINTS = {
     "FixedEndmembers(mask)": unmix.FixedEndmembers(SPECTRUM, mask=SPECTRUM > 0.5),
     "UnitNorm": unmix.UnitNorm(),
     "Orthogonal": unmix.Orthogonal(),
+    "MaxActive(2)": unmix.MaxActive(2),
     "user CapAt(A)": CapAt(0.4, target="A"),
     "user CapAt(S)": CapAt(0.8, target="S"),
 }

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import backend_of
+from .._backend import backend_of, to_numpy
 from .._validation import ensure_2d_float, finite_report
 from ..blocks import as_csr_rows, check_sparse_finite, is_sparse
 from ..model import FixedEndmembers, NonNegative
@@ -20,33 +20,55 @@ logger = logging.getLogger("unmix")
 __all__ = ["fit_maps"]
 
 
-def fit_maps(X: Any, result: Result, *, max_iter: int = 1000, tol: float = 1e-7) -> Any:
-    """Abundance maps (pixels, k) of ``X`` (pixels, channels) for ``result``'s endmembers.
+def fit_maps(
+    X: Any,
+    result: Any,
+    *,
+    constraints: Any = None,
+    max_iter: int = 1000,
+    tol: float = 1e-7,
+) -> Any:
+    """Abundance maps (pixels, k) of ``X`` (pixels, channels) for given endmembers.
 
-    Uses the fit's loss, link, preprocessing and the constraints and (pixel-local)
-    penalties on ``A``; regularizers that couple pixels on the scan grid are dropped
-    (new pixels have no grid).  Plain non-negative least squares is solved exactly (block
-    principal pivoting), so each pixel's map does not depend on the other pixels.
+    Parameters
+    ----------
+    X : array (pixels, channels)
+        The spectra to unmix (dense or sparse).
+    result : Result or array (k, channels)
+        A fitted :class:`~unmix.Result` (its loss, link, preprocessing, constraints and
+        pixel-local penalties on ``A`` are used; regularizers that couple pixels on the
+        scan grid are dropped: new pixels have no grid), or the endmembers ``S`` themselves
+        (Frobenius loss, ``A >= 0``).
+    constraints : sequence of Constraint, optional
+        Constraints on the maps that replace the fit's (e.g. ``[MaxActive(2)]``: at most
+        two endmembers per pixel, each pixel refitted exactly over its best support); the
+        maps stay non-negative when the fit's were (``NonNegative`` is added unless one
+        of these already implies it).
+    max_iter, tol : int, float
+        The iterations of a fit that is not solved in one step.
+
+    Plain non-negative least squares is solved exactly (block principal pivoting), so each
+    pixel's map does not depend on the other pixels.
     """
-    args = getattr(result, "fit_args", None)
-    if args is None:
-        raise ValueError("This result was loaded from a file; fit_maps needs a fitted result.")
+    args, S, k = _fit_args(result)
     X = _checked(X)
-    if X.shape[1] != result.S.shape[1]:
-        raise ValueError(
-            f"X has {X.shape[1]} channels but the endmembers have {result.S.shape[1]}."
-        )
+    if X.shape[1] != S.shape[1]:
+        raise ValueError(f"X has {X.shape[1]} channels but the endmembers have {S.shape[1]}.")
     steps = [copy.deepcopy(s) for s in args["preprocessing"]]
-    S = result.S
     for step in steps:
         S = step.to_model_S(S)
     Xp = X
     for step in steps:
         Xp = step.transform(Xp, None)
     be = backend_of(np.empty(0, Xp.dtype) if is_sparse(Xp) else Xp)
-    S = be.xp.astype(S, be.dtype)
-    constraints = [part for c in args["constraints"] for part in c.parts() if part.target == "A"]
-    exact = all(c.is_orthant for c in constraints)
+    S = be.xp.astype(be.asarray(S), be.dtype)
+    given = args["constraints"] if constraints is None else constraints
+    constraints = _on_maps(given)
+    if not any(c.implies_nonneg for c in constraints) and any(
+        c.implies_nonneg for c in _on_maps(args["constraints"])
+    ):
+        constraints.insert(0, NonNegative(target="A"))  # the fit's maps were >= 0
+    exact = all(c.is_orthant or c.solves_rows for c in constraints)  # one exact solve
     if args["nonneg_S"]:
         constraints.append(NonNegative(target="S"))
     constraints.append(FixedEndmembers(S))
@@ -55,12 +77,13 @@ def fit_maps(X: Any, result: Result, *, max_iter: int = 1000, tol: float = 1e-7)
     if dropped:
         logger.info("fit_maps: dropping %s (new pixels have no scan grid).", dropped)
     regs = [r for r in regs if not r.couples_pixels]
-    solver = args["solver"]
-    if solver in ("hals", "bpp") and exact and all(r.quadratic for r in regs):
+    solver = args["solver"] if given is args["constraints"] else "auto"
+    plain = exact and args["nonneg_S"] and all(r.quadratic for r in regs)
+    if solver in ("hals", "bpp", "auto") and plain:
         solver, max_iter = "bpp", 1  # the maps' subproblem is an exact NNLS
     res = factorize(
         Xp,
-        result.k,
+        k,
         loss=args["loss"],
         link=args["link"],
         solver=solver,
@@ -75,6 +98,35 @@ def fit_maps(X: Any, result: Result, *, max_iter: int = 1000, tol: float = 1e-7)
     for step in reversed(steps):
         A, _ = step.undo_factors(A, S)
     return A
+
+
+def _on_maps(constraints: Any) -> list:
+    """The parts of ``constraints`` on the maps ``A``."""
+    return [part for c in constraints for part in c.parts() if part.target == "A"]
+
+
+def _fit_args(result: Any) -> tuple[dict, Any, int]:
+    """``(fit arguments, S, k)`` of a fitted Result, or of endmembers given as an array."""
+    if isinstance(result, Result):
+        args = getattr(result, "fit_args", None)
+        if args is None:
+            raise ValueError(
+                "This result was loaded from a file; fit_maps needs a fitted result, or "
+                "pass its endmembers: fit_maps(X, result.S)."
+            )
+        return args, result.S, result.k
+    S = ensure_2d_float(result, name="S")  # endmembers (k, channels)
+    args = {
+        "loss": None,
+        "link": None,
+        "constraints": [NonNegative(target="A")],
+        "regularizers": [],
+        "preprocessing": [],
+        "solver": "auto",
+        "solver_options": {},
+        "nonneg_S": bool(np.all(to_numpy(S) >= 0)),
+    }
+    return args, S, int(S.shape[0])
 
 
 def _checked(X: Any) -> Any:

@@ -146,6 +146,7 @@ def run_once(
                 phase, slv, A, S, rec, n_iter, cfg.max_iter - n_iter, cfg, None
             )
             n_iter += done
+    p.finish_maps(A, S)  # e.g. an exact polish of sparse maps, a last feasibility step
     t_iter = rec.elapsed0 + time.perf_counter() - t_loop
     return _finish(p, slv, A, S, rec, n_iter, stop, t_iter, balance0)
 

@@ -65,10 +65,42 @@ class Problem:
         return any(c.simplex_rows for c in self.constraints[target])
 
     def project(self, target: str, M: Any) -> Any:
-        """Apply the hard constraints on ``target`` in order."""
+        """Apply the hard constraints on ``target`` in order (not those on the model
+        ``A @ S``: see :meth:`product_constraints`)."""
         for c in self.constraints[target]:
-            M = c.project(M)
+            if c.separable != "product":
+                M = c.project(M)
         return M
+
+    def product_constraints(self) -> list[Constraint]:
+        """The constraints on the model ``A @ S`` (``separable == "product"``)."""
+        return [c for c in self.constraints["A"] if c.separable == "product"]
+
+    def finish_maps(self, A: Any, S: Any) -> None:
+        """Let the ``finishes`` constraints on ``A`` refine the maps (in place), once after
+        the fit, block by block: given ``X_b S^T`` where a pixel's best maps do not depend
+        on weights (Frobenius or l2,1 loss, identity link, no mask, no channel or full
+        weights), else without the data.  Constraints on the model come last (their
+        feasibility step must see the final maps)."""
+        terms = [c for c in self.constraints["A"] if c.finishes]
+        if not terms:
+            return
+        terms.sort(key=lambda c: c.separable == "product")
+        d = self.data
+        plain = (
+            (self.loss.is_frobenius or self.loss.reweights_pixels)
+            and self.link.is_identity
+            and d.mask is None
+            and d.full_w is None
+            and d.channel_w is None
+        )
+        for block in d.blocks:
+            sl = block.slice
+            Ab = A[sl, :]
+            XSt = d.x_times(block, S.T) if plain else None
+            for c in terms:
+                Ab = c.finish(Ab, S, XSt, sl)
+            A[sl, :] = Ab
 
     def rescale_into_maps(self, A: Any, S: Any) -> Any:
         """Meet the endmembers' scale constraints (``rescales``, e.g. unit norm) by moving

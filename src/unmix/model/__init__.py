@@ -14,6 +14,7 @@ from ._graph import GraphSmoothness, knn_graph
 from ._links import LINK_NAMES, Identity, Link, Logistic, make_link
 from ._losses import BETA_RANGE, KL, LOSS_NAMES, Beta, Frobenius, Loss, make_loss
 from ._presets import PRESETS, resolve_preset
+from ._product import ProductBounds
 from ._regularizers import (
     L1,
     L2,
@@ -22,6 +23,7 @@ from ._regularizers import (
     SpatialSmoothness,
     SpectralSmoothing,
 )
+from ._sparsity import MaxActive
 from ._terms import BindContext, Constraint, Filter, Penalty, PenaltyModel, Term
 
 __all__ = [
@@ -45,11 +47,13 @@ __all__ = [
     "Link",
     "Logistic",
     "Loss",
+    "MaxActive",
     "MinVolume",
     "NonNegative",
     "Orthogonal",
     "Penalty",
     "PenaltyModel",
+    "ProductBounds",
     "SpatialSmoothness",
     "SpectralSmoothing",
     "SumToOne",

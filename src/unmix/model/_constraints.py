@@ -98,6 +98,24 @@ class SumToOne(Constraint):
         return A / mean, S * mean
 
 
+def check_bound(owner: str, name: str, bound: Any, wrong: float | None = None) -> None:
+    """Refuse a bound that is not a number or an array of numbers, holds NaN, or (when
+    ``wrong`` is given) the infinity that would make the set empty."""
+    if bound is None:
+        return
+    try:
+        values = np.asarray(to_numpy(bound), dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{owner}: {name} must be a number or an array; got {bound!r}.") from None
+    bad = np.any(np.isnan(values)) or (wrong is not None and np.any(values == wrong))
+    if bad:
+        what = "NaN" if wrong is None else f"NaN or {wrong:+}"
+        raise ValueError(
+            f"{owner}: {name} holds {what}; give numbers (-inf/+inf for no bound), e.g. "
+            f"{owner}(lower=0.0, upper=1.0)."
+        )
+
+
 @dataclass(frozen=True)
 class Bounds(Constraint):
     """Box bounds ``lower <= M <= upper`` (scalars or arrays broadcasting against ``M``).
@@ -113,19 +131,7 @@ class Bounds(Constraint):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name, bound, wrong in (("lower", self.lower, np.inf), ("upper", self.upper, -np.inf)):
-            if bound is None:
-                continue
-            try:
-                values = np.asarray(to_numpy(bound), dtype=float)
-            except (TypeError, ValueError):
-                raise TypeError(
-                    f"Bounds: {name} must be a number or an array; got {bound!r}."
-                ) from None
-            if np.any(np.isnan(values)) or np.any(values == wrong):
-                raise ValueError(
-                    f"Bounds: {name} holds NaN or {wrong:+}; give numbers (-inf/+inf for no "
-                    f"bound), e.g. Bounds(lower=0.0, upper=1.0)."
-                )
+            check_bound("Bounds", name, bound, wrong)
 
     def _prepare(self, ctx: BindContext) -> None:
         be = ctx.backend

@@ -25,7 +25,16 @@ like a built-in one:
 ``separable``                 how a constraint's projection decomposes: ``"entries"``
                               (entry by entry: :meth:`Constraint.project_part` projects
                               any column or row alone), ``"rows"`` (row by row of the
-                              factor: a pixel's abundances, one endmember), ``"none"``
+                              factor: a pixel's abundances, one endmember), ``"none"``;
+                              ``"product"``: it bounds the model ``A @ S`` (pixels x
+                              channels), not a factor - ``project`` clips model rows and
+                              only a solver that splits the model off holds it
+``solves_rows``               the constraint solves each row's non-negative least squares
+                              over its set exactly (:meth:`Constraint.solve_rows`; exact
+                              ANLS uses it for the maps)
+``finishes``                  the constraint refines the maps once after the fit
+                              (:meth:`Constraint.finish`: an exact polish, a last
+                              feasibility step)
 ``implies_nonneg``            every feasible point of the constraint is ``>= 0``
 ``is_orthant``                the feasible set is exactly ``M >= 0`` (exact NNLS solves it)
 ``is_orthonormal``            the set is ``S S^T = I`` (what a truncated SVD gives)
@@ -227,6 +236,10 @@ class Constraint(Term):
     row_sum: ClassVar[float | None] = None
     #: the set is reached by moving scale between the factors (see :meth:`rescale`)
     rescales: ClassVar[bool] = False
+    #: the maps are refined once after the fit (see :meth:`finish`)
+    finishes: ClassVar[bool] = False
+    #: each row's least squares over the set is solved exactly (see :meth:`solve_rows`)
+    solves_rows: ClassVar[bool] = False
 
     @property
     def implies_nonneg(self) -> bool:
@@ -254,6 +267,19 @@ class Constraint(Term):
     def fixed(self) -> tuple[Any, Any] | None:
         """``(mask, values)``: the entries the constraint pins (full factor shape), or None."""
         return None
+
+    def solve_rows(self, G: Any, B: Any, diag_add: Any = None) -> Any:
+        """For ``solves_rows`` constraints: ``argmin 1/2 a (G + diag(c)) a^T - a . b`` over
+        the set for every row ``b`` of ``B`` (pixels, k), ``G`` (k, k) a Gram matrix,
+        ``diag_add`` the rows' diagonal additions ``c`` (or None)."""
+        raise NotImplementedError(f"{type(self).__name__} does not solve rows exactly.")
+
+    def finish(self, A: Any, S: Any, XSt: Any, rows: slice) -> Any:
+        """The maps ``A`` (a block of pixels, k) refined once after the fit, for
+        ``finishes`` constraints.  ``XSt`` is ``X_b @ S.T`` (pixels, k) when the loss is
+        plain Frobenius (None otherwise: refine without the data); ``rows`` are the block's
+        rows among this process's pixels."""
+        return A
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,20 @@ with ``rho = tr(G) / k``; the dual variables ``U`` (and ``V`` for ``S``) persist
 outer iterations (warm start).  Constraints: non-negativity, bounds, sum-to-one rows of
 ``A`` (exact simplex projection), fixed entries, unit-norm or orthonormal rows of ``S``.
 ADMM is not a descent method: the objective is tracked but may rise slightly.
+
+Bounds on the model (``lower <= A S <= upper``, constraints with ``separable ==
+"product"``) are held by splitting the model off: ``Z = A S`` with ``Z`` on the box and a
+scaled dual ``W`` (both pixels x channels, kept between iterations), weight ``rho_z``
+(option ``rho_product``, default 1, relative to the data term)::
+
+    A_b = argmin 1/2 ||X_b - A_b S||^2 + rho_z/2 ||A_b S - Z_b + W_b||^2 + r(A_b)
+          (the inner ADMM above, with X_b S^T + rho_z (Z_b - W_b) S^T and (1 + rho_z) G)
+    Z_b = clip(A_b S + W_b);   W_b = W_b + A_b S - Z_b
+    S   = argmin 1/2 ||X - A S||^2 + rho_z/2 ||A S - Z + W||^2 + r(S)
+
+(the sums ``A^T X + rho_z A^T (Z - W)`` and ``(1 + rho_z) A^T A`` come from the same pass).
+The split holds the bounds at convergence; the constraint's last step makes them exact
+(:class:`unmix.model.ProductBounds`).
 """
 
 from __future__ import annotations
@@ -45,6 +59,21 @@ def _norm2(M: Any, xp: Any) -> float:
     return float(xp.sum(M * M))
 
 
+def _clip_model(p: Problem, Y: Any, rows: Any) -> Any:
+    """Model rows ``rows`` (pixels, channels) clipped to every bound on the model."""
+    for c in p.product_constraints():
+        Y = c.project_part(Y, rows, slice(None))
+    return Y
+
+
+def _split_step(p: Problem, Yb: Any, state: dict, sl: slice) -> None:
+    """``Z_b = clip(A_b S + W_b)``, ``W_b += A_b S - Z_b`` (in place)."""
+    Wb = state["W"][sl, :]
+    Zb = _clip_model(p, Yb + Wb, sl)
+    state["W"][sl, :] = Wb + Yb - Zb
+    state["Z"][sl, :] = Zb
+
+
 @register
 class ADMM(Solver):
     """Alternating optimization with ADMM subproblem solves.
@@ -55,11 +84,15 @@ class ADMM(Solver):
         ADMM iterations per subproblem and outer iteration (default 5).
     inner_tol : float
         Relative primal/dual residual that ends the inner loop early (default 1e-2).
+    rho_product : float
+        Weight of the model split ``Z = A S`` for bounds on the model, relative to the
+        data term (default 1.0; only with such a constraint).
     """
 
     name = "admm"
-    option_names = frozenset({"inner", "inner_tol"})
+    option_names = frozenset({"inner", "inner_tol", "rho_product"})
     weights = frozenset({"none", "mask", "separable"})
+    separable_A = frozenset({"entries", "rows", "none", "product"})
     persistent = ("U", "V")
     reweightable = True
 
@@ -69,15 +102,22 @@ class ADMM(Solver):
             out.append("channel weights")
         if p.pixel_weighted and any(t.lam for t in p.penalties["A"]):
             out.append("pixel weights together with penalties on A")
+        if p.product_constraints() and (p.data.weighted or p.pixel_weighted):
+            out.append("bounds on the model A @ S together with weights, a mask or l2,1")
         return out
 
     def setup(self, p: Problem, A: Any, S: Any) -> dict:
         xp = p.be.xp
-        return {
+        state = {
             "xx": p.data.norm2() if p.data.mask is None else 0.0,
             "U": xp.zeros_like(A),
             "V": xp.zeros_like(S),
         }
+        if p.product_constraints():  # the model split: Z = A S on the box, dual W
+            state["Z"] = _clip_model(p, A @ S, slice(None))
+            state["W"] = xp.zeros_like(state["Z"])
+            self.persistent = (*ADMM.persistent, "Z", "W")
+        return state
 
     def _system(self, p: Problem, G: Any, gram: Any, lip: float) -> tuple[Any, float]:
         be, xp = p.be, p.be.xp
@@ -93,14 +133,17 @@ class ADMM(Solver):
         xp = p.be.xp
         n_inner = int(self.options.get("inner", 5))
         tol2 = float(self.options.get("inner_tol", 1e-2)) ** 2
+        rho_z = float(self.options.get("rho_product", 1.0)) if "Z" in state else 0.0
         _, G = gram_A(p, S)
         mA = p.model("A", A, exclude=_prox_terms(p, "A"))
-        Minv, rho = self._system(p, G, mA.gram, mA.lipschitz)
+        Minv, rho = self._system(p, (1.0 + rho_z) * G, mA.gram, mA.lipschitz)
         U = state["U"]
 
         def update_block(block: Block, Ab: Any, XSt: Any) -> Any:
             sl = block.slice
             F = XSt + mA.lipschitz * Ab
+            if rho_z:
+                F = F + rho_z * ((state["Z"][sl, :] - state["W"][sl, :]) @ S.T)
             if mA.grad is not None:
                 g = mA.grad
                 F = F - (g[sl, :] if getattr(g, "ndim", 0) == 2 else g)
@@ -115,18 +158,32 @@ class ADMM(Solver):
                 ) <= tol2 * _norm2(Ub, xp):
                     break
             U[sl, :] = Ub
+            if rho_z:
+                _split_step(p, Ab @ S, state, sl)
             return Ab
 
-        sums = frobenius_pass(p, A, S, executor, update_block)
-        S_new = self._update_S(p, S, sums, state, n_inner, tol2) if p.update_S else S
+        def split_sums(block: Block, Ab: Any) -> dict:
+            sl = block.slice
+            return {"AtZ": p.be.acc(Ab.T @ (state["Z"][sl, :] - state["W"][sl, :]))}
+
+        extra = split_sums if rho_z else None
+        sums = frobenius_pass(p, A, S, executor, update_block, extra)
+        S_new = S
+        if p.update_S:
+            AtX, AtA = sums["AtX"], sums["AtA"]
+            if rho_z:  # the S-step of the split: A^T X + rho_z A^T (Z - W), (1 + rho_z) A^T A
+                AtX, AtA = AtX + rho_z * sums["AtZ"], (1.0 + rho_z) * AtA
+            S_new = self._update_S(p, S, AtX, AtA, state, n_inner, tol2)
         fit, fit_S = fit_of(p, sums, S_new, S, state["xx"])
         return StepOut(S=S_new, fit=fit, fit_S=fit_S)
 
-    def _update_S(self, p: Problem, S: Any, sums: dict, state: dict, n_inner: int, tol2: float):
+    def _update_S(
+        self, p: Problem, S: Any, AtX: Any, AtA: Any, state: dict, n_inner: int, tol2: float
+    ) -> Any:
         be, xp = p.be, p.be.xp
         mS = p.model("S", S, exclude=_prox_terms(p, "S"))
-        Minv, rho = self._system(p, sums["AtA"], mS.gram, mS.lipschitz)
-        F = be.work(sums["AtX"]) + mS.lipschitz * S
+        Minv, rho = self._system(p, AtA, mS.gram, mS.lipschitz)
+        F = be.work(AtX) + mS.lipschitz * S
         if mS.grad is not None:
             F = F - mS.grad
         V = state["V"]

@@ -1,5 +1,8 @@
 """ANLS with block principal pivoting (Kim & Park 2011); fully constrained maps.
 
+Constraints on the maps that solve a row's least squares exactly (``solves_rows``, e.g.
+at most ``m`` endmembers per pixel) replace the NNLS of the maps by their own solve.
+
 Objective: Frobenius plus penalties with a Gram or diagonal model (L1, L2, spatial
 smoothness through its diagonal majorizer, min-volume).  Each half-step solves its
 non-negative least-squares subproblem *exactly*::
@@ -53,6 +56,11 @@ def _linear(m: PenaltyModel, M0: Any, rows: Any = None) -> tuple[Any, Any]:
     return lin, curv
 
 
+def _row_solvers(p: Problem) -> list:
+    """The constraints on ``A`` that solve each row's least squares exactly."""
+    return [c for c in p.constraints["A"] if c.solves_rows]
+
+
 #: weight of the sum-to-one equation against the largest diagonal entry of the Gram matrix
 SIMPLEX_WEIGHT = 1e6
 
@@ -91,7 +99,7 @@ class BPP(Solver):
         constrained least squares); on the endmembers whole pinned rows (moved to the
         right-hand side) and scale constraints (unit norm, moved into A)."""
         if target == "A":
-            return c.is_orthant or c.simplex_rows
+            return c.is_orthant or c.simplex_rows or c.solves_rows
         return c.is_orthant or c.fixed() is not None or c.rescales
 
     def problems(self, p: Problem) -> list[str]:
@@ -101,6 +109,8 @@ class BPP(Solver):
         out = super().problems(p)
         if not p.pinned_whole_rows():
             out.append("partly fixed endmembers (FixedEndmembers with mask)")
+        if len(_row_solvers(p)) > 1 or (_row_solvers(p) and p.simplex("A")):
+            out.append("more than one constraint solving the rows of A exactly")
         if p.pixel_weighted and any(t.lam for t in p.penalties["A"]):
             out.append("pixel weights together with penalties on A")
         if p.data.channel_w is not None and any(t.lam for t in p.penalties["S"]):
@@ -119,9 +129,13 @@ class BPP(Solver):
 
         G, shift = _simplex_rows(p, G)
 
+        rows_solver = (_row_solvers(p) or [None])[0]
+
         def update_block(block: Block, Ab: Any, XSt: Any) -> Any:
             lin, curv = _linear(mA, Ab, block.slice)
             rhs = be.acc(XSt - lin)
+            if rows_solver is not None:  # e.g. at most m endmembers a pixel
+                return be.work(rows_solver.solve_rows(G, rhs, curv))
             if shift is None:
                 return be.work(nnls_bpp(G, rhs, be, diag_add=curv))
             return p.project("A", be.work(nnls_bpp(G, rhs + shift, be, diag_add=curv)))

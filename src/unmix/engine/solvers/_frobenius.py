@@ -37,11 +37,13 @@ def frobenius_pass(
     S: Any,
     executor: Executor,
     update_block: Callable[[Block, Any, Any], Any],
+    extra: Callable[[Block, Any], dict] | None = None,
 ) -> dict:
     """Run the one pass; ``update_block(block, A_b, X_b diag(c) S^T) -> new A_b``.
 
     Returns the sums ``AtX`` (k x channels) and ``AtA`` (k x k) in the accumulation dtype,
-    and with a mask also ``fit`` (the masked data-fit at the new ``A`` and the old ``S``).
+    and with a mask also ``fit`` (the masked data-fit at the new ``A`` and the old ``S``);
+    plus the sums of ``extra(block, new A_b)`` (a dict of arrays) when given.
     """
     be, data, xp = p.be, p.data, p.be.xp
     Sc, _ = gram_A(p, S)
@@ -63,6 +65,8 @@ def frobenius_pass(
             W = data.w(block)
             R = data.x(block) - Ab @ S
             out["fit"] = 0.5 * xp.sum(be.acc(W * R * R))
+        if extra is not None:
+            out.update(extra(block, Ab))
         return out
 
     return executor.map_reduce(kernel, data.blocks)
