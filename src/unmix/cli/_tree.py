@@ -20,16 +20,24 @@ import numpy as np
 from ._common import (
     EXIT_USAGE,
     INPUT_OPTIONS,
+    TERM_FLAGS,
+    TERM_OPTIONS,
     Fail,
     dense_only,
+    flag_terms,
     inline_table,
     input_flags,
-    load_image,
+    open_image,
     parse_shape,
+    stream_mode,
+    table_option,
+    unfolded,
     with_options,
 )
+from ._load import is_streamed
 from ._mpi import mpi_executor, mpi_options
 from ._outdir import output_folder
+from ._subsample import draw_pixels, map_tree
 
 if TYPE_CHECKING:
     from ..hierarchy import Tree
@@ -104,17 +112,29 @@ __all__ = ["tree"]
 @click.option("--no-report", is_flag=True, help="Skip the figures and tree.html.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary.")
 @mpi_options("tree", "Grow the tree", "splits")
+@table_option("loss")
+@table_option("solver")
+@with_options(TERM_OPTIONS)
 def tree(file: str, **kw: Any) -> None:
-    """Grow a tree of endmembers on FILE by rank-2 NMF splits (HierNMF2) and map every level."""
+    """Grow a tree of endmembers on FILE by rank-2 NMF splits (HierNMF2) and map every level.
+
+    The model flags of unmix run (--loss, --solver, --smooth, --median-filter, ...) make
+    every split a rank-2 fit of that model.
+    """
     steps, inp = _input(file, kw)
     executor = mpi_executor(kw["mpi"], kw["groups"], command="tree")
     lead = executor is None or executor.rank == 0
     with output_folder(kw["outdir"], force=kw["force"], resume=False, lead=lead) as where:
         if executor is not None:
             executor.barrier()
-        image = load_image({"input": inp, "preprocess": {"steps": steps}})
+        cfg = {"input": inp, "preprocess": {"steps": steps}}
+        image = open_image(cfg, mode=stream_mode(kw), quiet=kw["quiet"] or not lead)
         dense_only(image, "tree")
-        t, caught = _grow(image, kw, executor)
+        t, caught = (
+            _grow_streamed(image, kw, executor)
+            if is_streamed(image)
+            else _grow(image, kw, executor)
+        )
         if not lead:
             return
         for w in caught:
@@ -138,13 +158,40 @@ def _input(file: str, kw: dict[str, Any]) -> tuple[list[dict], dict[str, Any]]:
     return steps, inp
 
 
-def _grow(
+def _grow_streamed(
     image: SpectralImage, kw: dict[str, Any], executor: Any
 ) -> tuple[Tree, list[warnings.WarningMessage]]:
-    """The tree of the image's pixels, and the warnings of its growth (recorded, not shown)."""
+    """The tree of a seeded pixel subsample of a streamed file, then every pixel mapped
+    (:mod:`unmix.cli._subsample`); the subsample is recorded in the tree's params."""
+    X = unfolded(image)
+    index, rows = draw_pixels(X, kw["random_state"], quiet=kw["quiet"])
+    t, caught = _grow(image, kw, executor, X=rows, spatial_shape=None)
+    t.params["subsample"] = {"pixels": int(index.size), "of": int(X.shape[0])}
+    t.params["subsample"]["seed"] = kw["random_state"]
+    if not kw["quiet"]:
+        click.echo(
+            f"tree grown on {index.size} of {X.shape[0]} pixels (seed {kw['random_state']}); "
+            "every pixel mapped",
+            err=True,
+        )
+    map_tree(t, X, spatial_shape=image.spatial_shape, normalize=kw["normalize"], quiet=kw["quiet"])
+    return t, caught
+
+
+def _grow(
+    image: SpectralImage,
+    kw: dict[str, Any],
+    executor: Any,
+    *,
+    X: Any = None,
+    spatial_shape: Any = "image",
+) -> tuple[Tree, list[warnings.WarningMessage]]:
+    """The tree of the image's pixels (or of ``X``, pixels, channels, on ``spatial_shape``),
+    and the warnings of its growth (recorded, not shown)."""
     from ..hierarchy import hierarchical_nmf
 
-    X = image.unfold()
+    X = image.unfold() if X is None else X
+    shape = image.spatial_shape if spatial_shape == "image" else spatial_shape
     refit = ("joint" if kw["joint"] else "maps") if kw["refit"] else "none"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -164,14 +211,25 @@ def _grow(
                 normalize=kw["normalize"],
                 endmember=kw["endmember"],
                 random_state=kw["random_state"],
-                spatial_shape=image.spatial_shape,
+                spatial_shape=shape,
                 signal_shape=image.signal_shape,
                 executor=executor,
                 groups=kw["groups"],
+                **_model(kw, X),
             )
         except (ValueError, TypeError) as err:
             raise Fail(str(err), EXIT_USAGE) from err
     return t, caught
+
+
+def _model(kw: dict[str, Any], X: Any) -> dict[str, Any]:
+    """The terms of every split from ``--loss``, ``--solver`` and the term flags, built as
+    ``unmix run`` builds its model (:func:`~unmix.cli._common.flag_terms`; the tree's own
+    ``--sum-to-one`` is the levels' simplex, not a term of the splits)."""
+    fac = {key: kw[key] for key in ("loss", "solver") if kw.get(key) is not None}
+    flags = {key: kw.get(key) for key in TERM_FLAGS if key != "sum_to_one"}
+    opts = flag_terms(fac, flags, X)
+    return {k: opts[k] for k in ("loss", "solver", "constraints", "regularizers") if k in opts}
 
 
 def _save(outdir: str, t: Tree, image: SpectralImage) -> str:
@@ -202,6 +260,8 @@ def _report(outdir: str, t: Tree, image: SpectralImage, file: str, steps: Any) -
         axis=axis,
         axis_label=label,
         extra={"input": file, "steps": steps or ""},
+        spatial_axes=image.spatial_axes,
+        X=None if image.is_lazy else image.unfold(),  # the viewer's pixel spectra
     )
 
 

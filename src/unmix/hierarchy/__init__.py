@@ -24,7 +24,8 @@ from ._evaluate import clade_recovery, match_leaves, planted_groups, triplet_agr
 from ._figures import plot_dendrogram, plot_levels, plot_tree
 from ._maps import layer_maps, nested_maps, refit_level
 from ._model import Level, Node, Tree, attach_tree, load_tree
-from ._rank2 import group_rank1, nnls2, rank2_nmf
+from ._phases import attach_phases, component_phases
+from ._rank2 import group_rank1, nnls2, rank2_nmf, spa_start
 from ._report import tree_figures, tree_section, write_tree_report
 from ._tree import hierarchical_nmf
 
@@ -34,9 +35,11 @@ __all__ = [
     "Level",
     "Node",
     "Tree",
+    "attach_phases",
     "attach_tree",
     "clade_recovery",
     "cluster_components",
+    "component_phases",
     "deep_nmf",
     "group_rank1",
     "hierarchical_nmf",
@@ -53,6 +56,7 @@ __all__ = [
     "rank2_nmf",
     "refit_level",
     "rotation_distances",
+    "spa_start",
     "spectral_angle_distances",
     "tree_figures",
     "tree_section",

@@ -36,6 +36,16 @@ The least-squares factor needs no differentiation: it minimizes the same error, 
 envelope theorem its variation does not enter.  Steps are projected (non-negativity and
 the simplex kept) with a backtracking line search, so ``F`` never increases.  The
 gradients are explicit, so the same code runs on NumPy, PyTorch and CuPy arrays.
+
+Terms.  ``loss``, ``constraints``, ``regularizers`` and ``solver`` shape the first
+layer's fit, the one that sees the data: it is exactly ``factorize(X, ranks[0],
+loss=loss, constraints=constraints, regularizers=regularizers, solver=solver,
+max_iter=max_iter, tol=tol, random_state=random_state, compress=None,
+spatial_shape=spatial_shape, signal_shape=signal_shape)`` with ``constraints`` defaulting
+to ``[NonNegative()]`` and ``SumToOne()`` added with ``sum_to_one``.  Deeper layers
+factorize maps or endmembers, not spectra, with the plain non-negative model.
+Fine-tuning minimizes the Frobenius error of all layers and would undo the terms, so
+with any of them ``finetune_iter`` must be 0 (a ``ValueError`` says so).
 """
 
 from __future__ import annotations
@@ -202,6 +212,12 @@ def deep_nmf(
     max_iter: int = 500,
     tol: float = 1e-6,
     random_state: int | None = 0,
+    loss: Any = None,
+    constraints: Sequence[Any] | None = None,
+    regularizers: Sequence[Any] = (),
+    solver: Any = "auto",
+    spatial_shape: tuple[int, ...] | None = None,
+    signal_shape: tuple[int, ...] | None = None,
 ) -> DeepResult:
     """Multilayer NMF of ``X`` (pixels, channels), then joint fine-tuning of all layers.
 
@@ -219,34 +235,39 @@ def deep_nmf(
         Iterations of the joint fine-tuning (0: layer by layer only).
     weights : sequence of float, optional
         Weight ``w_l`` of every layer's error in the fine-tuned total (default all 1).
-    max_iter, tol : int, float
-        Options of the layer-by-layer :func:`unmix.factorize` fits.
-    random_state : int, optional
-        Seed of the layer fits.
+    max_iter, tol, random_state : int, float, int or None
+        Options and seed of the layer-by-layer :func:`unmix.factorize` fits.
+    loss, constraints, regularizers, solver : optional
+        The model of the first layer, as for :func:`unmix.factorize` (see "Terms" in the
+        module docstring); with any of them ``finetune_iter`` must be 0.
+    spatial_shape, signal_shape : tuple of int, optional
+        Scan grid and spectrum / pattern shape, for terms that need them.
 
     Returns
     -------
     DeepResult
+
+    Raises
+    ------
+    ValueError
+        Bad ranks, mode or weights, or terms with ``finetune_iter > 0``.
     """
     t0 = time.perf_counter()
-    X = ensure_2d_float(X)
-    finite_report(X)
-    check_nonnegative(X, why="deep NMF (non-negative factors)")
-    be = backend_of(X)
+    X, be = _checked(X)
     ranks, weights = _check_layers(ranks, mode, weights, tuple(int(s) for s in X.shape))
     fit = {"max_iter": max_iter, "tol": tol, "random_state": random_state, "compress": None}
-    factors, A, W = _layerwise(X, ranks, mode, sum_to_one, fit)
+    first = _first_layer_model(loss, constraints, regularizers, solver, sum_to_one, finetune_iter)
+    first.update(spatial_shape=spatial_shape, signal_shape=signal_shape)
+    factors, A, W = _layerwise(X, ranks, mode, sum_to_one, fit, first)
     x2 = float(be.xp.sum(be.acc(X) * be.acc(X)))
     layerwise = _relative_errors(X, A, W, be, x2)
     t1 = time.perf_counter()
-    hist: dict[str, list] = {"total": [], "step": []}
+    errors, hist = list(layerwise), {"total": [], "step": []}
     if finetune_iter > 0:
-        factors, errors, A, W = _finetune(
-            X, factors, mode, weights, sum_to_one, be, x2, finetune_iter, hist
-        )
-    else:
-        errors = list(layerwise)
+        tune = (mode, weights, sum_to_one, be, x2, finetune_iter, hist)
+        factors, errors, A, W = _finetune(X, factors, *tune)
     logger.info("deep_nmf: layer-wise %s -> fine-tuned %s", layerwise, errors)
+    t2 = time.perf_counter()
     return DeepResult(
         mode=mode,
         ranks=ranks,
@@ -258,12 +279,16 @@ def deep_nmf(
         sum_to_one=bool(sum_to_one),
         weights=weights,
         history=hist,
-        timings={
-            "layerwise": t1 - t0,
-            "finetune": time.perf_counter() - t1,
-            "total": time.perf_counter() - t0,
-        },
+        timings={"layerwise": t1 - t0, "finetune": t2 - t1, "total": t2 - t0},
     )
+
+
+def _checked(X: Any) -> tuple[Any, Backend]:
+    """``X`` as a finite, non-negative 2-D float array, and its backend."""
+    X = ensure_2d_float(X)
+    finite_report(X)
+    check_nonnegative(X, why="deep NMF (non-negative factors)")
+    return X, backend_of(X)
 
 
 def _check_layers(
@@ -280,15 +305,58 @@ def _check_layers(
     return ranks, weights
 
 
+def _first_layer_model(
+    loss: Any,
+    constraints: Sequence[Any] | None,
+    regularizers: Sequence[Any],
+    solver: Any,
+    sum_to_one: bool,
+    finetune_iter: int,
+) -> dict[str, Any]:
+    """The model keywords of the first layer's :func:`unmix.factorize` fit."""
+    given = [
+        name
+        for name, on in (
+            ("loss", loss is not None),
+            ("constraints", constraints is not None),
+            ("regularizers", bool(regularizers)),
+            ("solver", solver != "auto"),
+        )
+        if on
+    ]
+    if given and finetune_iter > 0:
+        raise ValueError(
+            f"deep_nmf: {', '.join(given)} shape the first layer's fit, and fine-tuning "
+            f"(finetune_iter={finetune_iter}) minimizes the plain Frobenius error of all "
+            "layers, which would undo them; pass finetune_iter=0 with these terms (or drop "
+            "them to fine-tune)."
+        )
+    cons = [NonNegative()] if constraints is None else list(constraints)
+    if sum_to_one and not any(getattr(c, "simplex_rows", False) for c in cons):
+        cons.append(SumToOne())
+    return {
+        "loss": loss,
+        "constraints": cons,
+        "regularizers": list(regularizers),
+        "solver": solver,
+    }
+
+
 def _layerwise(
-    X: Any, ranks: tuple[int, ...], mode: str, sum_to_one: bool, fit: dict
+    X: Any,
+    ranks: tuple[int, ...],
+    mode: str,
+    sum_to_one: bool,
+    fit: dict,
+    model: dict | None = None,
 ) -> tuple[list, list, list]:
     """Layer-by-layer fits with :func:`unmix.factorize`: ``(factors, A, W)`` of every layer.
 
-    ``fit`` holds the options of every layer's fit (``max_iter``, ``tol``, ...).
+    ``fit`` holds the options of every layer's fit (``max_iter``, ``tol``, ...), ``model``
+    the first layer's model (:func:`_first_layer_model`; default non-negative).
     """
     cons = [NonNegative()] + ([SumToOne()] if sum_to_one else [])
-    first = factorize(X, ranks[0], constraints=cons, **fit)
+    first = factorize(X, ranks[0], **(model or {"constraints": cons}), **fit)
     A = [first.A]
     if mode == "maps":  # factorize the maps again
         factors = [first.S]

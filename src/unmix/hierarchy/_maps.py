@@ -16,8 +16,9 @@ from ..engine import factorize
 from ..model import NonNegative, SumToOne
 from ._model import Level, Tree
 from ._rank2 import nnls2
+from ._terms import SplitModel
 
-__all__ = ["layer_maps", "nested_maps", "refit_level"]
+__all__ = ["joint_terms", "layer_maps", "nested_maps", "refit_level"]
 
 
 def layer_maps(X: Any, W: Any, be: Backend, *, sum_to_one: bool = False) -> Any:
@@ -99,6 +100,7 @@ def refit_level(
     max_iter: int = 300,
     tol: float = 1e-6,
     random_state: int | None = 0,
+    model: SplitModel | None = None,
 ) -> Level:
     """Maps of all pixels of ``X`` (pixels, channels) for the tree's level at ``depth``.
 
@@ -107,7 +109,9 @@ def refit_level(
     constrained least squares, :func:`layer_maps`).  ``mode="joint"`` then minimizes over
     ``A`` and ``S`` together with the engine (:func:`unmix.factorize` with
     ``NonNegative`` and, with ``sum_to_one``, ``SumToOne``), started from the refitted maps
-    and the tree's endmembers.  ``mode="none"`` takes the tree's nested maps.
+    and the tree's endmembers; with ``model`` (the terms of the tree's splits) the joint
+    refit minimizes that model instead (its loss, its constraints plus ``SumToOne`` with
+    ``sum_to_one``, its regularizers).  ``mode="none"`` takes the tree's nested maps.
     """
     be = backend_of(X)
     xp = be.xp
@@ -124,11 +128,10 @@ def refit_level(
     else:
         A = be.work(_nnls_rows(X, S, be))
     if mode == "joint":
-        cons = [NonNegative()] + ([SumToOne()] if sum_to_one else [])
         res = factorize(
             X,
             k,
-            constraints=cons,
+            **joint_terms(model, sum_to_one),
             init=(A, S),
             max_iter=max_iter,
             tol=tol,
@@ -139,3 +142,23 @@ def refit_level(
     R = X - A @ S
     err = float(xp.sum(R * R)) / max(float(xp.sum(X * X)), 1e-300)
     return Level(depth=depth, nodes=ids, A=A, S=S, refit=mode, error=err)
+
+
+def joint_terms(model: SplitModel | None, sum_to_one: bool) -> dict[str, Any]:
+    """The keywords of :func:`unmix.factorize` for a level's joint refit: non-negative
+    factors (rows of ``A`` on the simplex with ``sum_to_one``), or the splits' ``model``."""
+    if model is None:
+        return {"constraints": [NonNegative()] + ([SumToOne()] if sum_to_one else [])}
+    cons = [NonNegative()] if model.constraints is None else list(model.constraints)
+    if sum_to_one and not any(getattr(c, "simplex_rows", False) for c in cons):
+        cons.append(SumToOne())
+    out = {
+        "loss": model.loss,
+        "constraints": cons,
+        "regularizers": model.regularizers,
+        "solver": model.solver,
+        "signal_shape": model.signal_shape,
+    }
+    if model.coupled:
+        out["spatial_shape"] = model.spatial_shape
+    return out

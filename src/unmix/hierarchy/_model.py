@@ -19,6 +19,7 @@ import numpy as np
 from .._atomic import atomic_path
 from .._backend import to_numpy
 from ..result import Result
+from ._figures import tree_html, tree_plot
 
 __all__ = ["FORMAT", "Level", "Node", "Tree", "attach_tree", "load_tree"]
 
@@ -109,6 +110,12 @@ class Tree:
     history : list of dict
         One entry a split: node, score, gain, number of leaves after it.
     spatial_shape, signal_shape : tuple of int or None
+    splits : dict of int to dict
+        The fit of every split node, by id: ``"pixels"`` the node's pixel indices (n_b,),
+        ``"A"`` (n_b, r) the maps of those pixels and ``"S"`` (r, channels) the fitted
+        components, children in order, scaled so that a pure pixel has abundance 1 (each
+        component times the 0.99 quantile of its map over the node's pixels, the map
+        divided by it).  In memory only (not in JSON or HDF5).
     """
 
     nodes: list[Node]
@@ -122,6 +129,10 @@ class Tree:
     timings: dict[str, float] = field(default_factory=dict)
     spatial_shape: tuple[int, ...] | None = None
     signal_shape: tuple[int, ...] | None = None
+    splits: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    # notebooks: a summary with thumbnails, and matplotlib figures (hierarchy._figures)
+    _repr_html_, plot = tree_html, tree_plot
 
     # ------------------------------------------------------------ structure
     @property

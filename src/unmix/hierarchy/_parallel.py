@@ -46,11 +46,13 @@ __all__ = ["propose_mpi", "refit_levels_mpi"]
 
 # ------------------------------------------------------------------ candidate splits
 def _to_host(c: Candidate) -> Candidate:
-    return c if c.S is None else replace(c, S=np.asarray(to_numpy(c.S)))
+    if c.S is None:
+        return c
+    return replace(c, S=np.asarray(to_numpy(c.S)), S_split=np.asarray(to_numpy(c.S_split)))
 
 
 def _to_backend(c: Candidate, be: Backend) -> Candidate:
-    return c if c.S is None else replace(c, S=be.asarray(c.S))
+    return c if c.S is None else replace(c, S=be.asarray(c.S), S_split=be.asarray(c.S_split))
 
 
 def propose_mpi(

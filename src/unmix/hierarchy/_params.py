@@ -25,6 +25,7 @@ from .._params import (
     lower,
     table,
 )
+from ..engine import PARAMETERS
 from ..executors.groups import EXECUTOR, GROUPS
 from ._scores import SCORES
 
@@ -246,6 +247,39 @@ TREE_PARAMETERS: dict[str, Param] = table(
         "the shape of one spectrum",
         "tuple of int, optional",
         "Pattern shape, kept for maps and figures.",
+    ),
+    replace(
+        PARAMETERS["loss"],
+        details=PARAMETERS["loss"].details
+        + """
+        The loss of every split.  Giving ``loss``, ``constraints``, ``regularizers`` or
+        ``solver`` makes every node's split one :func:`unmix.factorize` fit of rank 2
+        with these terms (see :mod:`unmix.hierarchy._terms`); without them the split is
+        the exact rank-2 ANLS of :func:`~unmix.hierarchy.rank2_nmf` (Frobenius,
+        non-negative), which solves the same problem as the default ``factorize`` model
+        by its own algorithm.  The split's score stays the Frobenius gain.""",
+    ),
+    replace(
+        PARAMETERS["constraints"],
+        details=PARAMETERS["constraints"].details
+        + """
+        Of every split (and of the joint refit of the levels, ``refit="joint"``).""",
+    ),
+    replace(
+        PARAMETERS["regularizers"],
+        details=PARAMETERS["regularizers"].details
+        + """
+        Of every split (and of the joint refit of the levels).  Terms that couple
+        pixels (``GaussianMapFilter``, ``SpatialSmoothness``, ``GraphSmoothness``) fit a
+        node's split on the whole scan grid with the loss weighted by membership (the
+        other pixels together a thousandth of the node; needs ``spatial_shape``), so
+        that the node's pixels keep their neighbours.""",
+    ),
+    replace(
+        PARAMETERS["solver"],
+        details=PARAMETERS["solver"].details
+        + """
+        The solver of every split (``"auto"`` with no other term: the rank-2 ANLS).""",
     ),
     replace(
         EXECUTOR,

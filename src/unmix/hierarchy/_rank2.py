@@ -30,7 +30,7 @@ from .._backend import Backend, backend_of, to_numpy
 
 logger = logging.getLogger("unmix")
 
-__all__ = ["Rank2Fit", "group_rank1", "nnls2", "rank2_nmf"]
+__all__ = ["Rank2Fit", "group_rank1", "nnls2", "rank2_nmf", "spa_start"]
 
 
 def nnls2(G: Any, B: Any, xp: Any = None) -> Any:
@@ -169,6 +169,26 @@ def _spa_init(X: Any, gd: Any, onehot: Any, B: int, be: Backend) -> Any:
     res = norms - own * own / xp.clip(xp.take(un, gd, axis=0), min=be.tiny)
     p2 = xp.argmax(xp.where(onehot.T, res[None, :], neg), axis=1)
     return xp.stack([U, xp.take(X, p2, axis=0)], axis=1)
+
+
+def spa_start(X: Any) -> Any:
+    """The default start of :func:`rank2_nmf` for one group of pixels.
+
+    Parameters
+    ----------
+    X : array (n_pixels, n_channels)
+        The group's pixels (at least one).
+
+    Returns
+    -------
+    array (2, n_channels)
+        Two pixels of ``X`` picked by the successive projection algorithm: the pixel of
+        largest norm, then the one farthest from its line (deterministic; ties go to the
+        lower index).
+    """
+    be = backend_of(X)
+    gd, onehot, B = _group_setup(X, None, 1, be)
+    return _spa_init(X, gd, onehot, B, be)[0]
 
 
 def rank2_nmf(

@@ -7,6 +7,9 @@ endmembers of its candidate split.
   ``e_1 = min ||X_b - u v||_F^2`` is the node's best rank-one residual, ``e_r`` the
   residual of its rank-r NMF, and ``e_root`` the rank-one residual of the whole image:
   the fraction of the image's variation beyond one spectrum that the split explains.
+  When the splits have a model (a loss or terms, :mod:`unmix.hierarchy._terms`) the three
+  are measured in the model's loss instead (its data term; the rank-one model exact for
+  Frobenius and KL), so that a KL tree ranks its splits by the divergence it fits.
 - ``"ndcg"``: a discounted-gain score on the channels, after the node-splitting rule of
   Kuang & Park (2013) that ranks terms by their weight in each child topic.  Channels
   play the role of terms: every child ranks the channels by its (max-normalized)

@@ -20,6 +20,7 @@ from ._cluster import spectral_angle_distances
 from ._rank2 import group_rank1, rank2_nmf
 from ._scores import ndcg_score, split_gain
 from ._stability import rank_stability
+from ._terms import SplitModel, model_split
 
 __all__ = ["Candidate", "Options", "node_ranks", "propose", "screen", "split_fit"]
 
@@ -40,6 +41,7 @@ class Options:
     endmember: str = "core"
     core_fraction: float = 0.4
     root_err: float = 0.0
+    model: SplitModel | None = None
 
 
 @dataclass
@@ -52,12 +54,27 @@ class Candidate:
     rank: int = 2
     angle: float | None = None
     reason: str | None = None
+    pixels: Any = None
+    A: Any = None
+    S_split: Any = None
 
 
 def propose(X: Any, be: Backend, items: list[tuple[int, np.ndarray]], opts: Options) -> dict:
     """Candidate splits of the nodes ``items`` = [(id, pixel indices)], batched."""
     out, batch, Xs, err1, offsets = screen(X, be, items, opts)
     if not batch:
+        return out
+    if opts.model is not None:  # one engine fit a node (see unmix.hierarchy._terms)
+        for b, (nid, idx) in enumerate(batch):
+            if nid in out:
+                continue
+            Xb = Xs[int(offsets[b]) : int(offsets[b + 1])]
+            A_b, S_b, e_1, e_r = model_split(
+                X, idx, Xb, opts.model, be, max_iter=opts.max_iter, tol=opts.tol, seed=opts.seed
+            )
+            if nid == 0:  # the gain in the model's loss, relative to the root's rank one
+                opts.root_err = e_1
+            out[nid] = _finish(nid, idx, Xb, A_b, S_b, e_1, e_r, be, opts)
         return out
     if opts.node_rank == 2:
         fit = rank2_nmf(Xs, _groups(offsets), len(batch), max_iter=opts.max_iter, tol=opts.tol)
@@ -185,6 +202,7 @@ def _finish(
         )
     order = np.argsort(-counts, kind="stable")  # the larger child first
     Sd = S * be.asarray(scale)[:, None]
+    fitted = be.xp.stack([Sd[j] for j in order], axis=0)
     if opts.endmember == "core":
         Sd = _core(Xb, Sd, labels, r, opts.core_fraction, be)
     gain = split_gain(err1, err_r, opts.root_err if opts.root_err > 0 else err1)
@@ -200,6 +218,9 @@ def _finish(
         gain=float(gain),
         rank=r,
         angle=angle,
+        pixels=idx,
+        A=(A / scale)[:, order],
+        S_split=fitted,
     )
     if angle < opts.min_angle:
         cand.reason = (

@@ -15,6 +15,11 @@ can be split: too few pixels, pixels identical (rank one), a split leaving fewer
 Every level (the cut of the tree at a depth) then gets full abundance maps of all pixels
 by refitting that level's endmembers with the engine's constraints
 (``A >= 0``, optionally ``sum(A, axis=1) == 1``).
+
+With ``loss``, ``constraints``, ``regularizers`` or ``solver`` every split is instead one
+rank-2 :func:`unmix.factorize` fit with those terms (:mod:`unmix.hierarchy._terms`: on
+the node's pixels, or on the whole grid weighted by membership for terms that couple
+pixels), and ``Tree.splits`` keeps every split's maps and components.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -35,6 +41,7 @@ from ._model import Level, Node, Tree
 from ._parallel import propose_mpi, refit_levels_mpi
 from ._params import TREE_PARAMETERS, check_tree
 from ._split import Candidate, Options, propose
+from ._terms import check_split_model, split_model
 
 logger = logging.getLogger("unmix")
 
@@ -67,6 +74,10 @@ def hierarchical_nmf(
     random_state: int | None = 0,
     spatial_shape: tuple[int, ...] | None = None,
     signal_shape: tuple[int, ...] | None = None,
+    loss: Any = None,
+    constraints: Sequence[Any] | None = None,
+    regularizers: Sequence[Any] = (),
+    solver: Any = "auto",
     executor: Any = None,
     groups: int | None = None,
 ) -> Tree:
@@ -144,6 +155,7 @@ def _refit_levels(
             sum_to_one=p["sum_to_one"],
             max_iter=p["refit_iter"],
             random_state=p["random_state"],
+            model=split_model(p),
         )
 
     depths = list(range(tree.depth + 1))
@@ -184,6 +196,11 @@ def _build(X: Any, be: Backend, opts: Options, p: dict[str, Any], ranks: Groups 
     if internal == "mean":
         _internal_means(X, nodes, spectra, assignment, be)
     S = xp.stack(spectra, axis=0)
+    splits = {
+        nd.id: {"pixels": c.pixels, "A": c.A, "S": c.S_split}
+        for nd in nodes
+        if nd.children and (c := cands.get(nd.id)) is not None
+    }
     params = {
         "n_leaves": n_leaves,
         "min_size": opts.min_size,
@@ -204,8 +221,10 @@ def _build(X: Any, be: Backend, opts: Options, p: dict[str, Any], ranks: Groups 
         "tol": opts.tol,
         "backend": be.name,
         "dtype": str(be.dtype),
+        "model": None if opts.model is None else opts.model.describe(),
     }
     return Tree(
+        splits=splits,
         nodes=nodes,
         S=S,
         assignment=assignment,
@@ -335,7 +354,10 @@ def _options(n: int, p: dict[str, Any]) -> Options:
             f"X has {n} pixel(s): splitting needs at least 2 * min_size = {2 * min_size}. "
             "Pass more pixels or a smaller min_size."
         )
+    model = split_model(p)
+    check_split_model(model, p, n)
     return Options(
+        model=model,
         min_size=min_size,
         min_score=-np.inf if p["min_score"] is None else float(p["min_score"]),
         min_angle=float(p["min_angle"]),

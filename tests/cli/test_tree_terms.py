@@ -1,0 +1,67 @@
+"""``unmix tree`` takes the model flags of ``unmix run`` (issue 12, item 9)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import unmix
+from unmix.cli import entry, main
+from unmix.hierarchy import load_tree
+
+
+@pytest.fixture(scope="module")
+def scan4d(tmp_path_factory):
+    """A (y, x, ky, kx) = 12 x 12 scan of 8 x 8 patterns: three planted pattern types in
+    three regions, Poisson counts; returns the folder, the file and every pixel's region."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:8, 0:8]
+    blobs = [(1.5, 1.5), (5.5, 5.5), (1.5, 5.5)]
+    P = np.stack([np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8.0) for cy, cx in blobs])
+    P = 30.0 * (P + 0.1)
+    row, col = np.mgrid[0:12, 0:12]
+    region = np.where(col < 5, 0, np.where(row < 6, 1, 2))
+    folder = tmp_path_factory.mktemp("tree_terms")
+    path = folder / "scan4d.npy"
+    np.save(path, rng.poisson(P[region]).astype(np.float32))
+    return folder, str(path), region.reshape(-1)
+
+
+def test_tree_with_kl_map_smoothing_and_a_median_pattern_filter(scan4d):
+    folder, path, region = scan4d
+    out = folder / "kl_tree"
+    args = ["tree", path, "--leaves", "3", "--loss", "kl", "--smooth", "1"]
+    assert entry([*args, "--median-filter", "3", "-o", str(out), "-q", "--no-report"]) == 0
+    model = json.loads((out / "tree.json").read_text())["params"]["model"]
+    assert model["loss"] == "kl"
+    assert [t["type"] for t in model["regularizers"]] == ["GaussianMapFilter", "SpectralSmoothing"]
+    assert model["regularizers"][1]["method"] == "median" and model["regularizers"][1]["size"] == 3
+    assert "UnitNorm" in [t["type"] for t in model["constraints"]]
+    assert model["split"] == "whole grid, weighted by membership"
+    tree = load_tree(out / "result.h5")
+    assert tree.n_leaves == 3
+    purity = [np.bincount(region[tree.assignment == leaf], minlength=3) for leaf in tree.leaves]
+    assert sorted(int(np.argmax(p)) for p in purity) == [0, 1, 2]
+    assert all(p.max() >= 0.95 * p.sum() for p in purity)  # a leaf a planted region
+
+
+def test_run_takes_the_same_median_filter_flag(scan4d):
+    folder, path, _ = scan4d
+    out = folder / "run_median"
+    args = ["run", path, "-k", "3", "--median-filter", "3", "--max-iter", "20"]
+    assert entry([*args, "-o", str(out), "-q", "--no-report"]) == 0
+    spec = unmix.load_result(str(out / "result.h5")).spec
+    assert {"type": "SpectralSmoothing", "method": "median", "size": 3}.items() <= next(
+        t for t in spec["filters"] if t["type"] == "SpectralSmoothing"
+    ).items()
+
+
+def test_tree_refuses_terms_with_stability_ranks(scan4d):
+    folder, path, _ = scan4d
+    args = ["tree", path, "--leaves", "3", "--loss", "kl", "--stability"]
+    res = CliRunner().invoke(main, [*args, "-o", str(folder / "bad"), "-q", "--no-report"])
+    assert res.exit_code == 2
+    assert 'node_rank="stability"' in res.output and "use node_rank=2" in res.output
