@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Mixture", "load_cuzn_eels", "make_mixture"]
+from ._targets import PlantedTarget, plant_target
+
+__all__ = ["Mixture", "PlantedTarget", "load_cuzn_eels", "make_mixture", "plant_target"]
 
 
 @dataclass
