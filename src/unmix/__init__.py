@@ -10,7 +10,7 @@ from . import datasets, io, metrics
 from ._validation import UnsupportedError
 from ._version import __version__
 from .blocks import Weights
-from .engine import IterationInfo, factorize
+from .engine import IterationInfo, OnlineNMF, factorize, fit_maps, online_factorize
 from .executors import SerialExecutor
 from .io import load
 from .model import (
@@ -25,9 +25,11 @@ from .model import (
     GraphSmoothness,
     Identity,
     Logistic,
+    MaxActive,
     MinVolume,
     NonNegative,
     Orthogonal,
+    ProductBounds,
     SpatialSmoothness,
     SpectralSmoothing,
     SumToOne,
@@ -53,11 +55,14 @@ __all__ = [
     "Identity",
     "IterationInfo",
     "Logistic",
+    "MaxActive",
     "MinVolume",
     "NonNegative",
     "NormalizePixels",
+    "OnlineNMF",
     "Orthogonal",
     "PoissonScaling",
+    "ProductBounds",
     "Result",
     "SerialExecutor",
     "SpatialSmoothness",
@@ -71,14 +76,17 @@ __all__ = [
     "datasets",
     "deep_nmf",
     "factorize",
+    "fit_maps",
     "hierarchical_nmf",
     "io",
     "knn_graph",
     "load",
     "load_result",
     "metrics",
+    "online_factorize",
     "select_lambdas",
     "select_rank",
+    "thresholded_nmf",
 ]
 
 _LAZY = {
@@ -86,11 +94,12 @@ _LAZY = {
     "select_lambdas": "selection",
     "hierarchical_nmf": "hierarchy",
     "deep_nmf": "hierarchy",
+    "thresholded_nmf": "thresholded",
 }
 
 
 def __getattr__(name: str):
-    """Rank selection and hierarchies are imported on first use (they are heavier)."""
+    """Rank selection, hierarchies and thresholded NMF are imported on first use."""
     if name in _LAZY:
         import importlib
 

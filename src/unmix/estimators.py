@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._params import document_parameters
 from .blocks import as_csr_rows, is_sparse
-from .engine import PARAMETERS, factorize, fit_maps
+from .engine import PARAMETERS, OnlineNMF, factorize, fit_maps
 from .result import Result
 
 __all__ = ["ESTIMATOR_PARAMETERS", "NMF", "PCA"]
@@ -70,6 +70,7 @@ class _Base(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         X = self._validate(X, reset=True)
         k = self.n_components if self.n_components is not None else min(X.shape)
         result = factorize(X, k, **self._options())
+        self.__dict__.pop("online_", None)  # a batch fit replaces any online state
         self.result_ = result
         self.components_ = result.S
         self.n_components_ = int(result.S.shape[0])
@@ -156,8 +157,43 @@ class NMF(_Base):
         self.solver_options = solver_options
         self.compress = compress
 
-    def _maps(self, X: Any, result: Result) -> Any:
+    def partial_fit(self, X: Any, y: Any = None) -> NMF:
+        """Update the endmembers with one batch of pixels ``X`` (pixels, channels).
 
+        Online NMF (:class:`unmix.OnlineNMF`: sufficient statistics with a forgetting
+        factor, Mairal et al. 2010): memory does not grow with the pixels streamed.  Uses
+        ``n_components`` (None: the smaller side of the first batch), ``loss``,
+        ``constraints``, ``regularizers`` and ``random_state``; the online options
+        (``forget``, ``inner_max``, ``n_inner``) may be given in ``solver_options``.
+        After it, ``components_`` are the current endmembers and :meth:`transform`
+        solves maps against them.  A first call (or one after :meth:`fit`) starts a new
+        online fit; :meth:`fit` starts over from the whole data.
+        """
+        first = not hasattr(self, "online_")
+        X = self._validate(X, reset=first)
+        if first:
+            k = self.n_components if self.n_components is not None else min(X.shape)
+            opts = dict(self.solver_options or {})
+            self.online_ = OnlineNMF(
+                k,
+                loss=self.loss,
+                constraints=self.constraints,
+                regularizers=tuple(self.regularizers or ()),
+                random_state=self.random_state,
+                **opts,
+            )
+        A = self.online_.partial_fit(X)
+        self.result_ = self.online_.result(A)
+        self.components_ = self.online_.S
+        self.n_components_ = int(self.online_.S.shape[0])
+        self.n_iter_ = self.online_.n_batches
+        self.reconstruction_err_ = float(np.sqrt(2.0 * self.online_.history["fit"][-1]))
+        self.mean_ = None
+        return self
+
+    def _maps(self, X: Any, result: Result) -> Any:
+        if hasattr(self, "online_"):
+            return self.online_.transform(X)
         return fit_maps(X, result)
 
     def __sklearn_tags__(self):

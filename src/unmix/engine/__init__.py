@@ -14,6 +14,7 @@ from ._factorize import factorize
 from ._fit_maps import fit_maps
 from ._inputs import check_mask, check_weights
 from ._loop import IterationInfo
+from ._online import OnlineNMF, online_factorize
 from ._params import PARAMETERS, check_factorize_params
 from ._problem import Problem
 from .solvers import hals_sweeps
@@ -21,6 +22,7 @@ from .solvers import hals_sweeps
 __all__ = [
     "PARAMETERS",
     "IterationInfo",
+    "OnlineNMF",
     "Problem",
     "check_factorize_params",
     "check_mask",
@@ -29,4 +31,5 @@ __all__ = [
     "fingerprint",
     "fit_maps",
     "hals_sweeps",
+    "online_factorize",
 ]
