@@ -24,6 +24,8 @@ import numpy as np
 
 from ._atomic import atomic_path
 from ._backend import to_numpy
+from ._display import plot_result
+from ._notebook import result_html, result_to_hyperspy
 from .io import check_dataset, check_h5_file
 from .model import (
     L1,
@@ -34,9 +36,11 @@ from .model import (
     GraphSmoothness,
     Identity,
     Logistic,
+    MaxActive,
     MinVolume,
     NonNegative,
     Orthogonal,
+    ProductBounds,
     SpatialSmoothness,
     SpectralSmoothing,
     SumToOne,
@@ -156,6 +160,9 @@ class Result:
             return S.reshape(S.shape[0], *self.signal_shape)
         return S
 
+    # notebooks: summary with thumbnails, matplotlib figures, HyperSpy signals
+    _repr_html_, plot, to_hyperspy = result_html, plot_result, result_to_hyperspy
+
     def save(self, path: str | os.PathLike) -> str:
         """Write an HDF5 file atomically (temporary file, then rename); return the path."""
         import h5py
@@ -227,9 +234,9 @@ _STEPS = {cls.__name__: cls for cls in (Center, NormalizePixels, PoissonScaling)
 _TERMS = {
     cls.__name__: cls
     for cls in [
-        *(NonNegative, SumToOne, Bounds, FixedEndmembers, UnitNorm, Orthogonal),
-        *(L1, L2, SpatialSmoothness, MinVolume, GaussianMapFilter, SpectralSmoothing),
-        GraphSmoothness,  # rebuilt when its graph came from the data (graph=None)
+        *(NonNegative, SumToOne, Bounds, FixedEndmembers, UnitNorm, Orthogonal, MaxActive),
+        *(ProductBounds, L1, L2, SpatialSmoothness, MinVolume, GaussianMapFilter),
+        *(SpectralSmoothing, GraphSmoothness),  # GraphSmoothness: rebuilt (graph=None)
     ]
 }
 #: each step's state: dataset name -> shape ("n": pixels of A, "m": channels of S)

@@ -288,7 +288,7 @@ def check_html(path, n_figures: int) -> _Checker:
         assert png_size(png) == (int(img["width"]), int(img["height"]))
     assert all(ref.startswith(("data:", "#")) for ref in c.refs), c.refs
     assert "http://" not in text and "https://" not in text
-    assert "<script" not in text.lower()
+    assert "<script src" not in text.lower()  # the viewer's script is inline
     return c
 
 
@@ -299,7 +299,8 @@ def test_report_single_result_escapes_metadata(tmp_path, small):
     path = write_report(out, nmf, image=image, extra={"operator": "A & <B>"})
     assert path == out / "report.html"
     pngs = sorted(out.glob("*.png"))
-    assert len(pngs) == 5  # endmembers, maps, loss, residual, pixel fits (X from the image)
+    # endmembers, maps, loss, residual, pixel fits (X from the image), overview, label map
+    assert len(pngs) == 7
     c = check_html(path, len(pngs))
     text = path.read_text(encoding="utf-8")
     assert "scan &lt;b&gt;01&lt;/b&gt; &amp; co.h5" in text and EVIL not in text
@@ -321,7 +322,7 @@ def test_report_single_result_escapes_metadata(tmp_path, small):
     if "context" in {f.name for f in dataclasses.fields(nmf)}:  # provenance kept in the result
         nmf = dataclasses.replace(nmf, context={"source": EVIL, "reader": "numpy"})
     bare = write_report(tmp_path / "bare", {"<NMF>": nmf}, title="T")
-    assert len(check_html(bare, 3).imgs) == 3
+    assert len(check_html(bare, 4).imgs) == 4  # endmembers, maps, loss, label map
     text = bare.read_text(encoding="utf-8")
     assert "&lt;NMF&gt;" in text and EVIL not in text
 
@@ -357,7 +358,7 @@ def eels_report(tmp_path_factory):
 @pytest.mark.slow  # the bundled real EELS map, three fits
 def test_report_eels_end_to_end(eels_report):
     path, n_png = eels_report
-    assert n_png == 3 * 5 + 1
+    assert n_png == 3 * 6 + 2  # per result 5 figures and a label map; comparison, overview
     check_html(path, n_png)
     text = path.read_text(encoding="utf-8")
     assert 'id="comparison"' in text and "<h2>Comparison</h2>" in text

@@ -1,7 +1,11 @@
-"""Figures of a tree of endmembers and of a dendrogram (PNG, matplotlib Figure API).
+"""Figures of a tree of endmembers and of a dendrogram (matplotlib Figure API).
 
-Every function draws on a :class:`matplotlib.figure.Figure` (no pyplot state, no backend
-switch), writes one PNG and returns its path.
+The ``*_figure`` functions return a :class:`matplotlib.figure.Figure` (no pyplot state, no
+backend switch; :meth:`Tree.plot` shows them in a notebook); the ``plot_*`` functions
+write one PNG and return its path. Every panel has axis labels, and every map a scale
+bar (in the units of ``spatial_axes`` when given, pixels otherwise). The functions take
+a :class:`~unmix.hierarchy.Tree` (its attributes only: this module does not import the
+tree's module, so that :class:`Tree` can offer ``plot`` and ``_repr_html_``).
 """
 
 from __future__ import annotations
@@ -13,13 +17,28 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._backend import to_numpy
-from ._cluster import Dendrogram
-from ._model import Node, Tree
+from .._display import axis_label as label_of
+from .._display import dendrogram_figure, scale_bar, show
+from ..spectral_image import Axis
+from ._cluster import Dendrogram, cluster_components
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["plot_dendrogram", "plot_levels", "plot_tree"]
+__all__ = [
+    "dendrogram_figure",
+    "leaf_dendrogram",
+    "levels_figure",
+    "plot_dendrogram",
+    "plot_levels",
+    "plot_tree",
+    "tree_figure",
+    "tree_html",
+    "tree_plot",
+]
+
+Tree = Any  # a hierarchy.Tree (attributes only; see the module's docstring)
+Node = Any
 
 _PALETTE = [
     "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e",
@@ -55,6 +74,44 @@ def _colors(tree: Tree) -> dict[int, str]:
     return cols
 
 
+def _grid_axes(tree: Tree, spatial_axes: Sequence[Axis] | None) -> list[Axis]:
+    """The scan axes of a 2-D tree's maps: the given ones, else uncalibrated (pixels)."""
+    shape = tuple(tree.spatial_shape or ())
+    if spatial_axes is not None and tuple(a.size for a in spatial_axes) == shape:
+        return list(spatial_axes)
+    return [Axis(n, s) for n, s in zip(("y", "x"), shape, strict=False)]
+
+
+def tree_figure(
+    tree: Tree,
+    *,
+    axis: Sequence[float] | None = None,
+    axis_label: str = "channel",
+    names: dict[int, str] | None = None,
+    refit: bool = True,
+    title: str | None = None,
+    spatial_axes: Sequence[Axis] | None = None,
+) -> Figure:
+    """The tree with every node's endmember and map thumbnail (see :func:`plot_tree`)."""
+    cols = _colors(tree)
+    has_maps = bool(tree.levels) or tree.node_maps is not None
+    spatial2d = bool(tree.spatial_shape) and len(tree.spatial_shape) == 2
+    thumb = has_maps and spatial2d
+    grid = _grid_axes(tree, spatial_axes) if thumb else []
+    fig, box = _canvas(tree, thumb)
+    _draw_edges(fig, tree, box)
+    S = np.asarray(to_numpy(tree.S), dtype=float)
+    xs = np.arange(S.shape[1]) if axis is None else np.asarray(axis, dtype=float)
+    for nd in tree.nodes:
+        sa = _node_axes(fig, tree, nd.id, box(nd.id), grid=grid, refit=refit)
+        _draw_endmember(sa, tree, nd, S[nd.id], xs, color=cols[nd.id], axis_label=axis_label)
+        label = (names or {}).get(nd.id, f"n{nd.id}")
+        sa.set_title(f"{label}  {nd.size} px", fontsize=7, pad=2, color=cols[nd.id])
+        sa.set_yticks([])
+    fig.suptitle(title or f"Tree of endmembers ({tree.n_leaves} leaves)", fontsize=10)
+    return fig
+
+
 def plot_tree(
     tree: Tree,
     path: str | os.PathLike,
@@ -64,8 +121,9 @@ def plot_tree(
     names: dict[int, str] | None = None,
     refit: bool = True,
     title: str | None = None,
+    spatial_axes: Sequence[Axis] | None = None,
 ) -> str:
-    """The tree with every node's endmember and map thumbnail.
+    """The tree with every node's endmember and map thumbnail, as a PNG.
 
     Parameters
     ----------
@@ -75,27 +133,29 @@ def plot_tree(
     axis : sequence of float, optional
         Signal axis values (e.g. wavelengths) for the spectra; default channel indices.
     axis_label : str
+        The x label of every spectrum (e.g. ``"Energy loss (eV)"``).
     names : dict, optional
         Node labels (default ``"n<id>"``).
     refit : bool
         Thumbnails from the refitted level maps (True) or the nested maps.
     title : str, optional
+    spatial_axes : sequence of Axis, optional
+        The two scan axes (the scale bar of every map in their units; pixels otherwise).
+
+    Returns
+    -------
+    str
+        ``path``.
     """
-    cols = _colors(tree)
-    has_maps = bool(tree.levels) or tree.node_maps is not None
-    spatial2d = bool(tree.spatial_shape) and len(tree.spatial_shape) == 2
-    thumb = has_maps and spatial2d
-    fig, box = _canvas(tree, thumb)
-    _draw_edges(fig, tree, box)
-    S = np.asarray(to_numpy(tree.S), dtype=float)
-    xs = np.arange(S.shape[1]) if axis is None else np.asarray(axis, dtype=float)
-    for nd in tree.nodes:
-        sa = _node_axes(fig, tree, nd.id, box(nd.id), thumb=thumb, refit=refit)
-        _draw_endmember(sa, tree, nd, S[nd.id], xs, color=cols[nd.id], axis_label=axis_label)
-        label = (names or {}).get(nd.id, f"n{nd.id}")
-        sa.set_title(f"{label}  {nd.size} px", fontsize=7, pad=2, color=cols[nd.id])
-        sa.set_yticks([])
-    fig.suptitle(title or f"Tree of endmembers ({tree.n_leaves} leaves)", fontsize=10)
+    fig = tree_figure(
+        tree,
+        axis=axis,
+        axis_label=axis_label,
+        names=names,
+        refit=refit,
+        title=title,
+        spatial_axes=spatial_axes,
+    )
     return _save(fig, path)
 
 
@@ -133,17 +193,18 @@ def _draw_edges(fig: Figure, tree: Tree, box: Callable[[int], _Box]) -> None:
             back.plot([x0 + w0 / 2, x1 + w1 / 2], [y0, y1 + h1], color="0.6", lw=1.0, zorder=0)
 
 
-def _node_axes(fig: Figure, tree: Tree, node: int, box: _Box, *, thumb: bool, refit: bool) -> Any:
-    """The axes of a node's endmember, above the thumbnail of its map when ``thumb``."""
+def _node_axes(
+    fig: Figure, tree: Tree, node: int, box: _Box, *, grid: list[Axis], refit: bool
+) -> Any:
+    """The axes of a node's endmember, above its map (with a scale bar) when ``grid``."""
     x0, y0, w, h = box
-    if not thumb:
-        return fig.add_axes((x0, y0 + 0.05 * h, w, 0.85 * h))
-    sa = fig.add_axes((x0, y0 + 0.55 * h, w, 0.38 * h))
+    if not grid:
+        return fig.add_axes((x0, y0 + 0.12 * h, w, 0.78 * h))
+    sa = fig.add_axes((x0, y0 + 0.62 * h, w, 0.31 * h))
     ma = fig.add_axes((x0 + 0.2 * w, y0, 0.6 * w, 0.5 * h))
     img = tree.node_map(node, refit=refit)
-    ma.imshow(img, cmap="viridis", vmin=0, interpolation="nearest")
-    ma.set_xticks([])
-    ma.set_yticks([])
+    show(ma, img, *grid, "viridis", (0.0, max(float(np.max(img)), 1e-300)))
+    scale_bar(ma, *grid, fontsize=5)
     return sa
 
 
@@ -158,31 +219,36 @@ def _draw_endmember(
             interpolation="nearest",
         )
         sa.set_xticks([])
+        sa.set_xlabel("det_x (px)", fontsize=5, labelpad=1)
+        sa.set_ylabel("det_y (px)", fontsize=5, labelpad=1)
         return
     sa.plot(xs, s, color=color, lw=1.0)
     sa.tick_params(labelsize=5, length=2, pad=1)
-    if nd.depth == tree.depth or nd.is_leaf:
-        sa.set_xlabel(axis_label, fontsize=5, labelpad=1)
+    sa.set_xlabel(axis_label, fontsize=5, labelpad=1)
+    sa.set_ylabel("intensity", fontsize=5, labelpad=1)
 
 
-def plot_levels(tree: Tree, path: str | os.PathLike, *, max_levels: int = 6) -> str:
-    """Maps of every level (one row a level, one panel a node), shared colour scale 0-1."""
+def levels_figure(
+    tree: Tree, *, max_levels: int = 6, spatial_axes: Sequence[Axis] | None = None
+) -> Figure:
+    """Maps of every level (see :func:`plot_levels`)."""
     levels = tree.levels[:max_levels]
     if not levels:
         raise ValueError("the tree has no level maps; build it with hierarchical_nmf.")
     kmax = max(len(lv.nodes) for lv in levels)
     spatial2d = bool(tree.spatial_shape) and len(tree.spatial_shape) == 2
+    grid = _grid_axes(tree, spatial_axes) if spatial2d else []
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(1.5 * kmax + 1.2, 1.6 * len(levels) + 0.6))
     axes = fig.subplots(len(levels), kmax, squeeze=False)
     fig.subplots_adjust(
-        left=0.06,
+        left=0.08,
         right=0.86,
-        bottom=0.03,
+        bottom=0.06,
         top=1 - 0.45 / fig.get_figheight(),
-        wspace=0.08,
-        hspace=0.25,
+        wspace=0.15 if spatial2d else 0.35,
+        hspace=0.3 if spatial2d else 0.6,
     )
     cols = _colors(tree)
     vmax = max(float(np.max(to_numpy(lv.A))) for lv in levels)
@@ -191,30 +257,62 @@ def plot_levels(tree: Tree, path: str | os.PathLike, *, max_levels: int = 6) -> 
         A = np.asarray(to_numpy(lv.A), dtype=float)
         for j in range(kmax):
             ax = axes[r, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
             if j >= len(lv.nodes):
                 ax.set_axis_off()
                 continue
             nid = lv.nodes[j]
             if spatial2d:
-                im = ax.imshow(
-                    A[:, j].reshape(tree.spatial_shape),
-                    vmin=0,
-                    vmax=vmax,
-                    cmap="viridis",
-                    interpolation="nearest",
-                )
+                im = show(ax, A[:, j].reshape(tree.spatial_shape), *grid, "viridis", (0, vmax))
+                scale_bar(ax, *grid, fontsize=5)
             else:
                 ax.plot(A[:, j], color=cols[nid], lw=0.8)
+                ax.set_xlabel("pixel", fontsize=6, labelpad=1)
+                ax.tick_params(labelsize=5, length=2, pad=1)
             ax.set_title(f"n{nid}", fontsize=7, color=cols[nid], pad=2)
             if j == 0:
-                ax.set_ylabel(f"depth {lv.depth}", fontsize=7)
+                unit = "" if spatial2d else "\nabundance"
+                ax.set_ylabel(f"depth {lv.depth}{unit}", fontsize=7)
+            if spatial2d and r == len(levels) - 1:
+                ax.set_xlabel(label_of(grid[1], "px"), fontsize=6, labelpad=2)
     if im is not None:
         cax = fig.add_axes((0.89, 0.25, 0.02, 0.5))
         fig.colorbar(im, cax=cax, label="abundance")
     fig.suptitle(f"Maps of every level (refit: {levels[0].refit})", fontsize=10)
-    return _save(fig, path)
+    return fig
+
+
+def plot_levels(
+    tree: Tree,
+    path: str | os.PathLike,
+    *,
+    max_levels: int = 6,
+    spatial_axes: Sequence[Axis] | None = None,
+) -> str:
+    """Maps of every level (one row a level, one panel a node), one colour scale, as a PNG.
+
+    ``spatial_axes`` (the two scan axes) gives the scale bars their units (pixels
+    otherwise). Returns ``path``.
+    """
+    return _save(levels_figure(tree, max_levels=max_levels, spatial_axes=spatial_axes), path)
+
+
+def leaf_dendrogram(tree: Tree) -> tuple[Dendrogram, np.ndarray] | None:
+    """The dendrogram of the tree's leaves and their thumbnails (None below 2 leaves).
+
+    Spectral angle for spectra; the rotation-invariant distance for 2-D patterns.
+    """
+    leaves = tree.leaves
+    if len(leaves) < 2:
+        return None
+    S = np.asarray(to_numpy(tree.S), dtype=float)[leaves]
+    two_d = bool(tree.signal_shape) and len(tree.signal_shape) == 2
+    den = cluster_components(
+        S,
+        metric="rotation" if two_d else "angle",
+        names=[f"n{i}" for i in leaves],
+        signal_shape=tree.signal_shape if two_d else None,
+    )
+    return den, (S.reshape(len(leaves), *tree.signal_shape) if two_d else S)
 
 
 def plot_dendrogram(
@@ -224,37 +322,83 @@ def plot_dendrogram(
     thumbnails: Any = None,
     title: str | None = None,
 ) -> str:
-    """The dendrogram (merge height in degrees), with an optional image under every leaf."""
-    from matplotlib.figure import Figure
-    from scipy.cluster.hierarchy import dendrogram
+    """The dendrogram (merge height in degrees), with an optional image under every leaf,
+    as a PNG; returns ``path``."""
+    return _save(dendrogram_figure(dendro, thumbnails=thumbnails, title=title), path)
 
-    k = len(dendro.names)
-    d = dendrogram(dendro.linkage, no_plot=True, labels=dendro.names)
-    fig = Figure(figsize=(max(4.0, 0.9 * k + 1.0), 4.2 if thumbnails is not None else 3.2))
-    ax = fig.add_axes((0.1, 0.32 if thumbnails is not None else 0.22, 0.86, 0.6))
-    for xs, ys in zip(d["icoord"], d["dcoord"], strict=True):
-        ax.plot(xs, ys, color="0.25", lw=1.1)
-    ticks = 5 + 10 * np.arange(k)
-    ax.set_xticks(ticks)
-    ax.set_xticklabels(d["ivl"], rotation=60, fontsize=7, ha="right")
-    ax.set_xlim(0, 10 * k)
-    ax.set_ylabel(f"{dendro.metric} distance (deg)", fontsize=8)
-    ax.tick_params(labelsize=7)
-    if thumbnails is not None:
-        imgs = np.asarray(to_numpy(thumbnails), dtype=float)
-        order = d["leaves"]
-        w = 0.86 / k
-        for slot, idx in enumerate(order):
-            ia = fig.add_axes((0.1 + slot * w + 0.1 * w, 0.02, 0.8 * w, 0.16))
-            img = imgs[idx]
-            if img.ndim == 1:
-                ia.plot(img, lw=0.7)
-            else:
-                ia.imshow(np.sqrt(np.clip(img, 0, None)), cmap="magma", interpolation="nearest")
-            ia.set_xticks([])
-            ia.set_yticks([])
-    fig.suptitle(
-        title or f"Dendrogram ({dendro.method} linkage, cophenetic {dendro.cophenetic:.2f})",
-        fontsize=10,
+
+_TREE_KINDS = ("tree", "levels", "dendrogram")
+
+
+def tree_plot(
+    tree: Tree,
+    *,
+    kind: str = "tree",
+    axis: Sequence[float] | None = None,
+    axis_label: str = "channel",
+    spatial_axes: Sequence[Axis] | None = None,
+) -> Figure:
+    """A matplotlib figure of the tree (for notebooks; nothing is written).
+
+    Parameters
+    ----------
+    kind : {"tree", "levels", "dendrogram"}
+        The tree with every node's endmember and map, the maps of every level, or the
+        dendrogram of the leaves.
+    axis, axis_label
+        The signal axis of the spectra (values and label, e.g. ``"Energy loss (eV)"``).
+    spatial_axes : sequence of Axis, optional
+        The two scan axes (scale bars in their units; pixels otherwise).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if kind not in _TREE_KINDS:
+        raise ValueError(f"Tree.plot(kind={kind!r}): use one of {', '.join(_TREE_KINDS)}")
+    if kind == "levels":
+        return levels_figure(tree, spatial_axes=spatial_axes)
+    if kind == "dendrogram":
+        found = leaf_dendrogram(tree)
+        if found is None:
+            raise ValueError("Tree.plot(kind='dendrogram') needs a tree with 2 or more leaves")
+        return dendrogram_figure(found[0], thumbnails=found[1])
+    return tree_figure(tree, axis=axis, axis_label=axis_label, spatial_axes=spatial_axes)
+
+
+def tree_html(tree: Tree) -> str:
+    """The notebook view of a tree: a summary and one row a leaf with its endmember and
+    map thumbnails (PNG ``data:`` URIs)."""
+    import html
+
+    from .._display import image_uri, spectrum_uri
+
+    error = f"{tree.levels[-1].error:.4g}" if tree.levels else "n/a"
+    rows = [
+        ("leaves", tree.n_leaves),
+        ("depth", tree.depth),
+        ("stop reason", tree.stop_reason),
+        ("||X - AS||^2 / ||X||^2 (deepest level)", error),
+        ("seconds", f"{tree.timings.get('total', float('nan')):.3g}"),
+    ]
+    head = "".join(
+        f'<tr><th style="text-align:left">{html.escape(str(k))}</th><td>{html.escape(str(v))}</td>'
+        for k, v in rows
     )
-    return _save(fig, path)
+    S = np.asarray(to_numpy(tree.S), dtype=float)
+    maps = (bool(tree.levels) or tree.node_maps is not None) and len(tree.spatial_shape or ()) == 2
+    body = []
+    for j, leaf in enumerate(tree.leaves[:24]):
+        nd = tree.nodes[leaf]
+        if tree.signal_shape and len(tree.signal_shape) == 2:
+            end = image_uri(S[leaf].reshape(tree.signal_shape), cmap="magma")
+        else:
+            end = spectrum_uri(np.arange(S.shape[1]), S[leaf], j)
+        cells = [f"n{leaf}", f"{nd.size} px", f'<img src="{end}" alt="endmember n{leaf}">']
+        if maps:
+            cells.append(f'<img src="{image_uri(tree.node_map(leaf))}" alt="map n{leaf}">')
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return (
+        f"<div><strong>unmix Tree</strong> ({tree.n_leaves} leaves)<table>{head}</table>"
+        f"<table>{''.join(body)}</table></div>"
+    )

@@ -1,7 +1,9 @@
 """A self-contained HTML page for a tree of endmembers (``tree.html``).
 
 Figures are embedded as base64 ``data:`` URIs, the style sheet is inline and there is no
-script or external reference; strings from the data and the options are HTML-escaped.
+external reference; strings from the data and the options are HTML-escaped. Given the
+data, the page adds the interactive viewer of :mod:`unmix.report` (inline script): click
+a node to see its map and endmember, point at a pixel to see its data, model and residual.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from .._backend import to_numpy
+from ..report import VIEWER_BYTES, new_viewer
+from ..spectral_image import Axis
 from ._cluster import cluster_components
 from ._figures import plot_dendrogram, plot_levels, plot_tree
 from ._model import Tree
@@ -49,13 +54,22 @@ def tree_figures(
     *,
     axis: Any = None,
     axis_label: str = "channel",
+    spatial_axes: Any = None,
 ) -> dict[str, str]:
-    """Write ``tree.png``, ``levels.png`` and ``dendrogram.png`` (leaves by spectral angle)."""
+    """Write ``tree.png``, ``levels.png`` and ``dendrogram.png`` (leaves by spectral angle).
+
+    ``spatial_axes`` (the two scan axes, e.g. ``image.spatial_axes``) calibrates the scale
+    bars of the maps (pixels otherwise).
+    """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    files = {"tree": plot_tree(tree, outdir / "tree.png", axis=axis, axis_label=axis_label)}
+    files = {
+        "tree": plot_tree(
+            tree, outdir / "tree.png", axis=axis, axis_label=axis_label, spatial_axes=spatial_axes
+        )
+    }
     if tree.levels:
-        files["levels"] = plot_levels(tree, outdir / "levels.png")
+        files["levels"] = plot_levels(tree, outdir / "levels.png", spatial_axes=spatial_axes)
     leaves = tree.leaves
     if len(leaves) >= 2:
         S = np.asarray(to_numpy(tree.S), dtype=float)[leaves]
@@ -107,6 +121,7 @@ def tree_section(
     axis: Any = None,
     axis_label: str = "channel",
     heading: str | None = "Hierarchy",
+    spatial_axes: Any = None,
 ) -> str:
     """The tree as an HTML fragment (figures embedded), for ``tree.html`` or any report.
 
@@ -115,7 +130,7 @@ def tree_section(
     dendrogram of the leaves, the node and level tables, the Newick string and the tree
     as JSON (without spectra).  ``heading`` (an ``<h2>`` above it all) may be None.
     """
-    files = tree_figures(tree, outdir, axis=axis, axis_label=axis_label)
+    files = tree_figures(tree, outdir, axis=axis, axis_label=axis_label, spatial_axes=spatial_axes)
     figs = {
         "tree": ("Tree", "Every node with its endmember and its map (refitted level maps)."),
         "levels": ("Maps of every level", "One row a depth: the cut of the tree at that depth."),
@@ -151,6 +166,9 @@ def write_tree_report(
     axis: Any = None,
     axis_label: str = "channel",
     extra: dict[str, Any] | None = None,
+    spatial_axes: Any = None,
+    X: Any = None,
+    viewer_bytes: int = VIEWER_BYTES,
 ) -> Path:
     """Write the tree's figures and a self-contained ``tree.html`` into ``outdir``.
 
@@ -161,8 +179,14 @@ def write_tree_report(
     title : str, optional
     axis, axis_label
         Signal axis of the spectra in the tree figure.
+    spatial_axes : sequence of Axis, optional
+        The two scan axes: scale bars of the maps in their units (pixels otherwise).
     extra : dict, optional
         More rows for the notes table (input file, command line, ...).
+    X : array (pixels, channels), optional
+        The data of the tree: adds the interactive viewer (nodes, maps, pixel spectra).
+    viewer_bytes : int
+        Budget of the viewer's binned float32 arrays (see :func:`unmix.report.new_viewer`).
 
     Returns
     -------
@@ -185,8 +209,18 @@ def write_tree_report(
     body = [
         f"<h1>{_esc(title)}</h1>",
         f"<table>{note_rows}</table>",
-        tree_section(tree, outdir, axis=axis, axis_label=axis_label, heading=None),
+        tree_section(
+            tree,
+            outdir,
+            axis=axis,
+            axis_label=axis_label,
+            heading=None,
+            spatial_axes=spatial_axes,
+        ),
     ]
+    if X is not None and tree.levels:
+        kw = {"axis": axis, "label": axis_label, "spatial": spatial_axes, "budget": viewer_bytes}
+        body.insert(2, tree_viewer(tree, X, **kw))
     page = (
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
         f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
@@ -196,3 +230,67 @@ def write_tree_report(
     path = outdir / "tree.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _viewer_axes(
+    tree: Tree, n: int, m: int, axis: Any, label: str, spatial: Any
+) -> tuple[list[Axis], list[Axis]]:
+    shape = tuple(tree.spatial_shape or ()) if math.prod(tree.spatial_shape or (0,)) == n else ()
+    if spatial is not None and tuple(a.size for a in spatial) == shape:
+        scan = list(spatial)
+    else:
+        names = ["y", "x"] if len(shape) == 2 else ["z", "y", "x"][-len(shape) :]
+        scan = [Axis(a, s) for a, s in zip(names, shape, strict=True)] or [Axis("pixel", n)]
+    sig = tuple(tree.signal_shape or ())
+    if len(sig) == 2 and math.prod(sig) == m:
+        return scan, [Axis("det_y", sig[0], navigate=False), Axis("det_x", sig[1], navigate=False)]
+    if axis is not None and len(axis) == m:
+        return scan, [Axis.from_values(label, np.asarray(axis, dtype=float))]
+    return scan, [Axis(label, m, navigate=False)]
+
+
+def tree_viewer(
+    tree: Tree,
+    X: Any,
+    *,
+    axis: Any = None,
+    label: str = "channel",
+    spatial: Any = None,
+    budget: int = VIEWER_BYTES,
+) -> str:
+    """The interactive viewer of a tree: its node list (map and endmember of the node
+    clicked) and the leaf level's maps with every pixel's data, model and residual.
+
+    ``X`` is the data (pixels, channels); ``axis``/``label`` the signal axis of a 1-D
+    signal; ``spatial`` the scan axes.
+    """
+    res = tree.to_result()
+    n, m = int(res.A.shape[0]), int(res.S.shape[1])
+    if tuple(X.shape) != (n, m):
+        raise ValueError(
+            f"X has shape {tuple(X.shape)}; the tree models ({n}, {m}) (pixels, channels): "
+            "pass the X the tree was grown on"
+        )
+    scan, signal = _viewer_axes(tree, n, m, axis, label, spatial)
+    v = new_viewer(
+        scan, signal, n_full=1, n_maps=res.k + len(tree.nodes), budget=budget, label=label
+    )
+    v.payload["data"] = v.data(X)
+    S = np.asarray(to_numpy(tree.S), dtype=float)
+    nodes = []
+    for i in tree.preorder():
+        nd = tree.nodes[i]
+        kind = "leaf" if nd.is_leaf else f"{len(nd.children)} children"
+        nodes.append(
+            {
+                "id": i,
+                "label": f"n{i} ({kind}, {nd.size} px)",
+                "depth": nd.depth,
+                "map": v.maps(np.asarray(tree.node_map(i)).reshape(-1)),
+                "S": v.spectra(S[i : i + 1]),
+            }
+        )
+    v.payload["tree"] = {"nodes": nodes}
+    leaves = [f"n{i}" for i in tree.levels[-1].nodes]
+    v.payload["methods"] = [v.method(f"leaves (depth {tree.levels[-1].depth})", res, names=leaves)]
+    return v.section(heading="Interactive viewer")

@@ -17,13 +17,17 @@ from ._figures import (
     relative_residuals,
 )
 from ._html import HtmlFigure, figure_html, write_report
+from ._interactive import VIEWER_BYTES, Viewer, new_viewer, viewer_section
 from ._template import CSS, PAGE
 
 __all__ = [
     "CSS",
     "PAGE",
+    "VIEWER_BYTES",
     "HtmlFigure",
+    "Viewer",
     "figure_html",
+    "new_viewer",
     "plot_comparison",
     "plot_endmembers",
     "plot_loss",
@@ -31,5 +35,6 @@ __all__ = [
     "plot_pixel_fits",
     "plot_residual_map",
     "relative_residuals",
+    "viewer_section",
     "write_report",
 ]

@@ -2,8 +2,9 @@
 
 :func:`write_report` writes the figures of :mod:`unmix.report` as PNG files and a
 ``report.html`` that embeds every one of them as a base64 ``data:`` URI, with an inline
-style sheet and no script and no external reference: the file can be mailed or archived
-on its own. Every string that comes from data, metadata or parameters is HTML-escaped.
+style sheet, an inline interactive viewer (:mod:`unmix.report._interactive`) and no
+external reference: the file can be mailed or archived on its own. Every string that comes
+from data, metadata or parameters is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from ._figures import (
     plot_pixel_fits,
     plot_residual_map,
 )
+from ._interactive import VIEWER_BYTES, viewer_section
 from ._model import relative_residuals
+from ._phases import components_html, overview_html
 from ._template import CSS, PAGE
 
 __all__ = ["HtmlFigure", "figure_html", "write_report"]
@@ -264,7 +267,9 @@ def _given(value: Any) -> bool:
     return value is not None and not (isinstance(value, str) and not value)
 
 
-def _input_section(image: SpectralImage | None, X: Any, results: list) -> str:
+def _input_section(
+    image: SpectralImage | None, X: Any, results: list, outdir: Path | None = None
+) -> str:
     out = ['<section id="input">', "<h2>Input</h2>"]
     if image is not None:
         out += _image_html(image)
@@ -283,6 +288,8 @@ def _input_section(image: SpectralImage | None, X: Any, results: list) -> str:
         out.append(_table(rows) if rows else "")
         out.append("<details><summary>Provenance saved with the result</summary>")
         out.append(f"<pre>{_esc(_json(context))}</pre></details>")
+    if outdir is not None:  # the overview (HAADF the input carries, else the sum image)
+        out.append(overview_html(results, X, image, outdir))
     out.append("</section>")
     return "\n".join(out)
 
@@ -363,6 +370,7 @@ def _result_section(
         "<h3>Convergence</h3>",
         _table(_convergence_rows(res, residual)),
         "</div></div>",
+        components_html(res, X, image, stem),
         "<details><summary>Full specification (JSON)</summary>",
         f"<pre>{_esc(_json(res.spec))}</pre></details>",
         "<h3>Figures</h3>",
@@ -426,6 +434,17 @@ def _comparison_section(
     return "\n".join(body), fig
 
 
+def _page(title: str, nav: list[tuple[str, str]], parts: list[str]) -> str:
+    return PAGE.format(
+        title=_esc(title),
+        version=_esc(__version__),
+        date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        css=CSS,
+        nav="\n".join(f'<li><a href="#{a}">{_esc(label)}</a></li>' for a, label in nav),
+        body="\n".join(parts),
+    )
+
+
 def write_report(
     outdir: str | Path,
     results: Mapping[str, Result] | Result,
@@ -434,6 +453,7 @@ def write_report(
     image: SpectralImage | None = None,
     title: str | None = None,
     extra: dict[str, Any] | None = None,
+    viewer: bool | int = True,
 ) -> Path:
     """Write the figures and a self-contained ``report.html`` into ``outdir``.
 
@@ -455,6 +475,9 @@ def write_report(
         Default: the image's title, else ``"unmix report"``.
     extra : dict, optional
         More entries for a "Notes" table (e.g. the command line, the operator, a sample id).
+    viewer : bool or int
+        The interactive viewer (a pixel's data, model, contributions, residual; offline),
+        its data binned to :data:`VIEWER_BYTES` or to this many bytes; False: none.
 
     Returns
     -------
@@ -463,9 +486,9 @@ def write_report(
 
     Notes
     -----
-    Every figure is embedded as a base64 ``data:`` URI, the style sheet is inline and the
-    page has no script and no external reference. Strings from the data, the metadata,
-    the result names and ``extra`` are HTML-escaped.
+    Every figure is embedded as a base64 ``data:`` URI, the style sheet and the viewer's
+    script are inline and the page has no external reference. Strings from the data, the
+    metadata, the result names and ``extra`` are HTML-escaped.
     """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -474,7 +497,11 @@ def write_report(
         X = image.unfold()  # a lazy (out-of-core) image is not loaded for the figures
     title = title or (image.title if image is not None and image.title else "unmix report")
     nav = [("input", "Input")]
-    parts = [_input_section(image, X, items)]
+    parts = [_input_section(image, X, items, outdir)]
+    if viewer is not False:
+        budget = VIEWER_BYTES if viewer is True else int(viewer)
+        parts.append(viewer_section(items, X=X, image=image, budget=budget))
+        nav.append(("viewer", "Viewer"))
     residuals, n_figs = [], 0
     for idx, (name, res) in enumerate(items, start=1):
         _logger.info("report: figures of %s", name)
@@ -492,15 +519,7 @@ def write_report(
         rows = [(str(k), _esc(_fmt(v))) for k, v in extra.items()]
         parts.append('<section id="notes">\n<h2>Notes</h2>\n' + _table(rows) + "\n</section>")
         nav.append(("notes", "Notes"))
-    page = PAGE.format(
-        title=_esc(title),
-        version=_esc(__version__),
-        date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        css=CSS,
-        nav="\n".join(f'<li><a href="#{a}">{_esc(label)}</a></li>' for a, label in nav),
-        body="\n".join(parts),
-    )
     path = outdir / "report.html"
-    path.write_text(page, encoding="utf-8")
+    path.write_text(_page(title, nav, parts), encoding="utf-8")
     _logger.info("report: %s (%d figures)", path, n_figs)
     return path

@@ -3,7 +3,10 @@
 :func:`geometry` resolves the scan and signal axes of a result (from a
 :class:`~unmix.SpectralImage` when one matches, uncalibrated otherwise); the drawing helpers
 place images at their physical coordinates (uniform, non-uniform or reversed axes), add
-scale bars and pick colour scales (diverging and centred at 0 for signed data).
+scale bars and pick colour scales (diverging and centred at 0 for signed data). The
+primitives (:func:`show`, :func:`scale_bar`, :func:`colour_scale`, ...) live in
+:mod:`unmix._display`, a lower layer that :class:`unmix.Result` and the hierarchy's
+figures use too; they are re-exported here for the report's figures.
 """
 
 from __future__ import annotations
@@ -17,13 +20,43 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from .._display import (
+    DIVERGING,
+    axis_label,
+    color,
+    colour_scale,
+    edges,
+    result_axes,
+    scale_bar,
+    show,
+)
 from ..result import Result
 from ..spectral_image import Axis, SpectralImage
 
-SAVE = {"dpi": 110, "metadata": {"Software": None}}  # no URL in the PNG, reproducible
-SEQ_MAPS, SEQ_PATTERNS, DIVERGING = "viridis", "magma", "RdBu_r"
+__all__ = [  # the drawing primitives live in unmix._display; re-exported for the figures
+    "DIVERGING",
+    "SAVE",
+    "SEQ_MAPS",
+    "SEQ_PATTERNS",
+    "Geometry",
+    "axis_label",
+    "color",
+    "colour_scale",
+    "edges",
+    "flat_index",
+    "geometry",
+    "image_grid",
+    "names_for",
+    "panel_image",
+    "pixel_label",
+    "save",
+    "scale_bar",
+    "show",
+    "spatial_panels",
+]
 
-_SPATIAL_NAMES = {1: ["index"], 2: ["y", "x"], 3: ["z", "y", "x"]}
+SAVE = {"dpi": 110, "metadata": {"Software": None}}  # no URL in the PNG, reproducible
+SEQ_MAPS, SEQ_PATTERNS = "viridis", "magma"
 _GRID_NAMES = {1: ["index"], 2: ["row", "col"], 3: ["slice", "row", "col"]}
 
 
@@ -43,47 +76,10 @@ class Geometry:
         return tuple(a.size for a in self.signal)
 
 
-def _shape(own: Any, other: Any, n: int) -> tuple[int, ...]:
-    for shape in (own, other):
-        if shape and math.prod(shape) == n:
-            return tuple(int(s) for s in shape)
-    return (n,)
-
-
 def geometry(result: Result, image: SpectralImage | None = None) -> Geometry:
-    """Axes of the result's scan and signal; the image's axes when its shapes match."""
-    n_pix, n_ch = int(result.A.shape[0]), int(result.S.shape[1])
-    sp = _shape(result.spatial_shape, image.spatial_shape if image else None, n_pix)
-    sg = _shape(result.signal_shape, image.signal_shape if image else None, n_ch)
-    if image is not None and image.spatial_shape == sp:
-        spatial = list(image.spatial_axes)
-    else:
-        spatial = [Axis(n, s) for n, s in zip(_SPATIAL_NAMES.get(len(sp), []), sp, strict=False)]
-        if len(spatial) != len(sp):  # more than 3 scan dimensions: show them unfolded
-            spatial = [Axis("pixel", n_pix)]
-    if image is not None and image.signal_shape == sg:
-        signal = list(image.signal_axes)
-    else:
-        names = ["channel"] if len(sg) == 1 else ["det_y", "det_x"]
-        signal = [Axis(n, s, navigate=False) for n, s in zip(names, sg, strict=False)]
-        if len(signal) != len(sg):
-            signal = [Axis("channel", n_ch, navigate=False)]
-    return Geometry(spatial, signal)
-
-
-def axis_label(ax: Axis, default_units: str = "") -> str:
-    """``"name (units)"``, or the name alone for an uncalibrated axis."""
-    units = ax.units or default_units
-    return f"{ax.name} ({units})" if units else ax.name
-
-
-def edges(v: np.ndarray) -> np.ndarray:
-    """Cell edges around the points ``v`` (midpoints; the ends extrapolated)."""
-    v = np.asarray(v, dtype=float)
-    if v.size == 1:
-        return np.array([v[0] - 0.5, v[0] + 0.5])
-    mid = (v[1:] + v[:-1]) / 2
-    return np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]])
+    """Axes of the result's scan and signal: the image's axes when its shapes match, else
+    those saved with the result (``context``), else uncalibrated."""
+    return Geometry(*result_axes(result, image))
 
 
 def flat_index(p: int | Sequence[int], spatial_shape: tuple[int, ...]) -> int:
@@ -121,73 +117,6 @@ def names_for(result: Result, names: Sequence[str] | None) -> list[str]:
 def save(fig: Figure, path: str | os.PathLike) -> str:
     fig.savefig(path, **SAVE)
     return os.fspath(path)
-
-
-def color(j: int) -> Any:
-    import matplotlib
-
-    return matplotlib.colormaps["tab10"](j % 10)
-
-
-def colour_scale(values: Any, seq: str) -> tuple[str, float, float]:
-    """Colormap and limits: diverging and centred at 0 when there are negative values."""
-    finite = [np.asarray(v, dtype=float)[np.isfinite(v)] for v in values]
-    finite = [v for v in finite if v.size]
-    if not finite:
-        return seq, 0.0, 1.0
-    lo = min(float(v.min()) for v in finite)
-    hi = max(float(v.max()) for v in finite)
-    if lo < -1e-6 * max(abs(hi), 1e-300):
-        v = max(abs(lo), abs(hi))
-        return DIVERGING, -v, v
-    return seq, min(lo, 0.0), hi if hi > min(lo, 0.0) else min(lo, 0.0) + 1.0
-
-
-def show(ax: Any, img: np.ndarray, yax: Axis, xax: Any, cmap: str, lim: tuple) -> Any:
-    """Draw ``img`` (rows along ``yax``) at its physical coordinates; row 0 at the top."""
-    ye, xe = edges(yax.values), edges(xax.values)
-    if yax.is_uniform and xax.is_uniform:
-        im = ax.imshow(
-            img,
-            cmap=cmap,
-            vmin=lim[0],
-            vmax=lim[1],
-            origin="upper",
-            extent=(xe[0], xe[-1], ye[-1], ye[0]),
-            interpolation="nearest",
-        )
-    else:
-        im = ax.pcolormesh(xe, ye, img, cmap=cmap, vmin=lim[0], vmax=lim[1], shading="flat")
-        if ye[-1] > ye[0]:
-            ax.invert_yaxis()
-    ax.set_aspect("equal" if xax.units == yax.units else "auto")
-    return im
-
-
-def scale_bar(ax: Any, yax: Axis, xax: Axis) -> None:
-    """A scale bar in the units of the x axis, replacing the ticks."""
-    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
-
-    xe, ye = edges(xax.values), edges(yax.values)
-    target = abs(xe[-1] - xe[0]) / 4
-    nice = 10 ** math.floor(math.log10(target))
-    nice *= next(f for f in (5, 2, 1) if f * nice <= target * (1 + 1e-9))
-    bar = AnchoredSizeBar(
-        ax.transData,
-        nice,
-        f"{nice:g} {xax.units or 'px'}",
-        "lower left",
-        pad=0.3,
-        sep=3,
-        color="black",
-        frameon=True,
-        size_vertical=abs(ye[-1] - ye[0]) * 0.015,
-        fontproperties={"size": 8},
-    )
-    bar.patch.set(alpha=0.75, edgecolor="none")
-    ax.add_artist(bar)
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 def panel_image(

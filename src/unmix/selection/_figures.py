@@ -19,12 +19,15 @@ import numpy as np
 from matplotlib.figure import Figure
 
 __all__ = [
+    "consensus_figure",
+    "criteria_figure",
     "plot_consensus",
     "plot_criteria",
     "plot_lambda_search",
     "plot_selection",
     "plot_stability",
     "plot_uncertainty",
+    "stability_figure",
 ]
 
 _SAVE = {"dpi": 110, "metadata": {"Software": None}}
@@ -51,6 +54,11 @@ def _col(table: list[dict], key: str) -> np.ndarray:
 
 
 def plot_criteria(sel: Any, path: str | os.PathLike) -> str:
+    """Write :func:`criteria_figure` as a PNG; returns ``path``."""
+    return _save(criteria_figure(sel), path)
+
+
+def criteria_figure(sel: Any) -> Figure:
     """Every criterion against ``k`` (one panel each); the rank it picks is circled and
     the recommendation is a dashed vertical line."""
     ks = np.asarray(sel.ks)
@@ -82,7 +90,7 @@ def plot_criteria(sel: Any, path: str | os.PathLike) -> str:
     noise = (sel.settings or {}).get("noise")
     model = " (fits on Poisson-scaled counts)" if noise == "poisson" else ""
     fig.suptitle(f"Rank selection: recommended k = {sel.recommended}{model}", fontsize=10)
-    return _save(fig, path)
+    return fig
 
 
 def _tree_order(C: np.ndarray) -> np.ndarray:
@@ -95,6 +103,11 @@ def _tree_order(C: np.ndarray) -> np.ndarray:
 
 
 def plot_consensus(sel: Any, path: str | os.PathLike) -> str:
+    """Write :func:`consensus_figure` as a PNG; returns ``path``."""
+    return _save(consensus_figure(sel), path)
+
+
+def consensus_figure(sel: Any) -> Figure:
     """Consensus matrices per ``k`` (pixels ordered by their tree; 1 = always together)."""
     ks = [k for k in sel.ks if k in sel.consensus]
     if not ks:
@@ -116,10 +129,15 @@ def plot_consensus(sel: Any, path: str | os.PathLike) -> str:
         ax.set_visible(False)
     if im is not None:
         fig.colorbar(im, ax=list(axes[: len(ks)]), shrink=0.8, label="consensus")
-    return _save(fig, path)
+    return fig
 
 
 def plot_stability(sel: Any, path: str | os.PathLike) -> str:
+    """Write :func:`stability_figure` as a PNG; returns ``path``."""
+    return _save(stability_figure(sel), path)
+
+
+def stability_figure(sel: Any) -> Figure:
     """NMFk's picture: worst cluster silhouette and relative error against ``k``."""
     ks = np.asarray(sel.ks)
     fig = Figure(figsize=(5.5, 3.4), layout="constrained")
@@ -143,7 +161,7 @@ def plot_stability(sel: Any, path: str | os.PathLike) -> str:
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="lower left")
     ax.set_title("Stability vs error (NMFk)", fontsize=9)
-    return _save(fig, path)
+    return fig
 
 
 def plot_uncertainty(

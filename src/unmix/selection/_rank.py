@@ -34,6 +34,7 @@ from .._validation import check_nonnegative, ensure_2d_float, finite_report
 from ..engine import fingerprint
 from ..executors.groups import check_executor
 from ..preprocessing import PoissonScaling, is_counts
+from ._notebook import selection_html, selection_plot
 from ._params import RANK_PARAMETERS, check_selection_params
 from ._persist import read_selection, save_selection, selection_markdown
 from ._plan import FitRecord
@@ -155,12 +156,18 @@ class RankSelection:
         """Read a selection written by :meth:`save` (without the fits)."""
         return cls(**read_selection(path))
 
-    def plot(self, outdir: str | os.PathLike) -> dict[str, str]:
-        """Write the figures (criteria vs k, consensus matrices, stability vs error) as
-        PNG files in ``outdir``; returns their paths by name."""
+    def plot(self, outdir: str | os.PathLike | None = None, *, kind: str = "criteria") -> Any:
+        """Without ``outdir``: the matplotlib figure ``kind`` (``"criteria"``,
+        ``"consensus"`` or ``"stability"``), for notebooks. With ``outdir``: write every
+        figure there as PNG files and return their paths by name."""
+        if outdir is None:
+            return selection_plot(self, kind=kind)
         from ._figures import plot_selection
 
         return plot_selection(self, outdir)
+
+    def _repr_html_(self) -> str:
+        return selection_html(self)
 
 
 def _check_ks(ks: Iterable[int], n: int, m: int) -> list[int]:
