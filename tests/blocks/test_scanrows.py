@@ -63,10 +63,11 @@ def test_streamed_statistics_equal_the_in_memory_ones(cube):
     assert stats.n_values == ref.size and stats.n_nonfinite == 2
     assert stats.n_negative == int(np.sum(ref[fin] < 0)) and stats.n_zero == int(np.sum(ref == 0))
     assert stats.min == ref[fin].min() and stats.max == ref[fin].max()
-    assert stats.mean == pytest.approx(ref[fin].mean(), rel=1e-12)
+    # float32 blocks are summed by BLAS in float32, the blocks' sums in float64
+    assert stats.mean == pytest.approx(ref[fin].mean(), rel=1e-6)
     clean = np.where(fin, ref, 0.0)
-    np.testing.assert_allclose(stats.pixel_sums, clean.sum(axis=1), rtol=1e-12)
-    np.testing.assert_allclose(stats.mean_spectrum, clean.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(stats.pixel_sums, clean.sum(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(stats.mean_spectrum, clean.mean(axis=0), rtol=1e-6)
     assert stats.counts is False
     counts = np.random.default_rng(0).poisson(2.0, (40, 9)).astype(float)
     assert data_stats(counts, block_bytes=100).counts is is_counts(counts) is True

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ._h5direct import direct_lines
+
 __all__ = ["ScanRows", "block_ranges", "sample_rows"]
 
 
@@ -59,6 +61,7 @@ class ScanRows:
         self.chunks = (int(chunks[0]) * self.line, self.shape[1]) if chunks else None
         self.reads = 0
         self._kept: tuple[int, int, Any] = (0, 0, None)
+        self._direct = direct_lines(source)  # lines by os.preadv when the storage allows
 
     @property
     def nbytes(self) -> int:
@@ -98,13 +101,17 @@ class ScanRows:
             have = kept[(l0 - c0) * self.line : (min(l1, c1) - c0) * self.line]
             if l1 <= c1:
                 return have
-            more = np.asarray(self.data[c1:l1]).reshape(-1, self.shape[1])
+            more = self._read(c1, l1)
             lines = np.concatenate([have, more])
         else:
-            more = lines = np.asarray(self.data[l0:l1]).reshape(-1, self.shape[1])
+            more = lines = self._read(l0, l1)
         self.reads += more.size
         self._kept = (l0, l1, lines)
         return lines
+
+    def _read(self, l0: int, l1: int) -> np.ndarray:
+        data = self._direct(l0, l1) if self._direct is not None else self.data[l0:l1]
+        return np.asarray(data).reshape(-1, self.shape[1])
 
 
 def block_ranges(X: Any, *, block_bytes: int = 32 << 20) -> list[tuple[int, int]]:
