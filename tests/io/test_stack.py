@@ -281,3 +281,13 @@ def test_a_3d_dm4_in_a_stack_is_refused(tmp_path):
     os.symlink(os.path.abspath(dm4), tmp_path / "dm" / "EELS_SI.dm4")
     with pytest.raises(UnsupportedFormatError, match=r"EELS_SI\.dm4: holds an array of shape"):
         unmix.io.load(tmp_path / "dm")
+
+
+def test_cli_channel_pattern_sets_the_axis(tmp_path, cube):
+    names = [f"E{100 + 7 * j}_t{(5 * j) % 12}.tif" for j in range(12)]
+    folder = _write_tiffs(tmp_path / "two", cube, names)
+    out = tmp_path / "out"
+    args = ["run", str(folder), "-k", "2", "--no-report", "-q", "--max-iter", "3"]
+    assert entry([*args, "--channel-pattern", "E{value}_t*.tif", "-o", str(out)]) == 0
+    (axis,) = unmix.load_result(out / "result.h5").context["signal_axes"]
+    assert (axis["offset"], axis["scale"]) == (100.0, 7.0)  # not the index axis 0, 1, ...

@@ -461,8 +461,14 @@ INPUT_OPTIONS = [
         help="NumPy/HDF5/Zarr arrays: how many trailing axes are the signal (1: spectra, "
         "e.g. a (x, y, z, m/z) depth profile; 2: patterns, e.g. 4D-STEM).",
     ),
+    click.option(
+        "--channel-pattern",
+        help="A folder or glob of 2-D images: the channel value in the file names, e.g. "
+        "'q_{value}nm.tif' or a regex with one group (default: the numbers in the names).",
+    ),
 ]
-_INPUT_KEYS = ("dataset", "signal", "allow_external", "mz_bins", "signal_ndim")  # [input]
+#: the [input] table's keys that have a flag
+_INPUT_KEYS = ("dataset", "signal", "allow_external", "mz_bins", "signal_ndim", "channel_pattern")
 
 
 def input_flags(inp: dict, kw: dict) -> dict:

@@ -52,6 +52,7 @@ TABLES = {
         "allow_external",
         "mz_bins",
         "signal_ndim",
+        "channel_pattern",
     },
     "preprocess": {"steps"},
     # the factorize keywords a config may set: the parameter table's ``toml`` rows
@@ -70,6 +71,7 @@ _TYPES: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "allow_external": ((bool,), "true or false"),
         "mz_bins": ((int,), "a positive integer (imzML m/z bins)"),
         "signal_ndim": ((int,), "1 (spectra) or 2 (patterns)"),
+        "channel_pattern": ((str,), "a file-name pattern (text), e.g. 'q_{value}nm.tif'"),
     },
     "preprocess": {"steps": ((list,), 'a list of tables, e.g. [{op = "crop"}]')},
     "output": {

@@ -166,7 +166,8 @@ def _read(inp: dict, *, lazy: bool, checksum: bool) -> Any:
     signal = inp.get("signal")
     if isinstance(signal, str) and signal.strip().isdigit():  # --signal 2: by index
         signal = int(signal)
-    extra = {key: inp[key] for key in ("allow_external", "mz_bins", "signal_ndim") if inp.get(key)}
+    keys = ("allow_external", "mz_bins", "signal_ndim", "channel_pattern")
+    extra = {key: inp[key] for key in keys if inp.get(key)}
     try:
         image = load(
             inp["file"],
