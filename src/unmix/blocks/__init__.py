@@ -17,7 +17,7 @@ from ._scanrows import ScanRows, block_ranges, sample_rows
 from ._sources import LAZY_MODULES, check_streamed, is_streamable, mean_row_norm, streamed_backend
 from ._sparse import SparsePixelData, as_csr_rows, check_sparse_finite, entry_rows, is_sparse
 from ._stats import DataStats, data_stats
-from ._streamed import RowRange, StreamedData, chunk_rows
+from ._streamed import RowRange, StreamedData, read_ahead
 
 __all__ = [
     "LAZY_MODULES",
@@ -37,7 +37,6 @@ __all__ = [
     "block_ranges",
     "check_sparse_finite",
     "check_streamed",
-    "chunk_rows",
     "data_stats",
     "default_block_size",
     "entry_rows",
@@ -45,6 +44,7 @@ __all__ = [
     "is_streamable",
     "mean_row_norm",
     "poisson_scales",
+    "read_ahead",
     "sample_rows",
     "streamed_backend",
 ]

@@ -21,12 +21,15 @@ __all__ = ["direct_lines"]
 
 
 def _plain(dataset: Any) -> bool:
-    """An h5py dataset whose bytes on disk are its values (no filter, native order)."""
-    try:
-        import h5py
-    except ImportError:  # pragma: no cover - h5py is a dependency
-        return False
+    """An h5py dataset whose bytes on disk are its values (no filter, native order), in a
+    file opened read-only (a writable file's data may still sit in HDF5's buffers)."""
+    if type(dataset).__module__.split(".")[0] != "h5py":
+        return False  # not h5py (nor worth importing it to find out)
+    import h5py
+
     if not isinstance(dataset, h5py.Dataset) or not hasattr(os, "preadv"):
+        return False
+    if dataset.file.mode != "r":
         return False
     filtered = dataset.compression or dataset.shuffle or dataset.fletcher32
     return not (
@@ -41,8 +44,9 @@ def _plain(dataset: Any) -> bool:
 
 
 def direct_lines(dataset: Any) -> Callable[[int, int], np.ndarray] | None:
-    """A function reading lines ``[l0, l1)`` (slices of axis 0) of ``dataset`` with
-    ``os.preadv``, or None when its storage does not allow it (then use h5py)."""
+    """A function reading lines ``[l0, l1)`` (slices of axis 0; rows of a 2-D dataset) of
+    ``dataset`` with ``os.preadv``, or None when its storage does not allow it (then use
+    h5py).  :class:`~unmix.blocks.ScanRows` and the row views of a streamed fit use it."""
     if not _plain(dataset):
         return None
     shape, dtype = tuple(int(s) for s in dataset.shape), dataset.dtype
@@ -75,7 +79,7 @@ class _Lines:
         for k in range(l0 // self.c0, -(-l1 // self.c0)):
             a, b = max(l0, k * self.c0), min(l1, (k + 1) * self.c0)
             info = self.d.id.get_chunk_info_by_coord((k * self.c0,) + (0,) * (len(self.shape) - 1))
-            start = None if info.byte_offset is None else info.byte_offset
+            start = info.byte_offset  # None: the chunk was never written
             runs.append(
                 (a, b, None if start is None else start + (a - k * self.c0) * self.line_bytes)
             )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +10,7 @@ import numpy as np
 
 from .._backend import to_numpy
 from ._scanrows import block_ranges
+from ._streamed import read_ahead
 
 __all__ = ["DataStats", "data_stats"]
 
@@ -64,9 +64,10 @@ def data_stats(
     X : array (pixels, channels)
         In memory, or file-backed (h5py, Zarr, :class:`ScanRows`, memory map): only
         blocks of about ``block_bytes`` (whole scan lines) are held, in their own dtype;
-        the next block is read in a thread while this one is counted.  A float block's
-        row and column sums are BLAS products in its dtype (float32 data: relative error
-        about 1e-7), accumulated in float64 across blocks; integers are summed in float64.
+        the next block is read ahead while this one is counted (as :class:`StreamedData`
+        reads).  A float block's row and column sums are BLAS products in its dtype
+        (float32 data: relative error about 1e-7), accumulated in float64 across blocks;
+        integers are summed in float64.
     block_bytes : int, keyword-only
         Bytes of one block as stored.
     progress : callable, keyword-only
@@ -76,22 +77,12 @@ def data_stats(
     -------
     DataStats
     """
-    n, m = int(X.shape[0]), int(X.shape[1])
-    acc = _Acc(n, m)
-    ranges = list(block_ranges(X, block_bytes=block_bytes))
-
-    def read(i: int) -> np.ndarray:
-        a, b = ranges[i]
-        return np.asarray(to_numpy(X[a:b]))
-
-    with ThreadPoolExecutor(max_workers=1) as pool:  # the next block is read meanwhile
-        ahead = pool.submit(read, 0) if ranges else None
-        for i, (a, b) in enumerate(ranges):
-            Xb = ahead.result()
-            ahead = pool.submit(read, i + 1) if i + 1 < len(ranges) else None
-            acc.add(a, b, Xb)
-            if progress is not None:
-                progress(b - a)
+    acc = _Acc(int(X.shape[0]), int(X.shape[1]))
+    ranges = block_ranges(X, block_bytes=block_bytes)
+    for a, b, Xb in read_ahead(X, ranges, lambda a, b: np.asarray(to_numpy(X[a:b]))):
+        acc.add(a, b, Xb)
+        if progress is not None:
+            progress(b - a)
     return acc.result()
 
 

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
 from .._backend import Backend
 from ..executors.base import Block
+from ._h5direct import direct_lines
 from ._pixels import PixelData, Weights
 
-__all__ = ["RowRange", "StreamedData", "chunk_rows"]
+__all__ = ["RowRange", "StreamedData", "read_ahead"]
 
 
 class RowRange:
     """A view of ``n_rows`` rows whose row ``i`` is row ``offset + i`` of ``source``.
 
-    Nothing is read until the view is sliced (``source`` may be a file-backed array).
-    A negative ``offset`` maps global row numbers onto a process's own rows.
+    Nothing is read until the view is sliced (``source`` may be a file-backed array; an
+    uncompressed HDF5 dataset's whole rows are read with ``os.preadv``, see
+    :func:`~unmix.blocks._h5direct.direct_lines`, so a read-ahead thread overlaps the
+    computation).  A negative ``offset`` maps global row numbers onto a process's own rows.
     """
 
     def __init__(self, source: Any, offset: int, n_rows: int) -> None:
@@ -26,11 +29,15 @@ class RowRange:
         self.shape = (int(n_rows), int(source.shape[1]))
         self.dtype = source.dtype
         self.chunks = getattr(source, "chunks", None)
+        self._direct = direct_lines(source)  # rows by os.preadv when the storage allows
 
     def __getitem__(self, key: Any) -> Any:
         rows, cols = key if isinstance(key, tuple) else (key, slice(None))
         if isinstance(rows, slice):
             a, b, _ = rows.indices(self.shape[0])
+            whole = isinstance(cols, slice) and cols == slice(None)
+            if self._direct is not None and whole and b > a:
+                return self._direct(self.offset + a, self.offset + b)
             return self.src[self.offset + a : self.offset + b, cols]
         return self.src[self.offset + int(rows), cols]
 
@@ -75,7 +82,7 @@ class StreamedData(PixelData):
         self._dtype = dtype
         self._last: tuple[int, Any] | None = None
         self._next: tuple[int, Any] | None = None
-        self._reader = _BlockReader(source, view, be)
+        self._reader = _BlockReader(source, start, moved=be.name != "numpy")
         self.reads = 0  # blocks read from the source (for tests and benchmarks)
 
     @property
@@ -116,37 +123,40 @@ class StreamedData(PixelData):
         return self.be.asarray(host, dtype=self._dtype)
 
 
-def chunk_rows(source: Any) -> int | None:
-    """Rows of one storage chunk of ``source`` (h5py, Zarr, Dask), None when unknown."""
-    chunks = getattr(source, "chunks", None)
-    if not chunks:
-        return None
-    first = chunks[0]
-    if isinstance(first, tuple):  # Dask: the sizes of every chunk along the rows
-        first = first[0] if first else None
-    return int(first) if first else None
+def read_ahead(
+    X: Any, ranges: Iterable[tuple[int, int]], read: Callable[[int, int], Any] | None = None
+) -> Iterator[tuple[int, int, Any]]:
+    """``(a, b, read(a, b))`` for the row ranges of ``X`` in order, the next block read
+    while this one is used (as :class:`StreamedData` reads ahead).  ``read`` defaults to
+    ``X[a:b]``."""
+    ranges = list(ranges)
+    read = read if read is not None else lambda a, b: X[a:b]
+    reader = _BlockReader(X, 0, moved=False)
+    ahead = reader.ahead(read, *ranges[0]) if ranges else None
+    for i, (a, b) in enumerate(ranges):
+        Xb = ahead.result()
+        ahead = reader.ahead(read, *ranges[i + 1]) if i + 1 < len(ranges) else None
+        yield a, b, Xb
 
 
 class _BlockReader:
     """Reads the next block ahead of the computation.
 
     A background thread for sources whose reads cost CPU or wait on I/O (h5py, Zarr,
-    Dask) or whose blocks move to another device; a kernel read-ahead hint
-    (``madvise(WILLNEED)``) for a memory map, whose blocks are views; nothing for an
-    array already in host memory computed on the host.
+    Dask, :class:`~unmix.blocks.ScanRows`) or whose blocks move to another device; a
+    kernel read-ahead hint (``madvise(WILLNEED)``) for a memory map, whose blocks are
+    views; nothing for an array already in host memory computed on the host.
     """
 
-    def __init__(self, source: Any, view: Any, be: Backend) -> None:
+    def __init__(self, source: Any, first_row: int, *, moved: bool) -> None:
         base = getattr(source, "src", source)  # a Dask worker's row view: its source
         self._mmap = getattr(base, "_mmap", None) if isinstance(base, np.memmap) else None
-        self._view, self._base, self._pool = view, base, None
+        self._base, self._pool = base, None
         inner = int(getattr(source, "offset", 0)) if source is not base else 0
-        self._offset = view.offset + inner  # row of the view's row 0 in ``base``
-        from ._sources import LAZY_MODULES
-
-        lazy = type(base).__module__.split(".")[0] in LAZY_MODULES
-        moved = be.name != "numpy"
-        self.threaded = lazy or moved  # a memory map on the host: the hint only
+        self._offset = int(first_row) + inner  # row of the reader's row 0 in ``base``
+        # host arrays (a memory map: the hint only) are not read in a thread; anything
+        # else (h5py, Zarr, Dask, ScanRows) is, and so is every block moved to a device
+        self.threaded = moved or not isinstance(base, np.ndarray)
 
     def ahead(self, read: Callable, start: int, stop: int) -> Any:
         """A future-like holder of block ``[start, stop)``, read now or in the thread."""

@@ -37,7 +37,7 @@ from ..model import (
 from ..preprocessing import OPS, NormalizePixels
 from ._config import factorize_options, load_config, tomllib, validate_config
 from ._errors import EXIT_EXISTS, EXIT_FIT, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_USAGE, Fail
-from ._load import STREAM_OPTIONS, load_image, open_image, stream_mode, unfolded
+from ._load import STREAM_OPTIONS
 
 __all__ = [
     "CHECKPOINT",
@@ -65,14 +65,10 @@ __all__ = [
     "flag_terms",
     "inline_table",
     "input_flags",
-    "load_image",
     "merge_config",
-    "open_image",
     "parse_shape",
     "progress_bar",
-    "stream_mode",
     "table_option",
-    "unfolded",
     "with_options",
     "write_html_report",
 ]

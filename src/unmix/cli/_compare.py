@@ -21,12 +21,9 @@ from ._common import (
     fit_command,
     fit_with_progress,
     flag_terms,
-    open_image,
-    stream_mode,
-    unfolded,
     write_html_report,
 )
-from ._load import is_streamed
+from ._load import is_streamed, open_image, stream_mode, unfolded
 from ._outdir import output_folder
 
 __all__ = ["CONSTRAINED", "compare"]

@@ -15,15 +15,8 @@ import numpy as np
 
 from ..blocks import DataStats, data_stats
 from ..preprocessing import is_counts
-from ._common import (
-    INPUT_OPTIONS,
-    input_flags,
-    open_image,
-    stream_mode,
-    unfolded,
-    with_options,
-)
-from ._load import block_bytes, is_streamed, read_progress
+from ._common import INPUT_OPTIONS, input_flags, with_options
+from ._load import block_bytes, is_streamed, open_image, read_progress, stream_mode, unfolded
 
 __all__ = ["inspect", "suggestions"]
 

@@ -18,11 +18,9 @@ from ._common import (
     fit_command,
     fit_with_progress,
     flag_terms,
-    open_image,
-    stream_mode,
-    unfolded,
     write_html_report,
 )
+from ._load import open_image, stream_mode, unfolded
 from ._mpi import mpi_executor
 from ._outdir import Output, output_folder
 

@@ -25,14 +25,11 @@ from ._common import (
     dense_only,
     inline_table,
     input_flags,
-    open_image,
     parse_shape,
-    stream_mode,
-    unfolded,
     with_options,
 )
 from ._config import load_config
-from ._load import is_streamed
+from ._load import is_streamed, open_image, stream_mode, unfolded
 from ._mpi import mpi_executor, mpi_options
 from ._outdir import output_folder
 from ._subsample import draw_pixels

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import backend_of
-from ..blocks import block_ranges, sample_rows
+from ..blocks import block_ranges, read_ahead, sample_rows
 from ..hierarchy import layer_maps, nested_maps
 from ._load import block_bytes, read_progress, subsample_size
 
@@ -47,8 +47,8 @@ def map_tree(tree: Any, X: Any, *, spatial_shape: tuple, normalize: bool, quiet:
     nested = None if tree.node_maps is None else np.empty((n, len(tree.nodes)))
     num, den = np.zeros(len(tree.levels)), 0.0
     with read_progress(n, "mapping every pixel", quiet) as bar:
-        for a, b in block_ranges(X, block_bytes=block_bytes()):
-            xb = np.asarray(X[a:b], dtype=float)
+        ranges = block_ranges(X, block_bytes=block_bytes())
+        for a, b, xb in read_ahead(X, ranges, lambda a, b: np.asarray(X[a:b], dtype=float)):
             if normalize:
                 norms = np.linalg.norm(xb, axis=1, keepdims=True)
                 xb = xb / np.where(norms > 0, norms, 1.0)

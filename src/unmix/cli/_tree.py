@@ -27,14 +27,11 @@ from ._common import (
     flag_terms,
     inline_table,
     input_flags,
-    open_image,
     parse_shape,
-    stream_mode,
     table_option,
-    unfolded,
     with_options,
 )
-from ._load import is_streamed
+from ._load import is_streamed, open_image, stream_mode, unfolded
 from ._mpi import mpi_executor, mpi_options
 from ._outdir import output_folder
 from ._subsample import draw_pixels, map_tree
@@ -133,7 +130,7 @@ def tree(file: str, **kw: Any) -> None:
         t, caught = (
             _grow_streamed(image, kw, executor)
             if is_streamed(image)
-            else _grow(image, kw, executor)
+            else _grow(image, kw, executor, image.unfold(), image.spatial_shape)
         )
         if not lead:
             return
@@ -165,9 +162,12 @@ def _grow_streamed(
     (:mod:`unmix.cli._subsample`); the subsample is recorded in the tree's params."""
     X = unfolded(image)
     index, rows = draw_pixels(X, kw["random_state"], quiet=kw["quiet"])
-    t, caught = _grow(image, kw, executor, X=rows, spatial_shape=None)
-    t.params["subsample"] = {"pixels": int(index.size), "of": int(X.shape[0])}
-    t.params["subsample"]["seed"] = kw["random_state"]
+    t, caught = _grow(image, kw, executor, rows, None)
+    t.params["subsample"] = {
+        "pixels": int(index.size),
+        "of": int(X.shape[0]),
+        "seed": kw["random_state"],
+    }
     if not kw["quiet"]:
         click.echo(
             f"tree grown on {index.size} of {X.shape[0]} pixels (seed {kw['random_state']}); "
@@ -182,16 +182,14 @@ def _grow(
     image: SpectralImage,
     kw: dict[str, Any],
     executor: Any,
-    *,
-    X: Any = None,
-    spatial_shape: Any = "image",
+    X: Any,
+    spatial_shape: tuple | None,
 ) -> tuple[Tree, list[warnings.WarningMessage]]:
-    """The tree of the image's pixels (or of ``X``, pixels, channels, on ``spatial_shape``),
-    and the warnings of its growth (recorded, not shown)."""
+    """The tree of ``X`` (pixels, channels: the image's, or a subsample of them without a
+    scan grid, ``spatial_shape`` None), and the warnings of its growth (recorded, not
+    shown)."""
     from ..hierarchy import hierarchical_nmf
 
-    X = image.unfold() if X is None else X
-    shape = image.spatial_shape if spatial_shape == "image" else spatial_shape
     refit = ("joint" if kw["joint"] else "maps") if kw["refit"] else "none"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -211,7 +209,7 @@ def _grow(
                 normalize=kw["normalize"],
                 endmember=kw["endmember"],
                 random_state=kw["random_state"],
-                spatial_shape=shape,
+                spatial_shape=spatial_shape,
                 signal_shape=image.signal_shape,
                 executor=executor,
                 groups=kw["groups"],

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import to_numpy
+from ..blocks import read_ahead
 from ..result import Result
 
 _logger = logging.getLogger(__name__)
@@ -88,10 +89,14 @@ def pixel_pass(result: Result, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarr
     X = check_X(result, X)
     n, m = X.shape
     num, den, sums = np.empty(n), np.empty(n), np.empty(n)
-    for a, b in blocks(n, m):
-        xb = np.asarray(to_numpy(X[a:b]), dtype=float)
-        num[a:b] = np.sum((xb - model_rows(result, a, b)) ** 2, axis=1)
-        den[a:b] = np.sum(xb**2, axis=1)
+
+    def read(a: int, b: int) -> np.ndarray:
+        return np.asarray(to_numpy(X[a:b]), dtype=float)
+
+    for a, b, xb in read_ahead(X, blocks(n, m), read):  # the next block read meanwhile
+        r = xb - model_rows(result, a, b)
+        num[a:b] = np.einsum("ij,ij->i", r, r)
+        den[a:b] = np.einsum("ij,ij->i", xb, xb)
         sums[a:b] = xb.sum(axis=1)
     _LAST.clear()
     try:
