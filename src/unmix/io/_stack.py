@@ -56,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from ..preprocessing._lines import take_lines
 from ..spectral_image import Axis, SpectralImage
 from ._common import (
     CorruptFileError,
@@ -260,25 +261,24 @@ class ImageStack:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         ky, kx, kc = _expand(key)
-        ny, nx, nc = self.shape
-        ys, cs = np.arange(ny)[ky], np.arange(nc)[kc]
-        y_idx, c_idx = np.atleast_1d(ys), np.atleast_1d(cs)
-        if y_idx.size == 0 or c_idx.size == 0:
-            block = np.empty((y_idx.size, nx, c_idx.size), self.dtype)
-        else:
-            lo, hi = int(y_idx.min()), int(y_idx.max()) + 1
-            chans = np.unique(c_idx)
-            block = np.empty((hi - lo, nx, chans.size), self.dtype)
-            for j, c in enumerate(chans):
-                block[:, :, j] = self._rows(int(c), lo, hi)
-            if y_idx.size != hi - lo or np.any(np.diff(y_idx) != 1):  # else: all rows read
-                block = block[y_idx - lo]
-            if not np.array_equal(chans, c_idx):
-                block = block[:, :, np.searchsorted(chans, c_idx)]
-        block = block[:, kx, :]
-        if np.ndim(cs) == 0:
-            block = block[..., 0]
-        return block[0] if np.ndim(ys) == 0 else block
+        cs = np.arange(self.shape[2])[kc]
+        c_idx = np.atleast_1d(cs)
+        block = take_lines(ky, self.shape[0], lambda lo, hi: self._block(lo, hi, c_idx))
+        block = block[..., kx, :]
+        return block[..., 0] if np.ndim(cs) == 0 else block
+
+    def _block(self, lo: int, hi: int, c_idx: np.ndarray) -> np.ndarray:
+        """Rows ``lo .. hi - 1`` of the channels ``c_idx``: each image read once."""
+        nx = self.shape[1]
+        if hi == lo or c_idx.size == 0:
+            return np.empty((hi - lo, nx, c_idx.size), self.dtype)
+        chans = np.unique(c_idx)
+        block = np.empty((hi - lo, nx, chans.size), self.dtype)
+        for j, c in enumerate(chans):
+            block[:, :, j] = self._rows(int(c), lo, hi)
+        if not np.array_equal(chans, c_idx):
+            block = block[:, :, np.searchsorted(chans, c_idx)]
+        return block
 
     def _rows(self, c: int, lo: int, hi: int) -> np.ndarray:
         if self._closed:

@@ -48,6 +48,7 @@ class PowerLawBackground(ImageOp):
     """
 
     op = "power_law_background"
+    streaming = "pixel"
     fit_range: Any = None
     clip: bool = False
     zero_fill: bool = False
@@ -104,9 +105,6 @@ class PowerLawBackground(ImageOp):
         info = {"r_median": float(np.median(r)) if r.size else None, "n_failed": n_bad}
         data = out.reshape(image.shape).astype(x.dtype, copy=False)
         return Out(data, list(image.spatial_axes), list(image.signal_axes), None, info)
-
-    def line_kind(self, image: SpectralImage) -> str:
-        return "pixel"
 
 
 def solve_pentadiagonal(a: np.ndarray, b: np.ndarray, c: np.ndarray, r: np.ndarray) -> Any:
@@ -227,6 +225,7 @@ class BaselineALS(ImageOp):
     """
 
     op = "baseline_als"
+    streaming = "pixel"
     lam: float = 1e5
     p: float = 0.01
     n_iter: int = 10
@@ -250,6 +249,3 @@ class BaselineALS(ImageOp):
             np.maximum(out, 0.0, out=out)
         data = out.reshape(image.shape).astype(x.dtype, copy=False)
         return Out(data, list(image.spatial_axes), list(image.signal_axes))
-
-    def line_kind(self, image: SpectralImage) -> str:
-        return "pixel"

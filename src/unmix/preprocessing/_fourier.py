@@ -18,13 +18,13 @@ from ._imagebase import (
     Out,
     as_float,
     float_dtype,
+    mean_signal,
     need_signal_ndim,
     need_uniform,
     read,
     reciprocal_units,
     register,
 )
-from ._lines import line_blocks
 
 __all__ = ["FFT", "PolarTransform", "SlidingWindowFFT", "image_from_array"]
 
@@ -75,6 +75,7 @@ class FFT(ImageOp):
     """
 
     op = "fft"
+    streaming = "pixel"
     taper: str | None = "none"
     onesided: bool = True
 
@@ -104,9 +105,6 @@ class FFT(ImageOp):
             axes = [_freq_axis(sig[0], ny, centred=True), _freq_axis(sig[1], nx, centred=True)]
         meta = {"quantity": "|FFT|"}
         return Out(f.astype(dtype, copy=False), list(image.spatial_axes), axes, meta)
-
-    def line_kind(self, image: SpectralImage) -> str:
-        return "pixel"
 
 
 def image_from_array(
@@ -343,11 +341,7 @@ class PolarTransform(ImageOp):
     def settled(self, image: SpectralImage) -> tuple[ImageOp, dict[str, Any]]:
         """The centre of mass of the mean pattern, from one streamed pass."""
         need_signal_ndim(self, image, 2, "the polar transform is for 2-D patterns")
-        total = np.zeros(image.signal_shape)
-        for block in line_blocks(image.data):
-            total += block.reshape(-1, *image.signal_shape).sum(axis=0, dtype=float)
-        mean = total.reshape(1, -1) / max(1, image.n_pixels)
-        centre = self._centre(image, mean)
+        centre = self._centre(image, mean_signal(image).reshape(1, -1))
         op = PolarTransform(centre, self.n_radii, self.n_angles, self.r_max, units=False)
         return op, {"center": [float(c) for c in centre]}
 

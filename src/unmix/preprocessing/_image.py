@@ -110,6 +110,7 @@ class Crop(ImageOp):
     """
 
     op = "crop"
+    streaming = "lines"
     spatial: Any = None
     signal: Any = None
     units: bool = True
@@ -146,9 +147,6 @@ class Crop(ImageOp):
             meta["pixel_weights"] = w[np.ix_(*idx[:nsp])].copy()
         return Out(data, axes[:nsp], axes[nsp:], meta)
 
-    def line_kind(self, image: SpectralImage) -> str:
-        return "lines"
-
     def stream_lines(self, image: SpectralImage) -> Out:
         idx = self._indices(image)
         lines, rest = idx[0], idx[1:]
@@ -183,6 +181,7 @@ class Bin(ImageOp):
     """
 
     op = "bin"
+    streaming = "lines"
     spatial: Any = 1
     signal: Any = 1
     method: str = "sum"
@@ -198,9 +197,6 @@ class Bin(ImageOp):
         fs = factors_for(self, self.spatial, image.spatial_axes, "spatial")
         return fs + factors_for(self, self.signal, image.signal_axes, "signal")
 
-    def line_kind(self, image: SpectralImage) -> str:
-        return "lines"
-
     def stream_lines(self, image: SpectralImage) -> Out:
         factors = self._factors(image)
         f0 = factors[0]
@@ -210,8 +206,7 @@ class Bin(ImageOp):
 
         probe = bin_array(np.asarray(image.data[:f0]), factors, self.method)
         shape = (image.spatial_shape[0] // f0, *probe.shape[1:])
-        out = _bin(self, image, factors, self.method, data=LineArray(shape, probe.dtype, compute))
-        return out
+        return _bin(self, image, factors, self.method, data=LineArray(shape, probe.dtype, compute))
 
 
 def _bin(
@@ -257,6 +252,7 @@ class BinDetector(ImageOp):
     """
 
     op = "bin_detector"
+    streaming = "pixel"
     factor: Any = 2
     method: str = "sum"
 
@@ -268,9 +264,6 @@ class BinDetector(ImageOp):
         need_signal_ndim(self, image, 2, "use Bin(signal=...) for spectra")
         fg = factors_for(self, self.factor, image.signal_axes, "detector")
         return _bin(self, image, [1] * len(image.spatial_axes) + fg, self.method)
-
-    def line_kind(self, image: SpectralImage) -> str:
-        return "pixel"
 
 
 # ----------------------------------------------------------------------------- masks
@@ -294,6 +287,7 @@ class MaskChannels(ImageOp):
     """
 
     op = "mask_channels"
+    streaming = "pixel"
     ranges: Any = field(default_factory=list)
     units: bool = True
 
@@ -327,9 +321,6 @@ class MaskChannels(ImageOp):
         data = read(image)[..., idx]
         return Out(data, list(image.spatial_axes), [take_axis(ax, idx)])
 
-    def line_kind(self, image: SpectralImage) -> str:
-        return "pixel"
-
 
 @register
 @dataclass
@@ -353,6 +344,7 @@ class MaskPixels(ImageOp):
     """
 
     op = "mask_pixels"
+    streaming = "meta"  # the data pass through unread
     mask: Any = None
     pixels: Any = None
 
@@ -414,9 +406,6 @@ class MaskPixels(ImageOp):
             {"pixel_weights": w},
             info,
         )
-
-    def line_kind(self, image: SpectralImage) -> str:
-        return "meta"  # the data pass through unread
 
 
 # ------------------------------------------------------------------------------ pipelines

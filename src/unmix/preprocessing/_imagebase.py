@@ -25,7 +25,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from ..spectral_image import Axis, SpectralImage
-from ._lines import LineArray
+from ._lines import LineArray, line_blocks
 
 _logger = logging.getLogger("unmix.preprocessing")
 
@@ -72,11 +72,13 @@ def jsonable(value: Any) -> Any:
 class ImageOp:
     """Base class of the image-level preprocessing operations.
 
-    Subclasses set ``op`` (the name used in configs) and implement ``_transform``.
+    Subclasses set ``op`` (the name used in configs) and implement ``_transform``;
+    ``streaming`` is their :meth:`line_kind` when it does not depend on the parameters.
     :meth:`apply` never modifies the input image or its data.
     """
 
     op: ClassVar[str] = ""
+    streaming: ClassVar[str] = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly ``{"op": name, **parameters}``; :func:`op_from_dict` inverts it."""
@@ -110,7 +112,7 @@ class ImageOp:
         statistic, then :meth:`settled` is a ``"pixel"`` operation; ``"meta"``: the data
         are passed through untouched; ``""``: the image must be read into memory.
         """
-        return ""
+        return self.streaming
 
     def streams(self, image: SpectralImage) -> bool:
         """True when :meth:`apply` on the lazy ``image`` keeps it lazy."""
@@ -181,6 +183,15 @@ def pixelwise(op: ImageOp, image: SpectralImage) -> Out:
     return Out(
         LineArray(shape, dtype, compute), list(image.spatial_axes), probe.signal_axes, meta, info
     )
+
+
+def mean_signal(image: SpectralImage) -> np.ndarray:
+    """The mean signal (of the signal shape, float64) over every pixel of ``image``, read
+    in one streamed pass of blocks of scan lines."""
+    total = np.zeros(image.signal_shape)
+    for block in line_blocks(image.data):
+        total += block.reshape(-1, *image.signal_shape).sum(axis=0, dtype=float)
+    return total / max(1, image.n_pixels)
 
 
 def read(image: SpectralImage) -> np.ndarray:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BLOCK_BYTES", "LineArray", "line_blocks"]
+__all__ = ["BLOCK_BYTES", "LineArray", "line_blocks", "take_lines"]
 
 #: bytes of input a statistics pass reads at once
 BLOCK_BYTES = 32 << 20
@@ -82,33 +82,27 @@ class LineArray:
             first, rest = slice(None), key
         else:
             first, rest = key[0], key[1:]
-        n = self.shape[0]
-        if isinstance(first, (int, np.integer)):
-            i = int(first) + (n if int(first) < 0 else 0)
-            if not 0 <= i < n:
-                raise IndexError(f"line {int(first)} out of range for {n} lines")
-            out = self.lines(i, i + 1)[0]
-            return out[rest] if rest else out
-        if isinstance(first, slice):
-            a, b, step = first.indices(n)
-            if step < 0:
-                idx = np.arange(a, b, step)
-                return self._take(idx, rest)
-            out = self.lines(a, max(a, b))[::step]
-        else:
-            return self._take(np.asarray(first), rest)
-        return out[(slice(None), *rest)] if rest else out
+        out = take_lines(first, self.shape[0], self.lines)
+        if rest and out.ndim == self.ndim:  # the lines' axis kept
+            rest = (slice(None), *rest)
+        return out[rest] if rest else out
 
-    def _take(self, idx: np.ndarray, rest: tuple) -> np.ndarray:
-        if idx.dtype == bool:
-            idx = np.flatnonzero(idx)
-        idx = np.where(idx < 0, idx + self.shape[0], idx).astype(np.intp)
-        if idx.size == 0:
-            out = np.empty((0, *self.shape[1:]), self.dtype)
-        else:
-            lo, hi = int(idx.min()), int(idx.max()) + 1
-            out = self.lines(lo, hi)[idx - lo]
-        return out[(slice(None), *rest)] if rest else out
+
+def take_lines(first: Any, n: int, read: Callable[[int, int], np.ndarray]) -> np.ndarray:
+    """The lines ``first`` (an int, a slice, an index array or a boolean mask) of an
+    array-like of ``n`` lines whose ``read(a, b)`` gives lines ``a .. b - 1``: one read of
+    the run of lines they span (an int drops the axis)."""
+    if isinstance(first, (int, np.integer)):
+        first = int(first)
+        if not -n <= first < n:
+            raise IndexError(f"line {first} out of range for {n} lines")
+    lines = np.arange(n)[first]
+    idx = np.atleast_1d(lines)
+    lo, hi = (int(idx.min()), int(idx.max()) + 1) if idx.size else (0, 0)
+    out = read(lo, hi)
+    if idx.size != hi - lo or np.any(np.diff(idx) != 1):  # else: every line read, in order
+        out = out[idx - lo]
+    return out[0] if np.ndim(lines) == 0 else out
 
 
 def line_blocks(data: Any, *, block_bytes: int | None = None) -> Iterator[np.ndarray]:

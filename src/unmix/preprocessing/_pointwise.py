@@ -59,12 +59,10 @@ class Absolute(ImageOp):
     """``|X|`` (e.g. the magnitude of a signed tunnelling current). Axes unchanged."""
 
     op = "absolute"
+    streaming = "pixel"
 
     def _transform(self, image: SpectralImage) -> Out:
         return Out(np.abs(read(image)), list(image.spatial_axes), list(image.signal_axes))
-
-    def line_kind(self, image: SpectralImage) -> str:
-        return "pixel"
 
 
 @register
@@ -76,13 +74,11 @@ class Clip(ImageOp):
     lower: float | None = 0.0
     upper: float | None = None
     op = "clip"
+    streaming = "pixel"
 
     def _transform(self, image: SpectralImage) -> Out:
         data = np.clip(read(image), self.lower, self.upper)
         return Out(data, list(image.spatial_axes), list(image.signal_axes))
-
-    def line_kind(self, image: SpectralImage) -> str:
-        return "pixel"
 
 
 @register
@@ -103,6 +99,7 @@ class Derivative(ImageOp):
     """
 
     op = "derivative"
+    streaming = "pixel"
     edge_order: int = 1
 
     def _transform(self, image: SpectralImage) -> Out:
@@ -122,9 +119,6 @@ class Derivative(ImageOp):
         meta = {"units": units, "quantity": f"d{q}/d{ax.name}" if q else f"d/d{ax.name}"}
         return Out(dx, list(image.spatial_axes), list(image.signal_axes), meta)
 
-    def line_kind(self, image: SpectralImage) -> str:
-        return "pixel"
-
 
 @register
 @dataclass
@@ -142,6 +136,7 @@ class Log(ImageOp):
     """
 
     op = "log"
+    streaming = "pixel"
     offset: float = 1.0
 
     def _transform(self, image: SpectralImage) -> Out:
@@ -155,9 +150,6 @@ class Log(ImageOp):
         q = str(image.metadata.get("quantity", "") or "")
         meta = {"quantity": f"log({q})" if q else "log", "units": ""}
         return Out(np.log(x), list(image.spatial_axes), list(image.signal_axes), meta)
-
-    def line_kind(self, image: SpectralImage) -> str:
-        return "pixel"
 
 
 @register

@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..spectral_image import SpectralImage
-from ._imagebase import ImageOp, Out, as_float, need_signal_ndim, register
+from ._imagebase import ImageOp, Out, as_float, mean_signal, need_signal_ndim, register
 from ._lines import LineArray, line_blocks
 
 __all__ = ["CenterPatterns", "DarkFlat", "Despike", "PatternBackground"]
@@ -48,6 +48,12 @@ def _signals(x: np.ndarray, image: SpectralImage) -> np.ndarray:
     return x.reshape(-1, *image.signal_shape)
 
 
+def _median(sig: np.ndarray, size: int) -> np.ndarray:
+    """Median filter of each signal of ``(pixels, *signal_shape)`` over ``size`` values
+    along every signal axis."""
+    return ndimage.median_filter(sig, size=(1,) + (int(size),) * (sig.ndim - 1), mode="nearest")
+
+
 @register
 @dataclass
 class DarkFlat(ImageOp):
@@ -66,6 +72,7 @@ class DarkFlat(ImageOp):
     """
 
     op = "dark_flat"
+    streaming = "pixel"
     dark: Any = None
     flat: Any = None
 
@@ -89,9 +96,6 @@ class DarkFlat(ImageOp):
             info["dead_pixels"] = int((~good).sum())
         data = x.reshape(image.shape).astype(x0.dtype, copy=False)
         return Out(data, list(image.spatial_axes), list(image.signal_axes), None, info)
-
-    def line_kind(self, image: SpectralImage) -> str:
-        return "pixel"
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()
@@ -146,18 +150,14 @@ class Despike(ImageOp):
         noise = np.maximum(np.sqrt(np.clip(med, 0, None)), 1.4826 * mad)
         return sig - med > float(self.threshold) * np.maximum(noise, 1e-12)
 
-    def _median(self, sig: np.ndarray) -> np.ndarray:
-        size = (1,) + (int(self.size),) * (sig.ndim - 1)
-        return ndimage.median_filter(sig, size=size, mode="nearest")
-
     def hot_pixels(self, mean: np.ndarray) -> np.ndarray:
         """The hot detector pixels of a mean pattern (bool, the signal shape)."""
         m = mean[None]
-        return self._spikes(m, self._median(m))[0]
+        return self._spikes(m, _median(m, self.size))[0]
 
     def _transform(self, image: SpectralImage) -> Out:
         sig = _signals(as_float(image), image)
-        med = self._median(sig)
+        med = _median(sig, self.size)
         if self.mode == "detector":
             hot = self.hot_pixels(sig.mean(axis=0))
             spikes = np.broadcast_to(hot, sig.shape)
@@ -171,10 +171,7 @@ class Despike(ImageOp):
         return "pixel" if self.mode == "signal" else "settle"
 
     def settled(self, image: SpectralImage) -> tuple[ImageOp, dict[str, Any]]:
-        total = np.zeros(image.signal_shape)
-        for block in line_blocks(image.data):
-            total += _signals(np.asarray(block, dtype=float), image).sum(axis=0)
-        hot = self.hot_pixels(total / max(1, image.n_pixels))
+        hot = self.hot_pixels(mean_signal(image))
         return _ReplacePixels(hot, int(self.size)), {"hot_pixels": int(hot.sum())}
 
 
@@ -189,9 +186,7 @@ class _ReplacePixels(ImageOp):
 
     def _transform(self, image: SpectralImage) -> Out:
         sig = _signals(as_float(image), image)
-        size = (1,) + (self.size,) * (sig.ndim - 1)
-        med = ndimage.median_filter(sig, size=size, mode="nearest")
-        out = np.where(self.hot[None], med, sig).reshape(image.shape)
+        out = np.where(self.hot[None], _median(sig, self.size), sig).reshape(image.shape)
         return Out(out, list(image.spatial_axes), list(image.signal_axes))
 
 
@@ -220,6 +215,7 @@ class PatternBackground(ImageOp):
     """
 
     op = "pattern_background"
+    streaming = "pixel"
     method: str = "percentile"
     percentile: float = 5.0
     ring: float = 0.9
@@ -257,9 +253,6 @@ class PatternBackground(ImageOp):
             out = np.clip(out, 0, None)
         data = out.reshape(image.shape)
         return Out(data, list(image.spatial_axes), list(image.signal_axes))
-
-    def line_kind(self, image: SpectralImage) -> str:
-        return "pixel"
 
 
 @register
@@ -325,17 +318,9 @@ class CenterPatterns(ImageOp):
 
     def _plane(self, centres: np.ndarray, spatial_shape: tuple) -> np.ndarray:
         """Least-squares plane coefficients (3 x 2) of the centres over the scan grid."""
-        grid = np.indices(spatial_shape).reshape(len(spatial_shape), -1).T.astype(float)
-        design = np.column_stack([np.ones(len(grid)), grid[:, :2]])
-        coef, *_ = np.linalg.lstsq(design[:, : 1 + min(2, grid.shape[1])], centres, rcond=None)
+        design = _plane_design(spatial_shape, 0, spatial_shape[0])
+        coef, *_ = np.linalg.lstsq(design, centres, rcond=None)
         return coef
-
-    def _plane_centres(self, coef: np.ndarray, spatial_shape: tuple, a: int, b: int) -> Any:
-        grid = np.indices((b - a, *spatial_shape[1:])).reshape(len(spatial_shape), -1).T
-        grid = grid.astype(float)
-        grid[:, 0] += a
-        design = np.column_stack([np.ones(len(grid)), grid[:, :2]])
-        return design[:, : coef.shape[0]] @ coef
 
     def _transform(self, image: SpectralImage) -> Out:
         need_signal_ndim(self, image, 2, "the patterns' centre is for 2-D patterns")
@@ -345,7 +330,7 @@ class CenterPatterns(ImageOp):
         info: dict[str, Any] = {}
         if self.descan == "plane":
             coef = self._plane(found, image.spatial_shape)
-            found = self._plane_centres(coef, image.spatial_shape, 0, image.spatial_shape[0])
+            found = _plane_design(image.spatial_shape, 0, image.spatial_shape[0]) @ coef
             info["plane"] = coef.tolist()
         out = self._shift(sig, found).reshape(x.shape)
         mid = np.array([(s - 1) / 2 for s in image.signal_shape])
@@ -366,9 +351,18 @@ class CenterPatterns(ImageOp):
 
         def compute(a: int, b: int) -> np.ndarray:
             sig = _signals(np.asarray(image.data[a:b], dtype=dtype), image)
-            c = self._plane_centres(coef, image.spatial_shape, a, b)
+            c = _plane_design(image.spatial_shape, a, b) @ coef
             return self._shift(sig, c).reshape(b - a, *image.shape[1:])
 
         data = LineArray(image.shape, dtype, compute)
         info = {"plane": coef.tolist(), "streamed": "line by line"}
         return Out(data, list(image.spatial_axes), list(image.signal_axes), None, info)
+
+
+def _plane_design(spatial_shape: tuple, a: int, b: int) -> np.ndarray:
+    """Design matrix ``[1, y, x]`` of a plane over scan lines ``a .. b - 1`` (``[1, y]``
+    for a 1-D scan; further spatial axes are not fitted)."""
+    grid = np.indices((b - a, *spatial_shape[1:])).reshape(len(spatial_shape), -1).T
+    grid = grid.astype(float)
+    grid[:, 0] += a
+    return np.column_stack([np.ones(len(grid)), grid[:, :2]])
