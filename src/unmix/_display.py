@@ -9,8 +9,10 @@ import cycle.
   :class:`~unmix.SpectralImage`, else the axes saved in ``result.context``, else indices);
 - :func:`edges`, :func:`show`, :func:`scale_bar`, :func:`colour_scale`,
   :func:`axis_label`, :func:`color`: images at their physical coordinates and scale bars;
+- :func:`panel_axes`: the axes of a grid of panels;
 - :func:`figure_uri`, :func:`image_uri`: PNG ``data:`` URIs for HTML;
 - :func:`dendrogram_figure`: a dendrogram of components (for the tree and run reports);
+- :func:`component_names`: the names of a result's components;
 - :func:`plot_result`: :meth:`unmix.Result.plot`.
 """
 
@@ -33,10 +35,12 @@ __all__ = [
     "axis_label",
     "color",
     "colour_scale",
+    "component_names",
     "dendrogram_figure",
     "edges",
     "figure_uri",
     "image_uri",
+    "panel_axes",
     "plot_result",
     "result_axes",
     "scale_bar",
@@ -191,6 +195,14 @@ def scale_bar(ax: Any, yax: Axis, xax: Axis, *, fontsize: float = 8) -> Any:
     return bar
 
 
+def panel_axes(fig: Any, k: int, cols: int) -> list[Any]:
+    """The axes of ``k`` panels in rows of at most ``cols`` (spare axes switched off)."""
+    axes = list(fig.subplots(math.ceil(k / min(k, cols)), min(k, cols), squeeze=False).flat)
+    for ax in axes[k:]:
+        ax.set_axis_off()
+    return axes[:k]
+
+
 def figure_uri(fig: Figure, *, dpi: float = 72) -> str:
     """A figure as a PNG ``data:`` URI."""
     buf = io.BytesIO()
@@ -266,7 +278,9 @@ def dendrogram_figure(dendro: Any, *, thumbnails: Any = None, title: str | None 
 
 
 # --------------------------------------------------------------------- figures
-def _names(result: Any) -> list[str]:
+def component_names(result: Any) -> list[str]:
+    """``context["component_names"]`` when there is one a component, else ``"component j"``
+    (``"PC j"`` for an SVD/PCA result)."""
     names = (getattr(result, "context", None) or {}).get("component_names")
     if names is not None and len(names) == result.k:
         return [str(n) for n in names]
@@ -277,12 +291,7 @@ def _names(result: Any) -> list[str]:
 def _draw_endmembers(fig: Any, S: np.ndarray, signal: list[Axis], names: list[str]) -> None:
     k = S.shape[0]
     if len(signal) == 2:
-        cols = min(k, 6)
-        axes = fig.subplots(math.ceil(k / cols), cols, squeeze=False)
-        for j, ax in enumerate(axes.flat):
-            if j >= k:
-                ax.set_axis_off()
-                continue
+        for j, ax in enumerate(panel_axes(fig, k, 6)):
             cmap, lo, hi = colour_scale([S[j]], "magma")
             show(ax, S[j].reshape(signal[0].size, signal[1].size), *signal, cmap, (lo, hi))
             ax.set_xlabel(axis_label(signal[1], "px"), fontsize=7)
@@ -313,12 +322,7 @@ def _draw_maps(fig: Any, A: np.ndarray, spatial: list[Axis], names: list[str], l
     grid = A.reshape(*(a.size for a in spatial), k)
     if len(spatial) == 3:  # the middle slice of a volume
         grid, spatial = grid[spatial[0].size // 2], spatial[1:]
-    cols = min(k, 4)
-    axes = fig.subplots(math.ceil(k / cols), cols, squeeze=False)
-    for j, ax in enumerate(axes.flat):
-        if j >= k:
-            ax.set_axis_off()
-            continue
+    for j, ax in enumerate(panel_axes(fig, k, 4)):
         cmap, lo, hi = colour_scale([grid[..., j]], "viridis")
         im = show(ax, grid[..., j], *spatial, cmap, (lo, hi))
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label=label)
@@ -369,7 +373,7 @@ def plot_result(result: Any, *, kind: str = "overview", image: Any = None) -> Fi
     spatial, signal = result_axes(result, image)
     A = np.asarray(to_numpy(result.A), dtype=float)
     S = np.asarray(to_numpy(result.S), dtype=float)
-    names = _names(result)
+    names = component_names(result)
     label = "score" if result.spec.get("solver") == "svd" else "abundance"
     rows = math.ceil(result.k / 4) if len(spatial) > 1 else 1
     height = {"endmembers": 3.2, "maps": 2.8 * rows + 0.4, "loss": 3.4}

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import numpy as np
 import pytest
 
+from chrome import chrome, needs_chrome
 from unmix.hierarchy import hierarchical_nmf, write_tree_report
 from unmix.synthetic import make_hierarchy
-
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-HAVE_CHROME = os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)
 
 
 @pytest.fixture(scope="module")
@@ -42,20 +39,12 @@ def test_tree_page_payload(tree_page, tmp_path):
         write_tree_report(tmp_path, t, X=X[:, :-1])
 
 
-@pytest.mark.skipif(not HAVE_CHROME, reason=f"needs {CHROMIUM} and {CHROMEDRIVER}")
+@needs_chrome
 def test_click_node_then_pixel(tree_page, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
 
     X, t, page = tree_page
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        opts.add_argument(arg)
-    opts.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver = chrome(tmp_path / "profile")
     try:
         driver.get(page.resolve().as_uri())
         S = np.asarray(t.S, dtype=float)

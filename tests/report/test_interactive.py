@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from cuzn_image import cuzn_eels
 
 import unmix
+from chrome import HAVE_CHROME, NO_CHROME, chrome, needs_chrome
 from unmix.preprocessing import NormalizePixels
 from unmix.report import write_report
 from unmix.report._interactive import Viewer, affine_model, bin_mean
-
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-HAVE_CHROME = os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)
-needs_chrome = pytest.mark.skipif(
-    not HAVE_CHROME, reason=f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium)"
-)
 
 
 def payload(path) -> dict:
@@ -45,12 +40,9 @@ class Refs(HTMLParser):
 @pytest.fixture(scope="module")
 def eels(tmp_path_factory):
     """NMF and PCA of the bundled EELS map, saved to HDF5; a full and a binned report."""
-    d = unmix.datasets.load_cuzn_eels()
-    h, w, m = d["data"].shape
-    X = d["data"].reshape(h * w, m).astype(float)
-    scan = [unmix.Axis(n, s, d["scale_nm"], 0.0, "nm") for n, s in (("y", h), ("x", w))]
-    energy = unmix.Axis.from_values(d["axis_name"], d["axis"], d["axis_units"])
-    image = unmix.SpectralImage(d["data"], scan, [energy], {"title": "EELS"})
+    d, X, axes = cuzn_eels()
+    h, w = d["data"].shape[:2]
+    image = unmix.SpectralImage(d["data"], *axes, {"title": "EELS"})
     out = tmp_path_factory.mktemp("viewer")
     fits = {
         "NMF": unmix.factorize(X, 3, spatial_shape=(h, w), max_iter=60, random_state=0),
@@ -188,26 +180,8 @@ def test_512x512x2048_report_under_50_mb(tmp_path):
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory):
     if not HAVE_CHROME:
-        pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER}")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    profile = tmp_path_factory.mktemp("chrome-profile")
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        f"--user-data-dir={profile}",
-        "--window-size=1280,900",
-    ):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    d = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+        pytest.skip(NO_CHROME)
+    d = chrome(tmp_path_factory.mktemp("chrome-profile"))
     yield d
     d.quit()
 

@@ -12,23 +12,14 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from cuzn_image import cuzn_eels
 
 import unmix
+from chrome import chrome, needs_chrome
 from unmix.report import _figures as figures
 from unmix.report import _model, _panels, write_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-CHROME_ARGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
 EVIL = "scan <b>01</b> & co.h5"  # a file name that must be escaped
 
 
@@ -330,11 +321,8 @@ def test_report_single_result_escapes_metadata(tmp_path, small):
 @pytest.fixture(scope="module")
 def eels_report(tmp_path_factory):
     """PCA, NMF and NMF + L1 of the bundled Cu/ZnO EELS map, reported together."""
-    d = unmix.datasets.load_cuzn_eels()
-    h, w, m = d["data"].shape
-    X = d["data"].reshape(h * w, m).astype(float)
-    scan = [unmix.Axis(n, s, d["scale_nm"], 0.0, "nm") for n, s in (("y", h), ("x", w))]
-    energy = unmix.Axis.from_values(d["axis_name"], d["axis"], d["axis_units"])
+    d, X, axes = cuzn_eels()
+    h, w = d["data"].shape[:2]
     meta = {
         "title": "Cu/ZnO EELS",
         "signal_type": "EELS",
@@ -343,7 +331,7 @@ def eels_report(tmp_path_factory):
         "units": "counts",
         "reader": "unmix.datasets",
     }
-    image = unmix.SpectralImage(d["data"], scan, [energy], meta)
+    image = unmix.SpectralImage(d["data"], *axes, meta)
     kw = {"spatial_shape": (h, w), "max_iter": 150, "random_state": 0}
     results = {
         "PCA": unmix.factorize(X, 3, preset="pca", spatial_shape=(h, w)),
@@ -376,27 +364,11 @@ def test_report_eels_end_to_end(eels_report):
         check_png(png)
 
 
-def _chrome(profile_dir):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in (*CHROME_ARGS, f"--user-data-dir={profile_dir}", "--window-size=1280,900"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
-    reason=f"needs {CHROMIUM} and {CHROMEDRIVER} (Debian: apt-get install chromium "
-    "chromium-driver; `make test` installs them)",
-)
+@needs_chrome
 def test_report_renders_in_chromium(eels_report, tmp_path):
     path, n_png = eels_report
-    driver = _chrome(tmp_path / "chrome-profile")
+    driver = chrome(tmp_path / "chrome-profile")
     try:
         driver.get(path.resolve().as_uri())
         assert driver.title == "Cu/ZnO EELS"

@@ -369,9 +369,9 @@ def tree_plot(
 def tree_html(tree: Tree) -> str:
     """The notebook view of a tree: a summary and one row a leaf with its endmember and
     map thumbnails (PNG ``data:`` URIs)."""
-    import html
 
     from .._display import image_uri, spectrum_uri
+    from .._notebook import summary_table
 
     error = f"{tree.levels[-1].error:.4g}" if tree.levels else "n/a"
     rows = [
@@ -381,10 +381,6 @@ def tree_html(tree: Tree) -> str:
         ("||X - AS||^2 / ||X||^2 (deepest level)", error),
         ("seconds", f"{tree.timings.get('total', float('nan')):.3g}"),
     ]
-    head = "".join(
-        f'<tr><th style="text-align:left">{html.escape(str(k))}</th><td>{html.escape(str(v))}</td>'
-        for k, v in rows
-    )
     S = np.asarray(to_numpy(tree.S), dtype=float)
     maps = (bool(tree.levels) or tree.node_maps is not None) and len(tree.spatial_shape or ()) == 2
     body = []
@@ -399,6 +395,6 @@ def tree_html(tree: Tree) -> str:
             cells.append(f'<img src="{image_uri(tree.node_map(leaf))}" alt="map n{leaf}">')
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return (
-        f"<div><strong>unmix Tree</strong> ({tree.n_leaves} leaves)<table>{head}</table>"
+        f"<div><strong>unmix Tree</strong> ({tree.n_leaves} leaves){summary_table(rows)}"
         f"<table>{''.join(body)}</table></div>"
     )

@@ -21,8 +21,7 @@ import numpy as np
 from .._backend import to_numpy
 from ..report import VIEWER_BYTES, new_viewer
 from ..spectral_image import Axis
-from ._cluster import cluster_components
-from ._figures import plot_dendrogram, plot_levels, plot_tree
+from ._figures import leaf_dendrogram, plot_dendrogram, plot_levels, plot_tree
 from ._model import Tree
 
 __all__ = ["tree_figures", "tree_section", "write_tree_report"]
@@ -70,17 +69,9 @@ def tree_figures(
     }
     if tree.levels:
         files["levels"] = plot_levels(tree, outdir / "levels.png", spatial_axes=spatial_axes)
-    leaves = tree.leaves
-    if len(leaves) >= 2:
-        S = np.asarray(to_numpy(tree.S), dtype=float)[leaves]
-        two_d = bool(tree.signal_shape) and len(tree.signal_shape) == 2
-        den = cluster_components(
-            S,
-            metric="rotation" if two_d else "angle",
-            names=[f"n{i}" for i in leaves],
-            signal_shape=tree.signal_shape if two_d else None,
-        )
-        thumbs = S.reshape(len(leaves), *tree.signal_shape) if two_d else S
+    found = leaf_dendrogram(tree)
+    if found is not None:
+        den, thumbs = found
         files["dendrogram"] = plot_dendrogram(den, outdir / "dendrogram.png", thumbnails=thumbs)
     return files
 

@@ -16,8 +16,9 @@ from ._figures import (
     plot_residual_map,
     relative_residuals,
 )
-from ._html import HtmlFigure, figure_html, write_report
+from ._html import write_report
 from ._interactive import VIEWER_BYTES, Viewer, new_viewer, viewer_section
+from ._panels import HtmlFigure, figure_html
 from ._template import CSS, PAGE
 
 __all__ = [

@@ -18,17 +18,14 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .._backend import to_numpy
+from .._display import DIVERGING, axis_label, color, colour_scale, show
 from ..result import Result
 from ..spectral_image import Axis, SpectralImage
 from ._model import check_X, contributions, default_pixels, model_rows, relative_residuals
 from ._panels import (
-    DIVERGING,
     SEQ_MAPS,
     SEQ_PATTERNS,
     Geometry,
-    axis_label,
-    color,
-    colour_scale,
     flat_index,
     geometry,
     image_grid,
@@ -36,7 +33,6 @@ from ._panels import (
     panel_image,
     pixel_label,
     save,
-    show,
     spatial_panels,
 )
 

@@ -9,15 +9,12 @@ from data, metadata or parameters is HTML-escaped.
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import logging
 import math
 import re
-import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,10 +34,11 @@ from ._figures import (
 )
 from ._interactive import VIEWER_BYTES, viewer_section
 from ._model import relative_residuals
+from ._panels import HtmlFigure, figure_html
 from ._phases import components_html, overview_html
 from ._template import CSS, PAGE
 
-__all__ = ["HtmlFigure", "figure_html", "write_report"]
+__all__ = ["write_report"]
 
 _logger = logging.getLogger(__name__)
 
@@ -65,16 +63,6 @@ _SPEC_ORDER = (
     ("random_state", "random state"),
     ("preset", "preset"),
 )
-
-
-@dataclass
-class HtmlFigure:
-    """A PNG of the report with its alternative text and caption."""
-
-    path: Path
-    alt: str
-    caption: str
-    half: bool = False  # may sit beside another half-width figure
 
 
 def _esc(value: Any) -> str:
@@ -207,23 +195,6 @@ def _convergence_rows(res: Result, residual: tuple[np.ndarray, float] | None) ->
         best = min(res.restarts, key=lambda r: r.get("objective", math.inf))
         rows.append(("restarts", _esc(f"{len(res.restarts)}; best seed {best.get('seed')}")))
     return rows
-
-
-def _png_size(path: Path) -> tuple[int, int]:
-    with open(path, "rb") as f:
-        head = f.read(24)
-    return struct.unpack(">II", head[16:24])
-
-
-def figure_html(fig: HtmlFigure) -> str:
-    """A ``<figure>`` that embeds the PNG as a base64 ``data:`` URI, with its caption."""
-    data = base64.b64encode(fig.path.read_bytes()).decode("ascii")
-    w, h = _png_size(fig.path)
-    cls = ' class="half"' if fig.half else ""
-    return (
-        f'<figure{cls}><img src="data:image/png;base64,{data}" alt="{_esc(fig.alt)}" '
-        f'width="{w}" height="{h}">\n<figcaption>{_esc(fig.caption)}</figcaption></figure>'
-    )
 
 
 _INPUT_KEYS = (

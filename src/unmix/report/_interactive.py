@@ -30,10 +30,11 @@ from typing import Any
 import numpy as np
 
 from .._backend import to_numpy
+from .._display import axis_label
 from ..result import Result
 from ..spectral_image import Axis, SpectralImage
 from ._model import model_rows
-from ._panels import axis_label, geometry, names_for
+from ._panels import geometry, names_for
 from ._viewer import VIEWER_CSS, VIEWER_JS
 
 __all__ = ["VIEWER_BYTES", "Viewer", "bin_mean", "viewer_section"]

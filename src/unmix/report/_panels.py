@@ -3,29 +3,33 @@
 :func:`geometry` resolves the scan and signal axes of a result (from a
 :class:`~unmix.SpectralImage` when one matches, uncalibrated otherwise); the drawing helpers
 place images at their physical coordinates (uniform, non-uniform or reversed axes), add
-scale bars and pick colour scales (diverging and centred at 0 for signed data). The
-primitives (:func:`show`, :func:`scale_bar`, :func:`colour_scale`, ...) live in
-:mod:`unmix._display`, a lower layer that :class:`unmix.Result` and the hierarchy's
-figures use too; they are re-exported here for the report's figures.
+scale bars and pick colour scales (diverging and centred at 0 for signed data), with the
+primitives (:func:`~unmix._display.show`, :func:`~unmix._display.scale_bar`,
+:func:`~unmix._display.colour_scale`, ...) of :mod:`unmix._display`, a lower layer that
+:class:`unmix.Result` and the hierarchy's figures use too.
 """
 
 from __future__ import annotations
 
+import base64
+import html
 import math
 import os
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from .._display import (
-    DIVERGING,
     axis_label,
     color,
     colour_scale,
-    edges,
+    component_names,
+    panel_axes,
     result_axes,
     scale_bar,
     show,
@@ -33,16 +37,13 @@ from .._display import (
 from ..result import Result
 from ..spectral_image import Axis, SpectralImage
 
-__all__ = [  # the drawing primitives live in unmix._display; re-exported for the figures
-    "DIVERGING",
+__all__ = [
     "SAVE",
     "SEQ_MAPS",
     "SEQ_PATTERNS",
     "Geometry",
-    "axis_label",
-    "color",
-    "colour_scale",
-    "edges",
+    "HtmlFigure",
+    "figure_html",
     "flat_index",
     "geometry",
     "image_grid",
@@ -50,8 +51,6 @@ __all__ = [  # the drawing primitives live in unmix._display; re-exported for th
     "panel_image",
     "pixel_label",
     "save",
-    "scale_bar",
-    "show",
     "spatial_panels",
 ]
 
@@ -110,13 +109,35 @@ def names_for(result: Result, names: Sequence[str] | None) -> list[str]:
         if len(names) != result.k:
             raise ValueError(f"{len(names)} names for {result.k} components")
         return names
-    stem = "PC" if result.spec.get("solver") == "svd" else "component"
-    return [f"{stem} {j}" for j in range(result.k)]
+    return component_names(result)
 
 
 def save(fig: Figure, path: str | os.PathLike) -> str:
     fig.savefig(path, **SAVE)
     return os.fspath(path)
+
+
+@dataclass
+class HtmlFigure:
+    """A PNG of the report with its alternative text and caption."""
+
+    path: Path
+    alt: str
+    caption: str
+    half: bool = False  # may sit beside another half-width figure
+
+
+def figure_html(fig: HtmlFigure) -> str:
+    """A ``<figure>`` that embeds the PNG as a base64 ``data:`` URI (with its size), with
+    its caption."""
+    raw = fig.path.read_bytes()
+    w, h = struct.unpack(">II", raw[16:24])
+    data = base64.b64encode(raw).decode("ascii")
+    cls = ' class="half"' if fig.half else ""
+    return (
+        f'<figure{cls}><img src="data:image/png;base64,{data}" alt="{html.escape(fig.alt)}" '
+        f'width="{w}" height="{h}">\n<figcaption>{html.escape(fig.caption)}</figcaption></figure>'
+    )
 
 
 def panel_image(
@@ -164,12 +185,8 @@ def image_grid(
     cols = min(k, 4)
     rows = math.ceil(k / cols)
     fig = Figure(figsize=(3.4 * cols, 3.0 * rows + (0.4 if suptitle else 0)), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False)
     common = colour_scale(images, seq) if shared else None
-    for j, ax in enumerate(axes.flat):
-        if j >= k:
-            ax.set_axis_off()
-            continue
+    for j, ax in enumerate(panel_axes(fig, k, cols)):
         cmap, lo, hi = common or colour_scale([images[j]], seq)
         panel_image(fig, ax, images[j], yax, xax, cmap, (lo, hi), bar=bar, cbar_label=cbar_label)
         ax.set_title(titles[j], fontsize=10, color=color(j))

@@ -17,11 +17,8 @@ the phases come with the result.
 
 from __future__ import annotations
 
-import base64
 import html
 import math
-import os
-import struct
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -31,15 +28,15 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from .._backend import to_numpy
-from .._display import dendrogram_figure
+from .._display import color, colour_scale, dendrogram_figure
 from .._notebook import abundance_units, component_lines
 from ..result import Result
 from ..spectral_image import SpectralImage
 from ._model import pixel_pass
 from ._panels import (
     SEQ_MAPS,
-    color,
-    colour_scale,
+    HtmlFigure,
+    figure_html,
     geometry,
     image_grid,
     names_for,
@@ -120,17 +117,6 @@ def map_correlations(A: Any, overview: np.ndarray) -> np.ndarray:
         return np.where(den > 0, (o @ Ac) / np.where(den > 0, den, 1.0), np.nan)
 
 
-def _embed(path: str | os.PathLike, alt: str, caption: str) -> str:
-    """A ``<figure>`` embedding the PNG at ``path`` (with its size) and its caption."""
-    raw = Path(path).read_bytes()
-    w, h = struct.unpack(">II", raw[16:24])
-    data = base64.b64encode(raw).decode("ascii")
-    return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" '
-        f'width="{w}" height="{h}">\n<figcaption>{html.escape(caption)}</figcaption></figure>'
-    )
-
-
 def overview_html(
     results: list[tuple[str, Result]], X: Any, image: SpectralImage | None, outdir: Path
 ) -> str:
@@ -148,7 +134,9 @@ def overview_html(
     panel_image(fig, ax, grid[..., 0], sp[0], sp[1], cmap, (lo, hi), bar=True)
     ax.set_title(name + (f" ({note})" if note else ""), fontsize=10)
     path = save(fig, outdir / "overview.png")
-    return "<h3>Overview</h3>\n" + _embed(path, f"Overview: {name}", f"{name} of the scan.")
+    return "<h3>Overview</h3>\n" + figure_html(
+        HtmlFigure(Path(path), f"Overview: {name}", f"{name} of the scan.")
+    )
 
 
 def _labels_figure(res: Result, image: SpectralImage | None, names: list[str]) -> Figure:
@@ -243,11 +231,13 @@ def components_html(res: Result, X: Any, image: SpectralImage | None, stem: Path
     ]
     path = save(_labels_figure(res, image, names), f"{stem}_labels.png")
     out.append(
-        _embed(
-            path,
-            "Label map: dominant component per pixel",
-            "Label map: the component with the largest map value at each pixel "
-            "(white: every map is 0).",
+        figure_html(
+            HtmlFigure(
+                Path(path),
+                "Label map: dominant component per pixel",
+                "Label map: the component with the largest map value at each pixel "
+                "(white: every map is 0).",
+            )
         )
     )
     out.append(_correlation_table(res, image, names))
@@ -268,5 +258,5 @@ def components_html(res: Result, X: Any, image: SpectralImage | None, stem: Path
                 if i == 0
                 else "Phase maps: the maps of each group of components summed."
             )
-            out.append(_embed(path, caption, caption))
+            out.append(figure_html(HtmlFigure(Path(path), caption, caption)))
     return "\n".join(part for part in out if part)
