@@ -79,7 +79,7 @@ def combinations(X: np.ndarray, S_true: np.ndarray) -> dict[str, Callable[[], di
             "regularizers": [unmix.SpectralSmoothing("median", size=3)]
         },
         "loss=itakura-saito": lambda: {"loss": "itakura-saito"},
-        "link=logistic": lambda: {"link": "logistic"},
+        "link=logistic": lambda: {"link": "logistic", "X": X / X.max()},  # data in [0, 1]
     }
 
 
@@ -97,14 +97,15 @@ def main() -> int:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
+                    kw = kwargs()
                     unmix.factorize(
-                        X,
+                        kw.pop("X", X),
                         K,
                         solver=solver,
                         max_iter=2,
                         spatial_shape=SPATIAL,
                         random_state=0,
-                        **kwargs(),
+                        **kw,
                     )
                 out[key] = True
             except unmix.UnsupportedError as exc:

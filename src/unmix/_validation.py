@@ -140,6 +140,32 @@ def check_nonnegative(X: Any, *, name: str = "X", observed: Any = None, why: str
     )
 
 
+def observed_range(X: Any, *, observed: Any = None) -> tuple[float, float]:
+    """``(min, max)`` of the observed entries of ``X`` (dense on any backend, or CSR, whose
+    implicit zeros count when it has any); ``observed`` is a bool mask (False: missing)."""
+    if hasattr(X, "tocoo"):
+        coo = X.tocoo()
+        keep = (
+            np.ones(coo.data.shape, bool)
+            if observed is None
+            else np.asarray(observed)[coo.row, coo.col]
+        )
+        vals = coo.data[keep]
+        full = coo.nnz == X.shape[0] * X.shape[1]
+        if observed is not None:  # an implicit zero counts where it is observed
+            full = int(np.count_nonzero(observed)) == int(np.count_nonzero(keep))
+        low = min(float(vals.min()) if vals.size else 0.0, 0.0 if not full else np.inf)
+        high = max(float(vals.max()) if vals.size else 0.0, 0.0 if not full else -np.inf)
+        return float(low), float(high)
+    xp = aac.array_namespace(X)
+    if observed is None:
+        return float(xp.min(X)), float(xp.max(X))
+    return (
+        float(xp.min(xp.where(observed, X, xp.asarray(np.inf, dtype=X.dtype)))),
+        float(xp.max(xp.where(observed, X, xp.asarray(-np.inf, dtype=X.dtype)))),
+    )
+
+
 def check_k(k: Any, n_pixels: int, n_channels: int) -> int:
     """Validate the number of components."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import UnsupportedError, check_nonnegative
+from .._validation import UnsupportedError, check_nonnegative, observed_range
 from ..blocks import (
     PixelData,
     SparsePixelData,
@@ -48,6 +48,7 @@ __all__ = [
     "check_data_sign",
     "check_distributed",
     "choose_solver",
+    "fit_link",
     "split_terms",
     "warn_useless",
 ]
@@ -91,6 +92,20 @@ def check_data_sign(inp: Input, model: Model) -> None:
     nmf = model.nonneg["A"] and model.nonneg["S"] and model.link.is_identity
     why = "an NMF model (A >= 0 and S >= 0)" if nmf else f"loss={model.loss.name!r}"
     check_nonnegative(inp.X, observed=inp.mask, why=why)
+
+
+def fit_link(inp: Input, model: Model) -> None:
+    """Set the link's data-driven parameters from ``X``'s observed range (checked by the
+    link: the logistic one needs ``0 <= X <= 1``). A streamed ``X`` is sampled from its
+    first rows (a full pass is not made for it)."""
+    if model.link.is_identity:
+        return
+    X, mask = inp.X, inp.mask
+    if inp.streamed:
+        rows = min(inp.shape[0], 4096)
+        X = np.asarray(X[0:rows], dtype=float)
+        mask = None if mask is None else np.asarray(mask[0:rows])
+    model.link = model.link.for_data(*observed_range(X, observed=mask))
 
 
 def build_problem(inp: Input, model: Model, k: int, given: dict, *, init: Any) -> Problem:

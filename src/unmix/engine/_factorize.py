@@ -28,6 +28,7 @@ from ._assemble import (
     check_compress,
     check_data_sign,
     choose_solver,
+    fit_link,
 )
 from ._checkpoint import Checkpointer, DistributedCheckpointer, data_signature, fingerprint
 from ._init import default_init
@@ -113,6 +114,7 @@ def factorize(
     inp = prepare_input(X, mask=mask, weights=weights, device=device, steps=opts["preprocessing"])
     model = build_model(opts, link, opts["solver"], constraints)
     check_data_sign(inp, model)
+    fit_link(inp, model)
     problem = build_problem(inp, model, check_k(k, *inp.shape), given, init=opts["init"])
     slv = choose_solver(opts["solver"], problem, opts["solver_options"] or {})
     init, cfg = opts["init"] or default_init(problem), _settings(opts, problem, slv, given)

@@ -124,7 +124,10 @@ PARAMETERS: dict[str, Param] = table(
         None,
         "the link f of X ~= f(A S)",
         "str or Link, optional",
-        """``"identity"`` (default) or ``"logistic"``.""",
+        """``"identity"`` (default) or ``"logistic"`` (data in [0, 1]: fractions,
+        probabilities, Boolean maps; ``f(0)`` set from the data's floor, see
+        :class:`unmix.Logistic`).""",
+        cli="--link",
         estimator=False,
     ),
     Param(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Any
 
 __all__ = ["LINK_NAMES", "Identity", "Link", "Logistic", "make_link"]
@@ -22,6 +23,12 @@ class Link:
 
     def forward(self, Z: Any, xp: Any) -> Any:
         raise NotImplementedError
+
+    def for_data(self, low: float, high: float) -> Link:
+        """This link for data whose observed entries span ``[low, high]``: its data-driven
+        parameters set, the range checked (a ValueError naming the fix). Called by
+        :func:`unmix.factorize` before the fit."""
+        return self
 
     def derivative(self, Z: Any, Y: Any, xp: Any) -> Any:
         """``f'(Z)`` given ``Z`` and ``Y = f(Z)``."""
@@ -45,19 +52,43 @@ class Identity(Link):
 
 @dataclass(frozen=True)
 class Logistic(Link):
-    """``f(Z) = 1 / (1 + exp(-scale * (Z - shift)))`` for data bounded in (0, 1).
+    """``f(Z) = 1 / (1 + exp(-scale * (Z - shift)))`` for data in ``[0, 1]`` (fractions,
+    probabilities, Boolean maps).
 
-    With non-negative factors ``Z >= 0``; ``shift`` sets which ``Z`` maps to 0.5.
+    With non-negative factors ``Z = A S >= 0``, so ``f(0)`` is the smallest value the model
+    can take. ``shift=None`` (the default, and ``link="logistic"``) sets it from the data
+    when the fit starts: ``f(0) = clip(min(X), 0.02, 0.45)``, so that zeros (or the data's
+    floor) can be fitted; ``shift=0`` would put every zero at 0.5.
     """
 
-    shift: float = 0.0
+    shift: float | None = None
     scale: float = 1.0
 
+    #: the lowest and highest value ``f(0)`` takes when set from the data
+    FLOOR = (0.02, 0.45)
+
     def forward(self, Z: Any, xp: Any) -> Any:
+        if self.shift is None:
+            raise ValueError(
+                "Logistic(shift=None) is set from the data by unmix.factorize; "
+                "call link.for_data(min(X), max(X)) or pass a shift."
+            )
         return 1.0 / (1.0 + xp.exp(-self.scale * (Z - self.shift)))
 
     def derivative(self, Z: Any, Y: Any, xp: Any) -> Any:
         return self.scale * Y * (1.0 - Y)
+
+    def for_data(self, low: float, high: float) -> Logistic:
+        if not (low >= 0.0 and high <= 1.0):
+            raise ValueError(
+                f"link='logistic' models data in [0, 1]; X spans [{low:.4g}, {high:.4g}]. "
+                "Divide X by its full scale (e.g. its maximum), or use link='identity'."
+            )
+        if self.shift is not None:
+            return self
+        lo, hi = self.FLOOR
+        floor = min(max(low, lo), hi)  # f(0): the data's floor, kept off 0 and 0.5
+        return replace(self, shift=math.log((1.0 - floor) / floor) / self.scale)
 
 
 #: names ``make_link`` accepts, and their class

@@ -33,7 +33,7 @@ from .._backend import to_numpy
 from .._display import axis_label
 from ..result import Result
 from ..spectral_image import Axis, SpectralImage
-from ._model import model_rows
+from ._model import affine_model, model_rows
 from ._panels import geometry, names_for
 from ._viewer import VIEWER_CSS, VIEWER_JS
 
@@ -286,39 +286,6 @@ def new_viewer(
         "methods": [],
     }
     return v
-
-
-def _undo(result: Result, Y: Any, i: int) -> np.ndarray:
-    for step in reversed(result.preprocessing):
-        Y = step.undo_model(Y, rows=slice(i, i + 1))
-    return np.asarray(to_numpy(Y), dtype=float)
-
-
-def affine_model(result: Result) -> tuple[np.ndarray, np.ndarray | None] | None:
-    """``(S_eff, base)`` with model row ``i`` = ``A[i] @ S_eff + base`` for every pixel,
-    or None when the preprocessing undone on the model is not affine and pixel-independent
-    (``base`` is None when it is zero). Probed in float64 at three pixels."""
-    S = np.asarray(to_numpy(result.S), dtype=np.float64)
-    if not result.preprocessing:
-        return S, None
-    n = int(result.A.shape[0])
-    found = []
-    try:
-        for i in sorted({0, n // 2, n - 1}):
-            base = _undo(result, S[:1] * 0, i)[0]
-            found.append((_undo(result, S, i) - base, base, _undo(result, 2 * S, i) - base))
-    except (ValueError, TypeError, IndexError, RuntimeError):  # undoes whole blocks only
-        return None
-    eff, base, _ = found[0]
-    tol = 1e-9 * max(float(np.abs(base).max()), float(np.abs(eff).max()), 1e-300)
-    for e, b, twice in found:
-        if e.shape != S.shape or not (
-            np.allclose(twice, 2 * e, rtol=1e-7, atol=tol)
-            and np.allclose(e, eff, rtol=1e-7, atol=tol)
-            and np.allclose(b, base, rtol=1e-7, atol=tol)
-        ):
-            return None
-    return eff, (base if np.any(base != 0) else None)
 
 
 def viewer_section(

@@ -6,7 +6,6 @@ Everything here reads ``X`` and evaluates :meth:`Result.reconstruct` in blocks o
 
 from __future__ import annotations
 
-import logging
 import math
 import weakref
 from typing import Any
@@ -16,8 +15,6 @@ import numpy as np
 from .._backend import to_numpy
 from ..blocks import read_ahead
 from ..result import Result
-
-_logger = logging.getLogger(__name__)
 
 BLOCK_VALUES = 4_000_000  # values of X (and of the model) handled at once: 32 MB
 
@@ -30,8 +27,19 @@ def _undo(result: Result, Y: Any, start: int, stop: int) -> np.ndarray:
 
 
 def model_rows(result: Result, start: int, stop: int) -> np.ndarray:
-    """Rows ``start:stop`` of :meth:`Result.reconstruct`, on the host."""
-    return _undo(result, result.A[start:stop] @ result.S, start, stop)
+    """Rows ``start:stop`` of :meth:`Result.reconstruct` (link and preprocessing undone
+    included), on the host."""
+    return np.asarray(to_numpy(result.reconstruct(slice(start, stop))), dtype=float)
+
+
+def _linked(result: Result, Z: Any) -> Any:
+    """``f(Z)`` for the result's link ``f`` (``Z`` itself for the identity)."""
+    link = result.link
+    if link is None or link.is_identity:
+        return Z
+    import array_api_compat as aac
+
+    return link.forward(Z, aac.array_namespace(Z))
 
 
 def blocks(n_pixels: int, n_channels: int) -> list[tuple[int, int]]:
@@ -40,16 +48,43 @@ def blocks(n_pixels: int, n_channels: int) -> list[tuple[int, int]]:
     return [(a, min(a + step, n_pixels)) for a in range(0, n_pixels, step)]
 
 
+def affine_model(result: Result) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """``(S_eff, base)`` with model row ``i`` = ``A[i] @ S_eff + base`` for every pixel,
+    or None when the preprocessing undone on the model is not affine and pixel-independent
+    (``base`` is None when it is zero). Probed in float64 at three pixels."""
+    if result.link is not None and not result.link.is_identity:
+        return None  # f(A S): not affine in A
+    S = np.asarray(to_numpy(result.S), dtype=np.float64)
+    if not result.preprocessing:
+        return S, None
+    n = int(result.A.shape[0])
+    found = []
+    try:
+        for i in sorted({0, n // 2, n - 1}):
+            base = _undo(result, S[:1] * 0, i, i + 1)[0]
+            found.append(
+                (_undo(result, S, i, i + 1) - base, base, _undo(result, 2 * S, i, i + 1) - base)
+            )
+    except (ValueError, TypeError, IndexError, RuntimeError):  # undoes whole blocks only
+        return None
+    eff, base, _ = found[0]
+    tol = 1e-9 * max(float(np.abs(base).max()), float(np.abs(eff).max()), 1e-300)
+    for e, b, twice in found:
+        if e.shape != S.shape or not (
+            np.allclose(twice, 2 * e, rtol=1e-7, atol=tol)
+            and np.allclose(e, eff, rtol=1e-7, atol=tol)
+            and np.allclose(b, base, rtol=1e-7, atol=tol)
+        ):
+            return None
+    return eff, (base if np.any(base != 0) else None)
+
+
 def check_X(result: Result, X: Any) -> Any:
     """``X`` when its shape is the result's (pixels, channels); a ValueError otherwise."""
     if tuple(X.shape) != (result.A.shape[0], result.S.shape[1]):
         raise ValueError(
             f"X has shape {tuple(X.shape)}; the result models "
             f"({result.A.shape[0]}, {result.S.shape[1]}) (pixels, channels)"
-        )
-    if result.spec.get("link", "identity") != "identity":
-        _logger.warning(
-            "the model ignores the %s link (as Result.reconstruct)", result.spec["link"]
         )
     return X
 
@@ -93,11 +128,15 @@ def pixel_pass(result: Result, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarr
     def read(a: int, b: int) -> np.ndarray:
         return np.asarray(to_numpy(X[a:b]), dtype=float)
 
+    affine = affine_model(result)
     for a, b, xb in read_ahead(X, blocks(n, m), read):  # the next block read meanwhile
-        r = xb - model_rows(result, a, b)
-        num[a:b] = np.einsum("ij,ij->i", r, r)
         den[a:b] = np.einsum("ij,ij->i", xb, xb)
         sums[a:b] = xb.sum(axis=1)
+        if affine is None:
+            r = xb - model_rows(result, a, b)
+            num[a:b] = np.einsum("ij,ij->i", r, r)
+        else:
+            num[a:b] = _affine_residuals(xb, den[a:b], result.A[a:b], *affine)
     _LAST.clear()
     try:
         _LAST["key"] = (weakref.ref(result), weakref.ref(X), id(result.A), id(result.S))
@@ -105,6 +144,19 @@ def pixel_pass(result: Result, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarr
     except TypeError:  # X without weak references: nothing kept
         _LAST.clear()
     return num, den, sums
+
+
+def _affine_residuals(
+    xb: np.ndarray, x2: np.ndarray, A: Any, S: np.ndarray, base: np.ndarray | None
+) -> np.ndarray:
+    """``||x_i - (a_i S + base)||^2`` of a block from its products with ``S`` and
+    ``base`` (one multiplication of the block, no model rows): ``x2`` holds ``||x_i||^2``."""
+    a = np.asarray(to_numpy(A), dtype=float)
+    XS = xb @ S.T
+    num = x2 - 2.0 * np.einsum("ij,ij->i", a, XS) + np.einsum("ij,ij->i", a @ (S @ S.T), a)
+    if base is not None:
+        num += float(base @ base) - 2.0 * (xb @ base) + 2.0 * (a @ (S @ base))
+    return np.maximum(num, 0.0)
 
 
 def default_pixels(result: Result, X: Any) -> list[tuple[str, int]]:
@@ -120,11 +172,18 @@ def default_pixels(result: Result, X: Any) -> list[tuple[str, int]]:
 
 
 def contributions(result: Result, i: int) -> tuple[np.ndarray, np.ndarray]:
-    """What each component adds to the model at pixel ``i``, and what preprocessing adds."""
+    """What each component adds to the model at pixel ``i``, and what preprocessing adds.
+
+    Under a link ``f`` component ``j`` adds ``f(a_ij s_j) - f(0)``: the parts then do not
+    sum to the model (``f`` is not linear), ``base`` is ``f(0)`` with preprocessing undone.
+    """
     zero = result.S[:1] * 0
-    base = _undo(result, zero, i, i + 1)[0]
+    base = _undo(result, _linked(result, zero), i, i + 1)[0]
     parts = [
-        _undo(result, result.A[i : i + 1, j : j + 1] * result.S[j : j + 1], i, i + 1)[0] - base
+        _undo(
+            result, _linked(result, result.A[i : i + 1, j : j + 1] * result.S[j : j + 1]), i, i + 1
+        )[0]
+        - base
         for j in range(result.k)
     ]
     return np.asarray(parts), base
