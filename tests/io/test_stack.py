@@ -291,3 +291,12 @@ def test_cli_channel_pattern_sets_the_axis(tmp_path, cube):
     assert entry([*args, "--channel-pattern", "E{value}_t*.tif", "-o", str(out)]) == 0
     (axis,) = unmix.load_result(out / "result.h5").context["signal_axes"]
     assert (axis["offset"], axis["scale"]) == (100.0, 7.0)  # not the index axis 0, 1, ...
+
+
+@pytest.mark.parametrize("spelled", ["folder", "glob"])
+def test_a_stack_above_the_budget_is_streamed_without_a_flag(tiffs, capsys, spelled):
+    path = str(tiffs) if spelled == "folder" else str(tiffs / "img_*.tif")
+    assert entry(["inspect", path, "--max-memory", "1K"]) == 0
+    assert "data: streamed block by block" in capsys.readouterr().err
+    assert entry(["inspect", path]) == 0
+    assert "data: in memory" in capsys.readouterr().err

@@ -20,7 +20,7 @@ import click
 import numpy as np
 
 from ..blocks import ScanRows
-from ..io import ImageStack, TooLargeError, load, memory_budget
+from ..io import ImageStack, TooLargeError, is_stack, load, memory_budget
 from ..preprocessing import LineArray, pipeline_from_config
 from ._errors import EXIT_INPUT, EXIT_USAGE, Fail
 
@@ -101,8 +101,9 @@ def open_image(cfg: dict, *, mode: str = "auto", quiet: bool = False, blockers=(
         why = "--out-of-core" if mode == "stream" else "--in-memory"
         _tell(f"{'streamed' if is_streamed(image) else 'in memory'} ({why})", quiet)
         return image
-    ext = os.path.splitext(str(inp.get("file", "")).rstrip("/\\"))[1].lstrip(".").lower()
-    if ext not in LAZY_EXTENSIONS and not os.path.isdir(str(inp.get("file", ""))):
+    path = str(inp.get("file", ""))
+    ext = os.path.splitext(path.rstrip("/\\"))[1].lstrip(".").lower()
+    if ext not in LAZY_EXTENSIONS and not is_stack(path):  # folders and globs: read lazily
         return load_image(cfg)  # a format read whole anyway: nothing to choose
     probe = _read(inp, lazy=True, checksum=False)
     nbytes = math.prod(int(n) for n in probe.data.shape) * np.dtype(probe.dtype).itemsize

@@ -78,6 +78,7 @@ __all__ = [
     "check_allocation",
     "check_dataset",
     "check_h5_file",
+    "is_stack",
     "load",
     "memory_budget",
     "open_dataset",
