@@ -17,7 +17,7 @@ import numpy as np
 
 from .._backend import backend_of
 from ..blocks import block_ranges, read_ahead, sample_rows
-from ..hierarchy import layer_maps, nested_maps
+from ..hierarchy import MapProducts, maps_from_products, nested_maps
 from ._load import block_bytes, read_progress, subsample_size
 
 __all__ = ["draw_pixels", "map_tree"]
@@ -40,11 +40,15 @@ def map_tree(tree: Any, X: Any, *, spatial_shape: tuple, normalize: bool, quiet:
     Every level's maps (its own endmembers, exact NNLS; nested maps where the level was
     not refitted), its relative error over all pixels, the nested node maps (when the
     tree has them) and the hard assignment (the largest leaf abundance) of every pixel.
+    Each block of pixels is multiplied once by every endmember of the tree
+    (:class:`~unmix.hierarchy.MapProducts`); the maps and residuals of all levels are
+    solved from those products, so the pass keeps up with the disk.
     """
     n = int(X.shape[0])
     sum_to_one = bool(tree.params.get("sum_to_one"))
+    W, n_nodes, columns = _stacked_endmembers(tree)
     maps = [np.empty((n, len(lev.nodes))) for lev in tree.levels]
-    nested = None if tree.node_maps is None else np.empty((n, len(tree.nodes)))
+    nested = None if tree.node_maps is None else np.empty((n, n_nodes))
     num, den = np.zeros(len(tree.levels)), 0.0
     with read_progress(n, "mapping every pixel", quiet) as bar:
         ranges = block_ranges(X, block_bytes=block_bytes())
@@ -52,14 +56,17 @@ def map_tree(tree: Any, X: Any, *, spatial_shape: tuple, normalize: bool, quiet:
             if normalize:
                 norms = np.linalg.norm(xb, axis=1, keepdims=True)
                 xb = xb / np.where(norms > 0, norms, 1.0)
-            nb = None if nested is None else np.asarray(nested_maps(xb, _host(tree)))
+            be = backend_of(xb)
+            p = MapProducts.of(xb, W, be)
+            nb = None
             if nested is not None:
+                nb = np.asarray(nested_maps(xb, _host(tree), p.take(range(n_nodes), be)))
                 nested[a:b] = nb
             for d, lev in enumerate(tree.levels):
-                maps[d][a:b] = _level_block(xb, lev, nb, sum_to_one)
-                r = xb - maps[d][a:b] @ np.asarray(lev.S, dtype=float)
-                num[d] += float(np.sum(r * r))
-            den += float(np.sum(xb * xb))
+                pl = p.take(columns[d], be)
+                maps[d][a:b] = _level_block(pl, lev, nb, sum_to_one, be)
+                num[d] += pl.residual(maps[d][a:b], be)
+            den += float(np.sum(p.x2))
             bar.update(b - a)
     for d, lev in enumerate(tree.levels):
         lev.A, lev.error = maps[d], num[d] / max(den, 1e-300)
@@ -69,17 +76,34 @@ def map_tree(tree: Any, X: Any, *, spatial_shape: tuple, normalize: bool, quiet:
     tree.spatial_shape = tuple(spatial_shape)
 
 
+def _stacked_endmembers(tree: Any) -> tuple[np.ndarray, int, list[list[int]]]:
+    """Every endmember the maps need, once: the tree's nodes first, then any level
+    endmember that is not its node's (a refitted level); with each level's rows."""
+    nodes = np.asarray(tree.S, dtype=float)
+    rows, columns = [nodes], []
+    extra = nodes.shape[0]
+    for lev in tree.levels:
+        S = np.asarray(lev.S, dtype=float)
+        if np.array_equal(S, nodes[list(lev.nodes)]):
+            columns.append(list(lev.nodes))
+        else:
+            rows.append(S)
+            columns.append(list(range(extra, extra + S.shape[0])))
+            extra += S.shape[0]
+    return np.concatenate(rows, axis=0), nodes.shape[0], columns
+
+
 def _host(tree: Any) -> Any:
     """``tree`` with its endmembers as a float64 NumPy array (for the blocks' maps)."""
     tree.S = np.asarray(tree.S, dtype=float)
     return tree
 
 
-def _level_block(xb: np.ndarray, lev: Any, nested: Any, sum_to_one: bool) -> np.ndarray:
+def _level_block(p: MapProducts, lev: Any, nested: Any, sum_to_one: bool, be: Any) -> np.ndarray:
     """The maps of one block of pixels on the endmembers of level ``lev``."""
     if lev.refit == "none" and nested is not None:
         return nested[:, list(lev.nodes)]
-    S = np.asarray(lev.S, dtype=float)
-    if S.shape[0] == 1 and sum_to_one:
-        return np.ones((xb.shape[0], 1))
-    return np.asarray(layer_maps(xb, S, backend_of(xb), sum_to_one=sum_to_one))
+    k = int(p.WW.shape[0])
+    if k == 1 and sum_to_one:
+        return np.ones((int(p.x2.shape[0]), 1))
+    return np.asarray(maps_from_products(p, be, sum_to_one=sum_to_one))

@@ -22,7 +22,7 @@ from ._cluster import (
 from ._deep import DeepResult, deep_nmf
 from ._evaluate import clade_recovery, match_leaves, planted_groups, triplet_agreement
 from ._figures import plot_dendrogram, plot_levels, plot_tree
-from ._maps import layer_maps, nested_maps, refit_level
+from ._maps import MapProducts, layer_maps, maps_from_products, nested_maps, refit_level
 from ._model import Level, Node, Tree, attach_tree, load_tree
 from ._phases import attach_phases, component_phases
 from ._rank2 import group_rank1, nnls2, rank2_nmf, spa_start
@@ -33,6 +33,7 @@ __all__ = [
     "DeepResult",
     "Dendrogram",
     "Level",
+    "MapProducts",
     "Node",
     "Tree",
     "attach_phases",
@@ -45,6 +46,7 @@ __all__ = [
     "hierarchical_nmf",
     "layer_maps",
     "load_tree",
+    "maps_from_products",
     "match_leaves",
     "nested_maps",
     "nnls2",

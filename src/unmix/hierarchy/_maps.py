@@ -6,6 +6,8 @@ the cut of the tree at one depth, and its maps ``A`` (pixels, k) cover every pix
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,7 +20,51 @@ from ._model import Level, Tree
 from ._rank2 import nnls2
 from ._terms import SplitModel
 
-__all__ = ["joint_terms", "layer_maps", "nested_maps", "refit_level"]
+__all__ = [
+    "MapProducts",
+    "joint_terms",
+    "layer_maps",
+    "maps_from_products",
+    "nested_maps",
+    "refit_level",
+]
+
+
+@dataclass
+class MapProducts:
+    """What exact least-squares maps need of ``X`` (pixels, channels) and endmembers ``W``
+    (k, channels): ``XW = X @ W.T`` (pixels, k), ``WW = W @ W.T`` (k, k) and the squared
+    pixel norms ``x2`` (pixels,).  One pass over ``X`` makes them for every level of a tree
+    at once; the maps and their residuals then cost O(pixels k^2), not O(pixels channels).
+    """
+
+    XW: Any
+    WW: Any
+    x2: Any
+
+    @classmethod
+    def of(cls, X: Any, W: Any, be: Backend) -> MapProducts:
+        xp = be.xp
+        Xa = be.acc(X)
+        if isinstance(Xa, np.ndarray):  # one pass, no (pixels, channels) temporary
+            x2 = np.einsum("ij,ij->i", Xa, Xa)
+        else:
+            x2 = xp.linalg.vector_norm(Xa, axis=1) ** 2
+        return cls(be.acc(X @ be.work(W).T), be.acc(W) @ be.acc(W).T, x2)
+
+    def take(self, cols: Any, be: Backend) -> MapProducts:
+        """The products with the endmembers ``W[cols]``."""
+        xp = be.xp
+        sel = xp.asarray(np.asarray(cols), device=be.device)
+        WW = xp.take(xp.take(self.WW, sel, axis=0), sel, axis=1)
+        return MapProducts(xp.take(self.XW, sel, axis=1), WW, self.x2)
+
+    def residual(self, A: Any, be: Backend) -> float:
+        """``||X - A W||_F^2`` from the products (float64; clipped at 0)."""
+        xp = be.xp
+        Aa = be.acc(A)
+        fit = 2.0 * xp.sum(Aa * self.XW) - xp.sum((Aa @ self.WW) * Aa)
+        return max(float(xp.sum(self.x2)) - float(fit), 0.0)
 
 
 def layer_maps(X: Any, W: Any, be: Backend, *, sum_to_one: bool = False) -> Any:
@@ -33,16 +79,19 @@ def layer_maps(X: Any, W: Any, be: Backend, *, sum_to_one: bool = False) -> Any:
     1e-10 of the largest diagonal entry keeps the solves regular when a component vanishes
     or the endmembers are rank deficient.
     """
+    return maps_from_products(MapProducts.of(X, W, be), be, sum_to_one=sum_to_one)
+
+
+def maps_from_products(p: MapProducts, be: Backend, *, sum_to_one: bool = False) -> Any:
+    """:func:`layer_maps` from the products of ``X`` with the endmembers."""
     xp = be.xp
-    k = int(W.shape[0])
-    Wa = be.acc(W)
-    s = xp.linalg.vector_norm(Wa, axis=1)
+    k = int(p.WW.shape[0])
+    s = xp.sqrt(xp.clip(xp.linalg.diagonal(p.WW), 0.0, None))
     s = xp.where(s > 0, s, 1.0)
-    c = float(xp.max(xp.linalg.vector_norm(be.acc(X), axis=1)))
+    c = math.sqrt(float(xp.max(p.x2))) if int(p.x2.shape[0]) else 0.0
     c = c if c > 0 else 1.0
-    Wn = Wa / s[:, None]
-    G = Wn @ Wn.T
-    B = be.acc(X @ be.work(Wn).T) / c
+    G = p.WW / (s[:, None] * s[None, :])
+    B = p.XW / (s[None, :] * c)
     v = c / s  # A = A_scaled * v, so sum(A) = A_scaled @ v
     if sum_to_one:
         lam = 1e6 / float(xp.sum(v * v))
@@ -57,20 +106,23 @@ def layer_maps(X: Any, W: Any, be: Backend, *, sum_to_one: bool = False) -> Any:
     return be.work(A)
 
 
-def _nnls_rows(X: Any, S: Any, be: Backend) -> Any:
-    """``argmin_{A >= 0} ||X - A S||`` for every pixel, exactly (acc dtype for 2 rows)."""
+def _nnls_rows(X: Any, S: Any, be: Backend, products: MapProducts | None = None) -> Any:
+    """``argmin_{A >= 0} ||X - A S||`` for every pixel, exactly (acc dtype for 2 rows);
+    from ``products`` of ``X`` with ``S`` when given."""
+    p = MapProducts.of(X, S, be) if products is None else products
     if S.shape[0] == 2:
-        return nnls2(be.acc(S @ S.T)[None, :, :], be.acc(X @ S.T), be.xp)
-    return layer_maps(X, S, be)
+        return nnls2(p.WW[None, :, :], p.XW, be.xp)
+    return maps_from_products(p, be)
 
 
-def nested_maps(X: Any, tree: Tree) -> Any:
+def nested_maps(X: Any, tree: Tree, products: MapProducts | None = None) -> Any:
     """Maps (pixels, n_nodes) without refit: each split shares its node's abundance.
 
     The root has abundance 1 everywhere; a node with children ``c`` gives child ``c_j``
     the fraction ``f_j = a_j / sum(a)`` of its own abundance, where ``a`` is the exact NNLS
     fit of the pixel by the children's endmembers (equal shares where ``a == 0``).  Every
-    level of these maps sums to one per pixel.
+    level of these maps sums to one per pixel.  ``products`` of ``X`` with ``tree.S`` (all
+    nodes) spare the passes over ``X``.
     """
     be = backend_of(X)
     xp = be.xp
@@ -82,7 +134,7 @@ def nested_maps(X: Any, tree: Tree) -> Any:
         if not ch:
             continue
         Sc = xp.take(tree.S, xp.asarray(np.array(ch), device=be.device), axis=0)
-        F = _nnls_rows(X, Sc, be)
+        F = _nnls_rows(X, Sc, be, None if products is None else products.take(ch, be))
         tot = xp.sum(F, axis=1, keepdims=True)
         frac = xp.where(tot > 0, F / xp.where(tot > 0, tot, 1.0), 1.0 / len(ch))
         for j, c in enumerate(ch):

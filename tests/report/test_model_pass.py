@@ -1,0 +1,72 @@
+"""The report's residual pass and the streamed tree's mapping pass compute residuals from
+products with the endmembers; they must equal the residuals of the model rows."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from scipy.optimize import nnls
+
+import unmix
+from unmix.cli._subsample import map_tree
+from unmix.hierarchy import hierarchical_nmf
+from unmix.report import _model
+from unmix.report._model import affine_model, pixel_pass
+
+
+@pytest.fixture(scope="module")
+def counts():
+    rng = np.random.default_rng(3)
+    A = rng.gamma(0.7, size=(20 * 15, 4))
+    S = rng.gamma(2.0, size=(4, 60)) * 4
+    return rng.poisson(A @ S).astype(float)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"solver": "svd"},  # centred: the model has a base (the mean)
+        {"preprocessing": [unmix.PoissonScaling()]},
+    ],
+    ids=["nmf", "pca", "poisson-scaled"],
+)
+def test_residual_pass_equals_the_model_rows(counts, kw):
+    r = unmix.factorize(counts, 3, random_state=0, max_iter=50, **kw)
+    assert affine_model(r) is not None  # the products path is taken
+    _model._LAST.clear()
+    num, den, sums = pixel_pass(r, counts)
+    R = counts - np.asarray(r.reconstruct())
+    np.testing.assert_allclose(num, np.sum(R * R, axis=1), rtol=1e-8, atol=1e-8 * den.max())
+    np.testing.assert_allclose(den, np.sum(counts**2, axis=1))
+    np.testing.assert_allclose(sums, counts.sum(axis=1))
+
+
+def test_mapping_every_pixel_gives_each_level_its_exact_maps_and_error(counts):
+    tree = hierarchical_nmf(counts[::3], 4, random_state=0)
+    mapped = copy.deepcopy(tree)
+    map_tree(mapped, counts, spatial_shape=(20, 15), normalize=False, quiet=True)
+    for lev in mapped.levels:
+        A, S = np.asarray(lev.A), np.asarray(lev.S)
+        assert A.shape == (counts.shape[0], S.shape[0]) and np.all(A >= 0)
+        R = counts - A @ S
+        assert lev.error == pytest.approx(np.sum(R * R) / np.sum(counts**2), rel=1e-9)
+        # exact NNLS: no pixel is fitted better by scipy's solver
+        for i in (0, 77, 299):
+            best = nnls(S.T, counts[i])[1] ** 2
+            assert np.sum(R[i] ** 2) <= best * (1 + 1e-6) + 1e-9
+
+
+def test_mean_spectra_through_the_link():
+    from unmix.report._model import mean_spectra
+
+    rng = np.random.default_rng(0)
+    X = (rng.random((200, 12)) < 0.3).astype(float)
+    r = unmix.factorize(X, 2, link="logistic", random_state=0, max_iter=30)
+    assert affine_model(r) is None  # the model rows path
+    _model._LAST.clear()
+    data, model = mean_spectra(r, X)
+    np.testing.assert_allclose(data, X.mean(axis=0))
+    np.testing.assert_allclose(model, np.asarray(r.reconstruct()).mean(axis=0))
