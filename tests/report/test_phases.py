@@ -155,3 +155,22 @@ def test_phases_group_rotated_patterns_and_show_in_the_cli_report(patterns, tmp_
     assert "<h3>Phases</h3>" in page and "2 phases" in page
     assert "phase maps" in page.lower() and "Dendrogram of the components" in page
     assert patterns.context["phases"]["labels"] == labels
+
+
+def test_overview_shows_the_mean_spectrum_of_data_and_model(peaks, tmp_path):
+    from unmix.report._model import mean_spectra
+
+    res, image = peaks
+    X = image.unfold()
+    data, model = mean_spectra(res, X)
+    np.testing.assert_allclose(data, X.mean(axis=0))
+    np.testing.assert_allclose(model, np.asarray(res.reconstruct()).mean(axis=0))
+    page = write_report(tmp_path, res, X=X, image=image, viewer=False).read_text()
+    assert "Overview: sum image of the scan; mean spectrum over all pixels" in page
+
+
+def test_overview_of_patterns_shows_the_mean_pattern(patterns, tmp_path):
+    X = np.asarray(patterns.A) @ np.asarray(patterns.S)
+    page = write_report(tmp_path, patterns, X=X, viewer=False).read_text()
+    assert "mean pattern over all pixels" in page
+    assert (tmp_path / "overview.png").exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -108,15 +109,47 @@ def relative_residuals(result: Result, X: Any) -> tuple[np.ndarray, float]:
     return rel, total
 
 
-_LAST: dict[str, Any] = {}  # the last pass of pixel_pass: its key and its sums
+_LAST: dict[str, Any] = {}  # the last pass over X: its key and its sums
+
+
+@dataclass
+class PassSums:
+    """What the report needs of ``X`` (pixels, channels), from one pass: per pixel the
+    squared residual ``num``, squared norm ``den`` and sum ``sums``; per channel the sums
+    of the data and of the model over all pixels."""
+
+    num: np.ndarray
+    den: np.ndarray
+    sums: np.ndarray
+    data_channels: np.ndarray
+    model_channels: np.ndarray
 
 
 def pixel_pass(result: Result, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per pixel: squared residual, squared norm and sum of ``X`` (pixels, channels).
 
-    One pass over ``X`` in blocks; the last pass is kept (keyed by weak references to
-    ``result`` and ``X``), so the report's figures of one result read a file-backed
-    ``X`` once, not once a figure.
+    One pass over ``X`` in blocks (:func:`report_pass`, kept for the next call).
+    """
+    p = report_pass(result, X)
+    return p.num, p.den, p.sums
+
+
+def mean_spectra(result: Result, X: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The mean spectrum (or pattern, flattened) of ``X`` (pixels, channels) and of the
+    model :meth:`Result.reconstruct`, over all pixels (the same pass as the residuals)."""
+    p = report_pass(result, X)
+    n = max(int(X.shape[0]), 1)
+    return p.data_channels / n, p.model_channels / n
+
+
+def report_pass(result: Result, X: Any) -> PassSums:
+    """The sums of :class:`PassSums` in one pass over ``X`` in blocks; the last pass is
+    kept (keyed by weak references to ``result`` and ``X``), so the report's figures of
+    one result read a file-backed ``X`` once, not once a figure.
+
+    When the model is affine in the maps (:func:`affine_model`) each block is multiplied
+    once by the endmembers and the residuals come from those products; otherwise from the
+    model rows.
     """
     key = _LAST.get("key")
     if key and key[0]() is result and key[1]() is X and key[2:] == (id(result.A), id(result.S)):
@@ -124,6 +157,7 @@ def pixel_pass(result: Result, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarr
     X = check_X(result, X)
     n, m = X.shape
     num, den, sums = np.empty(n), np.empty(n), np.empty(n)
+    data_ch, model_ch = np.zeros(m), np.zeros(m)
 
     def read(a: int, b: int) -> np.ndarray:
         return np.asarray(to_numpy(X[a:b]), dtype=float)
@@ -132,18 +166,23 @@ def pixel_pass(result: Result, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarr
     for a, b, xb in read_ahead(X, blocks(n, m), read):  # the next block read meanwhile
         den[a:b] = np.einsum("ij,ij->i", xb, xb)
         sums[a:b] = xb.sum(axis=1)
+        data_ch += xb.sum(axis=0)
         if affine is None:
-            r = xb - model_rows(result, a, b)
+            model = model_rows(result, a, b)
+            model_ch += model.sum(axis=0)
+            r = xb - model
             num[a:b] = np.einsum("ij,ij->i", r, r)
         else:
             num[a:b] = _affine_residuals(xb, den[a:b], result.A[a:b], *affine)
+            model_ch += _affine_channel_sums(result.A[a:b], *affine)
+    found = PassSums(num, den, sums, data_ch, model_ch)
     _LAST.clear()
     try:
         _LAST["key"] = (weakref.ref(result), weakref.ref(X), id(result.A), id(result.S))
-        _LAST["sums"] = (num, den, sums)
+        _LAST["sums"] = found
     except TypeError:  # X without weak references: nothing kept
         _LAST.clear()
-    return num, den, sums
+    return found
 
 
 def _affine_residuals(
@@ -157,6 +196,13 @@ def _affine_residuals(
     if base is not None:
         num += float(base @ base) - 2.0 * (xb @ base) + 2.0 * (a @ (S @ base))
     return np.maximum(num, 0.0)
+
+
+def _affine_channel_sums(A: Any, S: np.ndarray, base: np.ndarray | None) -> np.ndarray:
+    """``sum_i (a_i S + base)`` over a block's pixels."""
+    a = np.asarray(to_numpy(A), dtype=float)
+    out = a.sum(axis=0) @ S
+    return out if base is None else out + a.shape[0] * base
 
 
 def default_pixels(result: Result, X: Any) -> list[tuple[str, int]]:

@@ -28,11 +28,11 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from .._backend import to_numpy
-from .._display import color, colour_scale, dendrogram_figure
+from .._display import axis_label, color, colour_scale, dendrogram_figure
 from .._notebook import abundance_units, component_lines
 from ..result import Result
 from ..spectral_image import SpectralImage
-from ._model import pixel_pass
+from ._model import mean_spectra, pixel_pass
 from ._panels import (
     SEQ_MAPS,
     HtmlFigure,
@@ -120,23 +120,57 @@ def map_correlations(A: Any, overview: np.ndarray) -> np.ndarray:
 def overview_html(
     results: list[tuple[str, Result]], X: Any, image: SpectralImage | None, outdir: Path
 ) -> str:
-    """The overview figure for the top of the report ("" when there is none)."""
-    res = results[0][1]
+    """The overview figure for the top of the report ("" when there is none): the overview
+    image of the scan and the mean spectrum (or pattern) of the data with the first
+    method's model, both from the report's one pass over ``X``."""
+    name0, res = results[0]
     g = geometry(res, image)
     found = overview_image(image, X, res)
-    if found is None or len(g.spatial) < 2:
+    found = found if found is not None and len(g.spatial) >= 2 else None
+    has_X = X is not None and int(X.shape[0]) == int(res.A.shape[0])
+    means = mean_spectra(res, X) if has_X else None
+    if found is None and means is None:
         return ""
-    values, name, _ = found
-    grid, sp, note = spatial_panels(values[:, None], g)
-    fig = Figure(figsize=(4.6, 4.0), layout="constrained")
-    ax = fig.add_subplot()
-    cmap, lo, hi = colour_scale([grid], "gray")
-    panel_image(fig, ax, grid[..., 0], sp[0], sp[1], cmap, (lo, hi), bar=True)
-    ax.set_title(name + (f" ({note})" if note else ""), fontsize=10)
+    cols = (found is not None) + (means is not None)
+    fig = Figure(figsize=(4.6 * cols, 4.0), layout="constrained")
+    said = []
+    if found is not None:
+        values, name, _ = found
+        grid, sp, note = spatial_panels(values[:, None], g)
+        ax = fig.add_subplot(1, cols, 1)
+        cmap, lo, hi = colour_scale([grid], "gray")
+        panel_image(fig, ax, grid[..., 0], sp[0], sp[1], cmap, (lo, hi), bar=True)
+        ax.set_title(name + (f" ({note})" if note else ""), fontsize=10)
+        said.append(f"{name} of the scan")
+    if means is not None:
+        _draw_means(fig, fig.add_subplot(1, cols, cols), means, g.signal, name0)
+        said.append(f"mean {'pattern' if len(g.signal) == 2 else 'spectrum'} over all pixels")
     path = save(fig, outdir / "overview.png")
+    text = "; ".join(said)
     return "<h3>Overview</h3>\n" + figure_html(
-        HtmlFigure(Path(path), f"Overview: {name}", f"{name} of the scan.")
+        HtmlFigure(Path(path), f"Overview: {text}", text[0].upper() + text[1:] + ".")
     )
+
+
+def _draw_means(fig: Figure, ax: Any, means: tuple, signal: list, method: str) -> None:
+    """The data's mean spectrum with the model's (1-D signal), or the data's mean pattern
+    and the model's side by side in one image (2-D patterns)."""
+    data, model = means
+    if len(signal) == 2:
+        shape = (signal[0].size, signal[1].size)
+        both = np.concatenate([data.reshape(shape), model.reshape(shape)], axis=1)
+        cmap, lo, hi = colour_scale([both[..., None]], "gray")
+        ax.imshow(both, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(f"Mean pattern: data (left), {method} model (right)", fontsize=9)
+        return
+    x = signal[0].values
+    ax.plot(x, data, color="0.2", lw=1.0, label="data")
+    ax.plot(x, model, color=color(0), lw=1.0, ls="--", label=f"model ({method})")
+    ax.set_xlabel(axis_label(signal[0], "channel"))
+    ax.set_ylabel("mean over pixels")
+    ax.legend(fontsize=7)
+    ax.set_title("Mean spectrum", fontsize=10)
 
 
 def _labels_figure(res: Result, image: SpectralImage | None, names: list[str]) -> Figure:
