@@ -140,3 +140,14 @@ def test_the_default_budget_sees_the_address_space_limit(monkeypatch):
     limit = used + (256 << 20)  # ``prlimit --as``: 256 MiB left to this process
     monkeypatch.setattr(resource, "getrlimit", lambda which: (limit, resource.RLIM_INFINITY))
     assert memory_budget() <= 0.8 * (256 << 20) + (8 << 20)  # VmSize moves a little
+
+
+def test_a_rosettasciio_lazy_format_is_streamed_above_the_budget(tmp_path, capsys):
+    from conftest import shared_path
+
+    path = shared_path("formats", "EELS_SI.dm4")  # Digital Micrograph: a Dask array
+    assert entry(["inspect", str(path), "--max-memory", "1K"]) == 0
+    assert STREAMED in capsys.readouterr().err
+    args = ["run", str(path), "-k", "2", "--step", '{op="clip"}', "--max-iter", "5"]
+    assert entry([*args, "--max-memory", "1K", "-o", str(tmp_path / "out"), "-q"]) == 0
+    assert unmix.load_result(str(tmp_path / "out" / "result.h5")).A.shape == (4, 2)

@@ -45,8 +45,13 @@ _logger = logging.getLogger(__name__)
 #: the data are streamed when this many times their size exceeds the memory budget (a
 #: load holds the array, and a fit or the statistics about as much again in copies)
 STREAM_FACTOR = 2
-#: formats whose data can stay on disk (HDF5, Zarr, HyperSpy, NumPy memory maps)
-LAZY_EXTENSIONS = frozenset({"h5", "hdf5", "hdf", "zarr", "npy", "hspy", "zspy"})
+#: formats whose data can stay on disk: HDF5, Zarr, HyperSpy, NumPy memory maps, and the
+#: formats RosettaSciIO reads lazily (Digital Micrograph, Velox EMD, Merlin MIB, NanoMegas
+#: BLO, MRC, TVIPS: a Dask array over the file)
+LAZY_EXTENSIONS = frozenset(
+    {"h5", "hdf5", "hdf", "zarr", "npy", "hspy", "zspy"}
+    | {"dm3", "dm4", "emd", "mib", "blo", "mrc", "tvips"}
+)
 #: ``tree`` and ``select`` on a streamed file fit this many pixels at most (drawn with
 #: ``numpy.random.default_rng(--seed)``, see :func:`subsample_size`)
 SUBSAMPLE_PIXELS = 20_000
