@@ -1,8 +1,9 @@
-"""The ``unmix`` command line: run, compare, inspect, demo, tree, select, watch.
+"""The ``unmix`` command line: run, compare, inspect, demo, tree, select, target, watch.
 
 One module a command (``_run``, ``_compare``, ``_inspect``, ``_demo``, ``_tree``,
-``_select``, ``_watch``); what they share is in ``_common`` (errors and exit codes, output
-folders, loading, fitting with a progress bar) and ``_config`` (the TOML schema).
+``_select``, ``_target``, ``_watch``); what they share is in ``_common`` (errors and exit
+codes, output folders, loading, fitting with a progress bar) and ``_config`` (the TOML
+schema).
 
 Exit codes: 0 success, 1 the fit failed, 2 usage error, 3 unreadable input, 4 output
 directory exists or is in use (use ``--force`` or ``--resume``, or another ``-o``), 130
@@ -38,6 +39,7 @@ from ._demo import demo
 from ._inspect import inspect
 from ._run import run
 from ._select import select
+from ._target import target
 from ._tree import tree
 from ._watch import watch
 
@@ -64,7 +66,7 @@ def main(verbose: int, debug: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-for _command in (run, compare, inspect, demo, tree, select, watch):
+for _command in (run, compare, inspect, demo, tree, select, target, watch):
     main.add_command(_command)
 
 

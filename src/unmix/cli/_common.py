@@ -63,6 +63,7 @@ __all__ = [
     "fit_keys",
     "fit_with_progress",
     "flag_terms",
+    "image_input",
     "inline_table",
     "input_flags",
     "merge_config",
@@ -465,6 +466,19 @@ INPUT_OPTIONS = [
 ]
 #: the [input] table's keys that have a flag
 _INPUT_KEYS = ("dataset", "signal", "allow_external", "mz_bins", "signal_ndim", "channel_pattern")
+
+
+def image_input(file: str, kw: dict[str, Any]) -> tuple[list[dict], dict[str, Any]]:
+    """The preprocessing steps (``--step``) and the input section (FILE, ``--shape``, ...)
+    of a command that takes them as flags (``tree``, ``target``)."""
+    try:
+        steps = [inline_table(s) for s in kw["steps"]]
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
+    inp: dict[str, Any] = input_flags({"file": file}, kw)
+    if kw["spatial_shape"]:
+        inp["spatial_shape"] = parse_shape(kw["spatial_shape"])
+    return steps, inp
 
 
 def input_flags(inp: dict, kw: dict) -> dict:

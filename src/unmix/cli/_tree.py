@@ -25,9 +25,7 @@ from ._common import (
     Fail,
     dense_only,
     flag_terms,
-    inline_table,
-    input_flags,
-    parse_shape,
+    image_input,
     table_option,
     with_options,
 )
@@ -118,7 +116,7 @@ def tree(file: str, **kw: Any) -> None:
     The model flags of unmix run (--loss, --solver, --smooth, --median-filter, ...) make
     every split a rank-2 fit of that model.
     """
-    steps, inp = _input(file, kw)
+    steps, inp = image_input(file, kw)
     executor = mpi_executor(kw["mpi"], kw["groups"], command="tree")
     lead = executor is None or executor.rank == 0
     with output_folder(kw["outdir"], force=kw["force"], resume=False, lead=lead) as where:
@@ -141,18 +139,6 @@ def tree(file: str, **kw: Any) -> None:
     if not kw["quiet"]:
         moved = os.path.join(where.dir, os.path.basename(h5))
         _summary(where.dir, t, moved, page and os.path.join(where.dir, os.path.basename(page)))
-
-
-def _input(file: str, kw: dict[str, Any]) -> tuple[list[dict], dict[str, Any]]:
-    """The preprocessing steps (``--step``) and the input section (FILE, ``--shape``, ...)."""
-    try:
-        steps = [inline_table(s) for s in kw["steps"]]
-    except ValueError as err:
-        raise click.UsageError(str(err)) from err
-    inp: dict[str, Any] = input_flags({"file": file}, kw)
-    if kw["spatial_shape"]:
-        inp["spatial_shape"] = parse_shape(kw["spatial_shape"])
-    return steps, inp
 
 
 def _grow_streamed(
