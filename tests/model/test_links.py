@@ -104,3 +104,9 @@ def test_link_from_the_command_line(tmp_path):
     assert isinstance(res.link, unmix.Logistic) and res.link.shift > 3
     np.save(path, 2 * _boolean_map().reshape(30, 30, 40))
     assert entry([*args, "-o", str(tmp_path / "bad"), "-q", "--no-report"]) != 0
+
+
+def test_tiny_data_get_a_floor_below_them_and_a_warning():
+    with pytest.warns(RuntimeWarning, match="largest value is 0.001"):
+        link = unmix.Logistic().for_data(0.0, 1e-3)
+    assert _f0(link) == pytest.approx(5e-4)

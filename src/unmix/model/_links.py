@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -57,8 +58,9 @@ class Logistic(Link):
 
     With non-negative factors ``Z = A S >= 0``, so ``f(0)`` is the smallest value the model
     can take. ``shift=None`` (the default, and ``link="logistic"``) sets it from the data
-    when the fit starts: ``f(0) = clip(min(X), 0.02, 0.45)``, so that zeros (or the data's
-    floor) can be fitted; ``shift=0`` would put every zero at 0.5.
+    when the fit starts: ``f(0) = clip(min(X), min(0.02, max(X) / 2), 0.45)``, so that
+    zeros (or the data's floor) can be fitted; ``shift=0`` would put every zero at 0.5.
+    Data whose largest value is below 0.1 are fitted with a warning (scale them).
     """
 
     shift: float | None = None
@@ -84,9 +86,18 @@ class Logistic(Link):
                 f"link='logistic' models data in [0, 1]; X spans [{low:.4g}, {high:.4g}]. "
                 "Divide X by its full scale (e.g. its maximum), or use link='identity'."
             )
+        if high < 0.1:
+            warnings.warn(
+                f"link='logistic' on data whose largest value is {high:.3g}: the link models "
+                "fractions spread over [0, 1]; divide X by its full scale (e.g. its maximum) "
+                "or use link='identity'.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         if self.shift is not None:
             return self
         lo, hi = self.FLOOR
+        lo = min(lo, high / 2) if high > 0 else lo  # f(0) below every value of X
         floor = min(max(low, lo), hi)  # f(0): the data's floor, kept off 0 and 0.5
         return replace(self, shift=math.log((1.0 - floor) / floor) / self.scale)
 
