@@ -27,10 +27,12 @@ from ..model import (
     GraphSmoothness,
     MaxActive,
     MinVolume,
+    NoDips,
     NonNegative,
     SpatialSmoothness,
     SpectralSmoothing,
     SumToOne,
+    Unimodal,
     UnitNorm,
     make_loss,
 )
@@ -47,6 +49,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_USAGE",
     "FIT_OPTIONS",
+    "IMAGE_OPTIONS",
     "INPUT_OPTIONS",
     "MAX_MEMORY",
     "TABLE_FLAGS",
@@ -274,6 +277,8 @@ TERM_FLAGS = {
     "min_volume": None,
     "median_filter": None,
     "max_active": None,
+    "no_dips": None,
+    "unimodal": False,
 }
 
 
@@ -329,10 +334,28 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
     if flags["max_active"]:  # at most M endmembers a pixel (exact ANLS, maps polished)
         cons = cons or [NonNegative()]
         cons.append(MaxActive(flags["max_active"]))
+    if flags["no_dips"] is not None or flags["unimodal"]:
+        cons = _shape_terms(cons, flags)
     if cons:
         opts["constraints"] = cons
     opts["regularizers"] = regs
     return opts
+
+
+def _shape_terms(cons: list, flags: dict) -> list:
+    """``--no-dips [DEPTH]`` / ``--unimodal``: the shape constraint on the endmembers in
+    place of their clip at 0 (it holds ``S >= 0`` itself; a clip before it would make
+    the projected step inexact)."""
+    cons = cons or [NonNegative()]
+    out = []
+    for c in cons:
+        parts = c.parts() if isinstance(c, NonNegative) else [c]
+        out.extend(p for p in parts if not (isinstance(p, NonNegative) and p.target == "S"))
+    if flags["no_dips"] is not None:
+        out.append(NoDips(float(flags["no_dips"])))
+    if flags["unimodal"]:
+        out.append(Unimodal())
+    return out
 
 
 def _fit_fractions(opts: dict, X: Any) -> None:
@@ -487,6 +510,22 @@ def input_flags(inp: dict, kw: dict) -> dict:
     return inp
 
 
+#: how a command reads FILE: ``--step`` (read by :func:`image_input`), ``--shape`` and the
+#: input options
+IMAGE_OPTIONS = [
+    click.option(
+        "--step",
+        "steps",
+        multiple=True,
+        help="Preprocessing op as a TOML inline table, e.g. "
+        "'{op=\"crop\", signal=[0.2, 12]}' (repeatable; after the config's). Ops: "
+        + ", ".join(sorted(OPS))
+        + ".",
+    ),
+    click.option("--shape", "spatial_shape", help="Scan shape for 1-D scans, e.g. 11x13."),
+    *INPUT_OPTIONS,
+]
+
 #: the fit's parameters that have a flag, in the table's order
 TABLE_FLAGS = [name for name, row in PARAMETERS.items() if row.cli]
 
@@ -530,18 +569,20 @@ FIT_OPTIONS = [
         metavar="M",
         help="At most M endmembers in each pixel (hard sparsity of the maps).",
     ),
-    *TERM_OPTIONS,
     click.option(
-        "--step",
-        "steps",
-        multiple=True,
-        help="Preprocessing op as a TOML inline table, e.g. "
-        "'{op=\"crop\", signal=[0.2, 12]}' (repeatable; after the config's). Ops: "
-        + ", ".join(sorted(OPS))
-        + ".",
+        "--no-dips",
+        type=click.FloatRange(0.0, 1.0, min_open=True),
+        is_flag=False,
+        flag_value=NoDips.depth,
+        metavar="[DEPTH]",
+        help="No endmember channel below its neighbours' mean by more than the fraction "
+        "DEPTH of that mean (default 0.005): removes negative peaks.",
     ),
-    click.option("--shape", "spatial_shape", help="Scan shape for 1-D scans, e.g. 11x13."),
-    *INPUT_OPTIONS,
+    click.option(
+        "--unimodal", is_flag=True, help="Every endmember rises to one peak and falls after it."
+    ),
+    *TERM_OPTIONS,
+    *IMAGE_OPTIONS,
     click.option(
         "--mask-nonfinite",
         is_flag=True,

@@ -20,7 +20,7 @@ import click
 from ._common import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
-    INPUT_OPTIONS,
+    IMAGE_OPTIONS,
     Fail,
     dense_only,
     inline_table,
@@ -92,9 +92,7 @@ def _config_tables(config: str | None, file: str | None, steps: tuple, shape: st
 @click.option("--lambda-method", type=click.Choice(["grid", "random", "bayes"]), default="grid")
 @click.option("--lambda-trials", type=int, default=8, show_default=True)
 @click.option("--plausibility", type=click.Choice(["sparsity", "smoothness", "negative_lobes"]))
-@click.option("--step", "steps", multiple=True, help="Preprocessing op (TOML inline table).")
-@click.option("--shape", "spatial_shape", help="Scan shape for 1-D scans, e.g. 11x13.")
-@with_options(INPUT_OPTIONS)
+@with_options(IMAGE_OPTIONS)
 @click.option("--config", type=click.Path(exists=True, dir_okay=False), help="TOML [input].")
 @click.option("-o", "--outdir", default="unmix_selection", show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite a non-empty output directory.")

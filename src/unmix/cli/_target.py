@@ -22,7 +22,7 @@ import numpy as np
 
 from ._common import (
     EXIT_USAGE,
-    INPUT_OPTIONS,
+    IMAGE_OPTIONS,
     Fail,
     attach_context,
     dense_only,
@@ -63,14 +63,7 @@ __all__ = ["target"]
 )
 @click.option("--targets", "n_targets", type=int, default=1, show_default=True)
 @click.option("--max-iter", type=int, default=300, show_default=True)
-@click.option(
-    "--step",
-    "steps",
-    multiple=True,
-    help="Preprocessing op as a TOML inline table, e.g. '{op=\"crop\", signal=[0.2, 12]}'.",
-)
-@click.option("--shape", "spatial_shape", help="Scan shape for 1-D scans, e.g. 11x13.")
-@with_options(INPUT_OPTIONS)
+@with_options(IMAGE_OPTIONS)
 @click.option("--seed", "random_state", type=int, default=0, show_default=True)
 @click.option(
     "-o", "--outdir", default="unmix_target", show_default=True, help="Output directory."

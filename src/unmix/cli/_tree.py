@@ -19,7 +19,7 @@ import numpy as np
 
 from ._common import (
     EXIT_USAGE,
-    INPUT_OPTIONS,
+    IMAGE_OPTIONS,
     TERM_FLAGS,
     TERM_OPTIONS,
     Fail,
@@ -93,14 +93,7 @@ __all__ = ["tree"]
     show_default=True,
     help="Leaf endmember: core of its pixels or the NMF component.",
 )
-@click.option(
-    "--step",
-    "steps",
-    multiple=True,
-    help="Preprocessing op as a TOML inline table, e.g. '{op=\"crop\", signal=[0.2, 12]}'.",
-)
-@click.option("--shape", "spatial_shape", help="Scan shape for 1-D scans, e.g. 11x13.")
-@with_options(INPUT_OPTIONS)
+@with_options(IMAGE_OPTIONS)
 @click.option("--seed", "random_state", type=int, default=0, show_default=True)
 @click.option("-o", "--outdir", default="unmix_tree", show_default=True, help="Output directory.")
 @click.option("--force", is_flag=True, help="Overwrite a non-empty output directory.")
