@@ -312,8 +312,10 @@ class Orthogonal(Constraint):
     def _prepare(self, ctx: BindContext) -> None:
         if ctx.nonneg_S:
             raise ValueError(
-                "Orthogonal endmembers with S >= 0 (orthogonal NMF) is not supported: "
-                "drop NonNegative on S (e.g. constraints=[Orthogonal()]) for PCA-like factors."
+                "Orthogonal (orthonormal rows, as PCA) with S >= 0: for orthogonal NMF "
+                "(non-negative S with orthogonal rows: each channel in one endmember) use "
+                "constraints=[NonNegative(), MaxActive(1, target='S')]; for PCA-like factors "
+                "drop NonNegative on S (constraints=[Orthogonal()])."
             )
 
     def project(self, M: Any) -> Any:

@@ -53,15 +53,27 @@ class MaxActive(Constraint):
     m : int
         The most endmembers a pixel may hold (``1 <= m``; ``m >= k`` leaves the maps
         free of this constraint).
-    target : {"A"}
-        The maps (pixels, k).
+    target : {"A", "S"}
+        The maps (pixels, k), or the endmembers (k, channels): ``target="S"`` keeps at
+        most ``m`` endmembers non-zero in every *channel* (column of ``S``).  With
+        ``m = 1`` the endmembers have disjoint supports, so ``S S^T`` is diagonal:
+        **orthogonal NMF** (non-negative ``A`` and ``S`` with orthogonal rows of ``S``,
+        Ding et al. 2006), each channel assigned to one endmember.  Exact ANLS
+        (``solver="bpp"``) solves every channel's subproblem exactly (monotone);
+        ``"admm"`` and ``"gradient"`` project; HALS and MU refuse it.  No refit after the
+        fit for ``target="S"``.
     """
 
     m: int = 1
-    _allowed_targets = ("A",)
-    separable = "rows"
-    finishes = True
-    solves_rows = True
+    _allowed_targets = ("A", "S")
+    finishes = True  # only constraints on the maps refine them after the fit
+    solves_rows = True  # rows of the subproblem: pixels (target "A") or channels ("S")
+
+    @property
+    def separable(self) -> str:  # type: ignore[override]
+        """``"rows"`` on the maps (each pixel alone); ``"none"`` on the endmembers (a
+        channel's count couples the rows of ``S``)."""
+        return "rows" if self.target == "A" else "none"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -77,20 +89,15 @@ class MaxActive(Constraint):
         return True
 
     def project(self, M: Any) -> Any:
-        """Clip at 0, then keep the ``m`` largest entries of each row (pixels, k)."""
-        be = self.ctx.backend
-        xp = be.xp
-        M = be.clip_min(M, 0.0)
-        if self.m >= M.shape[1]:
-            return M
-        order = xp.argsort(-M, axis=1, stable=True)
-        rank = xp.argsort(order, axis=1, stable=True)
-        return xp.where(rank < self.m, M, xp.zeros_like(M))
+        """Clip at 0, then keep the ``m`` largest entries of each row of ``A`` (pixels,
+        k), or of each column of ``S`` (k, channels)."""
+        return self._row_support(M) if self.target == "A" else self._row_support(M.T).T
 
     def solve_rows(self, G: Any, B: Any, diag_add: Any = None) -> Any:
-        """Exact for every row of ``B`` (pixels, k) up to :data:`MAX_SUBSETS` supports:
+        """Exact for every row of ``B`` (pixels, k; for ``target="S"`` channels, k: the
+        transposed subproblem of ``S``) up to :data:`MAX_SUBSETS` supports:
         ``argmin 1/2 a (G + diag(c)) a^T - a . b`` over ``a >= 0`` with ``<= m`` non-zeros
-        (greedy beyond, see the module).  Returns (pixels, k) in the accumulation dtype."""
+        (greedy beyond, see the module).  Returns (rows, k) in the accumulation dtype."""
         be = self.ctx.backend
         k = B.shape[1]
         if self.m >= k:
@@ -109,7 +116,7 @@ class MaxActive(Constraint):
         if math.comb(k, self.m) <= MAX_SUBSETS:
             best = self._exhaustive(G, B, None)
         else:
-            best = self._greedy(G, B, None, self.project(A) != 0)
+            best = self._greedy(G, B, None, self._row_support(A) != 0)
         return be.xp.astype(best, A.dtype)
 
     def _exhaustive(self, G: Any, B: Any, diag_add: Any) -> Any:
@@ -134,6 +141,16 @@ class MaxActive(Constraint):
             best = xp.where(better[:, None], full, best)
         return best
 
+    def _row_support(self, M: Any) -> Any:
+        """The ``m`` largest entries of each row of ``M`` (rows, k), clipped at 0."""
+        xp = self.ctx.backend.xp
+        M = self.ctx.backend.clip_min(M, 0.0)
+        if self.m >= M.shape[1]:
+            return M
+        order = xp.argsort(-M, axis=1, stable=True)
+        rank = xp.argsort(order, axis=1, stable=True)
+        return xp.where(rank < self.m, M, xp.zeros_like(M))
+
     def _greedy(self, G: Any, B: Any, diag_add: Any, current: Any) -> Any:
         """Greedy forward selection of each pixel's support, or ``current`` (a boolean
         (pixels, k) mask: the fit's own support; None: the ``m`` largest entries of the
@@ -142,7 +159,7 @@ class MaxActive(Constraint):
         xp = be.xp
         n, k = B.shape
         if current is None:
-            current = self.project(nnls_bpp(G, B, be, diag_add=diag_add)) != 0
+            current = self._row_support(nnls_bpp(G, B, be, diag_add=diag_add)) != 0
         chosen = xp.zeros((n, k), dtype=xp.bool, device=be.device)
         for _ in range(self.m):
             best_obj = xp.full((n,), float("inf"), dtype=be.acc_dtype, device=be.device)

@@ -1,7 +1,8 @@
 """ANLS with block principal pivoting (Kim & Park 2011); fully constrained maps.
 
-Constraints on the maps that solve a row's least squares exactly (``solves_rows``, e.g.
-at most ``m`` endmembers per pixel) replace the NNLS of the maps by their own solve.
+Constraints that solve a row's least squares exactly (``solves_rows``: at most ``m``
+endmembers per pixel on the maps, per channel on the endmembers) replace that NNLS by
+their own solve.
 
 Objective: Frobenius plus penalties with a Gram or diagonal model (L1, L2, spatial
 smoothness through its diagonal majorizer, min-volume).  Each half-step solves its
@@ -56,9 +57,10 @@ def _linear(m: PenaltyModel, M0: Any, rows: Any = None) -> tuple[Any, Any]:
     return lin, curv
 
 
-def _row_solvers(p: Problem) -> list:
-    """The constraints on ``A`` that solve each row's least squares exactly."""
-    return [c for c in p.constraints["A"] if c.solves_rows]
+def _row_solvers(p: Problem, target: str = "A") -> list:
+    """The constraints on ``target`` that solve each row of its subproblem exactly (a
+    pixel's maps; for ``S`` a channel's entries)."""
+    return [c for c in p.constraints[target] if c.solves_rows]
 
 
 #: weight of the sum-to-one equation against the largest diagonal entry of the Gram matrix
@@ -100,7 +102,7 @@ class BPP(Solver):
         right-hand side) and scale constraints (unit norm, moved into A)."""
         if target == "A":
             return c.is_orthant or c.simplex_rows or c.solves_rows
-        return c.is_orthant or c.fixed() is not None or c.rescales
+        return c.is_orthant or c.fixed() is not None or c.rescales or c.solves_rows
 
     def problems(self, p: Problem) -> list[str]:
         """The base checks, plus: separable weights only where they leave each
@@ -111,6 +113,8 @@ class BPP(Solver):
             out.append("partly fixed endmembers (FixedEndmembers with mask)")
         if len(_row_solvers(p)) > 1 or (_row_solvers(p) and p.simplex("A")):
             out.append("more than one constraint solving the rows of A exactly")
+        if len(_row_solvers(p, "S")) > 1:
+            out.append("more than one constraint solving the channels of S exactly")
         if p.pixel_weighted and any(t.lam for t in p.penalties["A"]):
             out.append("pixel weights together with penalties on A")
         if p.data.channel_w is not None and any(t.lam for t in p.penalties["S"]):
@@ -169,7 +173,11 @@ class BPP(Solver):
             Hfx = xp.take(xp.take(H, idx, axis=0), jdx, axis=1)
             rhs = rhs - Hfx @ be.acc(xp.take(S, jdx, axis=0))
         cT = None if curv is None else be.acc(xp.take(curv, idx, axis=0)).T
-        sol = nnls_bpp(Hff, rhs.T, be, diag_add=cT).T
+        solver = (_row_solvers(p, "S") or [None])[0]  # e.g. one endmember a channel
+        if solver is not None:
+            sol = solver.solve_rows(Hff, rhs.T, cT).T
+        else:
+            sol = nnls_bpp(Hff, rhs.T, be, diag_add=cT).T
         S_new = xp.asarray(S, copy=True)
         S_new[idx, :] = be.work(sol)
         return S_new
