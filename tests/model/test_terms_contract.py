@@ -81,6 +81,10 @@ CONSTRAINTS = {
     "UnitNorm": unmix.UnitNorm(),
     "Orthogonal": unmix.Orthogonal(),
     "MaxActive(2)": unmix.MaxActive(2),
+    "MaxActive(1, S)": unmix.MaxActive(1, target="S"),
+    "NoDips": unmix.NoDips(0.05),
+    "NoDips(default)": unmix.NoDips(),
+    "Unimodal": unmix.Unimodal(),
     "user CapAt(A)": CapAt(0.4, target="A"),
     "user CapAt(S)": CapAt(0.8, target="S"),
 }

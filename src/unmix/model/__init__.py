@@ -23,6 +23,7 @@ from ._regularizers import (
     SpatialSmoothness,
     SpectralSmoothing,
 )
+from ._shape import NoDips, Unimodal
 from ._sparsity import MaxActive
 from ._terms import BindContext, Constraint, Filter, Penalty, PenaltyModel, Term
 
@@ -49,6 +50,7 @@ __all__ = [
     "Loss",
     "MaxActive",
     "MinVolume",
+    "NoDips",
     "NonNegative",
     "Orthogonal",
     "Penalty",
@@ -58,6 +60,7 @@ __all__ = [
     "SpectralSmoothing",
     "SumToOne",
     "Term",
+    "Unimodal",
     "UnitNorm",
     "knn_graph",
     "make_link",
