@@ -22,31 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from . import model as _model
 from ._atomic import atomic_path
 from ._backend import to_numpy
 from ._display import plot_result
 from ._notebook import result_html, result_to_hyperspy
 from .io import check_dataset, check_h5_file
-from .model import (
-    L1,
-    L2,
-    Bounds,
-    FixedEndmembers,
-    GaussianMapFilter,
-    GraphSmoothness,
-    Identity,
-    Logistic,
-    MaxActive,
-    MinVolume,
-    NonNegative,
-    Orthogonal,
-    ProductBounds,
-    SpatialSmoothness,
-    SpectralSmoothing,
-    SumToOne,
-    Term,
-    UnitNorm,
-)
+from .model import Constraint, Filter, Identity, Logistic, Penalty, Term
 from .preprocessing import Center, NormalizePixels, PoissonScaling
 
 __all__ = ["FORMAT_VERSION", "Result", "load_result"]
@@ -231,13 +213,13 @@ def _link_spec(link: Any) -> dict | None:
 #: the links, steps and terms a result file may name (nothing else is instantiated)
 _LINKS = {cls.__name__: cls for cls in (Identity, Logistic)}
 _STEPS = {cls.__name__: cls for cls in (Center, NormalizePixels, PoissonScaling)}
-_TERMS = {
-    cls.__name__: cls
-    for cls in [
-        *(NonNegative, SumToOne, Bounds, FixedEndmembers, UnitNorm, Orthogonal, MaxActive),
-        *(ProductBounds, L1, L2, SpatialSmoothness, MinVolume, GaussianMapFilter),
-        *(SpectralSmoothing, GraphSmoothness),  # GraphSmoothness: rebuilt (graph=None)
-    ]
+_TERMS = {  # every term class unmix.model exports (GraphSmoothness rebuilt with graph=None)
+    name: cls
+    for name, cls in vars(_model).items()
+    if name in _model.__all__
+    and isinstance(cls, type)
+    and issubclass(cls, Term)
+    and cls not in (Term, Constraint, Penalty, Filter)
 }
 #: each step's state: dataset name -> shape ("n": pixels of A, "m": channels of S)
 _STATE = {

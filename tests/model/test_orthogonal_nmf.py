@@ -112,3 +112,17 @@ def test_eels_map_fits_within_1_2x_plain_nmf_with_orthogonal_endmembers():
     A = np.asarray(onmf.A)
     assert np.min(A.mean(axis=0) / A.mean()) > 0.01  # no collapsed component
     assert all(np.count_nonzero(s) >= 5 for s in np.asarray(onmf.S))
+
+
+def test_orthogonal_flag_from_the_command_line(planted, tmp_path):
+    from unmix.cli import entry
+
+    X, _, _ = planted
+    path = tmp_path / "scan.npy"
+    np.save(path, X.reshape(20, 20, 60))
+    out = tmp_path / "out"
+    args = ["run", str(path), "-k", "3", "--orthogonal", "--seed", "0", "-q", "--no-report"]
+    assert entry([*args, "-o", str(out)]) == 0
+    res = unmix.load_result(str(out / "result.h5"))
+    assert _offdiag(res.S) == pytest.approx(0.0, abs=1e-12)
+    assert res.spec["solver"] == "bpp"

@@ -14,32 +14,17 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import array_api_compat as aac
 import click
 import numpy as np
 
 from .._params import Interval, Options, Param
-from ..blocks import Weights, is_streamable, mean_row_norm
+from ..blocks import Weights
 from ..engine import PARAMETERS, check_factorize_params, factorize
-from ..model import (
-    L1,
-    GaussianMapFilter,
-    GraphSmoothness,
-    MaxActive,
-    MinVolume,
-    NoDips,
-    NonNegative,
-    SpatialSmoothness,
-    SpectralSmoothing,
-    SumToOne,
-    Unimodal,
-    UnitNorm,
-    make_loss,
-)
-from ..preprocessing import OPS, NormalizePixels
-from ._config import factorize_options, load_config, tomllib, validate_config
+from ..preprocessing import OPS
+from ._config import load_config, tomllib, validate_config
 from ._errors import EXIT_EXISTS, EXIT_FIT, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_USAGE, Fail
 from ._load import STREAM_OPTIONS
+from ._terms import FIT_TERM_OPTIONS
 
 __all__ = [
     "CHECKPOINT",
@@ -53,8 +38,6 @@ __all__ = [
     "INPUT_OPTIONS",
     "MAX_MEMORY",
     "TABLE_FLAGS",
-    "TERM_FLAGS",
-    "TERM_OPTIONS",
     "Fail",
     "attach_context",
     "catch_interrupts",
@@ -65,7 +48,6 @@ __all__ = [
     "fit_command",
     "fit_keys",
     "fit_with_progress",
-    "flag_terms",
     "image_input",
     "inline_table",
     "input_flags",
@@ -267,119 +249,6 @@ def _merge_checked(config, file, cli, outdir, extra_steps, spatial_shape) -> dic
     return validate_config(cfg)
 
 
-#: the convenience flags that add terms (``flag_terms``), and their defaults (off)
-TERM_FLAGS = {
-    "sum_to_one": False,
-    "sparsity": None,
-    "smooth": None,
-    "laplacian": None,
-    "graph_smooth": None,
-    "min_volume": None,
-    "median_filter": None,
-    "max_active": None,
-    "no_dips": None,
-    "unimodal": False,
-}
-
-
-def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
-    """Turn the convenience flags (:data:`TERM_FLAGS`) into constraint and regularizer
-    objects, after those of the ``[factorize]`` table ``fac``; ``--mask-nonfinite`` into
-    ``mask=`` (False at every NaN / Inf of ``X``)."""
-    opts = factorize_options(fac)
-    if flags.get("mask_nonfinite"):
-        if hasattr(X, "tocsr"):
-            raise Fail(
-                "--mask-nonfinite: the file holds a sparse matrix; drop its stored NaN / Inf "
-                "values (they are entries, not gaps) and run without the flag.",
-                EXIT_USAGE,
-            )
-        if not isinstance(X, np.ndarray):
-            raise Fail(
-                "--mask-nonfinite needs the data in memory; drop --out-of-core.", EXIT_USAGE
-            )
-        opts["mask"] = np.isfinite(X)
-    flags = {**TERM_FLAGS, **{k: v for k, v in flags.items() if k in TERM_FLAGS}}
-    robust = _reweights_pixels(opts.get("loss"))  # l2,1: penalties per unit of norm
-    cons = list(opts.get("constraints") or [])
-    regs = list(opts.get("regularizers") or [])
-    if flags["sum_to_one"]:
-        cons = cons or [NonNegative()]
-        cons.append(SumToOne())
-        _fit_fractions(opts, X)
-    if flags["sparsity"]:
-        # scale-free: L1 on the maps relative to a typical pixel norm, with the spectra's
-        # scale fixed (unit norm, unless the abundances' sums already fix it); the l2,1
-        # loss is itself a sum of pixel norms: its L1 weight is the number given
-        cons = cons or [NonNegative()]
-        if not any(c.rescales or c.simplex_rows for c in cons):
-            cons.append(UnitNorm())
-        unit = 1.0 if robust else mean_row_norm(X)
-        regs.append(L1(flags["sparsity"] * unit))
-    if flags["smooth"]:
-        regs.append(GaussianMapFilter(flags["smooth"]))
-    if flags["median_filter"]:  # each spectrum, or each 2-D pattern (signal_shape)
-        # a median lowers peaks: the spectra's scale is fixed, as for --sparsity, or the
-        # maps grow without bound to make up for it
-        cons = cons or [NonNegative()]
-        if not any(c.rescales or c.simplex_rows for c in cons):
-            cons.append(UnitNorm())
-        regs.append(SpectralSmoothing(method="median", size=flags["median_filter"]))
-    if flags["laplacian"]:
-        regs.append(SpatialSmoothness(flags["laplacian"]))
-    if flags["graph_smooth"]:  # the same Laplacian on a 10-nearest-neighbour data graph
-        regs.append(GraphSmoothness(flags["graph_smooth"]))
-    if flags["min_volume"]:  # the residual energy is a squared norm: not for l2,1
-        regs.append(MinVolume(flags["min_volume"], scale="init" if robust else "residual"))
-    if flags["max_active"]:  # at most M endmembers a pixel (exact ANLS, maps polished)
-        cons = cons or [NonNegative()]
-        cons.append(MaxActive(flags["max_active"]))
-    if flags["no_dips"] is not None or flags["unimodal"]:
-        cons = _shape_terms(cons, flags)
-    if cons:
-        opts["constraints"] = cons
-    opts["regularizers"] = regs
-    return opts
-
-
-def _shape_terms(cons: list, flags: dict) -> list:
-    """``--no-dips [DEPTH]`` / ``--unimodal``: the shape constraint on the endmembers in
-    place of their clip at 0 (it holds ``S >= 0`` itself; a clip before it would make
-    the projected step inexact)."""
-    cons = cons or [NonNegative()]
-    out = []
-    for c in cons:
-        parts = c.parts() if isinstance(c, NonNegative) else [c]
-        out.extend(p for p in parts if not (isinstance(p, NonNegative) and p.target == "S"))
-    if flags["no_dips"] is not None:
-        out.append(NoDips(float(flags["no_dips"])))
-    if flags["unimodal"]:
-        out.append(Unimodal())
-    return out
-
-
-def _fit_fractions(opts: dict, X: Any) -> None:
-    """``--sum-to-one``: abundances are fractions of each pixel's spectrum, fitted on pixels
-    of unit norm weighted by their norms (the blind-unmixing preset's recipe; undone in
-    the result), so a pixel far brighter than the rest (hot pixels, a streak) needs no
-    component of its own.  Frobenius on dense in-memory X, unless preprocessing is named."""
-    try:
-        loss = make_loss(opts.get("loss"))
-    except (TypeError, ValueError):
-        return  # reported by the checks later
-    dense = aac.is_array_api_obj(X) and not is_streamable(X)  # not a file or memory map
-    if loss.is_frobenius and not loss.reweights_pixels and dense:
-        opts["preprocessing"] = opts.get("preprocessing") or [NormalizePixels("l2", weights=True)]
-
-
-def _reweights_pixels(loss: Any) -> bool:
-    """Whether ``loss`` is the l2,1 loss (a bad value is reported by the checks later)."""
-    try:
-        return make_loss(loss).reweights_pixels
-    except (TypeError, ValueError):
-        return False
-
-
 def write_html_report(outdir: str, results: dict, X: Any, image: Any, title: str) -> str | None:
     try:
         from ..report import write_report
@@ -529,59 +398,9 @@ IMAGE_OPTIONS = [
 #: the fit's parameters that have a flag, in the table's order
 TABLE_FLAGS = [name for name, row in PARAMETERS.items() if row.cli]
 
-#: the flags that add terms to the model (:data:`TERM_FLAGS` but ``--sum-to-one``), shared
-#: by the fitting commands and ``unmix tree``
-TERM_OPTIONS = [
-    click.option(
-        "--sparsity",
-        type=float,
-        help="L1 on the maps, relative to pixel norms (--loss l21: the L1 weight itself).",
-    ),
-    click.option("--smooth", type=float, help="Gaussian smoothing of maps, sigma in pixels."),
-    click.option("--laplacian", type=float, help="Graph-Laplacian smoothness strength."),
-    click.option(
-        "--graph-smooth",
-        type=float,
-        help="Laplacian smoothness on a 10-nearest-neighbour graph of the spectra "
-        "(pixels alike anywhere on the map), strength as --laplacian.",
-    ),
-    click.option(
-        "--min-volume",
-        type=float,
-        help="Minimum-volume endmembers, strength relative to the residual energy (e.g. 0.5).",
-    ),
-    click.option(
-        "--median-filter",
-        type=click.IntRange(min=1),
-        metavar="SIZE",
-        help="Median filter of every endmember between iterations (each 2-D pattern of a "
-        "4D-STEM scan), window in channels: removes isolated spikes and dips (endmembers "
-        "then of unit norm, as with --sparsity).",
-    ),
-]
-
 FIT_OPTIONS = [
     *(table_option(name) for name in TABLE_FLAGS),
-    click.option("--sum-to-one", is_flag=True, help="Abundances on the simplex."),
-    click.option(
-        "--max-active",
-        type=click.IntRange(min=1),
-        metavar="M",
-        help="At most M endmembers in each pixel (hard sparsity of the maps).",
-    ),
-    click.option(
-        "--no-dips",
-        type=click.FloatRange(0.0, 1.0, min_open=True),
-        is_flag=False,
-        flag_value=NoDips.depth,
-        metavar="[DEPTH]",
-        help="No endmember channel below its neighbours' mean by more than the fraction "
-        "DEPTH of that mean (default 0.005): removes negative peaks.",
-    ),
-    click.option(
-        "--unimodal", is_flag=True, help="Every endmember rises to one peak and falls after it."
-    ),
-    *TERM_OPTIONS,
+    *FIT_TERM_OPTIONS,
     *IMAGE_OPTIONS,
     click.option(
         "--mask-nonfinite",

@@ -14,17 +14,16 @@ import click
 import numpy as np
 
 from ._common import (
-    TERM_FLAGS,
     attach_context,
     command_config,
     dense_only,
     fit_command,
     fit_with_progress,
-    flag_terms,
     write_html_report,
 )
 from ._load import is_streamed, open_image, stream_mode, unfolded
 from ._outdir import output_folder
+from ._terms import TERM_FLAGS, flag_terms
 
 __all__ = ["CONSTRAINED", "compare"]
 

@@ -17,12 +17,12 @@ from ._common import (
     command_config,
     fit_command,
     fit_with_progress,
-    flag_terms,
     write_html_report,
 )
 from ._load import open_image, stream_mode, unfolded
 from ._mpi import mpi_executor
 from ._outdir import Output, output_folder
+from ._terms import flag_terms
 
 __all__ = ["run"]
 

@@ -20,11 +20,8 @@ import numpy as np
 from ._common import (
     EXIT_USAGE,
     IMAGE_OPTIONS,
-    TERM_FLAGS,
-    TERM_OPTIONS,
     Fail,
     dense_only,
-    flag_terms,
     image_input,
     table_option,
     with_options,
@@ -33,6 +30,7 @@ from ._load import is_streamed, open_image, stream_mode, unfolded
 from ._mpi import mpi_executor, mpi_options
 from ._outdir import output_folder
 from ._subsample import draw_pixels, map_tree
+from ._terms import TERM_FLAGS, TERM_OPTIONS, flag_terms
 
 if TYPE_CHECKING:
     from ..hierarchy import Tree
@@ -201,7 +199,7 @@ def _grow(
 
 def _model(kw: dict[str, Any], X: Any) -> dict[str, Any]:
     """The terms of every split from ``--loss``, ``--solver`` and the term flags, built as
-    ``unmix run`` builds its model (:func:`~unmix.cli._common.flag_terms`; the tree's own
+    ``unmix run`` builds its model (:func:`~unmix.cli._terms.flag_terms`; the tree's own
     ``--sum-to-one`` is the levels' simplex, not a term of the splits)."""
     fac = {key: kw[key] for key in ("loss", "solver") if kw.get(key) is not None}
     flags = {key: kw.get(key) for key in TERM_FLAGS if key != "sum_to_one"}
