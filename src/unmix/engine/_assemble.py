@@ -45,6 +45,7 @@ __all__ = [
     "build_model",
     "build_problem",
     "check_compress",
+    "check_data",
     "check_data_sign",
     "check_distributed",
     "choose_solver",
@@ -92,6 +93,13 @@ def check_data_sign(inp: Input, model: Model) -> None:
     nmf = model.nonneg["A"] and model.nonneg["S"] and model.link.is_identity
     why = "an NMF model (A >= 0 and S >= 0)" if nmf else f"loss={model.loss.name!r}"
     check_nonnegative(inp.X, observed=inp.mask, why=why)
+
+
+def check_data(inp: Input, model: Model) -> None:
+    """``X`` against the model: its sign (NMF, divergences) and its range for the link
+    (whose data-driven parameters are set here, :func:`fit_link`)."""
+    check_data_sign(inp, model)
+    fit_link(inp, model)
 
 
 def fit_link(inp: Input, model: Model) -> None:

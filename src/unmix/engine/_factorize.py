@@ -26,9 +26,8 @@ from ._assemble import (
     build_model,
     build_problem,
     check_compress,
-    check_data_sign,
+    check_data,
     choose_solver,
-    fit_link,
 )
 from ._checkpoint import Checkpointer, DistributedCheckpointer, data_signature, fingerprint
 from ._init import default_init
@@ -113,8 +112,7 @@ def factorize(
     opts = resolve_preset(preset, {name: given[name] for name in _PRESET_KEYS})
     inp = prepare_input(X, mask=mask, weights=weights, device=device, steps=opts["preprocessing"])
     model = build_model(opts, link, opts["solver"], constraints)
-    check_data_sign(inp, model)
-    fit_link(inp, model)
+    check_data(inp, model)
     problem = build_problem(inp, model, check_k(k, *inp.shape), given, init=opts["init"])
     slv = choose_solver(opts["solver"], problem, opts["solver_options"] or {})
     init, cfg = opts["init"] or default_init(problem), _settings(opts, problem, slv, given)
