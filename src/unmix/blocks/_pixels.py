@@ -162,10 +162,29 @@ class PixelData:
         """Sum over the processes that share the pixels (identity when serial)."""
         return self.executor.allreduce(value)
 
+    #: this process's ``(sum X, sum W X^2)`` from the first pass over ``X``, when it made
+    #: them (:meth:`note_block`; no mask): :meth:`mean` and :meth:`norm2` without a pass
+    _pass_sums: tuple[float, float] | None = None
+
+    def note_block(self, block: Block, Xb: Any, sums: list[float]) -> None:
+        """Add block ``Xb``'s sum and ``sum W X_b^2`` to ``sums`` (computed as :meth:`mean`
+        and :meth:`norm2` do, so the cached totals are the same numbers)."""
+        sums[0] += float(self.be.xp.sum(self.be.acc(Xb)))
+        sums[1] += float(self.be.acc(self._sq(block, Xb)))
+
+    def keep_pass_sums(self, sums: list[float]) -> None:
+        """Keep the totals :meth:`note_block` summed over every block (not with a mask:
+        :meth:`mean` then counts the observed entries)."""
+        if self.mask is None:
+            self._pass_sums = (float(sums[0]), float(sums[1]))
+
     def mean(self) -> float:
         """Mean of the observed entries of ``X`` (all processes)."""
         xp, be = self.be.xp, self.be
-        total = sum(float(xp.sum(be.acc(self.x(b)))) for b in self.blocks)
+        if self.mask is None and self._pass_sums is not None:
+            total = self._pass_sums[0]
+        else:
+            total = sum(float(xp.sum(be.acc(self.x(b)))) for b in self.blocks)
         count = self.n_pixels * self.n_channels
         if self.mask is not None:
             count = int(xp.sum(xp.astype(self.mask, xp.int64)))
@@ -247,6 +266,8 @@ class PixelData:
             if rows is not None:
                 pw = self.pixel_w
                 local = float(be.xp.sum(rows if pw is None else rows * be.acc(pw)))
+            elif self._pass_sums is not None:
+                local = self._pass_sums[1]
             else:
                 local = sum(float(be.acc(self.sq_norm(b))) for b in self.blocks)
             self._norm2 = float(self.reduce(local))
@@ -288,12 +309,14 @@ class PixelData:
         rows = self.row_norm2()
         new = copy.copy(self)
         new.pixel_w = factors if self.pixel_w is None else self.pixel_w * factors
-        new._norm2, new._norm21, new._rows2 = None, None, rows
+        new._norm2, new._norm21, new._rows2, new._pass_sums = None, None, rows, None
         return new
 
     def sq_norm(self, block: Block) -> Any:
         """``sum W X_b^2`` over the block (0-d array)."""
-        Xb = self.x(block)
+        return self._sq(block, self.x(block))
+
+    def _sq(self, block: Block, Xb: Any) -> Any:
         W = self.w(block)
         return self.be.xp.sum(Xb * Xb if W is None else W * Xb * Xb)
 

@@ -69,7 +69,10 @@ def streamed_backend(X: Any, device: Any = None) -> tuple[Backend, Any]:
 
 
 def check_streamed(data: Any, *, nonneg: bool) -> None:
-    """NaN/Inf and sign checks, one block at a time (the messages give global positions)."""
+    """NaN/Inf and sign checks, one block at a time (the messages give global positions);
+    the same pass sums ``X`` and ``X^2`` for the data's :meth:`mean` and :meth:`norm2`
+    (a streamed file is read once for the three)."""
+    sums = [0.0, 0.0]
     for b in data.blocks:
         Xb = data.x(b)
         try:
@@ -78,6 +81,8 @@ def check_streamed(data: Any, *, nonneg: bool) -> None:
                 check_nonnegative(Xb, why="a non-negative model")
         except ValueError as err:
             raise ValueError(f"{err} (in the rows {b.start}-{b.stop - 1} of the file)") from None
+        data.note_block(b, Xb, sums)
+    data.keep_pass_sums(sums)
 
 
 def mean_row_norm(X: Any, *, rows: int = 4096) -> float:
