@@ -126,3 +126,14 @@ def test_orthogonal_flag_from_the_command_line(planted, tmp_path):
     res = unmix.load_result(str(out / "result.h5"))
     assert _offdiag(res.S) == pytest.approx(0.0, abs=1e-12)
     assert res.spec["solver"] == "bpp"
+
+
+def test_float32_fit_stops_once_changes_are_rounding_noise_and_the_endmembers_settle():
+    """In float32 the EELS objective moves by ~1e-4 relative from rounding alone (above
+    tol 1e-5): the fit stops when the endmembers settle, at the float64 fit's objective."""
+    path = shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy")
+    X = np.asarray(unmix.io.load(path).unfold())
+    r32 = unmix.factorize(X.astype(np.float32), 3, constraints=ONMF, random_state=0)
+    r64 = unmix.factorize(X.astype(np.float64), 3, constraints=ONMF, random_state=0)
+    assert r32.stop_reason == "tol" and r32.n_iter < 50
+    assert r32.objective == pytest.approx(r64.objective, rel=1e-4)

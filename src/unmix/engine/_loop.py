@@ -398,7 +398,8 @@ def _stop_reason(
     A monotone solver stops at the first small change; any other (ADMM, gradient), whose
     objective may stall for a step and move again, when the change stayed small for
     :data:`PATIENCE` iterations in a row.  Where the objective's rounding noise (float32)
-    exceeds ``tol`` times it, a small change counts only if the endmembers settled too
+    exceeds ``tol`` times it, a change below ``tol`` or below that noise counts as small
+    only if the endmembers settled too
     (unless filters act between iterations: they never let the factors settle, and
     iterating on only drifts further from the unfiltered model).
     """
@@ -408,8 +409,9 @@ def _stop_reason(
         return "tol"
     small = not lagged and converged(prev, info.objective, cfg.tol, abs(prev) + ph.offset)
     filtered = ph.p.filters["A"] or ph.p.filters["S"]  # filters keep the factors moving
-    if small and ph.noise > cfg.tol * abs(prev) and not filtered:  # below rounding noise:
-        small = factor_settled(ph.S_prev, info.S, cfg.tol, ph.p.be)  # ask the endmembers
+    if ph.noise > cfg.tol * abs(prev) and not filtered:  # a change below rounding noise
+        within = not lagged and abs(prev - info.objective) <= ph.noise  # says nothing:
+        small = (small or within) and factor_settled(ph.S_prev, info.S, cfg.tol, ph.p.be)
     ph.calm = ph.calm + 1 if small else 0
     if ph.calm >= (1 if slv.monotone else PATIENCE):
         return "tol"
