@@ -35,6 +35,7 @@ NAMES = {
         "SpectralImage",
         "SpectralSmoothing",
         "SumToOne",
+        "TotalVariation",
         "Unimodal",
         "UnitNorm",
         "UnsupportedError",

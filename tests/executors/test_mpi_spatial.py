@@ -190,3 +190,13 @@ def test_spatial_terms_give_the_serial_answer(ranks, grids):
             assert case["halo_bytes_per_iter"] > 0, what
     if ranks == 3:
         assert {tuple(c["rows"]) for c in cases if c["grid"] == [2, 7]} == {(0, 7), (0, 5)}
+
+
+@needs_mpi
+def test_total_variation_gives_the_serial_answer():
+    cases = _mpiexec(3, "fit", "5x7:TotalVariation")
+    assert len(cases) == 3, cases
+    for case in cases:
+        what = f"{case['solver']} block={case['block']}"
+        assert case["dS"] < 1e-6 and case["dA"] < 1e-6 and case["dobj"] < 1e-6, what
+        assert case["halo_bytes_per_iter"] > 0, what

@@ -5,8 +5,8 @@
     partial scan lines); print one JSON line per case on rank 0 with ``ok`` true when
     every rank received exactly the rows around its own.
 ``mpi_spatial.py fit ROWSxCOLS[:TERM] [...]``
-    Fit with SpatialSmoothness / GaussianMapFilter (only TERM when given) under the MPI
-    executor and serially;
+    Fit with SpatialSmoothness / GaussianMapFilter (only TERM when given; TotalVariation
+    only when named) under the MPI executor and serially;
     print one JSON line per case on rank 0: the relative differences of S, A (gathered)
     and the objective, and the halo bytes rank 0 sent per iteration.
 """
@@ -31,6 +31,12 @@ CASES = [
     # rank boundaries inside scan lines (blocks of 5 pixels on lines of 7)
     ("hals", {"regularizers": [unmix.SpatialSmoothness(0.5)], "block_size": 5}),
     ("mu", {"regularizers": [unmix.GaussianMapFilter(1.0)], "block_size": 5}),
+]
+#: ``fit ROWSxCOLS:TotalVariation`` (its edge weights and its eps from the maps' global max)
+TV_CASES = [
+    ("hals", {"regularizers": [unmix.TotalVariation(0.3)]}),
+    ("mu", {"regularizers": [unmix.TotalVariation(0.3)]}),
+    ("hals", {"regularizers": [unmix.TotalVariation(0.3)], "block_size": 5}),
 ]
 
 
@@ -59,7 +65,7 @@ def fit_cases(ex: MPIExecutor, rows: int, cols: int, only: str) -> None:
         K, spatial_shape=(rows, cols), n_channels=20, snr_db=30, random_state=0
     )
     X = np.clip(mx.X, 0, None)
-    for solver, extra in CASES:
+    for solver, extra in TV_CASES if only == "TotalVariation" else CASES:
         if only and type(extra["regularizers"][0]).__name__ != only:
             continue
         kw = {"solver": solver, "random_state": 0, "max_iter": 15, "tol": 0, "block_size": cols}

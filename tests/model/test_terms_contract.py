@@ -94,6 +94,7 @@ PENALTIES = {
     "L2(A)": unmix.L2(0.2),
     "SpatialSmoothness": unmix.SpatialSmoothness(0.1),
     "SpatialSmoothness(8)": unmix.SpatialSmoothness(0.1, neighbors=8),
+    "TotalVariation": unmix.TotalVariation(0.1),
     "GraphSmoothness": unmix.GraphSmoothness(0.1, graph=grid_graph(N_ROWS, 8)),
     "MinVolume": unmix.MinVolume(0.2),
     "user NearTarget(S)": NearTarget(0.4),

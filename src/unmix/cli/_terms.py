@@ -22,6 +22,7 @@ from ..model import (
     SpatialSmoothness,
     SpectralSmoothing,
     SumToOne,
+    TotalVariation,
     Unimodal,
     UnitNorm,
     make_loss,
@@ -39,6 +40,7 @@ TERM_FLAGS = {
     "sparsity": None,
     "smooth": None,
     "laplacian": None,
+    "tv": None,
     "graph_smooth": None,
     "min_volume": None,
     "median_filter": None,
@@ -78,9 +80,7 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
         # scale-free: L1 on the maps relative to a typical pixel norm, with the spectra's
         # scale fixed (unit norm, unless the abundances' sums already fix it); the l2,1
         # loss is itself a sum of pixel norms: its L1 weight is the number given
-        cons = cons or [NonNegative()]
-        if not any(c.rescales or c.simplex_rows for c in cons):
-            cons.append(UnitNorm())
+        cons = _scale_fixed(cons)
         unit = 1.0 if robust else mean_row_norm(X)
         regs.append(L1(flags["sparsity"] * unit))
     if flags["smooth"]:
@@ -88,12 +88,13 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
     if flags["median_filter"]:  # each spectrum, or each 2-D pattern (signal_shape)
         # a median lowers peaks: the spectra's scale is fixed, as for --sparsity, or the
         # maps grow without bound to make up for it
-        cons = cons or [NonNegative()]
-        if not any(c.rescales or c.simplex_rows for c in cons):
-            cons.append(UnitNorm())
+        cons = _scale_fixed(cons)
         regs.append(SpectralSmoothing(method="median", size=flags["median_filter"]))
     if flags["laplacian"]:
         regs.append(SpatialSmoothness(flags["laplacian"]))
+    if flags["tv"]:  # sharp edges between regions; the maps' scale fixed by the spectra's
+        cons = _scale_fixed(cons)
+        regs.append(TotalVariation(flags["tv"]))
     if flags["graph_smooth"]:  # the same Laplacian on a 10-nearest-neighbour data graph
         regs.append(GraphSmoothness(flags["graph_smooth"]))
     if flags["min_volume"]:  # the residual energy is a squared norm: not for l2,1
@@ -113,6 +114,16 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
         opts["constraints"] = cons
     opts["regularizers"] = regs
     return opts
+
+
+def _scale_fixed(cons: list) -> list:
+    """``cons`` (default: non-negativity) with the spectra's scale fixed - unit norm,
+    unless the abundances' sums already fix it: a penalty on the maps is otherwise
+    escaped by shrinking them and growing the spectra."""
+    cons = cons or [NonNegative()]
+    if not any(c.rescales or c.simplex_rows for c in cons):
+        cons.append(UnitNorm())
+    return cons
 
 
 def _fit_fractions(opts: dict, X: Any) -> None:
@@ -147,6 +158,13 @@ TERM_OPTIONS = [
     ),
     click.option("--smooth", type=float, help="Gaussian smoothing of maps, sigma in pixels."),
     click.option("--laplacian", type=float, help="Graph-Laplacian smoothness strength."),
+    click.option(
+        "--tv",
+        type=float,
+        metavar="LAM",
+        help="Total variation of the maps on the scan grid, strength LAM (piecewise-constant "
+        "maps: sharp edges between regions, noise smoothed within).",
+    ),
     click.option(
         "--graph-smooth",
         type=float,

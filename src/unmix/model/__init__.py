@@ -26,6 +26,7 @@ from ._regularizers import (
 from ._shape import NoDips, Unimodal
 from ._sparsity import MaxActive
 from ._terms import BindContext, Constraint, Filter, Penalty, PenaltyModel, Term
+from ._tv import TotalVariation
 
 __all__ = [
     "BETA_RANGE",
@@ -60,6 +61,7 @@ __all__ = [
     "SpectralSmoothing",
     "SumToOne",
     "Term",
+    "TotalVariation",
     "Unimodal",
     "UnitNorm",
     "knn_graph",

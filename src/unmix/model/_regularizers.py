@@ -30,6 +30,7 @@ import numpy as np
 from .._backend import to_numpy
 from .._linalg import svd_blocks
 from .._ops import grid_neighbor_sum, line_window
+from ._grid import grid_shape, line_grid, slab, with_halo
 from ._smoothing import (
     check_median_size,
     check_positive,
@@ -151,14 +152,14 @@ class SpatialSmoothness(Penalty):
             )
 
     def _prepare(self, ctx: BindContext) -> None:
-        shape = _spatial_shape(ctx, "SpatialSmoothness")
+        shape = grid_shape(ctx, "SpatialSmoothness")
         diagonal = self.neighbors == 8
         if diagonal and len(shape) != 2:
             raise ValueError("SpatialSmoothness: neighbors=8 needs a 2-D spatial_shape.")
         be = ctx.backend
         start, stop, total = ctx.pixel_range
-        lo, hi = line_window(start, stop, total, 1, _slab(shape))
-        ones = be.ones((*_lines(shape, hi - lo), 1))
+        lo, hi = line_window(start, stop, total, 1, slab(shape))
+        ones = be.ones((*line_grid(shape, hi - lo), 1))
         deg = grid_neighbor_sum(ones, be.xp, n_axes=len(shape), diagonal=diagonal)
         deg = be.xp.reshape(deg, (-1, 1))[start - lo : stop - lo, :]
         small = be.ones((*(min(s, 3) for s in shape), 1))  # has every degree of the grid
@@ -171,8 +172,8 @@ class SpatialSmoothness(Penalty):
     def _neighbors(self, A: Any) -> Any:
         """``W A`` on this process's pixels (neighbours' scan lines fetched when split)."""
         xp = self.ctx.backend.xp
-        ext, off = _with_halo(self.ctx, A, 1, _slab(self._shape))
-        V = xp.reshape(ext, (*_lines(self._shape, ext.shape[0]), A.shape[1]))
+        ext, off = with_halo(self.ctx, A, 1, slab(self._shape))
+        V = xp.reshape(ext, (*line_grid(self._shape, ext.shape[0]), A.shape[1]))
         W = grid_neighbor_sum(V, xp, n_axes=len(self._shape), diagonal=self._diag)
         W = xp.reshape(W, ext.shape)
         return W if ext is A else W[off : off + A.shape[0], :]
@@ -313,55 +314,6 @@ def _host(a: Any) -> np.ndarray:
     return np.asarray(to_numpy(a), dtype=float)
 
 
-def _spatial_shape(ctx: BindContext, owner: str) -> tuple[int, ...]:
-    shape = ctx.spatial_shape
-    total = ctx.pixel_range[2]
-    if shape is None:
-        raise ValueError(
-            f"{owner} needs the scan grid: pass spatial_shape=(rows, cols) to factorize "
-            f"(X has {total} pixels)."
-        )
-    if math.prod(shape) != total:
-        raise ValueError(
-            f"{owner}: spatial_shape {tuple(shape)} has {math.prod(shape)} pixels but X has "
-            f"{total} rows."
-        )
-    return tuple(int(s) for s in shape)
-
-
-def _slab(shape: tuple[int, ...]) -> int:
-    """Pixels one step apart along the first axis of the grid (a scan line in 2-D)."""
-    return math.prod(shape[1:])
-
-
-def _lines(shape: tuple[int, ...], n_pixels: int) -> tuple[int, ...]:
-    """The grid shape of ``n_pixels`` consecutive pixels that are whole scan lines."""
-    return (n_pixels // max(1, _slab(shape)), *shape[1:])
-
-
-def _with_halo(ctx: BindContext, M: Any, width: int, line: int) -> tuple[Any, int]:
-    """This process's rows of ``M`` with ``width`` scan lines of neighbours' rows each side.
-
-    Returns the extended rows (whole lines of ``line`` pixels, clipped to the grid; see
-    :func:`unmix._ops.line_window`) and the position of ``M``'s first row in them.  When
-    serial ``M`` holds the whole grid and comes back as is.  Every process must call it
-    (the exchange is collective).
-    """
-    if not ctx.distributed:
-        return M, 0
-    halo = getattr(ctx.executor, "halo", None)
-    if halo is None:
-        raise TypeError(
-            f"{type(ctx.executor).__name__} cannot exchange neighbouring scan lines (no halo "
-            "method); use unmix.mpi.MPIExecutor or run spatial terms serially."
-        )
-    above, below = halo(M, width, line)
-    if above.shape[0] == 0 and below.shape[0] == 0:
-        return M, 0
-    xp = ctx.backend.xp
-    return xp.concat([above, M, below], axis=0), int(above.shape[0])
-
-
 @dataclass(frozen=True)
 class GaussianMapFilter(Filter):
     """Smooth each abundance map on the scan grid with a Gaussian of ``sigma`` pixels.
@@ -389,17 +341,17 @@ class GaussianMapFilter(Filter):
         check_positive(self.sigma, "GaussianMapFilter", "sigma", " (pixels)")
 
     def _prepare(self, ctx: BindContext) -> None:
-        shape = _spatial_shape(ctx, "GaussianMapFilter")
+        shape = grid_shape(ctx, "GaussianMapFilter")
         object.__setattr__(self, "_shape", shape)
         reach = gaussian_reach(self.sigma, shape[0])
         object.__setattr__(self, "_reach", reach)  # scan lines (along the first axis)
 
     def apply(self, M: Any) -> Any:
         xp = self.ctx.backend.xp
-        ext, off = _with_halo(self.ctx, M, self._reach, _slab(self._shape))
+        ext, off = with_halo(self.ctx, M, self._reach, slab(self._shape))
         if ext.shape[0] == 0:
             return M
-        V = xp.reshape(ext, (*_lines(self._shape, ext.shape[0]), M.shape[1]))
+        V = xp.reshape(ext, (*line_grid(self._shape, ext.shape[0]), M.shape[1]))
         axes = tuple(range(len(self._shape)))
         V = gaussian_smooth(V, xp, self.sigma, axes, lengths=self._shape)
         V = xp.reshape(V, ext.shape)
