@@ -93,8 +93,8 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
     if flags["laplacian"]:
         regs.append(SpatialSmoothness(flags["laplacian"]))
     if flags["tv"]:  # sharp edges between regions; the maps' scale fixed by the spectra's
-        cons = _scale_fixed(cons)
-        regs.append(TotalVariation(flags["tv"]))
+        cons = _scale_fixed(cons)  # then map differences are in pixel-norm units, as --sparsity
+        regs.append(TotalVariation(flags["tv"] * (1.0 if robust else mean_row_norm(X))))
     if flags["graph_smooth"]:  # the same Laplacian on a 10-nearest-neighbour data graph
         regs.append(GraphSmoothness(flags["graph_smooth"]))
     if flags["min_volume"]:  # the residual energy is a squared norm: not for l2,1
@@ -162,8 +162,9 @@ TERM_OPTIONS = [
         "--tv",
         type=float,
         metavar="LAM",
-        help="Total variation of the maps on the scan grid, strength LAM (piecewise-constant "
-        "maps: sharp edges between regions, noise smoothed within).",
+        help="Total variation of the maps on the scan grid, strength LAM relative to pixel "
+        "norms as --sparsity (piecewise-constant maps: sharp edges between regions, noise "
+        "smoothed within; e.g. 0.01).",
     ),
     click.option(
         "--graph-smooth",
