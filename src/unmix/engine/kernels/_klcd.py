@@ -34,7 +34,9 @@ import numba as _nb
 import numpy as np
 
 _FM = {"reassoc", "contract"}
-_jit = _nb.njit(cache=True, nogil=True, fastmath=_FM)
+# error_model="numpy": no zero-division check (every divisor here is floored or tested),
+# which would keep the loops over channels from vectorizing
+_jit = _nb.njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
 
 #: halvings of an uncertified step to the left before the safe step is taken
 _HALVINGS = 3
@@ -226,84 +228,76 @@ def block_s_pass(X, A, Y, r_apply, delta, r1, r2, tiny):
 
 
 @_jit
-def _shift_sp(x, y, cols, s, delta, s2, tiny):
-    """:func:`_shift` over one pixel's nonzeros ``x`` at channels ``cols``."""
-    q1 = 0.0
-    h1 = 0.0
-    q2 = 0.0
-    h2 = 0.0
+def _gather(a, St, cl, x, G, xl, y):
+    """One pixel's nonzeros in contiguous buffers: ``G[r, p] = S[r, cl[p]]`` (the rows
+    of ``S`` at its channels), ``xl`` its counts in float64, ``y`` the model ``a @ S``
+    there; returns the number of nonzeros."""
+    k = St.shape[1]
+    w = cl.shape[0]
+    for p in range(w):
+        srow = St[cl[p]]
+        acc = 0.0
+        for r in range(k):
+            sr = float(srow[r])
+            G[r, p] = sr
+            acc += float(a[r]) * sr
+        y[p] = acc
+        xl[p] = float(x[p])
+    return w
+
+
+@_jit
+def _xlogy(x, y, tiny):
+    """``sum_p x_p log max(y_p, tiny)``, the entries with ``x_p = 1`` (most, in counts)
+    as the log of their running product: one ``log`` per run of products kept inside
+    ``[1e-150, 1e150]`` instead of one per entry (each product rounds like a ``log``)."""
+    total = 0.0
+    prod = 1.0
     for p in range(x.shape[0]):
-        c = cols[p]
-        sj = float(s[c])
-        yj = max(y[p] + delta * sj, 0.0)
-        y[p] = yj
-        inv = 1.0 / max(yj, tiny)
-        t = float(x[p]) * inv
-        s2j = float(s2[c])
-        q1 += t * sj
-        h1 += (t * sj) * (inv * sj)
-        q2 += t * s2j
-        h2 += (t * s2j) * (inv * s2j)
-    return q1, h1, q2, h2
+        yp = max(y[p], tiny)
+        if x[p] == 1.0 and 1e-100 < yp < 1e100:
+            prod *= yp
+            if not 1e-150 < prod < 1e150:
+                total += np.log(prod)
+                prod = 1.0
+        else:
+            total += x[p] * np.log(yp)
+    return total + np.log(prod)
 
 
 @_jit
-def _entry_sp(x, y, cols, s, s2, a, c, q, h, inner, tiny):
-    """:func:`_entry` over one pixel's nonzeros."""
-    q2 = h2 = 0.0
-    for it in range(inner):
-        g = c - q
-        d = step_from(a, c, q, h)
-        if d == 0.0 or abs(d) <= 1e-9 * a:
-            if it == 0:
-                q2, h2, _, _ = _shift_sp(x, y, cols, s2, 0.0, s2, tiny)
-            break
-        q1, h1, q2, h2 = _shift_sp(x, y, cols, s, d, s2, tiny)
-        tries = 0
-        while d < 0 and g * d + 0.5 * h1 * d * d > 0:  # not certified: halve, then safe
-            d2 = 0.5 * d if tries < _HALVINGS else safe_step(g, h1)
-            q1, h1, q2, h2 = _shift_sp(x, y, cols, s, d2 - d, s2, tiny)
-            d = d2
-            tries += 1
-            if tries > _HALVINGS:
-                break
-        a += d
-        q, h = q1, h1
-    return a, q2, h2
+def a_pass_sp(indptr, cols, vals, A, St, ssum, l1, Yv, inner, tiny, r0, q0, h0):
+    """:func:`a_pass` for a block in CSR form (``Yv``: the model at the nonzeros).
 
-
-@_jit
-def a_pass_sp(indptr, cols, vals, A, S, St, ssum, l1, Yv, inner, tiny, r0, q0, h0):
-    """:func:`a_pass` for a block in CSR form (``Yv``: the model at the nonzeros)."""
+    Each pixel's rows of ``S`` at its nonzeros are gathered once into a contiguous
+    buffer, so that the ``k + 2`` walks over them (:func:`_shift`) run without gathers."""
     n, k = A.shape
+    w = 0
+    for i in range(n):
+        w = max(w, indptr[i + 1] - indptr[i])
+    G = np.empty((k, w))
+    xl = np.empty(w)
     fit = 0.0
     for i in range(n):
         p0, p1 = indptr[i], indptr[i + 1]
-        x = vals[p0:p1]
         y = Yv[p0:p1]
         cl = cols[p0:p1]
         a = A[i]
-        for p in range(p1 - p0):
-            acc = 0.0
-            srow = St[cl[p]]
-            for r in range(k):
-                acc += float(a[r]) * float(srow[r])
-            y[p] = acc
+        np_ = _gather(a, St, cl, vals[p0:p1], G, xl, y)
+        x = xl[:np_]
         for r in range(k):
             fit += float(a[r]) * ssum[r]
-        for p in range(p1 - p0):
-            fit -= float(x[p]) * np.log(max(y[p], tiny))
-        q, h, _, _ = _shift_sp(x, y, cl, S[0], 0.0, S[0], tiny)
+        fit -= _xlogy(x, y, tiny)
+        q, h, _, _ = _shift(x, y, G[0, :np_], 0.0, G[0, :np_], tiny)
         for r in range(k):
-            nxt = S[r + 1] if r + 1 < k else S[r]
-            c = ssum[r] + l1
-            ar, q, h = _entry_sp(x, y, cl, S[r], nxt, float(a[r]), c, q, h, inner, tiny)
+            s, nxt = G[r, :np_], G[min(r + 1, k - 1), :np_]
+            ar, q, h = _entry(x, y, s, nxt, float(a[r]), ssum[r] + l1, q, h, inner, tiny)
             a[r] = ar
         b = float(a[r0])
         if b != 0:
-            for p in range(p1 - p0):
+            for p in range(np_):
                 inv = 1.0 / max(y[p], tiny)
-                t = float(x[p]) * inv
+                t = x[p] * inv
                 q0[cl[p]] += b * t
                 h0[cl[p]] += (b * t) * (b * inv)
     return fit
@@ -311,27 +305,43 @@ def a_pass_sp(indptr, cols, vals, A, S, St, ssum, l1, Yv, inner, tiny, r0, q0, h
 
 @_jit
 def s_pass_sp(indptr, cols, vals, A, Yv, r_apply, delta, r1, r2, tiny, q1, h1, q2, h2):
-    """:func:`s_pass` for a block in CSR form."""
+    """:func:`s_pass` for a block in CSR form: one walk over the nonzeros that applies
+    the change and adds the sums (of one row alone when ``r1`` or ``r2`` < 0: half the
+    scattered adds)."""
     n = A.shape[0]
+    two = r1 >= 0 and r2 >= 0
+    ro, qo, ho = (r2, q2, h2) if r1 < 0 else (r1, q1, h1)
     for i in range(n):
         p0, p1 = indptr[i], indptr[i + 1]
-        if r_apply >= 0:
-            ar = float(A[i, r_apply])
+        ar = float(A[i, r_apply]) if r_apply >= 0 else 0.0
+        if two:
+            b1 = float(A[i, r1])
+            b2 = float(A[i, r2])
+            for p in range(p0, p1):
+                c = cols[p]
+                y = max(Yv[p] + ar * delta[c], 0.0)
+                Yv[p] = y
+                inv = 1.0 / max(y, tiny)
+                t = float(vals[p]) * inv
+                q1[c] += b1 * t
+                h1[c] += (b1 * t) * (b1 * inv)
+                q2[c] += b2 * t
+                h2[c] += (b2 * t) * (b2 * inv)
+            continue
+        b = float(A[i, ro]) if ro >= 0 else 0.0
+        if b == 0:
             if ar != 0:
                 for p in range(p0, p1):
                     Yv[p] = max(Yv[p] + ar * delta[cols[p]], 0.0)
-        b1 = float(A[i, r1]) if r1 >= 0 else 0.0
-        b2 = float(A[i, r2]) if r2 >= 0 else 0.0
-        if b1 == 0 and b2 == 0:
             continue
         for p in range(p0, p1):
             c = cols[p]
-            inv = 1.0 / max(Yv[p], tiny)
+            y = max(Yv[p] + ar * delta[c], 0.0)
+            Yv[p] = y
+            inv = 1.0 / max(y, tiny)
             t = float(vals[p]) * inv
-            q1[c] += b1 * t
-            h1[c] += (b1 * t) * (b1 * inv)
-            q2[c] += b2 * t
-            h2[c] += (b2 * t) * (b2 * inv)
+            qo[c] += b * t
+            ho[c] += (b * t) * (b * inv)
 
 
 class Sparse:
@@ -364,7 +374,7 @@ def sparse_a_pass(B, A, S, l1, inner, tiny, r0):
     h0 = np.zeros(B.m)
     ssum = S.sum(axis=1, dtype=np.float64)
     St = np.ascontiguousarray(S.T)
-    args = (B.indptr, B.cols, B.vals, A, S, St, ssum, l1, B.Y, inner, tiny, r0, q0, h0)
+    args = (B.indptr, B.cols, B.vals, A, St, ssum, l1, B.Y, inner, tiny, r0, q0, h0)
     fit = a_pass_sp(*args)
     return fit, q0, h0, A.sum(axis=0, dtype=np.float64)
 

@@ -24,8 +24,9 @@ variable), as does the multiplicative update (a majorize-minimize step), and the
 the two is taken; a Newton step to the left is kept when the curvature at its end
 certifies a decrease, else halved (:mod:`unmix.engine.kernels._klcd`); the last step to
 the left of an endmember row is the multiplicative update (:meth:`KLCD._row`).  The
-objective never increases (``monotone``).  An iteration makes ``1 + k inner_S`` passes
-over the blocks.
+objective never increases (``monotone``).  An iteration makes ``k inner_S`` passes over
+the blocks: the last step of the last row needs none (the next maps pass recomputes the
+model), and a row's last step, certified, needs the sums of the next row alone.
 """
 
 from __future__ import annotations
@@ -223,17 +224,17 @@ class KLCD(Solver):
             # the last step goes left by MU (certified, nothing to undo); earlier ones by
             # Newton, checked after the pass and halved in the next one if need be
             d = np.where(d < 0, mu, d) if last else np.where(halve, 0.5 * d_prev, d)
-            certified = (d >= 0) | last
-            q1, h1, q_n, h_n = run_pass(r, d + pending, r, nxt if last else -1)
-            ok = certified | (g * d + 0.5 * h1 * d * d <= 0)
+            if last:  # certified: the sums of row r are not needed, only those of nxt
+                if nxt >= 0:  # (after the last row the next maps pass recomputes Y)
+                    _, _, q_n, h_n = run_pass(r, d + pending, -1, nxt)
+                s += d
+                break
+            q1, h1, _, _ = run_pass(r, d + pending, r, -1)
+            ok = (d >= 0) | (g * d + 0.5 * h1 * d * d <= 0)
             s += np.where(ok, d, 0.0)
             pending = np.where(ok, 0.0, -d)
             q, h = np.where(ok, q1, q), np.where(ok, h1, h)
             halve, d_prev = ~ok, d
-        if nxt < 0:
-            return q, h  # the next maps pass recomputes the model: no pass needed
-        if np.any(pending != 0):
-            _, _, q_n, h_n = run_pass(r, pending, -1, nxt)
         return q_n, h_n
 
 
