@@ -67,17 +67,27 @@ def test_flags_force_the_choice_and_contradict_each_other(cube, capsys):
     assert "contradict" in capsys.readouterr().err
 
 
-def test_a_step_that_needs_the_whole_image_keeps_it_in_memory_and_says_why(cube, capsys):
-    step = ["--step", '{op="normalize", per="channel"}']
-    code = entry(["run", cube, "-k", "2", "--max-memory", "3M", "--max-iter", "1", *step])
+def _image(path):
+    """One 1024 x 1024 float32 image (4 MiB), the input of a sliding-window FFT."""
+    with h5py.File(path, "w") as f:
+        data = np.random.default_rng(0).random((1024, 1024), dtype=np.float32)
+        f.create_dataset("data", data=data, chunks=(1, 1024))
+    return str(path)
+
+
+def test_a_step_that_needs_the_whole_image_keeps_it_in_memory_and_says_why(tmp_path, capsys):
+    step = ["--step", '{op="sliding_window_fft", window=32, step=16}']
+    image = _image(tmp_path / "image.h5")
+    code = entry(["run", image, "-k", "2", "--max-memory", "3M", "--max-iter", "1", *step])
     assert code != 0  # too large to load, and this step cannot stream
     err = capsys.readouterr().err
-    assert "--step normalize need it" in err
+    assert "--step sliding_window_fft need it" in err
     assert "needs 4.0 MiB in memory but the budget is 3.0 MiB" in err
 
 
 def test_steps_that_run_line_by_line_stream_with_the_file(cube, tmp_path, capsys):
     steps = ["--step", '{op="crop", signal=[2, 200]}', "--step", '{op="despike"}']
+    steps += ["--step", '{op="normalize", per="channel"}']  # scales from one streamed pass
     base = ["run", cube, "-k", "2", "--max-iter", "3", "--seed", "0", "--no-report", *steps]
     out = tmp_path / "streamed"
     assert entry([*base, "--max-memory", "3M", "-o", str(out)]) == 0

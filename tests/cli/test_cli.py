@@ -130,9 +130,11 @@ def test_run_out_of_core_streams_the_file_and_gives_the_in_memory_answer(tmp_pat
     assert a.S.shape == (3, 29)  # the steps ran line by line on the file
     np.testing.assert_allclose(a.S, b.S, rtol=1e-6, atol=1e-9 * np.abs(b.S).max())
     capsys.readouterr()
-    whole = ["--step", '{op="normalize", per="channel"}']  # scales from every pixel
-    assert entry([*base, "--out-of-core", *whole, "-o", str(tmp_path / "bad")]) != 0
-    assert "the step 'normalize' needs the whole image" in capsys.readouterr().err
+    image = tmp_path / "image.h5"  # one 2-D image: a sliding-window FFT reads it whole
+    unmix.io.save(unmix.SpectralImage(np.random.default_rng(0).random((64, 64))), image)
+    whole = ["--step", '{op="sliding_window_fft", window=16, step=8}', "--out-of-core"]
+    assert entry(["run", str(image), "-k", "2", *whole, "-o", str(tmp_path / "bad")]) != 0
+    assert "the step 'sliding_window_fft' needs the whole image" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -87,6 +87,9 @@ SPECTRA_OPS = [
     Log(offset=10.0),
     Derivative(),
     Normalize(kind="l2"),
+    Normalize(per="channel"),
+    Normalize(kind="max", per="channel"),
+    Normalize(kind="l2", per="channel"),
     FFT(taper="hann"),
     MaskChannels([[500, 600]]),
     PowerLawBackground(fit_range=[400, 500]),
@@ -168,13 +171,35 @@ def test_settled_statistics_are_recorded(tmp_path):
 
 
 def test_ops_that_need_the_whole_image_say_so_and_still_work(tmp_path):
-    path, axes, sig = _spectra(tmp_path)
+    path = tmp_path / "image.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data", data=np.random.default_rng(2).random((32, 32)))
     with h5py.File(path, "r") as f:
-        lazy = SpectralImage(f["data"], axes, sig)
-        op = Normalize(per="channel")
-        assert not op.streams(lazy) and not SlidingWindowFFT().streams(lazy)
+        lazy = SpectralImage(f["data"], [Axis("y", 32)], [Axis("x", 32, navigate=False)])
+        op = SlidingWindowFFT(window=8, step=4)
+        assert not op.streams(lazy)
         out = op.apply(lazy)  # read into memory (logged)
         assert not out.is_lazy
+
+
+@pytest.mark.parametrize("kind", ["sum", "max", "l2"])
+def test_channel_scales_skip_masked_pixels_when_streamed(tmp_path, kind):
+    """Per-channel scales from one streamed pass count only the pixels of weight > 0,
+    as in memory; the masked pixels are still divided."""
+    path, axes, sig = _spectra(tmp_path)
+    with h5py.File(path, "r") as f:
+        top = np.unravel_index(np.argmax(f["data"][:, :, 0]), (24, 10))  # holds a max
+        mask = MaskPixels(pixels=[[int(top[0]), int(top[1])], [20, 9]])
+        steps = Pipeline([mask, Normalize(kind=kind, per="channel")])
+        data = CountingDataset(f["data"])
+        got = steps.apply(SpectralImage(data, axes, sig))
+        want = steps.apply(SpectralImage(f["data"][()], axes, sig))
+        assert got.is_lazy and data.widest <= 5
+        np.testing.assert_allclose(got.data[...], want.data, rtol=1e-6)
+        unmasked = Normalize(kind=kind, per="channel").apply(
+            SpectralImage(f["data"][()], axes, sig)
+        )
+        assert not np.allclose(got.data[...], unmasked.data)  # the mask changed the scales
 
 
 def test_a_lazy_image_streams_through_factorize(tmp_path):

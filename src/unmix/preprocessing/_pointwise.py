@@ -183,26 +183,62 @@ class Normalize(ImageOp):
 
     def _transform(self, image: SpectralImage) -> Out:
         x = as_float(image).reshape(image.n_pixels, image.n_channels)
-        axis = 1 if self.per == "pixel" else 0
-        y = x
+        if self.per == "pixel":
+            return _divided(image, x, self._scales(self._sums(x, axis=1), self.per)[:, None])
         w = pixel_weights(image)
-        if self.per == "channel" and w is not None:
-            y = x[w.reshape(-1) > 0]
+        y = x if w is None else x[w.reshape(-1) > 0]
+        return _divided(image, x, self._scales(self._sums(y, axis=0), self.per)[None, :])
+
+    def _sums(self, y: np.ndarray, *, axis: int) -> np.ndarray:
+        """The running statistic of ``kind`` along ``axis``: sums, largest absolute
+        values, or sums of squares (combined across blocks by ``+`` or ``max``)."""
         if self.kind == "sum":
-            s = y.sum(axis=axis)
-        elif self.kind == "max":
-            s = np.abs(y).max(axis=axis)
-        else:
-            s = np.sqrt((y * y).sum(axis=axis))
+            return y.sum(axis=axis)
+        if self.kind == "max":
+            return np.abs(y).max(axis=axis, initial=0.0)
+        return (y * y).sum(axis=axis)
+
+    def _scales(self, stat: np.ndarray, per: str) -> np.ndarray:
+        """The scales from the statistic; zero scales left at 1."""
+        s = np.sqrt(stat) if self.kind == "l2" else stat
         zero = ~(s != 0)
         if zero.any():
-            _logger.info("Normalize: %d zero %s scale(s) left at 1", int(zero.sum()), self.per)
-        s = np.where(zero, 1, s)
-        out = x / (s[:, None] if axis == 1 else s[None, :])
-        meta = {"units": ""}
-        return Out(
-            out.reshape(image.shape), list(image.spatial_axes), list(image.signal_axes), meta
-        )
+            _logger.info("Normalize: %d zero %s scale(s) left at 1", int(zero.sum()), per)
+        return np.where(zero, 1, s)
 
     def line_kind(self, image: SpectralImage) -> str:
-        return "pixel" if self.per == "pixel" else ""  # per channel: scales of all pixels
+        # per channel: one streamed pass takes every channel's scale, then a division
+        return "pixel" if self.per == "pixel" else "settle"
+
+    def settled(self, image: SpectralImage) -> tuple[ImageOp, dict[str, Any]]:
+        w = pixel_weights(image)
+        w = None if w is None else w.reshape(image.spatial_shape[0], -1) > 0
+        stat, a = np.zeros(image.n_channels), 0
+        for block in line_blocks(image.data):
+            rows = block.reshape(-1, image.n_channels).astype(float, copy=False)
+            if w is not None:
+                rows = rows[w[a : a + len(block)].reshape(-1)]
+            a += len(block)
+            part = self._sums(rows, axis=0)
+            stat = np.maximum(stat, part) if self.kind == "max" else stat + part
+        scales = self._scales(stat, "channel")
+        return _DivideChannels(scales=scales), {"channel_scales": "one streamed pass"}
+
+
+@dataclass
+class _DivideChannels(ImageOp):
+    """Every channel divided by a fixed scale (a settled per-channel :class:`Normalize`;
+    not registered: it is the streamed form of that operation, recorded as it)."""
+
+    op = "normalize"
+    scales: Any = None
+
+    def _transform(self, image: SpectralImage) -> Out:
+        x = as_float(image).reshape(image.n_pixels, image.n_channels)
+        return _divided(image, x, np.asarray(self.scales, dtype=x.dtype)[None, :])
+
+
+def _divided(image: SpectralImage, x: np.ndarray, scale: np.ndarray) -> Out:
+    """``x / scale`` back in the image's shape, with empty units."""
+    out = (x / scale).reshape(image.shape)
+    return Out(out, list(image.spatial_axes), list(image.signal_axes), {"units": ""})
