@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,11 @@ from ._scanrows import block_ranges
 from ._streamed import read_ahead
 
 __all__ = ["DataStats", "data_stats"]
+
+_HAVE_NUMBA = importlib.util.find_spec("numba") is not None
+#: entries of ``X`` from which the compiled kernel counts the blocks (below it, numba's
+#: import and the kernel's cache load, about 0.5 s, outweigh the gain)
+COMPILED_FROM = 1 << 24
 
 
 @dataclass
@@ -56,6 +62,7 @@ def data_stats(
     *,
     block_bytes: int = 32 << 20,
     progress: Callable[[int], None] | None = None,
+    compiled: bool | None = None,
 ) -> DataStats:
     """:class:`DataStats` of ``X`` (pixels, channels), read once, a block of rows at a time.
 
@@ -65,19 +72,26 @@ def data_stats(
         In memory, or file-backed (h5py, Zarr, :class:`ScanRows`, memory map): only
         blocks of about ``block_bytes`` (whole scan lines) are held, in their own dtype;
         the next block is read ahead while this one is counted (as :class:`StreamedData`
-        reads).  A float block's row and column sums are BLAS products in its dtype
-        (float32 data: relative error about 1e-7), accumulated in float64 across blocks;
+        reads).  A float block's row and column sums are taken in its dtype (float32
+        data: relative error about 1e-7), accumulated in float64 across blocks;
         integers are summed in float64.
     block_bytes : int, keyword-only
         Bytes of one block as stored.
     progress : callable, keyword-only
         Called with the number of rows of each block once it is counted.
+    compiled : bool or None, keyword-only
+        Count each block in one read with a compiled kernel (numba) rather than a few
+        NumPy passes and BLAS products; None: from :data:`COMPILED_FROM` entries when
+        numba is installed (about 3.5x faster on float32 blocks).
 
     Returns
     -------
     DataStats
     """
-    acc = _Acc(int(X.shape[0]), int(X.shape[1]))
+    n, m = int(X.shape[0]), int(X.shape[1])
+    if compiled is None:
+        compiled = n * m >= COMPILED_FROM and _HAVE_NUMBA
+    acc = _Acc(n, m, compiled=bool(compiled))
     ranges = block_ranges(X, block_bytes=block_bytes)
     for a, b, Xb in read_ahead(X, ranges, lambda a, b: np.asarray(to_numpy(X[a:b]))):
         acc.add(a, b, Xb)
@@ -87,15 +101,53 @@ def data_stats(
 
 
 class _Acc:
-    """The running sums of :func:`data_stats`."""
+    """The running sums of :func:`data_stats`; ``compiled``: count each block with the
+    one-read kernel of :mod:`._stats_numba` (same numbers: the sums in the block's
+    dtype, as the NumPy path's BLAS products)."""
 
-    def __init__(self, n: int, m: int) -> None:
+    def __init__(self, n: int, m: int, *, compiled: bool = False) -> None:
         self.n_values, self.n_nonfinite, self.n_negative, self.n_zero = n * m, 0, 0, 0
         self.lo, self.hi, self.total, self.n_finite = np.inf, -np.inf, 0.0, 0
-        self.integer, self.positive = True, False
+        self.integer, self.positive, self.compiled = True, False, compiled
         self.pixel_sums, self.channel_sums = np.zeros(n), np.zeros(m)
 
     def add(self, a: int, b: int, Xb: np.ndarray) -> None:
+        """Count one block (rows ``a .. b - 1``)."""
+        if self.compiled and Xb.ndim == 2 and Xb.dtype.kind in "fiu":
+            self._add_compiled(a, b, np.ascontiguousarray(Xb))
+        else:
+            self._add_numpy(a, b, Xb)
+
+    def _add_compiled(self, a: int, b: int, Xb: np.ndarray) -> None:
+        from ._stats_numba import block_stats
+
+        floating = Xb.dtype.kind == "f"
+        acc = Xb.dtype if floating and Xb.dtype.itemsize >= 4 else np.dtype(np.float64)
+        ext = np.finfo(Xb.dtype) if floating else np.iinfo(Xb.dtype)
+        lo = np.full(Xb.shape[1], np.inf if floating else ext.max, Xb.dtype)
+        hi = np.full(Xb.shape[1], -np.inf if floating else ext.min, Xb.dtype)
+        rows, cols = np.zeros(Xb.shape[0], acc), np.zeros(Xb.shape[1], acc)
+        counts = np.zeros(4, np.int64)
+        block_stats(Xb, rows, cols, lo, hi, counts)
+        n_fin, n_zero, n_neg, n_frac = (int(c) for c in counts)
+        self.n_nonfinite += Xb.size - n_fin
+        self.n_zero += n_zero
+        self.n_negative += n_neg
+        self.n_finite += n_fin
+        if n_fin:
+            self.lo = min(self.lo, float(lo.min()))
+            self.hi = max(self.hi, float(hi.max()))
+        self._add_sums(a, b, rows, cols)
+        if self.integer and n_fin:
+            self.integer = self.lo >= 0 and n_frac == 0
+        self.positive = self.positive or self.hi > 0
+
+    def _add_sums(self, a: int, b: int, rows: np.ndarray, cols: np.ndarray) -> None:
+        self.pixel_sums[a:b] = rows
+        self.channel_sums += cols
+        self.total += float(np.sum(rows, dtype=np.float64))
+
+    def _add_numpy(self, a: int, b: int, Xb: np.ndarray) -> None:
         """Count one block in its own dtype: a few vectorized passes, the sums of a float
         block by BLAS in its dtype (accumulated in float64 across blocks), no copy when
         every entry is finite."""
@@ -121,9 +173,7 @@ class _Acc:
             cols = np.ones(Xb.shape[0], Xb.dtype) @ clean
         else:
             rows, cols = clean.sum(axis=1, dtype=np.float64), clean.sum(axis=0, dtype=np.float64)
-        self.pixel_sums[a:b] = rows
-        self.channel_sums += cols
-        self.total += float(np.sum(rows, dtype=np.float64))
+        self._add_sums(a, b, rows, cols)
         if self.integer and n_fin:
             whole = not floating or (self.lo >= 0 and bool(np.all(np.trunc(clean) == clean)))
             self.integer = self.lo >= 0 and whole
