@@ -24,6 +24,16 @@ def counts():
     return rng.poisson(A @ S).astype(float)
 
 
+@pytest.fixture(params=["numpy", "compiled"])
+def kernels(request, monkeypatch):
+    """Both ways of taking a block's products: NumPy/BLAS on a float64 copy, and the
+    compiled one-read kernel (forced here on small data)."""
+    if request.param == "compiled":
+        pytest.importorskip("numba")
+        monkeypatch.setattr("unmix.blocks._stats.COMPILED_FROM", 0)
+    return request.param
+
+
 @pytest.mark.parametrize(
     "kw",
     [
@@ -33,7 +43,7 @@ def counts():
     ],
     ids=["nmf", "pca", "poisson-scaled"],
 )
-def test_residual_pass_equals_the_model_rows(counts, kw):
+def test_residual_pass_equals_the_model_rows(counts, kw, kernels):
     r = unmix.factorize(counts, 3, random_state=0, max_iter=50, **kw)
     assert affine_model(r) is not None  # the products path is taken
     _model._LAST.clear()
@@ -44,18 +54,29 @@ def test_residual_pass_equals_the_model_rows(counts, kw):
     np.testing.assert_allclose(sums, counts.sum(axis=1))
 
 
-def test_mapping_every_pixel_gives_each_level_its_exact_maps_and_error(counts):
-    tree = hierarchical_nmf(counts[::3], 4, random_state=0)
+def test_residual_pass_reads_float32_in_its_dtype(counts, kernels):
+    X = counts.astype(np.float32)
+    r = unmix.factorize(X, 3, random_state=0, max_iter=30)
+    _model._LAST.clear()
+    num, den, _ = pixel_pass(r, X)
+    R = X.astype(float) - np.asarray(r.reconstruct(), dtype=float)
+    np.testing.assert_allclose(num, np.sum(R * R, axis=1), rtol=1e-5, atol=1e-6 * den.max())
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_mapping_every_pixel_gives_each_level_its_exact_maps_and_error(counts, kernels, normalize):
+    X = counts / np.linalg.norm(counts, axis=1, keepdims=True) if normalize else counts
+    tree = hierarchical_nmf(X[::3], 4, random_state=0)
     mapped = copy.deepcopy(tree)
-    map_tree(mapped, counts, spatial_shape=(20, 15), normalize=False, quiet=True)
+    map_tree(mapped, counts, spatial_shape=(20, 15), normalize=normalize, quiet=True)
     for lev in mapped.levels:
         A, S = np.asarray(lev.A), np.asarray(lev.S)
         assert A.shape == (counts.shape[0], S.shape[0]) and np.all(A >= 0)
-        R = counts - A @ S
-        assert lev.error == pytest.approx(np.sum(R * R) / np.sum(counts**2), rel=1e-9)
+        R = X - A @ S
+        assert lev.error == pytest.approx(np.sum(R * R) / np.sum(X**2), rel=1e-9)
         # exact NNLS: no pixel is fitted better by scipy's solver
         for i in (0, 77, 299):
-            best = nnls(S.T, counts[i])[1] ** 2
+            best = nnls(S.T, X[i])[1] ** 2
             assert np.sum(R[i] ** 2) <= best * (1 + 1e-6) + 1e-9
 
 

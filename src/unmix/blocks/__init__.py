@@ -16,12 +16,13 @@ from ._scaled import ScaledData, poisson_scales
 from ._scanrows import ScanRows, block_ranges, sample_rows
 from ._sources import LAZY_MODULES, check_streamed, is_streamable, mean_row_norm, streamed_backend
 from ._sparse import SparsePixelData, as_csr_rows, check_sparse_finite, entry_rows, is_sparse
-from ._stats import DataStats, data_stats
+from ._stats import BlockProducts, DataStats, block_products, compiled_for, data_stats
 from ._streamed import RowRange, StreamedData, read_ahead
 
 __all__ = [
     "LAZY_MODULES",
     "Block",
+    "BlockProducts",
     "DataStats",
     "LowRankData",
     "MeanFilled",
@@ -34,9 +35,11 @@ __all__ = [
     "StreamedData",
     "Weights",
     "as_csr_rows",
+    "block_products",
     "block_ranges",
     "check_sparse_finite",
     "check_streamed",
+    "compiled_for",
     "data_stats",
     "default_block_size",
     "entry_rows",

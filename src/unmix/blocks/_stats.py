@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -13,7 +13,7 @@ from .._backend import to_numpy
 from ._scanrows import block_ranges
 from ._streamed import read_ahead
 
-__all__ = ["DataStats", "data_stats"]
+__all__ = ["BlockProducts", "DataStats", "block_products", "compiled_for", "data_stats"]
 
 _HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 #: entries of ``X`` from which the compiled kernel counts the blocks (below it, numba's
@@ -98,6 +98,41 @@ def data_stats(
         if progress is not None:
             progress(b - a)
     return acc.result()
+
+
+def compiled_for(X: Any) -> bool:
+    """Whether a pass over ``X`` (pixels, channels) takes the compiled block kernels:
+    numba installed and at least :data:`COMPILED_FROM` entries."""
+    return _HAVE_NUMBA and int(X.shape[0]) * int(X.shape[1]) >= COMPILED_FROM
+
+
+class BlockProducts(NamedTuple):
+    """Of a block of rows ``X_b`` and endmembers ``W`` (k, channels), in float64:
+    ``x2`` (rows,) squared norms, ``rows`` (rows,) sums, ``cols`` (channels,) sums and
+    ``XW`` (rows, k) = ``X_b W^T``."""
+
+    x2: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    XW: np.ndarray
+
+
+def block_products(Xb: np.ndarray, W: np.ndarray, *, compiled: bool) -> BlockProducts:
+    """:class:`BlockProducts` of the block ``Xb`` (rows, channels) of any real dtype.
+
+    ``compiled``: in one read of ``Xb`` in its own dtype (:mod:`._stats_numba`); else
+    from a float64 copy with NumPy and BLAS.  The same numbers to rounding.
+    """
+    W = np.ascontiguousarray(W, dtype=np.float64)
+    n, m = Xb.shape
+    if compiled and Xb.dtype.kind in "fiu":
+        from ._stats_numba import row_products
+
+        out = BlockProducts(np.empty(n), np.empty(n), np.zeros(m), np.empty((n, W.shape[0])))
+        row_products(np.ascontiguousarray(Xb), W, *out)
+        return out
+    xd = np.asarray(Xb, dtype=np.float64)
+    return BlockProducts(np.einsum("ij,ij->i", xd, xd), xd.sum(axis=1), xd.sum(axis=0), xd @ W.T)
 
 
 class _Acc:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import backend_of
-from ..blocks import block_ranges, read_ahead, sample_rows
+from ..blocks import block_products, block_ranges, compiled_for, read_ahead, sample_rows
 from ..hierarchy import MapProducts, maps_from_products, nested_maps
 from ._load import block_bytes, read_progress, subsample_size
 
@@ -50,17 +50,16 @@ def map_tree(tree: Any, X: Any, *, spatial_shape: tuple, normalize: bool, quiet:
     maps = [np.empty((n, len(lev.nodes))) for lev in tree.levels]
     nested = None if tree.node_maps is None else np.empty((n, n_nodes))
     num, den = np.zeros(len(tree.levels)), 0.0
+    compiled = compiled_for(X)
+    WW = W @ W.T
     with read_progress(n, "mapping every pixel", quiet) as bar:
         ranges = block_ranges(X, block_bytes=block_bytes())
-        for a, b, xb in read_ahead(X, ranges, lambda a, b: np.asarray(X[a:b], dtype=float)):
-            if normalize:
-                norms = np.linalg.norm(xb, axis=1, keepdims=True)
-                xb = xb / np.where(norms > 0, norms, 1.0)
-            be = backend_of(xb)
-            p = MapProducts.of(xb, W, be)
+        for a, b, xb in read_ahead(X, ranges, lambda a, b: np.asarray(X[a:b])):
+            p = _block_products(xb, W, WW, normalize=normalize, compiled=compiled)
+            be = backend_of(p.XW)  # float64 on the host, whatever X's dtype
             nb = None
-            if nested is not None:
-                nb = np.asarray(nested_maps(xb, _host(tree), p.take(range(n_nodes), be)))
+            if nested is not None:  # the products stand in for the block's rows
+                nb = np.asarray(nested_maps(p.XW, _host(tree), p.take(range(n_nodes), be)))
                 nested[a:b] = nb
             for d, lev in enumerate(tree.levels):
                 pl = p.take(columns[d], be)
@@ -74,6 +73,20 @@ def map_tree(tree: Any, X: Any, *, spatial_shape: tuple, normalize: bool, quiet:
     tree.assignment = np.asarray(leaves.nodes)[np.argmax(maps[-1], axis=1)]
     tree.node_maps = nested
     tree.spatial_shape = tuple(spatial_shape)
+
+
+def _block_products(
+    xb: np.ndarray, W: np.ndarray, WW: np.ndarray, *, normalize: bool, compiled: bool
+) -> MapProducts:
+    """The block's products with every endmember ``W`` in one read of it (float64 in
+    any dtype); ``normalize``: of the block's rows scaled to unit norm."""
+    prod = block_products(xb, W, compiled=compiled)
+    XW, x2 = prod.XW, prod.x2
+    if normalize:
+        norms = np.sqrt(x2)
+        scale = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 1.0)
+        XW, x2 = XW * scale[:, None], x2 * scale * scale
+    return MapProducts(XW, WW, x2)
 
 
 def _stacked_endmembers(tree: Any) -> tuple[np.ndarray, int, list[list[int]]]:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import to_numpy
-from ..blocks import read_ahead
+from ..blocks import BlockProducts, block_products, compiled_for, read_ahead
 from ..result import Result
 
 BLOCK_VALUES = 4_000_000  # values of X (and of the model) handled at once: 32 MB
@@ -159,22 +159,30 @@ def report_pass(result: Result, X: Any) -> PassSums:
     num, den, sums = np.empty(n), np.empty(n), np.empty(n)
     data_ch, model_ch = np.zeros(m), np.zeros(m)
 
-    def read(a: int, b: int) -> np.ndarray:
-        return np.asarray(to_numpy(X[a:b]), dtype=float)
-
     affine = affine_model(result)
+    compiled = affine is not None and compiled_for(X)
+
+    def read(a: int, b: int) -> np.ndarray:
+        xb = np.asarray(to_numpy(X[a:b]))  # in its own dtype for the compiled products
+        return xb if compiled else np.asarray(xb, dtype=float)
+
     for a, b, xb in read_ahead(X, blocks(n, m), read):  # the next block read meanwhile
-        den[a:b] = np.einsum("ij,ij->i", xb, xb)
-        sums[a:b] = xb.sum(axis=1)
-        data_ch += xb.sum(axis=0)
         if affine is None:
+            den[a:b] = np.einsum("ij,ij->i", xb, xb)
+            sums[a:b] = xb.sum(axis=1)
+            data_ch += xb.sum(axis=0)
             model = model_rows(result, a, b)
             model_ch += model.sum(axis=0)
             r = xb - model
             num[a:b] = np.einsum("ij,ij->i", r, r)
         else:
-            num[a:b] = _affine_residuals(xb, den[a:b], result.A[a:b], *affine)
-            model_ch += _affine_channel_sums(result.A[a:b], *affine)
+            S_eff, base = affine
+            W = S_eff if base is None else np.vstack([S_eff, base])
+            prod = block_products(xb, W, compiled=compiled)
+            den[a:b], sums[a:b] = prod.x2, prod.rows
+            data_ch += prod.cols
+            num[a:b] = _affine_residuals(prod, result.A[a:b], S_eff, base)
+            model_ch += _affine_channel_sums(result.A[a:b], S_eff, base)
     found = PassSums(num, den, sums, data_ch, model_ch)
     _LAST.clear()
     try:
@@ -186,15 +194,17 @@ def report_pass(result: Result, X: Any) -> PassSums:
 
 
 def _affine_residuals(
-    xb: np.ndarray, x2: np.ndarray, A: Any, S: np.ndarray, base: np.ndarray | None
+    prod: BlockProducts, A: Any, S: np.ndarray, base: np.ndarray | None
 ) -> np.ndarray:
     """``||x_i - (a_i S + base)||^2`` of a block from its products with ``S`` and
-    ``base`` (one multiplication of the block, no model rows): ``x2`` holds ``||x_i||^2``."""
+    ``base`` (one read of the block, no model rows)."""
     a = np.asarray(to_numpy(A), dtype=float)
-    XS = xb @ S.T
-    num = x2 - 2.0 * np.einsum("ij,ij->i", a, XS) + np.einsum("ij,ij->i", a @ (S @ S.T), a)
+    k = S.shape[0]
+    XS = prod.XW[:, :k]
+    num = prod.x2 - 2.0 * np.einsum("ij,ij->i", a, XS)
+    num += np.einsum("ij,ij->i", a @ (S @ S.T), a)
     if base is not None:
-        num += float(base @ base) - 2.0 * (xb @ base) + 2.0 * (a @ (S @ base))
+        num += float(base @ base) - 2.0 * prod.XW[:, k] + 2.0 * (a @ (S @ base))
     return np.maximum(num, 0.0)
 
 
