@@ -26,6 +26,23 @@ def test_nnls_bpp_matches_scipy(k, backend):
     np.testing.assert_allclose(got, want, atol=1e-9)
 
 
+@pytest.mark.parametrize("k", [4, 8])
+def test_nnls_bpp_grouped_by_passive_set_equals_the_batched_solve(k, monkeypatch):
+    """Many rows with few distinct passive sets are solved one set at a time (all its
+    rows at once); the answer is the per-row batched solve's and scipy's."""
+    rng = np.random.default_rng(k)
+    S = rng.random((k, 40))
+    X = rng.random((3000, k)) @ S + 0.3 * rng.standard_normal((3000, 40))
+    G, B = S @ S.T, X @ S.T
+    be = backend_of(X)
+    grouped = nnls_bpp(G, B, be)
+    monkeypatch.setattr("unmix._linalg._solve_by_pattern", lambda G, F, B: None)
+    batched = nnls_bpp(G, B, be)
+    np.testing.assert_allclose(grouped, batched, rtol=1e-10, atol=1e-12)
+    for i in range(0, 3000, 250):
+        np.testing.assert_allclose(grouped[i], nnls(S.T, X[i])[0], atol=1e-9)
+
+
 def test_nnls_bpp_with_diagonal_term():
     rng = np.random.default_rng(0)
     S = rng.random((4, 20))

@@ -30,6 +30,34 @@ def _masked_system(G: Any, F: Any, diag_add: Any, xp: Any) -> Any:
     return M
 
 
+def _solve_by_pattern(G: Any, F: Any, B: Any) -> Any:
+    """``x_F = G_FF^-1 b_F`` (0 off ``F``) for every row, one solve per distinct passive
+    set ``F`` with all its rows as right-hand sides; None when the rows are not NumPy
+    arrays or hold too many distinct sets for that to pay (then one batched solve of
+    per-row padded systems does it)."""
+    if not isinstance(B, np.ndarray):
+        return None
+    n, k = B.shape
+    if k > 62 or n == 0:
+        return None
+    codes = F.astype(np.int64) @ (np.int64(1) << np.arange(k, dtype=np.int64))
+    order = np.argsort(codes, kind="stable")
+    starts = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1]])
+    if len(starts) > max(_MAX_PATTERNS, n // 32):
+        return None
+    out = np.zeros_like(B)
+    for lo, hi in zip(starts, np.r_[starts[1:], n], strict=True):
+        rows = order[lo:hi]
+        f = np.flatnonzero(F[rows[0]])
+        if f.size:
+            out[np.ix_(rows, f)] = np.linalg.solve(G[np.ix_(f, f)], B[np.ix_(rows, f)].T).T
+    return out
+
+
+#: distinct passive sets below which :func:`_solve_by_pattern` always groups the rows
+_MAX_PATTERNS = 16
+
+
 def _dev(a: Any) -> Any:
     import array_api_compat as aac
 
@@ -96,10 +124,12 @@ def nnls_bpp(
         Fr = xp.take(F, rows, axis=0)
         Br = xp.take(B, rows, axis=0)
         dr = None if diag_add is None else xp.take(diag_add, rows, axis=0)
-        M = _masked_system(G, Fr, dr, xp)
-        rhs = Br * xp.astype(Fr, G.dtype)
-        sol = xp.linalg.solve(M, rhs[:, :, None])[:, :, 0]
-        sol = xp.where(Fr, sol, 0.0)
+        sol = _solve_by_pattern(G, Fr, Br) if dr is None else None
+        if sol is None:
+            M = _masked_system(G, Fr, dr, xp)
+            rhs = Br * xp.astype(Fr, G.dtype)
+            sol = xp.linalg.solve(M, rhs[:, :, None])[:, :, 0]
+            sol = xp.where(Fr, sol, 0.0)
         grad = sol @ G - Br
         if dr is not None:
             grad = grad + dr * sol
