@@ -114,6 +114,16 @@ class ScanRows:
         return np.asarray(data).reshape(-1, self.shape[1])
 
 
+def _itemsize(X: Any) -> int:
+    """Bytes of one entry of ``X`` (a NumPy, h5py, Zarr, torch or CuPy array; 8 when the
+    dtype says nothing)."""
+    dtype = getattr(X, "dtype", np.float64)
+    try:
+        return np.dtype(dtype).itemsize
+    except TypeError:  # torch dtypes
+        return int(getattr(dtype, "itemsize", 8))
+
+
 def block_ranges(X: Any, *, block_bytes: int = 32 << 20) -> list[tuple[int, int]]:
     """``(start, stop)`` row ranges of ``X`` (pixels, channels) of about ``block_bytes``.
 
@@ -121,8 +131,7 @@ def block_ranges(X: Any, *, block_bytes: int = 32 << 20) -> list[tuple[int, int]
     ``X`` declares them, at least one row.
     """
     n, m = int(X.shape[0]), int(X.shape[1])
-    item = np.dtype(getattr(X, "dtype", np.float64)).itemsize
-    step = max(1, int(block_bytes) // max(1, m * max(item, 4)))
+    step = max(1, int(block_bytes) // max(1, m * max(_itemsize(X), 4)))
     unit = int(getattr(X, "line", 1) or 1)
     chunks = getattr(X, "chunks", None)
     if chunks and isinstance(chunks[0], (int, np.integer)):

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import to_numpy
-from ..blocks import BlockProducts, block_products, compiled_for, read_ahead
+from ..blocks import BlockProducts, block_products, block_ranges, compiled_for, read_ahead
 from ..result import Result
 
 BLOCK_VALUES = 4_000_000  # values of X (and of the model) handled at once: 32 MB
@@ -41,12 +41,6 @@ def _linked(result: Result, Z: Any) -> Any:
     import array_api_compat as aac
 
     return link.forward(Z, aac.array_namespace(Z))
-
-
-def blocks(n_pixels: int, n_channels: int) -> list[tuple[int, int]]:
-    """``(start, stop)`` pixel ranges of about :data:`BLOCK_VALUES` values each."""
-    step = max(1, BLOCK_VALUES // max(n_channels, 1))
-    return [(a, min(a + step, n_pixels)) for a in range(0, n_pixels, step)]
 
 
 def affine_model(result: Result) -> tuple[np.ndarray, np.ndarray | None] | None:
@@ -166,7 +160,8 @@ def report_pass(result: Result, X: Any) -> PassSums:
         xb = np.asarray(to_numpy(X[a:b]))  # in its own dtype for the compiled products
         return xb if compiled else np.asarray(xb, dtype=float)
 
-    for a, b, xb in read_ahead(X, blocks(n, m), read):  # the next block read meanwhile
+    ranges = block_ranges(X, block_bytes=4 * BLOCK_VALUES)  # whole scan lines, as stored
+    for a, b, xb in read_ahead(X, ranges, read):  # the next block read meanwhile
         if affine is None:
             den[a:b] = np.einsum("ij,ij->i", xb, xb)
             sums[a:b] = xb.sum(axis=1)
