@@ -3,6 +3,8 @@ its own benchmark script (the other sections are kept)."""
 
 from __future__ import annotations
 
+import datetime
+import platform
 from pathlib import Path
 
 OUT = Path(__file__).parent / "results" / "models.md"
@@ -25,3 +27,12 @@ def write_section(section: str, text: str, out: Path = OUT) -> None:
     else:
         new = old.rstrip() + "\n\n" + text.rstrip() + "\n"
     out.write_text(new)
+
+
+def measured(script: str) -> str:
+    """The line under a section's heading: when, where, and the protocol's script."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"Measured {stamp} on {platform.machine()}, one BLAS thread, float64.  Protocol: "
+        f"`benchmarks/{script}` docstring."
+    )

@@ -26,8 +26,6 @@ import os
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[_v] = "1"
 
-import datetime  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -36,7 +34,7 @@ import numpy as np  # noqa: E402
 
 import unmix  # noqa: E402
 import unmix.io  # noqa: E402
-from _models_md import write_section  # noqa: E402
+from _models_md import measured, write_section  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SECTION = "## Logistic link"
@@ -90,13 +88,11 @@ def row(name: str, k: int, B: np.ndarray) -> str:
 
 
 def main() -> None:
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     head = " | ".join(f"{n}: within 0.2 / agree (iterations, CPU)" for n in FITS)
     lines = [
         SECTION,
         "",
-        f"Measured {stamp} on {platform.machine()}, one BLAS thread, float64.  Protocol: "
-        "`benchmarks/bench_logistic.py` docstring.",
+        measured("bench_logistic.py"),
         "",
         f"| Boolean map | k | share of ones | {head} |",
         "|---|---|---|---|---|---|",

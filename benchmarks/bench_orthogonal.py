@@ -22,8 +22,6 @@ import os
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[_v] = "1"
 
-import datetime  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -32,7 +30,7 @@ import numpy as np  # noqa: E402
 
 import unmix  # noqa: E402
 import unmix.io  # noqa: E402
-from _models_md import write_section  # noqa: E402
+from _models_md import measured, write_section  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SECTION = "## Orthogonal NMF"
@@ -110,12 +108,10 @@ NOTES = """
 
 def main() -> None:
     warnings.simplefilter("ignore")
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         SECTION,
         "",
-        f"Measured {stamp} on {platform.machine()}, one BLAS thread, float64.  Protocol: "
-        "`benchmarks/bench_orthogonal.py` docstring.",
+        measured("bench_orthogonal.py"),
         "",
         "| map | k | plain NMF error (off-diagonal) | orthogonal NMF error | ratio | "
         "off-diagonal | min share | channels per endmember | iterations | best of 7 starts: "

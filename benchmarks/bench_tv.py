@@ -24,8 +24,6 @@ import os
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[_v] = "1"
 
-import datetime  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -34,7 +32,7 @@ import numpy as np  # noqa: E402
 
 import unmix  # noqa: E402
 import unmix.io  # noqa: E402
-from _models_md import write_section  # noqa: E402
+from _models_md import measured, write_section  # noqa: E402
 from unmix.blocks import mean_row_norm  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -119,12 +117,10 @@ def real_rows() -> list[str]:
 
 def main() -> None:
     warnings.simplefilter("ignore")
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         SECTION,
         "",
-        f"Measured {stamp} on {platform.machine()}, one BLAS thread, float64.  Protocol: "
-        "`benchmarks/bench_tv.py` docstring.",
+        measured("bench_tv.py"),
         "",
         "| data | plain NMF error | best Laplacian (SpatialSmoothness) | best TotalVariation |",
         "|---|---|---|---|",
