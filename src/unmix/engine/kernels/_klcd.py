@@ -304,6 +304,16 @@ def a_pass_sp(indptr, cols, vals, A, St, ssum, l1, Yv, inner, tiny, r0, q0, h0):
 
 
 @_jit
+def _moved(Yv, p, change, x, tiny):
+    """Apply ``change`` to the model ``Yv[p]`` (floored at 0); return ``1 / y`` and
+    ``x / y`` (``y`` floored at ``tiny``)."""
+    y = max(Yv[p] + change, 0.0)
+    Yv[p] = y
+    inv = 1.0 / max(y, tiny)
+    return inv, x * inv
+
+
+@_jit
 def s_pass_sp(indptr, cols, vals, A, Yv, r_apply, delta, r1, r2, tiny, q1, h1, q2, h2):
     """:func:`s_pass` for a block in CSR form: one walk over the nonzeros that applies
     the change and adds the sums (of one row alone when ``r1`` or ``r2`` < 0: half the
@@ -319,10 +329,7 @@ def s_pass_sp(indptr, cols, vals, A, Yv, r_apply, delta, r1, r2, tiny, q1, h1, q
             b2 = float(A[i, r2])
             for p in range(p0, p1):
                 c = cols[p]
-                y = max(Yv[p] + ar * delta[c], 0.0)
-                Yv[p] = y
-                inv = 1.0 / max(y, tiny)
-                t = float(vals[p]) * inv
+                inv, t = _moved(Yv, p, ar * delta[c], float(vals[p]), tiny)
                 q1[c] += b1 * t
                 h1[c] += (b1 * t) * (b1 * inv)
                 q2[c] += b2 * t
@@ -336,10 +343,7 @@ def s_pass_sp(indptr, cols, vals, A, Yv, r_apply, delta, r1, r2, tiny, q1, h1, q
             continue
         for p in range(p0, p1):
             c = cols[p]
-            y = max(Yv[p] + ar * delta[c], 0.0)
-            Yv[p] = y
-            inv = 1.0 / max(y, tiny)
-            t = float(vals[p]) * inv
+            inv, t = _moved(Yv, p, ar * delta[c], float(vals[p]), tiny)
             qo[c] += b * t
             ho[c] += (b * t) * (b * inv)
 
