@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -124,18 +125,28 @@ class StreamedData(PixelData):
 
 
 def read_ahead(
-    X: Any, ranges: Iterable[tuple[int, int]], read: Callable[[int, int], Any] | None = None
+    X: Any,
+    ranges: Iterable[tuple[int, int]],
+    read: Callable[[int, int], Any] | None = None,
+    *,
+    depth: int = 1,
 ) -> Iterator[tuple[int, int, Any]]:
-    """``(a, b, read(a, b))`` for the row ranges of ``X`` in order, the next block read
-    while this one is used (as :class:`StreamedData` reads ahead).  ``read`` defaults to
-    ``X[a:b]``."""
+    """``(a, b, read(a, b))`` for the row ranges of ``X`` in order, the next ``depth``
+    blocks read while this one is used (as :class:`StreamedData` reads ahead).
+
+    ``read`` defaults to ``X[a:b]``; it runs in the reading threads, so a ``read`` that
+    also reduces its block with a kernel that releases Python's lock (the compiled
+    products of :func:`~unmix.blocks.block_products`) spreads a pass over ``depth + 1``
+    cores.  At most ``depth + 1`` blocks are held at once.
+    """
     ranges = list(ranges)
     read = read if read is not None else lambda a, b: X[a:b]
-    reader = _BlockReader(X, 0, moved=False)
-    ahead = reader.ahead(read, *ranges[0]) if ranges else None
+    reader = _BlockReader(X, 0, moved=False, workers=max(1, int(depth)))
+    pending = collections.deque(reader.ahead(read, a, b) for a, b in ranges[:depth])
     for i, (a, b) in enumerate(ranges):
-        Xb = ahead.result()
-        ahead = reader.ahead(read, *ranges[i + 1]) if i + 1 < len(ranges) else None
+        Xb = pending.popleft().result()
+        if i + depth < len(ranges):
+            pending.append(reader.ahead(read, *ranges[i + depth]))
         yield a, b, Xb
 
 
@@ -148,10 +159,10 @@ class _BlockReader:
     views; nothing for an array already in host memory computed on the host.
     """
 
-    def __init__(self, source: Any, first_row: int, *, moved: bool) -> None:
+    def __init__(self, source: Any, first_row: int, *, moved: bool, workers: int = 1) -> None:
         base = getattr(source, "src", source)  # a Dask worker's row view: its source
         self._mmap = getattr(base, "_mmap", None) if isinstance(base, np.memmap) else None
-        self._base, self._pool = base, None
+        self._base, self._pool, self._workers = base, None, workers
         inner = int(getattr(source, "offset", 0)) if source is not base else 0
         self._offset = int(first_row) + inner  # row of the reader's row 0 in ``base``
         # host arrays (a memory map: the hint only) are not read in a thread; anything
@@ -166,7 +177,7 @@ class _BlockReader:
                 import weakref
 
                 self._pool = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=1, thread_name_prefix="unmix-read"
+                    max_workers=self._workers, thread_name_prefix="unmix-read"
                 )
                 weakref.finalize(self, self._pool.shutdown, wait=False)
             return self._pool.submit(read, start, stop)

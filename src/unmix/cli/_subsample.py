@@ -20,7 +20,10 @@ from ..blocks import block_products, block_ranges, compiled_for, read_ahead, sam
 from ..hierarchy import MapProducts, maps_from_products, nested_maps
 from ._load import block_bytes, read_progress, subsample_size
 
-__all__ = ["draw_pixels", "map_tree"]
+__all__ = ["READ_DEPTH", "draw_pixels", "map_tree"]
+
+#: blocks read and multiplied ahead (each by its own thread) while one is mapped
+READ_DEPTH = 2
 
 
 def draw_pixels(X: Any, seed: int | None, *, quiet: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -54,8 +57,13 @@ def map_tree(tree: Any, X: Any, *, spatial_shape: tuple, normalize: bool, quiet:
     WW = W @ W.T
     with read_progress(n, "mapping every pixel", quiet) as bar:
         ranges = block_ranges(X, block_bytes=block_bytes())
-        for a, b, xb in read_ahead(X, ranges, lambda a, b: np.asarray(X[a:b])):
-            p = _block_products(xb, W, WW, normalize=normalize, compiled=compiled)
+
+        def products(a: int, b: int) -> MapProducts:  # in the reading threads
+            return _block_products(
+                np.asarray(X[a:b]), W, WW, normalize=normalize, compiled=compiled
+            )
+
+        for a, b, p in read_ahead(X, ranges, products, depth=READ_DEPTH):
             be = backend_of(p.XW)  # float64 on the host, whatever X's dtype
             nb = None
             if nested is not None:  # the products stand in for the block's rows

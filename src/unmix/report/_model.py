@@ -156,12 +156,15 @@ def report_pass(result: Result, X: Any) -> PassSums:
     affine = affine_model(result)
     compiled = affine is not None and compiled_for(X)
 
-    def read(a: int, b: int) -> np.ndarray:
-        xb = np.asarray(to_numpy(X[a:b]))  # in its own dtype for the compiled products
-        return xb if compiled else np.asarray(xb, dtype=float)
+    W = None if affine is None else _stacked(*affine)
+
+    def read(a: int, b: int) -> Any:  # in the reading threads
+        if affine is None:
+            return np.asarray(to_numpy(X[a:b]), dtype=float)
+        return block_products(np.asarray(to_numpy(X[a:b])), W, compiled=compiled)
 
     ranges = block_ranges(X, block_bytes=4 * BLOCK_VALUES)  # whole scan lines, as stored
-    for a, b, xb in read_ahead(X, ranges, read):  # the next block read meanwhile
+    for a, b, xb in read_ahead(X, ranges, read, depth=2):  # blocks read ahead meanwhile
         if affine is None:
             den[a:b] = np.einsum("ij,ij->i", xb, xb)
             sums[a:b] = xb.sum(axis=1)
@@ -172,11 +175,9 @@ def report_pass(result: Result, X: Any) -> PassSums:
             num[a:b] = np.einsum("ij,ij->i", r, r)
         else:
             S_eff, base = affine
-            W = S_eff if base is None else np.vstack([S_eff, base])
-            prod = block_products(xb, W, compiled=compiled)
-            den[a:b], sums[a:b] = prod.x2, prod.rows
-            data_ch += prod.cols
-            num[a:b] = _affine_residuals(prod, result.A[a:b], S_eff, base)
+            den[a:b], sums[a:b] = xb.x2, xb.rows
+            data_ch += xb.cols
+            num[a:b] = _affine_residuals(xb, result.A[a:b], S_eff, base)
             model_ch += _affine_channel_sums(result.A[a:b], S_eff, base)
     found = PassSums(num, den, sums, data_ch, model_ch)
     _LAST.clear()
@@ -186,6 +187,11 @@ def report_pass(result: Result, X: Any) -> PassSums:
     except TypeError:  # X without weak references: nothing kept
         _LAST.clear()
     return found
+
+
+def _stacked(S: np.ndarray, base: np.ndarray | None) -> np.ndarray:
+    """The rows a block is multiplied by: the endmembers, then ``base`` when there is one."""
+    return S if base is None else np.vstack([S, base])
 
 
 def _affine_residuals(
