@@ -126,6 +126,34 @@ def test_each_block_is_read_once_per_pass_with_a_read_ahead(h5):
     np.testing.assert_array_equal(data.x(data.blocks[2]), h5["X"][200:300])  # out of order
 
 
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_read_ahead_keeps_order_and_at_most_depth_blocks_in_flight(h5, depth):
+    import threading
+    import time
+
+    from unmix.blocks import read_ahead
+
+    lock, state = threading.Lock(), {"now": 0, "most": 0}
+
+    def read(a, b):  # runs in the reading threads (h5py is read in threads)
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.01)
+        out = np.asarray(h5["X"][a:b]) * 2
+        with lock:
+            state["now"] -= 1
+        return out
+
+    ranges = [(a, min(a + 60, 500)) for a in range(0, 500, 60)]
+    got = list(read_ahead(h5["X"], ranges, read, depth=depth))
+    assert [(a, b) for a, b, _ in got] == ranges
+    np.testing.assert_array_equal(np.concatenate([x for *_, x in got]), 2 * h5["X"][()])
+    assert state["most"] <= depth
+    if depth > 1:
+        assert state["most"] > 1  # the reads overlapped
+
+
 def test_memory_map_gets_a_read_ahead_hint_not_a_thread(tmp_path, mixture):
     from unmix._backend import backend_of
     from unmix.blocks import StreamedData
