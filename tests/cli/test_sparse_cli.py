@@ -55,6 +55,19 @@ def test_run_writes_the_report_of_a_sparse_file(files):
     assert (out / "report.html").stat().st_size > 0
 
 
+def test_compare_fits_a_sparse_file_with_an_uncentered_svd_column(files, capsys):
+    X, npz, _, folder = files
+    out = folder / "compare"
+    assert (
+        entry(["compare", npz, "-k", "3", "--shape", "10x12", "--seed", "0", "-o", str(out)]) == 0
+    )
+    assert "sparse: the PCA column is an uncentered SVD" in capsys.readouterr().err
+    nmf = unmix.load_result(str(out / "result_NMF.h5"))
+    ref = unmix.factorize(X, 3, random_state=0, spatial_shape=(10, 12))
+    assert nmf.objective == pytest.approx(ref.objective, rel=1e-6)
+    assert (out / "result_SVD.h5").exists() and (out / "report.html").stat().st_size > 0
+
+
 def test_inspect_summarizes_from_the_stored_values(files, capsys):
     _, _, h5, _ = files
     assert entry(["inspect", h5]) == 0
@@ -65,7 +78,6 @@ def test_inspect_summarizes_from_the_stored_values(files, capsys):
 @pytest.mark.parametrize(
     ("args", "match"),
     [
-        (["compare", "{f}", "-k", "3"], "unmix compare needs dense data"),
         (["tree", "{f}"], "unmix tree needs dense data"),
         (["select", "{f}"], "unmix select needs dense data"),
         (["run", "{f}", "-k", "3", "--step", '{op="clip", lower=0.0}'], "--step operations"),

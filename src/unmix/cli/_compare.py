@@ -16,7 +16,6 @@ import numpy as np
 from ._common import (
     attach_context,
     command_config,
-    dense_only,
     fit_command,
     fit_with_progress,
     write_html_report,
@@ -72,16 +71,16 @@ def _fit_all(cfg: dict, kw: dict, stage: str) -> tuple[dict, str | None]:
     report's file name."""
     blockers = ["--mask-nonfinite"] if kw["mask_nonfinite"] else []
     image = open_image(cfg, mode=stream_mode(kw), quiet=kw["quiet"], blockers=blockers)
-    dense_only(image, "compare")
     X = unfolded(image)  # streamed: the fits and the report read it block by block
     fac = cfg["factorize"]
     base = {k: v for k, v in fac.items() if k in ("k", "random_state", "max_iter", "tol")}
     given = {name: kw[name] for name in TERM_FLAGS if kw[name]}
     pca = ("PCA", dict(base, preset="pca"))
-    if is_streamed(image):  # centering needs X in memory: the streamed column is a plain SVD
+    held = "streamed" if is_streamed(image) else "sparse" if image.is_sparse else None
+    if held:  # centering needs X dense in memory: the column is a plain (uncentered) SVD
         pca = ("SVD", dict(base, preset="pca", preprocessing=[]))
         if not kw["quiet"]:
-            click.echo("streamed: the PCA column is an uncentered SVD (SVD).", err=True)
+            click.echo(f"{held}: the PCA column is an uncentered SVD (SVD).", err=True)
     runs = {
         pca[0]: pca[1],
         "NMF": flag_terms(dict(fac), {}, X),
