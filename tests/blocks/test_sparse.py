@@ -144,7 +144,7 @@ def test_estimator_and_fit_maps_take_sparse(counts):
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda X: unmix.factorize(X, 3, preprocessing=[unmix.PoissonScaling()]), "dense X"),
+        (lambda X: unmix.factorize(X, 3, preprocessing=[unmix.Center()]), "dense X only"),
         (lambda X: unmix.factorize(X, 3, device="cpu"), "sparse data are fitted on the host"),
         (lambda X: PCA(2).fit(X), "TruncatedSVD"),
         (lambda X: unmix.factorize(-X, 3, loss="kl"), "negative entries"),

@@ -72,11 +72,12 @@ def prepare_input(X: Any, *, mask: Any, weights: Any, device: Any, steps: Any) -
 
 def _sparse_input(X: Any, *, mask: Any, weights: Any, device: Any, steps: list) -> Input:
     """A SciPy / pydata sparse ``X`` as CSR on the host, checked from its nonzeros."""
-    if steps:
-        names = ", ".join(type(st).__name__ for st in steps)
+    dense = [type(st).__name__ for st in steps if not st.sparse]
+    if dense:
         raise ValueError(
-            f"preprocessing= ({names}) works on dense X only, and X is sparse: "
-            "preprocess the data yourself (keeping it sparse), or pass X.toarray()."
+            f"preprocessing= ({', '.join(dense)}) works on dense X only, and X is sparse: "
+            "NormalizePixels and PoissonScaling keep X sparse; preprocess the data "
+            "yourself (keeping it sparse), or pass X.toarray()."
         )
     if device is not None:
         raise ValueError(
@@ -88,7 +89,10 @@ def _sparse_input(X: Any, *, mask: Any, weights: Any, device: Any, steps: list) 
     n, m = (int(s) for s in X.shape)
     mask_arr = check_mask(mask, X.shape, be)
     check_sparse_finite(X, mask_arr)
-    return Input(X, be, mask_arr, check_weights(weights, n, m, be), steps, streamed=False)
+    weights_obj = check_weights(weights, n, m, be)
+    for step in steps:  # row and column scalings: X stays CSR
+        X = step.fit_transform_sparse(X, mask_arr)
+    return Input(X, be, mask_arr, step_weights(steps, weights_obj), steps, streamed=False)
 
 
 def _streamed_input(X: Any, *, mask: Any, weights: Any, device: Any, steps: list) -> Input:

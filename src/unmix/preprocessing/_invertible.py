@@ -18,7 +18,7 @@ Steps never modify the input array: each returns a new one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import array_api_compat as aac
 import numpy as np
@@ -54,6 +54,21 @@ def _observed(X: Any, mask: Any) -> tuple[Any, Any]:
     return xp.where(mask, X, 0.0), xp.astype(mask, X.dtype)
 
 
+def _sparse_mean(
+    X: Any, mask: Any, axis: int, *, square: bool = False, absolute: bool = False
+) -> np.ndarray:
+    """The mean of the entries of SciPy sparse ``X`` (squared with ``square``, absolute
+    values with ``absolute``) along ``axis`` over the observed entries (all without a
+    mask), from its nonzeros (float64, 1-D)."""
+    Y = X.multiply(X) if square else abs(X) if absolute else X
+    if mask is None:
+        return np.asarray(Y.sum(axis=axis), dtype=float).reshape(-1) / X.shape[axis]
+    m = np.asarray(mask, dtype=bool)
+    count = m.sum(axis=axis)
+    total = np.asarray(Y.multiply(m).sum(axis=axis), dtype=float).reshape(-1)
+    return total / np.where(count > 0, count, 1)
+
+
 def _mean(X: Any, mask: Any, axis: int) -> Any:
     xp = aac.array_namespace(X)
     Xo, w = _observed(X, mask)
@@ -65,9 +80,14 @@ def _mean(X: Any, mask: Any, axis: int) -> Any:
 
 @dataclass
 class Step:
-    """Base class of preprocessing steps (stateful once fitted)."""
+    """Base class of preprocessing steps (stateful once fitted).
+
+    A step whose ``sparse`` is True also transforms SciPy sparse ``X`` (CSR), keeping it
+    sparse (:meth:`fit_transform_sparse`): a scaling of rows and columns.
+    """
 
     state: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    sparse: ClassVar[bool] = False
 
     @property
     def name(self) -> str:
@@ -84,10 +104,21 @@ class Step:
 
     def transform(self, X: Any, mask: Any = None) -> Any:
         """Apply to new pixels, keeping the fitted channel-side state."""
+        if self.sparse and hasattr(X, "tocsr"):
+            return self.transform_sparse(X.tocsr(), mask)
         return self.fit_transform_pixels(X, mask)
+
+    def transform_sparse(self, X: Any, mask: Any = None) -> Any:
+        """:meth:`transform` of SciPy sparse ``X`` (CSR), sparse again."""
+        raise NotImplementedError(f"{self.name} needs dense X")
 
     def fit_transform_pixels(self, X: Any, mask: Any = None) -> Any:
         raise NotImplementedError
+
+    def fit_transform_sparse(self, X: Any, mask: Any = None) -> Any:
+        """:meth:`fit_transform` of SciPy sparse ``X`` (CSR), sparse again (only where
+        ``sparse`` is True); the state is the dense path's."""
+        raise NotImplementedError(f"{self.name} needs dense X")
 
     def undo_factors(self, A: Any, S: Any, rows: slice | None = None) -> tuple[Any, Any]:
         """Factors back in the units of ``X``; ``A`` holds the pixels ``rows`` (all: None)."""
@@ -144,6 +175,7 @@ class NormalizePixels(Step):
 
     norm: str = "l1"
     weights: bool = False
+    sparse: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if self.norm not in ("l1", "l2"):
@@ -159,11 +191,27 @@ class NormalizePixels(Step):
             s = _mean(xp.abs(X), mask, axis=1) * m
         else:
             s = xp.sqrt(_mean(X * X, mask, axis=1) * m)
-        scale = xp.where(s > 0, s, 1.0)[:, None]
+        return X / self._keep(xp.where(s > 0, s, 1.0)[:, None])
+
+    def fit_transform_sparse(self, X: Any, mask: Any = None) -> Any:
+        return self.transform_sparse(X, mask)
+
+    def transform_sparse(self, X: Any, mask: Any = None) -> Any:
+        m = X.shape[1]
+        if self.norm == "l1":
+            s = _sparse_mean(X, mask, axis=1, absolute=True) * m
+        else:
+            s = np.sqrt(_sparse_mean(X, mask, axis=1, square=True) * m)
+        scale = self._keep(np.where(s > 0, s, 1.0).astype(X.dtype)[:, None])
+        return _scaled_rows_cols(X, 1.0 / scale[:, 0], None)
+
+    def _keep(self, scale: Any) -> Any:
+        """Record the pixels' scales (pixels, 1) and, with ``weights``, their weights."""
         self.state["scale"] = scale
         if self.weights:
+            xp = aac.array_namespace(scale)
             self.state["pixel_weights"] = scale[:, 0] / xp.mean(scale)
-        return X / scale
+        return scale
 
     def undo_model(self, Y: Any, rows: slice | None = None) -> Any:
         scale = self.state["scale"]
@@ -173,6 +221,19 @@ class NormalizePixels(Step):
 @dataclass
 class PoissonScaling(Step):
     """Keenan-Kotula scaling ``X / sqrt(g h^T)`` for Poisson counts (undone in the factors)."""
+
+    sparse: ClassVar[bool] = True
+
+    def fit_transform_sparse(self, X: Any, mask: Any = None) -> Any:
+        h = _sparse_mean(X, mask, axis=0)
+        self.state["h"] = np.sqrt(np.where(h > 0, h, 1.0)).astype(X.dtype)[None, :]
+        return self.transform_sparse(X, mask)
+
+    def transform_sparse(self, X: Any, mask: Any = None) -> Any:
+        g = _sparse_mean(X, mask, axis=1)
+        self.state["g"] = np.sqrt(np.where(g > 0, g, 1.0)).astype(X.dtype)[:, None]
+        h = np.asarray(self.state["h"])[0]
+        return _scaled_rows_cols(X, 1.0 / self.state["g"][:, 0], 1.0 / h)
 
     def fit_transform(self, X: Any, mask: Any = None) -> Any:
         xp = aac.array_namespace(X)
@@ -192,3 +253,13 @@ class PoissonScaling(Step):
 
     def to_model_S(self, S: Any) -> Any:
         return S / self.state["h"]
+
+
+def _scaled_rows_cols(X: Any, rows: Any, cols: Any) -> Any:
+    """``diag(rows) X diag(cols)`` of CSR ``X`` (either None: 1), CSR in ``X``'s dtype."""
+    out = X.copy()
+    if rows is not None:
+        out.data *= np.repeat(np.asarray(rows, dtype=X.dtype), np.diff(out.indptr))
+    if cols is not None:
+        out.data *= np.asarray(cols, dtype=X.dtype)[out.indices]
+    return out
