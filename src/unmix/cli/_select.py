@@ -7,6 +7,8 @@ Fits are recorded in ``OUTDIR/checkpoint`` as they finish: after a kill, the sam
 with ``--resume`` continues.  A file that does not fit the memory budget is not loaded:
 the selection runs on a seeded pixel subsample drawn in one streamed pass (see
 :mod:`unmix.cli._subsample`; at most 20 000 pixels, ``--seed``), without the scan grid.
+A sparse file (a ``scipy.sparse.save_npz`` archive, an HDF5 CSR group) is selected on
+its nonzeros, never made dense (``--lambdas`` needs dense data).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from ._common import (
     EXIT_USAGE,
     IMAGE_OPTIONS,
     Fail,
-    dense_only,
     inline_table,
     input_flags,
     parse_shape,
@@ -111,7 +112,7 @@ def select(file: str | None, **kw: Any) -> None:
             executor.barrier()
         parallel = {} if executor is None else {"executor": executor, "groups": kw["groups"]}
         image = open_image(cfg, mode=stream_mode(kw), quiet=kw["quiet"] or not lead)
-        dense_only(image, "select")
+        _sparse_options(image, kw)
         sel, lam = _choose_guarded(image, ks, where.dir, parallel, kw)
         if not lead:  # every rank holds the selection; rank 0 writes it
             return
@@ -126,6 +127,18 @@ def select(file: str | None, **kw: Any) -> None:
         moved = os.path.join(where.dir, os.path.basename(toml_path))
         click.echo(f"  config  {os.path.abspath(moved)}  (unmix run --config ...)")
         click.echo(f"  report  {os.path.abspath(os.path.join(where.dir, Path(report).name))}")
+
+
+def _sparse_options(image: Any, kw: dict[str, Any]) -> None:
+    """A sparse file (``.npz``, HDF5 CSR) is selected on its nonzeros; --lambdas is not."""
+    if image.is_sparse and kw["lambdas"]:
+        raise Fail(
+            f"--lambdas needs dense data and {image.title or 'this file'} is held sparse "
+            "(the strength search holds out entries with a mask of the data's shape): "
+            "drop --lambdas (the rank selection runs on the nonzeros), or convert the "
+            "file to a dense array.",
+            EXIT_USAGE,
+        )
 
 
 def _choose_guarded(

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import Backend, backend_of, to_numpy
-from ..blocks import PixelData, default_block_size
+from .._backend import Backend, to_numpy
+from ..blocks import PixelData, SparsePixelData, default_block_size, is_sparse
 from ..engine import hals_sweeps
 from ..executors import packed_sum
 from ..executors.base import SerialExecutor
@@ -45,6 +45,14 @@ from ._plan import (
     bootstrap_weights,
     holdout_entries,
     spa_pixels,
+)
+from ._sparse import (
+    BlockHoldout,
+    data_backend,
+    dense_rows,
+    residual_sse_sparse,
+    row_sq_norms,
+    spa_rows,
 )
 
 __all__ = ["fit_batch", "residual_sse"]
@@ -74,37 +82,34 @@ class _Group:
         lo, hi = rows or (0, n)
         self.k, self.specs, self.be = k, list(specs), be
         R = len(specs)
-        X_np = to_numpy(X)
-        xx = np.einsum("ij,ij->i", X_np, X_np, dtype=float)
-        scale = np.sqrt(max(float(np.mean(X_np, dtype=float)), 1e-12) / k)
+        if is_sparse(X):  # CSR: sums, starts and hold-outs from the stored entries
+            X_np, xx = None, row_sq_norms(X)
+            mean = float(np.sum(X.data, dtype=float)) / (n * m)
+        else:
+            X_np = to_numpy(X)
+            xx = np.einsum("ij,ij->i", X_np, X_np, dtype=float)
+            mean = float(np.mean(X_np, dtype=float))
+        scale = np.sqrt(max(mean, 1e-12) / k)
         At, S, W = np.zeros((R, k, n)), np.empty((R, k, m)), np.ones((R, n))
-        self.sparse: list[SparsePattern | None] = []
+        self.sparse: list[SparsePattern | BlockHoldout | None] = []
         self.xh: list[Any] = []
         self.base = np.empty(R)  # ||X||_w^2 over the observed entries
         for r, spec in enumerate(specs):
             rng = np.random.default_rng(spec.seed)
             if spec.bootstrap:
                 W[r] = bootstrap_weights(spec.seed, n)
-            Xi, sp, xh = X_np, None, None
-            if spec.holdout is not None:
-                rows, cols = holdout_entries(spec.holdout, n, m)
-                xh = X_np[rows, cols].astype(float)
-                if init != "random":  # start without looking at the held-out values
-                    Xi = np.array(X_np, dtype=float)
-                    Xi[rows, cols] = np.nan
-                    Xi = np.where(np.isnan(Xi), np.nanmean(Xi, axis=0)[None, :], Xi)
-                mine = slice(*np.searchsorted(rows, [lo, hi]))  # rows are sorted
-                sp = SparsePattern(rows[mine], cols[mine], n, m, be)
-            self.sparse.append(sp)
-            self.xh.append(None if xh is None else be.asarray(xh[mine]))
-            self.base[r] = float(W[r] @ xx) - (
-                0.0 if sp is None else float(np.sum(W[r][rows] * xh * xh))
-            )
+            if X_np is None:
+                sp, start = self._sparse_model(X, spec, W[r], (lo, hi), init)
+                self.sparse.append(sp)
+                self.xh.append(None)
+                self.base[r] = float(W[r] @ xx) - (0.0 if sp is None else sp.held_sq(W[r]))
+                if start is not None:
+                    S[r] = start
+            else:
+                S[r] = self._dense_model(X_np, xx, spec, W, r, (lo, hi), init)
             if init == "random":
                 At[r] = np.abs(rng.standard_normal((k, n))) * scale
                 S[r] = np.abs(rng.standard_normal((k, m))) * scale
-            else:
-                S[r] = Xi[spa_pixels(Xi, k, W[r] > 0)]
         self.At, self.S = be.asarray(At), be.asarray(S)
         self.At_acc, self.S_acc = xp.asarray(self.At, copy=True), xp.asarray(self.S, copy=True)
         self.W = be.asarray(W) if any(s.bootstrap for s in specs) else None
@@ -113,6 +118,40 @@ class _Group:
         self.beta_max = np.ones(R)
         self.n_iter = np.zeros(R, dtype=int)
         self.t0 = time.perf_counter()
+
+    def _dense_model(self, X_np, xx, spec, W, r, own, init) -> np.ndarray:
+        """Model ``r`` on dense ``X``: its held-out pattern, values and ``base``; the
+        SPA start (zeros for a random start)."""
+        n, m = X_np.shape
+        lo, hi = own
+        Xi, sp, xh = X_np, None, None
+        if spec.holdout is not None:
+            rows, cols = holdout_entries(spec.holdout, n, m)
+            xh = X_np[rows, cols].astype(float)
+            if init != "random":  # start without looking at the held-out values
+                Xi = np.array(X_np, dtype=float)
+                Xi[rows, cols] = np.nan
+                Xi = np.where(np.isnan(Xi), np.nanmean(Xi, axis=0)[None, :], Xi)
+            mine = slice(*np.searchsorted(rows, [lo, hi]))  # rows are sorted
+            sp = SparsePattern(rows[mine], cols[mine], n, m, self.be)
+        self.sparse.append(sp)
+        self.xh.append(None if xh is None else self.be.asarray(xh[mine]))
+        self.base[r] = float(W[r] @ xx) - (
+            0.0 if sp is None else float(np.sum(W[r][rows] * xh * xh))
+        )
+        if init == "random":
+            return np.zeros((self.k, m))
+        return Xi[spa_pixels(Xi, self.k, W[r] > 0)]
+
+    def _sparse_model(self, X, spec, w, rows, init) -> tuple[BlockHoldout | None, Any]:
+        """Model on CSR ``X``: its held-out blocks (or None) and SPA start (or None)."""
+        ho = None if spec.holdout is None else BlockHoldout(X, spec.holdout, rows)
+        if init == "random":
+            return ho, None
+        if ho is None:
+            return None, dense_rows(X, spa_rows(X, self.k, w > 0))
+        Xo, fill = ho.observed(), ho.fill()
+        return ho, dense_rows(Xo, spa_rows(Xo, self.k, w > 0, fill), fill)
 
     @property
     def size(self) -> int:
@@ -170,10 +209,11 @@ def fit_batch(
     ``executor`` (:class:`unmix.mpi.MPIExecutor`) splits the pixel blocks over its
     processes (each updates its rows of the maps); every process returns the same records.
     """
-    be = backend_of(X)
+    be = data_backend(X)
     n, m = (int(s) for s in X.shape)
     executor = executor or SerialExecutor()
-    data = PixelData(X, be, block_size=block_size or default_block_size(n, m, be))
+    cls = SparsePixelData if is_sparse(X) else PixelData
+    data = cls(X, be, block_size=block_size or default_block_size(n, m, be))
     lo, hi = executor.partition(n, data.block_size)  # all rows unless distributed
     blocks = [b for b in data.blocks if lo <= b.start < hi]
     by_k: dict[int, list[FitSpec]] = {}
@@ -210,22 +250,17 @@ def _iterate(
     S_all = xp.concat([xp.reshape(g.S, (g.size * g.k, -1)) for g in groups], axis=0)  # (K, m)
     offsets = np.cumsum([0] + [g.size * g.k for g in groups])
     G = [g.S @ xp.permute_dims(g.S, (0, 2, 1)) for g in groups]  # (R, k, k)
-    Z = []  # EM imputation: (A S - X) on the held-out entries, fixed for this iteration
-    for g in groups:
-        vals = [
-            None if sp is None else sp.values(g.At[r], g.S[r]) - g.xh[r]
-            for r, sp in enumerate(g.sparse)
-        ]
-        corr = [
-            None if v is None else xp.permute_dims(sp.times(v, g.S[r].T), (1, 0))
-            for r, (sp, v) in enumerate(zip(g.sparse, vals, strict=True))
-        ]
-        Z.append((vals, corr))
+    Z = [_residuals(g, xp) for g in groups]  # EM imputation, fixed for this iteration
+    sparse_x = getattr(data, "sparse", False)
 
     def kernel(block: Any) -> dict:
         sl = block.slice
-        Xb = data.x(block)
-        P = S_all @ xp.permute_dims(Xb, (1, 0))  # (K, n_b): one product for all models
+        if sparse_x:  # CSR block: products from its stored entries
+            Xb = None
+            P = xp.permute_dims(data.x_times(block, xp.permute_dims(S_all, (1, 0))), (1, 0))
+        else:
+            Xb = data.x(block)
+            P = S_all @ xp.permute_dims(Xb, (1, 0))  # (K, n_b): one product for all models
         Aw_all, out = [], {}
         for gi, g in enumerate(groups):
             Pg = xp.reshape(P[int(offsets[gi]) : int(offsets[gi + 1]), :], (g.size, g.k, -1))
@@ -239,7 +274,11 @@ def _iterate(
             Aw = Ab if g.W is None else Ab * g.W[:, None, sl]
             Aw_all.append(xp.reshape(Aw, (g.size * g.k, -1)))
             out[f"AtA{gi}"] = be.acc(xp.stack([Aw[r] @ Ab[r].T for r in range(g.size)]))
-        out["AtX"] = be.acc(xp.concat(Aw_all, axis=0) @ Xb)  # (K, m), one shared product
+        Aw_cat = xp.concat(Aw_all, axis=0)
+        if sparse_x:
+            out["AtX"] = be.acc(data.t_times(block, xp.permute_dims(Aw_cat, (1, 0))))
+        else:
+            out["AtX"] = be.acc(Aw_cat @ Xb)  # (K, m), one shared product
         return out
 
     sums = ex.map_reduce(kernel, blocks)
@@ -248,6 +287,9 @@ def _iterate(
         for r, sp in enumerate(g.sparse):
             if sp is not None:
                 Aw = g.At[r] if g.W is None else g.At[r] * g.W[r][None, :]
+                if isinstance(sp, BlockHoldout):
+                    zt[f"{gi}/{r}"] = sp.t_times(Z[gi][0][r], Aw)  # (k, m), float64
+                    continue
                 z = sp.t_times(Z[gi][0][r], Aw.T)  # (m, k)
                 zt[f"{gi}/{r}"] = be.acc(xp.permute_dims(z, (1, 0)))
     zt = _sum_over_processes(zt, ex)
@@ -273,6 +315,25 @@ def _iterate(
     ]
 
 
+def _residuals(g: _Group, xp: Any) -> tuple[list, list]:
+    """Per model: the held-out residual ``A S - X`` (None without hold-out) and its
+    correction ``(Z S^T)^T`` (k, n) to the maps' products."""
+    vals, corr = [], []
+    for r, sp in enumerate(g.sparse):
+        if sp is None:
+            vals.append(None)
+            corr.append(None)
+        elif isinstance(sp, BlockHoldout):  # blocks on sparse X: closed forms
+            z = sp.residual(g.At[r], g.S[r])
+            vals.append(z)
+            corr.append(sp.times(z, g.S[r].T))
+        else:
+            v = sp.values(g.At[r], g.S[r]) - g.xh[r]
+            vals.append(v)
+            corr.append(xp.permute_dims(sp.times(v, g.S[r].T), (1, 0)))
+    return vals, corr
+
+
 def _sum_over_processes(local: dict, ex: Any) -> dict:
     """``local`` summed over the processes of a distributed executor (one all-reduce)."""
     if not local or not getattr(ex, "distributed", False):
@@ -285,7 +346,9 @@ def _heldout_share(g: _Group, be: Backend) -> np.ndarray:
     xp = be.xp
     heldout = np.zeros(g.size)
     for r, sp in enumerate(g.sparse):
-        if sp is not None and sp.nnz:
+        if isinstance(sp, BlockHoldout):
+            heldout[r] = sp.share(g.At[r], g.S[r], None if g.W is None else g.W[r])
+        elif sp is not None and sp.nnz:
             u = be.acc(sp.values(g.At[r], g.S[r]))
             w = 1.0 if g.W is None else be.acc(xp.take(g.W[r], sp.rows, axis=0))
             heldout[r] = float(xp.sum(w * u * (u - 2.0 * be.acc(g.xh[r]))))
@@ -368,6 +431,13 @@ def _record(X: Any, g: _Group, r: int, be: Backend, stop: str, ex: Any = None) -
     sp = g.sparse[r]
     if sp is None:
         rec.sse = residual_sse(X, A, S, be)
+    elif isinstance(sp, BlockHoldout):
+        rec.A = None
+        sums = sp.sums(At, S)
+        sums = _sum_over_processes(sums, ex) if distributed else sums
+        rec.heldout_sse = float(sums["sse"])
+        rec.heldout_ss = float(sums["ss"])
+        rec.heldout_n = round(float(sums["n"]))
     else:
         u = sp.values(At, S)
         xh = g.xh[r]
@@ -386,6 +456,8 @@ def _record(X: Any, g: _Group, r: int, be: Backend, stop: str, ex: Any = None) -
 
 def residual_sse(X: Any, A: Any, S: Any, be: Backend) -> float:
     """``||X - A S||_F^2`` by the Gram identity (float64 sums, no copy of ``X``)."""
+    if is_sparse(X):
+        return residual_sse_sparse(X, A, S)
     xp = be.xp
     S64 = be.acc(S)
     xx = float(xp.sum(xp.sum(be.acc(X * X), axis=1)))

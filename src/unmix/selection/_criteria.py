@@ -141,14 +141,17 @@ def laplace_pca_evidence(X: Any, ks: Sequence[int]) -> np.ndarray:
     with ``m = d k - k (k+1)/2``, ``p(U) = 2^-k prod_i Gamma((d-i+1)/2) pi^(-(d-i+1)/2)``
     and ``|A_Z| = prod_{i<=k} prod_{j>i} N (1/lhat_j - 1/lhat_i)(lambda_i - lambda_j)``
     (``lhat_j = lambda_j`` for ``j <= k``, ``sigma^2`` otherwise).  Larger is better;
-    NaN where ``k >= d``.
+    NaN where ``k >= d``.  ``X`` may also be given as ``(gram, N, d)``: the smaller Gram
+    matrix (``X^T X`` when ``N >= d``, else ``X X^T``) with the shape of ``X``.
     """
-    X = np.asarray(X, dtype=float)
-    N, d = X.shape
-    if N >= d:
-        lam = np.linalg.eigvalsh(X.T @ X / N)[::-1]
+    if isinstance(X, tuple):
+        gram, N, d = X
     else:
-        lam = np.linalg.eigvalsh(X @ X.T / N)[::-1]
+        X = np.asarray(X, dtype=float)
+        N, d = X.shape
+        gram = X.T @ X if N >= d else X @ X.T
+    lam = np.linalg.eigvalsh(np.asarray(gram, dtype=float) / N)[::-1]
+    if N < d:
         lam = np.concatenate([lam, np.zeros(d - lam.size)])
     floor = max(lam[0], 1e-300) * 1e-12
     lam = np.maximum(lam, floor)

@@ -39,7 +39,7 @@ import numpy as np
 from .._backend import to_numpy
 from .._params import document_parameters
 from .._validation import ensure_2d_float
-from ..blocks import mean_row_norm
+from ..blocks import is_sparse, mean_row_norm
 from ..engine import factorize
 from ..executors.groups import Groups, Work, check_executor
 from ..model import L1, NonNegative, SpatialSmoothness, UnitNorm
@@ -239,7 +239,8 @@ def select_lambdas(
     Parameters
     ----------
     X : array (n_pixels, n_channels)
-        Non-negative data.
+        Non-negative data, dense (a sparse matrix raises ``TypeError``: the held-out
+        entries are an engine mask of ``X``'s shape).
     {parameters}
 
     Returns
@@ -250,7 +251,8 @@ def select_lambdas(
     ------
     ValueError, TypeError
         A parameter outside its values (the message names it and what it accepts),
-        unknown strengths, bad ranges, smoothness without ``spatial_shape``.
+        unknown strengths, bad ranges, smoothness without ``spatial_shape``; sparse
+        ``X`` (``TypeError``).
     ImportError
         ``method="bayes"`` without Optuna installed.
     """
@@ -335,6 +337,12 @@ class _HeldOut:
     @classmethod
     def make(cls, X: Any, n_folds: int, random_state: int | None) -> _HeldOut:
         """A seeded ``1 / n_folds`` share of the entries of ``X`` held out."""
+        if is_sparse(X):
+            raise TypeError(
+                "select_lambdas needs dense X: its trials hold out entries through "
+                "unmix.factorize's mask, an array of X's shape; pass X.toarray() "
+                "(select_rank takes sparse X)."
+            )
         X = ensure_2d_float(X)
         Xn = np.asarray(to_numpy(X), dtype=float)
         n, m = Xn.shape

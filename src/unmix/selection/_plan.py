@@ -20,6 +20,7 @@ __all__ = [
     "SparsePattern",
     "bootstrap_weights",
     "holdout_entries",
+    "holdout_groups",
     "spa_pixels",
 ]
 
@@ -32,7 +33,11 @@ class HoldoutSpec:
     disjoint folds (Wold's speckled hold-out); ``kind="blocks"``: rows and channels are
     each split into ``n_folds`` groups and fold ``f`` holds out the block of row group
     ``f // n_folds`` times channel group ``f % n_folds`` (the bi-cross-validation pattern
-    of Owen & Perry 2009, fitted with the mask instead of pseudo-inverses).
+    of Owen & Perry 2009, fitted with the mask instead of pseudo-inverses);
+    ``kind="latin"`` (what ``"entries"`` becomes for sparse ``X``): rows and channels are
+    each dealt into ``n_folds`` groups and fold ``f`` holds out row group ``a`` times
+    channel group ``(f - a) mod n_folds`` for every ``a`` (``1 / n_folds`` of every row and
+    every channel; see :func:`holdout_groups`).
     """
 
     kind: str
@@ -87,7 +92,33 @@ def holdout_entries(spec: HoldoutSpec, n: int, m: int) -> tuple[np.ndarray, np.n
         cols = np.nonzero(cg == b)[0]
         rr, cc = np.meshgrid(rows, cols, indexing="ij")
         return rr.ravel(), cc.ravel()
+    if spec.kind == "latin":
+        rg, cg, pairs = holdout_groups(spec, n, m)
+        by_group = {int(c): np.nonzero(cg == c)[0] for c in np.unique(pairs)}
+        cols_of = [by_group[int(pairs[a])] for a in rg]
+        rr = np.repeat(np.arange(n), [c.size for c in cols_of])
+        return rr, np.concatenate(cols_of) if cols_of else np.zeros(0, dtype=np.int64)
     raise ValueError(f"holdout must be 'entries' or 'blocks'; got {spec.kind!r}.")
+
+
+def holdout_groups(spec: HoldoutSpec, n: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The hold-out of ``spec`` as blocks: row groups ``rg`` (n,), channel groups ``cg``
+    (m,) and ``pairs`` (groups,): row group ``a`` holds out channel group ``pairs[a]``
+    (-1: none).  For ``"blocks"`` the groups of :func:`holdout_entries`; for ``"latin"``
+    ``pairs[a] = (fold - a) mod n_folds``."""
+    rng = np.random.default_rng(spec.seed)
+    q = spec.n_folds
+    rg = rng.permutation(n) % q
+    cg = rng.permutation(m) % q
+    if spec.kind == "blocks":
+        a, b = divmod(spec.fold % (q * q), q)
+        pairs = np.full(q, -1)
+        pairs[a] = b
+    elif spec.kind == "latin":
+        pairs = (spec.fold - np.arange(q)) % q
+    else:
+        raise ValueError(f"a sparse X holds out 'latin' or 'blocks' patterns; got {spec.kind!r}.")
+    return rg, cg, pairs
 
 
 def bootstrap_weights(seed: int, n: int) -> np.ndarray:

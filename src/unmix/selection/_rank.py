@@ -39,6 +39,12 @@ from ._params import RANK_PARAMETERS, check_selection_params
 from ._persist import read_selection, save_selection, selection_markdown
 from ._plan import FitRecord
 from ._runner import Settings, open_store, plan_fits, run_fits
+from ._sparse import (
+    as_sparse_input,
+    is_sparse,
+    sparse_is_counts,
+    sparse_signature,
+)
 from ._store import Store
 from ._table import criteria_table, pick
 
@@ -241,9 +247,16 @@ def select_rank(
 
     Parameters
     ----------
-    X : array (n_pixels, n_channels)
+    X : array or sparse matrix (pixels, channels)
         Non-negative data, one spectrum per row (NumPy, PyTorch or CuPy; float32 stays
-        float32).  On a GPU all fits of the selection run as one batch.
+        float32).  On a GPU all fits of the selection run as one batch.  A SciPy sparse
+        matrix or array (CSR, CSC, COO, ...) or a pydata/sparse array is used as CSR and
+        never made dense: fits, starts and criteria read its stored entries, and
+        ``holdout="entries"`` holds out a *Latin* pattern of pixel-group x channel-group
+        blocks (``1/q`` of every pixel and every channel, ``q = round(1 / cv_fraction)``;
+        see :mod:`unmix.selection._sparse`) instead of scattered single entries.
+        Integer counts become float32.  With ``fit_options`` the ``cv`` criterion needs
+        dense ``X``.
     {parameters}
 
     Returns
@@ -255,15 +268,19 @@ def select_rank(
     ValueError, TypeError
         A parameter outside its values (the message names it and what it accepts), bad
         ``ks`` (out of range), too few restarts for the chosen criteria, negative or
-        non-finite ``X``, a checkpoint that belongs to other data or settings, or
-        ``groups`` without an MPI executor or beyond its number of ranks.
+        non-finite ``X``, a checkpoint that belongs to other data or settings,
+        ``groups`` without an MPI executor or beyond its number of ranks, or sparse
+        ``X`` with ``fit_options`` and the ``cv`` criterion.
     """
     given = {name: value for name, value in locals().items() if name != "X"}
     t0, c0 = time.perf_counter(), time.process_time()
     _check_executor(executor, groups, n_jobs)  # first: its messages name the MPI setup
     opt = check_selection_params(given, RANK_PARAMETERS, where="select_rank")
-    X = ensure_2d_float(X)
-    finite_report(X)
+    if is_sparse(X):
+        X = as_sparse_input(X)  # CSR, never densified
+    else:
+        X = ensure_2d_float(X)
+        finite_report(X)
     _check_sign(X, engine=fit_options is not None)
     X, opt["noise"] = _noise_model(X, opt["noise"])
     n, m = (int(s) for s in X.shape)
@@ -272,20 +289,37 @@ def select_rank(
     _check_grid(spatial_shape, n)
     seed = int(np.random.default_rng(random_state).integers(2**31 - 1))
     options = _record(opt, X, ks, chosen)
-    reps, holdout = options["cv_repeats"], options["holdout"]
+    reps, holdout = options["cv_repeats"], options.get("holdout_pattern", options["holdout"])
+    _check_sparse_engine(X, opt["fit_options"], reps)
     specs = plan_fits(ks, n_restarts, reps, holdout, cv_fraction, seed)
     store, done = _open_checkpoint(checkpoint, X, options, specs, resume, executor)
     return _run(X, specs, opt, options, (store, done), seed, (t0, c0))
 
 
 def _noise_model(X: Any, noise: str) -> tuple[Any, str]:
-    """``X`` as the fits see it under the noise model (``"auto"`` decided by the data)."""
+    """``X`` as the fits see it under the noise model (``"auto"`` decided by the data;
+    for sparse ``X`` from its stored entries, and the scaling keeps it sparse)."""
+    sparse_x = is_sparse(X)
     if noise == "auto":
-        noise = "poisson" if is_counts(X) else "gaussian"
+        counts = sparse_is_counts(X) if sparse_x else is_counts(X)
+        noise = "poisson" if counts else "gaussian"
     if noise == "poisson":
         logger.info("select_rank: counts - fits on Poisson-scaled X (Keenan & Kotula)")
-        X = PoissonScaling().fit_transform(X)
+        step = PoissonScaling()  # sparse X: rows and columns scaled, X stays CSR
+        X = step.fit_transform_sparse(X) if sparse_x else step.fit_transform(X)
     return X, noise
+
+
+def _check_sparse_engine(X: Any, fit_options: dict | None, cv_repeats: int) -> None:
+    """Held-out fits through :func:`unmix.factorize` need a dense entry mask."""
+    if fit_options is not None and cv_repeats and is_sparse(X):
+        raise ValueError(
+            "fit_options with sparse X: the held-out fits of the 'cv' criterion run "
+            "through unmix.factorize with an entry mask of X's shape, which sparse X does "
+            "not get; leave fit_options out (the batched Frobenius fits hold out entries "
+            "of sparse X from its nonzeros), or leave 'cv' out (criteria=[...] without "
+            "'cv'), or pass dense X (X.toarray())."
+        )
 
 
 def _record(opt: dict[str, Any], X: Any, ks: list[int], chosen: list[str]) -> dict[str, Any]:
@@ -307,7 +341,16 @@ def _record(opt: dict[str, Any], X: Any, ks: list[int], chosen: list[str]) -> di
         "noise": opt["noise"],
         "shape": [int(s) for s in X.shape],
         "dtype": str(X.dtype),
+        **_sparse_record(X, opt["holdout"]),
     }
+
+
+def _sparse_record(X: Any, holdout: str) -> dict[str, Any]:
+    """For sparse ``X``: its stored entries and the hold-out pattern its fits use."""
+    if not is_sparse(X):
+        return {}
+    pattern = "latin" if holdout == "entries" else holdout
+    return {"sparse": True, "nnz": int(X.nnz), "holdout_pattern": pattern}
 
 
 _RULE_OPTIONS = (
@@ -401,14 +444,16 @@ def _check_executor(executor: Any, groups: int | None, n_jobs: int) -> None:
 
 
 def _check_sign(X: Any, *, engine: bool) -> None:
-    """Negative noise is fine for Frobenius NMF; a mostly negative or centred X is not."""
-    be = backend_of(X)
+    """Negative noise is fine for Frobenius NMF; a mostly negative or centred X is not.
+    (Sparse ``X``: its stored entries.)"""
+    V = np.asarray(X.data) if is_sparse(X) else X
+    be = backend_of(V)
     xp = be.xp
-    if engine or bool(xp.min(X) >= 0):
+    if engine or V.size == 0 or bool(xp.min(V) >= 0):
         if engine:
             check_nonnegative(X, why="rank selection by NMF")
         return
-    Xd = be.acc(X)
+    Xd = be.acc(V)
     neg = float(xp.sum(xp.clip(-Xd, 0.0, None)))
     pos = float(xp.sum(xp.clip(Xd, 0.0, None)))
     if neg > 0.1 * pos:
@@ -417,6 +462,8 @@ def _check_sign(X: Any, *, engine: bool) -> None:
 
 
 def _signature(X: Any) -> str:
+    if is_sparse(X):
+        return sparse_signature(X)
     Xn = to_numpy(X)
     step = max(1, Xn.shape[0] // 64)
     return f"{Xn.shape}:{Xn.dtype}:{float(np.sum(Xn, dtype=float)):.17g}:" + ",".join(

@@ -24,12 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import backend_of, to_numpy
+from .._backend import to_numpy
 from ..blocks import Weights, default_block_size
 from ..engine import factorize
 from ..executors.groups import Work, deal
 from ._batched import fit_batch, residual_sse
 from ._plan import FitRecord, FitSpec, HoldoutSpec, bootstrap_weights, holdout_entries, spa_pixels
+from ._sparse import data_backend, dense_rows, is_sparse, spa_rows
 
 logger = logging.getLogger("unmix")
 
@@ -58,9 +59,10 @@ def plan_fits(
 ) -> list[FitSpec]:
     """The fits of a selection: per rank ``n_restarts`` restarts (the first on ``X`` itself,
     the others on bootstrap draws of the pixels) and ``cv_repeats`` hold-out fits (the
-    same held-out entries for every rank)."""
+    same held-out entries for every rank).  ``holdout="latin"`` is the pattern that
+    stands for ``"entries"`` on sparse ``X`` (:class:`._sparse.BlockHoldout`)."""
     specs = []
-    if holdout == "entries":
+    if holdout in ("entries", "latin"):
         n_folds = max(2, round(1.0 / cv_fraction))
     else:
         n_folds = 2
@@ -86,11 +88,14 @@ def fit_with_engine(
     with the whole record.
     """
 
-    be = backend_of(X)
+    be = data_backend(X)
     n, m = (int(s) for s in X.shape)
-    X_np = to_numpy(X)
+    sparse_x = is_sparse(X)
+    X_np = None if sparse_x else to_numpy(X)
     w = bootstrap_weights(spec.seed, n) if spec.bootstrap else None
     mask, Xi, rows, cols = None, X_np, None, None
+    if spec.holdout is not None and sparse_x:  # select_rank refuses it first
+        raise ValueError("held-out fits through unmix.factorize need dense X (a mask).")
     if spec.holdout is not None:
         rows, cols = holdout_entries(spec.holdout, n, m)
         mask_np = np.ones((n, m), dtype=bool)
@@ -105,7 +110,9 @@ def fit_with_engine(
         opts.setdefault("executor", executor)
         if block_size is not None:
             opts.setdefault("block_size", block_size)
-    if settings.init == "spa":
+    if settings.init == "spa" and sparse_x:
+        opts.setdefault("init", (None, be.asarray(dense_rows(X, spa_rows(X, spec.k)))))
+    elif settings.init == "spa":
         opts.setdefault("init", (None, be.asarray(Xi[spa_pixels(Xi, spec.k, None)])))
     else:
         opts.setdefault("init", "random")
@@ -271,7 +278,7 @@ def run_fits(
         bar.tick(rec.key)
 
     try:
-        be = backend_of(X)
+        be = data_backend(X)
         on_host = be.name == "numpy"
         if todo and executor is not None:
             _run_mpi(X, todo, settings, executor, groups, store, done, bar)
@@ -365,7 +372,7 @@ def _group_block(X: Any, group_size: int) -> int | None:
     if group_size <= 1:
         return None
     n, m = (int(s) for s in X.shape)
-    return max(1, min(default_block_size(n, m, backend_of(X)), -(-n // group_size)))
+    return max(1, min(default_block_size(n, m, data_backend(X)), -(-n // group_size)))
 
 
 def _portable(rec: FitRecord) -> FitRecord:
@@ -404,7 +411,7 @@ def _run_mpi(X, todo, settings, ex, groups, store, done, bar) -> None:
     lead = sub.rank == 0
     shared = ex.allgather_items([_portable(done[s.key]) for s in mine] if lead else [])
     sub.free()  # not in a finally: a rank that failed mid-fit must not wait here
-    be = backend_of(X)
+    be = data_backend(X)
     ours = {s.key for s in mine}
     for rec in shared:
         if rec.key in ours:

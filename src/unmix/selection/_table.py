@@ -20,6 +20,7 @@ from ._criteria import (
     pixel_labels,
 )
 from ._plan import FitRecord
+from ._sparse import is_sparse, laplace_gram
 from ._stability import cluster_silhouettes
 
 __all__ = ["criteria_table", "pick"]
@@ -36,16 +37,14 @@ def criteria_table(
 ) -> tuple[list[dict], dict[int, np.ndarray], dict[int, list[FitRecord]]]:
     """One row per rank of every criterion's value, the consensus matrices and the
     restarts per rank, from the fits ``recs`` (keyed ``k{k}/r{r}`` and ``k{k}/cv{f}``)."""
-    be = backend_of(X)
-    xp = be.xp
     n = int(X.shape[0])
-    norm2 = float(xp.sum(be.acc(X) * be.acc(X)))
+    norm2 = _norm2(X)
     sub = np.sort(
         np.random.default_rng([seed, 5]).choice(n, min(n, opt["consensus_pixels"]), False)
     )
-    evidence = (
-        laplace_pca_evidence(to_numpy(X), ks) if "laplace_pca" in chosen else [np.nan] * len(ks)
-    )
+    evidence = [np.nan] * len(ks)
+    if "laplace_pca" in chosen:
+        evidence = laplace_pca_evidence(laplace_gram(X) if is_sparse(X) else to_numpy(X), ks)
     table, consensus, runs, prev_S = [], {}, {}, None
     for i, k in enumerate(ks):
         rr = [recs[f"k{k}/r{r}"] for r in range(opt["n_restarts"])]
@@ -58,6 +57,15 @@ def criteria_table(
         prev_S = _similarity_columns(row, rr[best], prev_S, spatial_shape, opt)
         table.append(row)
     return table, consensus, runs
+
+
+def _norm2(X: Any) -> float:
+    """``||X||_F^2`` (float64; from the stored entries of sparse ``X``)."""
+    if is_sparse(X):
+        v = np.asarray(X.data, dtype=np.float64)
+        return float(v @ v)
+    be = backend_of(X)
+    return float(be.xp.sum(be.acc(X) * be.acc(X)))
 
 
 def _error_columns(
