@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ._validation import ensure_2d_float
 from .blocks import Weights
 from .engine import factorize, fit_maps
 from .model import SpectralSmoothing
@@ -135,7 +136,7 @@ def thresholded_nmf(
     Gaussian filter on ``S_b``; the target fit minimizes ``1/2 ||R_T - A_t S_t||^2`` on
     the positive residual ``R_T`` of the flagged pixels.
     """
-    X = np.asarray(X, dtype=float)
+    X = np.asarray(ensure_2d_float(X), dtype=float)  # sparse X: the message says convert
     noise = _checked(X, threshold, rounds, noise, factorize_kw)
     factorize_kw = {"loss": "l21", **factorize_kw}
     w = np.ones(X.shape[0])

@@ -78,7 +78,6 @@ def test_inspect_summarizes_from_the_stored_values(files, capsys):
 @pytest.mark.parametrize(
     ("args", "match"),
     [
-        (["tree", "{f}"], "unmix tree needs dense data"),
         (["run", "{f}", "-k", "3", "--step", '{op="clip", lower=0.0}'], "--step operations"),
         (["run", "{f}", "-k", "3", "--mask-nonfinite"], "sparse matrix"),
     ],

@@ -215,7 +215,7 @@ def test_object_dtype():
 def test_sparse_input_rejected_where_dense_is_needed(X, make):
     """Functions that need dense X name the conversion and the ones that take sparse X."""
     with pytest.raises(TypeError, match=r"sparse.*toarray\(\).*unmix.factorize"):
-        unmix.hierarchical_nmf(make(X), n_leaves=2)
+        unmix.thresholded_nmf(make(X), 2)
 
 
 @pytest.mark.parametrize("dtype", [np.int16, np.int32, np.int64, np.uint8, bool])

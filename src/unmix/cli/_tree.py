@@ -4,6 +4,8 @@ Writes into OUTDIR: ``tree.json`` (the tree as data, with spectra), ``result.h5`
 leaf level as an unmix result, with the whole tree in its ``hierarchy`` group), and unless
 ``--no-report``: ``tree.png`` (every node's endmember and map), ``levels.png``,
 ``dendrogram.png`` and a self-contained ``tree.html``.  Exit codes as for ``unmix run``.
+A sparse file (``.npz``, HDF5 in CSR layout) is grown on as ``unmix run`` fits it: on its
+CSR rows, never densified.
 
 Registered in the main group of :mod:`unmix.cli` (``unmix tree``).
 """
@@ -21,7 +23,6 @@ from ._common import (
     EXIT_USAGE,
     IMAGE_OPTIONS,
     Fail,
-    dense_only,
     image_input,
     table_option,
     with_options,
@@ -115,7 +116,6 @@ def tree(file: str, **kw: Any) -> None:
             executor.barrier()
         cfg = {"input": inp, "preprocess": {"steps": steps}}
         image = open_image(cfg, mode=stream_mode(kw), quiet=kw["quiet"] or not lead)
-        dense_only(image, "tree")
         t, caught = (
             _grow_streamed(image, kw, executor)
             if is_streamed(image)
@@ -220,7 +220,10 @@ def _save(outdir: str, t: Tree, image: SpectralImage) -> str:
 
 
 def _report(outdir: str, t: Tree, image: SpectralImage, file: str, steps: Any) -> str:
-    """The figures and ``tree.html`` (spectra on the signal axis of a 1-D signal): its path."""
+    """The figures and ``tree.html`` (spectra on the signal axis of a 1-D signal): its path.
+
+    The viewer reads the data a band of scan rows at a time as dense rows; a sparse line
+    scan (one band: all of ``X``) is shown without its data panel, never densified."""
     from ..hierarchy import write_tree_report
 
     axis, label = None, "channel"
@@ -236,8 +239,15 @@ def _report(outdir: str, t: Tree, image: SpectralImage, file: str, steps: Any) -
         axis_label=label,
         extra={"input": file, "steps": steps or ""},
         spatial_axes=image.spatial_axes,
-        X=None if image.is_lazy else image.unfold(),  # the viewer's pixel spectra
+        X=_viewer_data(image),  # the viewer's pixel spectra
     )
+
+
+def _viewer_data(image: SpectralImage) -> Any:
+    """``X`` for the report's viewer: None for lazy data and for a sparse line scan."""
+    if image.is_lazy or (image.is_sparse and len(image.spatial_shape) < 2):
+        return None
+    return image.unfold()
 
 
 def _summary(outdir: str, t: Tree, h5: str, page: str | None) -> None:

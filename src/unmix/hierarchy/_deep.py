@@ -46,6 +46,12 @@ to ``[NonNegative()]`` and ``SumToOne()`` added with ``sum_to_one``.  Deeper lay
 factorize maps or endmembers, not spectra, with the plain non-negative model.
 Fine-tuning minimizes the Frobenius error of all layers and would undo the terms, so
 with any of them ``finetune_iter`` must be 0 (a ``ValueError`` says so).
+
+Sparse ``X`` (SciPy CSR / CSC / COO, pydata/sparse) is taken as CSR rows and never
+densified: the first layer's fit is :func:`unmix.factorize` on it, the forward pass needs
+only ``X @ W^T``, ``A^T X`` and squared norms, and the errors come from the Gram identity
+(:mod:`~unmix.hierarchy._sparse`).  The deeper layers factorize the dense maps or
+endmembers as for dense ``X``.
 """
 
 from __future__ import annotations
@@ -56,12 +62,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .._backend import Backend, backend_of
 from .._ops import project_simplex_rows
 from .._validation import check_nonnegative, ensure_2d_float, finite_report
 from ..engine import factorize
 from ..model import NonNegative, SumToOne
 from ._maps import layer_maps
+from ._sparse import checked_sparse, is_sparse, row_sq, sq_error, tmatmul
 
 logger = logging.getLogger("unmix")
 
@@ -166,7 +175,7 @@ def _forward(
             W, A = C, layer_maps(X, C, be, sum_to_one=simplex)
         else:  # S_l = argmin_{S >= 0} ||X^T - S^T A_l^T||: the maps problem of X^T
             A, W = C, layer_maps(X.T, C.T, be).T
-        AtX, AtA, Wa = be.acc(A.T @ X), be.acc(A.T @ A), be.acc(W)
+        AtX, AtA, Wa = be.acc(tmatmul(A, X)), be.acc(A.T @ A), be.acc(W)
         e = x2 - 2 * float(xp.sum(AtX * Wa)) + float(xp.sum(AtA * (Wa @ Wa.T)))
         state["W"].append(W)
         state["A"].append(A)
@@ -223,8 +232,9 @@ def deep_nmf(
 
     Parameters
     ----------
-    X : array (n_pixels, n_channels)
-        Non-negative data (NumPy, PyTorch or CuPy; results follow its dtype/device).
+    X : array or sparse matrix (pixels, channels)
+        Non-negative data (NumPy, PyTorch or CuPy; results follow its dtype/device; sparse
+        X: CSR rows on the host, never densified, NumPy results).
     ranks : sequence of int
         Components of every layer, strictly decreasing (``[6, 3]``, ``[8, 4, 2]``).
     mode : {"maps", "endmembers"}
@@ -259,8 +269,7 @@ def deep_nmf(
     first = _first_layer_model(loss, constraints, regularizers, solver, sum_to_one, finetune_iter)
     first.update(spatial_shape=spatial_shape, signal_shape=signal_shape)
     factors, A, W = _layerwise(X, ranks, mode, sum_to_one, fit, first)
-    x2 = float(be.xp.sum(be.acc(X) * be.acc(X)))
-    layerwise = _relative_errors(X, A, W, be, x2)
+    layerwise = _relative_errors(X, A, W, be, x2 := _sq_norm(X, be))
     t1 = time.perf_counter()
     errors, hist = list(layerwise), {"total": [], "step": []}
     if finetune_iter > 0:
@@ -283,11 +292,23 @@ def deep_nmf(
     )
 
 
+def _sq_norm(X: Any, be: Backend) -> float:
+    """``||X||_F^2`` (sparse ``X``: from its stored entries)."""
+    if is_sparse(X):
+        return float(np.sum(row_sq(X)))
+    return float(be.xp.sum(be.acc(X) * be.acc(X)))
+
+
 def _checked(X: Any) -> tuple[Any, Backend]:
-    """``X`` as a finite, non-negative 2-D float array, and its backend."""
+    """``X`` as a finite, non-negative 2-D float array (sparse ``X`` as such CSR rows),
+    and its backend."""
+    why = "deep NMF (non-negative factors)"
+    if is_sparse(X):
+        X = checked_sparse(X, why)
+        return X, backend_of(np.empty(0, dtype=X.dtype))
     X = ensure_2d_float(X)
     finite_report(X)
-    check_nonnegative(X, why="deep NMF (non-negative factors)")
+    check_nonnegative(X, why=why)
     return X, backend_of(X)
 
 
@@ -379,6 +400,9 @@ def _relative_errors(X: Any, A: list, W: list, be: Backend, x2: float) -> list[f
     xp = be.xp
     errors = []
     for Al, Wl in zip(A, W, strict=True):
+        if is_sparse(X):
+            errors.append(sq_error(X, Al, Wl, be) / x2)
+            continue
         R = X - Al @ Wl
         errors.append(float(xp.sum(be.acc(R) * be.acc(R))) / x2)
     return errors

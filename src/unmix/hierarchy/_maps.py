@@ -2,6 +2,8 @@
 
 ``X`` is (pixels, channels); a level's endmembers ``S_level`` (k, channels) are those of
 the cut of the tree at one depth, and its maps ``A`` (pixels, k) cover every pixel.
+``X`` may be sparse (CSR rows, :mod:`~unmix.hierarchy._sparse`): the maps need only its
+products with the endmembers and its squared pixel norms, and it is never densified.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import Backend, backend_of
+from .._backend import Backend
 from .._linalg import nnls_bpp
 from ..engine import factorize
 from ..model import NonNegative, SumToOne
 from ._model import Level, Tree
 from ._rank2 import nnls2
+from ._sparse import backend, is_sparse, row_sq, sq_error
 from ._terms import SplitModel
 
 __all__ = [
@@ -36,6 +39,7 @@ class MapProducts:
     (k, channels): ``XW = X @ W.T`` (pixels, k), ``WW = W @ W.T`` (k, k) and the squared
     pixel norms ``x2`` (pixels,).  One pass over ``X`` makes them for every level of a tree
     at once; the maps and their residuals then cost O(pixels k^2), not O(pixels channels).
+    Sparse ``X`` gives them from its stored entries (O(nnz k)).
     """
 
     XW: Any
@@ -45,6 +49,9 @@ class MapProducts:
     @classmethod
     def of(cls, X: Any, W: Any, be: Backend) -> MapProducts:
         xp = be.xp
+        if is_sparse(X):
+            x2 = be.acc(row_sq(X))
+            return cls(be.acc(np.asarray(X @ be.work(W).T)), be.acc(W) @ be.acc(W).T, x2)
         Xa = be.acc(X)
         if isinstance(Xa, np.ndarray):  # one pass, no (pixels, channels) temporary
             x2 = np.einsum("ij,ij->i", Xa, Xa)
@@ -70,7 +77,8 @@ class MapProducts:
 def layer_maps(X: Any, W: Any, be: Backend, *, sum_to_one: bool = False) -> Any:
     """``argmin_{A >= 0} ||X - A W||_F^2`` for every pixel of ``X`` (pixels, channels).
 
-    ``W`` (k, channels) are fixed endmembers.  Solved by block principal pivoting on a
+    ``X`` is an array or a sparse matrix (CSR or CSC rows; never densified) and ``W``
+    (k, channels) are fixed endmembers.  Solved by block principal pivoting on a
     rescaled problem (endmembers to unit norm, data to unit largest pixel norm) so that
     the solver's tolerances do not depend on the data's units.  With ``sum_to_one`` the
     rows of ``A`` also sum to one (fully constrained least squares): the sum enters as an
@@ -122,9 +130,9 @@ def nested_maps(X: Any, tree: Tree, products: MapProducts | None = None) -> Any:
     the fraction ``f_j = a_j / sum(a)`` of its own abundance, where ``a`` is the exact NNLS
     fit of the pixel by the children's endmembers (equal shares where ``a == 0``).  Every
     level of these maps sums to one per pixel.  ``products`` of ``X`` with ``tree.S`` (all
-    nodes) spare the passes over ``X``.
+    nodes) spare the passes over ``X``.  ``X`` may be a sparse matrix (CSR rows).
     """
-    be = backend_of(X)
+    be = backend(X)
     xp = be.xp
     n = int(X.shape[0])
     cols: list[Any] = [None] * len(tree.nodes)
@@ -164,8 +172,9 @@ def refit_level(
     and the tree's endmembers; with ``model`` (the terms of the tree's splits) the joint
     refit minimizes that model instead (its loss, its constraints plus ``SumToOne`` with
     ``sum_to_one``, its regularizers).  ``mode="none"`` takes the tree's nested maps.
+    ``X`` may be a sparse matrix (CSR rows): the error comes from the Gram identity.
     """
-    be = backend_of(X)
+    be = backend(X)
     xp = be.xp
     ids = tree.level_of(depth)
     sel = xp.asarray(np.array(ids), device=be.device)
@@ -191,8 +200,11 @@ def refit_level(
             random_state=random_state,
         )
         A, S = res.A, res.S
-    R = X - A @ S
-    err = float(xp.sum(R * R)) / max(float(xp.sum(X * X)), 1e-300)
+    if is_sparse(X):
+        err = sq_error(X, A, S, be) / max(float(np.sum(row_sq(X))), 1e-300)
+    else:
+        R = X - A @ S
+        err = float(xp.sum(R * R)) / max(float(xp.sum(X * X)), 1e-300)
     return Level(depth=depth, nodes=ids, A=A, S=S, refit=mode, error=err)
 
 

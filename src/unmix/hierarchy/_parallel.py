@@ -29,6 +29,7 @@ import numpy as np
 from .._backend import Backend, to_numpy
 from ..executors.groups import Groups, Work
 from ._model import Level
+from ._sparse import is_sparse
 from ._split import Candidate, Options, node_ranks, propose, screen, split_fit
 from ._stability import (
     DEFAULTS,
@@ -141,8 +142,9 @@ def _restarts(mine: list[Work], nodes: dict, ranks: dict, be: Backend, opts: Opt
         nid, r, j = w.key
         Xb = nodes[nid][2]
         shape = tuple(int(s) for s in Xb.shape)
+        pattern = Xb if is_sparse(Xb) else None  # CSR: perturbed at its stored entries
         seq = perturbations(
-            shape, ranks[nid], settings["n_runs"], settings["noise"], opts.seed + nid
+            shape, ranks[nid], settings["n_runs"], settings["noise"], opts.seed + nid, pattern
         )
         pert, seed = next((p, s) for rr, jj, p, s in seq if (rr, jj) == (r, j))
         S = stability_run(Xb, r, be.asarray(pert), seed, settings["max_iter"])

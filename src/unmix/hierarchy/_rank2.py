@@ -15,7 +15,9 @@ Batching: one iteration handles every group with two products over the stacked p
 (``X @ S_all.T`` and ``Z.T @ X`` with ``Z`` the block one-hot maps), never a Python loop
 over groups, so a GPU sees a few large kernels per iteration whatever the number of nodes.
 Everything follows ``X``'s array library, device and dtype; the 2 x 2 Gram matrices and
-per-group sums are accumulated in float64 where the device has it.
+per-group sums are accumulated in float64 where the device has it.  Sparse ``X`` (SciPy
+or pydata/sparse; fitted as CSR rows on the host) enters through the same two products
+and its stored values alone (:mod:`~unmix.hierarchy._sparse`): it is never densified.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from .._backend import Backend, backend_of, to_numpy
+from ..blocks import entry_rows
+from ._sparse import as_csr_rows, backend, dense_rows, is_sparse, row_sq, tmatmul
 
 logger = logging.getLogger("unmix")
 
@@ -134,22 +138,26 @@ def group_rank1(
     Returns ``(V, error)``: ``V`` (n_groups, channels) the unit leading right singular
     vectors (non-negative for non-negative data, Perron-Frobenius) and the residuals
     ``||X_b - X_b v_b^T v_b||_F^2`` computed directly (accurate also for nearly rank-one
-    groups, where ``||X_b||^2 - sigma_1^2`` would cancel).
+    groups, where ``||X_b||^2 - sigma_1^2`` would cancel).  ``X`` (pixels, channels) may
+    be a sparse matrix (never densified).
     """
-    be = backend_of(X)
+    X = _rows(X)
+    be = backend(X)
     xp = be.xp
     gd, onehot, _ = _group_setup(X, groups, n_groups, be)
     W = xp.astype(onehot, be.dtype)  # (n, B)
-    V = W.T @ X  # group sums: the Perron vector's direction for non-negative data
+    V = tmatmul(W, X)  # group sums: the Perron vector's direction for non-negative data
     V = V / xp.clip(xp.linalg.vector_norm(V, axis=1, keepdims=True), min=be.tiny)
     for _ in range(n_iter):
         u = xp.take_along_axis(X @ V.T, gd[:, None], axis=1)  # (n, 1)
-        Vn = (W * u).T @ X
+        Vn = tmatmul(W * u, X)
         Vn = Vn / xp.clip(xp.linalg.vector_norm(Vn, axis=1, keepdims=True), min=be.tiny)
         change = float(xp.max(xp.abs(Vn - V)))
         V = Vn
         if change < 10 * be.eps:
             break
+    if is_sparse(X):
+        return V, _rank1_residuals_sparse(X, V, gd, onehot, be)
     Vp = xp.take(V, gd, axis=0)  # (n, m) per pixel; the residual needs the data anyway
     proj = xp.sum(X * Vp, axis=1, keepdims=True)
     R = X - proj * Vp
@@ -157,18 +165,47 @@ def group_rank1(
     return V, err
 
 
+def _rows(X: Any) -> Any:
+    """Sparse ``X`` as CSR rows of a floating dtype; dense ``X`` as it is."""
+    return as_csr_rows(X) if is_sparse(X) else X
+
+
+def _rank1_residuals_sparse(X: Any, V: Any, gd: Any, onehot: Any, be: Backend) -> np.ndarray:
+    """Every group's ``||X_b - X_b v_b^T v_b||^2`` for CSR ``X``, from its stored entries.
+
+    A pixel ``x`` with projection ``p = x . v`` leaves ``(x_j - p v_j)^2`` at its stored
+    channels and ``p^2 v_j^2`` at the others; the latter sum is 0 exactly when the stored
+    channels cover the support of ``v`` (identical pixels stay exactly rank one).
+    """
+    g = np.asarray(gd)
+    V64 = np.asarray(V, dtype=np.float64)
+    p = np.asarray(X @ V.T, dtype=np.float64)[np.arange(g.size), g]
+    rows = entry_rows(X)
+    v = V64[g[rows], X.indices]  # v_j of every stored entry's group
+    r = np.asarray(X.data, dtype=np.float64) - p[rows] * v
+    n = int(X.shape[0])
+    on = np.bincount(rows, weights=r * r, minlength=n)
+    v2_in = np.bincount(rows, weights=v * v, minlength=n)
+    covered = np.bincount(rows, weights=(v != 0).astype(np.float64), minlength=n)
+    support = np.count_nonzero(V64, axis=1)[g]
+    off = np.where(covered >= support, 0.0, np.maximum(np.sum(V64 * V64, axis=1)[g] - v2_in, 0.0))
+    per_pixel = on + p * p * off
+    return to_numpy(_per_group_sum(onehot, per_pixel, be)).astype(float)
+
+
 def _spa_init(X: Any, gd: Any, onehot: Any, B: int, be: Backend) -> Any:
     """Two pixels a group by the successive projection algorithm: (B, 2, m)."""
     xp = be.xp
-    norms = xp.sum(X * X, axis=1)
+    norms = row_sq(X)
     neg = xp.asarray(-1.0, dtype=norms.dtype, device=be.device)
     p1 = xp.argmax(xp.where(onehot.T, norms[None, :], neg), axis=1)
-    U = xp.take(X, p1, axis=0)  # (B, m)
+    U = dense_rows(X, p1) if is_sparse(X) else xp.take(X, p1, axis=0)  # (B, m)
     un = xp.sum(U * U, axis=1)
     own = xp.take_along_axis(X @ U.T, gd[:, None], axis=1)[:, 0]
     res = norms - own * own / xp.clip(xp.take(un, gd, axis=0), min=be.tiny)
     p2 = xp.argmax(xp.where(onehot.T, res[None, :], neg), axis=1)
-    return xp.stack([U, xp.take(X, p2, axis=0)], axis=1)
+    U2 = dense_rows(X, p2) if is_sparse(X) else xp.take(X, p2, axis=0)
+    return xp.stack([U, U2], axis=1)
 
 
 def spa_start(X: Any) -> Any:
@@ -176,7 +213,7 @@ def spa_start(X: Any) -> Any:
 
     Parameters
     ----------
-    X : array (n_pixels, n_channels)
+    X : array or sparse matrix (pixels, channels)
         The group's pixels (at least one).
 
     Returns
@@ -186,7 +223,8 @@ def spa_start(X: Any) -> Any:
         largest norm, then the one farthest from its line (deterministic; ties go to the
         lower index).
     """
-    be = backend_of(X)
+    X = _rows(X)
+    be = backend(X)
     gd, onehot, B = _group_setup(X, None, 1, be)
     return _spa_init(X, gd, onehot, B, be)[0]
 
@@ -208,8 +246,9 @@ def rank2_nmf(
 
     Parameters
     ----------
-    X : array (n_pixels, n_channels)
-        Non-negative data (NumPy, PyTorch or CuPy); the factors follow its dtype/device.
+    X : array or sparse matrix (pixels, channels)
+        Non-negative data (NumPy, PyTorch or CuPy; the factors follow its dtype/device),
+        or a SciPy / pydata sparse matrix (fitted as CSR rows on the host, never densified).
     groups : int array (n_pixels,), optional
         Group index of every pixel (default: one group).
     n_groups : int, optional
@@ -227,10 +266,10 @@ def rank2_nmf(
     -------
     Rank2Fit
     """
-    be = backend_of(X)
-    xp = be.xp
+    X = _rows(X)
+    be = backend(X)
     gd, onehot, B = _group_setup(X, groups, n_groups, be)
-    norm2 = _per_group_sum(onehot, xp.sum(X * X, axis=1), be)
+    norm2 = _per_group_sum(onehot, row_sq(X), be)
     S = _spa_init(X, gd, onehot, B, be) if S0 is None else be.asarray(S0)
     m = int(X.shape[1])
     if tuple(S.shape) != (B, 2, m):
@@ -312,7 +351,7 @@ def _endmembers_step(X: Any, A: Any, W: Any, onehot: Any, be: Backend) -> tuple[
     B = int(W.shape[1])
     Aw = be.work(A)
     Z = xp.reshape(W[:, :, None] * Aw[:, None, :], (n, 2 * B))
-    R = be.acc(xp.reshape(Z.T @ X, (B, 2, m)))
+    R = be.acc(xp.reshape(tmatmul(Z, X), (B, 2, m)))
     Ha = be.acc(A)
     H = xp.stack(
         [
@@ -345,5 +384,5 @@ def _final_maps(X: Any, S: Any, gd: Any, onehot: Any, be: Backend) -> tuple[Any,
         + 2 * A[:, 0] * A[:, 1] * Gp[:, 0, 1]
         + A[:, 1] * A[:, 1] * Gp[:, 1, 1]
     )
-    per_pixel = be.acc(xp.sum(X * X, axis=1)) - 2 * xp.sum(A * rhs, axis=1) + quad
+    per_pixel = be.acc(row_sq(X)) - 2 * xp.sum(A * rhs, axis=1) + quad
     return A, np.maximum(to_numpy(_per_group_sum(onehot, per_pixel, be)).astype(float), 0.0)

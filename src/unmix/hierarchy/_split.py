@@ -4,7 +4,8 @@
 batch of nodes are fitted together (:func:`~unmix.hierarchy.rank2_nmf`), then each
 is turned into children: components scaled so that a pure pixel has abundance 1, pixels
 assigned to their dominant component, children's endmembers (the NMF component or the
-mean of the child's core pixels), and the split's score.
+mean of the child's core pixels), and the split's score.  Sparse ``X`` (CSR rows) is
+read through :mod:`~unmix.hierarchy._sparse` and never densified.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..engine import factorize
 from ._cluster import spectral_angle_distances
 from ._rank2 import group_rank1, rank2_nmf
 from ._scores import ndcg_score, split_gain
+from ._sparse import col_mean, row_sq, sq_error, take_rows, unit_rows
 from ._stability import rank_stability
 from ._terms import SplitModel, model_split
 
@@ -117,12 +119,11 @@ def screen(X: Any, be: Backend, items: list[tuple[int, np.ndarray]], opts: Optio
             batch.append((nid, idx))
     if not batch:
         return out, batch, None, None, None
-    xp = be.xp
     sizes = np.array([idx.size for _, idx in batch])
     idx_all = np.concatenate([idx for _, idx in batch])
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     groups = _groups(offsets)
-    Xs = xp.take(X, xp.asarray(idx_all, device=be.device), axis=0)
+    Xs = take_rows(X, idx_all, be)
     _, err1 = group_rank1(Xs, groups, len(batch))
     norm2 = to_numpy(_group_norms(Xs, groups, len(batch), be))
     if opts.root_err == 0.0 and batch[0][0] == 0:
@@ -147,7 +148,6 @@ def split_fit(
     nid: int, idx: np.ndarray, Xb: Any, r: int, err1: float, be: Backend, opts: Options
 ) -> Candidate:
     """The candidate split of a node into ``r`` children (rank-``r`` NMF of its pixels)."""
-    xp = be.xp
     if r == 2:
         f = rank2_nmf(Xb, max_iter=opts.max_iter, tol=opts.tol)
         A_b, S_b, err_r = f.A, f.S[0], f.error[0]
@@ -162,15 +162,13 @@ def split_fit(
             random_state=opts.seed,
         )
         A_b, S_b = res.A, res.S
-        R = Xb - A_b @ S_b
-        err_r = float(xp.sum(R * R))
+        err_r = sq_error(Xb, A_b, S_b, be)
     A_h = np.asarray(to_numpy(A_b), dtype=float)
     return _finish(nid, idx, Xb, A_h, S_b, err1, err_r, be, opts)
 
 
 def _group_norms(Xs: Any, groups: np.ndarray, B: int, be: Backend) -> Any:
-    xp = be.xp
-    rn = to_numpy(be.acc(xp.sum(Xs * Xs, axis=1)))
+    rn = to_numpy(be.acc(row_sq(Xs)))
     return np.bincount(groups, weights=np.asarray(rn, dtype=float), minlength=B)
 
 
@@ -236,13 +234,13 @@ def _core(
     """Mean of the ``q`` of each child's pixels closest in angle to the estimate, iterated
     from the split's endmember (a mean shift to the densest direction of the child)."""
     xp = be.xp
-    Xn = Xb / xp.clip(xp.linalg.vector_norm(Xb, axis=1, keepdims=True), min=be.tiny)
+    Xn = unit_rows(Xb, be)
     rows = []
     for j in range(r):
         mine = np.flatnonzero(labels == j)
         n_top = max(min(3, mine.size), int(np.ceil(q * mine.size)))
-        Xm = xp.take(Xb, xp.asarray(mine, device=be.device), axis=0)
-        Xmn = xp.take(Xn, xp.asarray(mine, device=be.device), axis=0)
+        Xm = take_rows(Xb, mine, be)
+        Xmn = take_rows(Xn, mine, be)
         s = S[j]
         prev = None
         for _ in range(n_iter):
@@ -251,6 +249,6 @@ def _core(
             if prev is not None and np.array_equal(top, prev):
                 break
             prev = top
-            s = xp.mean(xp.take(Xm, xp.asarray(top, device=be.device), axis=0), axis=0)
+            s = col_mean(Xm, be, top)
         rows.append(s)
     return xp.stack(rows, axis=0)

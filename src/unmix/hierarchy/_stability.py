@@ -7,6 +7,10 @@ matched to those of the first run (Hungarian assignment on the spectral angle), 
 groups the ``r * n_runs`` spectra into ``r`` clusters; the stability of rank ``r`` is the
 smallest mean silhouette (cosine distance) of a cluster.  The chosen rank is the largest
 whose stability is at least ``threshold`` (2 when none is).
+
+Sparse ``X`` (CSR rows) is perturbed at its stored entries only (the perturbation is
+multiplicative, so the zeros stay zeros), with the very draws of the dense perturbation
+there: the runs, and the chosen rank, are those of the same data given dense.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .._backend import backend_of, to_numpy
+from .._backend import to_numpy
+from ..blocks import entry_rows
 from ..engine import factorize
+from ._sparse import backend, is_sparse, with_data
 
 logger = logging.getLogger("unmix")
 
@@ -64,12 +70,14 @@ def rank_stability(
     """Choose the rank of ``X`` (pixels, channels) by component stability.
 
     Returns ``(rank, {r: stability})``; see the module docstring for the procedure.
+    ``X`` may be a CSR matrix (perturbed at its stored entries).
     """
-    be = backend_of(X)
+    be = backend(X)
     shape = tuple(int(s) for s in X.shape)
     ok = stability_ranks(ranks, shape)
     runs: dict[int, list[np.ndarray]] = {r: [] for r in ok}
-    for r, _, pert, seed in perturbations(shape, ok, n_runs, noise, random_state):
+    pattern = X if is_sparse(X) else None
+    for r, _, pert, seed in perturbations(shape, ok, n_runs, noise, random_state, pattern):
         runs[r].append(stability_run(X, r, be.asarray(pert), seed, max_iter))
     stab = {r: stability_score(runs[r], r) for r in ok}
     return choose_rank(stab, threshold), stab
@@ -86,25 +94,47 @@ def perturbations(
     n_runs: int,
     noise: float,
     random_state: int | None,
+    pattern: Any = None,
 ) -> Iterator[tuple[int, int, np.ndarray, int]]:
     """``(r, run, perturbation, seed)`` of every run, in the order the draws are made.
 
     The multiplicative perturbations ``1 + noise U(-1, 1)`` (host, ``shape``) and the
     runs' seeds all come from one generator seeded with ``random_state``, so a run's draws
     depend on its place in this sequence: a process running some runs only replays the
-    sequence up to them (see :mod:`unmix.hierarchy._parallel`).
+    sequence up to them (see :mod:`unmix.hierarchy._parallel`).  With ``pattern`` (CSR
+    ``X`` of ``shape``) a perturbation is its values at the stored entries (CSR order),
+    drawn a block of rows at a time: the same draws, never a dense ``shape`` array.
     """
     rng = np.random.default_rng(random_state)
     for r in ranks:
         for j in range(n_runs):
-            pert = 1.0 + noise * rng.uniform(-1, 1, size=shape)
+            if pattern is None:
+                pert = 1.0 + noise * rng.uniform(-1, 1, size=shape)
+            else:
+                pert = _entry_perturbation(rng, pattern, noise)
             yield r, j, pert, int(rng.integers(2**31 - 1))
 
 
+def _entry_perturbation(rng: np.random.Generator, X: Any, noise: float) -> np.ndarray:
+    """``1 + noise U(-1, 1)`` at the stored entries of CSR ``X``, drawn as the dense
+    perturbation of ``X``'s shape would be (row-major), a bounded block of rows at a time."""
+    n, m = (int(s) for s in X.shape)
+    rows = entry_rows(X)
+    step = max(1, (1 << 20) // max(m, 1))
+    out = np.empty(X.nnz)
+    for r0 in range(0, n, step):
+        r1 = min(n, r0 + step)
+        u = rng.uniform(-1, 1, size=(r1 - r0, m))
+        p0, p1 = int(X.indptr[r0]), int(X.indptr[r1])
+        out[p0:p1] = 1.0 + noise * u[rows[p0:p1] - r0, X.indices[p0:p1]]
+    return out
+
+
 def stability_run(X: Any, r: int, pert: Any, seed: int, max_iter: int) -> np.ndarray:
-    """Unit-norm endmembers (r, channels), host float64, of one perturbed rank-``r`` fit."""
+    """Unit-norm endmembers (r, channels), host float64, of one perturbed rank-``r`` fit
+    (``pert`` at the stored entries of CSR ``X``, see :func:`perturbations`)."""
     res = factorize(
-        X * pert,
+        with_data(X, X.data * pert) if is_sparse(X) else X * pert,
         r,
         solver="hals",
         init="random",

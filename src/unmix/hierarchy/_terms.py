@@ -38,10 +38,11 @@ from typing import Any
 import numpy as np
 
 from .._backend import Backend, to_numpy
-from ..blocks import Weights
+from ..blocks import Weights, entry_rows
 from ..engine import factorize
 from ..model import make_loss
 from ._rank2 import group_rank1, spa_start
+from ._sparse import is_sparse, loss_value
 
 #: the total weight of the pixels outside a node, relative to the node's pixel count, in
 #: a split fitted on the whole grid (terms that couple pixels)
@@ -209,9 +210,12 @@ def split_losses(Xb: Any, A: Any, S: Any, model: SplitModel, be: Backend) -> tup
     The rank-one model is exact for Frobenius (the leading singular pair) and KL (the
     outer product of the pixel and channel sums over the total, the Poisson maximum
     likelihood); for other losses it is the least-squares rank one, evaluated in the loss.
+    Sparse ``Xb`` (CSR rows) is never densified (:func:`~unmix.hierarchy._sparse.loss_value`).
     """
     xp = be.xp
     loss = make_loss(model.loss)
+    if is_sparse(Xb):
+        return _sparse_split_losses(Xb, A, S, loss, be)
     Xa = be.acc(Xb)
     if loss.beta == 1 and not loss.reweights_pixels:
         total = max(float(xp.sum(Xa)), be.tiny)
@@ -222,3 +226,20 @@ def split_losses(Xb: Any, A: Any, S: Any, model: SplitModel, be: Backend) -> tup
     Y2 = be.acc(A) @ be.acc(S)
     e1 = float(loss.value(Xa, Y1, xp=xp, tiny=be.tiny))
     return e1, float(loss.value(Xa, Y2, xp=xp, tiny=be.tiny))
+
+
+def _sparse_split_losses(Xb: Any, A: Any, S: Any, loss: Any, be: Backend) -> tuple[float, float]:
+    """:func:`split_losses` of CSR ``Xb``: the rank-one models as factors (pixels, 1) and
+    (1, channels), every loss evaluated without ``Xb`` or a model dense."""
+    if loss.beta == 1 and not loss.reweights_pixels:
+        n, m = (int(d) for d in Xb.shape)
+        x = np.asarray(Xb.data, dtype=np.float64)
+        rows = np.bincount(entry_rows(Xb), weights=x, minlength=n).reshape(-1, 1)
+        cols = np.bincount(Xb.indices, weights=x, minlength=m).reshape(1, -1)
+        total = max(float(np.sum(rows)), be.tiny)
+        u, v = rows, cols / total
+    else:
+        v = np.asarray(to_numpy(group_rank1(Xb)[0]), dtype=np.float64)  # (1, channels)
+        u = np.asarray(Xb @ v.T, dtype=np.float64)
+    e1 = loss_value(loss, Xb, u, v, be)
+    return e1, loss_value(loss, Xb, to_numpy(A), to_numpy(S), be)

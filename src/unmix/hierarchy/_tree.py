@@ -20,6 +20,10 @@ With ``loss``, ``constraints``, ``regularizers`` or ``solver`` every split is in
 rank-2 :func:`unmix.factorize` fit with those terms (:mod:`unmix.hierarchy._terms`: on
 the node's pixels, or on the whole grid weighted by membership for terms that couple
 pixels), and ``Tree.splits`` keeps every split's maps and components.
+
+``X`` may be sparse (SciPy CSR / CSC / COO, pydata/sparse): the tree is then grown on CSR
+rows of it (:mod:`unmix.hierarchy._sparse`): node subsets, products with endmembers,
+pixel norms and means, all from the stored entries, never a dense copy of ``X``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from ._maps import nested_maps, refit_level
 from ._model import Level, Node, Tree
 from ._parallel import propose_mpi, refit_levels_mpi
 from ._params import TREE_PARAMETERS, check_tree
+from ._sparse import checked_sparse, col_mean, is_sparse, unit_rows
 from ._split import Candidate, Options, propose
 from ._terms import check_split_model, split_model
 
@@ -85,9 +90,10 @@ def hierarchical_nmf(
 
     Parameters
     ----------
-    X : array (n_pixels, n_channels)
+    X : array or sparse matrix (pixels, channels)
         Non-negative data, one spectrum a row (NumPy, PyTorch or CuPy; all arrays of the
-        tree follow its dtype and device).
+        tree follow its dtype and device), or a SciPy / pydata sparse matrix (grown on CSR
+        rows on the host, never densified; the tree's arrays are NumPy in its dtype).
     {parameters}
 
     Returns
@@ -129,10 +135,16 @@ def hierarchical_nmf(
 
 
 def _checked_data(X: Any, normalize: bool) -> tuple[Any, Backend]:
-    """``X`` as a finite, non-negative 2-D float array (rows of unit norm if ``normalize``)."""
+    """``X`` as a finite, non-negative 2-D float array (rows of unit norm if ``normalize``);
+    sparse ``X`` as such CSR rows."""
+    why = "hierarchical NMF (A >= 0 and S >= 0)"
+    if is_sparse(X):
+        X = checked_sparse(X, why)
+        be = backend_of(np.empty(0, dtype=X.dtype))
+        return (unit_rows(X, be) if normalize else X), be
     X = ensure_2d_float(X)
     finite_report(X)
-    check_nonnegative(X, why="hierarchical NMF (A >= 0 and S >= 0)")
+    check_nonnegative(X, why=why)
     be = backend_of(X)
     if normalize:
         norms = be.xp.linalg.vector_norm(X, axis=1, keepdims=True)
@@ -251,8 +263,7 @@ def _grow(
         return propose_mpi(X, be, items, opts, ranks)
 
     n = int(X.shape[0])
-    xp = be.xp
-    root_S = xp.mean(X, axis=0)[None, :]
+    root_S = col_mean(X, be)[None, :]
     nodes = [Node(id=0, parent=None, depth=0, size=n)]
     spectra = [root_S[0]]
     sets = {0: np.arange(n)}
@@ -326,7 +337,6 @@ def _internal_means(
     X: Any, nodes: list[Node], spectra: list, assignment: np.ndarray, be: Backend
 ) -> None:
     """Replace the endmember of every split node by the mean spectrum of its pixels."""
-    xp = be.xp
     leaves_of: dict[int, list[int]] = {}
     for nd in sorted(nodes, key=lambda d: -d.depth):
         leaves_of[nd.id] = (
@@ -334,7 +344,7 @@ def _internal_means(
         )
         if not nd.is_leaf:
             idx = np.flatnonzero(np.isin(assignment, leaves_of[nd.id]))
-            spectra[nd.id] = xp.mean(xp.take(X, xp.asarray(idx, device=be.device), axis=0), axis=0)
+            spectra[nd.id] = col_mean(X, be, idx)
 
 
 # ------------------------------------------------------------------ options

@@ -249,14 +249,10 @@ def select_rank(
     ----------
     X : array or sparse matrix (pixels, channels)
         Non-negative data, one spectrum per row (NumPy, PyTorch or CuPy; float32 stays
-        float32).  On a GPU all fits of the selection run as one batch.  A SciPy sparse
-        matrix or array (CSR, CSC, COO, ...) or a pydata/sparse array is used as CSR and
-        never made dense: fits, starts and criteria read its stored entries, and
-        ``holdout="entries"`` holds out a *Latin* pattern of pixel-group x channel-group
-        blocks (``1/q`` of every pixel and every channel, ``q = round(1 / cv_fraction)``;
-        see :mod:`unmix.selection._sparse`) instead of scattered single entries.
-        Integer counts become float32.  With ``fit_options`` the ``cv`` criterion needs
-        dense ``X``.
+        float32).  On a GPU all fits of the selection run as one batch.  Sparse ``X``
+        (SciPy, pydata/sparse) is used as CSR and never made dense; its held-out
+        entries are a Latin pattern of blocks (:mod:`unmix.selection._sparse`), and
+        with ``fit_options`` the ``cv`` criterion needs dense ``X``.
     {parameters}
 
     Returns
