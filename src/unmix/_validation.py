@@ -25,9 +25,13 @@ class UnsupportedError(ValueError):
 
 
 def _where(mask_np: np.ndarray, limit: int = 3) -> str:
-    rows, cols = np.nonzero(mask_np)
+    return _where_at(*np.nonzero(mask_np), limit=limit)
+
+
+def _where_at(rows: Any, cols: Any, limit: int = 3) -> str:
+    """The first ``limit`` of the (pixel, channel) positions ``rows, cols``, for a message."""
     pairs = ", ".join(f"({r}, {c})" for r, c in zip(rows[:limit], cols[:limit], strict=True))
-    more = " ..." if rows.size > limit else ""
+    more = " ..." if len(rows) > limit else ""
     return f"first at (pixel, channel) {pairs}{more}"
 
 
@@ -115,11 +119,11 @@ def check_nonnegative(X: Any, *, name: str = "X", observed: Any = None, why: str
         keep = coo.data < 0
         if observed is not None:
             keep &= np.asarray(observed)[coo.row, coo.col]
-        if not keep.any():
-            return
-        X = np.zeros((int(coo.row[keep].max()) + 1, int(coo.col[keep].max()) + 1))
-        X[coo.row[keep], coo.col[keep]] = coo.data[keep]  # just the negatives, for the message
-        observed = None
+        if keep.any():
+            order = np.lexsort((coo.col[keep], coo.row[keep]))  # (pixel, channel) order
+            rows, cols = coo.row[keep][order], coo.col[keep][order]
+            _negative(name, why, int(keep.sum()), float(coo.data[keep].min()), rows, cols)
+        return
     xp = aac.array_namespace(X)
     if observed is None:
         if bool(xp.min(X) >= 0):
@@ -132,9 +136,14 @@ def check_nonnegative(X: Any, *, name: str = "X", observed: Any = None, why: str
     n_neg = int(xp.sum(xp.astype(neg, xp.int64)))
     neg_np = np.asarray(_host(neg))
     min_val = float(np.min(np.asarray(_host(X))[neg_np]))
+    _negative(name, why, n_neg, min_val, *np.nonzero(neg_np))
+
+
+def _negative(name: str, why: str, n: int, low: float, rows: Any, cols: Any) -> None:
+    """Raise the negative-data error: how many, the minimum, the first (pixel, channel)."""
     raise ValueError(
         f"Negative values in data passed to {why or 'a non-negative model'}: {name} has "
-        f"{n_neg} negative entries (min {min_val:.4g}, {_where(neg_np)}). "
+        f"{n} negative entries (min {low:.4g}, {_where_at(rows, cols)}). "
         "NMF needs X >= 0 - clip them, add an offset, or drop non-negativity "
         "(solver='svd' for PCA, or constraints=[NonNegative('S')] for semi-NMF)."
     )

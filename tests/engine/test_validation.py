@@ -429,3 +429,19 @@ def test_non_finite_iteration_returns_last_finite_iterate(X, solver, bad_value):
     ref = _fit(X, solver=solver, regularizers=[unmix.L2(1e-3)], max_iter=3)
     np.testing.assert_array_equal(r.A, ref.A)
     np.testing.assert_array_equal(r.S, ref.S)
+
+
+def test_negative_entries_of_huge_sparse_x_are_reported_without_a_dense_copy():
+    import tracemalloc
+
+    n, m = 400_000, 20_000  # dense: 64 GB
+    X = scipy.sparse.csr_matrix(
+        (np.array([-1.0, 2.0, -3.0]), (np.array([5, 9, n - 1]), np.array([7, 1, m - 1]))),
+        shape=(n, m),
+    )
+    tracemalloc.start()
+    with pytest.raises(ValueError, match=r"2 negative entries \(min -3, first at .*\(5, 7\)"):
+        unmix.factorize(X, 2)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 200e6
