@@ -259,3 +259,21 @@ def test_binned_report_shows_binned_values(eels, driver):
             assert close(meth["model"], want, scale), meth["name"]
             assert close(meth["residual"], x - want, scale)
     assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+@pytest.mark.parametrize(
+    ("grid", "fy", "fx"), [((1, 1000), 1, 4), ((6, 50), 4, 3), ((5, 40), 1, 1)]
+)
+def test_large_bands_are_read_in_runs_of_columns_with_the_same_bins(grid, fy, fx, monkeypatch):
+    """A band of scan rows above the limit (a long line scan: the whole scan) is read a
+    run of whole column bins of one row at a time, and bins to the same values."""
+    from unmix.report import _interactive
+
+    X = np.random.default_rng(0).random((grid[0] * grid[1], 7))
+    viewer = _interactive.Viewer(grid=grid, signal=(7,), fy=fy, fx=fx)
+    whole = viewer.pixels(lambda a, b: X[a:b], 7)
+    monkeypatch.setattr(_interactive, "BAND_VALUES", 7 * 2 * fx + 5)  # 2 bins a run
+    widest = []
+    runs = viewer.pixels(lambda a, b: widest.append(b - a) or X[a:b], 7)
+    np.testing.assert_allclose(runs, whole, rtol=1e-6)
+    assert max(widest) <= 2 * fx

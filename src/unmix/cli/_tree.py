@@ -222,8 +222,8 @@ def _save(outdir: str, t: Tree, image: SpectralImage) -> str:
 def _report(outdir: str, t: Tree, image: SpectralImage, file: str, steps: Any) -> str:
     """The figures and ``tree.html`` (spectra on the signal axis of a 1-D signal): its path.
 
-    The viewer reads the data a band of scan rows at a time as dense rows; a sparse line
-    scan (one band: all of ``X``) is shown without its data panel, never densified."""
+    The viewer reads in-memory or sparse data a few dense rows at a time (a long line
+    scan in runs of columns); lazy data is not read for it."""
     from ..hierarchy import write_tree_report
 
     axis, label = None, "channel"
@@ -239,15 +239,8 @@ def _report(outdir: str, t: Tree, image: SpectralImage, file: str, steps: Any) -
         axis_label=label,
         extra={"input": file, "steps": steps or ""},
         spatial_axes=image.spatial_axes,
-        X=_viewer_data(image),  # the viewer's pixel spectra
+        X=None if image.is_lazy else image.unfold(),  # the viewer's pixel spectra
     )
-
-
-def _viewer_data(image: SpectralImage) -> Any:
-    """``X`` for the report's viewer: None for lazy data and for a sparse line scan."""
-    if image.is_lazy or (image.is_sparse and len(image.spatial_shape) < 2):
-        return None
-    return image.unfold()
 
 
 def _summary(outdir: str, t: Tree, h5: str, page: str | None) -> None:

@@ -49,6 +49,10 @@ _TIERS = ((512, 128), (128, 32), (16, 8), (1, 1))
 _MAP_PX = 256  # a map is drawn about this many screen pixels wide
 
 
+#: values of a band of scan rows read at once (more: read in runs of columns)
+BAND_VALUES = 4_000_000
+
+
 def bin_mean(a: np.ndarray, axis: int, factor: int) -> np.ndarray:
     """Means of ``factor`` consecutive entries along ``axis`` (the last bin may be shorter)."""
     a = np.asarray(a, dtype=float)
@@ -136,15 +140,36 @@ class Viewer:
 
     def pixels(self, rows: Callable[[int, int], Any], width: int) -> np.ndarray:
         """Bin a per-pixel array (pixels, width) given as ``rows(start, stop)``: the scan
-        in bands of ``fy`` rows, then the signal when ``width`` is the channel count."""
+        in bands of ``fy`` rows, then the signal when ``width`` is the channel count.  A
+        band larger than :data:`BAND_VALUES` values (a long line scan) is read in runs
+        of whole bins of columns, one scan row at a time."""
         h, w = self.grid
         out = []
         for r0 in range(0, h, self.fy):
             r1 = min(r0 + self.fy, h)
-            band = np.asarray(to_numpy(rows(r0 * w, r1 * w)), dtype=float)
-            band = bin_mean(band.reshape(r1 - r0, w, width).mean(axis=0), 0, self.fx)
+            if (r1 - r0) * w * width <= BAND_VALUES:
+                band = np.asarray(to_numpy(rows(r0 * w, r1 * w)), dtype=float)
+                band = bin_mean(band.reshape(r1 - r0, w, width).mean(axis=0), 0, self.fx)
+            else:
+                band = self._band_in_runs(rows, r0, r1, width)
             out.append(self.channels(band) if width == math.prod(self.signal) else band)
         return np.concatenate(out).astype(np.float32)
+
+    def _band_in_runs(
+        self, rows: Callable[[int, int], Any], r0: int, r1: int, width: int
+    ) -> np.ndarray:
+        """Scan rows ``r0 .. r1 - 1`` averaged and binned in columns, read a run of
+        columns (whole bins, about :data:`BAND_VALUES` values) of one row at a time."""
+        w = self.grid[1]
+        step = max(self.fx, BAND_VALUES // max(width, 1) // self.fx * self.fx)
+        parts = []
+        for c0 in range(0, w, step):
+            c1 = min(c0 + step, w)
+            total = np.zeros((c1 - c0, width))
+            for r in range(r0, r1):
+                total += np.asarray(to_numpy(rows(r * w + c0, r * w + c1)), dtype=float)
+            parts.append(bin_mean(total / (r1 - r0), 0, self.fx))
+        return np.concatenate(parts)
 
     def channels(self, S: np.ndarray) -> np.ndarray:
         """Bin the signal of rows ``S`` (rows, channels) -> (rows, shown channels)."""
