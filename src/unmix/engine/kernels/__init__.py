@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from ._klmu import kl_mu_pass
+from ._klmu import reasons as kl_reasons
+from ._klmu import resolve as kl_resolve
 from ._onepass import AUTO_MIN_ENTRIES, KERNELS, available, hals_pass, mu_pass, reasons, resolve
 
 __all__ = [
@@ -11,6 +14,9 @@ __all__ = [
     "KERNELS",
     "available",
     "hals_pass",
+    "kl_mu_pass",
+    "kl_reasons",
+    "kl_resolve",
     "klcd_kernels",
     "mu_pass",
     "reasons",

@@ -8,8 +8,9 @@ the objective split as ``grad = Q - P`` (``P, Q >= 0``)::
 where the data parts are ``P_A = (W X Y^(beta-2)) S^T``, ``Q_A = (W Y^(beta-1)) S^T`` and each
 penalty adds its ``mu_neg`` to ``P`` and ``mu_pos`` to ``Q``.  For plain Frobenius
 (no weights, no mask) the Gram form ``P_A = X S^T``, ``Q_A = A S S^T`` is used; otherwise
-the block's model ``Y_b = A_b S`` is formed while ``X_b`` is in cache.  Without penalties
-(or with L1 / L2) the objective never increases.
+the block's model ``Y_b = A_b S`` is formed while ``X_b`` is in cache; for dense
+unweighted KL a compiled kernel fuses a block's whole step (:mod:`unmix.engine.kernels`).
+Without penalties (or with L1 / L2) the objective never increases.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ...executors.base import Block, Executor
 from ...model import PenaltyModel
 from .._problem import Problem
 from .._stop import gains_little
-from ..kernels import mu_pass, resolve
+from ..kernels import kl_mu_pass, kl_resolve, mu_pass, resolve
 from ._base import Solver, StepOut, register
 from ._frobenius import fit_from_sums
 from ._kl_sparse import kl_sparse_pass, uses_sparse_kl
@@ -78,14 +79,17 @@ class MU(Solver):
         Stop repeating once an update changes the factor by less than ``delta`` times the
         first one (default 0.1).
     kernel : {"auto", "onepass", "blas"}
-        Per-block work of the plain-Frobenius path.  ``"onepass"``: compiled numba loops
-        (:mod:`unmix.engine.kernels`, ``pip install "unmix[fast]"``) that compute ``X_b S^T``,
-        the inner repeats and ``A_b^T X_b`` for a block with ``X_b`` in cache - NumPy X in
-        memory (C-contiguous, float32/float64), no weights or mask, only non-negativity
-        (and a scalar L1) on A; a ValueError otherwise.  ``"blas"``: the two BLAS products.
-        ``"auto"`` (default): ``"onepass"`` when numba is installed, the problem qualifies
-        and X has at least ``unmix.engine.kernels.AUTO_MIN_ENTRIES`` entries (4 M), else
-        ``"blas"``.  Both give the same iterates up to rounding.
+        Per-block work of the plain-Frobenius and the dense KL paths.  ``"onepass"``:
+        compiled numba loops (:mod:`unmix.engine.kernels`, ``pip install "unmix[fast]"``)
+        that do a block's work with ``X_b`` in cache - Frobenius: ``X_b S^T``, the inner
+        repeats and ``A_b^T X_b``; KL: the model, the ratio ``X_b / (A_b S)``, the maps'
+        update and ``A_b^T (X_b / Y_b)`` a few rows at a time, without a block-sized
+        temporary - for NumPy X in memory or streamed (C-contiguous, float32/float64), no
+        weights or mask, the identity link, only non-negativity (and a scalar L1) on A; a
+        ValueError otherwise.  ``"blas"``: the NumPy/BLAS reference path.  ``"auto"``
+        (default): ``"onepass"`` when numba is installed, the problem qualifies and X has
+        at least ``unmix.engine.kernels.AUTO_MIN_ENTRIES`` entries (4 M), else ``"blas"``.
+        Both give the same iterates up to rounding.
     """
 
     name = "mu"
@@ -105,15 +109,25 @@ class MU(Solver):
 
     def setup(self, p: Problem, A: Any, S: Any) -> dict:
         fast = p.loss.is_frobenius and not p.data.weighted
-        onepass = resolve(self.options.get("kernel", "auto"), p, "mu")
+        kernel = self.options.get("kernel", "auto")
+        onepass = resolve(kernel, p, "mu") if p.loss.is_frobenius else False
+        fused_kl = False if p.loss.is_frobenius else kl_resolve(kernel, p)
         xx = p.data.norm2() if fast else 0.0
-        return {"fast": fast, "xx": xx, "onepass": onepass, "sparse_kl": uses_sparse_kl(p)}
+        return {
+            "fast": fast,
+            "xx": xx,
+            "onepass": onepass,
+            "fused_kl": fused_kl,
+            "sparse_kl": uses_sparse_kl(p),
+        }
 
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
         if state["fast"]:
             return self._step_gram(p, A, S, state, executor)
         if state["sparse_kl"]:
             return self._step_sparse_kl(p, A, S, executor)
+        if state["fused_kl"]:  # the compiled block step (kernels._klmu): same sums
+            return _step_from_sums(p, A, S, kl_mu_pass(p, A, S, executor), 1.0)
         return self._step_elementwise(p, A, S, executor)
 
     # --------------------------------------------------------------- Frobenius
