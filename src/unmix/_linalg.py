@@ -54,6 +54,22 @@ def _solve_by_pattern(G: Any, F: Any, B: Any) -> Any:
     return out
 
 
+def _least_squares_start(G: Any, B: Any, X: Any, Y: Any, F: Any) -> tuple[Any, Any, Any]:
+    """BPP's start from the passive sets of the unconstrained solutions ``B G^-1``
+    (NumPy rows with few distinct sets; else the empty sets as given): most rows of a
+    good fit are then solved by the first pivoting step, not the third or fourth."""
+    if not isinstance(B, np.ndarray) or B.shape[0] == 0:
+        return X, Y, F
+    try:
+        F0 = np.linalg.solve(G, B.T).T > 0
+    except np.linalg.LinAlgError:
+        return X, Y, F
+    sol = _solve_by_pattern(G, F0, B)
+    if sol is None:
+        return X, Y, F
+    return sol, np.where(F0, 0.0, sol @ G - B), F0
+
+
 #: distinct passive sets below which :func:`_solve_by_pattern` always groups the rows
 _MAX_PATTERNS = 16
 
@@ -102,6 +118,8 @@ def nnls_bpp(
     X = xp.zeros((n, k), dtype=be.acc_dtype, device=be.device)
     Y = -B
     F = xp.zeros((n, k), dtype=xp.bool, device=be.device)
+    if diag_add is None:
+        X, Y, F = _least_squares_start(G, B, X, Y, F)
     alpha = xp.full((n,), 3, dtype=xp.int64, device=be.device)
     beta = xp.full((n,), k + 1, dtype=xp.int64, device=be.device)
     idx = xp.arange(1, k + 1, dtype=xp.int64, device=be.device)
