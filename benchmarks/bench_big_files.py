@@ -180,9 +180,9 @@ NOTES = [
     "",
     "- `inspect`: one pass of blocks of whole scan lines (1/32 of the budget, at most "
     "32 MiB) for min / max / mean, NaN, negative and zero counts, the count rule, the sum "
-    "image and the mean spectrum (`unmix.blocks.data_stats`).  Its read rate is bounded "
-    "by the statistics' arithmetic (about ten vectorized passes over each block on one "
-    "core), not by the reads; the plain h5py rate is a page-cache copy.",
+    "image and the mean spectrum (`unmix.blocks.data_stats`, one compiled loop over "
+    "each block).  The file was just written, so both rates here are page-cache "
+    "copies; `pass_rate.md` compares each pass with a cold plain read.",
     "- `run`: the fit streams the file (`unmix.blocks.ScanRows` gives 3-D / 4-D datasets "
     "as (pixels, channels) rows read by scan lines); the report's residual map and "
     "data-vs-model figures read it once more (one pass shared by the figures).",
