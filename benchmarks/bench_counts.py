@@ -20,8 +20,13 @@ with the peak traced memory of a 5-iteration call.
 Count levels: planted 4096 x 1024 counts (k 6) at 0.5, 5, 50 and 500 counts a pixel, dense
 and CSR, scikit-learn's KL MU against ``factorize(X, 6, loss="kl")`` at its defaults.
 
-Run: ``.venv/bin/python benchmarks/bench_counts.py [--quick] [--only dense|sparse|levels]``
-(``--quick``: (a) and (c); ``--only sparse`` / ``levels`` rewrites that section alone).
+Torch section: (d) as a torch sparse CSR tensor on the CPU against the same SciPy CSR
+matrix (``--only torch``): 30 iterations of KL MU and of Frobenius HALS each, CPU time and
+the memory a fit adds (peak RSS of a fresh process after the data are made).
+
+Run: ``.venv/bin/python benchmarks/bench_counts.py [--quick] [--only dense|sparse|levels|torch]``
+(``--quick``: (a) and (c); ``--only sparse`` / ``levels`` / ``torch`` rewrites that section
+alone).
 """
 
 from __future__ import annotations
@@ -282,10 +287,17 @@ def table(rows: list[dict]) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=("dense", "sparse", "levels"), default=None)
+    ap.add_argument("--only", choices=("dense", "sparse", "levels", "torch"), default=None)
+    ap.add_argument("--rss", nargs=3, help=argparse.SUPPRESS)  # a child of the torch section
     args = ap.parse_args()
     threadpool_limits(1)
+    if args.rss:
+        print(rss_added(*args.rss))
+        return
     jit = warm_up()
+    if args.only == "torch":
+        merge_section(TORCH_MARK, torch_main())
+        return
     if args.only == "sparse":
         merge_sparse(sparse_main())
         return
@@ -307,6 +319,7 @@ def main() -> None:
     if args.only is None:
         merge_sparse(sparse_main())
         merge_section(LEVELS_MARK, level_main())
+        merge_section(TORCH_MARK, torch_main())
 
 
 def merge_section(mark: str, section: list[str]) -> None:
@@ -417,6 +430,100 @@ def write(rows: list[dict], jit: float, quick: bool) -> None:
     ]
     OUT.write_text("\n".join(text))
     print(f"wrote {OUT}")
+
+
+TORCH_MARK = "<!-- torch sparse: bench_counts.py --only torch -->"
+TORCH_FITS = (("kl", "mu"), ("frobenius", "hals"))
+
+
+def _torch_csr(X):
+    """SciPy CSR ``X`` as a torch sparse CSR tensor on the CPU (float32)."""
+    import torch
+
+    return torch.sparse_csr_tensor(
+        torch.from_numpy(X.indptr.astype(np.int64)),
+        torch.from_numpy(X.indices.astype(np.int64)),
+        torch.from_numpy(X.data.astype(np.float32)),
+        size=X.shape,
+    )
+
+
+def _status_kib(field: str) -> int:
+    """A ``/proc/self/status`` memory field (kB), e.g. ``VmRSS``, ``VmHWM`` (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def rss_added(kind: str, loss: str, solver: str) -> float:
+    """MiB by which a 5-iteration fit raises this process's RSS at its peak: the peak
+    (``VmHWM``) is reset after the data are made (``/proc/self/clear_refs``, Linux)."""
+    import gc
+
+    import torch
+
+    torch.set_num_threads(1)
+    X = planted_sparse()[0].astype(np.float32)
+    X = _torch_csr(X) if kind == "torch" else X
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_kib("VmRSS")
+    unmix.factorize(X, 8, loss=loss, solver=solver, random_state=0, max_iter=5, tol=0)
+    return (_status_kib("VmHWM") - before) / 1024
+
+
+def torch_main() -> list[str]:
+    """(d) as a torch sparse tensor against SciPy CSR: time, objective and memory."""
+    import subprocess
+    import sys
+
+    import torch
+
+    torch.set_num_threads(1)
+    X = planted_sparse()[0].astype(np.float32)
+    inputs = {"SciPy CSR": X, "torch CSR (CPU)": _torch_csr(X)}
+    lines = [
+        "| fit (30 iterations) | input | CPU s | ms / iteration | objective "
+        "| objective / SciPy's - 1 | MiB the fit adds | result |",
+        "|" + "---|" * 8,
+    ]
+    for loss, solver in TORCH_FITS:
+        ref = None
+        for (name, Y), kind in zip(inputs.items(), ("scipy", "torch"), strict=True):
+            t = time.process_time()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                r = unmix.factorize(
+                    Y, 8, loss=loss, solver=solver, random_state=0, max_iter=30, tol=0
+                )
+            cpu = time.process_time() - t
+            ref = r.objective if ref is None else ref
+            cmd = [sys.executable, __file__, "--rss", kind, loss, solver]
+            added = float(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+            lines.append(
+                f"| {loss} {solver} | {name} | {cpu:.2f} | {1e3 * cpu / r.n_iter:.0f} "
+                f"| {r.objective:,.1f} | {r.objective / ref - 1:.1e} | {added:.0f} "
+                f"| {type(r.A).__module__.split('.')[0]} {r.A.dtype} |"
+            )
+            print(lines[-1], flush=True)
+    dense = X.shape[0] * X.shape[1] * 4 / 2**20
+    return [
+        TORCH_MARK,
+        "## Sparse input as a torch tensor (CPU)",
+        "",
+        f"Measured {datetime.datetime.now():%Y-%m-%d %H:%M}, one thread "
+        f"(`torch.set_num_threads(1)`), torch {torch.__version__}.  (d) in float32 (nnz "
+        f"{X.nnz:,}; dense float32 would be {dense:.0f} MiB), fitted as it is given: the "
+        "tensor on its device (`unmix.blocks.DeviceSparsePixelData`: torch CSR products, "
+        "a CSR copy of each block's transpose), the SciPy matrix on the host.  30 "
+        "iterations from the same start (`tol=0`); memory: the peak RSS a 5-iteration fit "
+        "adds in a fresh process.  The torch path is for a GPU; on the CPU it shows the "
+        "same answer and memory of the same order.",
+        "",
+        *lines,
+        "",
+    ]
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import array_api_compat as aac
 import array_api_compat.numpy as np_xp
 import numpy as np
 
-__all__ = ["Backend", "backend_of", "compute_backend", "to_numpy"]
+__all__ = ["Backend", "backend_of", "compute_backend", "parse_device", "to_numpy"]
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ def compute_backend(device: Any, dtype: Any) -> Backend:
         float32 or float64: the working dtype on the device.
     """
     dtype = np.dtype(dtype)
-    kind, index = _parse_device(device)
+    kind, index = parse_device(device)
     if kind == "numpy":
         return Backend(xp=np_xp, device="cpu", dtype=dtype, acc_dtype=np.float64)
     if kind == "torch":
@@ -169,7 +169,7 @@ def compute_backend(device: Any, dtype: Any) -> Backend:
     return _cupy_backend(index, dtype)
 
 
-def _parse_device(device: Any) -> tuple[str, Any]:
+def parse_device(device: Any) -> tuple[str, Any]:
     if device is None:
         return "numpy", None
     mod = type(device).__module__.split(".")[0]

@@ -114,6 +114,11 @@ def _host(a: Any) -> Any:
 
 def check_nonnegative(X: Any, *, name: str = "X", observed: Any = None, why: str = "") -> None:
     """Raise if ``X`` has negative (observed) entries; the message suggests fixes."""
+    if hasattr(X, "negative_entries"):  # sparse X on a device: its stored entries
+        n_neg, low, rows, cols = X.negative_entries(observed)
+        if n_neg:
+            _negative(name, why, n_neg, low, rows, cols)
+        return
     if hasattr(X, "tocoo"):  # sparse X (CSR): the stored entries are all that can be < 0
         coo = X.tocoo()
         keep = coo.data < 0

@@ -3,7 +3,8 @@
 :class:`PixelData` (in memory), :class:`StreamedData` (read block by block from HDF5,
 Zarr, Dask or a memory map, optionally onto a compute device) and :class:`LowRankData`
 (a truncated SVD standing in for ``X``) and :class:`SparsePixelData` (CSR ``X``,
-never densified whole) share one product interface, so a solver's
+never densified whole; :class:`DeviceSparsePixelData` the same for a torch sparse tensor on
+its device) share one product interface, so a solver's
 kernel is written once.  :class:`Weights` are the loss's entry weights.
 """
 
@@ -16,6 +17,13 @@ from ._scaled import ScaledData, poisson_scales
 from ._scanrows import ScanRows, block_ranges, sample_rows
 from ._sources import LAZY_MODULES, check_streamed, is_streamable, mean_row_norm, streamed_backend
 from ._sparse import SparsePixelData, as_csr_rows, check_sparse_finite, entry_rows, is_sparse
+from ._sparse_device import (
+    DeviceCSR,
+    DeviceSparsePixelData,
+    as_device_csr,
+    check_device_sparse_finite,
+    is_device_sparse,
+)
 from ._stats import BlockProducts, DataStats, block_products, compiled_for, data_stats
 from ._streamed import RowRange, StreamedData, read_ahead
 
@@ -24,6 +32,8 @@ __all__ = [
     "Block",
     "BlockProducts",
     "DataStats",
+    "DeviceCSR",
+    "DeviceSparsePixelData",
     "LowRankData",
     "MeanFilled",
     "PixelData",
@@ -35,14 +45,17 @@ __all__ = [
     "StreamedData",
     "Weights",
     "as_csr_rows",
+    "as_device_csr",
     "block_products",
     "block_ranges",
+    "check_device_sparse_finite",
     "check_sparse_finite",
     "check_streamed",
     "compiled_for",
     "data_stats",
     "default_block_size",
     "entry_rows",
+    "is_device_sparse",
     "is_sparse",
     "is_streamable",
     "mean_row_norm",

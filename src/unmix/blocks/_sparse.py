@@ -202,6 +202,18 @@ class SparsePixelData(PixelData):
         B = self.csr(block)
         return sp.csr_array((values, B.indices, B.indptr), shape=B.shape, copy=False)
 
+    def values(self, block: Block) -> np.ndarray:
+        """The block's stored values in CSR order (float64)."""
+        return np.asarray(self.csr(block).data, dtype=np.float64)
+
+    def values_times(self, block: Block, values: np.ndarray, M: Any) -> np.ndarray:
+        """``R_b @ M``, ``R_b`` the block's pattern carrying ``values`` (CSR order)."""
+        return np.asarray(self.with_values(block, values) @ M)
+
+    def values_t_times(self, block: Block, values: np.ndarray, M: Any) -> np.ndarray:
+        """``R_b^T @ M``, ``R_b`` the block's pattern carrying ``values`` (CSR order)."""
+        return np.asarray(self.with_values(block, values).T @ M)
+
     def kl_value(self, block: Block, Ab: Any, S: Any, tiny: float) -> float:
         """``sum W (X log(X/Y) - X + Y)`` over the block, from its nonzeros and the
         column sums (separable weights only)."""

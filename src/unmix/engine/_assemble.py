@@ -15,11 +15,13 @@ import numpy as np
 
 from .._validation import UnsupportedError, check_nonnegative, observed_range
 from ..blocks import (
+    DeviceSparsePixelData,
     PixelData,
     SparsePixelData,
     StreamedData,
     check_streamed,
     default_block_size,
+    is_device_sparse,
     is_sparse,
 )
 from ..executors import SerialExecutor
@@ -193,7 +195,11 @@ def _blocks(inp: Input, model: Model, ex: Any, block_size: int, rows: tuple) -> 
         )
         check_streamed(data, nonneg=model.needs_nonnegative_data)
         return data
-    cls = SparsePixelData if is_sparse(inp.X) else PixelData
+    cls = PixelData
+    if is_sparse(inp.X):
+        cls = SparsePixelData
+    elif is_device_sparse(inp.X):
+        cls = DeviceSparsePixelData
     return cls(
         inp.X[sl, :],
         inp.be,

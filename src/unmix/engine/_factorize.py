@@ -18,7 +18,7 @@ import numpy as np
 
 from .._validation import check_k
 from .._version import __version__
-from ..blocks import is_sparse
+from ..blocks import is_device_sparse, is_sparse
 from ..model import Constraint, Term, resolve_preset
 from ..result import Result
 from ._assemble import (
@@ -127,7 +127,7 @@ def factorize(
 # --------------------------------------------------------------------- steps
 def _on_workers(X: Any, k: Any, executor: Any, given: dict) -> Result:
     """The fit run by an executor that drives its own workers (Dask): dense X only."""
-    if is_sparse(X):
+    if is_sparse(X) or is_device_sparse(X):
         raise ValueError(
             f"sparse X with {type(executor).__name__}: the workers take dense blocks; "
             "fit sparse X serially or under MPI (unmix.mpi.MPIExecutor), or pass X.toarray()."

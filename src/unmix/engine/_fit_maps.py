@@ -10,7 +10,14 @@ import numpy as np
 
 from .._backend import backend_of, to_numpy
 from .._validation import ensure_2d_float, finite_report
-from ..blocks import as_csr_rows, check_sparse_finite, is_sparse
+from ..blocks import (
+    as_csr_rows,
+    as_device_csr,
+    check_device_sparse_finite,
+    check_sparse_finite,
+    is_device_sparse,
+    is_sparse,
+)
 from ..model import FixedEndmembers, NonNegative
 from ..result import Result
 from ._factorize import factorize
@@ -57,10 +64,8 @@ def fit_maps(
     steps = [copy.deepcopy(s) for s in args["preprocessing"]]
     for step in steps:
         S = step.to_model_S(S)
-    Xp = X
-    for step in steps:
-        Xp = step.transform(Xp, None)
-    be = backend_of(np.empty(0, Xp.dtype) if is_sparse(Xp) else Xp)
+    Xp = _preprocessed(X, steps)
+    be = _backend(Xp)
     S = be.xp.astype(be.asarray(S), be.dtype)
     given = args["constraints"] if constraints is None else constraints
     constraints = _on_maps(given)
@@ -129,11 +134,34 @@ def _fit_args(result: Any) -> tuple[dict, Any, int]:
     return args, S, int(S.shape[0])
 
 
+def _preprocessed(X: Any, steps: list) -> Any:
+    """``X`` through the fit's preprocessing steps (fitted: transform only)."""
+    if steps and is_device_sparse(X):
+        raise ValueError(
+            "The fit's preprocessing does not take a torch sparse X: pass SciPy CSR (on the "
+            "host) or a dense tensor."
+        )
+    for step in steps:
+        X = step.transform(X, None)
+    return X
+
+
+def _backend(X: Any) -> Any:
+    """The backend of ``X``: a host CSR's dtype on NumPy, a device CSR's values'."""
+    if is_sparse(X):
+        return backend_of(np.empty(0, X.dtype))
+    return backend_of(X.values if is_device_sparse(X) else X)
+
+
 def _checked(X: Any) -> Any:
     """``X`` as a finite 2-D float array, or sparse ``X`` as CSR with finite entries."""
     if is_sparse(X):
         X = as_csr_rows(X)
         check_sparse_finite(X)
+        return X
+    if is_device_sparse(X):
+        X = as_device_csr(X)
+        check_device_sparse_finite(X)
         return X
     X = ensure_2d_float(X)
     finite_report(X)

@@ -13,12 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import Backend, backend_of, to_numpy
+from .._backend import Backend, backend_of, parse_device, to_numpy
 from .._validation import ensure_2d_float, finite_report
 from ..blocks import (
     Weights,
     as_csr_rows,
+    as_device_csr,
+    check_device_sparse_finite,
     check_sparse_finite,
+    is_device_sparse,
     is_sparse,
     is_streamable,
     streamed_backend,
@@ -27,6 +30,7 @@ from ..blocks import (
 __all__ = [
     "Input",
     "check_mask",
+    "check_steps",
     "check_weights",
     "host_to_device",
     "prepare_input",
@@ -54,8 +58,11 @@ class Input:
 def prepare_input(X: Any, *, mask: Any, weights: Any, device: Any, steps: Any) -> Input:
     """Validate ``X`` (pixels, channels) with its mask and weights; apply ``steps``."""
     steps = list(steps)
+    check_steps(steps)
     if is_sparse(X):
         return _sparse_input(X, mask=mask, weights=weights, device=device, steps=steps)
+    if is_device_sparse(X):
+        return _device_sparse_input(X, mask=mask, weights=weights, device=device, steps=steps)
     if is_streamable(X) or host_to_device(X, device):
         return _streamed_input(X, mask=mask, weights=weights, device=device, steps=steps)
     X = ensure_2d_float(X)
@@ -95,6 +102,34 @@ def _sparse_input(X: Any, *, mask: Any, weights: Any, device: Any, steps: list) 
     return Input(X, be, mask_arr, step_weights(steps, weights_obj), steps, streamed=False)
 
 
+def _device_sparse_input(X: Any, *, mask: Any, weights: Any, device: Any, steps: list) -> Input:
+    """A torch sparse ``X``, fitted as CSR on its own device (:class:`~unmix.blocks.DeviceCSR`)."""
+    if steps:
+        names = ", ".join(type(st).__name__ for st in steps)
+        raise ValueError(
+            f"preprocessing= ({names}) with a torch sparse X is not supported: scale the "
+            "tensor yourself (keeping it sparse), or pass SciPy CSR (X on the host)."
+        )
+    X = as_device_csr(X)
+    if device is not None:  # asked for: the tensor moved there whole (or to SciPy CSR)
+        kind, spec = parse_device(device)
+        if kind == "numpy":
+            host = X.to_scipy()
+            return _sparse_input(host, mask=mask, weights=weights, device=None, steps=steps)
+        if kind != "torch":
+            raise ValueError(
+                f"device={device!r} with a torch sparse X: a torch device is needed "
+                "('cuda', 'cuda:N', 'torch', a torch.device), or drop device=."
+            )
+        X = X.to(spec)
+    be = backend_of(X.values)
+    n, m = X.shape
+    mask_arr = check_mask(mask, X.shape, be)
+    check_device_sparse_finite(X, mask_arr)
+    weights_obj = check_weights(weights, n, m, be)
+    return Input(X, be, mask_arr, step_weights(steps, weights_obj), steps, streamed=False)
+
+
 def _streamed_input(X: Any, *, mask: Any, weights: Any, device: Any, steps: list) -> Input:
     if steps:
         raise ValueError(
@@ -114,6 +149,18 @@ def _streamed_input(X: Any, *, mask: Any, weights: Any, device: Any, steps: list
     else:
         mask_arr = check_mask(None if mask is None else np.asarray(mask), X.shape, be)
     return Input(X, be, mask_arr, check_weights(weights, n, m, be), steps, streamed=True)
+
+
+def check_steps(steps: list) -> None:
+    """Every item of ``preprocessing=`` must be a step object (fit_transform / inverse)."""
+    for st in steps:
+        if not (hasattr(st, "fit_transform") and hasattr(st, "describe")):
+            raise TypeError(
+                f"preprocessing= takes step objects such as unmix.preprocessing."
+                f"PoissonScaling(), NormalizePixels() or Center(); got {st!r} "
+                f"({type(st).__name__}). Image operations (Crop, Bin, Log, ...) act on the "
+                "image before it is unfolded: op(image) or op.apply(image), the CLI's --step."
+            )
 
 
 def check_mask(mask: Any, shape: tuple, be: Backend) -> Any:

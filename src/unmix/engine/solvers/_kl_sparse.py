@@ -16,8 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from ...executors.base import Block, Executor
 from .._problem import Problem
 
@@ -49,34 +47,33 @@ def kl_sparse_pass(
     ``den`` (``(k, 1)``, or ``(k, channels)`` with channel weights) and ``fit`` (the
     data-fit at the new maps and the old ``S``).
     """
-    data = p.data
-    tiny = float(p.be.tiny)
-    S64 = np.asarray(S, dtype=np.float64)
-    cw = None if data.channel_w is None else np.asarray(data.channel_w, dtype=np.float64)
-    s_row = (S64 if cw is None else S64 * cw).sum(axis=1)[None, :]  # (S c)^T
+    data, be, xp = p.data, p.be, p.be.xp
+    tiny = float(be.tiny)
+    S64 = be.acc(S)
+    cw = None if data.channel_w is None else be.acc(data.channel_w)
+    s_row = xp.sum(S64 if cw is None else S64 * cw, axis=1)[None, :]  # (S c)^T
 
     def ratio(block: Block, Ab: Any) -> tuple[Any, Any]:
-        y = np.maximum(data.model_at_nonzeros(block, Ab, S64), tiny)
-        x = np.asarray(data.csr(block).data, dtype=np.float64)
+        y = xp.clip(data.model_at_nonzeros(block, Ab, S64), min=tiny)
+        x = data.values(block)
         w = data.entry_weights(block)
-        r = x / y if w is None else w * x / y
-        return data.with_values(block, r), y
+        return (x / y if w is None else w * x / y), y
 
     def kernel(block: Block) -> dict:
         sl = block.slice
         pw = data.pw(block)
-        R, _ = ratio(block, A[sl, :])
-        den = s_row if pw is None else np.asarray(pw, dtype=np.float64) * s_row
-        Ab = update_block(sl, A[sl, :], np.asarray(R @ S64.T), den)
+        r, _ = ratio(block, A[sl, :])
+        den = s_row if pw is None else be.acc(pw) * s_row
+        Ab = update_block(sl, A[sl, :], data.values_times(block, r, S64.T), den)
         A[sl, :] = Ab
-        R, y = ratio(block, Ab)
-        Aw = np.asarray(Ab, dtype=np.float64)
+        r, y = ratio(block, Ab)
+        Aw = be.acc(Ab)
         if pw is not None:
-            Aw = Aw * np.asarray(pw, dtype=np.float64)
-        col = Aw.sum(axis=0)[:, None]
+            Aw = Aw * be.acc(pw)
+        col = xp.sum(Aw, axis=0)[:, None]
         fit = data.kl_at_nonzeros(block, y) + float(col[:, 0] @ (s_row[0]))
         return {
-            "num": np.asarray(R.T @ np.asarray(Ab, dtype=np.float64)).T,
+            "num": data.values_t_times(block, r, be.acc(Ab)).T,
             "den": col if cw is None else col * cw,
             "fit": fit,
         }
