@@ -17,7 +17,7 @@ rates and the file says so) - by:
   streamed file: every pixel mapped onto every level of a 6-leaf tree fitted on a
   subsample, exact NNLS, with each level's error).
 
-Rounds alternate the three so the storage's own state is shared; the medians of 5 rounds
+Rounds alternate the passes so the storage's own state is shared; the medians of 9 rounds
 are reported.  One BLAS thread.  Run: ``.venv/bin/python benchmarks/bench_pass_rate.py``.
 """
 
@@ -45,7 +45,7 @@ from unmix.report import _model  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "pass_rate.md"
 SHAPE = (512, 512, 2048)
-ROUNDS = 5
+ROUNDS = 9
 
 
 def drop_cache() -> bool:
