@@ -53,6 +53,20 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 # ---------------------------------------------------------------------- data
+def smooth_maps(n_side: int, k: int, rng) -> np.ndarray:
+    """``k`` smooth maps on an ``n_side`` square (three Gaussian blobs each, peak 1, plus
+    0.05), as (pixels, k): the sparse and large planted sets' abundances."""
+    yy, xx = np.mgrid[0:n_side, 0:n_side] / n_side
+    maps = []
+    for _ in range(k):
+        field = np.zeros((n_side, n_side))
+        for _ in range(3):
+            cy, cx, w = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.1, 0.3)
+            field += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * w * w))
+        maps.append(field / field.max())
+    return np.stack(maps, axis=-1).reshape(-1, k) + 0.05
+
+
 def planted(n_side: int = 128, m: int = 1024, k: int = 6, mean: float = 3.5, seed: int = 0):
     """Poisson counts of smooth maps times Gaussian-peak spectra; returns ``X, A, S``."""
     rng = np.random.default_rng(seed)
@@ -91,15 +105,7 @@ def planted_sparse(
 
     _, A, S = planted(n_side=8, m=m, k=k, seed=seed)  # spectra only (maps drawn below)
     rng = np.random.default_rng(seed + 1)
-    yy, xx = np.mgrid[0:n_side, 0:n_side] / n_side
-    maps = []
-    for _ in range(k):
-        field = np.zeros((n_side, n_side))
-        for _ in range(3):
-            cy, cx, w = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.1, 0.3)
-            field += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * w * w))
-        maps.append(field / field.max())
-    A = np.stack(maps, axis=-1).reshape(-1, k) + 0.05
+    A = smooth_maps(n_side, k, rng)
     S = S / S.sum(axis=1, keepdims=True)
     A = A * (per_pixel / A.sum(axis=1).mean())
     N = rng.poisson(A)  # counts a (pixel, component)

@@ -48,7 +48,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 import unmix  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_counts import kl, planted, run_sklearn  # noqa: E402
+from bench_counts import kl, planted, run_sklearn, smooth_maps  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "counts.md"
 BEGIN = "<!-- kl floor section: bench_kl_floor.py -->"
@@ -61,15 +61,7 @@ def planted_large(n_side=256, m=4096, k=8, mean=3.5, seed=0, dtype=np.float32):
     into ``dtype`` (no float64 array of the whole size); returns ``X, A, S``."""
     _, _, S = planted(n_side=8, m=m, k=k, seed=seed)  # the spectra
     rng = np.random.default_rng(seed + 1)
-    yy, xx = np.mgrid[0:n_side, 0:n_side] / n_side
-    maps = []
-    for _ in range(k):
-        field = np.zeros((n_side, n_side))
-        for _ in range(3):
-            cy, cx, w = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.1, 0.3)
-            field += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * w * w))
-        maps.append(field / field.max())
-    A = np.stack(maps, axis=-1).reshape(-1, k) + 0.05
+    A = smooth_maps(n_side, k, rng)
     A *= mean / (A.mean(axis=0) @ S.mean(axis=1))
     X = np.empty((A.shape[0], m), dtype)
     for s in range(0, A.shape[0], 2048):

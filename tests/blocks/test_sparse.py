@@ -10,6 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 import unmix
+from conftest import low_dose_counts
 from mpi_launch import HELPERS, mpiexec, needs_mpiexec
 from unmix.blocks import SparsePixelData
 from unmix.engine import fit_maps
@@ -18,11 +19,8 @@ from unmix.estimators import NMF, PCA
 
 @pytest.fixture(scope="module")
 def counts() -> np.ndarray:
-    """Low-dose Poisson counts (about 85 % zeros) of 3 planted components."""
-    rng = np.random.default_rng(3)
-    A = rng.gamma(1.0, 1.0, (240, 3))
-    S = rng.gamma(1.0, 1.0, (3, 60)) * (rng.random((3, 60)) < 0.5)
-    return rng.poisson(A @ S * 0.15).astype(np.float64)
+    """Low-dose Poisson counts of 3 planted components (``conftest.low_dose_counts``)."""
+    return low_dose_counts()
 
 
 def _formats():

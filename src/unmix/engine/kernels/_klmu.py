@@ -23,55 +23,21 @@ penalties on ``A`` whose gradient is one constant (L1).  ``kernel="auto"`` takes
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import numpy as np
 
-from ...blocks import LowRankData, PixelData, StreamedData
-from ._onepass import AUTO_MIN_ENTRIES, KERNELS
+from ...blocks import LowRankData
+from ._onepass import AUTO_MIN_ENTRIES, KERNELS, compiled_pass_reasons
 
 __all__ = ["kl_mu_pass", "reasons", "resolve"]
-
-_HAVE = importlib.util.find_spec("numba") is not None
 
 
 def reasons(p: Any) -> list[str]:
     """Why the fused KL kernel cannot run ``p`` (empty when it can)."""
-    out = []
-    if not _HAVE:
-        out.append("numba is not installed (pip install 'unmix[fast]')")
+    out = compiled_pass_reasons(p)
     if p.loss.beta != 1:
         out.append(f"loss={p.loss.name!r} (the fused kernels: Frobenius and KL)")
-    if p.be.name != "numpy":
-        out.append(f"backend {p.be.name!r} (NumPy on CPU only)")
-    out += _data_reasons(p.data)
-    if not p.link.is_identity:
-        out.append(f"link={p.link.name!r}")
-    for c in p.constraints["A"]:
-        if not c.is_orthant:
-            out.append(f"{type(c).__name__} on A")
-    if p.constant_penalty_gradient("A") is None:
-        out.append("penalties on A whose gradient is not one constant (only L1 on A >= 0)")
-    return out
-
-
-def _data_reasons(d: Any) -> list[str]:
-    out = []
-    if getattr(d, "sparse", False):
-        out.append("sparse X (MU's CSR path)")
-    elif isinstance(d, StreamedData):
-        pass  # each block is read into a NumPy array of the working dtype
-    elif type(d) is not PixelData:
-        out.append("data that is not an in-memory or streamed array")
-    else:
-        X = d.X
-        if not isinstance(X, np.ndarray) or not X.flags.c_contiguous:
-            out.append("X that is not a C-contiguous NumPy array")
-        elif X.dtype not in (np.float32, np.float64):
-            out.append(f"dtype {X.dtype}")
-    if d.weighted:
-        out.append("weights or a mask")
     return out
 
 

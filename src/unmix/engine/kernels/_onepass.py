@@ -53,24 +53,34 @@ def available() -> bool:
 # ------------------------------------------------------------------ capability
 def reasons(p: Any, solver: str) -> list[str]:
     """Why the one-pass kernel cannot run ``p`` for ``solver`` (empty when it can)."""
+    out = compiled_pass_reasons(p)
+    if not p.loss.is_frobenius:
+        out.append(f"loss={p.loss.name!r}")
+    if solver == "mu" and not p.nonneg_A:
+        out.append("A without non-negativity")
+    return out
+
+
+def compiled_pass_reasons(p: Any) -> list[str]:
+    """What keeps ``p`` off the compiled passes over dense NumPy blocks, whatever the
+    loss (this module's and the fused KL step's): numba, the backend, the data's form,
+    weights, a link, constraints and penalties on the maps they do not apply."""
     out = []
     if not _HAVE:
         out.append("numba is not installed (pip install 'unmix[fast]')")
-    be, d = p.be, p.data
-    if be.name != "numpy":
-        out.append(f"backend {be.name!r} (NumPy on CPU only)")
-    if isinstance(d, StreamedData):
+    if p.be.name != "numpy":
+        out.append(f"backend {p.be.name!r} (NumPy on CPU only)")
+    d = p.data
+    if getattr(d, "sparse", False):
+        out.append("sparse X (the passes on its nonzeros)")
+    elif isinstance(d, StreamedData):
         pass  # each block is read into a NumPy array of the working dtype
     elif type(d) is not PixelData:
         out.append("data that is not an in-memory or streamed array")
-    else:
-        X = d.X
-        if not isinstance(X, np.ndarray) or not X.flags.c_contiguous:
-            out.append("X that is not a C-contiguous NumPy array")
-        elif X.dtype not in (np.float32, np.float64):
-            out.append(f"dtype {X.dtype}")
-    if not p.loss.is_frobenius:
-        out.append(f"loss={p.loss.name!r}")
+    elif not isinstance(d.X, np.ndarray) or not d.X.flags.c_contiguous:
+        out.append("X that is not a C-contiguous NumPy array")
+    elif d.X.dtype not in (np.float32, np.float64):
+        out.append(f"dtype {d.X.dtype}")
     if d.weighted:
         out.append("weights or a mask")
     if not p.link.is_identity:
@@ -80,8 +90,6 @@ def reasons(p: Any, solver: str) -> list[str]:
             out.append(f"{type(c).__name__} on A")
     if p.constant_penalty_gradient("A") is None:
         out.append("penalties on A whose gradient is not one constant (only L1 on A >= 0)")
-    if solver == "mu" and not p.nonneg_A:
-        out.append("A without non-negativity")
     return out
 
 
