@@ -4,7 +4,7 @@ A checkpoint is an HDF5 file written atomically (temporary file, then rename), s
 during a write leaves the previous checkpoint intact.  It holds the current iterate
 ``(A, S)``, the starting factors (so that terms with relative strengths are restored
 exactly), the history, the iteration and phase, the solver's persistent state (ADMM
-duals, Adam moments), the restart bookkeeping, and a fingerprint of the problem so that a
+duals, step sizes), the restart bookkeeping, and a fingerprint of the problem so that a
 checkpoint is never resumed with other data or other parameters.
 """
 
