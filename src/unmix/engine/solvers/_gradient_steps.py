@@ -227,9 +227,9 @@ def newton_direction(g: Any, H: Any, A: Any, project: Callable[[Any], Any], *, x
     free = ~blocked
     eye = xp.eye(k, dtype=xp.bool, device=getattr(g, "device", None))
     keep = (free[:, :, None] & free[:, None, :]) | eye
-    ridge = 1e-10 * xp.mean(diag, axis=1) + 1e-300
+    ridge = _ridge(diag, top, xp)
     Hm = xp.where(keep, Hn, 0.0) + ridge[:, None, None] * xp.astype(eye, Hn.dtype)
-    d = -xp.linalg.solve(Hm, g[:, :, None])[:, :, 0]
+    d = -_solve(Hm, g[:, :, None], xp)[:, :, 0]
     return xp.where(xp.isfinite(d), d, d0)
 
 
@@ -250,13 +250,30 @@ def simplex_newton_direction(
     freef = xp.astype(free, g.dtype)
     eye = xp.eye(k, dtype=xp.bool, device=getattr(g, "device", None))
     keep = (free[:, :, None] & free[:, None, :]) | eye
-    ridge = 1e-10 * xp.mean(diag, axis=1) + 1e-300
+    ridge = _ridge(diag, top, xp)
     Hm = xp.where(keep, Hn, 0.0) + ridge[:, None, None] * xp.astype(eye, Hn.dtype)
-    uv = xp.linalg.solve(Hm, xp.stack([g * freef, freef], axis=2))
+    uv = _solve(Hm, xp.stack([g * freef, freef], axis=2), xp)
     u, v = uv[:, :, 0], uv[:, :, 1]
     lam = xp.sum(u * freef, axis=1, keepdims=True) / xp.sum(v * freef, axis=1, keepdims=True)
     d = -(u - lam * v) * freef
     return xp.where(xp.isfinite(d), d, d0)
+
+
+def _ridge(diag: Any, top: float, xp: Any) -> Any:
+    """Each row's ridge: ``1e-10`` of its mean curvature, at least ``1e-12`` of the
+    largest and the dtype's smallest normal number (a row whose curvature is all zero,
+    e.g. a pixel without counts under KL, stays solvable in float32 too)."""
+    tiny = float(xp.finfo(diag.dtype).tiny)
+    return 1e-10 * xp.mean(diag, axis=1) + max(1e-12 * top, 1e3 * tiny)
+
+
+def _solve(H: Any, B: Any, xp: Any) -> Any:
+    """``H^{-1} B`` for stacked systems; NaN where the solver finds a system singular
+    (the caller then takes the diagonal step)."""
+    try:
+        return xp.linalg.solve(H, B)
+    except (np.linalg.LinAlgError, RuntimeError):  # torch: LinAlgError is a RuntimeError
+        return xp.full(B.shape, float("nan"), dtype=B.dtype, device=getattr(B, "device", None))
 
 
 def with_diag(H: Any, c: Any, xp: Any) -> Any:
