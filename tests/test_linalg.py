@@ -84,3 +84,18 @@ def test_simplex_projection_exact(backend):
         theta = (v - p)[p > 0]
         assert np.ptp(theta) < 1e-10
         assert np.all(v[p == 0] <= theta[0] + 1e-12)
+
+
+def test_simplex_projection_of_a_row_that_dwarfs_the_total_in_float32():
+    """float32: 1e9 - (1e9 - 1) rounds to 0, so no entry passed the sort test and the
+    projection divided by zero (a gradient trial point on the EDS maps)."""
+    import array_api_compat.numpy as xp
+
+    from unmix._ops import project_simplex_rows
+
+    V = np.array([[1e9, 3.0, -2.0], [0.2, 0.5, 0.1]], dtype=np.float32)
+    with np.errstate(all="raise"):
+        P = project_simplex_rows(V, xp)
+    assert P.dtype == np.float32 and np.all(np.isfinite(P))
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-6)
+    assert P[0, 0] == pytest.approx(1.0) and P[0, 1] == 0.0

@@ -23,9 +23,18 @@ def project_simplex_rows(V: Any, xp: Any, total: float = 1.0) -> Any:
     css = xp.cumulative_sum(U, axis=1) - total
     idx = xp.arange(1, k + 1, dtype=V.dtype, device=_device(V))
     cond = (U - css / idx) > 0
-    rho = xp.sum(xp.astype(cond, xp.int64), axis=1, keepdims=True)  # >= 1 always
+    rho = xp.sum(xp.astype(cond, xp.int64), axis=1, keepdims=True)
+    # rho >= 1 in exact arithmetic; 0 when the largest entry dwarfs ``total`` in the
+    # dtype (float32: U_1 - (U_1 - total) rounds to 0).  Where rho is 1 the projection
+    # is ``total`` at the largest entry, set exactly (V - theta would round it away).
+    single = rho <= 1
+    rho = xp.clip(rho, min=1)
     theta = xp.take_along_axis(css, rho - 1, axis=1) / xp.astype(rho, V.dtype)
-    return xp.clip(V - theta, min=0.0)
+    P = xp.clip(V - theta, min=0.0)
+    if bool(xp.any(single)):
+        top = xp.arange(k, device=_device(V))[None, :] == xp.argmax(V, axis=1, keepdims=True)
+        P = xp.where(single, xp.where(top, xp.asarray(total, dtype=V.dtype), 0.0), P)
+    return P
 
 
 def _device(a: Any) -> Any:
