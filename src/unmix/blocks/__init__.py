@@ -22,6 +22,7 @@ from ._sparse_device import (
     DeviceSparsePixelData,
     as_device_csr,
     check_device_sparse_finite,
+    checked_sparse_rows,
     is_device_sparse,
 )
 from ._stats import BlockProducts, DataStats, block_products, compiled_for, data_stats
@@ -51,6 +52,7 @@ __all__ = [
     "check_device_sparse_finite",
     "check_sparse_finite",
     "check_streamed",
+    "checked_sparse_rows",
     "compiled_for",
     "data_stats",
     "default_block_size",

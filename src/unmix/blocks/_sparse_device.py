@@ -28,13 +28,14 @@ import scipy.sparse as sp
 
 from .._backend import Backend, to_numpy
 from ..executors.base import Block
-from ._sparse import SparsePixelData
+from ._sparse import SparsePixelData, as_csr_rows, check_sparse_finite, is_sparse
 
 __all__ = [
     "DeviceCSR",
     "DeviceSparsePixelData",
     "as_device_csr",
     "check_device_sparse_finite",
+    "checked_sparse_rows",
     "is_device_sparse",
 ]
 
@@ -235,6 +236,21 @@ def check_device_sparse_finite(X: DeviceCSR, mask: Any = None) -> None:
         f"X has {int(bad.sum())} stored NaN or Inf entries; drop them from the sparse tensor "
         "(keep the entries where torch.isfinite(X.values())) or mark them missing with mask=."
     )
+
+
+def checked_sparse_rows(X: Any) -> Any:
+    """Sparse ``X`` (pixels, channels) as CSR rows with finite stored entries: SciPy CSR
+    for a SciPy / pydata matrix, :class:`DeviceCSR` for a torch tensor; None when ``X``
+    is not sparse.  (With a mask, check the entries after the mask's shape.)"""
+    if is_sparse(X):
+        X = as_csr_rows(X)
+        check_sparse_finite(X)
+        return X
+    if is_device_sparse(X):
+        X = as_device_csr(X)
+        check_device_sparse_finite(X)
+        return X
+    return None
 
 
 class _Part:

@@ -10,14 +10,7 @@ import numpy as np
 
 from .._backend import backend_of, to_numpy
 from .._validation import ensure_2d_float, finite_report
-from ..blocks import (
-    as_csr_rows,
-    as_device_csr,
-    check_device_sparse_finite,
-    check_sparse_finite,
-    is_device_sparse,
-    is_sparse,
-)
+from ..blocks import checked_sparse_rows, is_device_sparse, is_sparse
 from ..model import FixedEndmembers, NonNegative
 from ..result import Result
 from ._factorize import factorize
@@ -155,14 +148,9 @@ def _backend(X: Any) -> Any:
 
 def _checked(X: Any) -> Any:
     """``X`` as a finite 2-D float array, or sparse ``X`` as CSR with finite entries."""
-    if is_sparse(X):
-        X = as_csr_rows(X)
-        check_sparse_finite(X)
-        return X
-    if is_device_sparse(X):
-        X = as_device_csr(X)
-        check_device_sparse_finite(X)
-        return X
+    sparse = checked_sparse_rows(X)
+    if sparse is not None:
+        return sparse
     X = ensure_2d_float(X)
     finite_report(X)
     return X
