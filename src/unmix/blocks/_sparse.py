@@ -166,24 +166,32 @@ class SparsePixelData(PixelData):
         view = self if self.mask is None else MeanFilled(self, self.mean())
         return svd_blocks(view, k, self.be, rng=rng, n_iter=n_iter, executor=self.executor)
 
-    def entry_weights(self, block: Block) -> Any:
-        """Weights of the block's stored entries (None when unweighted); only for
-        separable weights (``elementwise`` False)."""
+    def entry_index(self, block: Block) -> tuple[Any, Any]:
+        """The row (within the block) and column of each stored entry, in CSR order."""
         B = self.csr(block)
+        return entry_rows(B), B.indices
+
+    def entry_weights(self, block: Block) -> Any:
+        """Weights of the block's stored entries (None when unweighted), accumulation
+        dtype; only for separable weights (``elementwise`` False)."""
+        if self.pixel_w is None and self.channel_w is None:
+            return None
+        be = self.be
+        rows, cols = self.entry_index(block)
         w = None
         if self.pixel_w is not None:
-            w = np.asarray(self.pixel_w[block.slice, 0])[entry_rows(B)]
+            w = be.acc(self.pixel_w[block.slice, 0])[rows]
         if self.channel_w is not None:
-            cw = np.asarray(self.channel_w[0])[B.indices]
+            cw = be.acc(self.channel_w[0])[cols]
             w = cw if w is None else w * cw
         return w
 
     def sq_norm(self, block: Block) -> Any:
         if self.elementwise:
             return super().sq_norm(block)
-        v = np.asarray(self.csr(block).data, dtype=np.float64)
+        v = self.values(block)
         w = self.entry_weights(block)
-        return np.sum(v * v if w is None else w * v * v)
+        return self.be.xp.sum(v * v if w is None else w * v * v)
 
     def model_at_nonzeros(self, block: Block, Ab: Any, S: Any) -> np.ndarray:
         """``(A_b S)_ij`` at the block's stored entries, in their CSR order (float64)."""
@@ -217,24 +225,26 @@ class SparsePixelData(PixelData):
     def kl_value(self, block: Block, Ab: Any, S: Any, tiny: float) -> float:
         """``sum W (X log(X/Y) - X + Y)`` over the block, from its nonzeros and the
         column sums (separable weights only)."""
-        y = np.maximum(self.model_at_nonzeros(block, Ab, S), tiny)
+        y = self.be.xp.clip(self.model_at_nonzeros(block, Ab, S), min=tiny)
         return self.kl_at_nonzeros(block, y) + self.model_total(block, Ab, S)
 
-    def kl_at_nonzeros(self, block: Block, y: np.ndarray) -> float:
+    def kl_at_nonzeros(self, block: Block, y: Any) -> float:
         """``sum W (X log(X / Y) - X)`` over the block's stored entries, ``y`` the model
         there (CSR order, floored)."""
-        x = np.asarray(self.csr(block).data, dtype=np.float64)
+        xp = self.be.xp
+        x = self.values(block)
         pos = x > 0
-        terms = np.where(pos, x * np.log(np.where(pos, x, 1.0) / y), 0.0) - x
+        terms = xp.where(pos, x * xp.log(xp.where(pos, x, 1.0) / y), 0.0) - x
         w = self.entry_weights(block)
-        return float(np.sum(terms if w is None else w * terms))
+        return float(xp.sum(terms if w is None else w * terms))
 
     def model_total(self, block: Block, Ab: Any, S: Any) -> float:
         """``sum W (A_b S)`` over every entry of the block (separable weights)."""
-        a = np.asarray(Ab, dtype=np.float64)
+        be, xp = self.be, self.be.xp
+        a = be.acc(Ab)
         if self.pixel_w is not None:
-            a = a * np.asarray(self.pixel_w[block.slice, :], dtype=np.float64)
-        s = np.asarray(S, dtype=np.float64)
+            a = a * be.acc(self.pixel_w[block.slice, :])
+        s = be.acc(S)
         if self.channel_w is not None:
-            s = s * np.asarray(self.channel_w, dtype=np.float64)
-        return float(a.sum(axis=0) @ s.sum(axis=1))
+            s = s * be.acc(self.channel_w)
+        return float(xp.sum(a, axis=0) @ xp.sum(s, axis=1))

@@ -369,28 +369,13 @@ class DeviceSparsePixelData(SparsePixelData):
             out[which, X.indices[pos]] = X.values[pos]
         return out
 
-    def entry_weights(self, block: Block) -> Any:
-        """Weights of the block's stored entries (None when unweighted), accumulation
-        dtype; only for separable weights (``elementwise`` False)."""
-        part, be = self._part(block), self.be
-        w = None
-        if self.pixel_w is not None:
-            w = be.acc(self.pixel_w[block.slice, 0])[part.rows]
-        if self.channel_w is not None:
-            cw = be.acc(self.channel_w[0])[part.cols]
-            w = cw if w is None else w * cw
-        return w
+    def entry_index(self, block: Block) -> tuple[Any, Any]:
+        part = self._part(block)
+        return part.rows, part.cols
 
     def values(self, block: Block) -> Any:
         """The block's stored values in CSR order (accumulation dtype)."""
         return self.be.acc(self._part(block).X.values)
-
-    def sq_norm(self, block: Block) -> Any:
-        if self.elementwise:
-            return super(SparsePixelData, self).sq_norm(block)
-        v = self.values(block)
-        w = self.entry_weights(block)
-        return self.be.xp.sum(v * v if w is None else w * v * v)
 
     def model_at_nonzeros(self, block: Block, Ab: Any, S: Any) -> Any:
         """``(A_b S)_ij`` at the block's stored entries, in their CSR order (accumulation
@@ -411,28 +396,3 @@ class DeviceSparsePixelData(SparsePixelData):
     def values_t_times(self, block: Block, values: Any, M: Any) -> Any:
         """``R_b^T @ M``, ``R_b`` the block's pattern carrying ``values`` (CSR order)."""
         return self._part(block).t_times(M, values)
-
-    def kl_at_nonzeros(self, block: Block, y: Any) -> float:
-        """``sum W (X log(X / Y) - X)`` over the block's stored entries, ``y`` the model
-        there (CSR order, floored)."""
-        xp = self.be.xp
-        x = self.values(block)
-        pos = x > 0
-        terms = xp.where(pos, x * xp.log(xp.where(pos, x, 1.0) / y), 0.0) - x
-        w = self.entry_weights(block)
-        return float(xp.sum(terms if w is None else w * terms))
-
-    def kl_value(self, block: Block, Ab: Any, S: Any, tiny: float) -> float:
-        y = self.be.xp.clip(self.model_at_nonzeros(block, Ab, S), min=tiny)
-        return self.kl_at_nonzeros(block, y) + self.model_total(block, Ab, S)
-
-    def model_total(self, block: Block, Ab: Any, S: Any) -> float:
-        """``sum W (A_b S)`` over every entry of the block (separable weights)."""
-        be, xp = self.be, self.be.xp
-        a = be.acc(Ab)
-        if self.pixel_w is not None:
-            a = a * be.acc(self.pixel_w[block.slice, :])
-        s = be.acc(S)
-        if self.channel_w is not None:
-            s = s * be.acc(self.channel_w)
-        return float(xp.sum(a, axis=0) @ xp.sum(s, axis=1))
