@@ -64,12 +64,21 @@ class Problem:
         """True when the rows of ``target`` lie on a simplex (fixed row sums)."""
         return any(c.simplex_rows for c in self.constraints[target])
 
+    def projection_terms(self, target: str) -> list[Constraint]:
+        """The constraints whose projections, in order, make the projection onto
+        ``target``'s set (not those on the model ``A @ S``: see
+        :meth:`product_constraints`).  Non-negativity is left out where rows lie on a
+        simplex, which implies it: clipping first would not give the Euclidean projection
+        onto the simplex."""
+        terms = [c for c in self.constraints[target] if c.separable != "product"]
+        if any(c.simplex_rows for c in terms):
+            terms = [c for c in terms if not c.is_orthant]
+        return terms
+
     def project(self, target: str, M: Any) -> Any:
-        """Apply the hard constraints on ``target`` in order (not those on the model
-        ``A @ S``: see :meth:`product_constraints`)."""
-        for c in self.constraints[target]:
-            if c.separable != "product":
-                M = c.project(M)
+        """Apply the hard constraints on ``target`` in order (:meth:`projection_terms`)."""
+        for c in self.projection_terms(target):
+            M = c.project(M)
         return M
 
     def product_constraints(self) -> list[Constraint]:

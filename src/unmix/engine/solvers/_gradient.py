@@ -68,7 +68,6 @@ from ._gradient_steps import (
     project_all,
     project_cols,
     project_rows,
-    projections,
     scaled,
     search_rows,
     separability,
@@ -146,6 +145,7 @@ class Gradient(Solver):
         small = p.k <= (NEWTON_K_QUAD if quad else NEWTON_K)
         sepA, sepS = separability(p.constraints["A"]), separability(p.constraints["S"])
         scale = float(getattr(p.link, "scale", 1.0) or 1.0)
+        projA = p.projection_terms("A")
         return {
             "tA": be.ones((A.shape[0], 1)) * lr,  # each pixel's first step
             "tS": be.ones((1, S.shape[1])) * lr,  # each channel's
@@ -155,13 +155,13 @@ class Gradient(Solver):
             "trust": None if p.link.is_identity else TRUST_Z / scale,
             "quad": quad,
             "xx": p.data.norm2() if (quad and p.data.mask is None) else 0.0,
-            "projA": projections(p, "A"),
-            "projS": projections(p, "S"),
+            "projA": projA,
+            "projS": p.projection_terms("S"),
             "sepA": sepA,
             "sepS": sepS,
             "newtonA": sepA == "entries" and small,
             # rows of A on a simplex and nothing else: Newton steps within its faces
-            "simplexA": small and [c.simplex_rows for c in projections(p, "A")] == [True],
+            "simplexA": small and [c.simplex_rows for c in projA] == [True],
             "newtonS": sepS == "entries" and small,
             # each channel of S alone: constraints entry by entry, no penalty on S
             "by_channel": sepS == "entries" and not any(t.lam for t in p.penalties["S"]),

@@ -3,7 +3,7 @@
 - the beta-divergence a row (:func:`divergence_rows`), its change between two models
   formed as a difference (:func:`divergence_change`), its gradient (:func:`gradient_Y`)
   and a positive curvature (:func:`curvature_Y`) in the model ``Y``;
-- the projection onto a factor's constraints, whole or a part (:func:`projections`);
+- the projection onto a factor's constraints, whole or a part (``Problem.projection_terms``);
 - the step's direction: diagonal Newton shaped by the constraints' separability
   (:func:`direction`), projected Newton (:func:`newton_direction`, Bertsekas 1982) and its
   simplex variant (:func:`simplex_newton_direction`);
@@ -39,7 +39,6 @@ __all__ = [
     "project_all",
     "project_cols",
     "project_rows",
-    "projections",
     "scaled",
     "search_rows",
     "separability",
@@ -154,16 +153,6 @@ def separability(constraints: list) -> str:
     if "none" in kinds:
         return "none"
     return "rows" if "rows" in kinds else "entries"
-
-
-def projections(p: Any, target: str) -> list:
-    """The constraints whose projections, in order, make the step's projection onto
-    ``target``'s set; non-negativity is left out where rows lie on a simplex (which
-    implies it: clipping first would not be the projection onto the simplex)."""
-    terms = [c for c in p.constraints[target] if c.separable != "product"]
-    if any(c.simplex_rows for c in terms):
-        terms = [c for c in terms if not c.is_orthant]
-    return terms
 
 
 def project_rows(terms: list, M: Any, rows: Any) -> Any:
