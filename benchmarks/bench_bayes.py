@@ -86,9 +86,11 @@ def unit(S: np.ndarray) -> np.ndarray:
     return S / np.maximum(S.sum(axis=1, keepdims=True), 1e-300)
 
 
-def vb_case(X, A, S, k_fit: int, ard: bool, seed: int, n_init: int = 1) -> dict:
+def vb_case(
+    X, A, S, k_fit: int, ard: bool, seed: int, n_init: int = 1, prune: str = "evidence"
+) -> dict:
     t = time.process_time()
-    r = bayes_nmf(X, k_fit, ard=ard, level=LEVEL, random_state=seed, n_init=n_init)
+    r = bayes_nmf(X, k_fit, ard=ard, level=LEVEL, random_state=seed, n_init=n_init, prune=prune)
     cpu = time.process_time() - t
     ri, ci = match(S, r.S_unit_mean)
     inside = (S[ri] >= r.S_unit_lower[ci]) & (S[ri] <= r.S_unit_upper[ci])
@@ -144,6 +146,7 @@ def run(seeds: int, n_boot: int, quick: bool) -> list[dict]:
                 row["ard"] = vb_case(X, A, S, k + 4, True, seed)
                 row["fixed"] = vb_case(X, A, S, k, False, seed)
                 row["ard4"] = vb_case(X, A, S, k + 4, True, seed, n_init=4)
+                row["ard_alone"] = vb_case(X, A, S, k + 4, True, seed, prune="counts")
                 row["boot"] = bootstrap_case(X, S, k, seed, n_boot)
                 rows.append(row)
                 a, b = row["ard"], row["boot"]
@@ -156,16 +159,71 @@ def run(seeds: int, n_boot: int, quick: bool) -> list[dict]:
     return rows
 
 
+def rank_rows(seeds: int, side: int) -> list[dict]:
+    """The rank kept at ``side`` x ``side`` pixels (5, 50, 500 counts; k = 3, 5, 8): ARD
+    with the evidence check (the default) and ARD alone, one start, k_max = k + 4."""
+    rows = []
+    for c in COUNTS[1:]:
+        for k in RANKS:
+            for seed in range(seeds):
+                X, _, _ = planted(k, c, seed, side=side)
+                row = {"counts": c, "k": k, "seed": seed}
+                for name, prune in (("evidence", "evidence"), ("alone", "counts")):
+                    t = time.process_time()
+                    r = bayes_nmf(X, k + 4, random_state=seed, prune=prune)
+                    row[name] = (r.k_effective, time.process_time() - t)
+                rows.append(row)
+                print(f"{side}x{side} counts {c:>5} k {k} seed {seed}: {row}", flush=True)
+    return rows
+
+
+def rank_table(rows: list[dict]) -> list[str]:
+    out = [
+        "| counts/pixel | k | k kept (evidence check, default) | k kept (ARD alone) | "
+        "CPU s (evidence) | CPU s (ARD alone) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in COUNTS[1:]:
+        for k in RANKS:
+            sel = [r for r in rows if r["counts"] == c and r["k"] == k]
+            ev = ",".join(str(r["evidence"][0]) for r in sel)
+            al = ",".join(str(r["alone"][0]) for r in sel)
+            t_ev = np.mean([r["evidence"][1] for r in sel])
+            t_al = np.mean([r["alone"][1] for r in sel])
+            out.append(f"| {c:g} | {k} | {ev} | {al} | {t_ev:.2f} | {t_al:.2f} |")
+    seeds = sorted({r["seed"] for r in rows})
+    for name in ("evidence", "alone"):
+        per = [sum(r[name][0] == r["k"] for r in rows if r["seed"] == s) for s in seeds]
+        label = "evidence check" if name == "evidence" else "ARD alone"
+        out.append("")
+        out.append(f"Right ({label}), of 9 per seed: {', '.join(map(str, per))}.")
+    return out
+
+
+def rank_section(ranks: list[dict], seeds: int) -> list[str]:
+    if not ranks:
+        return []
+    return [
+        f"## The rank on 64 x 64 pixels ({seeds} seeds, ranks listed per seed)",
+        "",
+        "The same generator on 64 x 64 pixels (4x the counts of each case above); "
+        "`bayes_nmf(X, k + 4, random_state=seed)`, one start.",
+        "",
+        *rank_table(ranks),
+        "",
+    ]
+
+
 def pct(v: float) -> str:
     return f"{100 * v:.0f} %"
 
 
 def table(rows: list[dict], seeds: int) -> list[str]:
     out = [
-        "| counts/pixel | k | ARD k (1 start) | ARD k (4 starts) | iters | CPU s | "
+        "| counts/pixel | k | ARD k (1 start) | ARD alone k | ARD k (4 starts) | iters | CPU s | "
         "cov S (ARD) | cov maps (ARD) | cov S (fixed k) | cov S (bootstrap) | "
         "VB width | boot width | VB / boot | L1 err VB | ELBO monotone |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in COUNTS:
         for k in RANKS:
@@ -178,9 +236,10 @@ def table(rows: list[dict], seeds: int) -> list[str]:
 
             ks = ",".join(str(r["ard"]["k_eff"]) for r in sel)
             ks4 = ",".join(str(r["ard4"]["k_eff"]) for r in sel)
+            ksa = ",".join(str(r["ard_alone"]["k_eff"]) for r in sel)
             vw, bw = mean("ard", "width"), mean("boot", "width")
             out.append(
-                f"| {c:g} | {k} | {ks} | {ks4} | {mean('ard', 'iters'):.0f} | "
+                f"| {c:g} | {k} | {ks} | {ksa} | {ks4} | {mean('ard', 'iters'):.0f} | "
                 f"{mean('ard', 'cpu'):.2f} | {pct(mean('ard', 'cov_S'))} | "
                 f"{pct(mean('ard', 'cov_A'))} | {pct(mean('fixed', 'cov_S'))} | "
                 f"{pct(mean('boot', 'cov'))} | {vw:.2e} | {bw:.2e} | {vw / bw:.2f} | "
@@ -193,13 +252,15 @@ def summary(rows: list[dict]) -> list[str]:
     out = [
         "| counts/pixel | cov S (ARD) | cov maps (ARD) | cov S (fixed k) | cov S (bootstrap) | "
         "median VB width / median boot width | mean VB width / mean boot width | "
-        "boot entries < 1e-6 | ARD right (1 start) | ARD right (4 starts) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "boot entries < 1e-6 | ARD right (1 start) | ARD alone right | "
+        "ARD right (4 starts) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in COUNTS:
         sel = [r for r in rows if r["counts"] == c]
         hit = sum(r["ard"]["k_eff"] == r["k"] for r in sel)
         hit4 = sum(r["ard4"]["k_eff"] == r["k"] for r in sel)
+        hita = sum(r["ard_alone"]["k_eff"] == r["k"] for r in sel)
         ratio = np.median([r["ard"]["width"] for r in sel]) / np.median(
             [r["boot"]["width"] for r in sel]
         )
@@ -213,12 +274,12 @@ def summary(rows: list[dict]) -> list[str]:
             f"{pct(np.mean([r['fixed']['cov_S'] for r in sel]))} | "
             f"{pct(np.mean([r['boot']['cov'] for r in sel]))} | {ratio:.2f} | "
             f"{ratio_mean:.2f} | {pct(zeros)} | "
-            f"{hit}/{len(sel)} | {hit4}/{len(sel)} |"
+            f"{hit}/{len(sel)} | {hita}/{len(sel)} | {hit4}/{len(sel)} |"
         )
     return out
 
 
-def write(rows: list[dict], seeds: int, n_boot: int, total_cpu: float) -> None:
+def write(rows: list[dict], ranks: list[dict], seeds: int, n_boot: int, total_cpu: float) -> None:
     from _machine import cpu_model
 
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -232,8 +293,9 @@ def write(rows: list[dict], seeds: int, n_boot: int, total_cpu: float) -> None:
         "",
         "Data: 32 x 32 pixels x 64 channels, planted k components (softmax maps of smooth "
         "fields, two-peak Gaussian spectra of unit sum), Poisson noise at the given mean "
-        "counts a pixel.  VB: `bayes_nmf(X, k + 4)` (ARD, default settings) unless marked "
-        "*fixed k* (`ard=False`, planted k).  Coverage: share of planted entries inside the "
+        "counts a pixel.  VB: `bayes_nmf(X, k + 4)` (ARD with the evidence check, default "
+        "settings) unless marked *ARD alone* (`prune='counts'`) or *fixed k* (`ard=False`, "
+        "planted k).  Coverage: share of planted entries inside the "
         "90 % credible interval (unit-sum spectra: exact Dirichlet marginals of q(S); maps: "
         "`A_ir sum_j S_rj`, sampled from q), over the matched components.  Width: median "
         "over entries of the 90 % band of the unit-sum spectra.  Bootstrap: 20 KL-NMF fits "
@@ -248,6 +310,7 @@ def write(rows: list[dict], seeds: int, n_boot: int, total_cpu: float) -> None:
         "",
         *table(rows, seeds),
         "",
+        *rank_section(ranks, seeds),
         "Run: `.venv/bin/python benchmarks/bench_bayes.py` (`--seeds N`, `--quick`: k = 3).",
         "",
     ]
@@ -270,7 +333,8 @@ def main() -> None:
     t0 = time.process_time()
     with threadpool_limits(1):
         rows = run(args.seeds, args.boot, args.quick)
-    write(rows, args.seeds, args.boot, time.process_time() - t0)
+        ranks = [] if args.quick else rank_rows(args.seeds, 64)
+    write(rows, ranks, args.seeds, args.boot, time.process_time() - t0)
     print(f"wrote {OUT}")
 
 

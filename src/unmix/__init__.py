@@ -7,6 +7,7 @@ endmember spectra, with every knob of the matrix factorization framework explici
 from __future__ import annotations
 
 from . import datasets, io, metrics
+from ._bands import Bands
 from ._validation import UnsupportedError
 from ._version import __version__
 from .blocks import Weights
@@ -48,6 +49,7 @@ __all__ = [
     "L1",
     "L2",
     "Axis",
+    "Bands",
     "Beta",
     "Bounds",
     "Center",

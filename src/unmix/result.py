@@ -25,6 +25,7 @@ import numpy as np
 from . import model as _model
 from ._atomic import atomic_path
 from ._backend import to_numpy
+from ._bands import Bands, read_bands
 from ._display import plot_result
 from ._notebook import result_html, result_to_hyperspy
 from .io import check_dataset, check_h5_file
@@ -71,6 +72,10 @@ class Result:
     context : dict
         Provenance of the input set by the caller (e.g. the CLI): source file, sha256,
         reader, calibrated axes, image-level preprocessing.  Saved with the result.
+    bands : Bands or None
+        Intervals of every endmember channel and map pixel when the method gives them
+        (Bayesian Poisson NMF's credible intervals), with their level and method; saved
+        with the result and drawn in the report.
     """
 
     A: Any
@@ -89,6 +94,7 @@ class Result:
     context: dict[str, Any] = field(default_factory=dict)
     link: Any = field(default=None, repr=False)
     rows: tuple[int, int] | None = field(default=None, repr=False)
+    bands: Bands | None = field(default=None, repr=False)
 
     @property
     def k(self) -> int:
@@ -159,6 +165,8 @@ class Result:
             for key, values in self.history.items():
                 h.create_dataset(key, data=np.asarray(values))
             _save_steps(f.create_group("preprocessing"), self.preprocessing)
+            if self.bands is not None:
+                self.bands.write(f)
             meta = {
                 "objective": self.objective,
                 "n_iter": self.n_iter,
@@ -579,4 +587,8 @@ def _load(f: Any, path: str, registry: dict[str, type]) -> Result:
         link=_make_link(meta.get("link")),
     )
     result._terms = _terms(meta["spec"], registry)
+    try:
+        result.bands = read_bands(f, path, A.shape[0], S.shape[0], S.shape[1])
+    except ValueError as err:
+        raise _Bad(str(err).removeprefix(f"{path}: ")) from None
     return result

@@ -17,16 +17,26 @@ updates give).  Intervals:
 
 These are intervals of the mean-field posterior, which ignores the correlation between
 ``A`` and ``S``: they tend to be too narrow (see ``benchmarks/results/bayes.md``).
+
+:func:`as_result` makes the fit an ordinary :class:`unmix.Result`: the posterior means
+are the factors, the intervals :class:`unmix.Bands` (saved in ``result.h5``, drawn in the
+report), the negative evidence lower bound the objective (``history["objective"]`` per
+iteration of the final fit), so the run report, notebooks and ``load_result`` read it as
+any fit.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
-__all__ = ["BayesResult", "make_result"]
+from .._bands import Bands
+from ..result import Result
+
+__all__ = ["METHOD", "NOTE", "BayesResult", "as_result", "make_result"]
 
 
 @dataclass
@@ -48,17 +58,22 @@ class BayesResult:
         Mean and interval of the unit-sum endmembers ``S_rj / sum_l S_rl`` (exact
         Dirichlet marginals of ``q(S)``, see :mod:`unmix.bayes._result`).
     relevance : array (k,)
-        ARD relevance ``1 / E[theta_r]`` of every component relative to the largest (ones
-        when ``ard=False``); a pruned component sits at its prior's floor (a few %).
+        ARD relevance ``1 / E[theta_r]`` of every component in the ARD fit, relative to
+        the largest (ones when ``ard=False``); a component ARD switched off sits at its
+        prior's floor (a few %).
     counts : array (k,)
         Expected counts each component explains beyond its prior, ``E[sum_ij Z_ijr] -
-        m a_S`` (the pruning criterion: below ``max(1e-3 sum X, 10)`` with ARD).
+        m a_S`` (ARD's pruning criterion: below ``max(1e-3 sum X, 10)``): of the final
+        fit for the kept components, of the ARD fit for the others.
     active : bool array (k,)
-        Components kept (not pruned by ARD).
+        Components kept (not pruned by ARD nor removed by the evidence check).
     k_effective : int
         Number of kept components.
     elbo : list of float
-        Evidence lower bound after each iteration (non-decreasing).
+        Evidence lower bound after each iteration of the final fit (non-decreasing).
+    rank_path : list of (int, float)
+        The ranks the evidence check visited and the bound of each refitted model (one
+        entry, the ARD fit's, with ``prune='counts'`` or without ARD).
     n_iter : int
         Iterations run.
     level : float
@@ -87,10 +102,17 @@ class BayesResult:
     n_iter: int
     level: float
     converged: bool = False
+    rank_path: list = field(default_factory=list)
     A_shape: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     A_rate: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     S_shape: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     S_rate: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+
+    def to_result(self, **kw: Any) -> Result:
+        """This fit as a :class:`unmix.Result` with its credible bands (``result.bands``):
+        posterior means as ``A`` and ``S``, the negative ELBO as the objective; keywords
+        ``spatial_shape``, ``signal_shape`` and ``spec`` (see :func:`as_result`)."""
+        return as_result(self, **kw)
 
     @property
     def pruned(self) -> np.ndarray:
@@ -153,6 +175,7 @@ def make_result(
     converged: bool,
     level: float,
     dtype: np.dtype,
+    rank_path: list | None = None,
 ) -> BayesResult:
     """Summaries of the kept components' Gamma posteriors (see the module)."""
     a_sh, a_rt = A_shape[:, active], A_rate[active]
@@ -184,8 +207,77 @@ def make_result(
         n_iter=int(n_iter),
         level=float(level),
         converged=bool(converged),
+        rank_path=[(int(r), float(e)) for r, e in (rank_path or [])],
         A_shape=a_sh.copy(),
         A_rate=a_rt.copy(),
         S_shape=s_sh.copy(),
         S_rate=s_rt.copy(),
+    )
+
+
+#: how the bands were made (the report shows it beside them)
+METHOD = "model-based: mean-field variational Bayes of the Poisson model (Cemgil 2009)"
+#: what they hold and leave out
+NOTE = (
+    "Model-based credible intervals: they hold the counting (Poisson) noise of the counts "
+    "each component explains under the model, not the ambiguity of the unmixing itself "
+    "(mean-field VB drops the correlation of maps and endmembers), nor errors of the model "
+    "(non-count data, background, detector effects). On planted counts they cover the true "
+    "spectra less often than their level says (benchmarks/results/bayes.md); the bootstrap "
+    "bands of `unmix select` hold the spread of the point fit over resampled pixels instead."
+)
+
+
+def as_result(
+    res: BayesResult,
+    *,
+    spatial_shape: tuple[int, ...] | None = None,
+    signal_shape: tuple[int, ...] | None = None,
+    spec: dict[str, Any] | None = None,
+) -> Result:
+    """The fit ``res`` of ``X`` (pixels, channels) as a :class:`unmix.Result`.
+
+    ``A`` and ``S`` are the posterior means of the kept components, ``result.bands`` the
+    credible intervals of every entry (``res.level``), the objective the negative ELBO.
+    ``spec`` adds to the recorded specification (``solver="bayes-vb"``, ``loss="kl"``,
+    the ranks, relevance and the rank path of the evidence check).
+    """
+    elbo = np.asarray(res.elbo, dtype=np.float64)
+    full = {
+        "solver": "bayes-vb",
+        "loss": "kl",
+        "k": int(res.k_effective),
+        "k_max": int(res.active.size),
+        "n_pixels": int(res.A_mean.shape[0]),
+        "n_channels": int(res.S_mean.shape[1]),
+        "objective": "negative evidence lower bound (ELBO)",
+        "relevance": [float(v) for v in res.relevance],
+        "active": [bool(v) for v in res.active],
+        "rank_path": [[int(r), float(e)] for r, e in res.rank_path],
+        "level": float(res.level),
+        "dtype": str(res.A_mean.dtype),
+        **(spec or {}),
+    }
+    bands = Bands(
+        S_lower=res.S_lower,
+        S_upper=res.S_upper,
+        A_lower=res.A_lower,
+        A_upper=res.A_upper,
+        level=float(res.level),
+        method=METHOD,
+        note=NOTE,
+    )
+    return Result(
+        A=res.A_mean,
+        S=res.S_mean,
+        objective=float(-elbo[-1]) if elbo.size else float("nan"),
+        history={"objective": -elbo},
+        n_iter=int(res.n_iter),
+        converged=bool(res.converged),
+        stop_reason="tol" if res.converged else "max_iter",
+        timings={},
+        spec=full,
+        spatial_shape=tuple(spatial_shape) if spatial_shape else None,
+        signal_shape=tuple(signal_shape) if signal_shape else None,
+        bands=bands,
     )

@@ -31,6 +31,14 @@ Prior rates are set from the data mean ``mu = sum X / (n m)``: ``b_A = a_A / s``
 whatever the unit of ``X``; ``a_t = b_t = 1e-2`` (vague, mean 1).  ARD shrinks a component
 the data do not need towards its prior floor (large ``E[theta_r]``, almost no counts); at the
 end, components that explain fewer than ``max(1e-3 sum X, 10)`` counts are pruned.
+
+With ``prune="evidence"`` (the default) the rank ARD keeps is then checked by the bound:
+the kept components are refitted alone (warm start), and the weakest component (fewest
+counts; the two weakest are tried) is removed while the refitted ELBO of the smaller
+model is higher - backward elimination by the evidence lower bound, the bound being an
+approximation of each model's log evidence.  One start of ARD from a ``k`` well above
+the rank often stops at a local optimum that keeps a component too many (a split one, or
+one that fits noise at low counts); the bound of the smaller model then says so.
 """
 
 from __future__ import annotations
@@ -63,8 +71,19 @@ def _is_int(v: Any, low: int) -> bool:
     return not isinstance(v, bool) and isinstance(v, (int, np.integer)) and v >= low
 
 
+#: how the rank is chosen after ARD (``prune=``)
+_PRUNE = ("evidence", "counts")
+
+
 def _check_params(
-    k: Any, a_A: float, a_S: float, max_iter: Any, tol: float, level: Any, n_init: Any
+    k: Any,
+    a_A: float,
+    a_S: float,
+    max_iter: Any,
+    tol: float,
+    level: Any,
+    n_init: Any,
+    prune: Any = "evidence",
 ) -> None:
     if not _is_int(k, 1):
         raise ValueError(f"k must be an integer >= 1 (the largest rank to try); got {k!r}.")
@@ -73,6 +92,8 @@ def _check_params(
             raise ValueError(f"{name} (a Gamma shape) must be a finite number > 0; got {v!r}.")
     if not _is_int(max_iter, 1):
         raise ValueError(f"max_iter must be an integer >= 1; got {max_iter!r}.")
+    if prune not in _PRUNE:
+        raise ValueError(f"prune must be one of {_PRUNE}; got {prune!r}.")
     if not _is_int(n_init, 1):
         raise ValueError(f"n_init must be an integer >= 1; got {n_init!r}.")
     if not (np.isfinite(tol) and tol >= 0):
@@ -206,6 +227,99 @@ def _fit(
     return best
 
 
+def _counts_of(st: State, pr: Priors, m: int) -> np.ndarray:
+    """Expected counts of each component beyond its prior (see :func:`_prune`)."""
+    return np.maximum(st.qS.shape.sum(axis=1) - pr.a_S * m, 0.0)
+
+
+def _by_evidence(
+    data: CountData,
+    pr: Priors,
+    st: State,
+    keep: np.ndarray,
+    max_iter: int,
+    tol: float,
+) -> tuple[np.ndarray, tuple[State, list[float], int], list[tuple[int, float]]]:
+    """Backward elimination by the bound (module docstring), from the kept components
+    ``keep`` of the ARD fit ``st``.
+
+    Returns the components finally kept (indices into the ``k`` of the ARD fit), the
+    last refit ``(state, ELBO history, iterations)`` and the path ``[(rank, ELBO)]``.
+    """
+
+    def refit(state: State, cols: np.ndarray) -> tuple[State, list[float], int]:
+        A0, S0 = state.qA.mean()[:, cols], state.qS.mean()[cols]
+        return _run(data, cols.size, pr, A0, S0, max_iter, tol)
+
+    current = refit(st, keep)
+    path = [(int(keep.size), current[1][-1])]
+    while keep.size > 1:
+        weakest = np.argsort(_counts_of(current[0], pr, data.m), kind="stable")[:2]
+        tries = []
+        for drop in weakest:
+            rest = np.delete(np.arange(keep.size), drop)
+            tries.append((rest, refit(current[0], rest)))
+        rest, best = max(tries, key=lambda t: t[1][1][-1])
+        logger.debug(
+            "bayes_nmf: rank %d ELBO %.6g, rank %d ELBO %.6g",
+            keep.size,
+            current[1][-1],
+            rest.size,
+            best[1][-1],
+        )
+        if best[1][-1] <= current[1][-1]:
+            break
+        keep, current = keep[rest], best
+        path.append((int(keep.size), current[1][-1]))
+    return keep, current, path
+
+
+def _expand(st: State, keep: np.ndarray, k: int) -> State:
+    """The state of the kept components as a ``k``-component state (others empty)."""
+    n, m = st.qA.shape.shape[0], st.qS.shape.shape[1]
+    A_shape, S_shape = np.ones((n, k)), np.ones((k, m))
+    A_rate, S_rate, t_shape, t_rate = np.ones(k), np.ones(k), np.ones(k), np.ones(k)
+    A_shape[:, keep], S_shape[keep] = st.qA.shape, st.qS.shape
+    A_rate[keep], S_rate[keep] = st.qA.rate, st.qS.rate
+    t_shape[keep], t_rate[keep] = st.t_shape, st.t_rate
+    return State(
+        qA=GammaFactor(A_shape, A_rate, axis=1),
+        qS=GammaFactor(S_shape, S_rate, axis=0),
+        t_shape=t_shape,
+        t_rate=t_rate,
+    )
+
+
+def _choose_rank(
+    data: CountData,
+    pr: Priors,
+    fit: tuple[State, list[float], int],
+    prune: str,
+    max_iter: int,
+    tol: float,
+) -> tuple[State, list[float], int, np.ndarray, np.ndarray, np.ndarray, list]:
+    """ARD's pruning, then (``prune='evidence'``) the evidence check; the final state (as
+    ``k`` components), its bound history and iterations, counts, kept mask, relevance
+    and the rank path."""
+    st, history, n_iter = fit
+    k = st.t_shape.size
+    relevance, counts, active = _prune(st, pr, data)
+    if (~active).any():
+        logger.info("bayes_nmf: pruned components %s (ARD)", np.flatnonzero(~active).tolist())
+    path = [(int(active.sum()), history[-1])]
+    if not (pr.ard and prune == "evidence"):
+        return st, history, n_iter, counts, active, relevance, path
+    kept = np.flatnonzero(active)
+    keep, (st_kept, history, n_iter), path = _by_evidence(data, pr, st, kept, max_iter, tol)
+    dropped = kept[~np.isin(kept, keep)]
+    if dropped.size:
+        logger.info("bayes_nmf: removed components %s (evidence)", dropped.tolist())
+    counts = counts.copy()
+    counts[keep] = _counts_of(st_kept, pr, data.m)
+    active = np.isin(np.arange(k), keep)
+    return _expand(st_kept, keep, k), history, n_iter, counts, active, relevance, path
+
+
 def bayes_nmf(
     X: Any,
     k: int,
@@ -219,19 +333,16 @@ def bayes_nmf(
     random_state: int | np.random.Generator | None = None,
     init: Any = None,
     n_init: int = 1,
+    prune: str = "evidence",
 ) -> BayesResult:
     r"""Bayesian Poisson NMF of counts ``X`` (pixels, channels) by variational Bayes.
 
-    Model (Gamma-Poisson, Cemgil 2009; ``A`` (pixels, k) maps, ``S`` (k, channels))::
-
-        X_ij ~ Poisson((A @ S)_ij),  A_ir ~ Gamma(a_A, theta_r b_A),
-        S_rj ~ Gamma(a_S, theta_r b_S),  theta_r ~ Gamma(1e-2, 1e-2) (1 if not ard)
-
-    with rates ``b = a / sqrt(mean(X) / k)`` (the prior mean of ``A @ S`` is the data
-    mean in any unit).  The mean-field posterior ``q(A) q(S) q(theta)`` maximizes the
-    evidence lower bound (ELBO), which never decreases (updates: the module docstring).
-    Its intervals hold the counting noise only, not the unmixing ambiguity: they are
-    overconfident (``benchmarks/results/bayes.md``).
+    Model (Gamma-Poisson, Cemgil 2009): ``X_ij ~ Poisson((A @ S)_ij)``, maps ``A_ir ~
+    Gamma(a_A, rate theta_r b_A)``, endmembers ``S_rj ~ Gamma(a_S, rate theta_r b_S)``,
+    ``theta_r ~ Gamma(1e-2, 1e-2)`` (1 without ARD), ``b = a / sqrt(mean(X) / k)``.  The
+    mean-field posterior maximizes the evidence lower bound (ELBO), which never decreases
+    (module docstring).  Its intervals hold the counting noise only, not the unmixing
+    ambiguity (``benchmarks/results/bayes.md``).
 
     Parameters
     ----------
@@ -242,36 +353,38 @@ def bayes_nmf(
     ard : bool
         One precision ``theta_r`` a component learnt from the data (relevance
         ``1 / E[theta_r]``); the components it switches off are pruned.
-    a_A, a_S : float
-        Shapes of the Gamma priors of the maps and the endmembers (1: exponential).
-    max_iter, tol : int, float
-        Most iterations; stop when the ELBO's relative change stays below ``tol`` 5 times.
+    a_A, a_S, max_iter, tol : float, float, int, float
+        Gamma prior shapes of maps and endmembers (1: exponential); most iterations; stop
+        when the ELBO's relative change stays below ``tol`` 5 times.
     level, random_state : float in (0, 1); int, Generator or None
         Probability of the central credible intervals; seed of the random starts.
     init : None, 'random' or tuple (A0, S0)
         The first start (non-negative; random: uniform in ``[0.5 s, 1.5 s]``).
     n_init : int
-        Starts (the others random); the highest final ELBO is kept (ARD's rank depends
-        on the start).
+        Starts (the others random); the highest final ELBO is kept.
+    prune : {'evidence', 'counts'}
+        With ``ard``: ``'evidence'`` also removes the weakest components while the
+        refitted bound of the smaller model is higher (module docstring); ``'counts'``
+        keeps what ARD keeps (more than ``max(1e-3 sum X, 10)`` counts).
 
     Returns
     -------
     BayesResult
-        Means, intervals, relevance of all ``k``, ELBO history (X's float dtype).
+        Means, intervals, relevance, ELBO history (X's float dtype); ``.to_result()``.
 
     Raises
     ------
     ValueError, TypeError
-        Negative, non-finite, all-zero or non-numeric ``X``; bad ``k``, ``level``, ``init``.
+        Negative, non-finite, all-zero or non-numeric ``X``; a bad parameter.
     """
-    _check_params(k, a_A, a_S, max_iter, tol, level, n_init)
+    _check_params(k, a_A, a_S, max_iter, tol, level, n_init, prune)
     data = as_count_data(X)
     pr = _priors(data, int(k), float(a_A), float(a_S), bool(ard))
     rng = np.random.default_rng(random_state)
-    st, history, n_iter = _fit(data, int(k), pr, init, rng, int(n_init), int(max_iter), float(tol))
-    relevance, counts, active = _prune(st, pr, data)
-    if (~active).any():
-        logger.info("bayes_nmf: pruned components %s (ARD)", np.flatnonzero(~active).tolist())
+    fit = _fit(data, int(k), pr, init, rng, int(n_init), int(max_iter), float(tol))
+    st, history, n_iter, counts, active, relevance, path = _choose_rank(
+        data, pr, fit, prune, int(max_iter), float(tol)
+    )
     return make_result(
         A_shape=st.qA.shape,
         A_rate=st.qA.rate,
@@ -285,4 +398,5 @@ def bayes_nmf(
         converged=n_iter < max_iter,
         level=float(level),
         dtype=data.dtype,
+        rank_path=path,
     )

@@ -1,9 +1,10 @@
-"""The ``unmix`` command line: run, compare, inspect, demo, tree, select, target, watch.
+"""The ``unmix`` command line: run, compare, inspect, demo, tree, select, target, watch,
+bayes.
 
 One module a command (``_run``, ``_compare``, ``_inspect``, ``_demo``, ``_tree``,
-``_select``, ``_target``, ``_watch``); what they share is in ``_common`` (errors and exit
-codes, output folders, loading, fitting with a progress bar) and ``_config`` (the TOML
-schema).
+``_select``, ``_target``, ``_watch``, ``_bayes``); what they share is in ``_common``
+(errors and exit codes, output folders, loading, fitting with a progress bar) and
+``_config`` (the TOML schema).
 
 Exit codes: 0 success, 1 the fit failed, 2 usage error, 3 unreadable input, 4 output
 directory exists or is in use (use ``--force`` or ``--resume``, or another ``-o``), 130
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 import click
 
 from .._version import __version__
+from ._bayes import bayes
 from ._common import (
     EXIT_EXISTS,
     EXIT_FIT,
@@ -66,7 +68,7 @@ def main(verbose: int, debug: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-for _command in (run, compare, inspect, demo, tree, select, target, watch):
+for _command in (run, compare, inspect, demo, tree, select, target, watch, bayes):
     main.add_command(_command)
 
 

@@ -96,12 +96,25 @@ def plot_endmembers(
             suptitle="Endmembers",
         )
         return save(fig, path)
-    x = g.signal[0].values
+    fig = _spectra_figure(S, g.signal[0], names, overlay, getattr(result, "bands", None))
+    return save(fig, path)
+
+
+def _spectra_figure(
+    S: np.ndarray, xax: Axis, names: list[str], overlay: bool, bands: Any
+) -> Figure:
+    """1-D endmembers ``S`` (k, channels) on the axis ``xax``, one panel each (or one
+    panel), with the result's bands shaded when it has them."""
+    x = xax.values
+    k = S.shape[0]
     panels = 1 if overlay else k
     fig = Figure(figsize=(7.5, 1.2 + (3.0 if overlay else 1.35 * k)), layout="constrained")
     axes = fig.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
     for j in range(k):
         ax = axes[0 if overlay else j]
+        if bands is not None:
+            lo, hi = (np.asarray(v[j], dtype=float) for v in (bands.S_lower, bands.S_upper))
+            ax.fill_between(x, lo, hi, color=color(j), alpha=0.25, lw=0)
         ax.plot(x, S[j], color=color(j), lw=1.3, label=names[j])
         if S[j].min() < 0:
             ax.axhline(0, color="0.6", lw=0.7)
@@ -118,11 +131,14 @@ def plot_endmembers(
         ax.tick_params(labelsize=8)
     if overlay:
         axes[0].legend(frameon=False, fontsize=8)
-    axes[-1].set_xlabel(axis_label(g.signal[0]))
+    axes[-1].set_xlabel(axis_label(xax))
     axes[len(axes) // 2].set_ylabel("intensity (a.u.)")
     axes[-1].set_xlim(float(np.min(x)), float(np.max(x)))
-    fig.suptitle("Endmembers", fontsize=11)
-    return save(fig, path)
+    title = "Endmembers"
+    if bands is not None:
+        title += f" with {100 * bands.level:g} % {bands.method.split(':')[0]} bands"
+    fig.suptitle(title, fontsize=11)
+    return fig
 
 
 def _profiles(fig: Figure, M: np.ndarray, xax: Axis, titles: list[str], ylabel: str) -> None:

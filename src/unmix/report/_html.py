@@ -24,6 +24,7 @@ import numpy as np
 from .._version import __version__
 from ..result import Result
 from ..spectral_image import SpectralImage
+from ._bands import bands_caption, bands_html, plot_map_band_widths
 from ._figures import (
     plot_comparison,
     plot_endmembers,
@@ -296,7 +297,7 @@ def _result_section(
         HtmlFigure(
             Path(plot_endmembers(res, f"{stem}_endmembers.png", image=image)),
             f"Endmembers of {name}",
-            "Endmembers on the signal axis.",
+            "Endmembers on the signal axis." + bands_caption(res),
         ),
         HtmlFigure(
             Path(plot_maps(res, f"{stem}_maps.png", image=image)),
@@ -312,6 +313,17 @@ def _result_section(
             half=True,
         ),
     ]
+    widths = plot_map_band_widths(res, f"{stem}_band_widths.png", image=image)
+    if widths is not None:
+        figs.append(
+            HtmlFigure(
+                Path(widths),
+                f"Map band widths of {name}",
+                "Relative width (upper - lower) / mean of every pixel's interval "
+                f"({res.bands.method.split(':')[0]}).",
+                half=True,
+            )
+        )
     residual = None
     if X is not None:
         residual = relative_residuals(res, X)
@@ -342,6 +354,7 @@ def _result_section(
         _table(_convergence_rows(res, residual)),
         "</div></div>",
         components_html(res, X, image, stem),
+        *bands_html(res),
         "<details><summary>Full specification (JSON)</summary>",
         f"<pre>{_esc(_json(res.spec))}</pre></details>",
         "<h3>Figures</h3>",

@@ -1,0 +1,95 @@
+"""``unmix bayes``: Bayesian Poisson NMF from the command line (issue 13, item 3): the
+result file with its credible bands, the report that draws them and calls them
+model-based, and the errors a user meets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import unmix
+from conftest import bayes_planted, shared_path
+from unmix.cli import EXIT_USAGE, entry
+
+
+@pytest.fixture(scope="module")
+def counts_file(tmp_path_factory):
+    X, _, _ = bayes_planted(3, 50.0)
+    path = tmp_path_factory.mktemp("bayes") / "counts.npy"
+    np.save(path, X.reshape(32, 32, 64))
+    return str(path), X
+
+
+def test_bayes_command_writes_the_bands_and_the_report(counts_file, tmp_path, capsys):
+    path, X = counts_file
+    out = tmp_path / "out"
+    assert entry(["bayes", path, "-k", "6", "-o", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "bayes-vb: 3 of 6 components kept" in said
+    res = unmix.load_result(str(out / "result.h5"))
+    assert res.k == 3 and res.spec["solver"] == "bayes-vb" and res.spatial_shape == (32, 32)
+    assert res.bands.level == 0.9 and res.bands.A_lower.shape == (1024, 3)
+    assert np.all(res.bands.S_lower <= res.S) and np.all(res.S <= res.bands.S_upper)
+    assert res.context["source"].endswith("counts.npy") and res.context["sha256"]
+    # the same fit as the library's
+    lib = unmix.bayes.bayes_nmf(X, 6, random_state=0)
+    np.testing.assert_allclose(np.asarray(res.S), lib.S_mean, rtol=1e-10)
+    report = (out / "report.html").read_text()
+    assert "Uncertainty bands" in report and "Model-based credible intervals" in report
+
+
+def test_bayes_options_reach_the_fit(counts_file, tmp_path):
+    path, _ = counts_file
+    out = tmp_path / "out"
+    args = ["bayes", path, "-k", "4", "--no-ard", "--level", "0.5", "--no-report"]
+    assert entry([*args, "-o", str(out), "-q"]) == 0
+    res = unmix.load_result(str(out / "result.h5"))
+    assert res.k == 4 and res.bands.level == 0.5 and not res.spec["ard"]
+    assert not (out / "report.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-k", "0"], "0 is not in the range x>=1"),
+        (["-k", "3", "--level", "1"], "--level"),
+        (["-k", "3", "--prune", "bic"], "'bic' is not one of"),
+    ],
+)
+def test_bayes_usage_errors(counts_file, tmp_path, capsys, args, message):
+    path, _ = counts_file
+    assert entry(["bayes", path, *args, "-o", str(tmp_path / "o")]) == EXIT_USAGE
+    assert message in capsys.readouterr().err
+
+
+def test_negative_data_are_refused_with_the_fix(tmp_path, capsys):
+    X = np.ones((4, 5, 6))
+    X[0, 0, :2] = -3.0
+    path = tmp_path / "neg.npy"
+    np.save(path, X)
+    assert entry(["bayes", str(path), "-k", "2", "-o", str(tmp_path / "o")]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "2 negative entries" in err and "np.clip" in err
+    assert not (tmp_path / "o" / "result.h5").exists()
+
+
+def test_values_that_are_not_counts_are_named(tmp_path, caplog):
+    X, _, _ = bayes_planted(2, 50.0, side=8)
+    path = tmp_path / "scaled.npy"
+    np.save(path, (0.37 * X).reshape(8, 8, 64))
+    with caplog.at_level("WARNING", logger="unmix"):
+        code = entry(
+            ["bayes", str(path), "-k", "2", "--no-report", "-q", "-o", str(tmp_path / "o")]
+        )
+    assert code == 0
+    assert "not whole counts" in caplog.text
+
+
+def test_tem_eds_map_from_the_command_line(tmp_path):
+    """The real sparse case (~6 counts a pixel, > 99 % zeros): fitted as CSR."""
+    path = shared_path("eds", "eds_tem_bruker_64x64.npz")
+    out = tmp_path / "eds"
+    assert entry(["bayes", path, "-k", "6", "-o", str(out), "-q"]) == 0
+    res = unmix.load_result(str(out / "result.h5"))
+    assert 1 <= res.k <= 6 and res.bands.S_lower.shape == (res.k, 2048)
+    assert "model-based" in (out / "report.html").read_text()
