@@ -63,6 +63,35 @@ def test_too_large_k_is_reported_not_hidden():
     assert r.spec["diagnostics"]["collapsed"]
 
 
+@pytest.mark.parametrize("solver", ["bpp", "admm", "mu", "hals", "gradient"])
+def test_a_dead_component_still_meets_unit_norm(solver):
+    """XRD at k = 6 with L1 maps and unit-norm endmembers: BPP kills components 2 and 3
+    for good and returned the dead one as a zero spectrum (unit norm violated by 1); a
+    dead endmember is now the flat unit row with a zero map (A @ S unchanged)."""
+    d = np.load(shared_path("xrd", "xrd_aps34ide_143x2000.npz"))
+    X = np.asarray(d["data"], dtype=np.float64).reshape(143, -1)
+    m = float(np.mean(np.linalg.norm(X, axis=1)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        r = unmix.factorize(
+            X,
+            6,
+            constraints=[unmix.NonNegative(), unmix.UnitNorm()],
+            regularizers=[unmix.L1(0.05 * m)],
+            solver=solver,
+            random_state=0,
+            max_iter=200,
+        )
+    S, A = np.asarray(r.S), np.asarray(r.A)
+    np.testing.assert_allclose(np.linalg.norm(S, axis=1), 1.0, atol=1e-9)
+    assert S.min() >= 0 and A.min() >= 0
+    for j in r.spec["diagnostics"]["collapsed"]:
+        if np.allclose(S[j], S[j, 0]):  # the flat row of a dead component
+            assert np.all(A[:, j] == 0)
+    fit = 0.5 * np.sum((X - A @ S) ** 2) + 0.05 * m * np.abs(A).sum()
+    assert r.objective == pytest.approx(fit, rel=1e-9)
+
+
 def test_engine_and_independent_collapse_rules_agree(mixture):
     rng = np.random.default_rng(0)
     A, S = rng.random((500, 4)), rng.random((4, 40))

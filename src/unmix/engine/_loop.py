@@ -250,6 +250,8 @@ def _finish(
             "Inf); check X and the weights for NaN/Inf (mark missing entries with mask=), "
             "lower the regularization or try another init."
         )
+    if not slv.one_shot:
+        A, S = p.place_dead_endmembers(A, S)
     final = evaluate_fit(p, A, S) + sum(p.penalty_values(A, S).values())
     history = rec.history.arrays()
     if slv.one_shot:

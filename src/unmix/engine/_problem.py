@@ -81,6 +81,18 @@ class Problem:
             M = c.project(M)
         return M
 
+    def place_dead_endmembers(self, A: Any, S: Any) -> tuple[Any, Any]:
+        """Factors whose all-zero endmembers (dead components: they add nothing to
+        ``A @ S``) are projected onto the endmember constraints, with zero maps - unit
+        norm gives them the flat unit row - so the returned factors meet every
+        constraint and ``A @ S`` is unchanged."""
+        xp = self.be.xp
+        dead = xp.sum(xp.abs(S), axis=1) == 0
+        if not bool(xp.any(dead)) or not self.projection_terms("S"):
+            return A, S
+        S = xp.where(dead[:, None], self.project("S", S), S)
+        return xp.where(dead[None, :], 0.0, A), S
+
     def product_constraints(self) -> list[Constraint]:
         """The constraints on the model ``A @ S`` (``separable == "product"``)."""
         return [c for c in self.constraints["A"] if c.separable == "product"]

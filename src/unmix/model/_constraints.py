@@ -7,6 +7,7 @@ the NMF default ``[NonNegative()]`` (both factors).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -291,11 +292,16 @@ class UnitNorm(Constraint):
         return A * norms[None, :], S / norms[:, None]
 
     def project(self, M: Any) -> Any:
+        """Each row to unit norm (after clipping at 0 with non-negative ``S``); an
+        all-zero row, equally far from every unit row, goes to the flat one
+        ``1 / sqrt(m)``."""
         xp = self.ctx.backend.xp
         if self.ctx.nonneg_S:
             M = xp.clip(M, min=0.0)
         norms = xp.sqrt(xp.sum(M * M, axis=1, keepdims=True))
-        return M / xp.clip(norms, min=self.ctx.backend.tiny)
+        dead = norms <= self.ctx.backend.tiny
+        M = xp.where(dead, 1.0 / math.sqrt(M.shape[1]), M)
+        return M / xp.where(dead, 1.0, norms)
 
 
 @dataclass(frozen=True)
