@@ -81,6 +81,15 @@ class Problem:
             M = c.project(M)
         return M
 
+    def scale_held_by_penalty(self) -> bool:
+        """True when a constraint fixes the endmembers' scale (``rescales``: unit norm)
+        and a penalty on ``A`` depends on the scale that moving it into the maps would
+        change (L1, L2, ...): solvers must then keep ``S`` on its set while they update
+        it, not rescale afterwards."""
+        return any(c.rescales for c in self.constraints["S"]) and any(
+            t.lam for t in self.penalties["A"]
+        )
+
     def place_dead_endmembers(self, A: Any, S: Any) -> tuple[Any, Any]:
         """Factors whose all-zero endmembers (dead components: they add nothing to
         ``A @ S``) are projected onto the endmember constraints, with zero maps - unit

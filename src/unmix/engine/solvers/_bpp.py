@@ -12,7 +12,13 @@ non-negative least-squares subproblem *exactly*::
     S   = argmin_{S >= 0} 1/2 ||X - A S||^2 + r_S(S)     (all channels at once)
 
 so the objective never increases.  Fully fixed endmembers are moved to the right-hand
-side; unit-norm rows are normalized afterwards with the scale moved into ``A``.
+side; unit-norm rows are normalized afterwards with the scale moved into ``A`` - exact
+while nothing on ``A`` depends on its scale.  With a penalty on ``A`` (L1, L2, ...) the
+moved scale would change that penalty, and the point the iterations settle at would not
+be stationary (measured: EELS, L1 + unit norm, 3.9 % above HALS, which lowers it 2.7 %
+in one iteration from there); the endmembers are then updated row by row instead, each
+row exactly minimized on its set given the others (HALS sweeps on ``A^T A`` and
+``A^T X``: for unit norm, the normalized positive part of the row's target).
 
 Separable weights (``1/2 sum_ij w_i c_j (X_ij - (A S)_ij)^2``): the channel weights enter
 the maps' normal equations (``S diag(c) S^T``), the pixel weights the endmembers' ones
@@ -31,6 +37,7 @@ from ...model import PenaltyModel
 from .._problem import Problem
 from ._base import Solver, StepOut, register
 from ._frobenius import fit_of, frobenius_pass, gram_A
+from ._sweeps import FactorParts, PenaltyRows, hals_sweeps
 
 __all__ = ["BPP"]
 
@@ -80,6 +87,41 @@ def _simplex_rows(p: Problem, G: Any) -> tuple[Any, Any]:
     delta = SIMPLEX_WEIGHT * max(float(xp.max(xp.linalg.diagonal(G))), be.tiny)
     ones = xp.ones((p.k, p.k), dtype=be.acc_dtype, device=be.device)
     return G + delta * ones, delta * float(totals[0])
+
+
+def _scale_held_by_A(p: Problem) -> bool:
+    """True when the endmembers' scale is fixed by a constraint (``rescales``: unit norm)
+    and a penalty on ``A`` depends on the scale moved into it."""
+    return any(c.rescales for c in p.constraints["S"]) and any(t.lam for t in p.penalties["A"])
+
+
+def _rows_on_their_set(p: Problem, S: Any, sums: dict) -> Any:
+    """The endmembers updated row by row, each exactly minimized on its set given the
+    others (HALS sweeps on ``H = A^T A``, ``P = A^T X``, channel weights and the
+    endmembers' own penalties as HALS takes them); a row whose target is all zero keeps
+    its value (it has no direction on the unit sphere)."""
+    be, xp = p.be, p.be.xp
+    mS = p.model("S", S)
+    cw = p.data.channel_w
+    P = be.work(sums["AtX"])
+    St = xp.asarray(S, copy=True)
+    parts = FactorParts(p, "S")
+
+    def project(row: Any, j: int) -> Any:
+        return St[j, :] if parts.vanishes(row) else parts.row(row, j)
+
+    pen = PenaltyRows(None if mS.gram is None else be.work(mS.gram), mS.grad, mS.curv, S)
+    return hals_sweeps(
+        St,
+        P if cw is None else P * cw,
+        be.work(sums["AtA"]),
+        be=be,
+        project=project,
+        nonneg=parts.nonneg,
+        w=cw,
+        pen=pen,
+        rows=p.free_rows(),
+    )
 
 
 @register
@@ -154,6 +196,8 @@ class BPP(Solver):
 
     @staticmethod
     def _update_S(p: Problem, S: Any, sums: dict) -> Any:
+        if p.scale_held_by_penalty():
+            return _rows_on_their_set(p, S, sums)
         be, xp = p.be, p.be.xp
         H, P = sums["AtA"], sums["AtX"]
         mS = p.model("S", S)

@@ -18,44 +18,9 @@ from .._problem import Problem
 from ..kernels import hals_pass, resolve
 from ._base import Solver, StepOut, register
 from ._frobenius import fit_of, frobenius_pass, gram_A
-from ._sweeps import PenaltyRows, hals_sweeps
+from ._sweeps import FactorParts, PenaltyRows, hals_sweeps
 
 __all__ = ["HALS"]
-
-
-class _Parts:
-    """The constraints of one factor applied to one column of A (pixels of a block) or
-    one row of S alone, through each constraint's :meth:`project_part`."""
-
-    def __init__(self, p: Problem, target: str) -> None:
-        self.constraints = list(p.constraints[target])
-        self.target = target
-
-    @property
-    def plain(self) -> bool:
-        """Only the non-negative orthant (or nothing): the lean sweep applies."""
-        return all(c.is_orthant for c in self.constraints)
-
-    @property
-    def nonneg(self) -> bool:
-        return any(c.is_orthant for c in self.constraints)
-
-    @property
-    def rescales(self) -> bool:
-        return any(c.rescales for c in self.constraints)
-
-    def column(self, a: Any, j: int, rows: slice) -> Any:
-        """Project column ``j`` of A restricted to pixel ``rows``."""
-        for c in self.constraints:
-            a = c.project_part(a, rows, j)
-        return a
-
-    def row(self, s: Any, j: int) -> Any:
-        """Project row ``j`` of S (as a 1 x channels part)."""
-        part = s[None, :]
-        for c in self.constraints:
-            part = c.project_part(part, slice(j, j + 1), slice(None))
-        return part[0, :]
 
 
 @register
@@ -93,8 +58,8 @@ class HALS(Solver):
         return {
             "onepass": resolve(self.options.get("kernel", "auto"), p, "hals"),
             "xx": p.data.norm2() if p.data.mask is None else 0.0,
-            "clip_A": _Parts(p, "A"),
-            "clip_S": _Parts(p, "S"),
+            "clip_A": FactorParts(p, "A"),
+            "clip_S": FactorParts(p, "S"),
         }
 
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
@@ -145,10 +110,9 @@ class HALS(Solver):
         clip = state["clip_S"]
 
         def project(row: Any, j: int) -> Any:
-            new = clip.row(row, j)
-            if clip.rescales and not bool(xp.any(new != 0)):
+            if clip.rescales and clip.vanishes(row):
                 return St[j, :]  # a zero row cannot be put on the unit sphere: keep it
-            return new
+            return clip.row(row, j)
 
         return hals_sweeps(
             St,

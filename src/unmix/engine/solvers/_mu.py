@@ -29,12 +29,31 @@ from ._kl_sparse import kl_sparse_pass, uses_sparse_kl
 __all__ = ["MU"]
 
 
-def _ratio(num: Any, den: Any, m: PenaltyModel, rows: Any, be: Any, gamma: float) -> Any:
-    """``((num + mu_neg) / (den + mu_pos)) ** gamma`` with the penalties' rows."""
+def _ratio(
+    num: Any,
+    den: Any,
+    m: PenaltyModel,
+    rows: Any,
+    be: Any,
+    gamma: float,
+    sphere: Any = None,
+) -> Any:
+    """``((num + mu_neg) / (den + mu_pos)) ** gamma`` with the penalties' rows.
+
+    ``sphere``: the current unit-norm rows ``M`` of the factor; the gradient's part along
+    each row is then moved to the other side (Le Roux et al. 2015: ``num + (m . den) m``
+    over ``den + (m . num) m``), so the update's fixed points are stationary on the unit
+    sphere, not of the problem without it.
+    """
     if m.mu_neg is not None:
         num = num + _rows(m.mu_neg, rows)
     if m.mu_pos is not None:
         den = den + _rows(m.mu_pos, rows)
+    if sphere is not None:
+        xp = be.xp
+        along_den = xp.sum(sphere * den, axis=1, keepdims=True)
+        along_num = xp.sum(sphere * num, axis=1, keepdims=True)
+        num, den = num + along_den * sphere, den + along_num * sphere
     r = be.clip_min(num, 0.0) / be.clip_min(den, be.tiny)
     return r if gamma == 1.0 else r**gamma
 
@@ -158,8 +177,13 @@ class MU(Solver):
             mS = p.model("S", S)
             num = be.work(sums["AtX"])
             H = be.work(sums["AtA"])
+            sph = p.scale_held_by_penalty()
             S_new = _repeat(
-                lambda M: M * _ratio(num, H @ M, mS, None, be, 1.0), S, inner_S, delta, xp
+                lambda M: M * _ratio(num, H @ M, mS, None, be, 1.0, M if sph else None),
+                S,
+                inner_S,
+                delta,
+                xp,
             )
             S_new = _pin(p, S_new)
         fit = fit_from_sums(p, sums, S_new, state["xx"])
@@ -225,6 +249,7 @@ def _step_from_sums(p: Problem, A: Any, S: Any, sums: dict, gamma: float) -> Ste
         num, den = be.work(sums["num"]), be.work(sums["den"])
         if den.shape[1] == 1:
             den = den * xp.ones_like(S)
-        S_new = S * _ratio(num, den, mS, None, be, gamma)
+        sphere = S if p.scale_held_by_penalty() else None
+        S_new = S * _ratio(num, den, mS, None, be, gamma, sphere)
         S_new = p.rescale_into_maps(A, _pin(p, S_new))
     return StepOut(S=S_new, fit=float(sums["fit"]), fit_S=S)

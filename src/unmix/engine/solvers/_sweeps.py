@@ -29,9 +29,53 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from array_api_compat import array_namespace
+
+from .._problem import Problem
 from .._stop import gains_little
 
-__all__ = ["PenaltyRows", "hals_sweeps"]
+__all__ = ["FactorParts", "PenaltyRows", "hals_sweeps"]
+
+
+class FactorParts:
+    """The constraints of one factor applied to one column of A (pixels of a block) or
+    one row of S alone, through each constraint's :meth:`project_part`."""
+
+    def __init__(self, p: Problem, target: str) -> None:
+        self.constraints = list(p.constraints[target])
+        self.target = target
+
+    @property
+    def plain(self) -> bool:
+        """Only the non-negative orthant (or nothing): the lean sweep applies."""
+        return all(c.is_orthant for c in self.constraints)
+
+    @property
+    def nonneg(self) -> bool:
+        return any(c.is_orthant for c in self.constraints)
+
+    @property
+    def rescales(self) -> bool:
+        return any(c.rescales for c in self.constraints)
+
+    def column(self, a: Any, j: int, rows: slice) -> Any:
+        """Project column ``j`` of A restricted to pixel ``rows``."""
+        for c in self.constraints:
+            a = c.project_part(a, rows, j)
+        return a
+
+    def vanishes(self, s: Any) -> bool:
+        """True when the row ``s`` is all zero once clipped at 0 (where the factor is
+        non-negative): a scale constraint (unit norm) has no direction to give it."""
+        xp = array_namespace(s)
+        return not bool(xp.any(s > 0) if self.nonneg else xp.any(s != 0))
+
+    def row(self, s: Any, j: int) -> Any:
+        """Project row ``j`` of S (as a 1 x channels part)."""
+        part = s[None, :]
+        for c in self.constraints:
+            part = c.project_part(part, slice(j, j + 1), slice(None))
+        return part[0, :]
 
 
 @dataclass
