@@ -93,3 +93,18 @@ def test_tem_eds_map_from_the_command_line(tmp_path):
     res = unmix.load_result(str(out / "result.h5"))
     assert 1 <= res.k <= 6 and res.bands.S_lower.shape == (res.k, 2048)
     assert "model-based" in (out / "report.html").read_text()
+
+
+def test_sparse_file_gives_the_dense_answer_in_its_dtype(counts_file, tmp_path):
+    import scipy.sparse as sp
+
+    _, X = counts_file
+    sparse = tmp_path / "counts_csr.npz"
+    sp.save_npz(sparse, sp.csr_matrix(X.astype(np.float32)))
+    out = tmp_path / "sp"
+    args = ["bayes", str(sparse), "-k", "5", "--shape", "32x32", "--no-report", "-q"]
+    assert entry([*args, "-o", str(out)]) == 0
+    res = unmix.load_result(str(out / "result.h5"))
+    lib = unmix.bayes.bayes_nmf(X.astype(np.float32), 5, random_state=0)
+    assert res.S.dtype == res.bands.S_lower.dtype == np.float32
+    np.testing.assert_allclose(np.asarray(res.S), lib.S_mean, rtol=1e-5)
