@@ -15,7 +15,14 @@ from ._lowrank import LowRankData
 from ._pixels import MeanFilled, PixelData, RowScaled, Weights, default_block_size
 from ._scaled import ScaledData, poisson_scales
 from ._scanrows import ScanRows, block_ranges, sample_rows
-from ._sources import LAZY_MODULES, check_streamed, is_streamable, mean_row_norm, streamed_backend
+from ._sources import (
+    LAZY_MODULES,
+    check_streamed,
+    is_streamable,
+    mean_row_norm,
+    mean_row_scale,
+    streamed_backend,
+)
 from ._sparse import SparsePixelData, as_csr_rows, check_sparse_finite, entry_rows, is_sparse
 from ._sparse_device import (
     DeviceCSR,
@@ -61,6 +68,7 @@ __all__ = [
     "is_sparse",
     "is_streamable",
     "mean_row_norm",
+    "mean_row_scale",
     "poisson_scales",
     "read_ahead",
     "sample_rows",

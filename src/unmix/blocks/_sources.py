@@ -85,6 +85,29 @@ def check_streamed(data: Any, *, nonneg: bool) -> None:
     data.keep_pass_sums(sums)
 
 
+def mean_row_scale(X: Any, beta: float = 2.0, *, rows: int = 4096) -> float:
+    """How much the beta-divergence of a typical pixel moves per unit of a map, in
+    float64: the mean over the rows (pixels) of ``X`` (pixels, channels) of
+    ``sum_c x_c ** beta / ||x||_2`` (positive entries).
+
+    The gradient of ``d_beta(x | a s)`` in ``a`` for a unit-norm endmember ``s`` near the
+    pixel's own direction is of this size: ``||x||_2`` for Frobenius (``beta = 2``: the
+    mean row norm), ``||x||_1 / ||x||_2`` for KL (``beta = 1``: dimensionless, as the
+    divergence is linear in the data's scale).  A penalty on the maps relative to it has
+    the same strength whatever the loss and the data's unit.  ``X`` is read ``rows``
+    rows at a time.
+    """
+    n = int(X.shape[0])
+    out = []
+    for i in range(0, n, rows):
+        b = np.asarray(to_numpy(X[i : i + rows]), dtype=float)
+        norm = np.sqrt(np.sum(b * b, axis=1))
+        pos = np.where(b > 0, b, 0.0)
+        power = np.sum(np.where(b > 0, pos**beta, 0.0), axis=1)
+        out.append(np.where(norm > 0, power / np.where(norm > 0, norm, 1.0), 0.0))
+    return float(np.mean(np.concatenate(out))) if out else 0.0
+
+
 def mean_row_norm(X: Any, *, rows: int = 4096) -> float:
     """Mean Euclidean norm of the rows (pixels) of ``X`` (pixels, channels), in float64.
 

@@ -10,7 +10,7 @@ import array_api_compat as aac
 import click
 import numpy as np
 
-from ..blocks import is_streamable, mean_row_norm
+from ..blocks import is_streamable, mean_row_scale
 from ..model import (
     L1,
     GaussianMapFilter,
@@ -70,6 +70,8 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
         opts["mask"] = np.isfinite(X)
     flags = {**TERM_FLAGS, **{k: v for k, v in flags.items() if k in TERM_FLAGS}}
     robust = _reweights_pixels(opts.get("loss"))  # l2,1: penalties per unit of norm
+    # what one unit of a map moves a typical pixel's loss by (the mean pixel norm for
+    # Frobenius, ||x||_1 / ||x||_2 for KL), so a strength means the same for every loss
     cons = list(opts.get("constraints") or [])
     regs = list(opts.get("regularizers") or [])
     if flags["sum_to_one"]:
@@ -81,7 +83,7 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
         # scale fixed (unit norm, unless the abundances' sums already fix it); the l2,1
         # loss is itself a sum of pixel norms: its L1 weight is the number given
         cons = _scale_fixed(cons)
-        unit = 1.0 if robust else mean_row_norm(X)
+        unit = 1.0 if robust else mean_row_scale(X, _beta(opts.get("loss")))
         regs.append(L1(flags["sparsity"] * unit))
     if flags["smooth"]:
         regs.append(GaussianMapFilter(flags["smooth"]))
@@ -94,7 +96,8 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
         regs.append(SpatialSmoothness(flags["laplacian"]))
     if flags["tv"]:  # sharp edges between regions; the maps' scale fixed by the spectra's
         cons = _scale_fixed(cons)  # then map differences are in pixel-norm units, as --sparsity
-        regs.append(TotalVariation(flags["tv"] * (1.0 if robust else mean_row_norm(X))))
+        unit = 1.0 if robust else mean_row_scale(X, _beta(opts.get("loss")))
+        regs.append(TotalVariation(flags["tv"] * unit))
     if flags["graph_smooth"]:  # the same Laplacian on a 10-nearest-neighbour data graph
         regs.append(GraphSmoothness(flags["graph_smooth"]))
     if flags["min_volume"]:  # the residual energy is a squared norm: not for l2,1
@@ -140,6 +143,15 @@ def _fit_fractions(opts: dict, X: Any) -> None:
         opts["preprocessing"] = opts.get("preprocessing") or [NormalizePixels("l2", weights=True)]
 
 
+def _beta(loss: Any) -> float:
+    """The beta of the loss's divergence (2, Frobenius, for a bad value: reported by the
+    checks later)."""
+    try:
+        return float(make_loss(loss).beta)
+    except (TypeError, ValueError):
+        return 2.0
+
+
 def _reweights_pixels(loss: Any) -> bool:
     """Whether ``loss`` is the l2,1 loss (a bad value is reported by the checks later)."""
     try:
@@ -154,7 +166,9 @@ TERM_OPTIONS = [
     click.option(
         "--sparsity",
         type=float,
-        help="L1 on the maps, relative to pixel norms (--loss l21: the L1 weight itself).",
+        help="L1 on the maps, relative to how much a unit of map moves a typical pixel's "
+        "loss (Frobenius: the pixel norm; KL: ||x||_1 / ||x||_2; --loss l21: the L1 weight "
+        "itself).",
     ),
     click.option("--smooth", type=float, help="Gaussian smoothing of maps, sigma in pixels."),
     click.option("--laplacian", type=float, help="Graph-Laplacian smoothness strength."),

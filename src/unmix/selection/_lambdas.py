@@ -39,10 +39,10 @@ import numpy as np
 from .._backend import to_numpy
 from .._params import document_parameters
 from .._validation import ensure_2d_float
-from ..blocks import is_sparse, mean_row_norm
+from ..blocks import is_sparse, mean_row_scale
 from ..engine import factorize
 from ..executors.groups import Groups, Work, check_executor
-from ..model import L1, NonNegative, SpatialSmoothness, UnitNorm
+from ..model import L1, NonNegative, SpatialSmoothness, UnitNorm, make_loss
 from ._criteria import map_roughness
 from ._params import LAMBDA_PARAMETERS, check_selection_params
 from ._plan import HoldoutSpec, holdout_entries
@@ -263,7 +263,7 @@ def select_lambdas(
     team = _Team.make(executor, groups, opt["method"])
     if opt["method"] == "bayes":
         _quiet_optuna()
-    data = _HeldOut.make(X, n_folds, random_state)
+    data = _HeldOut.make(X, n_folds, random_state, (fit_options or {}).get("loss"))
     names = list(ranges)
     stages = [[p] for p in names] if staged and len(names) > 1 else [names]
     per_stage = [n_trials ** len(st) if opt["method"] == "grid" else n_trials for st in stages]
@@ -335,8 +335,10 @@ class _HeldOut:
     xh_norm: float
 
     @classmethod
-    def make(cls, X: Any, n_folds: int, random_state: int | None) -> _HeldOut:
-        """A seeded ``1 / n_folds`` share of the entries of ``X`` held out."""
+    def make(cls, X: Any, n_folds: int, random_state: int | None, loss: Any = None) -> _HeldOut:
+        """A seeded ``1 / n_folds`` share of the entries of ``X`` held out; ``scale``, the
+        unit of the strengths, is how much a unit of map moves a typical pixel's ``loss``
+        (:func:`unmix.blocks.mean_row_scale`: the mean pixel norm for Frobenius)."""
         if is_sparse(X):
             raise TypeError(
                 "select_lambdas needs dense X: its trials hold out entries through "
@@ -346,7 +348,11 @@ class _HeldOut:
         X = ensure_2d_float(X)
         Xn = np.asarray(to_numpy(X), dtype=float)
         n, m = Xn.shape
-        scale = mean_row_norm(Xn)
+        try:
+            beta = float(make_loss(loss).beta)
+        except (TypeError, ValueError):
+            beta = 2.0  # reported by factorize's checks
+        scale = mean_row_scale(Xn, beta)
         seed = int(np.random.default_rng(random_state).integers(2**31 - 1))
         rows, cols = holdout_entries(HoldoutSpec("entries", int(n_folds), 0, seed), n, m)
         mask = np.ones((n, m), dtype=bool)
