@@ -2,10 +2,12 @@
 
 A :class:`Bands` holds, for the factors of ``X ~ A @ S`` (``X`` (pixels, channels), ``A``
 (pixels, k) maps, ``S`` (k, channels) endmembers), a lower and an upper value of every
-entry of ``S`` and ``A`` at one probability ``level``, with the method that made them
-(e.g. the credible intervals of Bayesian Poisson NMF, :func:`unmix.bayes.bayes_nmf`) and
-a note on what they do and do not hold.  In the result file they are the group
-``bands`` (datasets ``S_lower``, ``S_upper``, ``A_lower``, ``A_upper``; attributes
+entry of ``S`` (and of ``A`` when the method gives them) at one probability ``level``,
+with the method that made them (e.g. the credible intervals of Bayesian Poisson NMF,
+:func:`unmix.bayes.bayes_nmf`, or a bootstrap of point fits) and a note on what they do
+and do not hold.  In the result file the result's own bands are the group ``bands``
+and the bands it is compared with ``compared_bands/0``, ``compared_bands/1``, ...
+(datasets ``S_lower``, ``S_upper`` and, when given, ``A_lower``, ``A_upper``; attributes
 ``level``, ``method``, ``note``), checked on reading like the factors.
 """
 
@@ -18,21 +20,22 @@ import numpy as np
 
 from .io import check_dataset
 
-__all__ = ["Bands", "read_bands"]
+__all__ = ["Bands", "read_bands", "read_compared_bands", "write_compared_bands"]
 
 _ARRAYS = ("S_lower", "S_upper", "A_lower", "A_upper")
 
 
 @dataclass
 class Bands:
-    """Intervals of every endmember channel and every map pixel of a result.
+    """Intervals of every endmember channel (and map pixel) of a result.
 
     Attributes
     ----------
     S_lower, S_upper : arrays (k, channels)
         Bounds of each endmember entry, in the units of the result's ``S``.
-    A_lower, A_upper : arrays (pixels, k)
-        Bounds of each map entry, in the units of the result's ``A``.
+    A_lower, A_upper : arrays (pixels, k) or None
+        Bounds of each map entry, in the units of the result's ``A`` (None: the method
+        gives endmember bands only).
     level : float
         Probability of each interval (0.9: central 90 % intervals).
     method : str
@@ -43,8 +46,8 @@ class Bands:
 
     S_lower: np.ndarray
     S_upper: np.ndarray
-    A_lower: np.ndarray
-    A_upper: np.ndarray
+    A_lower: np.ndarray | None
+    A_upper: np.ndarray | None
     level: float
     method: str
     note: str = ""
@@ -52,46 +55,49 @@ class Bands:
     def check(self, n: int, k: int, m: int) -> None:
         """Raise ``ValueError`` unless the arrays fit a result of ``n`` pixels, ``k``
         components and ``m`` channels, are finite and ordered, and ``0 < level < 1``."""
+        if (self.A_lower is None) != (self.A_upper is None):
+            raise ValueError("bands give A_lower and A_upper together or neither")
         want = {"S_lower": (k, m), "S_upper": (k, m), "A_lower": (n, k), "A_upper": (n, k)}
         for name, shape in want.items():
             v = getattr(self, name)
+            if v is None:
+                continue
             if v.shape != shape:
                 raise ValueError(f"bands {name} is {v.shape}; the result needs {shape}")
             if not np.all(np.isfinite(v)):
                 raise ValueError(f"bands {name} has non-finite entries")
-        if np.any(self.S_lower > self.S_upper) or np.any(self.A_lower > self.A_upper):
+        if np.any(self.S_lower > self.S_upper) or (
+            self.A_lower is not None and np.any(self.A_lower > self.A_upper)
+        ):
             raise ValueError("bands have lower bounds above their upper bounds")
         if not 0.0 < float(self.level) < 1.0:
             raise ValueError(f"bands level must be in (0, 1); got {self.level!r}")
 
-    def write(self, f: Any) -> None:
-        """Write the group ``bands`` into the open HDF5 file ``f``."""
-        g = f.create_group("bands")
-        for name in _ARRAYS:
-            g.create_dataset(name, data=np.asarray(getattr(self, name)), compression="gzip")
+    def write(self, f: Any, name: str = "bands") -> None:
+        """Write the group ``name`` into the open HDF5 file (or group) ``f``."""
+        g = f.create_group(name)
+        for key in _ARRAYS:
+            v = getattr(self, key)
+            if v is not None:
+                g.create_dataset(key, data=np.asarray(v), compression="gzip")
         g.attrs["level"] = float(self.level)
         g.attrs["method"] = str(self.method)
         g.attrs["note"] = str(self.note)
 
 
-def read_bands(f: Any, path: str, n: int, k: int, m: int) -> Bands | None:
-    """The group ``bands`` of the open result file ``f`` (None when it has none).
-
-    Raises ``ValueError`` naming ``path`` when the group is damaged (a missing or
-    misshaped array, a non-finite or unordered bound, a bad level).
-    """
-    g = f.get("bands")
-    if g is None:
-        return None
-    arrays = {}
-    for name in _ARRAYS:
-        if name not in g:
-            raise ValueError(f"{path}: the group 'bands' has no dataset {name!r}")
-        check_dataset(g[name], path)
-        v = np.asarray(g[name][()])
+def _read_group(g: Any, where: str, path: str, n: int, k: int, m: int) -> Bands:
+    arrays: dict[str, Any] = {}
+    for key in _ARRAYS:
+        if key not in g:
+            if key.startswith("S_"):
+                raise ValueError(f"{path}: the group {where!r} has no dataset {key!r}")
+            arrays[key] = None
+            continue
+        check_dataset(g[key], path)
+        v = np.asarray(g[key][()])
         if v.dtype.kind != "f":
-            raise ValueError(f"{path}: bands {name} is {v.dtype}, not floating point")
-        arrays[name] = v
+            raise ValueError(f"{path}: {where} {key} is {v.dtype}, not floating point")
+        arrays[key] = v
     try:
         bands = Bands(
             **arrays,
@@ -101,5 +107,34 @@ def read_bands(f: Any, path: str, n: int, k: int, m: int) -> Bands | None:
         )
         bands.check(n, k, m)
     except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: damaged bands in the result file ({err})") from None
+        raise ValueError(f"{path}: damaged {where} in the result file ({err})") from None
     return bands
+
+
+def read_bands(f: Any, path: str, n: int, k: int, m: int) -> Bands | None:
+    """The group ``bands`` of the open result file ``f`` (None when it has none).
+
+    Raises ``ValueError`` naming ``path`` when the group is damaged (a missing or
+    misshaped array, a non-finite or unordered bound, a bad level).
+    """
+    g = f.get("bands")
+    return None if g is None else _read_group(g, "bands", path, n, k, m)
+
+
+def write_compared_bands(f: Any, compared: list[Bands]) -> None:
+    """The bands a result is compared with, as ``compared_bands/0``, ``/1``, ..."""
+    if compared:
+        g = f.create_group("compared_bands")
+        for i, b in enumerate(compared):
+            b.write(g, str(i))
+
+
+def read_compared_bands(f: Any, path: str, n: int, k: int, m: int) -> list[Bands]:
+    """The groups ``compared_bands/0``, ``/1``, ... (checked as :func:`read_bands`)."""
+    g = f.get("compared_bands")
+    if g is None:
+        return []
+    names = sorted(g, key=lambda s: int(s) if s.isdigit() else -1)
+    if [int(s) if s.isdigit() else -1 for s in names] != list(range(len(names))):
+        raise ValueError(f"{path}: compared_bands holds {sorted(g)}, not 0, 1, ...")
+    return [_read_group(g[s], f"compared_bands/{s}", path, n, k, m) for s in names]

@@ -25,7 +25,7 @@ import numpy as np
 from . import model as _model
 from ._atomic import atomic_path
 from ._backend import to_numpy
-from ._bands import Bands, read_bands
+from ._bands import Bands, read_bands, read_compared_bands, write_compared_bands
 from ._display import plot_result
 from ._notebook import result_html, result_to_hyperspy
 from .io import check_dataset, check_h5_file
@@ -76,6 +76,8 @@ class Result:
         Intervals of every endmember channel and map pixel when the method gives them
         (Bayesian Poisson NMF's credible intervals), with their level and method; saved
         with the result and drawn in the report.
+    compared_bands : list of Bands
+        Bands of other methods (a bootstrap of point fits), drawn beside ``bands``.
     """
 
     A: Any
@@ -95,6 +97,7 @@ class Result:
     link: Any = field(default=None, repr=False)
     rows: tuple[int, int] | None = field(default=None, repr=False)
     bands: Bands | None = field(default=None, repr=False)
+    compared_bands: list[Bands] = field(default_factory=list, repr=False)
 
     @property
     def k(self) -> int:
@@ -167,6 +170,7 @@ class Result:
             _save_steps(f.create_group("preprocessing"), self.preprocessing)
             if self.bands is not None:
                 self.bands.write(f)
+            write_compared_bands(f, self.compared_bands)
             meta = {
                 "objective": self.objective,
                 "n_iter": self.n_iter,
@@ -588,7 +592,9 @@ def _load(f: Any, path: str, registry: dict[str, type]) -> Result:
     )
     result._terms = _terms(meta["spec"], registry)
     try:
-        result.bands = read_bands(f, path, A.shape[0], S.shape[0], S.shape[1])
+        shape = (A.shape[0], S.shape[0], S.shape[1])
+        result.bands = read_bands(f, path, *shape)
+        result.compared_bands = read_compared_bands(f, path, *shape)
     except ValueError as err:
         raise _Bad(str(err).removeprefix(f"{path}: ")) from None
     return result

@@ -65,7 +65,8 @@ def test_float32_bands_stay_float32(tmp_path):
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda g: g.__delitem__("A_upper"), "no dataset 'A_upper'"),
+        (lambda g: g.__delitem__("A_upper"), "A_lower and A_upper together or neither"),
+        (lambda g: g.__delitem__("S_lower"), "no dataset 'S_lower'"),
         (lambda g: g.attrs.__setitem__("level", 1.5), "level must be in"),
         (lambda g: _replace(g, "S_lower", lambda v: v[:, :-1]), r"S_lower is \(3, 63\)"),
         (lambda g: _replace(g, "S_upper", lambda v: v - 1.0), "lower bounds above"),
@@ -95,6 +96,7 @@ def test_report_draws_the_bands_and_says_they_are_model_based(fitted, tmp_path):
     assert "Uncertainty bands" in text and "Model-based credible intervals" in text
     assert "90 % intervals of every channel, model-based" in text
     assert "Map band widths of Bayesian NMF" in text
+    assert "Endmember band widths of Bayesian NMF" in text
     assert (tmp_path / "01_bayesian-nmf_band_widths.png").stat().st_size > 1000
     plain = unmix.factorize(X, 3, random_state=0)
     text = write_report(tmp_path / "plain", {"NMF": plain}, X=X).read_text()
@@ -115,3 +117,34 @@ def test_map_bands_narrow_as_the_tem_eds_map_is_binned():
         res = bayes_nmf(sp.csr_array(Y), 8, random_state=0)
         widths.append(float(np.median((res.A_upper - res.A_lower) / res.A_mean)))
     assert widths[0] > 1.8 * widths[1] > 3.2 * widths[2], widths
+
+
+def test_bootstrap_band_holds_the_draws_and_follows_the_dtype():
+    from unmix.bayes import bootstrap_bands
+
+    X, _, _ = planted(3, 50.0)
+    res = bayes_nmf(X, 3, ard=False, random_state=0)
+    b = bootstrap_bands(X, res.S_mean, n_boot=6, level=0.8, random_state=1)
+    assert b.S_lower.shape == (3, 64) and b.level == 0.8 and b.A_lower is None
+    assert np.all(b.S_lower <= b.S_upper)
+    # the draws are scaled onto the reference: the band brackets most of its entries
+    inside = (b.S_lower <= res.S_mean) & (res.S_mean <= b.S_upper)
+    assert inside.mean() > 0.5
+    b32 = bootstrap_bands(X, res.S_mean.astype(np.float32), n_boot=2)
+    assert b32.S_upper.dtype == np.float32
+    with pytest.raises(ValueError, match="n_boot must be an integer >= 2"):
+        bootstrap_bands(X, res.S_mean, n_boot=1)
+    with pytest.raises(ValueError, match=r"level must be in \(0, 1\)"):
+        bootstrap_bands(X, res.S_mean, level=1.0)
+
+
+def test_compared_bands_survive_the_result_file(fitted, tmp_path):
+    from unmix.bayes import bootstrap_bands
+
+    X, res = fitted
+    r = res.to_result()
+    r.compared_bands = [bootstrap_bands(X, r.S, n_boot=3)]
+    back = unmix.load_result(r.save(tmp_path / "r.h5"))
+    (b,) = back.compared_bands
+    np.testing.assert_array_equal(b.S_lower, r.compared_bands[0].S_lower)
+    assert b.A_upper is None and b.method == r.compared_bands[0].method

@@ -108,3 +108,19 @@ def test_sparse_file_gives_the_dense_answer_in_its_dtype(counts_file, tmp_path):
     lib = unmix.bayes.bayes_nmf(X.astype(np.float32), 5, random_state=0)
     assert res.S.dtype == res.bands.S_lower.dtype == np.float32
     np.testing.assert_allclose(np.asarray(res.S), lib.S_mean, rtol=1e-5)
+
+
+def test_bootstrap_bands_are_drawn_beside_the_model_based_ones(counts_file, tmp_path):
+    path, X = counts_file
+    out = tmp_path / "boot"
+    args = ["bayes", path, "-k", "3", "--no-ard", "--bootstrap", "5", "-q"]
+    assert entry([*args, "-o", str(out)]) == 0
+    res = unmix.load_result(str(out / "result.h5"))
+    (boot,) = res.compared_bands
+    assert boot.method.startswith("bootstrap") and boot.A_lower is None
+    assert boot.S_lower.shape == res.S.shape and np.all(boot.S_lower <= boot.S_upper)
+    again = unmix.bayes.bootstrap_bands(X, np.asarray(res.S), n_boot=5, level=0.9)
+    np.testing.assert_allclose(boot.S_upper, again.S_upper, rtol=1e-10)
+    report = (out / "report.html").read_text()
+    assert "compared (dashed): bootstrap" in report and "Not a credible interval" in report
+    assert entry(["bayes", path, "-k", "3", "--bootstrap", "1", "-o", str(tmp_path / "b1")]) == 2

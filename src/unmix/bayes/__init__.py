@@ -7,7 +7,8 @@ Model: counts ``X`` (pixels, channels) ``~ Poisson(A @ S)`` with Gamma priors on
 
 from __future__ import annotations
 
+from ._bootstrap import bootstrap_bands
 from ._result import BayesResult
 from ._vb import bayes_nmf
 
-__all__ = ["BayesResult", "bayes_nmf"]
+__all__ = ["BayesResult", "bayes_nmf", "bootstrap_bands"]

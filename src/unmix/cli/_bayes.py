@@ -6,8 +6,10 @@ check) to the counts ``X`` (pixels, channels) of FILE, and writes into OUTDIR
 ``result.h5`` - posterior means as the maps and endmembers, the credible interval of
 every endmember channel and map pixel as its ``bands`` group - and, unless
 ``--no-report``, the run report, which draws the bands and says that they are
-model-based.  The data are read into memory (dense counts with at most half nonzeros are
-fitted as CSR, at ``O(nnz k)`` an iteration).  Exit codes as for ``unmix run``.
+model-based; ``--bootstrap N`` adds the bootstrap bands of KL-NMF point fits beside
+them (:func:`unmix.bayes.bootstrap_bands`).  The data are read into memory (dense
+counts with at most half nonzeros are fitted as CSR, at ``O(nnz k)`` an iteration).
+Exit codes as for ``unmix run``.
 """
 
 from __future__ import annotations
@@ -61,6 +63,15 @@ logger = logging.getLogger("unmix")
     help="After ARD: also remove components while the refitted bound rises (evidence), "
     "or stop after ARD (counts).",
 )
+@click.option(
+    "--bootstrap",
+    "n_boot",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Also draw bootstrap bands (KL-NMF on N draws of the pixels) beside the "
+    "model-based ones, to compare (0: none; 20 is typical).",
+)
 @click.option("--n-init", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--max-iter", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--seed", "random_state", type=int, default=0, show_default=True)
@@ -78,6 +89,8 @@ def bayes(file: str, **kw: Any) -> None:
         image = open_image(cfg, quiet=kw["quiet"], blockers=["unmix bayes"])
         X = _counts(image)
         result = _fit(X, image, kw)
+        if kw["n_boot"]:
+            result.compared_bands = [_bootstrap(X, result, kw)]
         names = _write(where.stage, result, X, image, kw)
         image.close()
     if not kw["quiet"]:
@@ -142,6 +155,16 @@ def _fit(X: Any, image: Any, kw: dict) -> Any:
         spatial_shape=tuple(image.spatial_shape),
         signal_shape=tuple(image.signal_shape),
         spec=spec,
+    )
+
+
+def _bootstrap(X: Any, result: Any, kw: dict) -> Any:
+    from ..bayes import bootstrap_bands
+
+    if kw["n_boot"] < 2:
+        raise Fail("--bootstrap needs at least 2 draws (20 is typical).", EXIT_USAGE)
+    return bootstrap_bands(
+        X, result.S, n_boot=kw["n_boot"], level=kw["level"], random_state=kw["random_state"]
     )
 
 

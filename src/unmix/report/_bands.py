@@ -16,11 +16,18 @@ from typing import Any
 import numpy as np
 
 from .._backend import to_numpy
+from .._display import axis_label, color
 from ..result import Result
 from ..spectral_image import SpectralImage
 from ._panels import SEQ_MAPS, geometry, image_grid, names_for, save, spatial_panels
 
-__all__ = ["bands_caption", "bands_html", "plot_map_band_widths", "relative_widths"]
+__all__ = [
+    "bands_caption",
+    "bands_html",
+    "plot_endmember_band_widths",
+    "plot_map_band_widths",
+    "relative_widths",
+]
 
 
 def relative_widths(lower: Any, upper: Any, mean: Any) -> np.ndarray:
@@ -55,12 +62,18 @@ def bands_html(res: Result) -> list[str]:
         ("median relative width, endmembers", med[0]),
         ("median relative width, maps", med[1]),
     ]
+    for c in res.compared_bands:  # e.g. a bootstrap, drawn dashed
+        rel = relative_widths(c.S_lower, c.S_upper, res.S)
+        width = f"{np.nanmedian(rel):.3g}" if np.any(np.isfinite(rel)) else "-"
+        rows.append((f"compared (dashed): {c.method}", f"endmembers: {width}"))
+    notes = [f"<p>{html.escape(c.note)}</p>" for c in res.compared_bands]
     table = "\n".join(
         f'<tr><th scope="row">{html.escape(k)}</th><td>{html.escape(v)}</td></tr>' for k, v in rows
     )
     return [
         '<h3 id="bands">Uncertainty bands</h3>',
         f"<p>{html.escape(b.note)}</p>",
+        *notes,
         f"<table>\n{table}\n</table>",
     ]
 
@@ -92,4 +105,40 @@ def plot_map_band_widths(
         cbar_label="(upper - lower) / mean",
         suptitle=title,
     )
+    return save(fig, path)
+
+
+def plot_endmember_band_widths(
+    result: Result, path: str | os.PathLike, *, image: SpectralImage | None = None
+) -> str | None:
+    """The relative width ``(upper - lower) / mean`` of every endmember channel's band
+    along the signal axis, one panel per component (log scale), the result's bands solid
+    and the compared ones dashed; channels below 1e-3 of their endmember's largest
+    value are left out (their relative width says nothing).  None without bands or for
+    2-D patterns."""
+    from matplotlib.figure import Figure
+
+    b = result.bands
+    g = geometry(result, image)
+    if b is None or len(g.signal) != 1:
+        return None
+    S = np.asarray(to_numpy(result.S), dtype=float)
+    x = g.signal[0].values
+    names = names_for(result, None)
+    fig = Figure(figsize=(7.5, 1.2 + 1.35 * S.shape[0]), layout="constrained")
+    axes = fig.subplots(S.shape[0], 1, sharex=True, squeeze=False)[:, 0]
+    for j, ax in enumerate(axes):
+        keep = S[j] > 1e-3 * S[j].max()
+        for i, bands in enumerate([b, *result.compared_bands]):
+            rel = relative_widths(bands.S_lower[j], bands.S_upper[j], S[j])
+            rel = np.where(keep & (rel > 0), rel, np.nan)
+            label = bands.method.split(":")[0] if j == 0 else None
+            ax.plot(x, rel, color=color(j), lw=1.0, ls="-" if i == 0 else "--", label=label)
+        ax.set_yscale("log")
+        ax.set_title(names[j], fontsize=9, color=color(j), loc="left")
+        ax.tick_params(labelsize=8)
+    axes[0].legend(frameon=False, fontsize=7, loc="upper right")
+    axes[-1].set_xlabel(axis_label(g.signal[0]))
+    axes[len(axes) // 2].set_ylabel("(upper - lower) / mean")
+    fig.suptitle(f"Relative width of the {100 * b.level:g} % endmember bands", fontsize=11)
     return save(fig, path)

@@ -96,8 +96,23 @@ def plot_endmembers(
             suptitle="Endmembers",
         )
         return save(fig, path)
-    fig = _spectra_figure(S, g.signal[0], names, overlay, getattr(result, "bands", None))
+    bands = getattr(result, "bands", None)
+    fig = _spectra_figure(S, g.signal[0], names, overlay, bands)
+    for b in getattr(result, "compared_bands", []):
+        _outline(fig, b, g.signal[0].values, overlay)
     return save(fig, path)
+
+
+def _outline(fig: Figure, b: Any, x: np.ndarray, overlay: bool) -> None:
+    """The compared bands ``b`` as dashed lines on the endmember panels of ``fig``."""
+    axes = fig.axes
+    for j in range(b.S_lower.shape[0]):
+        ax = axes[0 if overlay else j]
+        for i, edge in enumerate((b.S_lower[j], b.S_upper[j])):
+            label = f"{b.method.split(':')[0]} band" if j == 0 and i == 0 else None
+            ax.plot(x, np.asarray(edge, dtype=float), color=color(j), lw=0.8, ls="--", label=label)
+    handles = [h for h in axes[0].get_lines() if h.get_linestyle() == "--"][:1]
+    axes[0].legend(handles=handles, frameon=False, fontsize=7, loc="upper right")
 
 
 def _spectra_figure(

@@ -24,7 +24,12 @@ import numpy as np
 from .._version import __version__
 from ..result import Result
 from ..spectral_image import SpectralImage
-from ._bands import bands_caption, bands_html, plot_map_band_widths
+from ._bands import (
+    bands_caption,
+    bands_html,
+    plot_endmember_band_widths,
+    plot_map_band_widths,
+)
 from ._figures import (
     plot_comparison,
     plot_endmembers,
@@ -313,17 +318,7 @@ def _result_section(
             half=True,
         ),
     ]
-    widths = plot_map_band_widths(res, f"{stem}_band_widths.png", image=image)
-    if widths is not None:
-        figs.append(
-            HtmlFigure(
-                Path(widths),
-                f"Map band widths of {name}",
-                "Relative width (upper - lower) / mean of every pixel's interval "
-                f"({res.bands.method.split(':')[0]}).",
-                half=True,
-            )
-        )
+    figs += _band_figures(res, name, stem, image)
     residual = None
     if X is not None:
         residual = relative_residuals(res, X)
@@ -364,6 +359,36 @@ def _result_section(
         "</section>",
     ]
     return "\n".join(body), figs, residual
+
+
+def _band_figures(
+    res: Result, name: str, stem: Path, image: SpectralImage | None
+) -> list[HtmlFigure]:
+    """The relative widths of the endmember bands (compared bands dashed) and of the
+    map bands, when the result has bands."""
+    out = []
+    spectra = plot_endmember_band_widths(res, f"{stem}_endmember_band_widths.png", image=image)
+    if spectra is not None:
+        out.append(
+            HtmlFigure(
+                Path(spectra),
+                f"Endmember band widths of {name}",
+                "Relative width (upper - lower) / mean of every channel's interval; "
+                "solid: the result's bands, dashed: the compared ones.",
+            )
+        )
+    maps = plot_map_band_widths(res, f"{stem}_band_widths.png", image=image)
+    if maps is not None:
+        out.append(
+            HtmlFigure(
+                Path(maps),
+                f"Map band widths of {name}",
+                "Relative width (upper - lower) / mean of every pixel's interval "
+                f"({res.bands.method.split(':')[0]}).",
+                half=True,
+            )
+        )
+    return out
 
 
 def _comparison_section(
