@@ -41,12 +41,12 @@ import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-from scipy.ndimage import gaussian_filter  # noqa: E402
 from scipy.optimize import linear_sum_assignment  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 import unmix  # noqa: E402
 from unmix.bayes import bayes_nmf  # noqa: E402
+from unmix.datasets import poisson_mixture  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "bayes.md"
 COUNTS = (0.5, 5.0, 50.0, 500.0)
@@ -56,23 +56,8 @@ LEVEL = 0.9
 
 def planted(k: int, counts: float, seed: int, side: int = 32, m: int = 64):
     """Poisson counts ``X`` (pixels, channels), maps ``A`` (expected counts a component a
-    pixel) and unit-sum spectra ``S`` (k, channels); ``counts`` per pixel on average."""
-    rng = np.random.default_rng(seed)
-    noise = rng.standard_normal((k, side, side))
-    f = np.stack([gaussian_filter(z, 3.0, mode="wrap") for z in noise], axis=-1)
-    f /= f.std(axis=(0, 1), keepdims=True)
-    e = np.exp(3.0 * f)
-    A = (e / e.sum(axis=-1, keepdims=True)).reshape(-1, k) * counts
-    grid = np.arange(m)
-    S = np.full((k, m), 0.01)
-    centers = rng.permutation(np.linspace(3, m - 4, 2 * k))
-    for r in range(k):
-        for c in centers[2 * r : 2 * r + 2]:
-            w, h = rng.uniform(1.5, 3.0), rng.uniform(0.4, 1.0)
-            S[r] += h * np.exp(-0.5 * ((grid - c) / w) ** 2)
-    S /= S.sum(axis=1, keepdims=True)
-    X = rng.poisson(A @ S).astype(np.float64)
-    return X, A, S
+    pixel) and unit-sum spectra ``S`` (k, channels): ``unmix.datasets.poisson_mixture``."""
+    return poisson_mixture(k, counts, seed, side=side, m=m)
 
 
 def match(S_true: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

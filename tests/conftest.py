@@ -170,25 +170,7 @@ def kill_after_checkpoint(args: list[str], out, delay: float) -> None:
 
 
 def bayes_planted(k: int, counts: float, seed: int = 0, side: int = 32, m: int = 64):
-    """``X`` (side**2, m) Poisson counts, maps ``A`` (expected counts of each component in
-    each pixel, ``counts`` a pixel on average) and unit-sum spectra ``S`` (k, m): softmax
-    maps of smooth random fields, two Gaussian peaks on a small baseline a spectrum (the
-    generator of ``benchmarks/bench_bayes.py``)."""
-    from scipy.ndimage import gaussian_filter
+    """The planted counts of the Bayesian NMF tests: ``unmix.datasets.poisson_mixture``."""
+    from unmix.datasets import poisson_mixture
 
-    rng = np.random.default_rng(seed)
-    noise = rng.standard_normal((k, side, side))
-    f = np.stack([gaussian_filter(z, 3.0, mode="wrap") for z in noise], axis=-1)
-    f /= f.std(axis=(0, 1), keepdims=True)
-    e = np.exp(3.0 * f)
-    A = (e / e.sum(axis=-1, keepdims=True)).reshape(-1, k) * counts
-    grid = np.arange(m)
-    S = np.full((k, m), 0.01)
-    centers = rng.permutation(np.linspace(3, m - 4, 2 * k))
-    for r in range(k):
-        for c in centers[2 * r : 2 * r + 2]:
-            w, h = rng.uniform(1.5, 3.0), rng.uniform(0.4, 1.0)
-            S[r] += h * np.exp(-0.5 * ((grid - c) / w) ** 2)
-    S /= S.sum(axis=1, keepdims=True)
-    X = rng.poisson(A @ S).astype(np.float64)
-    return X, A, S
+    return poisson_mixture(k, counts, seed, side=side, m=m)

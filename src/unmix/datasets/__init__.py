@@ -8,9 +8,17 @@ from typing import Any
 
 import numpy as np
 
+from ._counts import poisson_mixture
 from ._targets import PlantedTarget, plant_target
 
-__all__ = ["Mixture", "PlantedTarget", "load_cuzn_eels", "make_mixture", "plant_target"]
+__all__ = [
+    "Mixture",
+    "PlantedTarget",
+    "load_cuzn_eels",
+    "make_mixture",
+    "plant_target",
+    "poisson_mixture",
+]
 
 
 @dataclass
