@@ -8,7 +8,8 @@ Lipschitz bound of the smooth penalties' non-Gram part)::
     A_b = prox_r(A~ - U_b)          # L1 prox, then projection on the constraints
     U_b = U_b + A_b - A~
 
-with ``rho = tr(G) / k``; the dual variables ``U`` (and ``V`` for ``S``) persist between
+with ``rho`` the geometric mean of ``tr(G) / k`` and ``sqrt(l_min(G) l_max(G))``
+(:func:`_rho`); the dual variables ``U`` (and ``V`` for ``S``) persist between
 outer iterations (warm start).  Constraints: non-negativity, bounds, sum-to-one rows of
 ``A`` (exact simplex projection), fixed entries, unit-norm or orthonormal rows of ``S``.
 ADMM is not a descent method: the objective is tracked but may rise slightly.
@@ -53,6 +54,24 @@ def _prox(p: Problem, target: str, V: Any, step: float) -> Any:
         if not (p.simplex(target) and pen.constant_gradient() is not None):
             V = pen.prox(V, step)
     return p.project(target, V)
+
+
+def _rho(G: Any, k: int, be: Any) -> float:
+    """The ADMM weight of a subproblem with Gram matrix ``G`` (k x k): the geometric mean
+    of ``tr(G) / k`` (Huang et al.'s choice, the mean eigenvalue) and ``sqrt(l_min l_max)``
+    (the best weight for a quadratic problem, Ghadimi et al. 2015; ``l_min`` floored at
+    ``1e-12 l_max``).  On real maps whose endmembers share a large background ``G`` is
+    ill-conditioned and ``tr(G) / k`` far above ``l_min``: the inner iterations then crawl
+    along the small eigenvalues' directions (XRD, plain NMF: 4.7 % above BPP after 500
+    iterations with ``tr(G) / k``, 0.03 % with this weight)."""
+    xp = be.xp
+    mean = float(xp.sum(xp.linalg.diagonal(G))) / k
+    if not bool(xp.all(xp.isfinite(G))):  # a non-finite iterate: the loop reports it
+        return mean
+    ev = xp.linalg.eigvalsh(G)
+    hi = float(xp.max(ev))
+    lo = max(float(xp.min(ev)), 1e-12 * hi)
+    return max(float((mean * (lo * hi) ** 0.5) ** 0.5), be.tiny)
 
 
 def _norm2(M: Any, xp: Any) -> float:
@@ -126,8 +145,7 @@ class ADMM(Solver):
             G = G + gram
         eye = be.eye(k, dtype=be.acc_dtype)
         G = G + lip * eye
-        rho = max(float(xp.sum(xp.linalg.diagonal(G))) / k, be.tiny)
-        return be.work(xp.linalg.inv(G + rho * eye)), rho
+        return be.work(xp.linalg.inv(G + (rho := _rho(G, k, be)) * eye)), rho
 
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
         xp = p.be.xp
