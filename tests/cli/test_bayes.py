@@ -124,3 +124,18 @@ def test_bootstrap_bands_are_drawn_beside_the_model_based_ones(counts_file, tmp_
     report = (out / "report.html").read_text()
     assert "compared (dashed): bootstrap" in report and "Not a credible interval" in report
     assert entry(["bayes", path, "-k", "3", "--bootstrap", "1", "-o", str(tmp_path / "b1")]) == 2
+
+
+def test_gibbs_bands_from_the_command_line(counts_file, tmp_path):
+    path, X = counts_file
+    out = tmp_path / "gibbs"
+    args = ["bayes", path, "-k", "3", "--no-ard", "--bands", "gibbs", "--sweeps", "60", "-q"]
+    assert entry([*args, "-o", str(out)]) == 0
+    res = unmix.load_result(str(out / "result.h5"))
+    assert res.spec["bands"] == "gibbs"
+    assert res.bands.method.startswith("model-based: Gibbs sampling") and "60 sweeps" in (
+        res.bands.method
+    )
+    lib = unmix.bayes.bayes_nmf(X, 3, ard=False, random_state=0, bands="gibbs", sweeps=60)
+    np.testing.assert_allclose(res.bands.S_upper, lib.S_upper, rtol=1e-10)
+    assert "Gibbs chain started at the variational fit" in (out / "report.html").read_text()

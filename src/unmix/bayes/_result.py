@@ -36,7 +36,15 @@ from scipy import stats
 from .._bands import Bands
 from ..result import Result
 
-__all__ = ["METHOD", "NOTE", "BayesResult", "as_result", "make_result"]
+__all__ = [
+    "METHOD",
+    "METHOD_GIBBS",
+    "NOTE",
+    "NOTE_GIBBS",
+    "BayesResult",
+    "as_result",
+    "make_result",
+]
 
 
 @dataclass
@@ -71,6 +79,10 @@ class BayesResult:
         Number of kept components.
     elbo : list of float
         Evidence lower bound after each iteration of the final fit (non-decreasing).
+    bands_method : {'vb', 'gibbs'}
+        Where the means and intervals come from: the variational posterior, or the
+        ``sweeps`` sweeps of the Gibbs chain started at it (``A_shape`` ... stay the
+        variational ones, and :meth:`unit_map_intervals` samples them).
     rank_path : list of (int, float)
         The ranks the evidence check visited and the bound of each refitted model (one
         entry, the ARD fit's, with ``prune='counts'`` or without ARD).
@@ -103,6 +115,8 @@ class BayesResult:
     level: float
     converged: bool = False
     rank_path: list = field(default_factory=list)
+    bands_method: str = "vb"
+    sweeps: int = 0
     A_shape: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     A_rate: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     S_shape: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
@@ -217,6 +231,18 @@ def make_result(
 
 #: how the bands were made (the report shows it beside them)
 METHOD = "model-based: mean-field variational Bayes of the Poisson model (Cemgil 2009)"
+#: the same for the Gibbs chain
+METHOD_GIBBS = "model-based: Gibbs sampling of the Poisson model (Cemgil 2009), {} sweeps"
+#: what the chain's bands hold
+NOTE_GIBBS = (
+    "Model-based credible intervals from a Gibbs chain started at the variational fit: "
+    "they hold the counting (Poisson) noise and the uncertainty of how the counts split "
+    "between components (the unmixing ambiguity the chain explores around its start), "
+    "not errors of the model (non-count data, background, detector effects), nor "
+    "solutions far from the start. On planted counts they cover the true spectra more "
+    "often than the variational bands but still less than their level at high counts "
+    "(benchmarks/results/bayes.md)."
+)
 #: what they hold and leave out
 NOTE = (
     "Model-based credible intervals: they hold the counting (Poisson) noise of the counts "
@@ -255,6 +281,7 @@ def as_result(
         "active": [bool(v) for v in res.active],
         "rank_path": [[int(r), float(e)] for r, e in res.rank_path],
         "level": float(res.level),
+        "bands": res.bands_method,
         "dtype": str(res.A_mean.dtype),
         **(spec or {}),
     }
@@ -264,8 +291,8 @@ def as_result(
         A_lower=res.A_lower,
         A_upper=res.A_upper,
         level=float(res.level),
-        method=METHOD,
-        note=NOTE,
+        method=METHOD if res.bands_method == "vb" else METHOD_GIBBS.format(res.sweeps),
+        note=NOTE if res.bands_method == "vb" else NOTE_GIBBS,
     )
     return Result(
         A=res.A_mean,

@@ -43,12 +43,14 @@ one that fits noise at low counts); the bound of the smaller model then says so.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 import numpy as np
 
 from ._data import CountData, as_count_data
+from ._gibbs import gibbs_summary
 from ._posterior import GammaFactor, Priors, State, elbo, sweep
 from ._result import BayesResult, make_result
 
@@ -290,6 +292,31 @@ def _expand(st: State, keep: np.ndarray, k: int) -> State:
     )
 
 
+def _check_sampler(bands: Any, sweeps: Any) -> None:
+    if bands not in ("vb", "gibbs"):
+        raise ValueError(f"bands must be 'vb' or 'gibbs'; got {bands!r}.")
+    if not _is_int(sweeps, 10):
+        raise ValueError(f"sweeps must be an integer >= 10 (Gibbs sweeps); got {sweeps!r}.")
+
+
+def _sampled(
+    res: BayesResult,
+    data: CountData,
+    st: State,
+    active: np.ndarray,
+    pr: Priors,
+    sweeps: int,
+    level: float,
+    rng: np.random.Generator,
+) -> BayesResult:
+    """``res`` with its means and intervals from the Gibbs chain started at ``st``."""
+    theta = st.e_theta()[active] if pr.ard else np.ones(int(active.sum()))
+    A0, S0 = st.qA.mean()[:, active], st.qS.mean()[active]
+    out = gibbs_summary(data, A0, S0, theta, pr, sweeps=sweeps, level=level, rng=rng)
+    cast = {key: np.ascontiguousarray(v, dtype=data.dtype) for key, v in out.items()}
+    return dataclasses.replace(res, **cast, bands_method="gibbs", sweeps=sweeps)
+
+
 def _choose_rank(
     data: CountData,
     pr: Priors,
@@ -320,6 +347,38 @@ def _choose_rank(
     return _expand(st_kept, keep, k), history, n_iter, counts, active, relevance, path
 
 
+def _summary(
+    data: CountData,
+    pr: Priors,
+    chosen: tuple,
+    max_iter: int,
+    level: float,
+    sampler: tuple[str, int],
+    rng: np.random.Generator,
+) -> BayesResult:
+    """The result of the chosen fit (:func:`_choose_rank`), with the Gibbs chain's means
+    and bands when ``sampler`` is ``("gibbs", sweeps)``."""
+    st, history, n_iter, counts, active, relevance, path = chosen
+    res = make_result(
+        A_shape=st.qA.shape,
+        A_rate=st.qA.rate,
+        S_shape=st.qS.shape,
+        S_rate=st.qS.rate,
+        relevance=relevance,
+        counts=counts,
+        active=active,
+        elbo=history,
+        n_iter=n_iter,
+        converged=n_iter < max_iter,
+        level=level,
+        dtype=data.dtype,
+        rank_path=path,
+    )
+    if sampler[0] == "gibbs":
+        res = _sampled(res, data, st, active, pr, sampler[1], level, rng)
+    return res
+
+
 def bayes_nmf(
     X: Any,
     k: int,
@@ -334,6 +393,8 @@ def bayes_nmf(
     init: Any = None,
     n_init: int = 1,
     prune: str = "evidence",
+    bands: str = "vb",
+    sweeps: int = 500,
 ) -> BayesResult:
     r"""Bayesian Poisson NMF of counts ``X`` (pixels, channels) by variational Bayes.
 
@@ -366,6 +427,9 @@ def bayes_nmf(
         With ``ard``: ``'evidence'`` also removes the weakest components while the
         refitted bound of the smaller model is higher (module docstring); ``'counts'``
         keeps what ARD keeps (more than ``max(1e-3 sum X, 10)`` counts).
+    bands, sweeps : {'vb', 'gibbs'}, int
+        Intervals (and means) from the variational posterior, or from ``sweeps`` sweeps
+        of a Gibbs sampler started at it (:mod:`unmix.bayes._gibbs`; whole counts).
 
     Returns
     -------
@@ -378,25 +442,10 @@ def bayes_nmf(
         Negative, non-finite, all-zero or non-numeric ``X``; a bad parameter.
     """
     _check_params(k, a_A, a_S, max_iter, tol, level, n_init, prune)
+    _check_sampler(bands, sweeps)
     data = as_count_data(X)
     pr = _priors(data, int(k), float(a_A), float(a_S), bool(ard))
     rng = np.random.default_rng(random_state)
     fit = _fit(data, int(k), pr, init, rng, int(n_init), int(max_iter), float(tol))
-    st, history, n_iter, counts, active, relevance, path = _choose_rank(
-        data, pr, fit, prune, int(max_iter), float(tol)
-    )
-    return make_result(
-        A_shape=st.qA.shape,
-        A_rate=st.qA.rate,
-        S_shape=st.qS.shape,
-        S_rate=st.qS.rate,
-        relevance=relevance,
-        counts=counts,
-        active=active,
-        elbo=history,
-        n_iter=n_iter,
-        converged=n_iter < max_iter,
-        level=float(level),
-        dtype=data.dtype,
-        rank_path=path,
-    )
+    chosen = _choose_rank(data, pr, fit, prune, int(max_iter), float(tol))
+    return _summary(data, pr, chosen, int(max_iter), float(level), (bands, int(sweeps)), rng)

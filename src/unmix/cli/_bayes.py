@@ -72,6 +72,23 @@ logger = logging.getLogger("unmix")
     help="Also draw bootstrap bands (KL-NMF on N draws of the pixels) beside the "
     "model-based ones, to compare (0: none; 20 is typical).",
 )
+@click.option(
+    "--bands",
+    "bands",
+    type=click.Choice(["vb", "gibbs"]),
+    default="vb",
+    show_default=True,
+    help="Credible bands from the variational posterior (counting noise only), or from a "
+    "Gibbs chain started at it (also how the counts split between components; whole "
+    "counts, slower).",
+)
+@click.option(
+    "--sweeps",
+    type=click.IntRange(min=10),
+    default=500,
+    show_default=True,
+    help="Gibbs sweeps (--bands gibbs; the first fifth is dropped).",
+)
 @click.option("--n-init", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--max-iter", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--seed", "random_state", type=int, default=0, show_default=True)
@@ -139,6 +156,8 @@ def _fit(X: Any, image: Any, kw: dict) -> Any:
             n_init=kw["n_init"],
             max_iter=kw["max_iter"],
             prune=kw["prune"],
+            bands=kw["bands"],
+            sweeps=kw["sweeps"],
         )
     except (ValueError, TypeError) as err:
         raise Fail(f"unmix bayes: {err}", EXIT_USAGE) from err
