@@ -72,14 +72,31 @@ def unit(S: np.ndarray) -> np.ndarray:
 
 
 def vb_case(
-    X, A, S, k_fit: int, ard: bool, seed: int, n_init: int = 1, prune: str = "evidence"
+    X,
+    A,
+    S,
+    k_fit: int,
+    ard: bool,
+    seed: int,
+    n_init: int = 1,
+    prune: str = "evidence",
+    bands: str = "vb",
 ) -> dict:
     t = time.process_time()
-    r = bayes_nmf(X, k_fit, ard=ard, level=LEVEL, random_state=seed, n_init=n_init, prune=prune)
+    r = bayes_nmf(
+        X,
+        k_fit,
+        ard=ard,
+        level=LEVEL,
+        random_state=seed,
+        n_init=n_init,
+        prune=prune,
+        bands=bands,
+    )
     cpu = time.process_time() - t
     ri, ci = match(S, r.S_unit_mean)
     inside = (S[ri] >= r.S_unit_lower[ci]) & (S[ri] <= r.S_unit_upper[ci])
-    _, m_lo, m_hi = r.unit_map_intervals(random_state=seed)
+    _, m_lo, m_hi = r.unit_map_intervals(random_state=seed)  # q's (VB) map bands
     map_in = (A[:, ri] >= m_lo[:, ci]) & (A[:, ri] <= m_hi[:, ci])
     return {
         "k_eff": r.k_effective,
@@ -132,6 +149,7 @@ def run(seeds: int, n_boot: int, quick: bool) -> list[dict]:
                 row["fixed"] = vb_case(X, A, S, k, False, seed)
                 row["ard4"] = vb_case(X, A, S, k + 4, True, seed, n_init=4)
                 row["ard_alone"] = vb_case(X, A, S, k + 4, True, seed, prune="counts")
+                row["gibbs"] = vb_case(X, A, S, k, False, seed, bands="gibbs")
                 row["boot"] = bootstrap_case(X, S, k, seed, n_boot)
                 rows.append(row)
                 a, b = row["ard"], row["boot"]
@@ -207,8 +225,9 @@ def table(rows: list[dict], seeds: int) -> list[str]:
     out = [
         "| counts/pixel | k | ARD k (1 start) | ARD alone k | ARD k (4 starts) | iters | CPU s | "
         "cov S (ARD) | cov maps (ARD) | cov S (fixed k) | cov S (bootstrap) | "
-        "VB width | boot width | VB / boot | L1 err VB | ELBO monotone |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "VB width | boot width | VB / boot | L1 err VB | ELBO monotone | "
+        "cov S (Gibbs, fixed k) | Gibbs width | Gibbs / boot | Gibbs CPU s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in COUNTS:
         for k in RANKS:
@@ -228,7 +247,9 @@ def table(rows: list[dict], seeds: int) -> list[str]:
                 f"{mean('ard', 'cpu'):.2f} | {pct(mean('ard', 'cov_S'))} | "
                 f"{pct(mean('ard', 'cov_A'))} | {pct(mean('fixed', 'cov_S'))} | "
                 f"{pct(mean('boot', 'cov'))} | {vw:.2e} | {bw:.2e} | {vw / bw:.2f} | "
-                f"{mean('ard', 'err'):.3f} | {all(r['ard']['monotone'] for r in sel)} |"
+                f"{mean('ard', 'err'):.3f} | {all(r['ard']['monotone'] for r in sel)} | "
+                f"{pct(mean('gibbs', 'cov_S'))} | {mean('gibbs', 'width'):.2e} | "
+                f"{mean('gibbs', 'width') / bw:.2f} | {mean('gibbs', 'cpu'):.2f} |"
             )
     return out
 
@@ -238,8 +259,8 @@ def summary(rows: list[dict]) -> list[str]:
         "| counts/pixel | cov S (ARD) | cov maps (ARD) | cov S (fixed k) | cov S (bootstrap) | "
         "median VB width / median boot width | mean VB width / mean boot width | "
         "boot entries < 1e-6 | ARD right (1 start) | ARD alone right | "
-        "ARD right (4 starts) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "ARD right (4 starts) | cov S (Gibbs, fixed k) | median Gibbs width / median boot width |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in COUNTS:
         sel = [r for r in rows if r["counts"] == c]
@@ -253,13 +274,17 @@ def summary(rows: list[dict]) -> list[str]:
             [r["boot"]["width_mean"] for r in sel]
         )
         zeros = np.mean([r["boot"]["zeros"] for r in sel])
+        gratio = np.median([r["gibbs"]["width"] for r in sel]) / np.median(
+            [r["boot"]["width"] for r in sel]
+        )
         out.append(
             f"| {c:g} | {pct(np.mean([r['ard']['cov_S'] for r in sel]))} | "
             f"{pct(np.mean([r['ard']['cov_A'] for r in sel]))} | "
             f"{pct(np.mean([r['fixed']['cov_S'] for r in sel]))} | "
             f"{pct(np.mean([r['boot']['cov'] for r in sel]))} | {ratio:.2f} | "
             f"{ratio_mean:.2f} | {pct(zeros)} | "
-            f"{hit}/{len(sel)} | {hita}/{len(sel)} | {hit4}/{len(sel)} |"
+            f"{hit}/{len(sel)} | {hita}/{len(sel)} | {hit4}/{len(sel)} | "
+            f"{pct(np.mean([r['gibbs']['cov_S'] for r in sel]))} | {gratio:.2f} |"
         )
     return out
 
@@ -280,7 +305,9 @@ def write(rows: list[dict], ranks: list[dict], seeds: int, n_boot: int, total_cp
         "fields, two-peak Gaussian spectra of unit sum), Poisson noise at the given mean "
         "counts a pixel.  VB: `bayes_nmf(X, k + 4)` (ARD with the evidence check, default "
         "settings) unless marked *ARD alone* (`prune='counts'`) or *fixed k* (`ard=False`, "
-        "planted k).  Coverage: share of planted entries inside the "
+        "planted k); *Gibbs*: `bayes_nmf(X, k, ard=False, bands='gibbs')` (500 sweeps "
+        "from the VB fit, planted k, quantiles of 100 kept samples).  Coverage: share of "
+        "planted entries inside the "
         "90 % credible interval (unit-sum spectra: exact Dirichlet marginals of q(S); maps: "
         "`A_ir sum_j S_rj`, sampled from q), over the matched components.  Width: median "
         "over entries of the 90 % band of the unit-sum spectra.  Bootstrap: 20 KL-NMF fits "
