@@ -35,3 +35,18 @@ def test_admm_reaches_bpp_on_the_xrd_map():
     r = unmix.factorize(X, 3, solver="admm", random_state=0)
     assert r.stop_reason == "tol"
     assert r.objective <= 1.005 * ref.objective  # was 4.7 % above at max_iter
+
+
+def test_on_a_simplex_the_weight_ignores_the_direction_of_ones():
+    """Maps on a simplex never move along ``1``: endmembers sharing a large background
+    give ``G ~ c 11^T + small``, and the weight comes from the small part."""
+    from unmix._backend import backend_of
+
+    be = backend_of(np.zeros(1))
+    small = np.diag([1.0, 2.0, 4.0])
+    G = 1e8 * np.ones((3, 3)) + small
+    P = np.eye(3) - 1.0 / 3
+    ev = np.sort(np.linalg.eigvalsh(P @ small @ P))[1:]
+    want = np.sqrt(ev.mean() * np.sqrt(ev[0] * ev[-1]))
+    assert _rho(G, 3, be, simplex=True) == pytest.approx(want, rel=1e-6)
+    assert _rho(G, 3, be) > 1e3 * _rho(G, 3, be, simplex=True)
