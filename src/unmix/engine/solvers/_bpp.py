@@ -37,7 +37,7 @@ from ...model import PenaltyModel
 from .._problem import Problem
 from ._base import Solver, StepOut, register
 from ._frobenius import fit_of, frobenius_pass, gram_A
-from ._sweeps import FactorParts, PenaltyRows, hals_sweeps
+from ._sweeps import FactorParts, endmember_sweeps
 
 __all__ = ["BPP"]
 
@@ -93,35 +93,6 @@ def _scale_held_by_A(p: Problem) -> bool:
     """True when the endmembers' scale is fixed by a constraint (``rescales``: unit norm)
     and a penalty on ``A`` depends on the scale moved into it."""
     return any(c.rescales for c in p.constraints["S"]) and any(t.lam for t in p.penalties["A"])
-
-
-def _rows_on_their_set(p: Problem, S: Any, sums: dict) -> Any:
-    """The endmembers updated row by row, each exactly minimized on its set given the
-    others (HALS sweeps on ``H = A^T A``, ``P = A^T X``, channel weights and the
-    endmembers' own penalties as HALS takes them); a row whose target is all zero keeps
-    its value (it has no direction on the unit sphere)."""
-    be, xp = p.be, p.be.xp
-    mS = p.model("S", S)
-    cw = p.data.channel_w
-    P = be.work(sums["AtX"])
-    St = xp.asarray(S, copy=True)
-    parts = FactorParts(p, "S")
-
-    def project(row: Any, j: int) -> Any:
-        return St[j, :] if parts.vanishes(row) else parts.row(row, j)
-
-    pen = PenaltyRows(None if mS.gram is None else be.work(mS.gram), mS.grad, mS.curv, S)
-    return hals_sweeps(
-        St,
-        P if cw is None else P * cw,
-        be.work(sums["AtA"]),
-        be=be,
-        project=project,
-        nonneg=parts.nonneg,
-        w=cw,
-        pen=pen,
-        rows=p.free_rows(),
-    )
 
 
 @register
@@ -197,7 +168,7 @@ class BPP(Solver):
     @staticmethod
     def _update_S(p: Problem, S: Any, sums: dict) -> Any:
         if p.scale_held_by_penalty():
-            return _rows_on_their_set(p, S, sums)
+            return endmember_sweeps(p, S, sums, FactorParts(p, "S"))
         be, xp = p.be, p.be.xp
         H, P = sums["AtA"], sums["AtX"]
         mS = p.model("S", S)

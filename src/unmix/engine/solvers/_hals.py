@@ -18,7 +18,7 @@ from .._problem import Problem
 from ..kernels import hals_pass, resolve
 from ._base import Solver, StepOut, register
 from ._frobenius import fit_of, frobenius_pass, gram_A
-from ._sweeps import FactorParts, PenaltyRows, hals_sweeps
+from ._sweeps import FactorParts, PenaltyRows, endmember_sweeps, hals_sweeps
 
 __all__ = ["HALS"]
 
@@ -101,29 +101,11 @@ class HALS(Solver):
         return StepOut(S=S_new, fit=fit, fit_S=fit_S)
 
     def _update_S(self, p: Problem, S: Any, sums: dict, state: dict) -> Any:
-        be, xp = p.be, p.be.xp
-        mS = p.model("S", S)
-        cw = p.data.channel_w
-        P = be.work(sums["AtX"])
-        St = xp.asarray(S, copy=True)
-        pen = PenaltyRows(None if mS.gram is None else be.work(mS.gram), mS.grad, mS.curv, S)
-        clip = state["clip_S"]
-
-        def project(row: Any, j: int) -> Any:
-            if clip.rescales and clip.vanishes(row):
-                return St[j, :]  # a zero row cannot be put on the unit sphere: keep it
-            return clip.row(row, j)
-
-        return hals_sweeps(
-            St,
-            P if cw is None else P * cw,
-            be.work(sums["AtA"]),
-            be=be,
-            project=None if clip.plain else project,
-            nonneg=clip.nonneg,
-            w=cw,
-            pen=pen,
-            rows=p.free_rows(),
+        return endmember_sweeps(
+            p,
+            S,
+            sums,
+            state["clip_S"],
             inner_max=int(self.options.get("inner_max", 10)),
             delta=float(self.options.get("inner_delta", 0.1)),
         )

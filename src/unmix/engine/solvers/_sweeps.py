@@ -34,7 +34,7 @@ from array_api_compat import array_namespace
 from .._problem import Problem
 from .._stop import gains_little
 
-__all__ = ["FactorParts", "PenaltyRows", "hals_sweeps"]
+__all__ = ["FactorParts", "PenaltyRows", "endmember_sweeps", "hals_sweeps"]
 
 
 class FactorParts:
@@ -200,3 +200,44 @@ def _full_step(
         return Mt[..., j, :] - g / be.clip_min(d, be.tiny)
 
     return step
+
+
+def endmember_sweeps(
+    p: Problem,
+    S: Any,
+    sums: dict,
+    parts: FactorParts,
+    *,
+    inner_max: int = 10,
+    delta: float | None = 0.1,
+) -> Any:
+    """HALS sweeps over the endmembers ``S`` (k, channels) from a pass's ``A^T X`` and
+    ``A^T A`` (``sums``), with channel weights and the endmembers' own penalties, each row
+    projected on its constraints by ``parts``; a row whose target vanishes under a scale
+    constraint (unit norm) keeps its value - it has no direction on the sphere.  HALS's
+    endmember step, and BPP's when the maps' penalty holds the scale."""
+    be, xp = p.be, p.be.xp
+    mS = p.model("S", S)
+    cw = p.data.channel_w
+    P = be.work(sums["AtX"])
+    St = xp.asarray(S, copy=True)
+    pen = PenaltyRows(None if mS.gram is None else be.work(mS.gram), mS.grad, mS.curv, S)
+
+    def project(row: Any, j: int) -> Any:
+        if parts.rescales and parts.vanishes(row):
+            return St[j, :]
+        return parts.row(row, j)
+
+    return hals_sweeps(
+        St,
+        P if cw is None else P * cw,
+        be.work(sums["AtA"]),
+        be=be,
+        project=None if parts.plain else project,
+        nonneg=parts.nonneg,
+        w=cw,
+        pen=pen,
+        rows=p.free_rows(),
+        inner_max=inner_max,
+        delta=delta,
+    )
