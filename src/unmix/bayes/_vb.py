@@ -195,7 +195,7 @@ def _prune(st: State, pr: Priors, data: CountData) -> tuple[np.ndarray, np.ndarr
     draws; a component explaining fewer than 10 counts cannot be estimated anyway).
     """
     k = st.t_shape.size
-    counts = np.maximum(st.qS.shape.sum(axis=1) - pr.a_S * data.m, 0.0)
+    counts = _counts_of(st, pr, data.m)
     if not pr.ard:
         return np.ones(k), counts, np.ones(k, dtype=bool)
     relevance = 1.0 / st.e_theta()
