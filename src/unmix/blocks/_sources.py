@@ -88,35 +88,31 @@ def check_streamed(data: Any, *, nonneg: bool) -> None:
 def mean_row_scale(X: Any, beta: float = 2.0, *, rows: int = 4096) -> float:
     """How much the beta-divergence of a typical pixel moves per unit of a map, in
     float64: the mean over the rows (pixels) of ``X`` (pixels, channels) of
-    ``sum_c x_c ** beta / ||x||_2`` (positive entries).
+    ``sum_c |x_c| ** beta / ||x||_2`` (nonzero entries).
 
     The gradient of ``d_beta(x | a s)`` in ``a`` for a unit-norm endmember ``s`` near the
     pixel's own direction is of this size: ``||x||_2`` for Frobenius (``beta = 2``: the
-    mean row norm), ``||x||_1 / ||x||_2`` for KL (``beta = 1``: dimensionless, as the
-    divergence is linear in the data's scale).  A penalty on the maps relative to it has
-    the same strength whatever the loss and the data's unit.  ``X`` is read ``rows``
-    rows at a time.
+    mean row norm, :func:`mean_row_norm`), ``||x||_1 / ||x||_2`` for KL (``beta = 1``:
+    dimensionless, as the divergence is linear in the data's scale).  A penalty on the
+    maps relative to it has the same strength whatever the loss and the data's unit.
+    ``X`` is read ``rows`` rows at a time, so a file-backed or lazy ``X`` is never loaded
+    whole.
     """
     n = int(X.shape[0])
     out = []
     for i in range(0, n, rows):
-        b = np.asarray(to_numpy(X[i : i + rows]), dtype=float)
+        b = np.abs(np.asarray(to_numpy(X[i : i + rows]), dtype=float))
         norm = np.sqrt(np.sum(b * b, axis=1))
-        pos = np.where(b > 0, b, 0.0)
-        power = np.sum(np.where(b > 0, pos**beta, 0.0), axis=1)
+        if beta == 2:
+            out.append(norm)
+            continue
+        power = np.sum(np.where(b > 0, b, 1.0) ** beta * (b > 0), axis=1)  # 0 ** beta: 0
         out.append(np.where(norm > 0, power / np.where(norm > 0, norm, 1.0), 0.0))
     return float(np.mean(np.concatenate(out))) if out else 0.0
 
 
 def mean_row_norm(X: Any, *, rows: int = 4096) -> float:
-    """Mean Euclidean norm of the rows (pixels) of ``X`` (pixels, channels), in float64.
-
-    ``X`` is read a block of ``rows`` rows at a time, so a file-backed or lazy ``X`` is
-    never loaded whole.  The typical pixel norm that scale-free penalties are relative to.
-    """
-    n = int(X.shape[0])
-    norms = [
-        np.sqrt(np.sum(b * b, axis=1))
-        for b in (np.asarray(to_numpy(X[i : i + rows]), dtype=float) for i in range(0, n, rows))
-    ]
-    return float(np.mean(np.concatenate(norms))) if norms else 0.0
+    """Mean Euclidean norm of the rows (pixels) of ``X`` (pixels, channels), in float64:
+    :func:`mean_row_scale` for Frobenius.  The typical pixel norm that scale-free
+    penalties are relative to."""
+    return mean_row_scale(X, 2.0, rows=rows)

@@ -25,6 +25,7 @@ from ..model import (
     TotalVariation,
     Unimodal,
     UnitNorm,
+    beta_of,
     make_loss,
 )
 from ..preprocessing import NormalizePixels
@@ -71,7 +72,11 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
     flags = {**TERM_FLAGS, **{k: v for k, v in flags.items() if k in TERM_FLAGS}}
     robust = _reweights_pixels(opts.get("loss"))  # l2,1: penalties per unit of norm
     # what one unit of a map moves a typical pixel's loss by (the mean pixel norm for
-    # Frobenius, ||x||_1 / ||x||_2 for KL), so a strength means the same for every loss
+    # Frobenius, ||x||_1 / ||x||_2 for KL), so a strength means the same for every loss;
+    # one pass over X, only for the flags that need it
+    unit = 1.0
+    if (flags["sparsity"] or flags["tv"]) and not robust:
+        unit = mean_row_scale(X, beta_of(opts.get("loss")))
     cons = list(opts.get("constraints") or [])
     regs = list(opts.get("regularizers") or [])
     if flags["sum_to_one"]:
@@ -83,7 +88,6 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
         # scale fixed (unit norm, unless the abundances' sums already fix it); the l2,1
         # loss is itself a sum of pixel norms: its L1 weight is the number given
         cons = _scale_fixed(cons)
-        unit = 1.0 if robust else mean_row_scale(X, _beta(opts.get("loss")))
         regs.append(L1(flags["sparsity"] * unit))
     if flags["smooth"]:
         regs.append(GaussianMapFilter(flags["smooth"]))
@@ -96,7 +100,6 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
         regs.append(SpatialSmoothness(flags["laplacian"]))
     if flags["tv"]:  # sharp edges between regions; the maps' scale fixed by the spectra's
         cons = _scale_fixed(cons)  # then map differences are in pixel-norm units, as --sparsity
-        unit = 1.0 if robust else mean_row_scale(X, _beta(opts.get("loss")))
         regs.append(TotalVariation(flags["tv"] * unit))
     if flags["graph_smooth"]:  # the same Laplacian on a 10-nearest-neighbour data graph
         regs.append(GraphSmoothness(flags["graph_smooth"]))
@@ -141,15 +144,6 @@ def _fit_fractions(opts: dict, X: Any) -> None:
     dense = aac.is_array_api_obj(X) and not is_streamable(X)  # not a file or memory map
     if loss.is_frobenius and not loss.reweights_pixels and dense:
         opts["preprocessing"] = opts.get("preprocessing") or [NormalizePixels("l2", weights=True)]
-
-
-def _beta(loss: Any) -> float:
-    """The beta of the loss's divergence (2, Frobenius, for a bad value: reported by the
-    checks later)."""
-    try:
-        return float(make_loss(loss).beta)
-    except (TypeError, ValueError):
-        return 2.0
 
 
 def _reweights_pixels(loss: Any) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from ._constraints import Bounds, FixedEndmembers, NonNegative, Orthogonal, SumToOne, UnitNorm
 from ._graph import GraphSmoothness, knn_graph
 from ._links import LINK_NAMES, Identity, Link, Logistic, make_link
-from ._losses import BETA_RANGE, KL, LOSS_NAMES, Beta, Frobenius, Loss, make_loss
+from ._losses import BETA_RANGE, KL, LOSS_NAMES, Beta, Frobenius, Loss, beta_of, make_loss
 from ._presets import PRESETS, resolve_preset
 from ._product import ProductBounds
 from ._regularizers import (
@@ -64,6 +64,7 @@ __all__ = [
     "TotalVariation",
     "Unimodal",
     "UnitNorm",
+    "beta_of",
     "knn_graph",
     "make_link",
     "make_loss",

@@ -302,3 +302,12 @@ def make_loss(loss: Any) -> Loss:
     if isinstance(loss, numbers.Real) and not isinstance(loss, bool):
         return Loss(beta=float(loss))
     raise TypeError(f"loss must be a name, a number (beta) or a Loss; got {loss!r}.")
+
+
+def beta_of(loss: Any) -> float:
+    """The beta of ``loss``'s divergence (2, Frobenius, for a value :func:`make_loss`
+    refuses: that is reported where the loss is checked)."""
+    try:
+        return float(make_loss(loss).beta)
+    except (TypeError, ValueError):
+        return 2.0

@@ -42,7 +42,7 @@ from .._validation import ensure_2d_float
 from ..blocks import is_sparse, mean_row_scale
 from ..engine import factorize
 from ..executors.groups import Groups, Work, check_executor
-from ..model import L1, NonNegative, SpatialSmoothness, UnitNorm, make_loss
+from ..model import L1, NonNegative, SpatialSmoothness, UnitNorm, beta_of
 from ._criteria import map_roughness
 from ._params import LAMBDA_PARAMETERS, check_selection_params
 from ._plan import HoldoutSpec, holdout_entries
@@ -348,11 +348,7 @@ class _HeldOut:
         X = ensure_2d_float(X)
         Xn = np.asarray(to_numpy(X), dtype=float)
         n, m = Xn.shape
-        try:
-            beta = float(make_loss(loss).beta)
-        except (TypeError, ValueError):
-            beta = 2.0  # reported by factorize's checks
-        scale = mean_row_scale(Xn, beta)
+        scale = mean_row_scale(Xn, beta_of(loss))
         seed = int(np.random.default_rng(random_state).integers(2**31 - 1))
         rows, cols = holdout_entries(HoldoutSpec("entries", int(n_folds), 0, seed), n, m)
         mask = np.ones((n, m), dtype=bool)
