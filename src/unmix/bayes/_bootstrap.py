@@ -17,7 +17,6 @@ import warnings
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from .._bands import Bands
 
@@ -31,10 +30,6 @@ BOOTSTRAP_NOTE = (
     "Not a credible interval: it holds the sampling of the pixels and the optimizer's "
     "variability, and collapses where the point fits set an entry to zero."
 )
-
-
-def _unit(S: np.ndarray) -> np.ndarray:
-    return S / np.maximum(np.linalg.norm(S, axis=1, keepdims=True), 1e-300)
 
 
 def bootstrap_bands(
@@ -63,6 +58,7 @@ def bootstrap_bands(
         ``method`` starting with ``"bootstrap"``.
     """
     from ..engine import factorize
+    from ..selection._stability import align_components
 
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 2:
         raise ValueError(f"n_boot must be an integer >= 2 (bootstrap draws); got {n_boot!r}.")
@@ -72,18 +68,21 @@ def bootstrap_bands(
     S_ref = np.asarray(S_ref, dtype=np.float64)
     k, n = S_ref.shape[0], int(X.shape[0])
     rng = np.random.default_rng(random_state)
-    draws = []
+    fits = []
     for b in range(int(n_boot)):
         rows = rng.integers(0, n, n)
         with warnings.catch_warnings():  # a draw's collapse warnings are not the user's fit
             warnings.simplefilter("ignore", RuntimeWarning)
             fit = factorize(X[rows], k, loss="kl", random_state=int(rng.integers(2**31 - 1)))
-        S = np.asarray(fit.S, dtype=np.float64)
-        ri, ci = linear_sum_assignment(-(_unit(S_ref) @ _unit(S).T))
-        S = S[ci[np.argsort(ri)]]
+        fits.append(np.asarray(fit.S, dtype=np.float64))
+        logger.debug("bootstrap_bands: draw %d of %d, %d iterations", b + 1, n_boot, fit.n_iter)
+    # each draw's endmembers matched to the reference's (one Hungarian step on the cosine)
+    order, _ = align_components([S_ref, *fits], reference=0, max_iter=1)
+    draws = []
+    for S, rows_of in zip(fits, order[1:], strict=True):
+        S = S[rows_of]
         scale = np.sum(S * S_ref, axis=1) / np.maximum(np.sum(S * S, axis=1), 1e-300)
         draws.append(S * np.maximum(scale, 0.0)[:, None])
-        logger.debug("bootstrap_bands: draw %d of %d, %d iterations", b + 1, n_boot, fit.n_iter)
     D = np.stack(draws)
     lo, hi = np.quantile(D, [(1.0 - level) / 2.0, (1.0 + level) / 2.0], axis=0)
     return Bands(
