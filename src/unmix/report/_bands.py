@@ -9,7 +9,6 @@ bands hold and leave out (their ``method`` and ``note``).
 
 from __future__ import annotations
 
-import html
 import os
 from typing import Any
 
@@ -23,7 +22,7 @@ from ._panels import SEQ_MAPS, geometry, image_grid, names_for, save, spatial_pa
 
 __all__ = [
     "bands_caption",
-    "bands_html",
+    "bands_summary",
     "plot_endmember_band_widths",
     "plot_map_band_widths",
     "relative_widths",
@@ -46,36 +45,28 @@ def bands_caption(res: Result) -> str:
     return f" Shaded: {100 * b.level:g} % intervals of every channel, {b.method}."
 
 
-def bands_html(res: Result) -> list[str]:
-    """What the result's bands are (method, level, what they leave out) and the median
-    relative width of the endmember and map bands (empty without bands)."""
+def _median_width(lower: Any, upper: Any, mean: Any) -> str:
+    rel = relative_widths(lower, upper, mean)
+    return f"{np.nanmedian(rel):.3g}" if np.any(np.isfinite(rel)) else "-"
+
+
+def bands_summary(res: Result) -> tuple[list[str], list[tuple[str, str]]]:
+    """The paragraphs (what the result's bands and the compared ones hold and leave
+    out) and the table rows (level, method, median relative width of the endmember and
+    map bands, and of each compared band), as plain text; empty without bands."""
     b = res.bands
     if b is None:
-        return []
-    med = []
-    for lo, hi, mid in ((b.S_lower, b.S_upper, res.S), (b.A_lower, b.A_upper, res.A)):
-        rel = relative_widths(lo, hi, mid)
-        med.append(f"{np.nanmedian(rel):.3g}" if np.any(np.isfinite(rel)) else "-")
+        return [], []
     rows = [
         ("level", f"{100 * b.level:g} %"),
         ("method", b.method),
-        ("median relative width, endmembers", med[0]),
-        ("median relative width, maps", med[1]),
+        ("median relative width, endmembers", _median_width(b.S_lower, b.S_upper, res.S)),
+        ("median relative width, maps", _median_width(b.A_lower, b.A_upper, res.A)),
     ]
     for c in res.compared_bands:  # e.g. a bootstrap, drawn dashed
-        rel = relative_widths(c.S_lower, c.S_upper, res.S)
-        width = f"{np.nanmedian(rel):.3g}" if np.any(np.isfinite(rel)) else "-"
+        width = _median_width(c.S_lower, c.S_upper, res.S)
         rows.append((f"compared (dashed): {c.method}", f"endmembers: {width}"))
-    notes = [f"<p>{html.escape(c.note)}</p>" for c in res.compared_bands]
-    table = "\n".join(
-        f'<tr><th scope="row">{html.escape(k)}</th><td>{html.escape(v)}</td></tr>' for k, v in rows
-    )
-    return [
-        '<h3 id="bands">Uncertainty bands</h3>',
-        f"<p>{html.escape(b.note)}</p>",
-        *notes,
-        f"<table>\n{table}\n</table>",
-    ]
+    return [b.note, *(c.note for c in res.compared_bands)], rows
 
 
 def plot_map_band_widths(

@@ -26,7 +26,7 @@ from ..result import Result
 from ..spectral_image import SpectralImage
 from ._bands import (
     bands_caption,
-    bands_html,
+    bands_summary,
     plot_endmember_band_widths,
     plot_map_band_widths,
 )
@@ -349,7 +349,7 @@ def _result_section(
         _table(_convergence_rows(res, residual)),
         "</div></div>",
         components_html(res, X, image, stem),
-        *bands_html(res),
+        *_bands_html(res),
         "<details><summary>Full specification (JSON)</summary>",
         f"<pre>{_esc(_json(res.spec))}</pre></details>",
         "<h3>Figures</h3>",
@@ -361,34 +361,46 @@ def _result_section(
     return "\n".join(body), figs, residual
 
 
+def _bands_html(res: Result) -> list[str]:
+    """The result's uncertainty bands in words and numbers (empty without bands)."""
+    notes, rows = bands_summary(res)
+    if not rows:
+        return []
+    return [
+        '<h3 id="bands">Uncertainty bands</h3>',
+        *(f"<p>{_esc(note)}</p>" for note in notes),
+        _table([(label, _esc(value)) for label, value in rows]),
+    ]
+
+
 def _band_figures(
     res: Result, name: str, stem: Path, image: SpectralImage | None
 ) -> list[HtmlFigure]:
     """The relative widths of the endmember bands (compared bands dashed) and of the
     map bands, when the result has bands."""
-    out = []
-    spectra = plot_endmember_band_widths(res, f"{stem}_endmember_band_widths.png", image=image)
-    if spectra is not None:
-        out.append(
-            HtmlFigure(
-                Path(spectra),
-                f"Endmember band widths of {name}",
-                "Relative width (upper - lower) / mean of every channel's interval; "
-                "solid: the result's bands, dashed: the compared ones.",
-            )
-        )
-    maps = plot_map_band_widths(res, f"{stem}_band_widths.png", image=image)
-    if maps is not None:
-        out.append(
-            HtmlFigure(
-                Path(maps),
-                f"Map band widths of {name}",
-                "Relative width (upper - lower) / mean of every pixel's interval "
-                f"({res.bands.method.split(':')[0]}).",
-                half=True,
-            )
-        )
-    return out
+    if res.bands is None:
+        return []
+    figures = (
+        (
+            plot_endmember_band_widths(res, f"{stem}_endmember_band_widths.png", image=image),
+            f"Endmember band widths of {name}",
+            "Relative width (upper - lower) / mean of every channel's interval; "
+            "solid: the result's bands, dashed: the compared ones.",
+            False,
+        ),
+        (
+            plot_map_band_widths(res, f"{stem}_band_widths.png", image=image),
+            f"Map band widths of {name}",
+            "Relative width (upper - lower) / mean of every pixel's interval "
+            f"({res.bands.method.split(':')[0]}).",
+            True,
+        ),
+    )
+    return [
+        HtmlFigure(Path(path), title, caption, half=half)
+        for path, title, caption, half in figures
+        if path is not None
+    ]
 
 
 def _comparison_section(
