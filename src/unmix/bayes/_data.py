@@ -46,6 +46,8 @@ class CountData:
         ``sum_ij X_ij``.
     log_factorials : float
         ``sum_ij log(X_ij!)`` (the Poisson normalizer, a constant of the bound).
+    whole : bool
+        Whether every value is a whole number (the model is for counts).
     """
 
     def __init__(self, X: Any, dtype: np.dtype, sparse: bool) -> None:
@@ -57,12 +59,14 @@ class CountData:
         self.blocks = [slice(a, min(self.n, a + rows)) for a in range(0, self.n, rows)]
         if sparse:
             self.rows = entry_rows(X)
-        total, logfac = 0.0, 0.0
+        total, logfac, whole = 0.0, 0.0, True
         for xv in self._values():
             total += float(np.sum(xv))
             logfac += float(np.sum(gammaln(xv + 1.0)))
+            whole = whole and bool(np.all(xv == np.round(xv)))
         self.total = total
         self.log_factorials = logfac
+        self.whole = whole
 
     def _values(self) -> Iterator[np.ndarray]:
         """The stored values (sparse) or row blocks (dense) as float64."""

@@ -444,6 +444,11 @@ def bayes_nmf(
     _check_params(k, a_A, a_S, max_iter, tol, level, n_init, prune)
     _check_sampler(bands, sweeps)
     data = as_count_data(X)
+    if not data.whole:
+        logger.warning(
+            "bayes_nmf: X holds values that are not whole counts: the Poisson model (and "
+            "its bands) assumes counts - scale the data to counts first when you can."
+        )
     pr = _priors(data, int(k), float(a_A), float(a_S), bool(ard))
     rng = np.random.default_rng(random_state)
     fit = _fit(data, int(k), pr, init, rng, int(n_init), int(max_iter), float(tol))

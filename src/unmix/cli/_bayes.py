@@ -14,7 +14,6 @@ Exit codes as for ``unmix run``.
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -34,8 +33,6 @@ from ._load import open_image
 from ._outdir import output_folder
 
 __all__ = ["bayes"]
-
-logger = logging.getLogger("unmix")
 
 
 @click.command("bayes")
@@ -123,7 +120,7 @@ def bayes(file: str, **kw: Any) -> None:
 
 def _counts(image: Any) -> Any:
     """The image's ``X`` (pixels, channels): SciPy CSR when it is sparse or at most half
-    nonzeros, else dense; a warning when the values are not whole counts."""
+    nonzeros, else dense (``bayes_nmf`` warns when the values are not whole counts)."""
     import scipy.sparse as sp
 
     from ..blocks import is_sparse
@@ -133,13 +130,6 @@ def _counts(image: Any) -> Any:
         X = np.asarray(X)
         if X.size and np.count_nonzero(X) <= X.size // 2:
             X = sp.csr_array(X)
-    values = X.data if is_sparse(X) else X
-    if np.issubdtype(values.dtype, np.floating) and np.any(values != np.round(values)):
-        logger.warning(
-            "%s holds values that are not whole counts: the Poisson model (and its bands) "
-            "assumes counts - scale the data to counts first when you can.",
-            image.title or "the file",
-        )
     return X
 
 
