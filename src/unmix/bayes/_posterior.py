@@ -92,6 +92,15 @@ class State:
     def e_theta(self) -> np.ndarray:
         return self.t_shape / self.t_rate
 
+    def take(self, cols: np.ndarray) -> State:
+        """The state of the components ``cols`` alone."""
+        return State(
+            qA=GammaFactor(self.qA.shape[:, cols], self.qA.rate[cols], axis=1),
+            qS=GammaFactor(self.qS.shape[cols], self.qS.rate[cols], axis=0),
+            t_shape=self.t_shape[cols],
+            t_rate=self.t_rate[cols],
+        )
+
     def e_logt(self) -> np.ndarray:
         return digamma(self.t_shape) - np.log(self.t_rate)
 

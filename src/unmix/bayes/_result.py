@@ -191,9 +191,10 @@ def make_result(
     dtype: np.dtype,
     rank_path: list | None = None,
 ) -> BayesResult:
-    """Summaries of the kept components' Gamma posteriors (see the module)."""
-    a_sh, a_rt = A_shape[:, active], A_rate[active]
-    s_sh, s_rt = S_shape[active], S_rate[active]
+    """Summaries of the kept components' Gamma posteriors (see the module): the
+    ``A_*`` and ``S_*`` arrays are those of the kept components, ``active`` (with
+    ``relevance`` and ``counts``) covers all ``k``."""
+    a_sh, a_rt, s_sh, s_rt = A_shape, A_rate, S_shape, S_rate  # the kept components
     A_lo, A_hi = _gamma_interval(a_sh, a_rt[None, :], level)
     S_lo, S_hi = _gamma_interval(s_sh, s_rt[:, None], level)
     tot = s_sh.sum(axis=1, keepdims=True)

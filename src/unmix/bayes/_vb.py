@@ -276,22 +276,6 @@ def _by_evidence(
     return keep, current, path
 
 
-def _expand(st: State, keep: np.ndarray, k: int) -> State:
-    """The state of the kept components as a ``k``-component state (others empty)."""
-    n, m = st.qA.shape.shape[0], st.qS.shape.shape[1]
-    A_shape, S_shape = np.ones((n, k)), np.ones((k, m))
-    A_rate, S_rate, t_shape, t_rate = np.ones(k), np.ones(k), np.ones(k), np.ones(k)
-    A_shape[:, keep], S_shape[keep] = st.qA.shape, st.qS.shape
-    A_rate[keep], S_rate[keep] = st.qA.rate, st.qS.rate
-    t_shape[keep], t_rate[keep] = st.t_shape, st.t_rate
-    return State(
-        qA=GammaFactor(A_shape, A_rate, axis=1),
-        qS=GammaFactor(S_shape, S_rate, axis=0),
-        t_shape=t_shape,
-        t_rate=t_rate,
-    )
-
-
 def _check_sampler(bands: Any, sweeps: Any) -> None:
     if bands not in ("vb", "gibbs"):
         raise ValueError(f"bands must be 'vb' or 'gibbs'; got {bands!r}.")
@@ -303,15 +287,15 @@ def _sampled(
     res: BayesResult,
     data: CountData,
     st: State,
-    active: np.ndarray,
     pr: Priors,
     sweeps: int,
     level: float,
     rng: np.random.Generator,
 ) -> BayesResult:
-    """``res`` with its means and intervals from the Gibbs chain started at ``st``."""
-    theta = st.e_theta()[active] if pr.ard else np.ones(int(active.sum()))
-    A0, S0 = st.qA.mean()[:, active], st.qS.mean()[active]
+    """``res`` with its means and intervals from the Gibbs chain started at the kept
+    components' state ``st``."""
+    theta = st.e_theta() if pr.ard else np.ones(st.t_shape.size)
+    A0, S0 = st.qA.mean(), st.qS.mean()
     out = gibbs_summary(data, A0, S0, theta, pr, sweeps=sweeps, level=level, rng=rng)
     cast = {key: np.ascontiguousarray(v, dtype=data.dtype) for key, v in out.items()}
     return dataclasses.replace(res, **cast, bands_method="gibbs", sweeps=sweeps)
@@ -325,9 +309,9 @@ def _choose_rank(
     max_iter: int,
     tol: float,
 ) -> tuple[State, list[float], int, np.ndarray, np.ndarray, np.ndarray, list]:
-    """ARD's pruning, then (``prune='evidence'``) the evidence check; the final state (as
-    ``k`` components), its bound history and iterations, counts, kept mask, relevance
-    and the rank path."""
+    """ARD's pruning, then (``prune='evidence'``) the evidence check; the final state of
+    the kept components, its bound history and iterations, counts, kept mask (of all
+    ``k``), relevance and the rank path."""
     st, history, n_iter = fit
     k = st.t_shape.size
     relevance, counts, active = _prune(st, pr, data)
@@ -335,7 +319,7 @@ def _choose_rank(
         logger.info("bayes_nmf: pruned components %s (ARD)", np.flatnonzero(~active).tolist())
     path = [(int(active.sum()), history[-1])]
     if not (pr.ard and prune == "evidence"):
-        return st, history, n_iter, counts, active, relevance, path
+        return st.take(np.flatnonzero(active)), history, n_iter, counts, active, relevance, path
     kept = np.flatnonzero(active)
     keep, (st_kept, history, n_iter), path = _by_evidence(data, pr, st, kept, max_iter, tol)
     dropped = kept[~np.isin(kept, keep)]
@@ -344,7 +328,7 @@ def _choose_rank(
     counts = counts.copy()
     counts[keep] = _counts_of(st_kept, pr, data.m)
     active = np.isin(np.arange(k), keep)
-    return _expand(st_kept, keep, k), history, n_iter, counts, active, relevance, path
+    return st_kept, history, n_iter, counts, active, relevance, path
 
 
 def _summary(
@@ -375,7 +359,7 @@ def _summary(
         rank_path=path,
     )
     if sampler[0] == "gibbs":
-        res = _sampled(res, data, st, active, pr, sampler[1], level, rng)
+        res = _sampled(res, data, st, pr, sampler[1], level, rng)
     return res
 
 
