@@ -34,7 +34,8 @@ MAX_ENTRIES = 50_000_000
 
 
 def _entries(data: CountData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row, column and (integer) value of every nonzero of ``X``."""
+    """Row, column and (integer) value of every nonzero of ``X`` (whole counts: checked
+    before the fit, :attr:`CountData.whole`)."""
     if data.sparse:
         X = data.X
         rows, cols, x = np.asarray(data.rows), np.asarray(X.indices), np.asarray(X.data)
@@ -45,11 +46,6 @@ def _entries(data: CountData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x = np.asarray(x, dtype=np.float64)
     keep = x > 0
     rows, cols, x = rows[keep], cols[keep], x[keep]
-    if np.any(x != np.round(x)):
-        raise ValueError(
-            "bands='gibbs' samples how each count splits between components, so X must "
-            "hold whole counts; scale the data to counts (or use bands='vb')."
-        )
     return rows.astype(np.int64), cols.astype(np.int64), x.astype(np.int64)
 
 

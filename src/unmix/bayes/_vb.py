@@ -428,6 +428,11 @@ def bayes_nmf(
     _check_params(k, a_A, a_S, max_iter, tol, level, n_init, prune)
     _check_sampler(bands, sweeps)
     data = as_count_data(X)
+    if bands == "gibbs" and not data.whole:  # refused before the fit, not after it
+        raise ValueError(
+            "bands='gibbs' samples how each count splits between components, so X must "
+            "hold whole counts; scale the data to counts (or use bands='vb')."
+        )
     if not data.whole:
         logger.warning(
             "bayes_nmf: X holds values that are not whole counts: the Poisson model (and "
