@@ -35,6 +35,13 @@ from ._outdir import output_folder
 __all__ = ["bayes"]
 
 
+def _draws(value: int) -> int:
+    """``--bootstrap N``: 0 (none) or at least 2 draws, checked before anything is read."""
+    if value == 1:
+        raise click.BadParameter("needs at least 2 draws (20 is typical), or 0 for none.")
+    return value
+
+
 @click.command("bayes")
 @click.argument("file")
 @click.option(
@@ -64,6 +71,7 @@ __all__ = ["bayes"]
     "--bootstrap",
     "n_boot",
     type=click.IntRange(min=0),
+    callback=lambda ctx, param, value: _draws(value),
     default=0,
     show_default=True,
     help="Also draw bootstrap bands (KL-NMF on N draws of the pixels) beside the "
@@ -170,8 +178,6 @@ def _fit(X: Any, image: Any, kw: dict) -> Any:
 def _bootstrap(X: Any, result: Any, kw: dict) -> Any:
     from ..bayes import bootstrap_bands
 
-    if kw["n_boot"] < 2:
-        raise Fail("--bootstrap needs at least 2 draws (20 is typical).", EXIT_USAGE)
     return bootstrap_bands(
         X, result.S, n_boot=kw["n_boot"], level=kw["level"], random_state=kw["random_state"]
     )
