@@ -363,8 +363,14 @@ def run_row(X, k, spatial, entry, set_name, solver, starts) -> tuple[Row, object
 
 
 def bench_entry(
-    entry: Entry, starts: int, gradient_starts: int, sets: tuple[str, ...] = SET_NAMES
+    entry: Entry,
+    starts: int,
+    gradient_starts: int,
+    sets: tuple[str, ...] = SET_NAMES,
+    solvers: tuple[str, ...] = (),
 ) -> tuple[list[Row], dict]:
+    """The rows of one file; ``solvers`` (``--solvers``) fits only those of the accepted
+    solvers, without the auto row (merged into a full run's rows with ``--merge``)."""
     X, spatial = entry.load()
     X = np.ascontiguousarray(X, dtype=np.float64)
     info = {"shape": X.shape, "spatial": spatial, "refused": {}, "accepted": {}, "auto": {}}
@@ -377,6 +383,8 @@ def bench_entry(
         log(f"  {set_name}: accepted {ok}; refused {sorted(refused)}")
         set_rows, fits = [], {}
         for s in ok:
+            if solvers and s not in solvers:
+                continue
             n = gradient_starts if s == "gradient" else starts
             row, res = run_row(X, entry.k, spatial, entry, set_name, s, n)
             set_rows.append(row)
@@ -386,6 +394,9 @@ def bench_entry(
                 f"obj {row.objectives[0] if row.objectives else float('nan'):.6g}, "
                 f"dead {row.dead}, viol {row.viol:.2g}"
             )
+        if solvers:  # a partial run: its rows replace a full run's in --merge
+            rows += set_rows
+            continue
         # the "auto" choice: which solver, and is its fit that solver's seed-0 fit?
         try:
             with warnings.catch_warnings():
@@ -412,16 +423,22 @@ def bench_entry(
                 row.solver, row.auto = f"auto ({picked})", True
                 set_rows.append(row)
                 info["auto"][set_name] = f"{picked} (differs from solver={picked!r})"
-        all_obj = np.asarray([o for r in set_rows for o in r.objectives], dtype=float)
-        all_obj = all_obj[np.isfinite(all_obj)]
-        best = float(all_obj.min()) if all_obj.size else float("nan")
-        for r in set_rows:
-            if r.objectives and np.isfinite(r.objectives[0]) and best > 0:
-                r.rel_best = r.objectives[0] / best - 1.0
-            elif r.objectives and r.objectives[0] == best:
-                r.rel_best = 0.0
-        rows += set_rows
+        rows += _relative_to_best(set_rows)
     return rows, info
+
+
+def _relative_to_best(set_rows: list[Row]) -> list[Row]:
+    """Set each row's ``rel_best``: its seed-0 objective over the lowest objective of all
+    rows (solvers and starts) of one (file, set), minus one."""
+    all_obj = np.asarray([o for r in set_rows for o in r.objectives], dtype=float)
+    all_obj = all_obj[np.isfinite(all_obj)]
+    best = float(all_obj.min()) if all_obj.size else float("nan")
+    for r in set_rows:
+        if r.objectives and np.isfinite(r.objectives[0]) and best > 0:
+            r.rel_best = r.objectives[0] / best - 1.0
+        elif r.objectives and r.objectives[0] == best:
+            r.rel_best = 0.0
+    return set_rows
 
 
 # -------------------------------------------------------------------- report
@@ -703,6 +720,11 @@ def main() -> int:
         "--sets", default="", help="comma-separated constraint sets (default: all; --save)"
     )
     ap.add_argument(
+        "--solvers",
+        default="",
+        help="comma-separated solvers to fit (default: all accepted; no auto row; --save)",
+    )
+    ap.add_argument(
         "--merge", type=Path, nargs="+", default=None, help="report saved rows (--save)"
     )
     args = ap.parse_args()
@@ -740,7 +762,10 @@ def main() -> int:
         sets = tuple(x.strip() for x in args.sets.split(",") if x.strip()) or SET_NAMES
         if set(sets) - set(SET_NAMES):
             ap.error(f"unknown sets {sorted(set(sets) - set(SET_NAMES))}; use {SET_NAMES}")
-        r, info = bench_entry(e, args.starts, args.gradient_starts, sets)
+        solvers = tuple(x.strip() for x in args.solvers.split(",") if x.strip())
+        if set(solvers) - set(SOLVERS):
+            ap.error(f"unknown solvers {sorted(set(solvers) - set(SOLVERS))}; use {SOLVERS}")
+        r, info = bench_entry(e, args.starts, args.gradient_starts, sets, solvers)
         rows += r
         infos[id(e)] = info
         if args.save is not None:
@@ -781,15 +806,26 @@ def merge(args: argparse.Namespace) -> int:
     saved.sort(key=lambda d: (d["index"], d["meta"]["date"]))
     by_entry: dict[int, dict[str, list[Row]]] = {}
     infos: dict[int, dict] = {}
-    for d in saved:  # a later run of a (file, set) replaces the earlier one (--sets)
-        e = ENTRIES[d["index"]]
+    for d in saved:  # a later run of a (file, set) replaces the earlier one (--sets),
+        e = ENTRIES[d["index"]]  # of a (file, set, solver) only that row (--solvers)
         sets = by_entry.setdefault(d["index"], {})
+        partial = bool(d["meta"].get("args", {}).get("solvers"))
         for name in {r.set_name for r in d["rows"]}:
-            sets[name] = [dataclasses.replace(r, entry=e) for r in d["rows"] if r.set_name == name]
+            new = [dataclasses.replace(r, entry=e) for r in d["rows"] if r.set_name == name]
+            if partial and name in sets:
+                by_solver = {r.solver: r for r in sets[name]}
+                by_solver.update({r.solver: r for r in new})
+                new = list(by_solver.values())
+            sets[name] = new
         info = infos.setdefault(id(e), {**d["info"], "refused": {}, "accepted": {}, "auto": {}})
         for key in ("refused", "accepted", "auto"):
             info[key].update(d["info"][key])
-    rows = [r for i in sorted(by_entry) for name in SET_NAMES for r in by_entry[i].get(name, [])]
+    rows = [
+        r
+        for i in sorted(by_entry)
+        for name in SET_NAMES
+        for r in _relative_to_best(by_entry[i].get(name, []))
+    ]
     metas = [d["meta"] for d in saved]
     first = min(metas, key=lambda m: m["date"])
     meta = dict(first, wall=sum(m["times"][0] for m in metas))
