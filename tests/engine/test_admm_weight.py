@@ -77,4 +77,3 @@ def test_admm_inner_solves_reach_bpp_on_ill_conditioned_real_maps(name, k, sum_t
     assert r.objective <= 1.02 * ref.objective
     if sum_to_one:
         np.testing.assert_allclose(r.A.sum(axis=1), 1.0, atol=1e-9)
-
