@@ -831,8 +831,9 @@ def merge(args: argparse.Namespace) -> int:
     meta = dict(first, wall=sum(m["times"][0] for m in metas))
     commits = sorted({m["machine"]["commit"] for m in metas})
     meta["machine"] = dict(first["machine"], commit=" and ".join(commits))
-    if len(commits) > 1:
-        meta["cmd"] = "; ".join(sorted({m["cmd"] for m in metas}))
+    cmds = sorted({m["cmd"] for m in metas})
+    if len(cmds) > 1:
+        meta["cmd"] = "; ".join(cmds)
     meta.update(cpu=sum(m["times"][1] for m in metas), load1=_load())
     run_args = argparse.Namespace(**first["args"])
     text = report(rows, infos, run_args, meta)
