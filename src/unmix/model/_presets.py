@@ -60,7 +60,7 @@ def _blind() -> dict:
         "regularizers": [MinVolume(0.5, delta=0.025, scale="residual")],
         "max_iter": 500,
         "tol": 1e-6,
-        "solver_options": {"inner": 30, "inner_tol": 1e-2},
+        "solver_options": {"inner": 30, "inner_tol": 1e-2, "relax": 1.0},
     }
 
 

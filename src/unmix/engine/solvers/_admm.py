@@ -5,6 +5,7 @@ subproblem, e.g. for the maps of block ``b`` with ``G = S S^T + gram + L I`` (``
 Lipschitz bound of the smooth penalties' non-Gram part)::
 
     A~  = (X_b S^T - g + L A_b + rho (A_b + U_b)) (G + rho I)^-1
+    A~  = alpha A~ + (1 - alpha) A_b   # over-relaxation (Boyd et al. 2011, 3.4.3)
     A_b = prox_r(A~ - U_b)          # L1 prox, then projection on the constraints
     U_b = U_b + A_b - A~
 
@@ -40,8 +41,9 @@ from ._frobenius import fit_of, frobenius_pass, gram_A
 
 __all__ = ["ADMM"]
 
-#: default most inner iterations per subproblem, and their relative residual tolerance
-INNER, INNER_TOL = 50, 1e-3
+#: default most inner iterations per subproblem, their relative residual tolerance, and
+#: the over-relaxation of the inner iterations
+INNER, INNER_TOL, RELAX = 50, 1e-3, 1.6
 
 
 def _prox_terms(p: Problem, target: str) -> list:
@@ -124,13 +126,18 @@ class ADMM(Solver):
     outer iterations (raw Raman, sum-to-one: the alternating fit crosses a long plateau,
     and inexact half-steps cross it slowly); these defaults bring them within 0.3 % at
     1.5-3.5x the CPU time.
+    relax : float
+        Over-relaxation ``alpha`` of the inner iterations, in (0, 2) (default 1.6; 1 is
+        plain ADMM).  On the real maps of ``benchmarks/results/constraints.md`` it lowers
+        the objective reached in 500 iterations (raw Raman with sum-to-one +0.25 % ->
+        +0.03 % of BPP) or the iterations to ``tol`` (XRD k 6 with L1: 163 -> 121).
     rho_product : float
         Weight of the model split ``Z = A S`` for bounds on the model, relative to the
         data term (default 1.0; only with such a constraint).
     """
 
     name = "admm"
-    option_names = frozenset({"inner", "inner_tol", "rho_product"})
+    option_names = frozenset({"inner", "inner_tol", "relax", "rho_product"})
     weights = frozenset({"none", "mask", "separable"})
     separable_A = frozenset({"entries", "rows", "none", "product"})
     persistent = ("U", "V")
@@ -159,6 +166,17 @@ class ADMM(Solver):
             self.persistent = (*ADMM.persistent, "Z", "W")
         return state
 
+    def _check_options(self, options: dict) -> None:
+        super()._check_options(options)
+        relax = float(options.get("relax", RELAX))
+        if not 0.0 < relax < 2.0:
+            raise ValueError(
+                f"solver_options: relax={relax!r} must lie in (0, 2) (1: no relaxation)."
+            )
+
+    def _relax(self) -> float:
+        return float(self.options.get("relax", RELAX))
+
     def _system(
         self, p: Problem, G: Any, gram: Any, lip: float, simplex: bool = False
     ) -> tuple[Any, float]:
@@ -175,6 +193,7 @@ class ADMM(Solver):
         xp = p.be.xp
         n_inner = int(self.options.get("inner", INNER))
         tol2 = float(self.options.get("inner_tol", INNER_TOL)) ** 2
+        relax = self._relax()
         rho_z = float(self.options.get("rho_product", 1.0)) if "Z" in state else 0.0
         _, G = gram_A(p, S)
         mA = p.model("A", A, exclude=_prox_terms(p, "A"))
@@ -195,6 +214,8 @@ class ADMM(Solver):
             for _ in range(n_inner):
                 At = (F + rho * (Ab + Ub)) @ Minv
                 prev = Ab
+                if relax != 1.0:
+                    At = relax * At + (1.0 - relax) * Ab
                 Ab = _prox(p, "A", At - Ub, 1.0 / rho)
                 Ub = Ub + Ab - At
                 if _norm2(Ab - At, xp) <= tol2 * _norm2(Ab, xp) and _norm2(
@@ -231,9 +252,12 @@ class ADMM(Solver):
         if mS.grad is not None:
             F = F - mS.grad
         V = state["V"]
+        relax = self._relax()
         S_cur = S
         for _ in range(n_inner):
             St = Minv @ (F + rho * (S_cur + V))
+            if relax != 1.0:
+                St = relax * St + (1.0 - relax) * S_cur
             prev = S_cur
             S_cur = _prox(p, "S", St - V, 1.0 / rho)
             V = V + S_cur - St
