@@ -196,6 +196,24 @@ def inline_table(text: str) -> dict:
     return value
 
 
+def solver_option_pairs(pairs: Sequence[str]) -> dict | None:
+    """``--solver-option KEY=VALUE`` (repeatable) as a dict; each VALUE is read as a TOML
+    value (``50``, ``1e-3``, ``true``, ``"blas"``), else kept as text."""
+    out: dict = {}
+    for text in pairs or ():
+        key, sep, value = text.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise click.UsageError(
+                f"--solver-option {text!r}: use KEY=VALUE, e.g. --solver-option inner=20."
+            )
+        try:
+            out[key] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = value.strip()
+    return out or None
+
+
 def merge_config(
     config: str | None,
     file: str | None,
@@ -216,7 +234,8 @@ def check_flags(cli: dict) -> None:
     """Check the given table flags against the parameter table (the flag in the message)."""
     for name, value in cli.items():
         if value is not None:
-            check_factorize_params({name: value}, where=f"{PARAMETERS[name].cli} {value}")
+            flag = PARAMETERS[name].cli or "--" + name.replace("_", "-")
+            check_factorize_params({name: value}, where=f"{flag} {value}")
 
 
 def _merge_checked(config, file, cli, outdir, extra_steps, spatial_shape) -> dict:
@@ -234,7 +253,9 @@ def _merge_checked(config, file, cli, outdir, extra_steps, spatial_shape) -> dic
         raise click.UsageError("give FILE or an [input] file in --config.")
     fac = cfg.setdefault("factorize", {})
     for key, value in cli.items():
-        if value is not None:
+        if key == "solver_options" and value is not None:  # the flags add to the file's
+            fac[key] = {**(fac.get(key) or {}), **value}
+        elif value is not None:
             fac[key] = value
     if outdir:
         cfg.setdefault("output", {})["dir"] = outdir
@@ -400,6 +421,15 @@ TABLE_FLAGS = [name for name, row in PARAMETERS.items() if row.cli]
 
 FIT_OPTIONS = [
     *(table_option(name) for name in TABLE_FLAGS),
+    click.option(
+        "--solver-option",
+        "solver_option",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="An option of the solver, e.g. inner=20 or relax=1.0 for admm (repeatable; "
+        "added to the config's [factorize] solver_options; each solver's docstring lists "
+        "its own).",
+    ),
     *FIT_TERM_OPTIONS,
     *IMAGE_OPTIONS,
     click.option(
@@ -439,4 +469,6 @@ def command_config(file: str | None, kw: dict) -> dict:
 
 def fit_keys(kw: dict) -> dict:
     """The table's flags among a command's keyword arguments (None where not given)."""
-    return {key: kw.get(key) for key in TABLE_FLAGS}
+    keys = {key: kw.get(key) for key in TABLE_FLAGS}
+    keys["solver_options"] = solver_option_pairs(kw.get("solver_option", ()))
+    return keys
