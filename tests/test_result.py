@@ -129,6 +129,23 @@ def test_load_missing_file(tmp_path):
 
 
 # --------------------------------------------------------- reconstruct / maps
+def test_load_from_an_output_folder(result, tmp_path):
+    """The folder ``unmix run -o DIR`` writes: its ``result.h5``, or its one
+    ``result*.h5`` (``unmix compare`` writes one a column); else the files are named."""
+    for name in ("run", "one", "two", "empty"):
+        (tmp_path / name).mkdir()
+    result.save(tmp_path / "run" / "result.h5")
+    _assert_same_result(unmix.load_result(tmp_path / "run"), result)
+    result.save(tmp_path / "one" / "result_NMF.h5")
+    _assert_same_result(unmix.load_result(tmp_path / "one"), result)
+    result.save(tmp_path / "two" / "result_NMF.h5")
+    result.save(tmp_path / "two" / "result_PCA.h5")
+    with pytest.raises(FileNotFoundError, match=r"folder with result_NMF\.h5, result_PCA"):
+        unmix.load_result(tmp_path / "two")
+    with pytest.raises(FileNotFoundError, match=r"folder with no result\*\.h5 file"):
+        unmix.load_result(tmp_path / "empty")
+
+
 def test_reconstruct_adds_the_mean_back(raw_mixture, tmp_path):
     X = raw_mixture.X  # PCA: negative entries are fine
     r = unmix.factorize(X, 3, solver="svd", preprocessing=[unmix.Center()])

@@ -28,6 +28,7 @@ from ._backend import to_numpy
 from ._bands import Bands, read_bands, read_compared_bands, write_compared_bands
 from ._display import plot_result
 from ._notebook import result_html, result_to_hyperspy
+from ._result_path import result_file
 from .io import check_dataset, check_h5_file
 from .model import Constraint, Filter, Identity, Logistic, Penalty, Term
 from .preprocessing import Center, NormalizePixels, PoissonScaling
@@ -523,7 +524,8 @@ def load_result(path: str | os.PathLike, *, terms: Sequence[type] = ()) -> Resul
     Parameters
     ----------
     path : str or PathLike
-        The HDF5 file.
+        The HDF5 file, or an output folder of the command line (its ``result.h5``, or
+        its one ``result*.h5``).
     terms : sequence of Term subclasses
         Your own term classes the fit used: the file names its terms, and only the
         built-in ones and these are recreated (:attr:`Result.terms`).
@@ -535,16 +537,14 @@ def load_result(path: str | os.PathLike, *, terms: Sequence[type] = ()) -> Resul
     Raises
     ------
     FileNotFoundError
-        No file at ``path``.
+        No file at ``path``, or a folder without one result file.
     ValueError
         Not an unmix result, or a damaged or altered one (the message says what).
     """
     import h5py
 
-    path = os.fspath(path)
+    path = result_file(os.fspath(path))
     registry = _registry(terms)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No result file at {path}.")
     try:
         f = h5py.File(path, "r")
     except OSError as err:
