@@ -48,6 +48,19 @@ def test_mpi_gives_the_serial_answer(ranks, rows, cols):
 
 
 @needs_mpiexec
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_mpi_restarts_dead_components_as_the_serial_fit_does(ranks):
+    """The restart of dead components from a group of badly fitted pixels: the worst
+    pixels of every rank are gathered, and every rank picks the same groups."""
+    run = _mpiexec(ranks, str(HELPERS / "mpi_revive.py"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    case = next(json.loads(x) for x in run.stdout.splitlines() if x.startswith("{"))
+    assert case["revived"][0] == case["revived"][1] and len(case["revived"][0]) == 2, case
+    assert case["n_iter"][0] == case["n_iter"][1], case
+    assert case["dS"] < 1e-6 and case["dA"] < 1e-6 and case["dobj"] < 1e-9, case
+
+
+@needs_mpiexec
 def test_killed_rank_leaves_a_checkpoint_to_resume_from(tmp_path):
     helper, ckpt = str(HELPERS / "mpi_resume.py"), str(tmp_path / "fit.h5")
     full = _mpiexec(3, helper, "full", ckpt, str(tmp_path / "full.npz"))
