@@ -123,6 +123,18 @@ def shared_path(*parts: str) -> str:
     return path
 
 
+def poisson_scan(folder, rows: int, cols: int, channels: int, seed: int) -> str:
+    """A ``rows x cols`` scan of ``channels``-channel Poisson counts (3 planted gamma
+    components) saved as ``folder/scan.npy``; returns its path (for command-line tests)."""
+    rng = np.random.default_rng(seed)
+    A = rng.gamma(1.0, size=(rows * cols, 3))
+    S = rng.gamma(2.0, size=(3, channels)) * 5
+    X = rng.poisson(A @ S).reshape(rows, cols, channels).astype(np.float64)
+    path = os.path.join(folder, "scan.npy")
+    np.save(path, X)
+    return path
+
+
 class RecordingExecutor(SerialExecutor):
     """The test double of the executor contract (:mod:`unmix.executors.base`).
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import poisson_scan
 from unmix.cli import entry
 
 USAGE, INPUT, EXISTS = 2, 3, 4
@@ -20,14 +21,8 @@ USAGE, INPUT, EXISTS = 2, 3, 4
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     """A 6 x 5 scan of 40-channel Poisson counts (3 planted components), as ``.npy``."""
-    rng = np.random.default_rng(0)
-    A = rng.gamma(1.0, size=(30, 3))
-    S = rng.gamma(2.0, size=(3, 40)) * 5
-    X = rng.poisson(A @ S).reshape(6, 5, 40).astype(np.float64)
     folder = tmp_path_factory.mktemp("bad_input")
-    path = folder / "scan.npy"
-    np.save(path, X)
-    return folder, str(path)
+    return folder, poisson_scan(folder, 6, 5, 40, seed=0)
 
 
 # --------------------------------------------------------------- the cases

@@ -8,19 +8,14 @@ import numpy as np
 import pytest
 
 import unmix
+from conftest import poisson_scan
 from unmix.cli import entry
 
 
 @pytest.fixture(scope="module")
 def scan(tmp_path_factory):
-    rng = np.random.default_rng(1)
-    A = rng.gamma(1.0, size=(8 * 9, 3))
-    S = rng.gamma(2.0, size=(3, 30)) * 5
-    X = rng.poisson(A @ S).reshape(8, 9, 30).astype(np.float64)
     folder = tmp_path_factory.mktemp("model_flags")
-    path = folder / "scan.npy"
-    np.save(path, X)
-    return folder, str(path)
+    return folder, poisson_scan(folder, 8, 9, 30, seed=1)
 
 
 def _spec_terms(out):
