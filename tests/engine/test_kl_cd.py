@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
 import unmix
@@ -113,11 +114,16 @@ def test_estimator_is_the_function(planted):
     np.testing.assert_allclose(A, r.A, rtol=1e-10)
 
 
-def test_auto_picks_klcd_for_kl_and_falls_back_to_mu(planted):
+def test_auto_picks_klcd_for_kl_and_falls_back_to_the_gradient_solver(planted):
+    """KLCD where it runs; else the gradient solver (dense X), MU for sparse X."""
     assert _fit(planted.X, solver="auto", max_iter=2).spec["solver"] == "klcd"
     w = unmix.Weights(full=np.linspace(0.5, 1.5, planted.X.size).reshape(planted.X.shape))
     r = _fit(planted.X, solver="auto", max_iter=2, weights=w)
-    assert r.spec["solver"] == "mu"
+    assert r.spec["solver"] == "gradient"
+    masked = _fit(planted.X, solver="auto", max_iter=2, mask=planted.X >= 0)
+    assert masked.spec["solver"] == "gradient"
+    sparse = _fit(sp.csr_matrix(planted.X), solver="auto", max_iter=2, weights=w)
+    assert sparse.spec["solver"] == "mu"
     frob = unmix.factorize(planted.X, 3, solver="auto", max_iter=2, random_state=0)
     assert frob.spec["solver"] == "hals"
 
@@ -204,10 +210,26 @@ def test_mu_kl_takes_pixel_or_channel_weights(which):
             3,
             loss="kl",
             weights=unmix.Weights(**{which: np.full(n, w)}),
+            solver="mu",
             max_iter=20,
             random_state=0,
         )
         for w in (1.0, 2.0)
     ]
-    assert fits[0].spec["solver"] == "mu"
     np.testing.assert_allclose(fits[1].objective, 2 * fits[0].objective, rtol=1e-9)
+
+
+def test_auto_on_masked_counts_reaches_a_lower_kl_than_mu():
+    """The EELS map with 5 % of its entries masked (KLCD takes no mask): auto now picks
+    the gradient solver, which stops by tol about 4 % below where MU, auto's choice
+    before, ends."""
+    from conftest import shared_path
+
+    img = unmix.load(shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy"))
+    X = np.asarray(img.unfold(), dtype=np.float64)
+    mask = np.random.default_rng(0).random(X.shape) > 0.05
+    kw = {"loss": "kl", "mask": mask, "random_state": 0}
+    auto = unmix.factorize(X, 3, **kw)
+    mu = unmix.factorize(X, 3, solver="mu", **kw)
+    assert auto.spec["solver"] == "gradient" and auto.stop_reason == "tol"
+    assert auto.objective < 0.98 * mu.objective
