@@ -17,8 +17,8 @@ a group of badly fitted pixels: the worst pixel and the ones among the worst 5 %
 most 256) whose residuals point the same way (with several dead components, one group
 each, the next started from the worst pixel left).  A group, not one pixel: a component
 must matter to at least 1 % of the pixels, and one pixel's residual is mostly its noise;
-with an L1 penalty on the maps it died again (EELS and XRD maps, ``--sparsity 0.05``).  A component
-that collapses again stays dead and is reported, with the advice to fit fewer
+with an L1 penalty on the maps it died again (EELS and XRD maps, ``--sparsity 0.05``).
+A component that collapses again stays dead and is reported, with the advice to fit fewer
 components: a ``k`` too large is not hidden.  Everything here is a few reductions over
 ``A`` (pixels, k) and ``S`` (k, channels) and, for a restart, one pass over ``X`` (two
 for l2,1); with the pixels split over processes the counts and the worst pixel are
@@ -140,5 +140,6 @@ def _groups(R: np.ndarray, n_groups: int, size: int) -> list[list[int]]:
         near = rest[np.argsort(-(unit[rest] @ unit[seed]), kind="stable")[: size - 1]]
         group = [seed, *near.tolist()]
         out.append(group)
-        left = [i for i in left if i not in set(group)]
+        taken = set(group)
+        left = [i for i in left if i not in taken]
     return out

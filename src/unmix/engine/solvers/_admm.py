@@ -117,15 +117,6 @@ class ADMM(Solver):
         Most ADMM iterations per subproblem and outer iteration (default 50).
     inner_tol : float
         Relative primal/dual residual that ends the inner loop (default 1e-3).
-
-    The inner loop runs to ``inner_tol`` on the subproblem, ``inner`` iterations at most:
-    a well-conditioned subproblem stops after a few, an ill-conditioned one (endmembers
-    sharing a large background, as raw Raman or XRD maps) gets the iterations it needs.
-    With 5 iterations and ``1e-2`` (the earlier defaults) the fits of the real maps in
-    ``benchmarks/results/constraints.md`` ended up to 8.7x the best objective after 500
-    outer iterations (raw Raman, sum-to-one: the alternating fit crosses a long plateau,
-    and inexact half-steps cross it slowly); these defaults bring them within 0.3 % at
-    1.5-3.5x the CPU time.
     relax : float
         Over-relaxation ``alpha`` of the inner iterations, in (0, 2) (default 1.6; 1 is
         plain ADMM).  On the real maps of ``benchmarks/results/constraints.md`` it lowers
@@ -134,6 +125,17 @@ class ADMM(Solver):
     rho_product : float
         Weight of the model split ``Z = A S`` for bounds on the model, relative to the
         data term (default 1.0; only with such a constraint).
+
+    Notes
+    -----
+    The inner loop runs to ``inner_tol`` on the subproblem, ``inner`` iterations at most:
+    a well-conditioned subproblem stops after a few, an ill-conditioned one (endmembers
+    sharing a large background, as raw Raman or XRD maps) gets the iterations it needs.
+    With 5 iterations and ``1e-2`` (the earlier defaults) the fits of the real maps in
+    ``benchmarks/results/constraints.md`` ended up to 8.7x the best objective after 500
+    outer iterations (raw Raman, sum-to-one: the alternating fit crosses a long plateau,
+    and inexact half-steps cross it slowly); these defaults bring them within 0.3 % at
+    1.1-4x the CPU time.
     """
 
     name = "admm"
