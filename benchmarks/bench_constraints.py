@@ -30,6 +30,9 @@ Run::
     .venv/bin/python benchmarks/bench_constraints.py           # all files, ~1 h
     .venv/bin/python benchmarks/bench_constraints.py --quick   # EELS and XRD, 2 starts
     .venv/bin/python benchmarks/bench_constraints.py --only eels,stm --starts 2
+    # one solver's rows again, into a saved full run (rows replaced one by one):
+    .venv/bin/python benchmarks/bench_constraints.py --starts 3 --solvers admm --save NEW
+    .venv/bin/python benchmarks/bench_constraints.py --merge FULL NEW
 
 The full run writes ``benchmarks/results/constraints.md``; ``--quick`` / ``--only`` print
 the report (write it with ``--out``).
@@ -742,6 +745,9 @@ def main() -> int:
     if args.gradient_starts is None:
         args.gradient_starts = args.starts
     entries = [e for e in ENTRIES if not only or e.key in only]
+    solvers = tuple(x.strip() for x in args.solvers.split(",") if x.strip())
+    if set(solvers) - set(SOLVERS):
+        ap.error(f"unknown solvers {sorted(set(solvers) - set(SOLVERS))}; use {SOLVERS}")
     out = args.out
     if out is None and not only and args.starts == N_STARTS:
         out = DEFAULT_OUT
@@ -762,9 +768,6 @@ def main() -> int:
         sets = tuple(x.strip() for x in args.sets.split(",") if x.strip()) or SET_NAMES
         if set(sets) - set(SET_NAMES):
             ap.error(f"unknown sets {sorted(set(sets) - set(SET_NAMES))}; use {SET_NAMES}")
-        solvers = tuple(x.strip() for x in args.solvers.split(",") if x.strip())
-        if set(solvers) - set(SOLVERS):
-            ap.error(f"unknown solvers {sorted(set(solvers) - set(SOLVERS))}; use {SOLVERS}")
         r, info = bench_entry(e, args.starts, args.gradient_starts, sets, solvers)
         rows += r
         infos[id(e)] = info
