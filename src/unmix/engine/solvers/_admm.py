@@ -32,6 +32,7 @@ The split holds the bounds at convergence; the constraint's last step makes them
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ...executors.base import Block, Executor
@@ -90,6 +91,37 @@ def _rho(G: Any, k: int, be: Any, simplex: bool = False) -> float:
 
 def _norm2(M: Any, xp: Any) -> float:
     return float(xp.sum(M * M))
+
+
+@dataclass(frozen=True)
+class _Inner:
+    """The inner loop's settings: most iterations, squared relative tolerance, relaxation."""
+
+    n: int
+    tol2: float
+    relax: float
+
+
+def _inner_admm(
+    p: Problem, target: str, solve: Any, Z: Any, U: Any, rho: float, inner: _Inner
+) -> tuple[Any, Any]:
+    """ADMM on one subproblem of ``target``: the quadratic step ``x = solve(Z + U)``,
+    over-relaxed towards ``Z``, then ``Z = prox(x - U)`` and ``U += Z - x``, until the
+    primal and dual residuals fall below the tolerance (relative to ``Z`` and ``U``);
+    returns ``(Z, U)``."""
+    xp = p.be.xp
+    for _ in range(inner.n):
+        x = solve(Z + U)
+        if inner.relax != 1.0:
+            x = inner.relax * x + (1.0 - inner.relax) * Z
+        prev = Z
+        Z = _prox(p, target, x - U, 1.0 / rho)
+        U = U + Z - x
+        if _norm2(Z - x, xp) <= inner.tol2 * _norm2(Z, xp) and _norm2(
+            Z - prev, xp
+        ) <= inner.tol2 * _norm2(U, xp):
+            break
+    return Z, U
 
 
 def _clip_model(p: Problem, Y: Any, rows: Any) -> Any:
@@ -176,8 +208,10 @@ class ADMM(Solver):
                 f"solver_options: relax={relax!r} must lie in (0, 2) (1: no relaxation)."
             )
 
-    def _relax(self) -> float:
-        return float(self.options.get("relax", RELAX))
+    def _inner(self) -> _Inner:
+        o = self.options
+        tol = float(o.get("inner_tol", INNER_TOL))
+        return _Inner(int(o.get("inner", INNER)), tol * tol, float(o.get("relax", RELAX)))
 
     def _system(
         self, p: Problem, G: Any, gram: Any, lip: float, simplex: bool = False
@@ -192,10 +226,7 @@ class ADMM(Solver):
         return be.work(xp.linalg.inv(G + rho * eye)), rho
 
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
-        xp = p.be.xp
-        n_inner = int(self.options.get("inner", INNER))
-        tol2 = float(self.options.get("inner_tol", INNER_TOL)) ** 2
-        relax = self._relax()
+        inner = self._inner()
         rho_z = float(self.options.get("rho_product", 1.0)) if "Z" in state else 0.0
         _, G = gram_A(p, S)
         mA = p.model("A", A, exclude=_prox_terms(p, "A"))
@@ -212,19 +243,9 @@ class ADMM(Solver):
             if mA.grad is not None:
                 g = mA.grad
                 F = F - (g[sl, :] if getattr(g, "ndim", 0) == 2 else g)
-            Ub = U[sl, :]
-            for _ in range(n_inner):
-                At = (F + rho * (Ab + Ub)) @ Minv
-                prev = Ab
-                if relax != 1.0:
-                    At = relax * At + (1.0 - relax) * Ab
-                Ab = _prox(p, "A", At - Ub, 1.0 / rho)
-                Ub = Ub + Ab - At
-                if _norm2(Ab - At, xp) <= tol2 * _norm2(Ab, xp) and _norm2(
-                    Ab - prev, xp
-                ) <= tol2 * _norm2(Ub, xp):
-                    break
-            U[sl, :] = Ub
+            Ab, U[sl, :] = _inner_admm(
+                p, "A", lambda V: (F + rho * V) @ Minv, Ab, U[sl, :], rho, inner
+            )
             if rho_z:
                 _split_step(p, Ab @ S, state, sl)
             return Ab
@@ -240,32 +261,17 @@ class ADMM(Solver):
             AtX, AtA = sums["AtX"], sums["AtA"]
             if rho_z:  # the S-step of the split: A^T X + rho_z A^T (Z - W), (1 + rho_z) A^T A
                 AtX, AtA = AtX + rho_z * sums["AtZ"], (1.0 + rho_z) * AtA
-            S_new = self._update_S(p, S, AtX, AtA, state, n_inner, tol2)
+            S_new = self._update_S(p, S, AtX, AtA, state, inner)
         fit, fit_S = fit_of(p, sums, S_new, S, state["xx"])
         return StepOut(S=S_new, fit=fit, fit_S=fit_S)
 
-    def _update_S(
-        self, p: Problem, S: Any, AtX: Any, AtA: Any, state: dict, n_inner: int, tol2: float
-    ) -> Any:
-        be, xp = p.be, p.be.xp
+    def _update_S(self, p: Problem, S: Any, AtX: Any, AtA: Any, state: dict, inner: _Inner) -> Any:
         mS = p.model("S", S, exclude=_prox_terms(p, "S"))
         Minv, rho = self._system(p, AtA, mS.gram, mS.lipschitz)
-        F = be.work(AtX) + mS.lipschitz * S
+        F = p.be.work(AtX) + mS.lipschitz * S
         if mS.grad is not None:
             F = F - mS.grad
-        V = state["V"]
-        relax = self._relax()
-        S_cur = S
-        for _ in range(n_inner):
-            St = Minv @ (F + rho * (S_cur + V))
-            if relax != 1.0:
-                St = relax * St + (1.0 - relax) * S_cur
-            prev = S_cur
-            S_cur = _prox(p, "S", St - V, 1.0 / rho)
-            V = V + S_cur - St
-            if _norm2(S_cur - St, xp) <= tol2 * _norm2(S_cur, xp) and _norm2(
-                S_cur - prev, xp
-            ) <= tol2 * _norm2(V, xp):
-                break
-        state["V"] = V
-        return S_cur
+        S_new, state["V"] = _inner_admm(
+            p, "S", lambda V: Minv @ (F + rho * V), S, state["V"], rho, inner
+        )
+        return S_new
