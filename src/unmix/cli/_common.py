@@ -17,7 +17,7 @@ from typing import Any
 import click
 import numpy as np
 
-from .._params import Interval, Options, Param
+from .._params import Instance, Interval, Options, Param
 from ..blocks import Weights
 from ..engine import PARAMETERS, check_factorize_params, factorize
 from ..preprocessing import OPS
@@ -196,17 +196,16 @@ def inline_table(text: str) -> dict:
     return value
 
 
-def solver_option_pairs(pairs: Sequence[str]) -> dict | None:
-    """``--solver-option KEY=VALUE`` (repeatable) as a dict; each VALUE is read as a TOML
-    value (``50``, ``1e-3``, ``true``, ``"blas"``), else kept as text."""
+def key_value_pairs(pairs: Sequence[str], flag: str) -> dict | None:
+    """A repeatable ``flag KEY=VALUE`` (a table row that takes a dict) as a dict; each
+    VALUE is read as a TOML value (``50``, ``1e-3``, ``true``, ``"blas"``), else kept as
+    text."""
     out: dict = {}
     for text in pairs or ():
         key, sep, value = text.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise click.UsageError(
-                f"--solver-option {text!r}: use KEY=VALUE, e.g. --solver-option inner=20."
-            )
+            raise click.UsageError(f"{flag} {text!r}: use KEY=VALUE, e.g. {flag} inner=20.")
         try:
             out[key] = tomllib.loads(f"v = {value.strip()}")["v"]
         except tomllib.TOMLDecodeError:
@@ -234,8 +233,7 @@ def check_flags(cli: dict) -> None:
     """Check the given table flags against the parameter table (the flag in the message)."""
     for name, value in cli.items():
         if value is not None:
-            flag = PARAMETERS[name].cli or "--" + name.replace("_", "-")
-            check_factorize_params({name: value}, where=f"{flag} {value}")
+            check_factorize_params({name: value}, where=f"{PARAMETERS[name].cli} {value}")
 
 
 def _merge_checked(config, file, cli, outdir, extra_steps, spatial_shape) -> dict:
@@ -253,7 +251,7 @@ def _merge_checked(config, file, cli, outdir, extra_steps, spatial_shape) -> dic
         raise click.UsageError("give FILE or an [input] file in --config.")
     fac = cfg.setdefault("factorize", {})
     for key, value in cli.items():
-        if key == "solver_options" and value is not None:  # the flags add to the file's
+        if isinstance(value, dict):  # KEY=VALUE flags add to the config file's table
             fac[key] = {**(fac.get(key) or {}), **value}
         elif value is not None:
             fac[key] = value
@@ -313,6 +311,16 @@ def table_option(name: str) -> Any:
     row = PARAMETERS[name]
     choices = [r for r in row.rules if isinstance(r, Options)]
     text = row.doc[0].upper() + row.doc[1:]
+    if any(isinstance(r, Instance) and dict in r.types for r in row.rules):
+        return click.option(
+            row.cli,
+            name,
+            multiple=True,
+            metavar="KEY=VALUE",
+            callback=lambda ctx, param, pairs: key_value_pairs(pairs, row.cli),
+            help=f"{text}, e.g. inner=20 for admm (repeatable; added to the config's "
+            f"[factorize] {name}).",
+        )
     if choices:
         text += f": {', '.join(sorted(choices[0].values))}"
     default = row.shown_default()
@@ -421,15 +429,6 @@ TABLE_FLAGS = [name for name, row in PARAMETERS.items() if row.cli]
 
 FIT_OPTIONS = [
     *(table_option(name) for name in TABLE_FLAGS),
-    click.option(
-        "--solver-option",
-        "solver_option",
-        multiple=True,
-        metavar="KEY=VALUE",
-        help="An option of the solver, e.g. inner=20 or relax=1.0 for admm (repeatable; "
-        "added to the config's [factorize] solver_options; each solver's docstring lists "
-        "its own).",
-    ),
     *FIT_TERM_OPTIONS,
     *IMAGE_OPTIONS,
     click.option(
@@ -469,6 +468,4 @@ def command_config(file: str | None, kw: dict) -> dict:
 
 def fit_keys(kw: dict) -> dict:
     """The table's flags among a command's keyword arguments (None where not given)."""
-    keys = {key: kw.get(key) for key in TABLE_FLAGS}
-    keys["solver_options"] = solver_option_pairs(kw.get("solver_option", ()))
-    return keys
+    return {key: kw.get(key) for key in TABLE_FLAGS}

@@ -273,6 +273,7 @@ PARAMETERS: dict[str, Param] = table(
         """Solver-specific options (e.g. ``{"inner": 10}`` for ADMM, ``{"lr": 0.05}`` for
             gradient; each solver's docstring lists its own).  A key the chosen solver
             does not take is refused, with the list of those it does.""",
+        cli="--solver-option",
     ),
     Param(
         "compress",
