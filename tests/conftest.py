@@ -123,6 +123,26 @@ def shared_path(*parts: str) -> str:
     return path
 
 
+REAL_FILES = {
+    "eels": ("eels", "CuZn_EELS_mapping_tutorial.hspy"),
+    "raman": ("raman", "raman_renishaw_streamline_49x45.npz"),
+    "xrd": ("xrd", "xrd_aps34ide_143x2000.npz"),
+}
+
+
+def real_pixels(name: str) -> np.ndarray:
+    """A shared real map as float64 (pixels, channels): ``"eels"`` (Cu/ZnO EELS, counts),
+    ``"raman"`` (raw Raman map) or ``"xrd"`` (143 XRD patterns); skips where
+    ``../shared`` is missing."""
+    import unmix
+
+    path = shared_path(*REAL_FILES[name])
+    if path.endswith(".hspy"):
+        return np.asarray(unmix.load(path).unfold(), dtype=np.float64)
+    data = np.asarray(np.load(path)["data"], dtype=np.float64)
+    return data.reshape(-1, data.shape[-1])
+
+
 def poisson_scan(folder, rows: int, cols: int, channels: int, seed: int) -> str:
     """A ``rows x cols`` scan of ``channels``-channel Poisson counts (3 planted gamma
     components) saved as ``folder/scan.npy``; returns its path (for command-line tests)."""

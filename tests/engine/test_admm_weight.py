@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import unmix
-from conftest import shared_path
+from conftest import real_pixels
 from unmix.engine.solvers._admm import _rho
 
 
@@ -29,8 +29,7 @@ def test_rho_lies_between_the_mean_and_the_geometric_eigenvalue():
 
 
 def test_admm_reaches_bpp_on_the_xrd_map():
-    d = np.load(shared_path("xrd", "xrd_aps34ide_143x2000.npz"))
-    X = np.asarray(d["data"], dtype=np.float64).reshape(143, -1)
+    X = real_pixels("xrd")
     ref = unmix.factorize(X, 3, solver="bpp", random_state=0)
     r = unmix.factorize(X, 3, solver="admm", random_state=0)
     assert r.stop_reason == "tol"
@@ -52,12 +51,6 @@ def test_on_a_simplex_the_weight_ignores_the_direction_of_ones():
     assert _rho(G, 3, be) > 1e3 * _rho(G, 3, be, simplex=True)
 
 
-def _raman() -> np.ndarray:
-    d = np.load(shared_path("raman", "raman_renishaw_streamline_49x45.npz"))
-    X = np.asarray(d["data"], dtype=np.float64)
-    return X.reshape(-1, X.shape[-1])
-
-
 @pytest.mark.parametrize(
     ("name", "k", "sum_to_one"),
     [("raman", 3, True), ("xrd", 6, False)],
@@ -66,11 +59,7 @@ def test_admm_inner_solves_reach_bpp_on_ill_conditioned_real_maps(name, k, sum_t
     """Raw Raman with sum-to-one maps (8.7x BPP's objective after 500 iterations with 5
     inner iterations to 1e-2) and XRD at k 6 (25 % above): the inner loop now runs to
     1e-3 on the subproblem, at most 50 iterations."""
-    if name == "raman":
-        X = _raman()
-    else:
-        d = np.load(shared_path("xrd", "xrd_aps34ide_143x2000.npz"))
-        X = np.asarray(d["data"], dtype=np.float64).reshape(143, -1)
+    X = real_pixels(name)
     kw = {"constraints": [unmix.NonNegative(), unmix.SumToOne()]} if sum_to_one else {}
     ref = unmix.factorize(X, k, solver="bpp", random_state=0, **kw)
     r = unmix.factorize(X, k, solver="admm", random_state=0, **kw)
@@ -88,7 +77,7 @@ def test_relax_outside_its_range_is_refused_before_any_work():
 def test_over_relaxation_reaches_a_lower_objective_on_the_raman_map():
     """The over-relaxed inner iterations (1.6, the default) against plain ADMM (1.0):
     raw Raman with sum-to-one, 500 iterations each."""
-    X = _raman()
+    X = real_pixels("raman")
     kw = {"constraints": [unmix.NonNegative(), unmix.SumToOne()], "random_state": 0}
     plain = unmix.factorize(X, 3, solver="admm", solver_options={"relax": 1.0}, **kw)
     relaxed = unmix.factorize(X, 3, solver="admm", **kw)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import unmix
-from conftest import shared_path
+from conftest import real_pixels, shared_path
 from unmix.cli import entry
 from unmix.engine._collapse import collapsed_components
 
@@ -55,14 +55,6 @@ def test_dead_component_is_restarted_from_the_worst_fitted_pixel(mixture):
     assert unmix.metrics.score(r.S, mixture.S)["sad"] < 3.0
 
 
-def _real(name: str) -> np.ndarray:
-    if name == "eels":
-        img = unmix.load(shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy"))
-        return np.asarray(img.unfold(), dtype=np.float64)
-    d = np.load(shared_path("xrd", "xrd_aps34ide_143x2000.npz"))
-    return np.asarray(d["data"], dtype=np.float64).reshape(143, -1)
-
-
 @pytest.mark.parametrize(
     ("name", "solver"), [("eels", "gradient"), ("xrd", "gradient"), ("xrd", "admm")]
 )
@@ -71,7 +63,7 @@ def test_a_component_killed_by_l1_maps_is_restarted_from_a_group_of_pixels(name,
     weakest component, and its restart from the one worst-fitted pixel's residual (mostly
     that pixel's noise) died again.  From the mean residual of a group of badly fitted
     pixels it survives, and the objective is lower."""
-    X = _real(name)
+    X = real_pixels(name)
     lam = 0.05 * float(unmix.blocks.mean_row_norm(X))
     kw = {"constraints": [unmix.NonNegative(), unmix.UnitNorm()], "regularizers": [unmix.L1(lam)]}
     with warnings.catch_warnings():
@@ -104,8 +96,7 @@ def test_a_dead_component_still_meets_unit_norm(solver):
     """XRD at k = 6 with L1 maps and unit-norm endmembers: BPP kills components 2 and 3
     for good and returned the dead one as a zero spectrum (unit norm violated by 1); a
     dead endmember is now the flat unit row with a zero map (A @ S unchanged)."""
-    d = np.load(shared_path("xrd", "xrd_aps34ide_143x2000.npz"))
-    X = np.asarray(d["data"], dtype=np.float64).reshape(143, -1)
+    X = real_pixels("xrd")
     m = float(np.mean(np.linalg.norm(X, axis=1)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

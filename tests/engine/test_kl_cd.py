@@ -223,10 +223,9 @@ def test_auto_on_masked_counts_reaches_a_lower_kl_than_mu():
     """The EELS map with 5 % of its entries masked (KLCD takes no mask): auto now picks
     the gradient solver, which stops by tol about 4 % below where MU, auto's choice
     before, ends."""
-    from conftest import shared_path
+    from conftest import real_pixels
 
-    img = unmix.load(shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy"))
-    X = np.asarray(img.unfold(), dtype=np.float64)
+    X = real_pixels("eels")
     mask = np.random.default_rng(0).random(X.shape) > 0.05
     kw = {"loss": "kl", "mask": mask, "random_state": 0}
     auto = unmix.factorize(X, 3, **kw)
