@@ -43,6 +43,31 @@ def test_nnls_bpp_grouped_by_passive_set_equals_the_batched_solve(k, monkeypatch
         np.testing.assert_allclose(grouped[i], nnls(S.T, X[i])[0], atol=1e-9)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("rows", ["equal", "zero"])
+def test_nnls_bpp_with_a_singular_gram_matrix(rows, backend):
+    """Two equal rows of ``S`` (or a zero row) make ``G`` singular: BPP raised
+    ``LinAlgError: Singular matrix``; it now returns an optimal solution (scipy's
+    objective; for equal rows, the same total weight on the pair)."""
+    rng = np.random.default_rng(3)
+    S = rng.random((3, 40))
+    S[1] = S[0] if rows == "equal" else 0.0
+    X = rng.random((300, 3)) @ S + 0.05 * rng.random((300, 40))
+    Xb = to_backend(X, backend)
+    got = host(
+        nnls_bpp(to_backend(S @ S.T, backend), to_backend(X @ S.T, backend), backend_of(Xb))
+    )
+    want = np.array([nnls(S.T, x)[0] for x in X])
+    assert np.all(got >= 0)
+    np.testing.assert_allclose(
+        np.sum((X - got @ S) ** 2, axis=1), np.sum((X - want @ S) ** 2, axis=1), rtol=1e-9
+    )
+    if rows == "equal":
+        np.testing.assert_allclose(got[:, 0] + got[:, 1], want[:, 0] + want[:, 1], rtol=1e-6)
+    else:
+        assert np.all(got[:, 1] == 0)
+
+
 def test_nnls_bpp_with_diagonal_term():
     rng = np.random.default_rng(0)
     S = rng.random((4, 20))

@@ -30,6 +30,23 @@ def _masked_system(G: Any, F: Any, diag_add: Any, xp: Any) -> Any:
     return M
 
 
+def _lift_singular(G: Any, xp: Any) -> Any:
+    """``G``, or ``G + d I`` when it is singular to working precision (two equal rows of
+    ``S``, or a zero row: a user's start, a restart): ``d = k eps lambda_max``, enough
+    for every passive-set system ``G_FF`` to be solvable (its eigenvalues lie between
+    ``G``'s), and far below the data's own scale (the solve failed before)."""
+    k = G.shape[0]
+    if k == 0:
+        return G
+    ev = xp.linalg.eigvalsh(G)
+    low, high = float(ev[0]), float(ev[-1])
+    floor = k * float(xp.finfo(G.dtype).eps) * max(high, 0.0)
+    if high > 0 and low > floor:
+        return G
+    lift = (floor - min(low, 0.0)) if high > 0 else 1.0
+    return G + lift * xp.eye(k, dtype=G.dtype, device=_dev(G))
+
+
 def _solve_by_pattern(G: Any, F: Any, B: Any) -> Any:
     """``x_F = G_FF^-1 b_F`` (0 off ``F``) for every row, one solve per distinct passive
     set ``F`` with all its rows as right-hand sides; None when the rows are not NumPy
@@ -104,7 +121,7 @@ def nnls_bpp(
     X : array (n, k), in ``be.acc_dtype``, exactly optimal up to rounding.
     """
     xp = be.xp
-    G = be.acc(G)
+    G = _lift_singular(be.acc(G), xp)
     B = be.acc(B)
     n, k = B.shape
     if diag_add is not None:

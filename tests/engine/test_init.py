@@ -55,3 +55,15 @@ def test_custom_init_shape_errors(mixture):
         unmix.factorize(mixture.X, 3, init=(None, None))
     with pytest.raises(ValueError, match="unknown"):
         unmix.factorize(mixture.X, 3, init="kmeans")
+
+
+@pytest.mark.parametrize("solver", ["bpp", "hals", "admm", "mu", "gradient"])
+def test_a_start_with_two_equal_endmembers_is_fitted(mixture, solver):
+    """A user's start with two equal spectra (a previous fit's near-copies): BPP stopped
+    with ``LinAlgError: Singular matrix``; every solver now fits it, down from the start."""
+    S0 = np.asarray(mixture.S).copy()
+    S0[1] = S0[0]
+    A0 = np.full((mixture.X.shape[0], 3), 0.3)
+    r = unmix.factorize(mixture.X, 3, init=(A0, S0), solver=solver, max_iter=50)
+    assert np.all(np.isfinite(r.A)) and np.all(np.isfinite(r.S))
+    assert r.history["fit"][-1] < r.history["fit"][0]
