@@ -12,7 +12,7 @@ interrupted (a checkpoint was saved; continue with ``--resume``).
 
 :func:`entry` is the one error boundary (the ``unmix`` command calls it): every failure
 ends as one ``Error: ...`` line on stderr and its exit code; a traceback only with
-``unmix --debug ...``.
+``unmix --debug ...``.  On the command line a warning is one ``Warning: ...`` line too.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 
 import click
@@ -79,7 +80,10 @@ def entry(argv: Sequence[str] | None = None) -> int:
     budget = os.environ.get("UNMIX_MEMORY_BUDGET")  # --max-memory sets it for one command
     previous = catch_interrupts()
     try:
-        main.main(args=args, prog_name="unmix", standalone_mode=False)
+        with warnings.catch_warnings():
+            if argv is None and not _debug(args):  # the command line: one line a warning
+                warnings.showwarning = _show_warning
+            main.main(args=args, prog_name="unmix", standalone_mode=False)
     except click.ClickException as err:
         err.show()
         return err.exit_code
@@ -89,7 +93,7 @@ def entry(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Exit as err:
         return err.exit_code
     except Exception as err:  # the boundary: no traceback unless --debug
-        if "--debug" in args[: args.index("--") if "--" in args else len(args)]:
+        if _debug(args):
             raise
         code, text = _classify(err)
         click.echo(f"Error: {text}", err=True)
@@ -102,6 +106,16 @@ def entry(argv: Sequence[str] | None = None) -> int:
         else:
             os.environ["UNMIX_MEMORY_BUDGET"] = budget
     return 0
+
+
+def _debug(args: list[str]) -> bool:
+    return "--debug" in args[: args.index("--") if "--" in args else len(args)]
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library warning on the command line: ``Warning: <message>`` on stderr, without
+    the library's file and source line (``unmix --debug`` shows them)."""
+    click.echo(f"Warning: {message}", err=True)
 
 
 def _classify(err: BaseException) -> tuple[int, str]:
