@@ -137,3 +137,22 @@ def test_float32_fit_stops_once_changes_are_rounding_noise_and_the_endmembers_se
     r64 = unmix.factorize(X.astype(np.float64), 3, constraints=ONMF, random_state=0)
     assert r32.stop_reason == "tol" and r32.n_iter < 50
     assert r32.objective == pytest.approx(r64.objective, rel=1e-4)
+
+
+def test_stm_grid_keeps_every_component_from_the_default_start(tmp_path):
+    """``--orthogonal`` on the STM grid (the README's derivative and clip steps): the
+    first NNDSVDa endmember (the mean spectrum) took every channel and components 1 and 2
+    collapsed for good ("try k=1", 1.09x plain NMF's error); the start's endmembers now
+    share one scale before the projection, and the fit is within 1.05x."""
+    from unmix.cli import entry
+
+    path = shared_path("stm", "Bias_spectroscopy.3ds")
+    steps = ["--step", '{op="derivative"}', "--step", '{op="clip", lower=0.0}']
+    args = ["run", path, "-k", "3", *steps, "--seed", "0", "-q", "--no-report"]
+    assert entry([*args, "--orthogonal", "-o", str(tmp_path / "o")]) == 0
+    res = unmix.load_result(str(tmp_path / "o"))
+    assert res.spec["diagnostics"]["collapsed"] == []
+    assert all(np.count_nonzero(s) >= 5 for s in np.asarray(res.S))
+    assert entry([*args, "-o", str(tmp_path / "p")]) == 0
+    plain = unmix.load_result(str(tmp_path / "p"))
+    assert res.objective <= 1.05**2 * plain.objective  # relative error within 1.05x

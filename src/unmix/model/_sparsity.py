@@ -93,6 +93,20 @@ class MaxActive(Constraint):
         k), or of each column of ``S`` (k, channels)."""
         return self._row_support(M) if self.target == "A" else self._row_support(M.T).T
 
+    def rescale(self, A: Any, S: Any) -> tuple[Any, Any]:
+        """A start's balance for ``target="S"``: unit-norm endmembers, their norms moved
+        into the maps (``A @ S`` unchanged).  The projection compares a channel's entries
+        of the endmembers, so they must share one scale first: from NNDSVDa, whose first
+        endmember (the mean spectrum) dwarfs the others, every channel went to it and
+        orthogonal NMF on the STM grid lost two of three components.  (On the maps the
+        start is kept: balanced or not, neither won on the EELS, Raman and XRD maps.)"""
+        if self.target != "S":
+            return A, S
+        xp = self.ctx.backend.xp
+        norms = xp.linalg.vector_norm(S, axis=1)
+        norms = xp.where(norms > 0, norms, 1.0)
+        return A * norms[None, :], S / norms[:, None]
+
     def solve_rows(self, G: Any, B: Any, diag_add: Any = None) -> Any:
         """Exact for every row of ``B`` (pixels, k; for ``target="S"`` channels, k: the
         transposed subproblem of ``S``) up to :data:`MAX_SUBSETS` supports:
