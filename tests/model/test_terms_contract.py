@@ -80,6 +80,7 @@ CONSTRAINTS = {
     "FixedEndmembers(mask)": unmix.FixedEndmembers(SPECTRUM, mask=SPECTRUM > 0.5),
     "UnitNorm": unmix.UnitNorm(),
     "Orthogonal": unmix.Orthogonal(),
+    "MaxActive(1)": unmix.MaxActive(1),
     "MaxActive(2)": unmix.MaxActive(2),
     "MaxActive(1, S)": unmix.MaxActive(1, target="S"),
     "NoDips": unmix.NoDips(0.05),
@@ -132,7 +133,8 @@ def _factors():
 def test_constraint_declares_its_capabilities(name):
     c, _ = _bound_constraint(name)
     assert c.separable in ("entries", "rows", "none")
-    for flag in ("is_orthant", "is_orthonormal", "simplex_rows", "rescales", "implies_nonneg"):
+    flags = ("is_orthant", "is_orthonormal", "simplex_rows", "rescales", "implies_nonneg")
+    for flag in (*flags, "one_per_row"):
         assert isinstance(getattr(c, flag), bool), flag
     assert isinstance(c.scale_free, bool) and isinstance(c.couples_pixels, bool)
     assert not hasattr(c, "kind")
@@ -151,6 +153,8 @@ def test_projection_is_idempotent_and_feasible(name):
         np.testing.assert_array_equal(P, np.maximum(M, 0))
     if c.simplex_rows:
         np.testing.assert_allclose(P.sum(axis=1), c.row_sum, atol=1e-12)
+    if c.one_per_row:
+        assert np.all(np.count_nonzero(P, axis=1) <= 1)
     if c.is_orthonormal:
         np.testing.assert_allclose(P @ P.T, np.eye(shape[0]), atol=1e-12)
     if c.fixed() is not None:

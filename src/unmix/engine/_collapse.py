@@ -12,7 +12,9 @@ When a fit converges with a collapsed component the loop restarts it, once, from
 pixels the model explains worst (for the robust l2,1 loss: the worst of the pixels that
 are not outliers, :func:`unmix.engine._robust.inlier_bound`), and the iterations go on.
 For abundances on a simplex, whose endmembers are pure pixels, the endmember becomes the
-worst pixel's spectrum.  Otherwise it becomes the positive part of the mean residual of
+worst pixel's spectrum; for maps with one endmember a pixel (a hard segmentation,
+``one_per_row``), the mean spectrum of a group of badly fitted pixels (the group below),
+which the component must fit alone.  Otherwise it becomes the positive part of the mean residual of
 a group of badly fitted pixels: the worst pixel and the ones among the worst 5 % (at
 most 256) whose residuals point the same way (with several dead components, one group
 each, the next started from the worst pixel left).  A group, not one pixel: a component
@@ -119,9 +121,11 @@ def revive(p: Problem, A: Any, S: Any, dead: list[int]) -> Any:
     total = float(p.data.reduce(float(xp.sum(xp.abs(be.acc(A))))))
     small = 0.1 * total / max(p.data.n_total * p.k, 1)
     groups = _groups(np.stack([r for _, r in worst]), len(dead), size)
+    alone = p.one_per_row("A")  # pixels fitted by one endmember: restart from spectra
     for j, group in zip(dead, groups, strict=True):
         x = worst[group[0]][0]
-        row = x if simplex else np.maximum(np.mean([worst[i][1] for i in group], axis=0), 0.0)
+        part = 0 if alone else 1  # the mean spectrum of the group, or its mean residual
+        row = x if simplex else np.maximum(np.mean([worst[i][part] for i in group], axis=0), 0.0)
         if not np.any(row > 0):
             row = np.abs(x)
         S[j, :] = be.asarray(row, dtype=be.dtype)

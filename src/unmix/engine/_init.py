@@ -259,14 +259,17 @@ def _rescale(p: Problem, A: Any, S: Any) -> Any:
 def default_init(p: Problem) -> str:
     """The start the model asks for when the caller gave none.
 
-    Abundances on a simplex (sum-to-one rows of ``A``) start from pure pixels: SPA picks
-    the ``k`` most extreme pixels as endmembers and the maps follow by NNLS (a start
-    inside the model's own geometry); plain KL NMF on data at most half zeros starts
+    Abundances on a simplex (sum-to-one rows of ``A``), and maps with one endmember a
+    pixel (a hard segmentation, ``MaxActive(1)``), start from pure pixels: SPA picks the
+    ``k`` most extreme pixels as endmembers and the maps follow by NNLS (a start inside
+    the model's own geometry; from NNDSVDa, whose first endmember is the mean spectrum,
+    a segmentation gave every pixel to it and lost the other components on the EELS,
+    Raman, XRD, STM and imzML maps); plain KL NMF on data at most half zeros starts
     from a Frobenius fit of the Poisson-scaled data (``"poisson"``); any other model
     starts from NNDSVDa.
     Pixel-based starts need every entry of ``X``.
     """
-    if p.simplex("A") and p.data.mask is None:
+    if (p.simplex("A") or p.one_per_row("A")) and p.data.mask is None:
         return "spa"
     return "poisson" if starts_dense_counts(p) else "nndsvda"
 

@@ -88,6 +88,12 @@ class MaxActive(Constraint):
         """The projection clips at 0: every feasible map is ``>= 0``."""
         return True
 
+    @property
+    def one_per_row(self) -> bool:
+        """``m = 1`` on the maps: one endmember a pixel (on ``S`` the count is per
+        channel, a column)."""
+        return self.m == 1 and self.target == "A"
+
     def project(self, M: Any) -> Any:
         """Clip at 0, then keep the ``m`` largest entries of each row of ``A`` (pixels,
         k), or of each column of ``S`` (k, channels)."""

@@ -40,6 +40,9 @@ like a built-in one:
 ``is_orthonormal``            the set is ``S S^T = I`` (what a truncated SVD gives)
 ``simplex_rows``              each row lies on a scaled simplex (fixed row sums; a start
                               from pure pixels suits the model)
+``one_per_row``               each row holds at most one non-zero (on ``A``: a hard
+                              segmentation; endmembers then look like pixels, and a
+                              dead one restarts from pixel spectra)
 ``rescales``                  the set is reached by moving scale between the factors
                               (:meth:`Constraint.rescale`, ``A @ S`` unchanged)
 ``fixed()``                   the entries the constraint pins, or None
@@ -245,6 +248,12 @@ class Constraint(Term):
     def implies_nonneg(self) -> bool:
         """True when every feasible point is ``>= 0``."""
         return self.is_orthant or self.simplex_rows
+
+    @property
+    def one_per_row(self) -> bool:
+        """True when each row of the target holds at most one non-zero (on ``A``: every
+        pixel is one endmember alone, a hard segmentation)."""
+        return False
 
     def project(self, M: Any) -> Any:
         """Euclidean projection of ``M`` onto the constraint set."""
