@@ -99,3 +99,42 @@ def test_kl_sparsity_from_the_command_line_keeps_every_eels_component(tmp_path):
     assert res.spec["diagnostics"]["collapsed"] == []
     lam = next(t["lam"] for t in res.spec["penalties"] if t["type"] == "L1")
     assert lam < 1.0  # 0.05 x ||x||_1 / ||x||_2, not 0.05 x ||x||_2
+
+
+@pytest.mark.parametrize("flag", ["--laplacian", "--graph-smooth"])
+def test_smoothness_flags_mean_the_same_on_any_scale_of_the_data(tmp_path, flag):
+    """``--laplacian`` / ``--graph-smooth`` take a strength free of the data's units (the
+    spectra get unit norm, as for --sparsity and --tv: the penalty is then quadratic in
+    the data's scale, as the fit is).  They were absolute: ``--laplacian 0.1`` on the STM
+    grid (dI/dV ~ 1e-9 A/V) left 1 of 3 components ("try k=1") and did nothing to counts.
+    Here ``X`` and ``1e-9 X`` give the same fit, and the maps come out smoother than
+    without the flag."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:20, 0:20] / 19.0
+    centres = [(0.1, 0.2), (0.5, 0.9), (0.9, 0.3)]
+    fields = np.stack([np.exp(-((xx - a) ** 2 + (yy - b) ** 2) / 0.1) for a, b in centres], -1)
+    A = fields.reshape(-1, 3)
+    S = rng.gamma(2.0, size=(3, 40))
+    X = A @ S + 0.2 * rng.standard_normal((400, 40))
+    fits = {}
+    for name, scale, extra in [
+        ("raw", 1.0, [flag, "1"]),
+        ("tiny", 1e-9, [flag, "1"]),
+        ("off", 1.0, []),
+    ]:
+        path = tmp_path / f"{name}.npy"
+        np.save(path, np.clip(scale * X, 0, None).reshape(20, 20, 40))
+        args = ["run", str(path), "-k", "3", "--seed", "0", *extra, "-q", "--no-report"]
+        assert entry([*args, "-o", str(tmp_path / name)]) == 0
+        fits[name] = unmix.load_result(str(tmp_path / name))
+    raw, tiny, off = fits["raw"], fits["tiny"], fits["off"]
+    assert raw.n_iter == tiny.n_iter and raw.spec["diagnostics"]["collapsed"] == []
+    np.testing.assert_allclose(np.asarray(tiny.S), np.asarray(raw.S), rtol=1e-3, atol=1e-6)
+
+    def roughness(r):
+        M = np.asarray(r.A, dtype=float).reshape(20, 20, 3)
+        M = M / np.linalg.norm(M.reshape(-1, 3), axis=0)
+        return float(np.sum(np.diff(M, axis=0) ** 2) + np.sum(np.diff(M, axis=1) ** 2))
+
+    # the data graph joins pixels alike anywhere: smoother on the grid too, less so
+    assert roughness(raw) < (0.8 if flag == "--laplacian" else 0.95) * roughness(off)

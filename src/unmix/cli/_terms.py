@@ -96,12 +96,14 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
         # maps grow without bound to make up for it
         cons = _scale_fixed(cons)
         regs.append(SpectralSmoothing(method="median", size=flags["median_filter"]))
-    if flags["laplacian"]:
+    if flags["laplacian"]:  # quadratic in the maps as the fit is in the data: with the
+        cons = _scale_fixed(cons)  # spectra's scale fixed, the strength is scale-free
         regs.append(SpatialSmoothness(flags["laplacian"]))
     if flags["tv"]:  # sharp edges between regions; the maps' scale fixed by the spectra's
         cons = _scale_fixed(cons)  # then map differences are in pixel-norm units, as --sparsity
         regs.append(TotalVariation(flags["tv"] * unit))
     if flags["graph_smooth"]:  # the same Laplacian on a 10-nearest-neighbour data graph
+        cons = _scale_fixed(cons)
         regs.append(GraphSmoothness(flags["graph_smooth"]))
     if flags["min_volume"]:  # the residual energy is a squared norm: not for l2,1
         regs.append(MinVolume(flags["min_volume"], scale="init" if robust else "residual"))
@@ -165,7 +167,12 @@ TERM_OPTIONS = [
         "itself).",
     ),
     click.option("--smooth", type=float, help="Gaussian smoothing of maps, sigma in pixels."),
-    click.option("--laplacian", type=float, help="Graph-Laplacian smoothness strength."),
+    click.option(
+        "--laplacian",
+        type=float,
+        help="Smoothness of the maps on the scan grid (graph Laplacian), a strength free of "
+        "the data's units: the endmembers get unit norm, as with --sparsity (e.g. 0.01).",
+    ),
     click.option(
         "--tv",
         type=float,
@@ -178,7 +185,7 @@ TERM_OPTIONS = [
         "--graph-smooth",
         type=float,
         help="Laplacian smoothness on a 10-nearest-neighbour graph of the spectra "
-        "(pixels alike anywhere on the map), strength as --laplacian.",
+        "(pixels alike anywhere on the map), strength as --laplacian (e.g. 0.01).",
     ),
     click.option(
         "--min-volume",
