@@ -32,6 +32,10 @@ quadratics known from ``X_b S^T`` and the sums ``A^T X``, ``A^T A``: the pass is
 (:func:`._frobenius.frobenius_pass`) and each factor takes repeated steps of the same
 kind on the exact quadratic while they still gain (as accelerated HALS repeats sweeps).
 
+For KL with the identity link and no weights, blocks of counts at most 10 % nonzero are
+worked on by their nonzeros (:mod:`._gradient_counts`: the same sums, a few passes over
+the model instead of dozens of elementwise ones; 4.6x faster on the TEM EDS map).
+
 A non-identity link's model is trusted where a step moves ``Z`` by at most
 :data:`TRUST_Z` (over the link's ``scale``).  Changes of ``F`` are formed as differences
 (``log1p``, ``expm1``), so that rounding does not decide the tests near convergence.
@@ -48,6 +52,16 @@ from ...executors.base import Block, Executor
 from .._problem import Problem
 from ._base import Solver, StepOut, register
 from ._frobenius import fit_of, frobenius_pass, gram_A
+from ._gradient_counts import (
+    Counts,
+    block_counts,
+    change_sums,
+    curvature,
+    divergence_sums,
+    grad_maps,
+    grad_S,
+    left_times,
+)
 from ._gradient_steps import (
     GROW,
     SIGMA,
@@ -55,11 +69,7 @@ from ._gradient_steps import (
     T_MIN,
     Majorizer,
     curv_S,
-    curvature_Y,
     direction,
-    divergence_change,
-    divergence_rows,
-    gradient_Y,
     hessian_S,
     inner_steps,
     newton_direction,
@@ -339,12 +349,11 @@ class Gradient(Solver):
 
         def kernel(block: Block) -> dict:
             Xb, Wb = p.data.x(block), p.data.w(block)  # read once a pass
+            Xb = block_counts(p, block, Xb, Wb, state)  # KL on counts: by their nonzeros
             A1, Z, Y, h, Y0 = self._maps(p, block, Xb, Wb, A, S, model, state)
-            out = self._sums(p, Xb, Wb, A1, Z, Y, h, trial, state)
+            out = self._sums(p, Xb, Wb, A1, S, Z, Y, h, trial, state)
             if first:  # the fit before the step (see below)
-                out["fit0"] = be.xp.sum(
-                    divergence_rows(p.loss.beta, Xb, Y0, Wb, be=be, tiny=be.tiny)
-                )
+                out["fit0"] = be.xp.sum(divergence_sums(p.loss.beta, Xb, Y0, Wb, 1, be=be))
             return out
 
         sums = executor.map_reduce(kernel, p.data.blocks)
@@ -376,7 +385,7 @@ class Gradient(Solver):
         Z = A0 @ S
         Y = p.link.forward(Z, xp)
         fp = p.link.derivative(Z, Y, xp)
-        g = (gradient_Y(p.loss.beta, Xb, Y, Wb, be=be, floor=state["y_floor"]) * fp) @ S.T
+        g = grad_maps(p.loss.beta, Xb, Y, Wb, fp, S, be=be, floor=state["y_floor"])
         extra = maj.grad_at(A0, None)
         g = g if extra is None else g + extra
         h = _curv_Z(p, Xb, Y, Wb, fp, state["y_floor"])
@@ -411,7 +420,7 @@ class Gradient(Solver):
         place); returns the new maps, the model ``Z = A_b S``, ``Y = f(Z)`` there, the
         curvature ``h`` in ``Z`` at the old maps (or None: all ones) and ``Y`` there."""
         be, xp = p.be, p.be.xp
-        beta, link, tiny, sl = p.loss.beta, p.link, be.tiny, block.slice
+        beta, link, sl = p.loss.beta, p.link, block.slice
         A0 = A[sl, :]
         rowwise, terms, trust = state["sepA"] != "none", state["projA"], state["trust"]
 
@@ -421,6 +430,7 @@ class Gradient(Solver):
         maj = Majorizer(model, A0, sl, be)
         g, d, Z, Y, h = self._maps_direction(p, Xb, Wb, A0, S, maj, project, state)
         n, last = A0.shape[0], {}
+        s1 = xp.sum(S, axis=1) if isinstance(Xb, Counts) else None  # the model's row sums
         cur = {"Z": Z, "Y": Y, "copied": False}  # the model at the accepted rows
 
         def rows(M: Any, idx: Any) -> Any:
@@ -430,8 +440,9 @@ class Gradient(Solver):
             last["Z"] = M @ S
             last["Y"] = link.forward(last["Z"], xp)
             X_, W_ = rows(Xb, idx), rows(Wb, idx)
-            D = divergence_change(beta, X_, rows(Y, idx), last["Y"], W_, be=be, tiny=tiny)
-            df = be.acc(xp.sum(D, axis=1)) + maj.change(M, rows(A0, idx), idx, xp)
+            step = None if s1 is None else (M - rows(A0, idx)) @ s1  # each row's sum
+            df = change_sums(beta, X_, rows(Y, idx), last["Y"], W_, 1, be=be, step=step)
+            df = df + maj.change(M, rows(A0, idx), idx, xp)
             if trust is None:
                 return df
             far = xp.max(xp.abs(last["Z"] - rows(Z, idx)), axis=1) > trust
@@ -471,42 +482,43 @@ class Gradient(Solver):
         Xb: Any,
         Wb: Any,
         A1: Any,
+        S: Any,
         Z: Any,
         Y: Any,
         h: Any,
         trial: Any,
         state: dict,
     ) -> dict:
-        """One block's sums for the endmembers at the new maps ``A1``: the fit of each
+        """One block's sums for the endmembers ``S`` at the new maps ``A1``: the fit of each
         channel, the gradient and the curvature of ``S`` (from the pass's curvature
         ``h``), and at the trial point the change of each channel's fit and the
         gradient."""
         be, xp = p.be, p.be.xp
-        beta, link, floor, tiny = p.loss.beta, p.link, state["y_floor"], be.tiny
-        W = None if Wb is None else Wb.T
-        out = {"cols": divergence_rows(beta, Xb.T, Y.T, W, be=be, tiny=tiny)}
+        beta, link, floor = p.loss.beta, p.link, state["y_floor"]
+        out = {"cols": divergence_sums(beta, Xb, Y, Wb, 0, be=be)}
         if not p.update_S:
             return out
         fp = link.derivative(Z, Y, xp)
-        out["g"] = be.acc(A1.T @ (gradient_Y(beta, Xb, Y, Wb, be=be, floor=floor) * fp))
+        out["g"] = be.acc(grad_S(beta, Xb, Y, Wb, fp, A1, be=be, floor=floor))
         k = A1.shape[1]
         if state["newtonS"]:  # each channel's (k, k) curvature A^T diag(h_c) A
             A2 = xp.reshape(A1[:, :, None] * A1[:, None, :], (-1, k * k))
         else:
             A2 = A1 * A1
-        out["H"] = be.acc(xp.reshape(xp.sum(A2, axis=0), (-1, 1)) if h is None else A2.T @ h)
+        out["H"] = be.acc(
+            xp.reshape(xp.sum(A2, axis=0), (-1, 1)) if h is None else left_times(A2, h)
+        )
         if trial is None:
             return out
         Zt = A1 @ trial
         Yt = link.forward(Zt, xp)
-        out["dt"] = be.acc(
-            xp.sum(divergence_change(beta, Xb, Y, Yt, Wb, be=be, tiny=tiny), axis=0)
-        )
+        step = xp.sum(A1, axis=0) @ (trial - S) if isinstance(Xb, Counts) else None
+        out["dt"] = change_sums(beta, Xb, Y, Yt, Wb, 0, be=be, step=step)
         if state["trust"] is not None:  # entries moved beyond the trust region
             far = xp.abs(Zt - Z) > state["trust"]
             out["far"] = be.acc(xp.sum(xp.astype(far, Zt.dtype), axis=0))
-        Gt = gradient_Y(beta, Xb, Yt, Wb, be=be, floor=floor) * link.derivative(Zt, Yt, xp)
-        out["gt"] = be.acc(A1.T @ Gt)
+        fpt = link.derivative(Zt, Yt, xp)
+        out["gt"] = be.acc(grad_S(beta, Xb, Yt, Wb, fpt, A1, be=be, floor=floor))
         return out
 
     def _choose(self, p: Problem, S: Any, sums: dict, trial: Any, state: dict) -> tuple:
@@ -568,7 +580,7 @@ class Gradient(Solver):
 def _curv_Z(p: Problem, X: Any, Y: Any, W: Any, fp: Any, floor: float) -> Any:
     """The curvature of the divergence in ``Z`` (Gauss-Newton: ``h(Y) f'(Z)^2``), the
     block's shape; None for unweighted Frobenius with the identity link (all ones)."""
-    h = curvature_Y(p.loss.beta, X, Y, W, be=p.be, floor=floor)
+    h = curvature(p.loss.beta, X, Y, W, be=p.be, floor=floor)
     if not p.link.is_identity:
         h = fp * fp if h is None else h * (fp * fp)
     if h is not None and tuple(h.shape) != tuple(Y.shape):

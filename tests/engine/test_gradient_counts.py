@@ -1,0 +1,119 @@
+"""The gradient solver's KL terms over the nonzeros of mostly-zero counts
+(``unmix.engine.solvers._gradient_counts``): the same numbers as the dense formulas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import unmix
+import unmix.engine.solvers._gradient_counts as gc
+from unmix._backend import backend_of
+from unmix.engine.solvers._gradient_steps import curvature_Y
+
+
+@pytest.fixture(scope="module")
+def block():
+    rng = np.random.default_rng(0)
+    X = rng.poisson(0.03, (60, 80)).astype(np.float64)  # ~3 % nonzero
+    Y = rng.gamma(2.0, 0.02, (60, 80))
+    Y1 = Y * np.exp(0.3 * rng.standard_normal(Y.shape))
+    return X, Y, Y1, backend_of(X)
+
+
+def test_a_mostly_zero_block_becomes_counts_and_a_dense_one_does_not(block):
+    X, _, _, _ = block
+    view = gc.counts_view(X, beta=1.0, identity=True, W=None, trust=None)
+    assert isinstance(view, gc.Counts) and view.x.size == np.count_nonzero(X)
+    np.testing.assert_array_equal(view.matrix(view.x).toarray(), X)
+    dense = X + 1.0
+    assert gc.counts_view(dense, beta=1.0, identity=True, W=None, trust=None) is dense
+    for kw in ({"beta": 2.0}, {"identity": False}, {"W": np.ones_like(X)}, {"trust": 1.0}):
+        args = {"beta": 1.0, "identity": True, "W": None, "trust": None, **kw}
+        assert gc.counts_view(X, **args) is X
+
+
+def test_rows_of_counts_are_the_rows_of_the_block(block):
+    X, _, _, _ = block
+    view = gc.counts_view(X, beta=1.0, identity=True, W=None, trust=None)
+    idx = np.array([3, 0, 17, 59, 17])
+    np.testing.assert_array_equal(view[idx, :].matrix(view[idx, :].x).toarray(), X[idx])
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_sums_over_the_nonzeros_equal_the_dense_formulas(block, axis):
+    X, Y, Y1, be = block
+    C = gc.counts_view(X, beta=1.0, identity=True, W=None, trust=None)
+    sums = [
+        lambda V: gc.divergence_sums(1.0, V, Y, None, axis, be=be),
+        lambda V: gc.change_sums(1.0, V, Y, Y1, None, axis, be=be),
+    ]
+    for of in sums:
+        np.testing.assert_allclose(of(C), of(X), rtol=1e-10, atol=1e-12)
+    step = np.sum(Y1 - Y, axis=axis)  # the caller's sums of the step, from the factors
+    np.testing.assert_allclose(
+        gc.change_sums(1.0, C, Y, Y1, None, axis, be=be, step=step),
+        gc.change_sums(1.0, X, Y, Y1, None, axis, be=be),
+        rtol=1e-10,
+        atol=1e-12,
+    )
+
+
+def test_gradients_and_curvature_over_the_nonzeros_equal_the_dense_ones(block):
+    X, Y, _, be = block
+    rng = np.random.default_rng(1)
+    S, A = rng.random((4, 80)), rng.random((60, 4))
+    C = gc.counts_view(X, beta=1.0, identity=True, W=None, trust=None)
+    floor = 0.01
+    np.testing.assert_allclose(
+        gc.grad_maps(1.0, C, Y, None, 1.0, S, be=be, floor=floor),
+        gc.grad_maps(1.0, X, Y, None, 1.0, S, be=be, floor=floor),
+        rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+        gc.grad_S(1.0, C, Y, None, 1.0, A, be=be, floor=floor),
+        gc.grad_S(1.0, X, Y, None, 1.0, A, be=be, floor=floor),
+        rtol=1e-12,
+    )
+    h = gc.curvature(1.0, C, Y, None, be=be, floor=floor)
+    assert sp.issparse(h)
+    dense = curvature_Y(1.0, X, Y, None, be=be, floor=floor)
+    np.testing.assert_allclose(h.toarray(), dense, rtol=1e-12)
+    np.testing.assert_allclose(gc.left_times(A, h), A.T @ dense, rtol=1e-12)
+
+
+def _sparse_counts() -> np.ndarray:
+    rng = np.random.default_rng(2)
+    A = rng.dirichlet(np.ones(3), 900)
+    S = rng.gamma(0.3, 1.0, (3, 300))
+    S /= S.sum(axis=1, keepdims=True)
+    return rng.poisson(A @ S * 8.0).astype(np.float64)  # ~8 counts a pixel: ~97 % zeros
+
+
+def test_kl_sum_to_one_fit_takes_the_same_steps_over_the_nonzeros(monkeypatch):
+    """The first iterations agree to rounding with the dense path (later ones may take
+    other steps where a line search's test is decided by rounding), and both converge."""
+    X = _sparse_counts()
+    assert np.mean(X == 0) > 0.9
+    kw = {"loss": "kl", "constraints": [unmix.NonNegative(), unmix.SumToOne()]}
+    kw |= {"solver": "gradient", "random_state": 0}
+    fast = unmix.factorize(X, 3, max_iter=6, **kw)
+    full = unmix.factorize(X, 3, **kw)
+    monkeypatch.setattr(gc, "MAX_DENSITY", -1.0)  # every block dense
+    slow = unmix.factorize(X, 3, max_iter=6, **kw)
+    slow_full = unmix.factorize(X, 3, **kw)
+    h1, h2 = np.asarray(fast.history["objective"]), np.asarray(slow.history["objective"])
+    np.testing.assert_allclose(h1, h2, rtol=1e-8)
+    np.testing.assert_allclose(fast.S, slow.S, rtol=1e-6, atol=1e-9)
+    assert full.stop_reason == slow_full.stop_reason == "tol"
+    assert full.objective == pytest.approx(slow_full.objective, rel=1e-3)
+    assert np.all(np.diff(np.asarray(full.history["objective"])[1:]) <= 1e-9 * full.objective)
+
+
+def test_float32_counts_stay_float32():
+    X = _sparse_counts().astype(np.float32)
+    kw = {"loss": "kl", "constraints": [unmix.NonNegative(), unmix.SumToOne()]}
+    r = unmix.factorize(X, 3, solver="gradient", random_state=0, max_iter=20, **kw)
+    assert r.A.dtype == r.S.dtype == np.float32
+    assert np.all(np.diff(np.asarray(r.history["objective"])[1:]) <= 1e-5 * r.objective)
