@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 from pathlib import Path
+from typing import Any
 
 
 def cpu_model() -> str:
@@ -15,3 +16,13 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def table_rows(cases: list, row: Any) -> list[str]:
+    """``row(*case)`` for every case, each printed as it is measured (long runs show
+    progress)."""
+    out = []
+    for case in cases:
+        out.append(row(*case))
+        print(out[-1], flush=True)
+    return out

@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 
 import unmix  # noqa: E402
 import unmix.engine.solvers._gradient_counts as gc  # noqa: E402
-from _machine import cpu_model  # noqa: E402
+from _machine import cpu_model, table_rows  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 OUT = Path(__file__).resolve().parent / "results" / "kl_nonzeros.md"
@@ -87,9 +87,7 @@ def main() -> None:
         "nonzeros vs dense |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, rel, k in MAPS:
-        lines.append(row(name, rel, k))
-        print(lines[-1], flush=True)
+    lines += table_rows(MAPS, row)
     lines += ["", "Run: `.venv/bin/python benchmarks/bench_kl_nonzeros.py`.", ""]
     OUT.write_text("\n".join(lines))
 

@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 
 import unmix  # noqa: E402
 import unmix.io  # noqa: E402
+from _machine import table_rows  # noqa: E402
 from _models_md import measured, write_section  # noqa: E402
 from unmix.preprocessing import OPS  # noqa: E402
 
@@ -128,9 +129,7 @@ def main() -> None:
         "ratio (min share) | CPU s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, rel, k in MAPS:
-        lines.append(row(name, rel, k))
-        print(lines[-1], flush=True)
+    lines += table_rows(MAPS, row)
     lines += ["", "Run: `.venv/bin/python benchmarks/bench_orthogonal.py`.", NOTES]
     write_section(SECTION, "\n".join(lines))
 
