@@ -24,6 +24,7 @@ __all__ = [
     "Orthogonal",
     "SumToOne",
     "UnitNorm",
+    "unit_endmembers",
 ]
 
 
@@ -275,6 +276,14 @@ class FixedEndmembers(Constraint):
         return to_numpy(self._values)[self._fixed_np.any(axis=1)]
 
 
+def unit_endmembers(A: Any, S: Any, xp: Any) -> tuple[Any, Any]:
+    """``(A, S)`` with every non-zero endmember (row of ``S``) at unit norm and its norm
+    moved into the matching map (column of ``A``): ``A @ S`` unchanged."""
+    norms = xp.sqrt(xp.sum(S * S, axis=1))
+    norms = xp.where(norms > 0, norms, 1.0)
+    return A * norms[None, :], S / norms[:, None]
+
+
 @dataclass(frozen=True)
 class UnitNorm(Constraint):
     """Each endmember (row of ``S``) has unit Euclidean norm (removes the scale ambiguity)."""
@@ -286,10 +295,7 @@ class UnitNorm(Constraint):
 
     def rescale(self, A: Any, S: Any) -> tuple[Any, Any]:
         """Each endmember to unit norm, its norm moved into the matching map."""
-        xp = self.ctx.backend.xp
-        norms = xp.sqrt(xp.sum(S * S, axis=1))
-        norms = xp.where(norms > 0, norms, 1.0)
-        return A * norms[None, :], S / norms[:, None]
+        return unit_endmembers(A, S, self.ctx.backend.xp)
 
     def project(self, M: Any) -> Any:
         """Each row to unit norm (after clipping at 0 with non-negative ``S``); an

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._linalg import nnls_bpp
+from ._constraints import unit_endmembers
 from ._terms import Constraint
 
 __all__ = ["MAX_SUBSETS", "MaxActive"]
@@ -108,10 +109,7 @@ class MaxActive(Constraint):
         start is kept: balanced or not, neither won on the EELS, Raman and XRD maps.)"""
         if self.target != "S":
             return A, S
-        xp = self.ctx.backend.xp
-        norms = xp.linalg.vector_norm(S, axis=1)
-        norms = xp.where(norms > 0, norms, 1.0)
-        return A * norms[None, :], S / norms[:, None]
+        return unit_endmembers(A, S, self.ctx.backend.xp)
 
     def solve_rows(self, G: Any, B: Any, diag_add: Any = None) -> Any:
         """Exact for every row of ``B`` (pixels, k; for ``target="S"`` channels, k: the
