@@ -23,7 +23,14 @@ from ._sources import (
     mean_row_scale,
     streamed_backend,
 )
-from ._sparse import SparsePixelData, as_csr_rows, check_sparse_finite, entry_rows, is_sparse
+from ._sparse import (
+    SparsePixelData,
+    as_csr_rows,
+    check_sparse_finite,
+    entry_rows,
+    is_sparse,
+    with_data,
+)
 from ._sparse_device import (
     DeviceCSR,
     DeviceSparsePixelData,
@@ -73,4 +80,5 @@ __all__ = [
     "read_ahead",
     "sample_rows",
     "streamed_backend",
+    "with_data",
 ]

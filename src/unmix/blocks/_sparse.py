@@ -28,7 +28,14 @@ from .._backend import Backend
 from ..executors.base import Block
 from ._pixels import PixelData
 
-__all__ = ["SparsePixelData", "as_csr_rows", "check_sparse_finite", "entry_rows", "is_sparse"]
+__all__ = [
+    "SparsePixelData",
+    "as_csr_rows",
+    "check_sparse_finite",
+    "entry_rows",
+    "is_sparse",
+    "with_data",
+]
 
 #: nonzeros per chunk when the model is evaluated at them (bounds the ``nnz x k`` temporaries)
 _CHUNK = 1 << 17
@@ -89,6 +96,11 @@ def check_sparse_finite(X: Any, mask: Any = None) -> None:
 def entry_rows(B: Any) -> np.ndarray:
     """The row of each stored entry of CSR ``B``, in storage order."""
     return np.repeat(np.arange(B.shape[0]), np.diff(B.indptr))
+
+
+def with_data(X: sp.csr_array, data: Any) -> sp.csr_array:
+    """CSR ``X``'s pattern carrying ``data`` (its stored values replaced, CSR order)."""
+    return sp.csr_array((data, X.indices, X.indptr), shape=X.shape, copy=False)
 
 
 def _block_view(X: sp.csr_array, start: int, stop: int) -> sp.csr_array:

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 
 from .._backend import Backend, backend_of
 from .._validation import check_nonnegative
-from ..blocks import as_csr_rows, check_sparse_finite, entry_rows, is_sparse
+from ..blocks import as_csr_rows, check_sparse_finite, entry_rows, is_sparse, with_data
 
 __all__ = [
     "backend",
@@ -76,11 +76,6 @@ def row_sq(X: Any) -> Any:
         return np.bincount(X.indices, weights=d * d, minlength=int(X.shape[0]))
     X = _csr(X)
     return np.bincount(entry_rows(X), weights=d * d, minlength=int(X.shape[0]))
-
-
-def with_data(X: sp.csr_array, data: Any) -> sp.csr_array:
-    """CSR ``X``'s pattern carrying ``data`` (its stored values replaced, CSR order)."""
-    return sp.csr_array((data, X.indices, X.indptr), shape=X.shape, copy=False)
 
 
 def unit_rows(X: Any, be: Backend) -> Any:

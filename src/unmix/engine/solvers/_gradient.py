@@ -48,13 +48,13 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from ...blocks import is_sparse
 from ...executors.base import Block, Executor
 from .._problem import Problem
 from ._base import Solver, StepOut, register
 from ._frobenius import fit_of, frobenius_pass, gram_A
 from ._gradient_counts import (
-    Counts,
-    block_counts,
+    block_x,
     change_sums,
     curvature,
     divergence_sums,
@@ -162,6 +162,7 @@ class Gradient(Solver):
             "dS": be.zeros(S.shape),  # the endmembers' direction for the next pass
             "has_d": 0,
             "y_floor": floor,
+            "by_block": {},  # each block's CSR view of X, or None (dense): block_x
             "trust": None if p.link.is_identity else TRUST_Z / scale,
             "quad": quad,
             "xx": p.data.norm2() if (quad and p.data.mask is None) else 0.0,
@@ -348,8 +349,8 @@ class Gradient(Solver):
         be = p.be
 
         def kernel(block: Block) -> dict:
-            Xb, Wb = p.data.x(block), p.data.w(block)  # read once a pass
-            Xb = block_counts(p, block, Xb, Wb, state)  # KL on counts: by their nonzeros
+            Wb = p.data.w(block)
+            Xb = block_x(p, block, Wb, state)  # read once a pass; KL counts as CSR
             A1, Z, Y, h, Y0 = self._maps(p, block, Xb, Wb, A, S, model, state)
             out = self._sums(p, Xb, Wb, A1, S, Z, Y, h, trial, state)
             if first:  # the fit before the step (see below)
@@ -430,7 +431,7 @@ class Gradient(Solver):
         maj = Majorizer(model, A0, sl, be)
         g, d, Z, Y, h = self._maps_direction(p, Xb, Wb, A0, S, maj, project, state)
         n, last = A0.shape[0], {}
-        s1 = xp.sum(S, axis=1) if isinstance(Xb, Counts) else None  # the model's row sums
+        s1 = xp.sum(S, axis=1) if is_sparse(Xb) else None  # the model's row sums
         cur = {"Z": Z, "Y": Y, "copied": False}  # the model at the accepted rows
 
         def rows(M: Any, idx: Any) -> Any:
@@ -512,7 +513,7 @@ class Gradient(Solver):
             return out
         Zt = A1 @ trial
         Yt = link.forward(Zt, xp)
-        step = xp.sum(A1, axis=0) @ (trial - S) if isinstance(Xb, Counts) else None
+        step = xp.sum(A1, axis=0) @ (trial - S) if is_sparse(Xb) else None
         out["dt"] = change_sums(beta, Xb, Y, Yt, Wb, 0, be=be, step=step)
         if state["trust"] is not None:  # entries moved beyond the trust region
             far = xp.abs(Zt - Z) > state["trust"]
