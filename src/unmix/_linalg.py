@@ -77,10 +77,7 @@ def _least_squares_start(G: Any, B: Any, X: Any, Y: Any, F: Any) -> tuple[Any, A
     good fit are then solved by the first pivoting step, not the third or fourth."""
     if not isinstance(B, np.ndarray) or B.shape[0] == 0:
         return X, Y, F
-    try:
-        F0 = np.linalg.solve(G, B.T).T > 0
-    except np.linalg.LinAlgError:
-        return X, Y, F
+    F0 = np.linalg.solve(G, B.T).T > 0  # G is not singular (see _lift_singular)
     sol = _solve_by_pattern(G, F0, B)
     if sol is None:
         return X, Y, F

@@ -14,9 +14,9 @@ are not outliers, :func:`unmix.engine._robust.inlier_bound`), and the iterations
 For abundances on a simplex, whose endmembers are pure pixels, the endmember becomes the
 worst pixel's spectrum; for maps with one endmember a pixel (a hard segmentation,
 ``one_per_row``), the mean spectrum of a group of badly fitted pixels (the group below),
-which the component must fit alone.  Otherwise it becomes the positive part of the mean residual of
-a group of badly fitted pixels: the worst pixel and the ones among the worst 5 % (at
-most 256) whose residuals point the same way (with several dead components, one group
+which the component must fit alone.  Otherwise it becomes the positive part of the mean
+residual of a group of badly fitted pixels: the worst pixel and the ones among the worst
+5 % (at most 256) whose residuals point the same way (with several dead components, one group
 each, the next started from the worst pixel left).  A group, not one pixel: a component
 must matter to at least 1 % of the pixels, and one pixel's residual is mostly its noise;
 with an L1 penalty on the maps it died again (EELS and XRD maps, ``--sparsity 0.05``).
@@ -121,10 +121,10 @@ def revive(p: Problem, A: Any, S: Any, dead: list[int]) -> Any:
     total = float(p.data.reduce(float(xp.sum(xp.abs(be.acc(A))))))
     small = 0.1 * total / max(p.data.n_total * p.k, 1)
     groups = _groups(np.stack([r for _, r in worst]), len(dead), size)
-    alone = p.one_per_row("A")  # pixels fitted by one endmember: restart from spectra
+    # pixels fitted by one endmember alone: the group's mean spectrum, else its residual's
+    part = 0 if p.one_per_row("A") else 1  # in worst: (spectrum, residual)
     for j, group in zip(dead, groups, strict=True):
         x = worst[group[0]][0]
-        part = 0 if alone else 1  # the mean spectrum of the group, or its mean residual
         row = x if simplex else np.maximum(np.mean([worst[i][part] for i in group], axis=0), 0.0)
         if not np.any(row > 0):
             row = np.abs(x)
