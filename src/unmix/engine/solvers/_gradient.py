@@ -34,7 +34,7 @@ kind on the exact quadratic while they still gain (as accelerated HALS repeats s
 
 For KL with the identity link and no weights, blocks of counts at most 10 % nonzero are
 worked on by their nonzeros (:mod:`._gradient_counts`: the same sums, a few passes over
-the model instead of dozens of elementwise ones; 4.6x faster on the TEM EDS map).
+the model instead of dozens of elementwise ones; 4.7x faster on the TEM EDS map).
 
 A non-identity link's model is trusted where a step moves ``Z`` by at most
 :data:`TRUST_Z` (over the link's ``scale``).  Changes of ``F`` are formed as differences
