@@ -139,9 +139,14 @@ def test_tree_and_select_on_a_streamed_file_fit_a_seeded_subsample(cube, tmp_pat
 def test_the_default_budget_sees_the_address_space_limit(monkeypatch):
     import resource
 
+    import unmix.io._common as common
     from unmix.io import memory_budget
 
     monkeypatch.delenv("UNMIX_MEMORY_BUDGET", raising=False)
+    # the free memory read once: other processes move /proc/meminfo between two reads
+    for name in ("_meminfo_available", "_cgroup_available"):
+        value = getattr(common, name)()
+        monkeypatch.setattr(common, name, lambda value=value: value)
     free = memory_budget()
     monkeypatch.setattr(resource, "getrlimit", lambda which: (1 << 40, resource.RLIM_INFINITY))
     assert memory_budget() <= free
