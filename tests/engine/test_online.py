@@ -64,6 +64,22 @@ def test_eels_k3_objective_matches_the_batch_fit(eels_lines):
     assert _rel(X, online.A, online.S) <= 1.02 * _rel(X, batch.A, batch.S)
 
 
+def test_a_stream_brighter_than_its_start_keeps_every_endmember(eels_lines):
+    """Sum-to-one on the EELS lines, which get 4x brighter over the first 12: the start's
+    brightest endmember took every pixel and the others died for good (norm 0, 90 deg
+    from the batch fit, 2.4x its error after 3 passes); now they are restarted."""
+    X, lines = eels_lines
+    cons = [NonNegative(), SumToOne()]
+    one_pass = online_factorize(lines, 3, constraints=cons, random_state=0)
+    norms = np.linalg.norm(one_pass.S, axis=1)
+    assert norms.min() > 1e-3 * norms.max()
+    batch = unmix.factorize(X, 3, constraints=cons, random_state=0)
+    online = online_factorize(lines, 3, constraints=cons, n_epochs=3, random_state=0)
+    assert _rel(X, online.A, online.S) < 1.5 * _rel(X, batch.A, batch.S)
+    np.testing.assert_allclose(online.A.sum(axis=1), 1.0, atol=1e-9)
+    assert one_pass.spec["n_restarts"] >= 1
+
+
 def test_state_memory_does_not_grow_with_the_stream():
     mix = make_mixture(3, spatial_shape=(60, 20), n_channels=50, random_state=1)
     state = OnlineNMF(3, random_state=0)

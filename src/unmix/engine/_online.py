@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import backend_of
+from .._backend import backend_of, to_numpy
 from .._linalg import nnls_bpp
 from .._ops import project_simplex_rows
 from .._validation import UnsupportedError, check_k, ensure_2d_float, finite_report
@@ -53,6 +53,8 @@ SUPPORTED = (
 )
 #: weight of the sum-to-one equation against the largest diagonal of S S^T (Heinz-Chang)
 SIMPLEX_WEIGHT = 1e6
+#: an endmember whose norm is below this fraction of the largest is dead (restarted)
+DEAD_NORM = 1e-3
 
 
 class OnlineNMF:
@@ -92,6 +94,10 @@ class OnlineNMF:
         Pixels fed so far (all epochs).
     n_batches : int
         Batches fed so far.
+    n_restarts : int
+        Endmembers restarted so far: one that dies (norm below 1e-3 of the largest,
+        e.g. under sum-to-one when the stream gets brighter than the start) is restarted
+        from the worst-fitted pixel of the batch that killed it.
     history : dict of str -> list of float
         Per batch: ``"fit"`` (``1/2 ||X_t - A_t S||^2`` of the batch with the endmembers
         it was solved against), ``"pixels"`` and ``"time"`` (seconds since the start).
@@ -135,6 +141,7 @@ class OnlineNMF:
         self.grad: Any = 0.0  # ... and constant gradient
         self.n_seen = 0
         self.n_batches = 0
+        self.n_restarts = 0
         self.history: dict[str, list[float]] = {"fit": [], "pixels": [], "time": []}
         self.t0 = time.perf_counter()
 
@@ -165,6 +172,7 @@ class OnlineNMF:
                 St, be.work(self.B), be.work(self.C), be=be, inner_max=self.inner_max, delta=0.01
             )
         A = first
+        self.revive(X)
         self.n_seen += int(X.shape[0])
         self.n_batches += 1
         self.history["fit"].append(fit)
@@ -235,6 +243,39 @@ class OnlineNMF:
         shape = (self.k, int(X.shape[1]))
         self.C = self.be.zeros((self.k, self.k), dtype=self.be.acc_dtype)
         self.B = self.be.zeros(shape, dtype=self.be.acc_dtype)
+
+    def revive(self, X: Any) -> None:
+        """Restart endmembers that died (norm below ``DEAD_NORM`` of the largest) from the
+        pixels of batch ``X`` the model fits worst; their statistics start afresh.
+
+        A dead endmember cannot come back by itself (its maps are 0, so its rows of ``C``
+        and ``B`` only fade).  Under sum-to-one this happens whenever the stream gets
+        brighter than the start: the brightest endmember takes every pixel.  The restart
+        uses the worst-fitted pixel's spectrum (sum-to-one: a new vertex outside the
+        hull) or its residual's positive part, as the batch fit's restart does.
+        """
+        be, xp = self.be, self.be.xp
+        norms = np.sqrt(np.asarray(to_numpy(xp.sum(be.acc(self.S) ** 2, axis=1)), float))
+        dead = np.flatnonzero(norms <= DEAD_NORM * norms.max())
+        if dead.size == 0 or X.shape[0] == 0:
+            return
+        R = X - self.solve_maps(X, self.S) @ self.S
+        worst = np.argsort(-np.asarray(to_numpy(xp.sum(R**2, axis=1)), float), kind="stable")
+        for j, i in zip(dead.tolist(), worst.tolist(), strict=False):
+            row = X[i] if self.simplex is not None else be.clip_min(R[i], 0.0)
+            if float(xp.max(row)) <= 0.0:
+                row = be.clip_min(X[i], 0.0)
+            self.S[j, :] = row
+            self.C[j, :] = 0.0
+            self.C[:, j] = 0.0
+            self.B[j, :] = 0.0
+            self.n_restarts += 1
+            logger.info(
+                "online fit: endmember %d died at batch %d; restarted from the batch's "
+                "worst-fitted pixel",
+                j,
+                self.n_batches + 1,
+            )
 
     def bind(self, n_channels: int) -> None:
         """Bind the penalties; add up their exact models (Gram term, constant gradient)."""
@@ -450,6 +491,7 @@ def build_result(
         "n_epochs": n_epochs,
         "n_batches": state.n_batches,
         "n_seen": state.n_seen,
+        "n_restarts": state.n_restarts,
         "random_state": state.random_state,
         "spatial_shape": None if shape is None else list(shape),
         "signal_shape": None if signal_shape is None else list(signal_shape),
