@@ -23,6 +23,7 @@ import numpy as np
 from ..blocks import LowRankData
 from ._collapse import collapsed_components, revive
 from ._diagnostics import balance, warn_collapsed, warn_scale_drift
+from ._extrapolate import Extrapolation, extrapolating
 from ._init import initialize
 from ._problem import Problem
 from ._record import History, RestartRecord, evaluate_fit, restore_state
@@ -73,6 +74,7 @@ class _Phase:
     offset: float  # energy of X outside the compressed subspace (0 for phase 2)
     t_loop: float
     state: dict
+    ext: Extrapolation | None = None  # extrapolation between the steps, when on
     calm: int = 0  # iterations in a row with a small change of the objective
     noise: float = 0.0  # the objective's rounding noise (float32 work), absolute
     S_prev: Any = None  # the endmembers before this iteration
@@ -299,11 +301,16 @@ def _iterate(
     ph.state = slv.setup(p, A, S)
     ph.calm, ph.noise = 0, objective_noise(p)
     restore_state(ph.state, rec.resume_state, p)
+    ext = ph.ext = Extrapolation() if extrapolating(slv, p) else None
+    if ext is not None:
+        ext.restore(p, A, S, rec.resume_state)
     rec.resume_state = None
     prev = rec.history.last if prev is None else prev
     done = 0
     for i in range(1, n_max + 1):
         it = it0 + i
+        if ext is not None:
+            S = ext.move(p, A, S)
         A_prev, S_prev = xp.asarray(A, copy=True), S
         ph.S_prev = S_prev
         out = _guarded_step(ph, slv, A, S, A_prev, rec, cfg, it, prev)
@@ -311,15 +318,27 @@ def _iterate(
         pens = p.penalty_values(A_prev if out.fit_at_old_A else A, out.fit_S)
         obj = out.fit + sum(pens.values())
         if not (np.isfinite(obj) and _finite(p, A, S, maps=out.fit_at_old_A)):
+            if ext is not None and ext.A_acc is not None:  # the last accepted point
+                A_prev, S_prev = ext.A_acc, ext.S_acc
             A[:, :] = A_prev
             _warn_nonfinite(it)
             return S_prev, "non-finite", done
         done = i
         elapsed = rec.elapsed0 + time.perf_counter() - ph.t_loop
-        rec.history.add(obj, out.fit, pens, elapsed, ph.number)
-        info = IterationInfo(it, obj, out.fit, pens, elapsed, A, S, ph.number)
+        if ext is not None and (out.fit_at_old_A or out.fit_S is not out.S):
+            ext = ph.ext = None  # the fit is not that of the new point: nothing to judge
+        kept = True
+        if ext is not None:
+            S, kept = ext.judge(p, A, S, obj)
+        if kept:
+            fit = out.fit
+            rec.history.add(obj, fit, pens, elapsed, ph.number)
+        else:  # back at the accepted point: no change to judge the stop by
+            obj, fit, pens = rec.history.repeat_last(elapsed, ph.number)
+        info = IterationInfo(it, obj, fit, pens, elapsed, A, S, ph.number)
+        lagged = (out.fit_at_old_A and i == 1) or not kept
         try:
-            stop = _stop_reason(cfg, slv, info, prev, ph, lagged=out.fit_at_old_A and i == 1)
+            stop = _stop_reason(cfg, slv, info, prev, ph, lagged=lagged)
         except KeyboardInterrupt:  # raised by the callback (e.g. a Ctrl-C it noticed)
             _checkpoint_now(cfg, rec, slv, ph, A, S, (ph.number, it, obj, elapsed), True)
             raise
@@ -346,7 +365,11 @@ def _checkpoint_now(
     ckpt = cfg.checkpoint
     if ckpt is None or (interrupted and not ckpt.on_interrupt):
         return
-    ckpt.save(rec.snapshot(A, S, ph.state, slv.persistent, at))
+    state, keys = ph.state, slv.persistent
+    if ph.ext is not None:  # its state too; the iterate saved is its accepted point
+        more = ph.ext.to_state()
+        state, keys = {**state, **more}, (*keys, *more)
+    ckpt.save(rec.snapshot(A, S, state, keys, at))
     if interrupted:
         logger.warning("Interrupted: checkpoint at iteration %d in %s", at[1], ckpt.path)
 
@@ -375,6 +398,8 @@ def _guarded_step(
         return slv.step(ph.p, A, S, ph.state, cfg.executor)
     except KeyboardInterrupt:
         if ckpt.on_interrupt:
+            if ph.ext is not None and ph.ext.A_acc is not None:
+                A_prev, S = ph.ext.A_acc, ph.ext.S_acc  # resumed, the step is done again
             A[:, :] = A_prev
             ph.state.update(kept)
             elapsed = rec.elapsed0 + time.perf_counter() - ph.t_loop

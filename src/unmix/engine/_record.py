@@ -60,6 +60,15 @@ class History:
         for key, val in pens.items():
             self.values.setdefault(key, [float("nan")] * n).append(val)
 
+    def repeat_last(self, elapsed: float, phase: int) -> tuple[float, float, dict]:
+        """Record the last row again (an iteration that went back to the last point);
+        returns its ``(objective, fit, penalties)``."""
+        for key, vals in self.values.items():
+            vals.append(elapsed if key == "time" else phase if key == "phase" else vals[-1])
+        own = ("objective", "fit", "time", "phase")
+        pens = {key: vals[-1] for key, vals in self.values.items() if key not in own}
+        return self.values["objective"][-1], self.values["fit"][-1], pens
+
     @property
     def last(self) -> float:
         return self.values["objective"][-1]

@@ -61,6 +61,9 @@ class Solver:
     #: every step lowers the objective (the stop rule trusts one small change); a solver
     #: that is not monotone must see the change stay small (see unmix.engine._stop)
     monotone: ClassVar[bool] = False
+    #: the loop may extrapolate between its steps (``solver_options={"extrapolate":
+    #: True}``, unmix.engine._extrapolate): a monotone step from any feasible point
+    extrapolates: ClassVar[bool] = False
     #: solved in a single step (no iterations)
     one_shot: ClassVar[bool] = False
     #: state keys that carry over between iterations (saved in checkpoints)
@@ -77,6 +80,12 @@ class Solver:
         """Refuse option names the solver does not declare in :attr:`option_names`."""
         if self.option_names is None:
             return
+        flag = options.get("extrapolate", False)
+        if not isinstance(flag, bool):
+            raise ValueError(
+                f"solver_options: extrapolate must be True or False; got {flag!r} "
+                "(on the command line: --solver-option extrapolate=true)."
+            )
         unknown = sorted(set(options) - self.option_names)
         if unknown:
             valid = ", ".join(repr(n) for n in sorted(self.option_names)) or "none"
@@ -101,6 +110,8 @@ class Solver:
             for pen in p.penalties[target]:
                 if not self.takes_penalties:
                     out.append(f"{type(pen).__name__} on {target}")
+        if self.options.get("extrapolate") and (p.filters["A"] or p.filters["S"]):
+            out.append("solver_options extrapolate=True with filters (they move the factors)")
         need = _weight_kind(p, loss=takes_loss)  # a refused loss's weights: said already
         if need not in self.weights:
             why = {

@@ -44,10 +44,17 @@ class HALS(Solver):
         (default): ``"onepass"`` when numba is installed, the problem qualifies and X has
         at least ``unmix.engine.kernels.AUTO_MIN_ENTRIES`` entries (4 M), else ``"blas"``.  Both
         give the same iterates up to rounding.
+    extrapolate : bool
+        Start each iteration beyond the last one, along its change, and keep the step
+        only if the objective did not rise (Ang & Gillis 2019;
+        :mod:`unmix.engine._extrapolate`).  Default False.  Several times fewer
+        iterations on slowly converging fits (minimum volume, many components), not
+        always to the same local minimum as the plain iteration; not with filters.
     """
 
     name = "hals"
-    option_names = frozenset({"inner_max", "inner_delta", "kernel"})
+    option_names = frozenset({"inner_max", "inner_delta", "kernel", "extrapolate"})
+    extrapolates = True
     separable_A = frozenset({"entries"})  # column updates: entry-wise projections
     separable_S = frozenset({"entries", "rows"})  # row updates: also row-wise ones
     weights = frozenset({"none", "mask", "separable"})
