@@ -84,6 +84,17 @@ def angles(S, ref) -> str:
     return ", ".join(f"{a:.2f}" for a in sorted(spectral_angles(S, ref)[r, c]))
 
 
+def timed(fn, *args, **kwargs):
+    """``(fn(*args, **kwargs), wall seconds)``."""
+    t = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t
+
+
+def passes(epochs: int) -> str:
+    return f"{epochs} epoch{'s' if epochs > 1 else ''}"
+
+
 def eels_rows() -> list[str]:
     cube = unmix.datasets.load_cuzn_eels()["data"].astype(np.float64)
     X = cube.reshape(-1, cube.shape[-1])
@@ -93,12 +104,10 @@ def eels_rows() -> list[str]:
         batch = unmix.factorize(X, k, random_state=0)
         rb = rel(X, batch.A, batch.S)
         for epochs in (1, 2, 5):
-            t = time.perf_counter()
-            on = unmix.online_factorize(lines, k, n_epochs=epochs, random_state=0)
-            dt = time.perf_counter() - t
+            on, dt = timed(unmix.online_factorize, lines, k, n_epochs=epochs, random_state=0)
             ro = rel(X, on.A, on.S)
             out.append(
-                f"| {k} | online, {epochs} epoch{'s' if epochs > 1 else ''} | {ro:.5f} | "
+                f"| {k} | online, {passes(epochs)} | {ro:.5f} | "
                 f"{100 * (ro / rb - 1):+.2f} % | {angles(on.S, batch.S)} | {dt:.2f} |"
             )
         Xr = cube[::-1].reshape(X.shape)  # the reversed stream (A's rows follow it)
@@ -106,8 +115,8 @@ def eels_rows() -> list[str]:
             on = unmix.online_factorize(lines[::-1], k, n_epochs=epochs, random_state=0)
             ro = rel(Xr, on.A, on.S)
             out.append(
-                f"| {k} | online, {epochs} epoch{'s' if epochs > 1 else ''}, lines in reverse "
-                f"order | {ro:.5f} | {100 * (ro / rb - 1):+.2f} % | {angles(on.S, batch.S)} | |"
+                f"| {k} | online, {passes(epochs)}, lines in reverse order | {ro:.5f} | "
+                f"{100 * (ro / rb - 1):+.2f} % | {angles(on.S, batch.S)} | |"
             )
         others = {
             "batch hals tol 1e-6 (the demo's)": {"solver": "hals", "tol": 1e-6, "max_iter": 1000},
@@ -130,9 +139,7 @@ def eels_rows() -> list[str]:
             "max_iter": 5000,
         }
         for name, kw in others.items():
-            t = time.perf_counter()
-            b = unmix.factorize(X, k, **{"random_state": 0, **kw})
-            dt = time.perf_counter() - t
+            b, dt = timed(unmix.factorize, X, k, **{"random_state": 0, **kw})
             r = rel(X, b.A, b.S)
             out.append(
                 f"| {k} | {name} | {r:.5f} | {100 * (r / rb - 1):+.2f} % | "
@@ -150,12 +157,12 @@ def simplex_rows() -> list[str]:
     rb = rel(X, batch.A, batch.S)
     out = [f"| batch (ADMM, defaults) | {rb:.5f} | | | | {batch.n_iter} iterations |"]
     for epochs in (1, 3, 10, 30):
-        t = time.perf_counter()
-        on = unmix.online_factorize(lines, k, n_epochs=epochs, constraints=cons, random_state=0)
-        dt = time.perf_counter() - t
+        on, dt = timed(
+            unmix.online_factorize, lines, k, n_epochs=epochs, constraints=cons, random_state=0
+        )
         ro = rel(X, on.A, on.S)
         out.append(
-            f"| online, {epochs} epoch{'s' if epochs > 1 else ''} | {ro:.5f} | "
+            f"| online, {passes(epochs)} | {ro:.5f} | "
             f"{ro / rb:.2f}x | {angles(on.S, batch.S)} | {on.spec['n_restarts']} | {dt:.2f} s |"
         )
     return out

@@ -102,11 +102,8 @@ class BPP(Solver):
     Options
     -------
     extrapolate : bool
-        Start each iteration beyond the last one, along its change, and keep the step
-        only if the objective did not rise (Ang & Gillis 2019;
-        :mod:`unmix.engine._extrapolate`).  Default False.  Several times fewer
-        iterations on slowly converging fits (minimum volume, many components), not
-        always to the same local minimum as the plain iteration; not with filters.
+        Extrapolation with restarts between iterations, as for HALS
+        (:mod:`unmix.engine._extrapolate`; default False).
     """
 
     name = "bpp"
