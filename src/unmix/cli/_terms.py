@@ -106,6 +106,7 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
         cons = _scale_fixed(cons)
         regs.append(GraphSmoothness(flags["graph_smooth"]))
     if flags["min_volume"]:  # the residual energy is a squared norm: not for l2,1
+        cons = _scale_fixed(cons)  # or the endmembers shrink and the penalty fades
         regs.append(MinVolume(flags["min_volume"], scale="init" if robust else "residual"))
     if flags["max_active"]:  # at most M endmembers a pixel (exact ANLS, maps polished)
         cons = cons or [NonNegative()]
@@ -190,7 +191,9 @@ TERM_OPTIONS = [
     click.option(
         "--min-volume",
         type=float,
-        help="Minimum-volume endmembers, strength relative to the residual energy (e.g. 0.5).",
+        help="Minimum-volume endmembers, strength relative to the residual energy (e.g. "
+        "0.5); without --sum-to-one the endmembers are held at unit norm (else they shrink "
+        "and the penalty fades).",
     ),
     click.option(
         "--median-filter",

@@ -22,6 +22,7 @@ Gaussian or a median filter to each spectrum, or to each 2-D pattern when
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -222,11 +223,17 @@ class MinVolume(Penalty):
         outside its best rank-k approximation, ``sum_{j>k} sigma_j^2`` (pixel weights
         included), capped at :data:`SPREAD_CAP` times the energy its components 2..k
         span, ``sum_{1<j<=k} sigma_j^2``, and ``delta`` by the mean weighted squared pixel
-        norm - independent of the start (the blind-unmixing preset).  The cap binds only
+        norm (endmembers on the data's scale, the maps summing to one) or not at all
+        (endmembers of unit norm, :class:`UnitNorm`) - independent of the start (the
+        blind-unmixing preset).  The cap binds only
         on noise-dominated data: on the hyperspectral scenes the residual is 2-4 % of that
         spread, on EDS maps at a few counts per pixel 4-6 times it, where the uncapped
         penalty flattened the simplex (every component but one collapsed).  ``"none"``:
         both absolute.
+
+    Something must hold the endmembers' scale - :class:`SumToOne` on the maps or
+    :class:`UnitNorm` on the endmembers - or they shrink while the maps grow, the
+    penalty fades and the fit ends as plain NMF's (a ``RuntimeWarning`` says so).
     """
 
     delta: float = 0.1
@@ -256,6 +263,17 @@ class MinVolume(Penalty):
         object.__setattr__(self, "_state", {"delta": delta, "lam": self.lam})
 
     def on_data(self, problem: Any) -> None:
+        unit_norm = any(c.rescales for c in problem.constraints["S"])
+        if not unit_norm and not any(c.simplex_rows for c in problem.constraints["A"]):
+            warnings.warn(
+                "MinVolume without SumToOne() on the maps or UnitNorm() on the endmembers: "
+                "nothing holds the endmembers' scale, so they shrink (the maps grow) until "
+                "the volume penalty fades and the fit ends as plain NMF's. Add SumToOne() "
+                "or UnitNorm() (the command line adds a unit norm to --min-volume without "
+                "--sum-to-one).",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         if self.scale != "residual":
             return
         data = problem.data
@@ -266,7 +284,10 @@ class MinVolume(Penalty):
         residual = max(total - float(np.sum(energies)), 0.0)
         spread = float(np.sum(energies[1:]))  # what components 2..k span
         self._state["lam"] = self.lam * min(residual, SPREAD_CAP * spread)
-        self._state["delta"] = self.delta * total / max(data.weight_total(), 1e-300)
+        if unit_norm:  # rows of S of norm 1: delta is on their scale already
+            self._state["delta"] = self.delta
+        else:  # S on the data's scale (the maps' rows sum to one)
+            self._state["delta"] = self.delta * total / max(data.weight_total(), 1e-300)
 
     def on_init(self, A: Any, S: Any, loss_value: float) -> None:
         if self.scale != "init":
