@@ -139,7 +139,7 @@ def test_interrupt_and_resume_gives_the_uninterrupted_answer(tmp_path, monkeypat
                 "regularizers": [unmix.SpectralSmoothing("median")],
             },
             UnsupportedError,
-            "extrapolate=True with filters",
+            r"extrapolate=True cannot be used with filters \(SpectralSmoothing\[median\]\(S\)\)",
         ),
     ],
 )

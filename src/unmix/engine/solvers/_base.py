@@ -110,8 +110,6 @@ class Solver:
             for pen in p.penalties[target]:
                 if not self.takes_penalties:
                     out.append(f"{type(pen).__name__} on {target}")
-        if self.options.get("extrapolate") and (p.filters["A"] or p.filters["S"]):
-            out.append("solver_options extrapolate=True with filters (they move the factors)")
         need = _weight_kind(p, loss=takes_loss)  # a refused loss's weights: said already
         if need not in self.weights:
             why = {
@@ -140,6 +138,13 @@ class Solver:
 
     def check(self, p: Problem) -> None:
         """Raise :class:`UnsupportedError` naming solvers that do support ``p``."""
+        filters = [f.label for t in ("A", "S") for f in p.filters[t]]
+        if self.options.get("extrapolate") and filters:
+            raise UnsupportedError(
+                f"solver_options extrapolate=True cannot be used with filters "
+                f"({', '.join(filters)}): they change the factors between iterations, so a "
+                "step cannot be judged by its objective. Drop the option or the filter."
+            )
         reasons = self.problems(p)
         if reasons:
             others = solvers_supporting(p)
