@@ -8,7 +8,7 @@ extrapolated objective over the plain one, collapsed components of each (the
 constraint issue's rule, ``bench_constraints.collapse``) and the largest angle between
 the two fits' endmembers after Hungarian matching (does it find the same fit?).
 
-Writes ``benchmarks/results/extrapolate.md``.
+Writes ``benchmarks/results/extrapolate.md`` (its hand-written notes section is kept).
 Run: ``.venv/bin/python benchmarks/bench_extrapolate.py [--only eels,raman]``.
 """
 
@@ -35,6 +35,7 @@ from bench_constraints import ENTRIES, collapse, set_kwargs  # noqa: E402
 from unmix.metrics import match_components, spectral_angles  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "extrapolate.md"
+NOTES = "## Notes (written by hand)"  # kept when the table is rewritten
 SETS = {  # constraint set -> the solver "auto" picks for it
     "NMF": "hals",
     "NMF + sum-to-one": "bpp",
@@ -109,7 +110,8 @@ def main() -> None:
         *rows,
         "",
     ]
-    OUT.write_text("\n".join(text))
+    notes = OUT.read_text().partition(NOTES)[2] if OUT.exists() else ""
+    OUT.write_text("\n".join(text) + (f"\n{NOTES}{notes}" if notes else ""))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 Ang & Gillis (2019, *Accelerating nonnegative matrix factorization algorithms using
 extrapolation*): after a step that lowers the objective, the next step starts beyond the
 new point, from ``proj(A_n + beta (A_n - A_{n-1}))`` and ``proj(S_n + beta (S_n -
-S_{n-1}))`` (``proj``: the constraints' projection, e.g. the clip at 0 or the simplex).
+S_{n-1}))`` (``proj``: the constraints' projection, e.g. the clip at 0 or the simplex;
+for endmember constraints that act on whole rows - NoDips, UnitNorm - none: the step
+projects every row it updates, and such a projection can cost more than the step).
 A step whose objective is above the last accepted one is discarded: the iterate goes back
 to the accepted point, the next step is a plain one (always kept) and ``beta`` shrinks
 by ``ETA`` (its ceiling drops to the value that failed); each accepted step grows it by
@@ -62,7 +64,11 @@ class Extrapolation:
         if self.plain:
             return S
         A[:, :] = p.project("A", A + self.beta * self.dA)
-        return p.project("S", S + self.beta * self.dS)
+        S = S + self.beta * self.dS
+        # an entry-wise projection is cheap; a row-wise one (NoDips, UnitNorm, ...) may
+        # cost far more than the step, which projects every row it updates anyway
+        cheap = all(c.separable == "entries" for c in p.constraints["S"])
+        return p.project("S", S) if cheap else S
 
     def judge(self, p: Problem, A: Any, S: Any, obj: float) -> tuple[Any, bool]:
         """Keep the step's point or go back to the accepted one: ``(S, kept)``.
