@@ -57,6 +57,7 @@ class Extrapolation:
     dA: Any = None  # the last accepted change (None: the next step is a plain one)
     dS: Any = None
     plain: bool = True  # the step now running started from the accepted point
+    noise: float = 0.0  # the objective's rounding noise (float32 work): no rise within it
 
     def move(self, p: Problem, A: Any, S: Any) -> Any:
         """Put ``A`` (in place) and the returned ``S`` beyond the accepted point."""
@@ -75,10 +76,11 @@ class Extrapolation:
 
         A plain step is always kept (a monotone solver's own step; its rounding must
         not stall the fit); an extrapolated one only if its objective is not above the
-        accepted one.
+        accepted one by more than the rounding noise of the objective (float32 work: a
+        rise within it is not a rise one can tell).
         """
         xp = p.be.xp
-        if self.plain or self.f_acc is None or obj <= self.f_acc:
+        if self.plain or self.f_acc is None or obj <= self.f_acc + self.noise:
             if self.A_acc is not None:
                 self.dA, self.dS = A - self.A_acc, S - self.S_acc
             self.A_acc, self.S_acc = xp.asarray(A, copy=True), S

@@ -301,7 +301,7 @@ def _iterate(
     ph.state = slv.setup(p, A, S)
     ph.calm, ph.noise = 0, objective_noise(p)
     restore_state(ph.state, rec.resume_state, p)
-    ext = ph.ext = Extrapolation() if extrapolating(slv, p) else None
+    ext = ph.ext = Extrapolation(noise=ph.noise) if extrapolating(slv, p) else None
     if ext is not None:
         ext.restore(p, A, S, rec.resume_state)
     rec.resume_state = None
