@@ -184,3 +184,14 @@ def test_float32_steps_are_judged_beyond_the_rounding_noise():
     assert fast.S.dtype == np.float32
     assert fast.n_iter * 2 <= plain.n_iter
     assert fast.objective <= plain.objective * (1 + 1e-5)
+
+
+@pytest.mark.parametrize("solver", ["hals", "bpp"])
+def test_torch_input_stays_torch_and_reaches_the_numpy_objective(solver):
+    torch = pytest.importorskip("torch")
+    X = _planted()
+    kw = {"solver": solver, "random_state": 0, "max_iter": 200, "solver_options": ON}
+    ref = unmix.factorize(X, 5, **kw)
+    got = unmix.factorize(torch.from_numpy(X), 5, **kw)
+    assert isinstance(got.A, torch.Tensor) and got.S.dtype == torch.float64
+    assert got.objective == pytest.approx(ref.objective, rel=1e-6)
