@@ -11,8 +11,9 @@ to the accepted point, the next step is a plain one (always kept) and ``beta`` s
 by ``ETA`` (its ceiling drops to the value that failed); each accepted step grows it by
 ``GAMMA`` up to the ceiling, which itself creeps up by ``GAMMA_BAR`` to 1.  The accepted
 objectives therefore never increase (float32 work: not by more than the objective's
-rounding noise, within which a rise cannot be told from none), and slow, zig-zagging alternations (minimum
-volume, smoothing penalties, many components) take far fewer passes over ``X``.
+rounding noise, within which a rise cannot be told from none), and slow, zig-zagging
+alternations (minimum volume, smoothing penalties, many components) take far fewer
+passes over ``X``.
 Multiplicative updates do not take it: an entry the projection clips to 0 could never
 grow again.
 
