@@ -32,6 +32,11 @@ def _sets(c):
             "constraints": S2O,
             "regularizers": [unmix.MinVolume(0.5, scale="residual")],
         },
+        "unit-norm endmembers + min-volume (the command line's --min-volume)": {
+            "constraints": [unmix.NonNegative(), unmix.UnitNorm()],
+            "regularizers": [unmix.MinVolume(0.5, scale="residual")],
+        },
+        "HALS extrapolated": {"solver": "hals", "solver_options": {"extrapolate": True}},
         "KL": {"loss": "kl"},
         "map smoothing": {"regularizers": [unmix.GaussianMapFilter(1.0)]},
     }
