@@ -31,7 +31,7 @@ from typing import Any
 
 from ._problem import Problem
 
-__all__ = ["Extrapolation", "extrapolating"]
+__all__ = ["Extrapolation", "extrapolation_for"]
 
 #: checkpoint keys of the state (beside the solver's): scalars, then arrays
 SCALARS = ("extrapolation_beta", "extrapolation_beta_max", "extrapolation_f_acc")
@@ -40,11 +40,16 @@ ARRAYS = ("extrapolation_dA", "extrapolation_dS")
 BETA0, ETA, GAMMA, GAMMA_BAR = 0.5, 1.5, 1.05, 1.01  # Ang & Gillis (2019)
 
 
-def extrapolating(slv: Any, p: Problem) -> bool:
-    """Whether the fit asked for extrapolation and ``slv`` on ``p`` can take it."""
-    if not slv.options.get("extrapolate", False):
-        return False
-    return bool(slv.extrapolates) and not (p.filters["A"] or p.filters["S"])
+def extrapolation_for(slv: Any, p: Problem, noise: float) -> Extrapolation | None:
+    """The extrapolation of a fit that asked for it (``slv`` declares it can; filters
+    were refused by :meth:`Solver.check`), else None.  ``noise``: the objective's
+    rounding noise (absolute)."""
+    if not (slv.extrapolates and slv.options.get("extrapolate", False)):
+        return None
+    # an entry-wise projection is cheap; a row-wise one (NoDips, UnitNorm, ...) may cost
+    # far more than the step, which projects every row it updates anyway
+    rows = any(c.separable != "entries" for c in p.constraints["S"])
+    return Extrapolation(noise=noise, project_S=not rows)
 
 
 @dataclass
@@ -60,6 +65,7 @@ class Extrapolation:
     dS: Any = None
     plain: bool = True  # the step now running started from the accepted point
     noise: float = 0.0  # the objective's rounding noise (float32 work): no rise within it
+    project_S: bool = True  # project the extrapolated endmembers (False: the step does)
 
     def move(self, p: Problem, A: Any, S: Any) -> Any:
         """Put ``A`` (in place) and the returned ``S`` beyond the accepted point."""
@@ -68,10 +74,7 @@ class Extrapolation:
             return S
         A[:, :] = p.project("A", A + self.beta * self.dA)
         S = S + self.beta * self.dS
-        # an entry-wise projection is cheap; a row-wise one (NoDips, UnitNorm, ...) may
-        # cost far more than the step, which projects every row it updates anyway
-        cheap = all(c.separable == "entries" for c in p.constraints["S"])
-        return p.project("S", S) if cheap else S
+        return p.project("S", S) if self.project_S else S
 
     def judge(self, p: Problem, A: Any, S: Any, obj: float) -> tuple[Any, bool]:
         """Keep the step's point or go back to the accepted one: ``(S, kept)``.

@@ -23,7 +23,7 @@ import numpy as np
 from ..blocks import LowRankData
 from ._collapse import collapsed_components, revive
 from ._diagnostics import balance, warn_collapsed, warn_scale_drift
-from ._extrapolate import Extrapolation, extrapolating
+from ._extrapolate import Extrapolation, extrapolation_for
 from ._init import initialize
 from ._problem import Problem
 from ._record import History, RestartRecord, evaluate_fit, restore_state
@@ -301,7 +301,7 @@ def _iterate(
     ph.state = slv.setup(p, A, S)
     ph.calm, ph.noise = 0, objective_noise(p)
     restore_state(ph.state, rec.resume_state, p)
-    ext = ph.ext = Extrapolation(noise=ph.noise) if extrapolating(slv, p) else None
+    ext = ph.ext = extrapolation_for(slv, p, ph.noise)
     if ext is not None:
         ext.restore(p, A, S, rec.resume_state)
     rec.resume_state = None
