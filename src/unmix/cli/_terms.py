@@ -26,6 +26,7 @@ from ..model import (
     Unimodal,
     UnitNorm,
     beta_of,
+    holds_scale,
     make_loss,
 )
 from ..preprocessing import NormalizePixels
@@ -130,7 +131,7 @@ def _scale_fixed(cons: list) -> list:
     unless the abundances' sums already fix it: a penalty on the maps is otherwise
     escaped by shrinking them and growing the spectra."""
     cons = cons or [NonNegative()]
-    if not any(c.rescales or c.simplex_rows for c in cons):
+    if not holds_scale(cons):
         cons.append(UnitNorm())
     return cons
 

@@ -9,7 +9,15 @@ term what it can do, never what it is.  Presets are documented bundles of these 
 
 from __future__ import annotations
 
-from ._constraints import Bounds, FixedEndmembers, NonNegative, Orthogonal, SumToOne, UnitNorm
+from ._constraints import (
+    Bounds,
+    FixedEndmembers,
+    NonNegative,
+    Orthogonal,
+    SumToOne,
+    UnitNorm,
+    holds_scale,
+)
 from ._graph import GraphSmoothness, knn_graph
 from ._links import LINK_NAMES, Identity, Link, Logistic, make_link
 from ._losses import BETA_RANGE, KL, LOSS_NAMES, Beta, Frobenius, Loss, beta_of, make_loss
@@ -65,6 +73,7 @@ __all__ = [
     "Unimodal",
     "UnitNorm",
     "beta_of",
+    "holds_scale",
     "knn_graph",
     "make_link",
     "make_loss",

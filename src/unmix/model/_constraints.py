@@ -24,6 +24,7 @@ __all__ = [
     "Orthogonal",
     "SumToOne",
     "UnitNorm",
+    "holds_scale",
     "unit_endmembers",
 ]
 
@@ -274,6 +275,14 @@ class FixedEndmembers(Constraint):
 
     def _values_host(self) -> np.ndarray:
         return to_numpy(self._values)[self._fixed_np.any(axis=1)]
+
+
+def holds_scale(constraints: Any) -> bool:
+    """Whether the constraints fix the share of scale between maps and endmembers:
+    unit-norm endmembers (``rescales``) or maps whose rows sum to a constant
+    (``simplex_rows``).  Without either, a penalty on one factor is escaped by
+    shrinking it and growing the other."""
+    return any(c.rescales or c.simplex_rows for c in constraints)
 
 
 def unit_endmembers(A: Any, S: Any, xp: Any) -> tuple[Any, Any]:

@@ -31,6 +31,7 @@ import numpy as np
 from .._backend import to_numpy
 from .._linalg import svd_blocks
 from .._ops import grid_neighbor_sum, line_window
+from ._constraints import holds_scale
 from ._grid import grid_shape, line_grid, slab, with_halo
 from ._smoothing import (
     check_median_size,
@@ -264,7 +265,7 @@ class MinVolume(Penalty):
 
     def on_data(self, problem: Any) -> None:
         unit_norm = any(c.rescales for c in problem.constraints["S"])
-        if not unit_norm and not any(c.simplex_rows for c in problem.constraints["A"]):
+        if not holds_scale(problem.constraints["A"] + problem.constraints["S"]):
             warnings.warn(
                 "MinVolume without SumToOne() on the maps or UnitNorm() on the endmembers: "
                 "nothing holds the endmembers' scale, so they shrink (the maps grow) until "
