@@ -60,9 +60,7 @@ def counts_view(X: Any, *, beta: float, identity: bool, W: Any, trust: Any) -> A
         return X
     if np.count_nonzero(X) > MAX_DENSITY * X.size:
         return X
-    rows, cols = np.nonzero(X)  # row-major: CSR order
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=X.shape[0]))])
-    return sp.csr_array((X[rows, cols], cols, indptr), shape=X.shape)
+    return sp.csr_array(X)
 
 
 def block_x(p: Any, block: Any, Wb: Any, state: dict) -> Any:
