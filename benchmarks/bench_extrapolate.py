@@ -22,7 +22,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
 import platform  # noqa: E402
-import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -30,7 +29,7 @@ import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 import unmix  # noqa: E402
-from _machine import cpu_model  # noqa: E402
+from _machine import cpu_model, cpu_timed  # noqa: E402
 from bench_constraints import ENTRIES, collapse, set_kwargs  # noqa: E402
 from unmix.metrics import match_components, spectral_angles  # noqa: E402
 
@@ -47,10 +46,10 @@ SETS = {  # constraint set -> the solver "auto" picks for it
 
 def fit(X, k, spatial, set_name, solver, extrapolate):
     opts = {"extrapolate": True} if extrapolate else {}
-    t = time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = unmix.factorize(
+        return cpu_timed(
+            unmix.factorize,
             X,
             k,
             solver=solver,
@@ -59,7 +58,6 @@ def fit(X, k, spatial, set_name, solver, extrapolate):
             solver_options=opts,
             **set_kwargs(set_name, X),
         )
-    return res, time.process_time() - t
 
 
 def worst_angle(S1, S2) -> float:
