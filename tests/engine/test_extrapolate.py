@@ -128,6 +128,11 @@ def test_interrupt_and_resume_gives_the_uninterrupted_answer(tmp_path, monkeypat
     [
         ({"solver": "mu", "solver_options": ON}, ValueError, "has no option 'extrapolate'"),
         (
+            {"solver": "hals", "solver_options": ON, "loss": "l21"},
+            UnsupportedError,
+            "extrapolate=True does not run loss='l21'",
+        ),
+        (
             {"solver": "hals", "solver_options": {"extrapolate": "yes"}},
             ValueError,
             "extrapolate must be True or False",
