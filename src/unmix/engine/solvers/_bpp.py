@@ -89,12 +89,6 @@ def _simplex_rows(p: Problem, G: Any) -> tuple[Any, Any]:
     return G + delta * ones, delta * float(totals[0])
 
 
-def _scale_held_by_A(p: Problem) -> bool:
-    """True when the endmembers' scale is fixed by a constraint (``rescales``: unit norm)
-    and a penalty on ``A`` depends on the scale moved into it."""
-    return any(c.rescales for c in p.constraints["S"]) and any(t.lam for t in p.penalties["A"])
-
-
 @register
 class BPP(Solver):
     """Alternating non-negative least squares, each subproblem solved exactly.
