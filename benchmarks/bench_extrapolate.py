@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 import unmix  # noqa: E402
-from _machine import cpu_model, cpu_timed  # noqa: E402
+from _machine import cpu_model, cpu_timed, table_rows  # noqa: E402
 from bench_constraints import ENTRIES, collapse, set_kwargs  # noqa: E402
 from unmix.metrics import match_components, spectral_angles  # noqa: E402
 
@@ -67,12 +67,12 @@ def worst_angle(S1, S2) -> float:
 
 def rows_of(entry) -> list[str]:
     X, spatial = entry.load()
-    out = []
-    for set_name, solver in SETS.items():
+
+    def row(set_name: str, solver: str) -> str:
         plain, t0 = fit(X, entry.k, spatial, set_name, solver, False)
         fast, t1 = fit(X, entry.k, spatial, set_name, solver, True)
         dead0, dead1 = collapse(plain.A, plain.S)[0], collapse(fast.A, fast.S)[0]
-        out.append(
+        return (
             f"| {entry.label} | {entry.k} | {set_name} | {solver} | "
             f"{plain.n_iter} ({plain.stop_reason}) | {fast.n_iter} ({fast.stop_reason}) | "
             f"{t0:.2f} | {t1:.2f} | {t0 / max(t1, 1e-9):.1f}x | "
@@ -80,8 +80,8 @@ def rows_of(entry) -> list[str]:
             f"{', '.join(map(str, dead0)) or '-'} | {', '.join(map(str, dead1)) or '-'} | "
             f"{worst_angle(fast.S, plain.S):.1f} |"
         )
-        print(out[-1], flush=True)
-    return out
+
+    return table_rows(list(SETS.items()), row)
 
 
 def main() -> None:
