@@ -14,6 +14,7 @@ from unmix.datasets import make_mixture
 from unmix.estimators import NMF
 
 ON = {"extrapolate": True}
+OFF = {"extrapolate": False}
 
 
 def _planted(dtype=np.float64) -> np.ndarray:
@@ -53,7 +54,7 @@ def test_minimum_volume_with_sum_to_one_converges_in_a_fraction_of_the_iteration
         "max_iter": 3000,
         "random_state": 0,
     }
-    plain = unmix.factorize(X, 3, **kw)
+    plain = unmix.factorize(X, 3, solver_options=OFF, **kw)
     fast = unmix.factorize(X, 3, solver_options=ON, **kw)
     assert fast.n_iter * 4 <= plain.n_iter
     assert fast.objective <= plain.objective
@@ -184,7 +185,7 @@ def test_float32_steps_are_judged_beyond_the_rounding_noise():
         "preprocessing": [NormalizePixels("l2", weights=True)],
         "random_state": 0,
     }
-    plain = unmix.factorize(X, 3, **kw)
+    plain = unmix.factorize(X, 3, solver_options=OFF, **kw)
     fast = unmix.factorize(X, 3, solver_options=ON, **kw)
     assert fast.S.dtype == np.float32
     assert fast.n_iter * 2 <= plain.n_iter
@@ -200,3 +201,48 @@ def test_torch_input_stays_torch_and_reaches_the_numpy_objective(solver):
     got = unmix.factorize(torch.from_numpy(X), 5, **kw)
     assert isinstance(got.A, torch.Tensor) and got.S.dtype == torch.float64
     assert got.objective == pytest.approx(ref.objective, rel=1e-6)
+
+
+SIMPLEX = [NonNegative(), SumToOne()]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "on"),
+    [
+        ({"constraints": SIMPLEX}, True),  # BPP (auto) on sum-to-one maps
+        ({"constraints": SIMPLEX, "solver": "gradient"}, False),  # cannot extrapolate
+        ({}, False),  # HALS (auto), maps not on a simplex
+        ({"solver": "mu"}, False),
+        ({"constraints": SIMPLEX, "regularizers": [unmix.SpectralSmoothing("median")]}, False),
+        ({"constraints": SIMPLEX, "loss": "l21"}, False),
+    ],
+)
+def test_the_default_extrapolates_exactly_when_the_maps_sum_to_one(kwargs, on):
+    """No option given: the fit is the one with ``extrapolate`` set to what the default
+    picks, and ``spec["extrapolated"]`` says which."""
+    X = _planted()
+    default = unmix.factorize(X, 3, max_iter=60, random_state=0, **kwargs)
+    assert default.spec["extrapolated"] is on
+    if kwargs.get("solver", "auto") in ("auto", "hals", "bpp") and "loss" not in kwargs:
+        if "regularizers" in kwargs:  # filters refuse the explicit option
+            return
+        chosen = unmix.factorize(
+            X, 3, max_iter=60, random_state=0, solver_options={"extrapolate": on}, **kwargs
+        )
+        assert chosen.n_iter == default.n_iter
+        assert chosen.objective == default.objective
+        np.testing.assert_array_equal(chosen.S, default.S)
+
+
+def test_the_default_sum_to_one_fit_is_not_left_on_a_slow_slope():
+    """Issue 10's constraint matrix: Raman, sum-to-one + minimum volume.  The plain
+    iteration runs to max_iter 9 % above the extrapolated fit, which was not the default;
+    now the default fit is the extrapolated one."""
+    X = real_pixels("raman")
+    cons, regs = SIMPLEX, [MinVolume(0.5, scale="residual")]  # the matrix's set
+    kw = {"constraints": cons, "regularizers": regs, "random_state": 0}
+    default = unmix.factorize(X, 3, **kw)
+    plain = unmix.factorize(X, 3, solver_options=OFF, **kw)
+    assert plain.stop_reason == "max_iter"
+    assert default.stop_reason == "tol" and default.spec["solver"] == "bpp"
+    assert default.objective <= 0.95 * plain.objective

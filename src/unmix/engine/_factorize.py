@@ -30,6 +30,7 @@ from ._assemble import (
     choose_solver,
 )
 from ._checkpoint import Checkpointer, DistributedCheckpointer, data_signature, fingerprint
+from ._extrapolate import extrapolates
 from ._init import default_init
 from ._inputs import Input, prepare_input
 from ._loop import IterationInfo, Settings, run_restarts
@@ -262,6 +263,7 @@ def _problem_spec(p: Problem, slv: Solver, cfg: Settings, **extra: Any) -> dict:
         "link": p.link.name,
         "solver": slv.name,
         "solver_options": dict(slv.options),
+        "extrapolated": extrapolates(slv, p),
         "constraints": terms("constraints"),
         "penalties": terms("penalties"),
         "filters": terms("filters"),

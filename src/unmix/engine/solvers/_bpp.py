@@ -97,7 +97,9 @@ class BPP(Solver):
     -------
     extrapolate : bool
         Extrapolation with restarts between iterations, as for HALS
-        (:mod:`unmix.engine._extrapolate`; default False).
+        (:mod:`unmix.engine._extrapolate`).  Default: on when the maps sum to one
+        (and no filter is set; the plain iteration stops on a slow slope there, up to
+        9 % above the extrapolated fit), else off.
     """
 
     name = "bpp"
