@@ -1,4 +1,5 @@
-"""Extrapolation with restarts (``solver_options={"extrapolate": True}``, HALS and BPP):
+"""Extrapolation with restarts (``solver_options={"extrapolate": True}``, HALS, BPP and
+the gradient solver's Frobenius fits):
 the accepted objective never rises, slow fits take far fewer iterations to an objective
 no higher than the plain iteration's, dtype is kept, and what it cannot do is refused."""
 
@@ -22,7 +23,7 @@ def _planted(dtype=np.float64) -> np.ndarray:
     return np.maximum(mix.X, 0.0).astype(dtype)
 
 
-@pytest.mark.parametrize("solver", ["hals", "bpp"])
+@pytest.mark.parametrize("solver", ["hals", "bpp", "gradient"])
 def test_accepted_objective_never_rises(solver):
     X = _planted()
     res = unmix.factorize(X, 5, solver=solver, tol=0.0, max_iter=150, solver_options=ON)
@@ -134,6 +135,11 @@ def test_interrupt_and_resume_gives_the_uninterrupted_answer(tmp_path, monkeypat
             "extrapolate=True does not run loss='l21'",
         ),
         (
+            {"solver": "gradient", "solver_options": ON, "loss": "kl"},
+            UnsupportedError,
+            "solver='gradient' extrapolates only Frobenius fits",
+        ),
+        (
             {"solver": "hals", "solver_options": {"extrapolate": "yes"}},
             ValueError,
             "extrapolate must be True or False",
@@ -192,7 +198,7 @@ def test_float32_steps_are_judged_beyond_the_rounding_noise():
     assert fast.objective <= plain.objective * (1 + 1e-5)
 
 
-@pytest.mark.parametrize("solver", ["hals", "bpp"])
+@pytest.mark.parametrize("solver", ["hals", "bpp", "gradient"])
 def test_torch_input_stays_torch_and_reaches_the_numpy_objective(solver):
     torch = pytest.importorskip("torch")
     X = _planted()
@@ -210,7 +216,8 @@ SIMPLEX = [NonNegative(), SumToOne()]
     ("kwargs", "on"),
     [
         ({"constraints": SIMPLEX}, True),  # BPP (auto) on sum-to-one maps
-        ({"constraints": SIMPLEX, "solver": "gradient"}, False),  # cannot extrapolate
+        ({"constraints": SIMPLEX, "solver": "gradient"}, True),
+        ({"constraints": SIMPLEX, "solver": "gradient", "loss": "kl"}, False),  # lagged
         ({}, False),  # HALS (auto), maps not on a simplex
         ({"solver": "mu"}, False),
         ({"constraints": SIMPLEX, "regularizers": [unmix.SpectralSmoothing("median")]}, False),
@@ -223,7 +230,7 @@ def test_the_default_extrapolates_exactly_when_the_maps_sum_to_one(kwargs, on):
     X = _planted()
     default = unmix.factorize(X, 3, max_iter=60, random_state=0, **kwargs)
     assert default.spec["extrapolated"] is on
-    if kwargs.get("solver", "auto") in ("auto", "hals", "bpp") and "loss" not in kwargs:
+    if kwargs.get("solver", "auto") != "mu" and "loss" not in kwargs:
         if "regularizers" in kwargs:  # filters refuse the explicit option
             return
         chosen = unmix.factorize(

@@ -15,7 +15,8 @@ rounding noise, within which a rise cannot be told from none), and slow, zig-zag
 alternations (minimum volume, smoothing penalties, many components) take far fewer
 passes over ``X``.
 Multiplicative updates do not take it: an entry the projection clips to 0 could never
-grow again.
+grow again.  Nor do the gradient solver's divergence and link fits, whose steps report
+the fit at the previous maps (:meth:`Solver.extrapolation_refused`).
 
 Used by :mod:`unmix.engine._loop` for solvers that declare ``extrapolates`` and whose
 step reports the data fit at the new point (not at the previous maps or endmembers), when
@@ -41,9 +42,9 @@ BETA0, ETA, GAMMA, GAMMA_BAR = 0.5, 1.5, 1.05, 1.01  # Ang & Gillis (2019)
 
 
 def extrapolation_for(slv: Any, p: Problem, noise: float) -> Extrapolation | None:
-    """The extrapolation of a fit that asked for it (``slv`` declares it can; filters
-    were refused by :meth:`Solver.check`), else None.  ``noise``: the objective's
-    rounding noise (absolute)."""
+    """The extrapolation of a fit that asked for it or leaves it to the default
+    (:func:`extrapolates`; filters with the option were refused by :meth:`Solver.check`),
+    else None.  ``noise``: the objective's rounding noise (absolute)."""
     if not extrapolates(slv, p):
         return None
     # an entry-wise projection is cheap; a row-wise one (NoDips, UnitNorm, ...) may cost
@@ -57,7 +58,9 @@ def extrapolates(slv: Any, p: Problem) -> bool:
     asked for it (``solver_options={"extrapolate": True}``) or left it to the default
     (:func:`on_by_default`)."""
     flag = slv.options.get("extrapolate")
-    return bool(slv.extrapolates and (on_by_default(p) if flag is None else flag))
+    if slv.extrapolation_refused(p):
+        return False
+    return bool(on_by_default(p) if flag is None else flag)
 
 
 def on_by_default(p: Problem) -> bool:

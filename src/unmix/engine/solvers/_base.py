@@ -136,6 +136,12 @@ class Solver:
         allowed = self.separable_A if target == "A" else self.separable_S
         return c.separable in allowed
 
+    def extrapolation_refused(self, p: Problem) -> str:
+        """Why the loop may not extrapolate between this solver's steps on ``p`` (empty
+        when it may: every step is monotone from any feasible point and reports the fit
+        at its new point)."""
+        return "" if self.extrapolates else f"solver={self.name!r} does not extrapolate"
+
     def check(self, p: Problem) -> None:
         """Raise :class:`UnsupportedError` naming solvers that do support ``p``."""
         filters = [f.label for t in ("A", "S") for f in p.filters[t]]
@@ -145,6 +151,9 @@ class Solver:
                 f"({', '.join(filters)}): they change the factors between iterations, so a "
                 "step cannot be judged by its objective. Drop the option or the filter."
             )
+        refused = self.extrapolation_refused(p)
+        if self.options.get("extrapolate") and refused:
+            raise UnsupportedError(f"solver_options extrapolate=True: {refused}.")
         reasons = self.problems(p)
         if reasons:
             others = solvers_supporting(p)

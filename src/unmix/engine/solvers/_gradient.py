@@ -56,7 +56,7 @@ from ._frobenius import fit_of, frobenius_pass, gram_A
 from ._gradient_counts import (
     block_x,
     change_sums,
-    curvature,
+    curvature_Z,
     divergence_sums,
     grad_maps,
     grad_S,
@@ -106,6 +106,12 @@ INNER_MAX = 10
 INNER_DELTA = 0.1
 
 
+def _quadratic(p: Problem) -> bool:
+    """Whether each factor's subproblem is a known quadratic (Frobenius loss, identity
+    link, no entry weights): the steps of :meth:`Gradient._step_quadratic`."""
+    return p.loss.is_frobenius and p.link.is_identity and p.data.full_w is None
+
+
 @register
 class Gradient(Solver):
     """Alternating projected Newton-scaled gradient descent with Armijo line searches.
@@ -127,10 +133,16 @@ class Gradient(Solver):
     betas : tuple of float
         Accepted for compatibility and ignored, with a ``FutureWarning``: the solver was
         projected Adam, whose moment decay rates they were.
+    extrapolate : bool
+        Extrapolation with restarts between iterations, as for HALS and BPP
+        (:mod:`unmix.engine._extrapolate`), for Frobenius fits with the identity link and
+        no entry weights (the other fits judge each step at the previous maps).
+        Default: on for those when the maps sum to one (and no filter is set), else off.
     """
 
     name = "gradient"
-    option_names = frozenset({"lr", "betas", "inner_max"})
+    option_names = frozenset({"lr", "betas", "inner_max", "extrapolate"})
+    extrapolates = True
     betas = "any"
     links = True
     weights = frozenset({"none", "mask", "separable", "full"})
@@ -147,11 +159,20 @@ class Gradient(Solver):
                 stacklevel=2,
             )
 
+    def extrapolation_refused(self, p: Problem) -> str:
+        if _quadratic(p):
+            return ""
+        return (
+            "solver='gradient' extrapolates only Frobenius fits with the identity link and "
+            "no entry weights (its other steps judge the fit at the previous maps); drop "
+            "the option"
+        )
+
     def setup(self, p: Problem, A: Any, S: Any) -> dict:
         be = p.be
         floor = be.tiny if p.loss.is_frobenius else max(Y_FLOOR * abs(p.data.mean()), be.tiny)
         lr = float(self.options.get("lr", 1.0))
-        quad = p.loss.is_frobenius and p.link.is_identity and p.data.full_w is None
+        quad = _quadratic(p)
         small = p.k <= (NEWTON_K_QUAD if quad else NEWTON_K)
         sepA, sepS = separability(p.constraints["A"]), separability(p.constraints["S"])
         scale = float(getattr(p.link, "scale", 1.0) or 1.0)
@@ -389,7 +410,7 @@ class Gradient(Solver):
         g = grad_maps(p.loss.beta, Xb, Y, Wb, fp, S, be=be, floor=state["y_floor"])
         extra = maj.grad_at(A0, None)
         g = g if extra is None else g + extra
-        h = _curv_Z(p, Xb, Y, Wb, fp, state["y_floor"])
+        h = curvature_Z(p, Xb, Y, Wb, fp, state["y_floor"])
         if not (state["newtonA"] or state["simplexA"]):
             SS = S * S
             H = xp.reshape(xp.sum(SS, axis=1), (1, -1)) if h is None else h @ SS.T
@@ -576,14 +597,3 @@ class Gradient(Solver):
             sep = "entries" if state["by_channel"] else state["sepS"]
             state["dS"] = direction(full, H + curv_S(model, xp), sep, xp=xp)
         state["has_d"] = 1
-
-
-def _curv_Z(p: Problem, X: Any, Y: Any, W: Any, fp: Any, floor: float) -> Any:
-    """The curvature of the divergence in ``Z`` (Gauss-Newton: ``h(Y) f'(Z)^2``), the
-    block's shape; None for unweighted Frobenius with the identity link (all ones)."""
-    h = curvature(p.loss.beta, X, Y, W, be=p.be, floor=floor)
-    if not p.link.is_identity:
-        h = fp * fp if h is None else h * (fp * fp)
-    if h is not None and tuple(h.shape) != tuple(Y.shape):
-        h = h * p.be.xp.ones_like(Y)
-    return h

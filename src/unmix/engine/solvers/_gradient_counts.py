@@ -34,6 +34,7 @@ __all__ = [
     "change_sums",
     "counts_view",
     "curvature",
+    "curvature_Z",
     "divergence_sums",
     "grad_S",
     "grad_maps",
@@ -138,6 +139,18 @@ def curvature(beta: float, X: Any, Y: Any, W: Any, *, be: Any, floor: float) -> 
     if not sp.issparse(X):
         return curvature_Y(beta, X, Y, W, be=be, floor=floor)
     return _ratio(X, Y, floor, 2)
+
+
+def curvature_Z(p: Any, X: Any, Y: Any, W: Any, fp: Any, floor: float) -> Any:
+    """The curvature of ``p``'s divergence in ``Z`` (Gauss-Newton: ``h(Y) f'(Z)^2``, with
+    ``fp = f'(Z)`` of the link), the block's shape; None for unweighted Frobenius with the
+    identity link (all ones)."""
+    h = curvature(p.loss.beta, X, Y, W, be=p.be, floor=floor)
+    if not p.link.is_identity:
+        h = fp * fp if h is None else h * (fp * fp)
+    if h is not None and tuple(h.shape) != tuple(Y.shape):
+        h = h * p.be.xp.ones_like(Y)
+    return h
 
 
 def left_times(M: Any, h: Any) -> Any:
