@@ -61,7 +61,7 @@ def test_flags_are_added_to_the_config_file_options(scan):
     ("pair", "message"),
     [
         ("inner", r"--solver-option 'inner': use KEY=VALUE"),
-        ("nope=1", r"solver 'admm' has no option 'nope'; its options: 'inner'"),
+        ("nope=1", r"solver 'admm' has no option 'nope'; its options: 'extrapolate', 'inner'"),
         ("relax=3", r"relax=3\.0 must lie in \(0, 2\)"),
     ],
 )

@@ -1,5 +1,5 @@
-"""Extrapolation with restarts (``solver_options={"extrapolate": True}``, HALS, BPP and
-the gradient solver's Frobenius fits):
+"""Extrapolation with restarts (``solver_options={"extrapolate": True}``, HALS, BPP, ADMM
+and the gradient solver's Frobenius fits):
 the accepted objective never rises, slow fits take far fewer iterations to an objective
 no higher than the plain iteration's, dtype is kept, and what it cannot do is refused."""
 
@@ -23,7 +23,7 @@ def _planted(dtype=np.float64) -> np.ndarray:
     return np.maximum(mix.X, 0.0).astype(dtype)
 
 
-@pytest.mark.parametrize("solver", ["hals", "bpp", "gradient"])
+@pytest.mark.parametrize("solver", ["hals", "bpp", "gradient", "admm"])
 def test_accepted_objective_never_rises(solver):
     X = _planted()
     res = unmix.factorize(X, 5, solver=solver, tol=0.0, max_iter=150, solver_options=ON)
@@ -79,7 +79,12 @@ def test_estimator_takes_the_option():
 
 
 @pytest.mark.parametrize(
-    "extra", [{"solver": "hals"}, {"solver": "bpp", "constraints": [NonNegative(), SumToOne()]}]
+    "extra",
+    [
+        {"solver": "hals"},
+        {"solver": "bpp", "constraints": [NonNegative(), SumToOne()]},
+        {"solver": "admm", "constraints": [NonNegative(), SumToOne()]},  # duals U, V too
+    ],
 )
 @pytest.mark.parametrize("where", ["callback", "step"])
 def test_interrupt_and_resume_gives_the_uninterrupted_answer(tmp_path, monkeypatch, extra, where):
@@ -140,6 +145,15 @@ def test_interrupt_and_resume_gives_the_uninterrupted_answer(tmp_path, monkeypat
             "solver='gradient' extrapolates only Frobenius fits",
         ),
         (
+            {
+                "solver": "admm",
+                "solver_options": ON,
+                "constraints": [NonNegative(), unmix.ProductBounds(upper=1e3)],
+            },
+            UnsupportedError,
+            "solver='admm' does not extrapolate with bounds on the model",
+        ),
+        (
             {"solver": "hals", "solver_options": {"extrapolate": "yes"}},
             ValueError,
             "extrapolate must be True or False",
@@ -198,7 +212,7 @@ def test_float32_steps_are_judged_beyond_the_rounding_noise():
     assert fast.objective <= plain.objective * (1 + 1e-5)
 
 
-@pytest.mark.parametrize("solver", ["hals", "bpp", "gradient"])
+@pytest.mark.parametrize("solver", ["hals", "bpp", "gradient", "admm"])
 def test_torch_input_stays_torch_and_reaches_the_numpy_objective(solver):
     torch = pytest.importorskip("torch")
     X = _planted()
@@ -217,6 +231,7 @@ SIMPLEX = [NonNegative(), SumToOne()]
     [
         ({"constraints": SIMPLEX}, True),  # BPP (auto) on sum-to-one maps
         ({"constraints": SIMPLEX, "solver": "gradient"}, True),
+        ({"constraints": SIMPLEX, "solver": "admm"}, True),
         ({"constraints": SIMPLEX, "solver": "gradient", "loss": "kl"}, False),  # lagged
         ({}, False),  # HALS (auto), maps not on a simplex
         ({"solver": "mu"}, False),

@@ -157,6 +157,12 @@ class ADMM(Solver):
     rho_product : float
         Weight of the model split ``Z = A S`` for bounds on the model, relative to the
         data term (default 1.0; only with such a constraint).
+    extrapolate : bool
+        Extrapolation with restarts between outer iterations, as for HALS and BPP
+        (:mod:`unmix.engine._extrapolate`; not with bounds on the model, whose split
+        ``Z`` holds the old product).  Default: on when the maps sum to one (and no
+        filter is set), else off.  Samson sum-to-one: 500 iterations (max_iter) plain,
+        101 to tol extrapolated, 6 % lower.
 
     Notes
     -----
@@ -171,7 +177,8 @@ class ADMM(Solver):
     """
 
     name = "admm"
-    option_names = frozenset({"inner", "inner_tol", "relax", "rho_product"})
+    option_names = frozenset({"inner", "inner_tol", "relax", "rho_product", "extrapolate"})
+    extrapolates = True
     weights = frozenset({"none", "mask", "separable"})
     separable_A = frozenset({"entries", "rows", "none", "product"})
     persistent = ("U", "V")
@@ -186,6 +193,14 @@ class ADMM(Solver):
         if p.product_constraints() and (p.data.weighted or p.pixel_weighted):
             out.append("bounds on the model A @ S together with weights, a mask or l2,1")
         return out
+
+    def extrapolation_refused(self, p: Problem) -> str:
+        if not p.product_constraints():
+            return ""
+        return (
+            "solver='admm' does not extrapolate with bounds on the model A @ S (its split "
+            "Z = A S would hold the product of the discarded point); drop the option"
+        )
 
     def setup(self, p: Problem, A: Any, S: Any) -> dict:
         xp = p.be.xp
