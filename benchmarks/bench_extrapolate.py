@@ -45,7 +45,7 @@ SETS = {  # constraint set -> the solver "auto" picks for it
 
 
 def fit(X, k, spatial, set_name, solver, extrapolate):
-    opts = {"extrapolate": True} if extrapolate else {}
+    opts = {"extrapolate": bool(extrapolate)}  # plain: off (the default is on for sum-to-one)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return cpu_timed(
