@@ -49,6 +49,7 @@ import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import datetime as dt  # noqa: E402
 import platform  # noqa: E402
+import shlex  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
@@ -758,7 +759,7 @@ def main() -> int:
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": machine_info(),
         "load0": _load(),
-        "cmd": " ".join([".venv/bin/python", "benchmarks/bench_constraints.py", *sys.argv[1:]]),
+        "cmd": shlex.join([".venv/bin/python", "benchmarks/bench_constraints.py", *sys.argv[1:]]),
     }
     w0, c0 = time.perf_counter(), time.process_time()
     rows: list[Row] = []
