@@ -318,8 +318,8 @@ def table_option(name: str) -> Any:
             multiple=True,
             metavar="KEY=VALUE",
             callback=lambda ctx, param, pairs: key_value_pairs(pairs, row.cli),
-            help=f"{text}, e.g. inner=20 for admm (repeatable; added to the config's "
-            f"[factorize] {name}).",
+            help=f"{text}, e.g. inner=20 for admm, extrapolate=false (on by default with "
+            f"--sum-to-one) (repeatable; added to the config's [factorize] {name}).",
         )
     if choices:
         text += f": {', '.join(sorted(choices[0].values))}"

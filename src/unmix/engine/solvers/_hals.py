@@ -47,10 +47,10 @@ class HALS(Solver):
     extrapolate : bool
         Start each iteration beyond the last one, along its change, and keep the step
         only if the objective did not rise (Ang & Gillis 2019;
-        :mod:`unmix.engine._extrapolate`).  Default: on when the maps sum to one (and
-        no filter is set), else off.  Several times fewer iterations on slowly
-        converging fits (minimum volume, many components), not always to the same local
-        minimum as the plain iteration; not with filters.
+        :mod:`unmix.engine._extrapolate`).  Default False (the default turns it on for
+        maps that sum to one, which HALS does not fit).  Several times fewer iterations
+        on slowly converging fits (minimum volume, many components), not always to the
+        same local minimum as the plain iteration; not with filters.
     """
 
     name = "hals"
