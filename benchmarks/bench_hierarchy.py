@@ -278,8 +278,8 @@ NOTES = """\
 - Samson and Jasper Ridge: no single tree setting is best on both scenes.  Normalized
   pixels (split by spectral shape, not brightness) give the best Samson tree (1.10 deg,
   RMSE 0.041, better than the flat `blind-unmixing` preset's 1.75 / 0.051); on Jasper
-  Ridge the ndcg score gives 2.13 deg (preset 3.38) but its abundance RMSE 0.082 is worse
-  than the preset's 0.057.  With the default gain score the Jasper Ridge tree leaves its
+  Ridge the ndcg score gives 2.13 deg (preset 3.07) but its abundance RMSE 0.082 is worse
+  than the preset's 0.065.  With the default gain score the Jasper Ridge tree leaves its
   soil endmember 21 deg off (6.72 deg mean); with normalized pixels, road is 35 deg off.
   Every tree setting beats flat NMF (HALS, with or without sum-to-one: 18-26 deg) with
   the same number of components by a wide margin.
@@ -288,11 +288,22 @@ NOTES = """\
   raw pixels (Samson 0.207 vs 0.181, Jasper 0.278 vs 0.237: the brightness variation of
   raw pixels is forced into the sum-to-one maps).  The joint refit (maps and endmembers
   refined by the engine's plain Frobenius NMF from the tree) drifts towards the poor
-  unconstrained NMF solution on these scenes and makes the SAD worse (6-21 deg); it is an
-  option, not the default.
+  unconstrained NMF solution on these scenes and makes the SAD worse (7.6-24.6 deg); it
+  is an option, not the default.  Since the engine extrapolates sum-to-one fits by default
+  (2026-12-05) the joint refit converges instead of stopping on a slow slope near the
+  tree, and so ends further from it: on Samson 13.9 -> 24.6 deg (gain score), 6.1 -> 7.6
+  (normalized pixels), 9.1 -> 24.6 (split endmembers); on Jasper Ridge 11.9-22.4 ->
+  13.8-22.5 (the same machine, commit 76247da against now).
 - Neural-NMF fine-tuning lowers the total error of all 2- and 3-layer models, by 4-99 %;
   the large drops are where the layer-by-layer fit of a deeper layer (an NMF of the
   previous layer's maps or endmembers under sum-to-one) is poor and the joint fit repairs it.
+  With the extrapolation default (2026-12-05) the layer-by-layer errors of the Samson and
+  Jasper Ridge models rose (Samson [6, 3] maps 0.0047 -> 0.0136): the first layer now
+  converges (objective 7.53 against 7.88 where the plain iteration stopped at 500
+  iterations) and the NMF of its maps, lower in its own objective (21.5 against 102), fits
+  X worse - the same first layer gives the same second layer with or without
+  extrapolation.  After fine-tuning the totals are 0.4-4 % higher (Jasper [6, 3]
+  endmembers: 22 %, 0.00559 -> 0.00682).
 - Diffraction: the rotation-invariant distance separates the lattices at every noise
   level (between-lattice distances ~86 deg, within-lattice 6-47 deg); the plain angle
   between unfolded patterns does not (purity 0.62: it groups by rotation).  End to end,
