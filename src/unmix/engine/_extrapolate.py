@@ -15,12 +15,14 @@ rounding noise, within which a rise cannot be told from none), and slow, zig-zag
 alternations (minimum volume, smoothing penalties, many components) take far fewer
 passes over ``X``.
 Multiplicative updates do not take it: an entry the projection clips to 0 could never
-grow again.  Nor do the gradient solver's divergence and link fits, whose steps report
-the fit at the previous maps (:meth:`Solver.extrapolation_refused`).
+grow again.
 
-Used by :mod:`unmix.engine._loop` for solvers that declare ``extrapolates`` and whose
-step reports the data fit at the new point (not at the previous maps or endmembers), when
-the fit asks for it (``solver_options={"extrapolate": True}``).  ``X`` is (pixels,
+Used by :mod:`unmix.engine._loop` for solvers that declare ``extrapolates`` (and do not
+refuse the problem, :meth:`Solver.extrapolation_refused`), when the fit asks for it
+(``solver_options={"extrapolate": True}``) or the default turns it on
+(:func:`on_by_default`).  A step that reports the data fit at the previous maps or
+endmembers (the gradient solver's divergence steps) is judged by one more evaluation at
+its new point.  ``X`` is (pixels,
 channels), ``A`` (pixels, k) is updated in place, ``S`` is (k, channels).
 """
 

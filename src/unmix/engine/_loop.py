@@ -314,6 +314,9 @@ def _iterate(
         A_prev, S_prev = xp.asarray(A, copy=True), S
         ph.S_prev = S_prev
         out = _guarded_step(ph, slv, A, S, A_prev, rec, cfg, it, prev)
+        if ext is not None and (out.fit_at_old_A or out.fit_S is not out.S):
+            # the judge compares new points: one more pass for the fit at this one
+            out = StepOut(S=out.S, fit=evaluate_fit(p, A, out.S), fit_S=out.S)
         S = _filtered(p, A, out.S)
         pens = p.penalty_values(A_prev if out.fit_at_old_A else A, out.fit_S)
         obj = out.fit + sum(pens.values())
@@ -325,8 +328,6 @@ def _iterate(
             return S_prev, "non-finite", done
         done = i
         elapsed = rec.elapsed0 + time.perf_counter() - ph.t_loop
-        if ext is not None and (out.fit_at_old_A or out.fit_S is not out.S):
-            ext = ph.ext = None  # the fit is not that of the new point: nothing to judge
         kept = True
         if ext is not None:
             S, kept = ext.judge(p, A, S, obj)
