@@ -123,7 +123,10 @@ class Extrapolation:
             if not self.plain:
                 self.beta = min(self.beta_max, GAMMA * self.beta)
                 self.beta_max = min(1.0, GAMMA_BAR * self.beta_max)
-            self.f_acc = obj
+            # a step kept within the noise does not raise the bar: rises within it
+            # cannot add up over many steps
+            plain_or_first = self.plain or self.f_acc is None
+            self.f_acc = obj if plain_or_first else min(self.f_acc, obj)
             return S, True
         A[:, :] = self.A_acc
         self.dA = self.dS = None
