@@ -27,7 +27,7 @@ from ._extrapolate import Extrapolation, extrapolation_for
 from ._init import initialize
 from ._problem import Problem
 from ._record import History, RestartRecord, evaluate_fit, restore_state
-from ._stop import converged, factor_settled, objective_noise
+from ._stop import converged, factor_settled, judge_noise, objective_noise
 from .solvers import Solver, StepOut
 
 logger = logging.getLogger("unmix")
@@ -301,7 +301,7 @@ def _iterate(
     ph.state = slv.setup(p, A, S)
     ph.calm, ph.noise = 0, objective_noise(p)
     restore_state(ph.state, rec.resume_state, p)
-    ext = ph.ext = extrapolation_for(slv, p, ph.noise)
+    ext = ph.ext = extrapolation_for(slv, p, judge_noise(p))
     if ext is not None:
         ext.restore(p, A, S, rec.resume_state)
     rec.resume_state = None

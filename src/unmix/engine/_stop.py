@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["converged", "factor_settled", "gains_little", "objective_noise"]
+__all__ = ["converged", "factor_settled", "gains_little", "judge_noise", "objective_noise"]
 
 _FLOOR = 1e-300
 #: a factor has settled when it moved by at most this times sqrt(tol) (relative)
@@ -52,24 +52,31 @@ def gains_little(change: float, first: float, delta: float) -> bool:
 
 def objective_noise(p: Any) -> float:
     """The rounding noise of a fit's objective (absolute): a few float32 epsilons of the
-    scale of its terms when the work is float32, else 0 (float64 is far below any
-    ``tol``).  The scale: the data's energy ``||X||^2 / 2`` for Frobenius (the Gram form
-    cancels it), its l2,1 norm ``sum_i w_i ||x_i||`` for the l2,1 loss, and ``||X||_F``
-    for the other beta-divergences (summed entry by entry: each entry's rounding, of the
-    order of its value, adds up like independent errors).  With ``||X||^2 / 2`` there,
-    the extrapolation's judge let the KL objective of the XRD map climb 2 % in 60 steps,
-    each rise "within the noise"."""
+    data's energy (for the l2,1 loss: of its l2,1 norm ``sum_i w_i ||x_i||``) when the
+    work is float32, else 0 (float64 is far below any ``tol``).  The stop rule's
+    allowance; for a beta-divergence this is far above the objective's actual rounding
+    (see :func:`judge_noise`)."""
     be = p.be
     if be.dtype == be.acc_dtype or "64" in str(be.dtype):
         return 0.0
     eps = float(np.finfo(np.float32).eps)
-    if p.loss.reweights_pixels:
-        scale = p.data.norm21()
-    elif p.loss.is_frobenius:
-        scale = 0.5 * float(p.data.norm2())
-    else:
-        scale = float(p.data.norm2()) ** 0.5
+    scale = p.data.norm21() if p.loss.reweights_pixels else 0.5 * float(p.data.norm2())
     return 16.0 * eps * scale
+
+
+def judge_noise(p: Any) -> float:
+    """The rounding noise within which the extrapolation (:mod:`unmix.engine._extrapolate`)
+    cannot tell a rise: :func:`objective_noise` for Frobenius and l2,1, and ``16 eps
+    ||X||_F`` (float32 work) for the other beta-divergences, summed entry by entry, whose
+    rounding adds up like independent errors.  With ``||X||^2 / 2`` there (far above a
+    KL objective) every extrapolated step of the XRD map was "within the noise" and the
+    KL objective climbed 2 % in 60 steps."""
+    if p.loss.is_frobenius or p.loss.reweights_pixels:
+        return objective_noise(p)
+    be = p.be
+    if be.dtype == be.acc_dtype or "64" in str(be.dtype):
+        return 0.0
+    return 16.0 * float(np.finfo(np.float32).eps) * float(p.data.norm2()) ** 0.5
 
 
 def factor_settled(before: Any, after: Any, tol: float, be: Any) -> bool:
