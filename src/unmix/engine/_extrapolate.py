@@ -45,8 +45,7 @@ BETA0, ETA, GAMMA, GAMMA_BAR = 0.5, 1.5, 1.05, 1.01  # Ang & Gillis (2019)
 
 def extrapolation_for(slv: Any, p: Problem, noise: float) -> Extrapolation | None:
     """The extrapolation of a fit that asked for it or leaves it to the default
-    (:func:`extrapolates`; filters with the option were refused by :meth:`Solver.check`),
-    else None.  ``noise``: the objective's rounding noise (absolute)."""
+    (:func:`extrapolates`), else None.  ``noise``: the objective's rounding noise (absolute)."""
     if not extrapolates(slv, p):
         return None
     # an entry-wise projection is cheap; a row-wise one (NoDips, UnitNorm, ...) may cost
@@ -66,8 +65,8 @@ def extrapolates(slv: Any, p: Problem) -> bool:
 
 
 def on_by_default(p: Problem) -> bool:
-    """Whether a fit that does not say extrapolates: when its maps lie on a simplex
-    (sum-to-one) and no filter changes the factors between iterations.
+    """Whether a fit that does not say extrapolates (and whose solver does not refuse
+    it, :func:`extrapolates`): when its maps lie on a simplex (sum-to-one).
 
     Measured (``benchmarks/results/extrapolate.md``, ``constraints.md``): on every
     sum-to-one set of the constraint matrix, BPP extrapolated needs 1.1-7.8x less CPU and
@@ -79,8 +78,7 @@ def on_by_default(p: Problem) -> bool:
     fit is already fast, and extrapolation may pick another of several minima of equal
     error.
     """
-    simplex = any(c.simplex_rows for c in p.constraints["A"])
-    return simplex and not any(p.filters[t] for t in ("A", "S"))
+    return any(c.simplex_rows for c in p.constraints["A"])
 
 
 @dataclass

@@ -42,7 +42,6 @@ from typing import Any
 import numpy as np
 
 from .._linalg import svd_blocks
-from .._validation import UnsupportedError
 from ..blocks import PixelData
 from ..executors.base import Block, Executor
 from ..model import Frobenius
@@ -220,13 +219,6 @@ class Reweighted(Solver):
                 "kernel='onepass' does not run loss='l21': its pixel weights change every "
                 "iteration and the one-pass kernels take no weights; use kernel='blas' "
                 "or 'auto'."
-            )
-        if inner.options.get("extrapolate"):
-            raise UnsupportedError(
-                "solver_options extrapolate=True does not run loss='l21': its pixel weights "
-                "are recomputed at every step, so a discarded step would leave the weights "
-                "of a point the fit went back from; drop the option or use "
-                "loss='frobenius'."
             )
         self.inner = inner
         self.options = inner.options

@@ -196,10 +196,11 @@ class ADMM(Solver):
 
     def extrapolation_refused(self, p: Problem) -> str:
         if not p.product_constraints():
-            return ""
+            return super().extrapolation_refused(p)
         return (
-            "solver='admm' does not extrapolate with bounds on the model A @ S (its split "
-            "Z = A S would hold the product of the discarded point); drop the option"
+            "cannot be used here: solver='admm' does not extrapolate with bounds on the "
+            "model A @ S (its split Z = A S would hold the product of the discarded "
+            "point); drop the option"
         )
 
     def setup(self, p: Problem, A: Any, S: Any) -> dict:

@@ -137,23 +137,31 @@ class Solver:
         return c.separable in allowed
 
     def extrapolation_refused(self, p: Problem) -> str:
-        """Why the loop may not extrapolate between this solver's steps on ``p`` (empty
-        when it may: every step is monotone from any feasible point and reports the fit
-        at its new point)."""
-        return "" if self.extrapolates else f"solver={self.name!r} does not extrapolate"
+        """Why the loop may not extrapolate between this solver's steps on ``p``, as the
+        end of "solver_options extrapolate=True ..." (empty when it may: every step is
+        monotone from any feasible point).  Solvers add their own reasons to these."""
+        if not self.extrapolates:
+            return f"is not taken by solver={self.name!r}"
+        filters = [f.label for t in ("A", "S") for f in p.filters[t]]
+        if filters:
+            return (
+                f"cannot be used with filters ({', '.join(filters)}): they change the "
+                "factors between iterations, so a step cannot be judged by its objective. "
+                "Drop the option or the filter"
+            )
+        if p.loss.reweights_pixels:
+            return (
+                "does not run loss='l21': its pixel weights are recomputed at every step, "
+                "so a discarded step would leave the weights of a point the fit went back "
+                "from; drop the option or use loss='frobenius'"
+            )
+        return ""
 
     def check(self, p: Problem) -> None:
         """Raise :class:`UnsupportedError` naming solvers that do support ``p``."""
-        filters = [f.label for t in ("A", "S") for f in p.filters[t]]
-        if self.options.get("extrapolate") and filters:
-            raise UnsupportedError(
-                f"solver_options extrapolate=True cannot be used with filters "
-                f"({', '.join(filters)}): they change the factors between iterations, so a "
-                "step cannot be judged by its objective. Drop the option or the filter."
-            )
         refused = self.extrapolation_refused(p)
         if self.options.get("extrapolate") and refused:
-            raise UnsupportedError(f"solver_options extrapolate=True: {refused}.")
+            raise UnsupportedError(f"solver_options extrapolate=True {refused}.")
         reasons = self.problems(p)
         if reasons:
             others = solvers_supporting(p)
