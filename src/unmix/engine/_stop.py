@@ -50,18 +50,24 @@ def gains_little(change: float, first: float, delta: float) -> bool:
     return change <= delta * delta * first or first == 0.0
 
 
-def objective_noise(p: Any) -> float:
-    """The rounding noise of a fit's objective (absolute): a few float32 epsilons of the
-    data's energy (for the l2,1 loss: of its l2,1 norm ``sum_i w_i ||x_i||``) when the
-    work is float32, else 0 (float64 is far below any ``tol``).  The stop rule's
-    allowance; for a beta-divergence this is far above the objective's actual rounding
-    (see :func:`judge_noise`)."""
+def _float32_noise(p: Any) -> float:
+    """A few float32 epsilons (``16 eps``) when the work is float32, else 0 (float64 is
+    far below any ``tol``): the factor of the data's scale in the noises below."""
     be = p.be
     if be.dtype == be.acc_dtype or "64" in str(be.dtype):
         return 0.0
-    eps = float(np.finfo(np.float32).eps)
-    scale = p.data.norm21() if p.loss.reweights_pixels else 0.5 * float(p.data.norm2())
-    return 16.0 * eps * scale
+    return 16.0 * float(np.finfo(np.float32).eps)
+
+
+def objective_noise(p: Any) -> float:
+    """The rounding noise of a fit's objective (absolute): a few float32 epsilons of the
+    data's energy (for the l2,1 loss: of its l2,1 norm ``sum_i w_i ||x_i||``) when the
+    work is float32, else 0.  The stop rule's allowance; for a beta-divergence this is far
+    above the objective's actual rounding (see :func:`judge_noise`)."""
+    eps = _float32_noise(p)
+    if not eps:
+        return 0.0
+    return eps * (p.data.norm21() if p.loss.reweights_pixels else 0.5 * float(p.data.norm2()))
 
 
 def judge_noise(p: Any) -> float:
@@ -73,10 +79,8 @@ def judge_noise(p: Any) -> float:
     KL objective climbed 2 % in 60 steps."""
     if p.loss.is_frobenius or p.loss.reweights_pixels:
         return objective_noise(p)
-    be = p.be
-    if be.dtype == be.acc_dtype or "64" in str(be.dtype):
-        return 0.0
-    return 16.0 * float(np.finfo(np.float32).eps) * float(p.data.norm2()) ** 0.5
+    eps = _float32_noise(p)
+    return eps * float(p.data.norm2()) ** 0.5 if eps else 0.0
 
 
 def factor_settled(before: Any, after: Any, tol: float, be: Any) -> bool:

@@ -106,12 +106,6 @@ INNER_MAX = 10
 INNER_DELTA = 0.1
 
 
-def _quadratic(p: Problem) -> bool:
-    """Whether each factor's subproblem is a known quadratic (Frobenius loss, identity
-    link, no entry weights): the steps of :meth:`Gradient._step_quadratic`."""
-    return p.loss.is_frobenius and p.link.is_identity and p.data.full_w is None
-
-
 @register
 class Gradient(Solver):
     """Alternating projected Newton-scaled gradient descent with Armijo line searches.
@@ -165,7 +159,7 @@ class Gradient(Solver):
         be = p.be
         floor = be.tiny if p.loss.is_frobenius else max(Y_FLOOR * abs(p.data.mean()), be.tiny)
         lr = float(self.options.get("lr", 1.0))
-        quad = _quadratic(p)
+        quad = p.loss.is_frobenius and p.link.is_identity and p.data.full_w is None
         small = p.k <= (NEWTON_K_QUAD if quad else NEWTON_K)
         sepA, sepS = separability(p.constraints["A"]), separability(p.constraints["S"])
         scale = float(getattr(p.link, "scale", 1.0) or 1.0)
