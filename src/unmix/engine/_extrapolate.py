@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._problem import Problem
+from ._stop import NO_NOISE, RoundingNoise
 
 __all__ = ["Extrapolation", "extrapolates", "extrapolation_for", "on_by_default"]
 
@@ -43,9 +44,10 @@ ARRAYS = ("extrapolation_dA", "extrapolation_dS")
 BETA0, ETA, GAMMA, GAMMA_BAR = 0.5, 1.5, 1.05, 1.01  # Ang & Gillis (2019)
 
 
-def extrapolation_for(slv: Any, p: Problem, noise: float) -> Extrapolation | None:
+def extrapolation_for(slv: Any, p: Problem, noise: RoundingNoise) -> Extrapolation | None:
     """The extrapolation of a fit that asked for it or leaves it to the default
-    (:func:`extrapolates`), else None.  ``noise``: the objective's rounding noise (absolute)."""
+    (:func:`extrapolates`), else None.  ``noise``: the objective's rounding noise
+    (:func:`unmix.engine._stop.objective_noise`)."""
     if not extrapolates(slv, p):
         return None
     # an entry-wise projection is cheap; a row-wise one (NoDips, UnitNorm, ...) may cost
@@ -93,7 +95,7 @@ class Extrapolation:
     dA: Any = None  # the last accepted change (None: the next step is a plain one)
     dS: Any = None
     plain: bool = True  # the step now running started from the accepted point
-    noise: float = 0.0  # the objective's rounding noise (float32 work): no rise within it
+    noise: RoundingNoise = NO_NOISE  # the objective's rounding (float32): no rise within it
     project_S: bool = True  # project the extrapolated endmembers (False: the step does)
 
     def move(self, p: Problem, A: Any, S: Any) -> Any:
@@ -114,7 +116,7 @@ class Extrapolation:
         rise within it is not a rise one can tell).
         """
         xp = p.be.xp
-        if self.plain or self.f_acc is None or obj <= self.f_acc + self.noise:
+        if self.plain or self.f_acc is None or obj <= self.f_acc + self.noise.at(self.f_acc):
             if self.A_acc is not None:
                 self.dA, self.dS = A - self.A_acc, S - self.S_acc
             self.A_acc, self.S_acc = xp.asarray(A, copy=True), S

@@ -27,7 +27,7 @@ from ._extrapolate import Extrapolation, extrapolation_for
 from ._init import initialize
 from ._problem import Problem
 from ._record import History, RestartRecord, evaluate_fit, restore_state
-from ._stop import converged, factor_settled, judge_noise, objective_noise
+from ._stop import NO_NOISE, RoundingNoise, converged, factor_settled, objective_noise
 from .solvers import Solver, StepOut
 
 logger = logging.getLogger("unmix")
@@ -76,7 +76,7 @@ class _Phase:
     state: dict
     ext: Extrapolation | None = None  # extrapolation between the steps, when on
     calm: int = 0  # iterations in a row with a small change of the objective
-    noise: float = 0.0  # the objective's rounding noise (float32 work), absolute
+    noise: RoundingNoise = NO_NOISE  # the objective's rounding noise (float32 work)
     S_prev: Any = None  # the endmembers before this iteration
 
 
@@ -301,7 +301,7 @@ def _iterate(
     ph.state = slv.setup(p, A, S)
     ph.calm, ph.noise = 0, objective_noise(p)
     restore_state(ph.state, rec.resume_state, p)
-    ext = ph.ext = extrapolation_for(slv, p, judge_noise(p))
+    ext = ph.ext = extrapolation_for(slv, p, ph.noise)
     if ext is not None:
         ext.restore(p, A, S, rec.resume_state)
     rec.resume_state = None
@@ -437,8 +437,9 @@ def _stop_reason(
         return "tol"
     small = not lagged and converged(prev, info.objective, cfg.tol, abs(prev) + ph.offset)
     filtered = ph.p.filters["A"] or ph.p.filters["S"]  # filters keep the factors moving
-    if ph.noise > cfg.tol * abs(prev) and not filtered:  # a change below rounding noise
-        within = not lagged and abs(prev - info.objective) <= ph.noise  # says nothing:
+    noise = ph.noise.at(prev)
+    if noise > cfg.tol * abs(prev) and not filtered:  # a change below rounding noise
+        within = not lagged and abs(prev - info.objective) <= noise  # says nothing:
         small = (small or within) and factor_settled(ph.S_prev, info.S, cfg.tol, ph.p.be)
     ph.calm = ph.calm + 1 if small else 0
     if ph.calm >= (1 if slv.monotone else PATIENCE):
