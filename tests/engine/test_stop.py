@@ -1,4 +1,5 @@
-"""The stop rule's rounding noise (``unmix.engine._stop.objective_noise``) in float32.
+"""The stop rule in float32: its rounding noise (``unmix.engine._stop.objective_noise``)
+and extrapolated fits.
 
 X is (pixels, channels).  A float32 fit should stop where the float64 fit of the same data
 stops: the rounding noise of a divergence summed entry by entry is of ``eps ||X||_F`` and
@@ -15,6 +16,7 @@ import pytest
 
 import unmix
 from conftest import real_pixels
+from unmix.engine.solvers import Gradient
 
 
 def _counts(scale: float, seed: int = 1) -> np.ndarray:
@@ -78,3 +80,64 @@ def test_float32_kl_objective_is_within_its_stated_noise(scale):
     assert abs(f32.objective - exact) <= noise
     if scale <= 1e4:
         assert noise <= f32.spec["tol"] * exact
+
+
+@pytest.mark.parametrize(
+    ("solver", "loss", "scale"),
+    [("gradient", "kl", 1e2), ("gradient", "kl", 1e4), ("bpp", "frobenius", 1e2)],
+)
+def test_an_extrapolated_fit_stops_on_a_run_of_small_changes(solver, loss, scale):
+    """One small gain of an extrapolated step (an overshoot to about the same objective,
+    or the plain step after a discarded one) says nothing about convergence: an
+    extrapolated fit stops only after PATIENCE small changes in a row."""
+    from unmix.engine._loop import PATIENCE
+
+    X = _counts(scale, seed=3)
+    r = unmix.factorize(
+        X,
+        3,
+        solver=solver,
+        loss=loss,
+        constraints=[unmix.NonNegative(), unmix.SumToOne()],
+        random_state=0,
+    )
+    assert r.spec["extrapolated"] and r.stop_reason == "tol"
+    h = np.asarray(r.history["objective"], dtype=np.float64)[-PATIENCE - 1 :]
+    change = np.abs(np.diff(h)) / np.abs(h[:-1])
+    assert np.all(change <= r.spec["tol"]) and np.all(change > 0)
+
+
+class _RecordingGradient(Gradient):
+    """The gradient solver, recording its persistent state as each step begins."""
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.entries: list[dict] = []
+
+    def step(self, p, A, S, state, executor):
+        self.entries.append({k: np.array(state[k], copy=True) for k in ("tA", "tS")})
+        return super().step(p, A, S, state, executor)
+
+
+def test_a_discarded_step_leaves_no_solver_state_behind():
+    """After the judge discards an extrapolated step, the next step starts from the step
+    sizes the solver had at the accepted point, not from those the discarded step shrank."""
+    X = np.asarray(_counts(1e2), dtype=np.float64)
+    slv = _RecordingGradient(extrapolate=True)
+    r = unmix.factorize(
+        X,
+        3,
+        solver=slv,
+        loss="kl",
+        constraints=[unmix.NonNegative(), unmix.SumToOne()],
+        random_state=0,
+        max_iter=60,
+        tol=0,
+    )
+    h = np.asarray(r.history["objective"])
+    discarded = [it for it in range(1, len(h) - 1) if h[it] == h[it - 1]]
+    assert discarded  # the judge did discard steps here
+    for it in discarded:  # step `it` (entry it - 1) was discarded; step it + 1 reruns it
+        before, after = slv.entries[it - 1], slv.entries[it]
+        for key in before:
+            np.testing.assert_array_equal(after[key], before[key])

@@ -6,8 +6,9 @@ new point, from ``proj(A_n + beta (A_n - A_{n-1}))`` and ``proj(S_n + beta (S_n 
 S_{n-1}))`` (``proj``: the constraints' projection, e.g. the clip at 0 or the simplex;
 for endmember constraints that act on whole rows - NoDips, UnitNorm - none: the step
 projects every row it updates, and such a projection can cost more than the step).
-A step whose objective is above the last accepted one is discarded: the iterate goes back
-to the accepted point, the next step is a plain one (always kept) and ``beta`` shrinks
+A step whose objective is above the last accepted one is discarded: the iterate (and the
+solver's persistent state: step sizes, duals) goes back to the accepted point, the next
+step is a plain one (always kept) and ``beta`` shrinks
 by ``ETA`` (its ceiling drops to the value that failed); each accepted step grows it by
 ``GAMMA`` up to the ceiling, which itself creeps up by ``GAMMA_BAR`` to 1.  The accepted
 objectives therefore never increase (float32 work: not by more than the objective's
