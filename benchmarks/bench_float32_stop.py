@@ -27,7 +27,6 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -66,16 +65,6 @@ def fit_rows(sets: list[str], only: list[str] | None):
                         "obj": float(r.objective),
                         "cpu": time.process_time() - t,
                     }
-
-
-def _revision() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def report(paths: list[Path]) -> str:
@@ -130,7 +119,7 @@ def main() -> int:
     only = [s for s in args.only.split(",") if s] or None
     with args.jsonl.open("a") as fh:
         for row in fit_rows(args.sets.split(","), only):
-            row["revision"] = _revision()
+            row["revision"] = B._git_revision()
             fh.write(json.dumps(row) + "\n")
             fh.flush()
             print(json.dumps(row), file=sys.stderr, flush=True)

@@ -313,8 +313,10 @@ def _iterate(
             S = ext.move(p, A, S)
         A_prev, S_prev = xp.asarray(A, copy=True), S
         ph.S_prev = S_prev
-        before = _persistent_copy(ph, slv) if ext is not None else None
-        out = _guarded_step(ph, slv, A, S, A_prev, rec, cfg, it, prev)
+        # the solver's state before a step that may be discarded or interrupted
+        judged = ext is not None and not ext.plain
+        before = _persistent_copy(ph, slv) if judged or cfg.checkpoint is not None else None
+        out = _guarded_step(ph, slv, A, S, A_prev, before, rec, cfg, it, prev)
         if ext is not None and (out.fit_at_old_A or out.fit_S is not out.S):
             # the judge compares new points: one more pass for the fit at this one
             out = StepOut(S=out.S, fit=evaluate_fit(p, A, out.S), fit_S=out.S)
@@ -332,12 +334,11 @@ def _iterate(
         kept = True
         if ext is not None:
             S, kept = ext.judge(p, A, S, obj)
-        if not kept:  # back at the accepted point, with the solver's state from there
-            ph.state.update(before)
         if kept:
             fit = out.fit
             rec.history.add(obj, fit, pens, elapsed, ph.number)
-        else:  # back at the accepted point: no change to judge the stop by
+        else:  # back at the accepted point (and the solver's state there): no change
+            ph.state.update(before)  # to judge the stop by
             obj, fit, pens = rec.history.repeat_last(elapsed, ph.number)
         info = IterationInfo(it, obj, fit, pens, elapsed, A, S, ph.number)
         lagged = (out.fit_at_old_A and i == 1) or not kept
@@ -393,16 +394,17 @@ def _guarded_step(
     A: Any,
     S: Any,
     A_prev: Any,
+    before: dict | None,
     rec: RestartRecord,
     cfg: Settings,
     it: int,
     prev: float,
 ) -> StepOut:
-    """One solver step; on Ctrl-C, checkpoint the iterate before the step, then re-raise."""
+    """One solver step; on Ctrl-C, checkpoint the iterate before the step (``before``:
+    the solver's persistent state then), then re-raise."""
     ckpt = cfg.checkpoint
     if ckpt is None:
         return slv.step(ph.p, A, S, ph.state, cfg.executor)
-    kept = _persistent_copy(ph, slv)
     try:
         return slv.step(ph.p, A, S, ph.state, cfg.executor)
     except KeyboardInterrupt:
@@ -410,7 +412,7 @@ def _guarded_step(
             if ph.ext is not None and ph.ext.A_acc is not None:
                 A_prev, S = ph.ext.A_acc, ph.ext.S_acc  # resumed, the step is done again
             A[:, :] = A_prev
-            ph.state.update(kept)
+            ph.state.update(before)
             elapsed = rec.elapsed0 + time.perf_counter() - ph.t_loop
             _checkpoint_now(cfg, rec, slv, ph, A, S, (ph.number, it - 1, prev, elapsed), True)
         raise
