@@ -127,12 +127,14 @@ REAL_FILES = {
     "eels": ("eels", "CuZn_EELS_mapping_tutorial.hspy"),
     "raman": ("raman", "raman_renishaw_streamline_49x45.npz"),
     "xrd": ("xrd", "xrd_aps34ide_143x2000.npz"),
+    "eds-tem": ("eds", "eds_tem_bruker_64x64.npz"),
 }
 
 
 def real_pixels(name: str) -> np.ndarray:
     """A shared real map as float64 (pixels, channels): ``"eels"`` (Cu/ZnO EELS, counts),
-    ``"raman"`` (raw Raman map) or ``"xrd"`` (143 XRD patterns); skips where
+    ``"raman"`` (raw Raman map), ``"xrd"`` (143 XRD patterns) or ``"eds-tem"`` (TEM EDS
+    counts, ~6 a pixel); skips where
     ``../shared`` is missing."""
     import unmix
 

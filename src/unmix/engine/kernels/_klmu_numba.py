@@ -9,7 +9,8 @@ time, over chunks of ``_CB`` bytes of channels (the tile's model, ratio and rows
 stay in L1, ``S`` in L2), never forming a pixels x channels temporary:
 
 1. ``Y = A_t S``, ``Q = X / max(Y, tiny)`` and ``N = Q S^T`` (tile x k);
-2. ``A_t <- A_t * (max(N, 0) / den)`` with ``den = max(rowsum(S) + l1, tiny)``;
+2. ``A_t <- A_t * (max(N, 0) / den)`` with ``den = max(rowsum(S) + l1, tiny)``, the
+   entries below ``tiny`` set to 0 (as the reference path does);
 3. ``Y' = A_t S``, ``Q' = X / max(Y', tiny)``; ``P += A_t^T Q'`` (k x m) and the fit
    ``sum x log(Q') - x + max(Y', tiny)`` (``x log`` taken as 0 where ``x = 0``).
 
@@ -298,7 +299,8 @@ def block_kl_mu(X, A, S, den, tiny, P, colsum):
             _numer(y, S, c0, w, num, zero)
         for i in range(r):
             for j in range(k):
-                a[i, j] = a[i, j] * (max(num[i, j], zero) / den[j])
+                v = a[i, j] * (max(num[i, j], zero) / den[j])
+                a[i, j] = zero if v < tiny else v  # the reference's flush (solvers._mu)
                 colsum[j] += a[i, j]
         A[i0 : i0 + r, :] = a[:r, :k]
         for c0 in range(0, m, cw):

@@ -144,12 +144,14 @@ def _atx(X, At, out):
 
 @_jit
 def _mu_repeats(At, Tt, G, l1, tiny, inner_max, delta):
-    """``A <- A * max(T, 0) / max(A G + l1, tiny)`` repeated (block-level delta rule)."""
+    """``A <- A * max(T, 0) / max(A G + l1, tiny)`` repeated (block-level delta rule), the
+    entries below ``tiny`` set to 0 after each update."""
     k, n = At.shape
     for j in range(k):
         for i in range(n):
             Tt[j, i] = max(Tt[j, i], 0)
     new = np.empty((k, _CH), At.dtype)
+    zero = np.zeros(1, At.dtype)[0]
     first = -1.0
     for _ in range(inner_max):
         change = 0.0
@@ -169,7 +171,8 @@ def _mu_repeats(At, Tt, G, l1, tiny, inner_max, delta):
                 a = At[j, i0 : i0 + w]
                 t = Tt[j, i0 : i0 + w]
                 for i in range(w):
-                    den[i] = a[i] * (t[i] / max(den[i] + l1, tiny))
+                    v = a[i] * (t[i] / max(den[i] + l1, tiny))
+                    den[i] = zero if v < tiny else v  # the reference's flush (solvers._mu)
             for j in range(k):
                 a = At[j, i0 : i0 + w]
                 v = new[j, :w]

@@ -11,6 +11,14 @@ penalty adds its ``mu_neg`` to ``P`` and ``mu_pos`` to ``Q``.  For plain Frobeni
 the block's model ``Y_b = A_b S`` is formed while ``X_b`` is in cache; for dense
 unweighted KL a compiled kernel fuses a block's whole step (:mod:`unmix.engine.kernels`).
 Without penalties (or with L1 / L2) the objective never increases.
+
+MU shrinks an entry whose optimum is 0 geometrically, never to 0 itself; after every
+update the entries below the backend's ``tiny`` (a million times the dtype's smallest
+normal number, the floor every denominator already has) are set to 0 (:func:`_flush`),
+the limit they approach.  Left alone they sink into subnormal numbers (below 1.2e-38 in
+float32, within a few hundred iterations), and on many x86 CPUs every product with a
+subnormal takes a slow microcode path: float32 KL MU on the EDS SEM map went from 22 to
+195 ms an iteration on an Intel Xeon, with 3 % of the maps' entries subnormal.
 """
 
 from __future__ import annotations
@@ -56,6 +64,12 @@ def _ratio(
         num, den = num + along_den * sphere, den + along_num * sphere
     r = be.clip_min(num, 0.0) / be.clip_min(den, be.tiny)
     return r if gamma == 1.0 else r**gamma
+
+
+def _flush(M: Any, be: Any) -> Any:
+    """``M`` with its entries below ``be.tiny`` set to 0 (NaN kept, for the loop's check)."""
+    xp = be.xp
+    return xp.where(M < be.tiny, xp.zeros_like(M), M)
 
 
 def _repeat(update: Any, M: Any, n: int, delta: float, xp: Any) -> Any:
@@ -163,7 +177,11 @@ class MU(Solver):
             sl = block.slice
             XSt = p.data.x_times(block, S.T)
             Ab = _repeat(
-                lambda M: M * _ratio(XSt, M @ G, mA, sl, be, 1.0), A[sl, :], inner_A, delta, xp
+                lambda M: _flush(M * _ratio(XSt, M @ G, mA, sl, be, 1.0), be),
+                A[sl, :],
+                inner_A,
+                delta,
+                xp,
             )
             A[sl, :] = Ab
             return {"AtX": be.acc(p.data.t_times(block, Ab)), "AtA": be.acc(Ab.T @ Ab)}
@@ -179,7 +197,9 @@ class MU(Solver):
             H = be.work(sums["AtA"])
             sph = p.scale_held_by_penalty()
             S_new = _repeat(
-                lambda M: M * _ratio(num, H @ M, mS, None, be, 1.0, M if sph else None),
+                lambda M: _flush(
+                    M * _ratio(num, H @ M, mS, None, be, 1.0, M if sph else None), be
+                ),
                 S,
                 inner_S,
                 delta,
@@ -212,7 +232,7 @@ class MU(Solver):
             Pn, Qn = loss.mu_factors(Xb, Ab @ S, Wb, xp=xp, tiny=be.tiny)
             num = Pn @ S.T
             den = S_sum if Qn is None else Qn @ S.T
-            Ab = Ab * _ratio(num, den, mA, sl, be, gamma)
+            Ab = _flush(Ab * _ratio(num, den, mA, sl, be, gamma), be)
             A[sl, :] = Ab
             Y = Ab @ S
             Pn, Qn = loss.mu_factors(Xb, Y, Wb, xp=xp, tiny=be.tiny)
@@ -233,7 +253,7 @@ class MU(Solver):
         mA = p.model("A", A)
 
         def update(sl: slice, Ab: Any, num: Any, den: Any) -> Any:
-            return Ab * be.asarray(_ratio(num, den, mA, sl, be, 1.0), dtype=be.dtype)
+            return _flush(Ab * be.asarray(_ratio(num, den, mA, sl, be, 1.0), dtype=be.dtype), be)
 
         return _step_from_sums(p, A, S, kl_sparse_pass(p, A, S, ex, update), 1.0)
 
@@ -250,6 +270,6 @@ def _step_from_sums(p: Problem, A: Any, S: Any, sums: dict, gamma: float) -> Ste
         if den.shape[1] == 1:
             den = den * xp.ones_like(S)
         sphere = S if p.scale_held_by_penalty() else None
-        S_new = S * _ratio(num, den, mS, None, be, gamma, sphere)
+        S_new = _flush(S * _ratio(num, den, mS, None, be, gamma, sphere), be)
         S_new = p.rescale_into_maps(A, _pin(p, S_new))
     return StepOut(S=S_new, fit=float(sums["fit"]), fit_S=S)
