@@ -7,6 +7,7 @@ endmember spectra, with every knob of the matrix factorization framework explici
 from __future__ import annotations
 
 from . import datasets, io, metrics
+from ._backend import DeviceUnavailableError
 from ._bands import Bands
 from ._validation import UnsupportedError
 from ._version import __version__
@@ -53,6 +54,7 @@ __all__ = [
     "Beta",
     "Bounds",
     "Center",
+    "DeviceUnavailableError",
     "FixedEndmembers",
     "Frobenius",
     "GaussianMapFilter",

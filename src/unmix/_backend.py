@@ -19,7 +19,18 @@ import array_api_compat as aac
 import array_api_compat.numpy as np_xp
 import numpy as np
 
-__all__ = ["Backend", "backend_of", "compute_backend", "parse_device", "to_numpy"]
+__all__ = [
+    "Backend",
+    "DeviceUnavailableError",
+    "backend_of",
+    "compute_backend",
+    "parse_device",
+    "to_numpy",
+]
+
+
+class DeviceUnavailableError(RuntimeError):
+    """The ``device=`` asked for is not on this machine (or its library cannot reach it)."""
 
 
 @dataclass(frozen=True)
@@ -206,12 +217,38 @@ def _torch_backend(spec: Any, dtype: np.dtype) -> Backend:
             "device= with a PyTorch device needs torch: pip install 'unmix[torch]'."
         ) from exc
     dev = torch.device(spec)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={str(dev)!r}: PyTorch sees no CUDA device here.")
+    _check_torch_device(torch, dev)
     tdtype = torch.float32 if dtype == np.float32 else torch.float64
 
     acc = torch.float64 if _has_float64(torch_xp, dev) else tdtype
     return Backend(xp=torch_xp, device=dev, dtype=tdtype, acc_dtype=acc)
+
+
+_RUN_ON_CPU = "run on the CPU (drop --device / device=)"
+
+
+def _check_torch_device(torch: Any, dev: Any) -> None:
+    """Raise :class:`DeviceUnavailableError` when PyTorch cannot reach ``dev``."""
+    if dev.type == "cpu":
+        return
+    probe = getattr(torch, dev.type, None)  # torch.cuda, torch.xpu
+    if dev.type == "mps":
+        probe = getattr(torch.backends, "mps", None)
+    available = probe is not None and bool(probe.is_available())
+    if not available:
+        build = f"torch {torch.__version__}"
+        if dev.type == "cuda" and getattr(torch.version, "cuda", None) is None:
+            build += ", a CPU-only build"
+        raise DeviceUnavailableError(
+            f"device={str(dev)!r}: PyTorch ({build}) sees no {dev.type.upper()} device "
+            f"here; {_RUN_ON_CPU}, or use a machine (and a torch build) with one."
+        )
+    count = int(probe.device_count()) if hasattr(probe, "device_count") else 1
+    if dev.index is not None and dev.index >= count:
+        raise DeviceUnavailableError(
+            f"device={str(dev)!r}: this machine has {count} {dev.type.upper()} device(s), "
+            f"numbered 0 to {count - 1}; pick one of them or {_RUN_ON_CPU}."
+        )
 
 
 def _cupy_backend(spec: Any, dtype: np.dtype) -> Backend:
@@ -220,5 +257,22 @@ def _cupy_backend(spec: Any, dtype: np.dtype) -> Backend:
         import cupy
     except ImportError as exc:  # pragma: no cover - cupy is optional
         raise ImportError("device='cupy' needs CuPy: pip install 'unmix[cupy]'.") from exc
+    if isinstance(spec, int):
+        _check_cupy_device(cupy, spec)
     dev = spec if not isinstance(spec, int) else cupy.cuda.Device(spec)
     return Backend(xp=cupy_xp, device=dev, dtype=cupy.dtype(dtype), acc_dtype=cupy.float64)
+
+
+def _check_cupy_device(cupy: Any, index: int) -> None:
+    """Raise :class:`DeviceUnavailableError` when CuPy cannot reach GPU ``index``."""
+    try:
+        count = int(cupy.cuda.runtime.getDeviceCount())
+    except Exception as exc:  # CUDARuntimeError (no driver, no GPU)
+        raise DeviceUnavailableError(
+            f"device='cupy:{index}': CuPy sees no CUDA device here ({exc}); {_RUN_ON_CPU}."
+        ) from exc
+    if index >= count:
+        raise DeviceUnavailableError(
+            f"device='cupy:{index}': this machine has {count} CUDA device(s), numbered 0 "
+            f"to {count - 1}; pick one of them or {_RUN_ON_CPU}."
+        )

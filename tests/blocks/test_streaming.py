@@ -209,8 +209,18 @@ def test_device_argument_errors(mixture):
     with pytest.raises(ValueError, match="mask= and weights= with X streamed to device="):
         unmix.factorize(mixture.X, 3, device="torch", mask=np.isfinite(mixture.X))
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="no CUDA device"):
+        with pytest.raises(unmix.DeviceUnavailableError, match=r"no CUDA device.*run on the CPU"):
             unmix.factorize(mixture.X, 3, device="cuda")
+
+
+def test_device_index_beyond_the_machines_gpus(mixture, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(
+        unmix.DeviceUnavailableError, match=r"has 2 CUDA device\(s\), numbered 0 to 1"
+    ):
+        unmix.factorize(mixture.X, 3, device="cuda:5")
 
 
 def test_dask_array_is_streamed(mixture):

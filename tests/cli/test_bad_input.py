@@ -64,6 +64,38 @@ FIT_FLAG_MISTAKES = [
     ("--device", "banana"),
 ]
 
+
+def _devices_missing_here() -> list[str]:
+    """``--device`` values this machine cannot serve (a GPU the user does not have)."""
+    import importlib.util
+
+    out = ["cuda:7"]  # no test machine has 8 GPUs
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            out.append("cuda")
+        if not torch.backends.mps.is_available():
+            out.append("mps")
+    except ImportError:
+        out.append("cuda")
+    if importlib.util.find_spec("cupy") is None:
+        out.append("cupy")
+    return out
+
+
+@pytest.mark.parametrize("device", _devices_missing_here())
+def test_device_this_machine_lacks_is_a_usage_error(small, tmp_path, capsys, device):
+    """Not an "unexpected error, report it": the device is missing, the fix is named."""
+    _, path = small
+    args = ["run", path, "-k", "3", "-o", str(tmp_path / "out"), "-q", "--device", device]
+    code, err = _call(capsys, args)
+    _assert_clear(code, err, {USAGE})
+    assert "report it" not in err and "unexpected" not in err, err
+    assert "run on the CPU" in err or "pip install" in err, err
+    assert not (tmp_path / "out" / "result.h5").exists()
+
+
 #: [factorize] / [output] / [input] tables with values of the wrong type or range
 CONFIG_MISTAKES = [
     "[factorize]\nk = '3'",

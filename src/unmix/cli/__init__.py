@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 import click
 
+from .._backend import DeviceUnavailableError
 from .._version import __version__
 from ._bayes import bayes
 from ._common import (
@@ -126,6 +127,10 @@ def _classify(err: BaseException) -> tuple[int, str]:
             "not enough memory for this input; crop or bin it (--step), stream it "
             "(unmix run --out-of-core), or use a machine with more memory."
         )
+    if isinstance(err, DeviceUnavailableError):
+        return EXIT_USAGE, what
+    if isinstance(err, ImportError):  # an optional dependency the options need
+        return EXIT_USAGE, f"missing dependency: {what}"
     if isinstance(err, (OSError, EOFError)):
         return EXIT_INPUT, f"cannot read or write: {what}"
     if isinstance(err, (ValueError, TypeError, KeyError, IndexError)):
