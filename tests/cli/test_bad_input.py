@@ -280,6 +280,40 @@ def test_output_folder_mistake(small, tmp_path, capsys, command, target):
         assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.parametrize("command", ["run", "select"])
+def test_resume_on_a_finished_folder_keeps_its_result(small, tmp_path, capsys, command):
+    """--resume on a finished folder must not replace its result with a new fit of other
+    options: ``run`` leaves no checkpoint (exit 4), ``select`` keeps the checkpoint of
+    its fits, which refuses other options (exit 2); the files stay untouched."""
+    import unmix
+
+    _, path = small
+    out = tmp_path / "out"
+    first = ["-k", "3"] if command == "run" else ["--ks", "2:3", "--restarts", "3"]
+    assert entry([command, path, "-o", str(out), "-q", *first]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    again = ["-k", "2"] if command == "run" else ["--ks", "2:4", "--restarts", "3"]
+    code, err = _call(capsys, [command, path, "-o", str(out), "-q", "--resume", *again])
+    if command == "run":
+        _assert_clear(code, err, {EXISTS})
+        assert "no checkpoint to resume from" in err and "--force" in err, err
+    else:  # select keeps its fits' checkpoint, which refuses other options
+        _assert_clear(code, err, {USAGE})
+        assert "belongs to other" in err, err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    if command == "run":
+        assert unmix.load_result(str(out / "result.h5")).k == 3
+
+
+def test_resume_without_a_checkpoint_says_it_starts_anew(small, tmp_path, capsys):
+    _, path = small
+    out = tmp_path / "new"
+    code, err = _call(capsys, ["run", path, "-k", "2", "-o", str(out), "-q", "--resume"])
+    assert code == 0
+    assert "Warning: --resume: no checkpoint in" in err and "starting a new run" in err
+    assert (out / "result.h5").exists()
+
+
 def test_busy_folder_is_refused(small, tmp_path, capsys):
     """A live lock (another run's pid) refuses the folder with exit 4; a stale one is
     taken over."""

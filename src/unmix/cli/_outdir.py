@@ -26,6 +26,8 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import click
+
 from ._common import EXIT_EXISTS, Fail
 
 __all__ = ["LOCK", "MANIFEST", "Output", "output_folder"]
@@ -73,6 +75,12 @@ def output_folder(path: str, *, force: bool, resume: bool, lead: bool = True) ->
 
 
 # ------------------------------------------------------------------- checks
+def _checkpoints(names: list[str]) -> list[str]:
+    """The checkpoints among a folder's entries (``run``: checkpoint.h5, ``select``:
+    checkpoint/)."""
+    return [n for n in names if n.split(".")[0] == "checkpoint"]
+
+
 def _check_target(path: str, *, force: bool, resume: bool) -> None:
     if os.path.exists(path) and not os.path.isdir(path):
         raise Fail(f"-o {path}: this is a file, not a folder; choose another -o.", EXIT_EXISTS)
@@ -84,6 +92,16 @@ def _check_target(path: str, *, force: bool, resume: bool) -> None:
                 "or --resume to continue an interrupted run.",
                 EXIT_EXISTS,
             )
+        if resume and not force and entries and not _checkpoints(entries):
+            held = ", ".join(sorted(entries)[:4]) + (", ..." if len(entries) > 4 else "")
+            raise Fail(
+                f"--resume: {path} holds no checkpoint to resume from (it holds {held}; "
+                "a finished run leaves none). Use --force to overwrite it, or another -o "
+                "for a new run.",
+                EXIT_EXISTS,
+            )
+    if resume and not (os.path.isdir(path) and _checkpoints(os.listdir(path))):
+        click.echo(f"Warning: --resume: no checkpoint in {path}; starting a new run.", err=True)
     try:
         os.makedirs(path, exist_ok=True)
         probe = os.path.join(path, f".unmix-probe-{os.getpid()}")
