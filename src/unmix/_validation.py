@@ -15,6 +15,7 @@ __all__ = [
     "check_k",
     "check_lam",
     "check_nonnegative",
+    "check_positive",
     "ensure_2d_float",
     "finite_report",
 ]
@@ -152,6 +153,36 @@ def _negative(name: str, why: str, n: int, low: float, rows: Any, cols: Any) -> 
         "NMF needs X >= 0 - clip them, add an offset, or drop non-negativity "
         "(solver='svd' for PCA, or constraints=[NonNegative('S')] for semi-NMF)."
     )
+
+
+def check_positive(X: Any, *, why: str, name: str = "X", observed: Any = None) -> None:
+    """Raise if an observed entry of ``X`` is <= 0 (after :func:`check_nonnegative`: the
+    zeros); the message counts them and names the fixes."""
+    if hasattr(X, "negative_entries"):  # sparse X on a device: not checked entry by entry
+        return
+    size = X.shape[0] * X.shape[1]
+    if hasattr(X, "tocoo"):  # sparse: the implicit zeros and the stored ones
+        coo = X.tocoo()
+        keep = np.ones(coo.data.shape, bool) if observed is None else None
+        if keep is None:
+            keep = np.asarray(observed)[coo.row, coo.col]
+            size = int(np.count_nonzero(observed))
+        zeros = size - int(np.count_nonzero(keep & (coo.data > 0)))
+    else:
+        xp = aac.array_namespace(X)
+        if observed is None and bool(xp.min(X) > 0):
+            return  # the common case: one pass
+        bad = X <= 0 if observed is None else (X <= 0) & observed
+        zeros = int(xp.sum(xp.astype(bad, xp.int64)))
+        if observed is not None:
+            size = int(xp.sum(xp.astype(observed, xp.int64)))
+    if zeros:
+        raise ValueError(
+            f"{why} needs {name} > 0 everywhere (its divergence x/y - log(x/y) - 1 is "
+            f"infinite at x = 0): {name} has {zeros} zero entries ({zeros / max(size, 1):.1%}"
+            " of those fitted). Add an offset to it (the preprocessing step {op='offset', "
+            "value=...}), or use loss='kl', which takes zeros (counts)."
+        )
 
 
 def observed_range(X: Any, *, observed: Any = None) -> tuple[float, float]:

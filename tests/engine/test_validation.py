@@ -445,3 +445,35 @@ def test_negative_entries_of_huge_sparse_x_are_reported_without_a_dense_copy():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 200e6
+
+
+# ------------------------------------------------- Itakura-Saito needs X > 0
+@pytest.mark.parametrize("form", ["dense", "csr", "masked"])
+@pytest.mark.parametrize("loss", ["is", 0.0])
+def test_itakura_saito_refuses_zeros_and_names_the_fix(X, form, loss):
+    """At x = 0 the IS divergence is infinite: the fit used to run into NaN at iteration
+    1 and return its start with exit 0 (EDS counts, float32)."""
+    X = X + 0.1
+    X[:7, 0] = 0.0
+    data, kw = X, {}
+    if form == "csr":
+        data = scipy.sparse.csr_matrix(X)
+    elif form == "masked":
+        mask = np.ones_like(X, dtype=bool)
+        mask[:3, 0] = False  # 4 of the zeros stay observed
+        kw["mask"] = mask
+    n = 4 if form == "masked" else 7
+    with pytest.raises(
+        ValueError, match=rf"needs X > 0 everywhere.*X has {n} zero entries.*offset"
+    ):
+        unmix.factorize(data, 3, loss=loss, max_iter=2, **kw)
+
+
+def test_itakura_saito_fits_positive_data_and_masked_zeros(X):
+    X = X + 0.1
+    r = unmix.factorize(X, 3, loss="is", max_iter=20, random_state=0)
+    assert np.isfinite(r.objective) and r.stop_reason != "non-finite"
+    X[:3, 0] = 0.0
+    mask = X > 0
+    r = unmix.factorize(X, 3, loss="is", max_iter=20, random_state=0, mask=mask)
+    assert np.isfinite(r.objective)

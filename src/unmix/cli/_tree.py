@@ -124,7 +124,7 @@ def tree(file: str, **kw: Any) -> None:
         if not lead:
             return
         for w in caught:
-            click.echo(f"warning: {w.message}", err=True)
+            click.echo(f"Warning: {w.message}", err=True)
         h5 = _save(where.stage, t, image)
         page = None if kw["no_report"] else _report(where.stage, t, image, file, kw["steps"])
     if not kw["quiet"]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import UnsupportedError, check_nonnegative, observed_range
+from .._validation import UnsupportedError, check_nonnegative, check_positive, observed_range
 from ..blocks import (
     DeviceSparsePixelData,
     PixelData,
@@ -89,12 +89,15 @@ def build_model(opts: dict, link: Any, solver: Any, constraints_given: Any) -> M
 
 
 def check_data_sign(inp: Input, model: Model) -> None:
-    """An NMF model or a divergence other than Frobenius needs ``X >= 0``."""
+    """An NMF model or a divergence other than Frobenius needs ``X >= 0``; Itakura-Saito
+    (beta <= 0) needs ``X > 0``."""
     if not model.needs_nonnegative_data or inp.streamed:
         return
     nmf = model.nonneg["A"] and model.nonneg["S"] and model.link.is_identity
     why = "an NMF model (A >= 0 and S >= 0)" if nmf else f"loss={model.loss.name!r}"
     check_nonnegative(inp.X, observed=inp.mask, why=why)
+    if model.loss.needs_positive_data:
+        check_positive(inp.X, observed=inp.mask, why=f"loss={model.loss.name!r}")
 
 
 def check_data(inp: Input, model: Model) -> None:

@@ -84,6 +84,11 @@ class Loss:
         return self.beta != 2
 
     @property
+    def needs_positive_data(self) -> bool:
+        """Beta <= 0 (Itakura-Saito) is infinite at ``x = 0``: it needs ``X > 0``."""
+        return self.beta <= 0
+
+    @property
     def reweights_pixels(self) -> bool:
         """True for a loss minimized by reweighting the pixels of a weighted Frobenius
         fit at every iteration (:class:`L21`); False for the beta-divergences."""
