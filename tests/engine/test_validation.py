@@ -477,3 +477,29 @@ def test_itakura_saito_fits_positive_data_and_masked_zeros(X):
     mask = X > 0
     r = unmix.factorize(X, 3, loss="is", max_iter=20, random_state=0, mask=mask)
     assert np.isfinite(r.objective)
+
+
+# ------------------------------------------- shapes and paths that do not fit X
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"spatial_shape": (7, 7)}, r"spatial_shape=\(7, 7\) has 49 entries but X has 500 rows"),
+        ({"spatial_shape": (25, 25)}, r"has 625 entries but X has 500 rows \(pixels\)"),
+        ({"signal_shape": (3, 3)}, r"signal_shape=\(3, 3\) has 9 entries but X has 40 columns"),
+    ],
+)
+def test_shapes_that_do_not_hold_x_are_refused(X, kw, message):
+    """They were stored in the result unchecked (its maps() then ignored them)."""
+    with pytest.raises(ValueError, match=message):
+        unmix.factorize(X, 3, max_iter=2, **kw)
+
+
+def test_shapes_that_hold_x_are_kept(X):
+    r = unmix.factorize(X, 3, max_iter=2, spatial_shape=(20, 25), signal_shape=(5, 8))
+    assert r.spatial_shape == (20, 25) and r.signal_shape == (5, 8)
+
+
+def test_checkpoint_in_a_missing_folder_names_it(X, tmp_path):
+    path = tmp_path / "nope" / "fit.h5"
+    with pytest.raises(FileNotFoundError, match=r"checkpoint=.*its folder .*nope does not exist"):
+        unmix.factorize(X, 3, max_iter=2, checkpoint=path)

@@ -84,6 +84,12 @@ class Checkpointer:
         random_state: int | None = None,
     ) -> None:
         self.path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(
+                f"checkpoint={self.path!r}: its folder {folder} does not exist; create it "
+                "(checkpoints are written there as the fit runs) or choose another path."
+            )
         self.every = float(every)
         self.fingerprint = fingerprint
         self.random_state = random_state
