@@ -28,3 +28,11 @@ def test_error_keeps_the_old_file_and_removes_the_temporary(tmp_path):
             raise RuntimeError("disk full")
     assert target.read_text() == "old"
     assert sorted(os.listdir(tmp_path)) == ["out.txt"]
+
+
+def test_a_missing_folder_is_named_and_nothing_is_written(tmp_path):
+    target = tmp_path / "nope" / "result.h5"
+    with pytest.raises(FileNotFoundError, match=r"cannot write .*result.h5: its folder .*nope"):
+        with atomic_path(target) as tmp:
+            open(tmp, "w").close()
+    assert not (tmp_path / "nope").exists()

@@ -172,3 +172,10 @@ def test_hyperspy_decomposition(X):
     np.testing.assert_allclose(
         loadings @ factors.T, est.inverse_transform(est.result_.A), rtol=1e-6, atol=1e-9
     )
+
+
+def test_inverse_transform_names_the_models_rank():
+    X = np.random.default_rng(0).random((40, 12))
+    est = NMF(n_components=3, random_state=0, max_iter=20).fit(X)
+    with pytest.raises(ValueError, match=r"maps \(pixels, 3\) of this 3-component model"):
+        est.inverse_transform(np.ones((4, 2)))

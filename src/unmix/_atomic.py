@@ -27,6 +27,11 @@ def atomic_path(
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path)) or "."
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"cannot write {path}: its folder {folder} does not exist; create it first "
+            "(os.makedirs) or write somewhere else."
+        )
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
     os.close(fd)
     try:

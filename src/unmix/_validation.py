@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import array_api_compat as aac
@@ -16,6 +17,7 @@ __all__ = [
     "check_lam",
     "check_nonnegative",
     "check_positive",
+    "check_shapes",
     "ensure_2d_float",
     "finite_report",
 ]
@@ -183,6 +185,24 @@ def check_positive(X: Any, *, why: str, name: str = "X", observed: Any = None) -
             " of those fitted). Add an offset to it (the preprocessing step {op='offset', "
             "value=...}), or use loss='kl', which takes zeros (counts)."
         )
+
+
+def check_shapes(shape: tuple[int, int], spatial_shape: Any, signal_shape: Any) -> None:
+    """A ``spatial_shape`` / ``signal_shape`` (None, or integers >= 1) must hold the
+    pixels / channels of ``X`` of ``shape`` (pixels, channels)."""
+    for name, given, size, what, hint in (
+        ("spatial_shape", spatial_shape, shape[0], "rows (pixels)", "(rows, columns) of the scan"),
+        ("signal_shape", signal_shape, shape[1], "columns (channels)", "the detector's shape"),
+    ):
+        if given is None:
+            continue
+        dims = tuple(int(d) for d in given)
+        total = math.prod(dims)
+        if total != size:
+            raise ValueError(
+                f"{name}={dims} has {total} entries but X has {size} {what}; give {hint} "
+                f"whose product is {size}, or leave {name} out."
+            )
 
 
 def observed_range(X: Any, *, observed: Any = None) -> tuple[float, float]:

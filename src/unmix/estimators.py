@@ -88,6 +88,12 @@ class _Base(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def inverse_transform(self, X: Any) -> Any:
         """Spectra ``A @ S`` (plus the mean, when centered) of maps ``A`` (pixels, k)."""
         check_is_fitted(self, "components_")
+        k = self.components_.shape[0]
+        if getattr(X, "ndim", 2) != 2 or X.shape[1] != k:
+            raise ValueError(
+                f"inverse_transform takes maps (pixels, {k}) of this {k}-component model; "
+                f"got shape {tuple(getattr(X, 'shape', ()))}."
+            )
         Y = X @ self.components_
         return Y if self.mean_ is None else Y + self.mean_
 

@@ -207,3 +207,11 @@ def test_bad_batches_are_refused():
     est = NMF(n_components=3).partial_fit(rng.random((10, 10)))
     with pytest.raises(ValueError, match="X has 12 features, but NMF is expecting 10"):
         est.partial_fit(rng.random((10, 12)))
+
+
+@pytest.mark.parametrize("size", [0, -3])
+def test_batch_size_below_one_is_refused(size):
+    """batch_size=0 fell back to the default silently."""
+    X = np.random.default_rng(0).random((50, 10))
+    with pytest.raises(ValueError, match=rf"batch_size must be an integer >= 1; got {size}"):
+        online_factorize(X, 2, batch_size=size)

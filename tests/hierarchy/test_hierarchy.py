@@ -376,3 +376,9 @@ def test_samson_tree_leaves_match_the_ground_truth():
     S = host(leaf.S)
     np.testing.assert_allclose(nested.sum(axis=1), 1.0, atol=1e-9)
     assert np.sum((Xn - host(leaf.A) @ S) ** 2) < np.sum((Xn - nested @ S) ** 2)
+
+
+def test_spatial_shape_must_hold_the_pixels():
+    X = np.random.default_rng(0).random((60, 20))
+    with pytest.raises(ValueError, match=r"spatial_shape=\(7, 7\) has 49 entries but X has 60"):
+        hierarchical_nmf(X, n_leaves=3, spatial_shape=(7, 7))

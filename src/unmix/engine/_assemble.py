@@ -7,14 +7,19 @@ it declares it supports.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .._validation import UnsupportedError, check_nonnegative, check_positive, observed_range
+from .._validation import (
+    UnsupportedError,
+    check_nonnegative,
+    check_positive,
+    check_shapes,
+    observed_range,
+)
 from ..blocks import (
     DeviceSparsePixelData,
     PixelData,
@@ -122,20 +127,6 @@ def fit_link(inp: Input, model: Model) -> None:
     model.link = model.link.for_data(*observed_range(X, observed=mask))
 
 
-def _check_shape(name: str, shape: Any, size: int, what: str, hint: str) -> None:
-    """``shape`` (None, or integers >= 1, checked by factorize's parameters) must hold
-    ``size`` entries."""
-    if shape is None:
-        return
-    dims = tuple(int(d) for d in shape)
-    total = math.prod(dims)
-    if total != size:
-        raise ValueError(
-            f"{name}={dims} has {total} entries but X has {size} {what}; give {hint} whose "
-            f"product is {size}, or leave {name} out."
-        )
-
-
 def build_problem(inp: Input, model: Model, k: int, given: dict, *, init: Any) -> Problem:
     """Cut ``X`` into this process's pixel blocks and bind the model's terms to them.
 
@@ -145,8 +136,7 @@ def build_problem(inp: Input, model: Model, k: int, given: dict, *, init: Any) -
     n, m = inp.shape
     executor, block_size = given["executor"], given["block_size"]
     spatial_shape, signal_shape = given["spatial_shape"], given["signal_shape"]
-    _check_shape("spatial_shape", spatial_shape, n, "rows (pixels)", "(rows, columns) of the scan")
-    _check_shape("signal_shape", signal_shape, m, "columns (channels)", "the detector's shape")
+    check_shapes((n, m), spatial_shape, signal_shape)
     ex = executor or SerialExecutor()
     row = spatial_shape[-1] if spatial_shape else 1
     if block_size is None:

@@ -444,7 +444,9 @@ def _source(
     """``(make, again)``: a callable giving the batches, and whether it can be re-called."""
     if hasattr(batches, "shape") and getattr(batches, "ndim", 0) == 2:
         X = batches
-        size = batch_size or (int(spatial_shape[-1]) if spatial_shape else 256)
+        size = batch_size
+        if size is None:
+            size = int(spatial_shape[-1]) if spatial_shape else 256
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}.")
         return (lambda: (X[i : i + size] for i in range(0, X.shape[0], size))), True

@@ -38,7 +38,7 @@ import numpy as np
 
 from .._backend import Backend, backend_of
 from .._params import document_parameters
-from .._validation import check_nonnegative, ensure_2d_float, finite_report
+from .._validation import check_nonnegative, check_shapes, ensure_2d_float, finite_report
 from ..executors.groups import Groups, check_executor
 from ._maps import nested_maps, refit_level
 from ._model import Level, Node, Tree
@@ -117,6 +117,7 @@ def hierarchical_nmf(
     check_executor(executor, groups, task="grow a tree")  # first: groups against the ranks
     p = check_tree(given)
     X, be = _checked_data(X, normalize)
+    check_shapes(X.shape, p["spatial_shape"], p["signal_shape"])
     opts = _options(int(X.shape[0]), p)
     ranks = None if executor is None else Groups(executor, groups, task="hierarchical_nmf")
     try:
