@@ -326,3 +326,20 @@ def test_raw_eels_map_gives_its_three_components():
     sel = unmix.select_rank(img.unfold(), range(2, 8), spatial_shape=img.spatial_shape)
     assert sel.settings["noise"] == "poisson"  # raw counts, by the one rule
     assert sel.recommended == 3
+
+
+def test_default_ranks_are_cut_to_what_a_small_x_allows():
+    """9 pixels (the imzML example's size): the default 2..11 failed with 'ks out of
+    range' and suggested the same out-of-range ranks."""
+    rng = np.random.default_rng(0)
+    X = rng.random((9, 3)) @ rng.random((3, 40))
+    sel = select_rank(X, n_restarts=3, cv_repeats=1, max_iter=50, criteria=["cv", "knee"])
+    assert sel.ks == list(range(2, 9))
+    with pytest.raises(ValueError, match=r"ks out of range: \[9\].*e\.g\. ks=range\(2, 9\)"):
+        select_rank(X, [2, 9], n_restarts=3)
+
+
+def test_too_small_x_for_any_rank_says_so():
+    X = np.random.default_rng(0).random((2, 40))
+    with pytest.raises(ValueError, match=r"too small to choose a rank.*at least 3 pixels"):
+        select_rank(X)

@@ -81,7 +81,11 @@ def _config_tables(config: str | None, file: str | None, steps: tuple, shape: st
 
 @click.command()
 @click.argument("file", required=False)
-@click.option("--ks", default="2:12", show_default=True, help="Ranks: FIRST:LAST or 3,5,8.")
+@click.option(
+    "--ks",
+    default=None,
+    help="Ranks: FIRST:LAST or 3,5,8 (default 2:11, cut to min(pixels, channels) - 1).",
+)
 @click.option("--restarts", "n_restarts", type=int, default=10, show_default=True)
 @click.option("--cv-repeats", type=int, default=2, show_default=True, help="Held-out fits per k.")
 @click.option("--holdout", type=click.Choice(["entries", "blocks"]), default="entries")
@@ -102,7 +106,7 @@ def _config_tables(config: str | None, file: str | None, steps: tuple, shape: st
 @mpi_options("select", "Run the fits", "fits")
 def select(file: str | None, **kw: Any) -> None:
     """Choose the number of components of FILE (and, with --lambdas, the strengths)."""
-    ks = parse_ks(kw["ks"])
+    ks = None if kw["ks"] is None else parse_ks(kw["ks"])
     cfg = _config_tables(kw["config"], file, kw["steps"], kw["spatial_shape"])
     input_flags(cfg["input"], kw)
     executor = mpi_executor(kw["mpi"], kw["groups"], command="select")
@@ -142,7 +146,7 @@ def _sparse_options(image: Any, kw: dict[str, Any]) -> None:
 
 
 def _choose_guarded(
-    image: Any, ks: list[int], outdir: str, parallel: dict[str, Any], kw: dict[str, Any]
+    image: Any, ks: list[int] | None, outdir: str, parallel: dict[str, Any], kw: dict[str, Any]
 ) -> tuple[Any, Any]:
     """:func:`_choose` on the image's pixels, its failures mapped to exit codes."""
     criteria = None if not kw["criteria"] else [c.strip() for c in kw["criteria"].split(",")]
@@ -171,7 +175,7 @@ def _choose_guarded(
 
 def _choose(
     X: Any,
-    ks: list[int],
+    ks: list[int] | None,
     shape: tuple[int, ...],
     criteria: list[str] | None,
     outdir: str,

@@ -100,11 +100,12 @@ PROGRESS = Param(
 RANK_PARAMETERS: dict[str, Param] = table(
     Param(
         "ks",
-        (Anything("an iterable of ints in [2, min(n_pixels, n_channels) - 1]"),),
-        range(2, 12),
+        (_NONE, Anything("an iterable of ints in [2, min(n_pixels, n_channels) - 1]")),
+        None,
         "the candidate ranks",
-        "iterable of int",
-        "Candidate ranks, each in ``[2, min(n_pixels, n_channels) - 1]``.",
+        "iterable of int, optional",
+        "Candidate ranks, each in ``[2, min(n_pixels, n_channels) - 1]``; default 2 to 11, "
+        "cut to that range (a small ``X`` gets fewer).",
     ),
     Param(
         "n_restarts",

@@ -176,18 +176,32 @@ class RankSelection:
         return selection_html(self)
 
 
-def _check_ks(ks: Iterable[int], n: int, m: int) -> list[int]:
+#: the ranks tried when none are given (cut to what X allows)
+DEFAULT_KS = range(2, 12)
+
+
+def _check_ks(ks: Iterable[int] | None, n: int, m: int) -> list[int]:
+    """The sorted candidate ranks; None: :data:`DEFAULT_KS` within ``[2, min(n, m) - 1]``."""
+    hi = min(n, m) - 1
+    example = f"range(2, {min(DEFAULT_KS.stop, hi + 1)})" if hi >= 2 else "none fits"
+    if ks is None:
+        ks = [k for k in DEFAULT_KS if k <= hi]
+        if not ks:
+            raise ValueError(
+                f"X of shape ({n}, {m}) is too small to choose a rank: comparing ranks "
+                "needs k >= 2 and k <= min(n_pixels, n_channels) - 1, so at least 3 "
+                "pixels and 3 channels."
+            )
     try:
         out = sorted({int(k) for k in ks})
     except (TypeError, ValueError):
-        raise TypeError(f"ks must be integers, e.g. range(2, 12); got {ks!r}.") from None
-    hi = min(n, m) - 1
+        raise TypeError(f"ks must be integers, e.g. {example}; got {ks!r}.") from None
     bad = [k for k in out if k < 2 or k > hi]
     if not out or bad:
         raise ValueError(
             f"ks out of range: {bad or 'no ranks given'}; every k must lie in "
             f"[2, min(n_pixels, n_channels) - 1] = [2, {hi}] for X of shape ({n}, {m}) "
-            "(k = 1 has no clustering to compare); e.g. ks=range(2, 12)."
+            f"(k = 1 has no clustering to compare); e.g. ks={example}."
         )
     return out
 
@@ -212,7 +226,7 @@ def _check_criteria(criteria: Sequence[str] | None, n_restarts: int, cv_repeats:
 @document_parameters(RANK_PARAMETERS)
 def select_rank(
     X: Any,
-    ks: Iterable[int] = range(2, 12),
+    ks: Iterable[int] | None = None,
     *,
     n_restarts: int = 10,
     criteria: Sequence[str] | None = None,
