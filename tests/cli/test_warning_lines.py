@@ -39,3 +39,23 @@ def test_debug_leaves_warnings_to_python(tmp_path, monkeypatch, capsys):
         code, err = _run(monkeypatch, capsys, [*args, "--no-report", "-o", str(tmp_path / "d")])
     assert code == 0
     assert "Warning: Components" not in err
+
+
+def test_a_logged_warning_reads_like_a_warned_one(tmp_path):
+    """bayes_nmf logs its non-count warning; the command printed it as
+    ``WARNING unmix.bayes._vb: ...`` beside the ``Warning: ...`` lines of warnings."""
+    import subprocess
+
+    import numpy as np
+
+    path = tmp_path / "x.npy"
+    rng = np.random.default_rng(0)
+    np.save(path, (rng.random((6, 5, 3)) @ rng.random((3, 30))).astype("f8"))
+    args = [sys.executable, "-m", "unmix", "bayes", str(path), "-k", "2", "-q"]
+    out = subprocess.run(
+        [*args, "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stderr.splitlines() if "not whole counts" in line]
+    assert lines and all(line.startswith("Warning: bayes_nmf: X holds") for line in lines)
+    assert "WARNING" not in out.stderr

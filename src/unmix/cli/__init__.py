@@ -67,7 +67,22 @@ __all__ = [
 def main(verbose: int, debug: bool) -> None:
     """unmix: physically constrained linear unmixing of spectroscopic images."""
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LogLines())
+    logging.basicConfig(level=level, handlers=[handler])
+
+
+class _LogLines(logging.Formatter):
+    """A library warning logged reads like a warned one (``Warning: ...``); info and
+    debug lines (``-v``, ``-vv``) keep their level and logger."""
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno >= logging.WARNING:
+            return f"{record.levelname.capitalize()}: {record.getMessage()}"
+        return super().format(record)
 
 
 for _command in (run, compare, inspect, demo, tree, select, target, watch, bayes):
