@@ -9,6 +9,8 @@ extension                 reader
 ``.zarr`` (directory)     :mod:`unmix.io` (needs ``zarr``)
 ``.3ds``                  :mod:`unmix.io._nanonis` (Nanonis grid spectroscopy)
 ``.imzml``                :mod:`unmix.io._imzml` (mass spectrometry imaging)
+``.mat``                  :mod:`unmix.io._matlab` (MATLAB v4-v7.3: a cube, or a
+                          ``(bands, pixels)`` matrix with its scan size)
 ``.dm3 .dm4 .emd .bcf``   :mod:`unmix.io` (RosettaSciIO; every format it reads)
 ``.mib .blo .wdf .msa``
 a folder or a glob        :mod:`unmix.io._stack`: 2-D images (``.tif .png .jpg .dm3
@@ -60,6 +62,7 @@ from ._common import (
 from ._h5safe import check_dataset, check_h5_file, open_dataset
 from ._hdf5 import read_hdf5, read_hspy, read_zarr, write_hdf5, write_zarr
 from ._imzml import read_imzml
+from ._matlab import read_mat
 from ._nanonis import read_3ds
 from ._numpy import read_npy, read_npz, write_npy, write_npz
 from ._rsciio import read_rsciio, rsciio_extensions
@@ -98,13 +101,14 @@ _READERS: dict[str, tuple[str, Callable[..., SpectralImage]]] = {
     "zarr": ("zarr", read_zarr),
     "3ds": ("nanonis", read_3ds),
     "imzml": ("imzml", read_imzml),
+    "mat": ("matlab", read_mat),
 }
 #: readers that take ``allow_external`` (HDF5 data outside the file's folder)
 _EXTERNAL = {"hdf5", "hspy", "rsciio"}
 #: format options and the readers that take them; ``signal_ndim`` elsewhere is checked
 #: against what the file says, the others are refused
 _FORMAT_OPTIONS = {
-    "signal_ndim": {"numpy", "hdf5", "zarr"},
+    "signal_ndim": {"numpy", "hdf5", "zarr", "matlab"},
     "mz_bins": {"imzml"},
     "mz_range": {"imzml"},
     "channel_pattern": {"stack"},
