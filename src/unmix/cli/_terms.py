@@ -122,7 +122,8 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
         cons += [Unimodal()] if flags["unimodal"] else []
     if cons:
         opts["constraints"] = cons
-    opts["regularizers"] = regs
+    if regs or "regularizers" in opts:  # unset stays unset: a --preset fills it in
+        opts["regularizers"] = regs
     return opts
 
 
