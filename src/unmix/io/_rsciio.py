@@ -254,9 +254,15 @@ def _select(
         best = max(ranks)
         hits = [i for i, r in enumerate(ranks) if r == best]
         if best[1] == 0 or len(hits) > 1:
-            what = "no spectrum image" if best[1] == 0 else "several spectrum images"
+            if best[1] == 0:  # nothing to choose between: say so, not "pick one"
+                raise UnsupportedFormatError(
+                    f"{path} holds no spectrum image among its {len(signals)} signals "
+                    f"(each has no navigation axes: a single spectrum or image): "
+                    f"{'; '.join(labels)}. Pass signal= an index or a title to read one "
+                    "of them as a one-pixel image, or export the spectrum image itself"
+                )
             raise ValueError(
-                f"{path} holds {what} among its {len(signals)} signals: "
+                f"{path} holds several spectrum images among its {len(signals)} signals: "
                 f"{'; '.join(labels)}. Pass signal= an index or a title"
             )
         idx = hits[0]
