@@ -233,3 +233,13 @@ def test_device_maps_are_saved_block_by_block(tmp_path, X):
     back = unmix.load_result(r.save(tmp_path / "r.h5"))
     assert back.A.dtype == np.float32
     np.testing.assert_array_equal(back.A, r.A.numpy())
+
+
+def test_save_into_a_folder_writes_the_file_load_result_finds(result, tmp_path):
+    """A folder was renamed over (IsADirectoryError about a temporary name)."""
+    written = result.save(tmp_path)
+    assert written == str(tmp_path / "result.h5")
+    back = unmix.load_result(tmp_path)
+    np.testing.assert_allclose(np.asarray(back.S), np.asarray(result.S))
+    with pytest.raises(TypeError, match=r"save: path must be a file name or a folder; got None"):
+        result.save(None)

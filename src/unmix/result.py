@@ -156,10 +156,17 @@ class Result:
     _repr_html_, plot, to_hyperspy = result_html, plot_result, result_to_hyperspy
 
     def save(self, path: str | os.PathLike) -> str:
-        """Write an HDF5 file atomically (temporary file, then rename); return the path."""
+        """Write an HDF5 file atomically (temporary file, then rename); return the path.
+
+        ``path`` may be an existing folder: the file is then ``folder/result.h5`` (the
+        name :func:`unmix.load_result` looks for in a folder)."""
         import h5py
 
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"save: path must be a file name or a folder; got {path!r}.")
         path = os.fspath(path)
+        if os.path.isdir(path):
+            path = os.path.join(path, "result.h5")
         with atomic_path(path, suffix=".h5.tmp") as tmp, h5py.File(tmp, "w") as f:
             f.attrs["format"] = "unmix-result"
             f.attrs["format_version"] = FORMAT_VERSION
