@@ -33,3 +33,22 @@ def test_constrained_column_matches_nmf_background_cu_and_zn(tmp_path):
     rows, cols = linear_sum_assignment(ang)
     assert ang[rows, cols].max() <= 10.0, ang
     assert con.spec["filters"] or con.spec["penalties"]  # it is constrained
+
+
+def test_a_preset_names_the_constrained_column_and_nmf_stays_plain(tmp_path):
+    """``compare --preset blind-unmixing`` made the NMF column the preset's fit and the
+    constrained column the preset without its MinVolume term plus map smoothing."""
+    rng = np.random.default_rng(0)
+    cube = rng.poisson(20 * rng.random((6, 7, 3)) @ rng.random((3, 24))).astype("f8")
+    path = tmp_path / "x.npy"
+    np.save(path, cube)
+    out = tmp_path / "out"
+    args = ["compare", str(path), "-k", "3", "--preset", "blind-unmixing", "--seed", "0"]
+    assert entry([*args, "-q", "-o", str(out)]) == 0
+    nmf = unmix.load_result(str(out / "result_NMF.h5"))
+    con = unmix.load_result(str(out / "result_constrained_NMF.h5"))
+    api = unmix.factorize(cube.reshape(-1, 24), 3, preset="blind-unmixing", random_state=0)
+    assert nmf.spec["penalties"] == [] and nmf.spec["preprocessing"] == []
+    for key in ("solver", "constraints", "penalties", "preprocessing", "init"):
+        assert con.spec[key] == api.spec[key], key
+    assert con.objective == pytest.approx(api.objective, rel=1e-5)

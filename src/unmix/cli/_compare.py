@@ -32,8 +32,9 @@ __all__ = ["CONSTRAINED", "compare"]
 #: background (EELS, EDS: three near-copies of the background on the Cu/ZnO map), and
 #: minimum volume needs the scale fixed by sum-to-one abundances, which additive edges on
 #: a background are not.  Any term flag (--sparsity, --smooth, --laplacian, --graph-smooth,
-#: --min-volume, --sum-to-one) replaces this default.  The column starts from the NMF
-#: column's factors (:func:`_from_nmf`).
+#: --min-volume, --sum-to-one) replaces this default, and so does --preset (the column
+#: is then the preset's fit, from its own start; the NMF column stays plain NMF).  The
+#: column starts from the NMF column's factors (:func:`_from_nmf`).
 CONSTRAINED = {"smooth": 1.0}
 
 
@@ -63,6 +64,8 @@ def _from_nmf(opts: dict, nmf: Any) -> dict:
     deg apart at the same objective)."""
     if opts.get("init") is not None or opts.get("preprocessing") or nmf.preprocessing:
         return opts
+    if opts.get("preset") is not None:  # the preset's own start (and preprocessing)
+        return opts
     return dict(opts, init=(np.array(nmf.A, copy=True), np.array(nmf.S, copy=True)))
 
 
@@ -81,10 +84,13 @@ def _fit_all(cfg: dict, kw: dict, stage: str) -> tuple[dict, str | None]:
         pca = ("SVD", dict(base, preset="pca", preprocessing=[]))
         if not kw["quiet"]:
             click.echo(f"{held}: the PCA column is an uncentered SVD (SVD).", err=True)
+    # --preset names the constrained column's model; the NMF column stays plain NMF
+    plain = {k: v for k, v in fac.items() if k != "preset"}
+    default_terms = {} if fac.get("preset") else CONSTRAINED
     runs = {
         pca[0]: pca[1],
-        "NMF": flag_terms(dict(fac), {}, X),
-        "constrained NMF": flag_terms(dict(fac), given or CONSTRAINED, X),
+        "NMF": flag_terms(plain, {}, X),
+        "constrained NMF": flag_terms(dict(fac), given or default_terms, X),
     }
     results = {}
     for name, opts in runs.items():
