@@ -36,3 +36,10 @@ def test_a_missing_folder_is_named_and_nothing_is_written(tmp_path):
         with atomic_path(target) as tmp:
             open(tmp, "w").close()
     assert not (tmp_path / "nope").exists()
+
+
+def test_a_folder_as_the_target_is_named(tmp_path):
+    with pytest.raises(IsADirectoryError, match=r"cannot write .*: it is a folder; give a file"):
+        with atomic_path(tmp_path) as tmp:
+            open(tmp, "w").close()
+    assert list(tmp_path.iterdir()) == []

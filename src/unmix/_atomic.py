@@ -27,6 +27,10 @@ def atomic_path(
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path)) or "."
+    if os.path.isdir(path):
+        raise IsADirectoryError(
+            f"cannot write {path}: it is a folder; give a file name (e.g. inside it)."
+        )
     if not os.path.isdir(folder):
         raise FileNotFoundError(
             f"cannot write {path}: its folder {folder} does not exist; create it first "
