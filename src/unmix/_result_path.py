@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["result_file"]
+__all__ = ["result_file", "save_path"]
 
 
 def result_file(path: str) -> str:
@@ -21,3 +21,11 @@ def result_file(path: str) -> str:
         return os.path.join(path, names[0])
     found = ", ".join(names) if names else "no result*.h5 file"
     raise FileNotFoundError(f"{path} is a folder with {found}: give the path of one result file.")
+
+
+def save_path(path: object) -> str:
+    """Where ``Result.save(path)`` writes: ``path``, or ``path/result.h5`` for a folder."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"save: path must be a file name or a folder; got {path!r}.")
+    path = os.fspath(path)
+    return os.path.join(path, "result.h5") if os.path.isdir(path) else path

@@ -28,7 +28,7 @@ from ._backend import to_numpy
 from ._bands import Bands, read_bands, read_compared_bands, write_compared_bands
 from ._display import plot_result
 from ._notebook import result_html, result_to_hyperspy
-from ._result_path import result_file
+from ._result_path import result_file, save_path
 from .io import check_dataset, check_h5_file
 from .model import Constraint, Filter, Identity, Logistic, Penalty, Term
 from .preprocessing import Center, NormalizePixels, PoissonScaling
@@ -156,17 +156,10 @@ class Result:
     _repr_html_, plot, to_hyperspy = result_html, plot_result, result_to_hyperspy
 
     def save(self, path: str | os.PathLike) -> str:
-        """Write an HDF5 file atomically (temporary file, then rename); return the path.
-
-        ``path`` may be an existing folder: the file is then ``folder/result.h5`` (the
-        name :func:`unmix.load_result` looks for in a folder)."""
+        """Write HDF5 atomically (a temporary file renamed); a folder gets ``result.h5``."""
         import h5py
 
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"save: path must be a file name or a folder; got {path!r}.")
-        path = os.fspath(path)
-        if os.path.isdir(path):
-            path = os.path.join(path, "result.h5")
+        path = save_path(path)
         with atomic_path(path, suffix=".h5.tmp") as tmp, h5py.File(tmp, "w") as f:
             f.attrs["format"] = "unmix-result"
             f.attrs["format_version"] = FORMAT_VERSION

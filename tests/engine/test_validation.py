@@ -503,3 +503,20 @@ def test_checkpoint_in_a_missing_folder_names_it(X, tmp_path):
     path = tmp_path / "nope" / "fit.h5"
     with pytest.raises(FileNotFoundError, match=r"checkpoint=.*its folder .*nope does not exist"):
         unmix.factorize(X, 3, max_iter=2, checkpoint=path)
+
+
+# ------------------------------------------------------ an image from unmix.load
+def test_factorize_and_fit_maps_take_a_loaded_image(tmp_path):
+    """``factorize(unmix.load(path), k)`` said 'X has dtype object'."""
+    rng = np.random.default_rng(0)
+    cube = rng.poisson(20 * rng.random((6, 7, 3)) @ rng.random((3, 24))).astype("f8")
+    path = tmp_path / "x.npy"
+    np.save(path, cube)
+    image = unmix.load(path)
+    r = unmix.factorize(image, 3, random_state=0, max_iter=20)
+    ref = unmix.factorize(cube.reshape(42, 24), 3, random_state=0, max_iter=20)
+    np.testing.assert_allclose(r.S, ref.S)
+    assert r.spatial_shape == (6, 7) and r.signal_shape == (24,)
+    assert r.context["source"] == str(path)
+    assert unmix.factorize(image, 3, max_iter=2, spatial_shape=(42,)).spatial_shape == (42,)
+    np.testing.assert_allclose(unmix.fit_maps(image, r), unmix.fit_maps(cube.reshape(42, 24), r))

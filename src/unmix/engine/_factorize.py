@@ -8,6 +8,7 @@ run the restarts (:mod:`unmix.engine._loop`) -> wrap the :class:`~unmix.Result`.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from .._version import __version__
 from ..blocks import is_device_sparse, is_sparse
 from ..model import Constraint, Term, resolve_preset
 from ..result import Result
+from ..spectral_image import SpectralImage
 from ._assemble import (
     Model,
     build_model,
@@ -42,7 +44,26 @@ from .solvers import Solver
 __all__ = ["IterationInfo", "factorize"]
 
 
+def _accepts_images(fn: Callable[..., Result]) -> Callable[..., Result]:
+    """Let ``fn(X, k, ...)`` take a :class:`SpectralImage`: its (pixels, channels)
+    matrix is fitted, its shapes are the defaults and its provenance the result's context."""
+
+    @functools.wraps(fn)
+    def fit(X: Any, k: int, **options: Any) -> Result:
+        if not isinstance(X, SpectralImage):
+            return fn(X, k, **options)
+        for name in ("spatial_shape", "signal_shape"):
+            if options.get(name) is None:
+                options[name] = getattr(X, name)
+        result = fn(X.unfold(), k, **options)
+        result.context = X.provenance()
+        return result
+
+    return fit
+
+
 @document_factorize
+@_accepts_images
 def factorize(
     X: Any,
     k: int,
@@ -89,7 +110,7 @@ def factorize(
     X : array (n_pixels, n_channels)
         Data in scikit-learn orientation (one spectrum a row): NumPy, PyTorch or CuPy;
         the factors follow its dtype (float32 stays float32) and device.  Integer data
-        (counts) are converted to float32.
+        (counts) are converted to float32; an image from :func:`unmix.load` is unfolded.
     {parameters}
 
     Returns

@@ -13,6 +13,7 @@ from .._validation import ensure_2d_float, finite_report
 from ..blocks import checked_sparse_rows, is_device_sparse, is_sparse
 from ..model import FixedEndmembers, NonNegative
 from ..result import Result
+from ..spectral_image import SpectralImage
 from ._factorize import factorize
 
 logger = logging.getLogger("unmix")
@@ -32,8 +33,8 @@ def fit_maps(
 
     Parameters
     ----------
-    X : array (pixels, channels)
-        The spectra to unmix (dense or sparse).
+    X : array (pixels, channels) or SpectralImage
+        The spectra to unmix (dense or sparse; an image is unfolded).
     result : Result or array (k, channels)
         A fitted :class:`~unmix.Result` (its loss, link, preprocessing, constraints and
         pixel-local penalties on ``A`` are used; regularizers that couple pixels on the
@@ -147,7 +148,10 @@ def _backend(X: Any) -> Any:
 
 
 def _checked(X: Any) -> Any:
-    """``X`` as a finite 2-D float array, or sparse ``X`` as CSR with finite entries."""
+    """``X`` as a finite 2-D float array, or sparse ``X`` as CSR with finite entries (an
+    image from :func:`unmix.load`: its (pixels, channels) matrix)."""
+    if isinstance(X, SpectralImage):
+        X = X.unfold()
     sparse = checked_sparse_rows(X)
     if sparse is not None:
         return sparse
