@@ -520,3 +520,16 @@ def test_factorize_and_fit_maps_take_a_loaded_image(tmp_path):
     assert r.context["source"] == str(path)
     assert unmix.factorize(image, 3, max_iter=2, spatial_shape=(42,)).spatial_shape == (42,)
     np.testing.assert_allclose(unmix.fit_maps(image, r), unmix.fit_maps(cube.reshape(42, 24), r))
+
+
+def test_itakura_saito_refuses_zeros_in_a_streamed_file(X, tmp_path):
+    h5py = pytest.importorskip("h5py")
+    X = X + 0.1
+    X[130, 5] = 0.0
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        f["X"] = X
+    with h5py.File(tmp_path / "x.h5", "r") as f:
+        with pytest.raises(ValueError, match=r"needs X > 0.*1 zero entries.*rows 1\d\d-"):
+            unmix.factorize(f["X"], 3, loss="is", max_iter=2, block_size=100)
+        r = unmix.factorize(f["X"], 3, loss="kl", max_iter=2, block_size=100)
+        assert np.isfinite(r.objective)

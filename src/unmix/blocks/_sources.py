@@ -24,7 +24,7 @@ import array_api_compat as aac
 import numpy as np
 
 from .._backend import Backend, compute_backend, to_numpy
-from .._validation import check_nonnegative, finite_report
+from .._validation import check_nonnegative, check_positive, finite_report
 
 __all__ = [
     "check_streamed",
@@ -68,9 +68,10 @@ def streamed_backend(X: Any, device: Any = None) -> tuple[Backend, Any]:
     return compute_backend(device, work), X
 
 
-def check_streamed(data: Any, *, nonneg: bool) -> None:
+def check_streamed(data: Any, *, nonneg: bool, positive: str | None = None) -> None:
     """NaN/Inf and sign checks, one block at a time (the messages give global positions);
-    the same pass sums ``X`` and ``X^2`` for the data's :meth:`mean` and :meth:`norm2`
+    ``positive``: the loss that also needs ``X > 0`` (Itakura-Saito), named in the message.
+    The same pass sums ``X`` and ``X^2`` for the data's :meth:`mean` and :meth:`norm2`
     (a streamed file is read once for the three)."""
     sums = [0.0, 0.0]
     for b in data.blocks:
@@ -79,6 +80,8 @@ def check_streamed(data: Any, *, nonneg: bool) -> None:
             finite_report(Xb)
             if nonneg:
                 check_nonnegative(Xb, why="a non-negative model")
+            if positive is not None:
+                check_positive(Xb, why=positive)
         except ValueError as err:
             raise ValueError(f"{err} (in the rows {b.start}-{b.stop - 1} of the file)") from None
         data.note_block(b, Xb, sums)

@@ -203,7 +203,8 @@ def _blocks(inp: Input, model: Model, ex: Any, block_size: int, rows: tuple) -> 
             weights=rows_of(inp.weights, sl),
             mask=mask,
         )
-        check_streamed(data, nonneg=model.needs_nonnegative_data)
+        positive = f"loss={model.loss.name!r}" if model.loss.needs_positive_data else None
+        check_streamed(data, nonneg=model.needs_nonnegative_data, positive=positive)
         return data
     cls = PixelData
     if is_sparse(inp.X):
