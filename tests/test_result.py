@@ -243,3 +243,8 @@ def test_save_into_a_folder_writes_the_file_load_result_finds(result, tmp_path):
     np.testing.assert_allclose(np.asarray(back.S), np.asarray(result.S))
     with pytest.raises(TypeError, match=r"save: path must be a file name or a folder; got None"):
         result.save(None)
+
+
+def test_load_result_of_a_loaded_result_says_so(result):
+    with pytest.raises(TypeError, match=r"load_result takes the path .*got Result \(already"):
+        unmix.load_result(result)

@@ -10,6 +10,12 @@ __all__ = ["result_file", "save_path"]
 def result_file(path: str) -> str:
     """``path`` itself, or for a folder (an output folder of the command line) its
     ``result.h5`` or its one ``result*.h5``; else an error that says what is there."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"load_result takes the path of a result file or output folder; got "
+            f"{type(path).__name__}{' (already loaded)' if hasattr(path, 'S') else ''}."
+        )
+    path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No result file at {path}.")
     if not os.path.isdir(path):

@@ -543,7 +543,7 @@ def load_result(path: str | os.PathLike, *, terms: Sequence[type] = ()) -> Resul
     """
     import h5py
 
-    path = result_file(os.fspath(path))
+    path = result_file(path)
     registry = _registry(terms)
     try:
         f = h5py.File(path, "r")
