@@ -62,10 +62,10 @@ def test_float32_mu_leaves_no_entry_below_tiny(sparse_mixture, path):
 
 def test_flush_keeps_nan_for_the_loops_check():
     from unmix._backend import backend_of
-    from unmix.engine.solvers._mu import _flush
+    from unmix.engine.solvers._mu import _times
 
     M = np.array([[np.nan, 1e-40, 0.5]], dtype=np.float32)
-    out = _flush(M, backend_of(M))
+    out = _times(M, np.ones_like(M), backend_of(M))
     assert np.isnan(out[0, 0]) and out[0, 1] == 0 and out[0, 2] == np.float32(0.5)
 
 
