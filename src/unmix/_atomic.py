@@ -11,7 +11,23 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "check_write_target"]
+
+
+def check_write_target(path: str | os.PathLike, what: str = "") -> str:
+    """The folder a file ``path`` can be written into; a clear error when ``path`` is a
+    folder or its folder does not exist (``what`` names the file in the message)."""
+    path = os.fspath(path)
+    what = what or f"cannot write {path}"
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what}: it is a folder; give a file name (e.g. inside it).")
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"{what}: its folder {folder} does not exist; create it first (os.makedirs) "
+            "or write somewhere else."
+        )
+    return folder
 
 
 @contextmanager
@@ -26,16 +42,7 @@ def atomic_path(
     ...     write_everything(tmp)
     """
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path)) or "."
-    if os.path.isdir(path):
-        raise IsADirectoryError(
-            f"cannot write {path}: it is a folder; give a file name (e.g. inside it)."
-        )
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(
-            f"cannot write {path}: its folder {folder} does not exist; create it first "
-            "(os.makedirs) or write somewhere else."
-        )
+    folder = check_write_target(path)
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
     os.close(fd)
     try:

@@ -10,12 +10,7 @@ __all__ = ["result_file", "save_path"]
 def result_file(path: str) -> str:
     """``path`` itself, or for a folder (an output folder of the command line) its
     ``result.h5`` or its one ``result*.h5``; else an error that says what is there."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(
-            f"load_result takes the path of a result file or output folder; got "
-            f"{type(path).__name__}{' (already loaded)' if hasattr(path, 'S') else ''}."
-        )
-    path = os.fspath(path)
+    path = _as_path(path, "load_result takes the path of a result file or output folder")
     if not os.path.exists(path):
         raise FileNotFoundError(f"No result file at {path}.")
     if not os.path.isdir(path):
@@ -31,7 +26,13 @@ def result_file(path: str) -> str:
 
 def save_path(path: object) -> str:
     """Where ``Result.save(path)`` writes: ``path``, or ``path/result.h5`` for a folder."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"save: path must be a file name or a folder; got {path!r}.")
-    path = os.fspath(path)
+    path = _as_path(path, "save: path must be a file name or a folder")
     return os.path.join(path, "result.h5") if os.path.isdir(path) else path
+
+
+def _as_path(path: object, what: str) -> str:
+    """``path`` as a str, or a TypeError ``what; got ...`` (a Result: already loaded)."""
+    if isinstance(path, (str, os.PathLike)):
+        return os.fspath(path)
+    loaded = " (already loaded)" if hasattr(path, "S") else ""
+    raise TypeError(f"{what}; got {type(path).__name__}{loaded}: {path!r:.60}.")

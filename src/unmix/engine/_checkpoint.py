@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .._atomic import atomic_path
+from .._atomic import atomic_path, check_write_target
 from .._backend import to_numpy
 
 logger = logging.getLogger("unmix")
@@ -84,12 +84,7 @@ class Checkpointer:
         random_state: int | None = None,
     ) -> None:
         self.path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(self.path))
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(
-                f"checkpoint={self.path!r}: its folder {folder} does not exist; create it "
-                "(checkpoints are written there as the fit runs) or choose another path."
-            )
+        check_write_target(self.path, f"checkpoint={self.path!r}")  # now, not at 1st save
         self.every = float(every)
         self.fingerprint = fingerprint
         self.random_state = random_state
