@@ -165,11 +165,11 @@ def check_positive(X: Any, *, why: str, name: str = "X", observed: Any = None) -
     size = X.shape[0] * X.shape[1]
     if hasattr(X, "tocoo"):  # sparse: the implicit zeros and the stored ones
         coo = X.tocoo()
-        keep = np.ones(coo.data.shape, bool) if observed is None else None
-        if keep is None:
-            keep = np.asarray(observed)[coo.row, coo.col]
+        positive = coo.data > 0
+        if observed is not None:
+            positive &= np.asarray(observed)[coo.row, coo.col]
             size = int(np.count_nonzero(observed))
-        zeros = size - int(np.count_nonzero(keep & (coo.data > 0)))
+        zeros = size - int(np.count_nonzero(positive))
     else:
         xp = aac.array_namespace(X)
         if observed is None and bool(xp.min(X) > 0):

@@ -58,13 +58,12 @@ def compare(file: str | None, **kw: Any) -> None:
 
 def _from_nmf(opts: dict, nmf: Any) -> dict:
     """The constrained column starts from the NMF column's factors (unless the config
-    names a start or preprocessing): both columns then share their start and differ by
+    names a start, a preset or preprocessing): both columns then share their start and differ by
     what the constraint changes, not by which of the many near-equal NMF minima each
     start falls into (on the Cu/ZnO EELS map, NMF fits from different starts end 18-49
     deg apart at the same objective)."""
-    if opts.get("init") is not None or opts.get("preprocessing") or nmf.preprocessing:
-        return opts
-    if opts.get("preset") is not None:  # the preset's own start (and preprocessing)
+    own = opts.get("init") is not None or opts.get("preset") is not None  # a preset's too
+    if own or opts.get("preprocessing") or nmf.preprocessing:
         return opts
     return dict(opts, init=(np.array(nmf.A, copy=True), np.array(nmf.S, copy=True)))
 

@@ -84,15 +84,17 @@ def _checkpoints(names: list[str]) -> list[str]:
 def _check_target(path: str, *, force: bool, resume: bool) -> None:
     if os.path.exists(path) and not os.path.isdir(path):
         raise Fail(f"-o {path}: this is a file, not a folder; choose another -o.", EXIT_EXISTS)
+    entries = []
     if os.path.isdir(path):
         entries = [n for n in os.listdir(path) if n not in _KEEP and not n.startswith(_STAGE)]
-        if entries and not (force or resume):
-            raise Fail(
-                f"{path} exists and is not empty; use --force to overwrite "
-                "or --resume to continue an interrupted run.",
-                EXIT_EXISTS,
-            )
-        if resume and not force and entries and not _checkpoints(entries):
+    if entries and not (force or resume):
+        raise Fail(
+            f"{path} exists and is not empty; use --force to overwrite "
+            "or --resume to continue an interrupted run.",
+            EXIT_EXISTS,
+        )
+    if resume and not _checkpoints(entries):
+        if entries and not force:
             held = ", ".join(sorted(entries)[:4]) + (", ..." if len(entries) > 4 else "")
             raise Fail(
                 f"--resume: {path} holds no checkpoint to resume from (it holds {held}; "
@@ -100,7 +102,6 @@ def _check_target(path: str, *, force: bool, resume: bool) -> None:
                 "for a new run.",
                 EXIT_EXISTS,
             )
-    if resume and not (os.path.isdir(path) and _checkpoints(os.listdir(path))):
         click.echo(f"Warning: --resume: no checkpoint in {path}; starting a new run.", err=True)
     try:
         os.makedirs(path, exist_ok=True)
