@@ -335,6 +335,19 @@ def _feed(h: Any, path: str, chunk: int) -> None:
             h.update(block)
 
 
+def read_into_memory(path: str, signal: Any, lazy: bool, kind: str, items: str) -> None:
+    """A container whose arrays are named by ``dataset=`` and read whole: refuse
+    ``signal=`` and say that ``lazy=True`` is ignored (``kind`` ".npz", ``items`` its
+    arrays' word: "members", "variables")."""
+    if signal is not None:
+        raise ValueError(
+            f"{path}: signal= is not used for {kind} files; use dataset= (the name of one "
+            f"of its {items})"
+        )
+    if lazy:
+        _logger.info("%s: %s %s are read into memory (lazy=True is ignored)", path, kind, items)
+
+
 def default_signal_ndim(ndim: int) -> int:
     """2-D and 3-D arrays hold spectra, 4-D and 5-D arrays 2-D patterns (4D-STEM)."""
     return 1 if ndim <= 3 else 2

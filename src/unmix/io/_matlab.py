@@ -37,6 +37,7 @@ from ._common import (
     guarded,
     image_from_array,
     nbytes_of,
+    read_into_memory,
 )
 
 __all__ = ["read_mat"]
@@ -66,13 +67,8 @@ def read_mat(
     signal_ndim: int | None = None,
 ) -> SpectralImage:
     """Read a ``.mat`` file; ``dataset=`` names the data variable (module docstring)."""
-    if signal is not None:
-        raise ValueError(f"{path}: signal= is not used for .mat files; use dataset= (a name)")
-    if lazy:
-        _logger.info("%s: .mat variables are read into memory (lazy=True is ignored)", path)
-    shapes = _variable_shapes(path)
-    key = _data_variable(path, shapes, dataset)
-    variables = _load(path, shapes, key)
+    read_into_memory(path, signal, lazy, ".mat", "variables")
+    key, variables = _read_variables(path, dataset)
     data = np.asarray(variables.pop(key))
     check_numeric(data.dtype, f"{path}: variable {key!r}")
     meta: dict[str, Any] = {
@@ -89,37 +85,51 @@ def read_mat(
 
 
 # ------------------------------------------------------------------ the file
-def _variable_shapes(path: str) -> dict[str, tuple[tuple[int, ...], str]]:
-    """``{name: (MATLAB shape, class)}`` from the header alone."""
+#: MATLAB classes read as data, and the NumPy dtype of each (for the memory budget)
+_DTYPES = {"double": "f8", "single": "f4", "int8": "i1", "uint8": "u1", "int16": "i2",
+           "uint16": "u2", "int32": "i4", "uint32": "u4", "int64": "i8", "uint64": "u8",
+           "logical": "u1"}  # fmt: skip
+
+
+def _read_variables(path: str, dataset: str | None) -> tuple[str, dict[str, Any]]:
+    """The data variable's name, and it with the small variables (scan size, axis), in
+    MATLAB's index order; shapes come from the header, checked against the budget first."""
     import h5py
     import scipy.io
 
     if h5py.is_hdf5(path):  # v7.3: an HDF5 file (after a 512-byte MATLAB header)
-        return _h5_shapes(path)
+        from ._h5safe import open_h5
+
+        with open_h5(path) as f:
+            key, names = _wanted(path, _h5_shapes(f), dataset)
+            return key, {n: np.asarray(f[n][()]).transpose() for n in names}  # axes reversed
     try:
         listed = scipy.io.whosmat(path)
     except (ValueError, OSError, TypeError, NotImplementedError) as exc:
         raise CorruptFileError(f"{path}: not a readable MATLAB .mat file ({exc})") from exc
-    return {name: (tuple(int(s) for s in shape), cls) for name, shape, cls in listed}
+    shapes = {name: (tuple(int(s) for s in shape), cls) for name, shape, cls in listed}
+    key, names = _wanted(path, shapes, dataset)
+    return key, dict(scipy.io.loadmat(path, variable_names=names, squeeze_me=False))
 
 
-def _h5_shapes(path: str) -> dict[str, tuple[tuple[int, ...], str]]:
-    from ._h5safe import open_h5
-
+def _h5_shapes(f: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+    """``{name: (MATLAB shape, class)}`` of a v7.3 file's variables."""
     out = {}
-    with open_h5(path) as f:
-        for name, obj in f.items():
-            if hasattr(obj, "shape") and not name.startswith("#"):
-                cls = obj.attrs.get("MATLAB_class", "double")
-                cls = cls.decode("ascii", "replace") if isinstance(cls, bytes) else str(cls)
-                out[name] = (tuple(int(s) for s in reversed(obj.shape)), cls)
+    for name, obj in f.items():
+        if hasattr(obj, "shape") and not name.startswith("#"):
+            cls = obj.attrs.get("MATLAB_class", "double")
+            cls = cls.decode("ascii", "replace") if isinstance(cls, bytes) else str(cls)
+            out[name] = (tuple(int(s) for s in reversed(obj.shape)), cls)
     return out
 
 
-_NUMERIC = {"double", "single", "int8", "uint8", "int16", "uint16", "int32", "uint32",
-            "int64", "uint64", "logical"}  # fmt: skip
-_BYTES = {"double": 8, "int64": 8, "uint64": 8, "single": 4, "int32": 4, "uint32": 4,
-          "int16": 2, "uint16": 2}  # fmt: skip
+def _wanted(path: str, shapes: dict, dataset: str | None) -> tuple[str, list[str]]:
+    """The data variable (budget checked) and the names to read: it and the small ones."""
+    key = _data_variable(path, shapes, dataset)
+    shape, cls = shapes[key]
+    check_allocation(nbytes_of(shape, np.dtype(_DTYPES.get(cls, "u1"))), f"{path}: {key}")
+    small = [n for n, (s, c) in shapes.items() if n != key and c in _DTYPES and np.prod(s) < 1e6]
+    return key, [key, *small]
 
 
 def _data_variable(path: str, shapes: dict, dataset: str | None) -> str:
@@ -131,7 +141,7 @@ def _data_variable(path: str, shapes: dict, dataset: str | None) -> str:
     arrays = [
         n
         for n, (shape, cls) in shapes.items()
-        if cls in _NUMERIC and sum(s > 1 for s in shape) >= 2
+        if cls in _DTYPES and sum(s > 1 for s in shape) >= 2
     ]
     if not arrays:
         raise UnsupportedFormatError(
@@ -144,27 +154,6 @@ def _data_variable(path: str, shapes: dict, dataset: str | None) -> str:
 
 def _listing(shapes: dict) -> str:
     return "; ".join(f"{n} {'x'.join(map(str, s))} {c}" for n, (s, c) in shapes.items())
-
-
-def _load(path: str, shapes: dict, key: str) -> dict[str, Any]:
-    """The data variable and the small variables (scan size, axis), budget checked."""
-    shape, cls = shapes[key]
-    check_allocation(nbytes_of(shape, np.dtype(f"u{_BYTES.get(cls, 1)}")), f"{path}: {key}")
-    small = [n for n, (s, c) in shapes.items() if n != key and c in _NUMERIC and np.prod(s) < 1e6]
-    import h5py
-    import scipy.io
-
-    if h5py.is_hdf5(path):
-        return _h5_load(path, [key, *small])
-    return dict(scipy.io.loadmat(path, variable_names=[key, *small], squeeze_me=False))
-
-
-def _h5_load(path: str, names: list[str]) -> dict[str, Any]:
-    """v7.3 variables in MATLAB's index order (HDF5 stores them with the axes reversed)."""
-    from ._h5safe import open_h5
-
-    with open_h5(path) as f:
-        return {n: np.asarray(f[n][()]).transpose() for n in names}
 
 
 # ------------------------------------------------------------------ the layout

@@ -44,6 +44,7 @@ from ._common import (
     image_from_array,
     nbytes_of,
     plain,
+    read_into_memory,
 )
 from ._sparse import is_sparse_npz, sparse_npz_image
 
@@ -160,10 +161,7 @@ def read_npz(
 
     An archive written by ``scipy.sparse.save_npz`` is read as a sparse image
     (:mod:`unmix.io._sparse`): CSR rows, never densified."""
-    if signal is not None:
-        raise ValueError(f"{path}: signal= is not used for .npz files; use dataset= (a key)")
-    if lazy:
-        _logger.info("%s: .npz members are read into memory (lazy=True is ignored)", path)
+    read_into_memory(path, signal, lazy, ".npz", "members")
     try:
         keys = _npz_members(path)
         with np.load(path, allow_pickle=False) as z:
