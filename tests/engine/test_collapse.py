@@ -204,3 +204,79 @@ def test_min_volume_on_noise_dominated_maps_keeps_every_component(tmp_path, rel,
         assert entry([*args, "-q", "--no-report", "-o", str(out)]) == 0
     r = unmix.load_result(out / "result.h5")
     assert _collapsed(r.A, r.S) == []
+
+
+# ------------------------------------------- which killed it: the penalties or the data
+def _eels_min_volume(lam: float):
+    """The EELS map as ``unmix run -k 3 --sum-to-one --min-volume LAM`` fits it (unit-norm
+    pixels weighted by their norms, minimum volume scaled to the residual energy)."""
+    X = real_pixels("eels")
+    return unmix.factorize(
+        X,
+        3,
+        constraints=SUM_TO_ONE,
+        regularizers=[unmix.MinVolume(lam, scale="residual")],
+        preprocessing=[unmix.NormalizePixels("l2", weights=True)],
+        spatial_shape=(50, 40),
+        random_state=0,
+    )
+
+
+def test_a_component_killed_by_the_penalty_is_reported_as_such():
+    """EELS with ``--sum-to-one --min-volume 0.5``: the third singular value of the
+    normalized map holds 0.071 of its energy against 1.28 outside rank 3, and minimum
+    volume at half that residual kills the third endmember (it is the optimum: 1.7356
+    against 1.8064 for a fit that keeps it).  The warning said "a regularization strength
+    too large, or k larger than the data support: try k=2"; without the penalty every
+    component lives, so the report now says the penalty did it."""
+    with pytest.warns(RuntimeWarning, match=r"MinVol\(S\) [\d.]+\) outweigh.*keeps \[2\]"):
+        r = _eels_min_volume(0.5)
+    assert r.spec["diagnostics"]["collapsed"] == [2]
+    assert r.spec["diagnostics"]["kept_without_penalties"] == [2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a weaker penalty keeps all three
+        weaker = _eels_min_volume(0.2)
+    assert _collapsed(weaker.A, weaker.S) == []
+
+
+def test_a_k_too_large_for_the_data_is_reported_with_or_without_penalties():
+    mx = unmix.datasets.make_mixture(2, spatial_shape=(20, 20), n_channels=30, random_state=3)
+    X = np.clip(mx.X, 0, None)
+    lam = 1e-3 * float(unmix.blocks.mean_row_norm(X))
+    kw = {"constraints": [unmix.NonNegative(), unmix.UnitNorm()], "regularizers": [unmix.L1(lam)]}
+    said = r"without the penalties \(L1\(A\) [\d.e-]+\) loses them too: k=6 looks"
+    with pytest.warns(RuntimeWarning, match=said):
+        r = unmix.factorize(X, 6, solver="hals", random_state=0, **kw)
+    assert r.spec["diagnostics"]["collapsed"]
+    assert r.spec["diagnostics"]["kept_without_penalties"] == []
+
+
+def test_without_penalties_the_advice_is_fewer_components():
+    mx = unmix.datasets.make_mixture(2, spatial_shape=(20, 20), n_channels=30, random_state=3)
+    with pytest.warns(RuntimeWarning, match=r"collapsed") as caught:
+        r = unmix.factorize(np.clip(mx.X, 0, None), 6, solver="hals", random_state=0)
+    text = str(caught[0].message)
+    assert "(k larger than the data support: try k=" in text
+    assert "regularization" not in text  # there is none to blame
+    assert r.spec["diagnostics"]["kept_without_penalties"] is None  # nothing to check
+
+
+def test_the_check_without_penalties_leaves_the_fit_alone(mixture):
+    """The check iterates on copies: the fit it reports on is not changed."""
+    from unmix.engine._assemble import build_model, build_problem
+    from unmix.engine._collapse import killed_by_penalties
+    from unmix.engine._inputs import prepare_input
+    from unmix.engine.solvers import get_solver
+
+    inp = prepare_input(mixture.X, mask=None, weights=None, device=None, steps=[])
+    opts = {"loss": None, "constraints": None, "regularizers": [unmix.L1(0.1)]}
+    given = {"executor": None, "block_size": None, "spatial_shape": None, "signal_shape": None}
+    p = build_problem(inp, build_model(opts, None, "hals", None), 3, given, init=None)
+    A = np.asarray(mixture.A, dtype=float).copy()
+    S = np.asarray(mixture.S, dtype=float).copy()
+    A[:, 2] = 0.0
+    A_before, S_before = A.copy(), S.copy()
+    kept = killed_by_penalties(p, get_solver("hals"), A, S, [2], p.data.executor, 1e-5)
+    assert kept == [2]  # the planted third component lives once restarted
+    np.testing.assert_array_equal(A, A_before)
+    np.testing.assert_array_equal(S, S_before)

@@ -21,14 +21,22 @@ each, the next started from the worst pixel left).  A group, not one pixel: a co
 must matter to at least 1 % of the pixels, and one pixel's residual is mostly its noise;
 with an L1 penalty on the maps it died again (EELS and XRD maps, ``--sparsity 0.05``).
 A component that collapses again stays dead and is reported, with the advice to fit fewer
-components: a ``k`` too large is not hidden.  Everything here is a few reductions over
-``A`` (pixels, k) and ``S`` (k, channels) and, for a restart, one pass over ``X`` (two
-for l2,1); with the pixels split over processes the counts and the worst pixel are
-agreed on by all of them.
+components: a ``k`` too large is not hidden.  When the model has penalties, the report
+says which of the two killed it (:func:`killed_by_penalties`): the same solver, from the
+fit's point with the dead components restarted, runs up to :data:`PROBE_ITER` iterations
+on the model without its penalties; a component that lives there was killed by the
+penalties (lower their strength), one that dies there too by the data (fewer components).
+
+Everything here is a few reductions over ``A`` (pixels, k) and ``S`` (k, channels) and,
+for a restart, one pass over ``X`` (two for l2,1); with the pixels split over processes
+the counts and the worst pixel are agreed on by all of them.  The check without the
+penalties runs only for a component that stayed collapsed in a model with penalties.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from typing import Any
 
 import numpy as np
@@ -36,8 +44,18 @@ import numpy as np
 from .._backend import to_numpy
 from ._problem import Problem
 from ._robust import inlier_bound, residual_norms
+from ._stop import PATIENCE, converged
 
-__all__ = ["ANGLE_DEG", "NORM_FLOOR", "SHARE", "collapsed_components", "revive"]
+logger = logging.getLogger("unmix")
+
+__all__ = [
+    "ANGLE_DEG",
+    "NORM_FLOOR",
+    "SHARE",
+    "collapsed_components",
+    "killed_by_penalties",
+    "revive",
+]
 
 NORM_FLOOR = 1e-3  # of the largest endmember norm
 SHARE = 0.05  # abundance share a component must reach ...
@@ -147,3 +165,41 @@ def _groups(R: np.ndarray, n_groups: int, size: int) -> list[list[int]]:
         taken = set(group)
         left = [i for i in left if i not in taken]
     return out
+
+
+#: most iterations of the check without the penalties (:func:`killed_by_penalties`)
+PROBE_ITER = 50
+
+
+def killed_by_penalties(
+    p: Problem, slv: Any, A: Any, S: Any, dead: list[int], executor: Any, tol: float
+) -> list[int] | None:
+    """Which of the ``dead`` components the data keep once the penalties are gone: from
+    ``(A, S)`` (copies) with ``dead`` restarted (:func:`revive`), up to :data:`PROBE_ITER`
+    iterations of ``slv`` (stopped by ``tol`` on the relative change of the fit) on ``p``
+    without its penalties, then the collapse check.  None when the check does not apply:
+    no penalties, fixed endmembers, a loss that reweights the pixels between iterations
+    (l2,1), or a check that failed (it never fails the fit it reports on)."""
+    has_penalties = bool(p.penalties["A"] or p.penalties["S"])
+    if not (dead and has_penalties and p.update_S) or p.loss.reweights_pixels:
+        return None
+    bare = dataclasses.replace(p, penalties={"A": [], "S": []})
+    try:
+        A0 = p.be.xp.asarray(A, copy=True)
+        S0 = revive(bare, A0, S, dead)
+        state, fits, calm = slv.setup(bare, A0, S0), [], 0
+        patience = 1 if slv.monotone else PATIENCE  # as the fit's own stopping rule
+        while len(fits) < PROBE_ITER and calm < patience:
+            out = slv.step(bare, A0, S0, state, executor)
+            S0 = bare.filtered(A0, out.S)
+            fits.append(out.fit)
+            if not np.isfinite(out.fit):
+                return None
+            calm = calm + 1 if len(fits) > 1 and converged(fits[-2], fits[-1], tol) else 0
+        n = len(fits)
+        kept = sorted(set(dead) - set(collapsed_components(bare, A0, S0)))
+        logger.info("Without the penalties, %d iterations keep components %s", n, kept)
+        return kept
+    except (ArithmeticError, ValueError, np.linalg.LinAlgError) as exc:
+        logger.debug("The check of the collapsed components without penalties failed: %s", exc)
+        return None

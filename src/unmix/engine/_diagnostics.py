@@ -34,17 +34,43 @@ def warn_scale_drift(before: float, after: float) -> None:
         )
 
 
-def warn_collapsed(dead: list[int], k: int, revived: list[int]) -> None:
-    """Warn about components that stayed collapsed (see :mod:`unmix.engine._collapse`)."""
+def warn_collapsed(
+    dead: list[int],
+    k: int,
+    revived: list[int],
+    *,
+    penalties: list[str] = (),
+    filters: bool = False,
+    kept_without: list[int] | None = None,
+) -> None:
+    """Warn about components that stayed collapsed (see :mod:`unmix.engine._collapse`).
+
+    ``penalties``: the fit's penalties (labels with strengths); ``filters``: whether
+    filters act between iterations; ``kept_without``: the dead components that a fit
+    without the penalties keeps (:func:`unmix.engine._collapse.killed_by_penalties`;
+    None: not checked).  The advice follows the cause.
+    """
     if not dead:
         return
     again = [j for j in dead if j in revived]
     how = " (again, after a restart from the worst-fitted pixels)" if again else ""
     fewer = max(k - len(dead), 1)
-    warnings.warn(
-        f"Components {dead} collapsed{how}: they explain no pixel or copy another "
-        f"component (a regularization strength too large, or k larger than the data "
-        f"support: try k={fewer}).",
-        RuntimeWarning,
-        stacklevel=6,
-    )
+    head = f"Components {dead} collapsed{how}: they explain no pixel or copy another component"
+    named = ", ".join(penalties)
+    if kept_without:
+        why = (
+            f"; the penalties ({named}) outweigh what the components add to the fit: from "
+            f"this point, a fit without the penalties keeps {kept_without}. Lower the "
+            f"penalties' strength, or fit k={fewer}."
+        )
+    elif kept_without is not None:
+        why = (
+            f", and from this point a fit without the penalties ({named}) loses them too: "
+            f"k={k} looks like more than the data support; try k={fewer}."
+        )
+    elif penalties or filters:
+        terms = "a regularization strength" if penalties else "a filter"
+        why = f" ({terms} too large, or k larger than the data support: try k={fewer})."
+    else:
+        why = f" (k larger than the data support: try k={fewer})."
+    warnings.warn(head + why, RuntimeWarning, stacklevel=6)

@@ -229,6 +229,7 @@ def _wrap(
     """The best restart as a :class:`Result` (preprocessing undone, provenance attached)."""
     spec["effective"] = {t.label: t.effective() for t in p.penalties["A"] + p.penalties["S"]}
     spec["diagnostics"] = {key: best.get(key, []) for key in ("collapsed", "revived")}
+    spec["diagnostics"]["kept_without_penalties"] = best.get("kept_without_penalties")
     rows = p.rows
     A, S = best["A"], best["S"]
     for step in reversed(inp.steps):

@@ -21,21 +21,25 @@ from typing import Any
 import numpy as np
 
 from ..blocks import LowRankData
-from ._collapse import collapsed_components, revive
+from ._collapse import collapsed_components, killed_by_penalties, revive
 from ._diagnostics import balance, warn_collapsed, warn_scale_drift
 from ._extrapolate import Extrapolation, extrapolation_for
 from ._init import initialize
 from ._problem import Problem
 from ._record import History, RestartRecord, evaluate_fit, restore_state
-from ._stop import NO_NOISE, RoundingNoise, converged, factor_settled, objective_noise
+from ._stop import (
+    NO_NOISE,
+    PATIENCE,
+    RoundingNoise,
+    converged,
+    factor_settled,
+    objective_noise,
+)
 from .solvers import Solver, StepOut
 
 logger = logging.getLogger("unmix")
 
 __all__ = ["IterationInfo", "Settings", "evaluate_fit", "run_once", "run_restarts"]
-
-#: small changes in a row that stop a solver that is not monotone
-PATIENCE = 3
 
 
 @dataclass(frozen=True)
@@ -150,7 +154,7 @@ def run_once(
             n_iter += done
     p.finish_maps(A, S)  # e.g. an exact polish of sparse maps, a last feasibility step
     t_iter = rec.elapsed0 + time.perf_counter() - t_loop
-    return _finish(p, slv, A, S, rec, n_iter, stop, t_iter, balance0)
+    return _finish(p, slv, A, S, rec, n_iter, stop, t_iter, balance0, cfg)
 
 
 def _position(snap: dict) -> tuple[int, int, float]:
@@ -244,6 +248,7 @@ def _finish(
     stop: str,
     t_iter: float,
     balance0: float,
+    cfg: Settings,
 ) -> dict:
     """The restart's outcome: final objective on ``X``, history, warnings."""
     if not _finite(p, A, S, maps=True):  # even the start was not finite: nothing to return
@@ -256,12 +261,21 @@ def _finish(
         A, S = p.place_dead_endmembers(A, S)
     final = evaluate_fit(p, A, S) + sum(p.penalty_values(A, S).values())
     history = rec.history.arrays()
+    kept_without = None
     if slv.one_shot:
         history["objective"][0] = history["objective"][-1]
         history["fit"][0] = history["fit"][-1]
     else:
         dead = collapsed_components(p, A, S)
-        warn_collapsed(dead, p.k, rec.revived)
+        kept_without = killed_by_penalties(p, slv, A, S, dead, cfg.executor, cfg.tol)
+        warn_collapsed(
+            dead,
+            p.k,
+            rec.revived,
+            penalties=[_strength(t) for t in p.penalties["A"] + p.penalties["S"]],
+            filters=bool(p.filters["A"] or p.filters["S"]),
+            kept_without=kept_without,
+        )
         warn_scale_drift(balance0, balance(p, A, S))
     logger.info("%s: %d iterations, objective %.6g (%s)", slv.name, n_iter, final, stop)
     return {
@@ -275,7 +289,14 @@ def _finish(
         "t_iter": t_iter,
         "collapsed": [] if slv.one_shot else dead,
         "revived": list(rec.revived),
+        "kept_without_penalties": kept_without,
     }
+
+
+def _strength(term: Any) -> str:
+    """A penalty's label and strength in use, e.g. ``'MinVol(S) 0.405'``."""
+    lam = term.effective().get("lam")
+    return term.label if lam is None else f"{term.label} {lam:.3g}"
 
 
 # ------------------------------------------------------------------ iterating
@@ -320,7 +341,7 @@ def _iterate(
         if ext is not None and (out.fit_at_old_A or out.fit_S is not out.S):
             # the judge compares new points: one more pass for the fit at this one
             out = StepOut(S=out.S, fit=evaluate_fit(p, A, out.S), fit_S=out.S)
-        S = _filtered(p, A, out.S)
+        S = p.filtered(A, out.S)
         pens = p.penalty_values(A_prev if out.fit_at_old_A else A, out.fit_S)
         obj = out.fit + sum(pens.values())
         if not (np.isfinite(obj) and _finite(p, A, S, maps=out.fit_at_old_A)):
@@ -416,15 +437,6 @@ def _guarded_step(
             elapsed = rec.elapsed0 + time.perf_counter() - ph.t_loop
             _checkpoint_now(cfg, rec, slv, ph, A, S, (ph.number, it - 1, prev, elapsed), True)
         raise
-
-
-def _filtered(p: Problem, A: Any, S: Any) -> Any:
-    """Apply the between-iteration filters (and re-project); ``A`` in place, new ``S``."""
-    if p.filters["A"]:
-        A[:, :] = p.project("A", p.filter("A", A))
-    if p.filters["S"]:
-        S = p.project("S", p.filter("S", S))
-    return S
 
 
 def _stop_reason(

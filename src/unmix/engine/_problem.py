@@ -150,6 +150,14 @@ class Problem:
             M = f.apply(M)
         return M
 
+    def filtered(self, A: Any, S: Any) -> Any:
+        """Apply the between-iteration filters (and re-project); ``A`` in place, new ``S``."""
+        if self.filters["A"]:
+            A[:, :] = self.project("A", self.filter("A", A))
+        if self.filters["S"]:
+            S = self.project("S", self.filter("S", S))
+        return S
+
     def fixed(self) -> tuple[Any, Any] | None:
         """``(mask, values)`` of the endmember entries pinned by constraints, or None."""
         pins = [c.fixed() for c in self.constraints["S"] if c.fixed() is not None]

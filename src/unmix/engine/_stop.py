@@ -30,6 +30,7 @@ import numpy as np
 
 __all__ = [
     "NO_NOISE",
+    "PATIENCE",
     "RoundingNoise",
     "converged",
     "factor_settled",
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 _FLOOR = 1e-300
+#: small changes in a row that stop a solver that is not monotone
+PATIENCE = 3
 #: a factor has settled when it moved by at most this times sqrt(tol) (relative)
 SETTLED = 0.1
 
