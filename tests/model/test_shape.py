@@ -189,3 +189,19 @@ def test_raman_no_dip_deeper_than_the_noise_at_1_1x(raman):
     assert np.all(deepest(X, plain) > 1)
     assert np.all(deepest(X, shaped) <= 1)
     assert shaped.objective <= 1.1 * plain.objective
+
+
+def test_no_dips_projection_converges_where_block_pivoting_cycles(caplog):
+    """``unmix run --no-dips`` on the EDS TEM JEOL map (cropped to 0.2-12 keV, 295
+    channels, k 3): block principal pivoting cycled on two rows (13-23 infeasible
+    variables after 610 pivots), logged "stopped before it converged" and returned dips
+    0.28 and 0.12 deep; Lawson & Hanson on the same dual now finishes the projection."""
+    d = np.load(shared_path("eds", "eds_tem_jeol_64x64_ds8.npz"))
+    keep = (d["axis"] >= 0.2) & (d["axis"] <= 12)
+    X = d["data"].reshape(-1, d["data"].shape[-1])[:, keep].astype(np.float32)
+    with caplog.at_level("WARNING"):
+        r = unmix.factorize(X, 3, constraints=[NonNegative(target="A"), NoDips()], random_state=0)
+    assert "stopped before it converged" not in caplog.text
+    S = np.asarray(r.S, dtype=np.float64)
+    mean = 0.5 * (S[:, :-2] + S[:, 2:])
+    assert np.all(dip_depths(S) <= 0.005 * mean + 1e-6 * S.max(axis=1, keepdims=True))

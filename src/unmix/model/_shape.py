@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import solveh_banded
+from scipy.optimize import nnls
 
 from .._backend import to_numpy
 from ._terms import BindContext, Constraint
@@ -84,7 +85,7 @@ class _DipSystem:
         inner = np.full(m - 1, self.beta)
         upper, lower = inner.copy(), inner.copy()
         upper[0], lower[-1] = 0.0, 0.0  # the end rows are -s[0] and -s[m-1] alone
-        G = sp.diags([lower, -np.ones(m), upper], [-1, 0, 1], format="csr")
+        G = self.G = sp.diags([lower, -np.ones(m), upper], [-1, 0, 1], format="csr")
         Q = (G @ G.T).todia()
         self.diags = np.zeros((BAND + 1, m))
         for off in range(BAND + 1):
@@ -117,13 +118,36 @@ class _DipSystem:
 
 def _project_no_dips(v: np.ndarray, system: _DipSystem, F0: np.ndarray | None) -> tuple:
     """The Euclidean projection of ``v`` on ``{G s <= 0}`` and its active set, from the
-    active set ``F0`` (a cold start when that one does not converge)."""
+    active set ``F0`` (a cold start when that one does not converge, then the active-set
+    method of Lawson & Hanson on the same dual, :func:`_lawson_hanson`)."""
     s, F, done = _pivot(v, system, F0)
     if not done and F0 is not None:
         s, F, done = _pivot(v, system, None)
     if not done:
+        s, F, done = _lawson_hanson(v, system, (s, F))
+    if not done:
         log.warning("NoDips: the projection of a row stopped before it converged.")
     return s, F
+
+
+def _lawson_hanson(v: np.ndarray, system: _DipSystem, fallback: tuple) -> tuple:
+    """The projection by the dual ``min_{lam >= 0} |v - G^T lam|`` solved as a non-negative
+    least-squares problem (``scipy.optimize.nnls``, Lawson & Hanson: finite, each step one
+    least-squares solve of the active columns; a dense ``m x m`` matrix).
+
+    Block principal pivoting cycles on some rows: on the EDS TEM JEOL map (295 channels,
+    ``unmix run --no-dips``) two rows kept 13-23 infeasible variables after 610 pivots
+    and were returned with dips 0.28 and 0.12 deep (of a largest value of 17 and 9).
+    Here: about 10 ms each, met to 1e-13.  ``(s, F, converged)``; ``fallback`` (the
+    pivoting's last point) where this one fails too."""
+    Gt = system.G.T.toarray()
+    try:
+        lam, _ = nnls(Gt, v, maxiter=50 * system.n)
+    except RuntimeError:  # its iteration limit
+        return (*fallback, False)
+    s = v - Gt @ lam
+    tol = TOL * max(float(np.max(np.abs(v))), 1e-300)
+    return np.maximum(s, 0.0), lam > 0, bool(np.all(system.values(s) <= tol))
 
 
 def _pivot(v: np.ndarray, system: _DipSystem, F0: np.ndarray | None) -> tuple:
