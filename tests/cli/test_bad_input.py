@@ -391,3 +391,11 @@ def test_every_inspect_suggestion_runs(name, expected):
         if steps:
             out = pipeline_from_config(steps).apply(image)
             assert out.n_pixels == image.n_pixels
+
+
+@pytest.mark.parametrize("command", ["run", "compare"])
+def test_missing_k_points_to_select(small, tmp_path, capsys, command):
+    _, path = small
+    code, err = _call(capsys, [command, path, "-o", str(tmp_path / "out"), "-q"])
+    _assert_clear(code, err, {USAGE})
+    assert "-k N" in err and "`unmix select FILE` recommends one" in err

@@ -139,3 +139,35 @@ def test_gibbs_bands_from_the_command_line(counts_file, tmp_path):
     lib = unmix.bayes.bayes_nmf(X, 3, ard=False, random_state=0, bands="gibbs", sweeps=60)
     np.testing.assert_allclose(res.bands.S_upper, lib.S_upper, rtol=1e-10)
     assert "Gibbs chain started at the variational fit" in (out / "report.html").read_text()
+
+
+def test_without_k_ard_starts_from_the_selection_default(counts_file, tmp_path, capsys):
+    """``unmix bayes FILE`` said "Missing option '-k'": ARD chooses the rank, so it now
+    starts from the largest rank ``unmix select`` scans by default (11)."""
+    from unmix.cli._bayes import DEFAULT_K
+    from unmix.selection._rank import DEFAULT_KS
+
+    assert DEFAULT_K == max(DEFAULT_KS)
+    path, X = counts_file
+    assert entry(["bayes", path, "-o", str(tmp_path / "out"), "--no-report"]) == 0
+    said = capsys.readouterr().out
+    assert f"of {DEFAULT_K} components kept" in said
+    res = unmix.load_result(str(tmp_path / "out" / "result.h5"))
+    lib = unmix.bayes.bayes_nmf(X, DEFAULT_K, random_state=0)
+    assert res.k == lib.k_effective == 3
+
+
+def test_no_ard_without_k_is_a_usage_error(counts_file, tmp_path, capsys):
+    path, _ = counts_file
+    code = entry(["bayes", path, "--no-ard", "-o", str(tmp_path / "o")])
+    assert code == EXIT_USAGE
+    assert "--no-ard keeps all K components: give -k K" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_tiny_map_caps_the_default_rank(tmp_path, capsys):
+    X, _, _ = bayes_planted(2, 50.0, side=8)
+    path = tmp_path / "small.npy"
+    np.save(path, X[:, :6].reshape(8, 8, 6))  # 6 channels: at most 5 components
+    assert entry(["bayes", str(path), "-o", str(tmp_path / "o"), "--no-report"]) == 0
+    assert "of 5 components kept" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""``unmix bayes FILE -k K``: Bayesian Poisson NMF of counts, with credible bands.
+"""``unmix bayes FILE [-k K]``: Bayesian Poisson NMF of counts, with credible bands.
 
 Fits :func:`unmix.bayes.bayes_nmf` (Gamma-Poisson model, mean-field variational Bayes,
 automatic relevance determination of the rank from ``K`` components, then the evidence
@@ -34,6 +34,10 @@ from ._outdir import output_folder
 
 __all__ = ["bayes"]
 
+#: the rank ARD starts from when -k is not given: the largest of ``unmix select``'s default
+#: ranks (``unmix.selection.DEFAULT_KS``, 2..11)
+DEFAULT_K = 11
+
 
 def _draws(value: int) -> int:
     """``--bootstrap N``: 0 (none) or at least 2 draws, checked before anything is read."""
@@ -48,8 +52,8 @@ def _draws(value: int) -> int:
     "-k",
     "k",
     type=click.IntRange(min=1),
-    required=True,
-    help="Components to start from: the largest rank (ARD and the evidence keep fewer).",
+    help="Components to start from: the largest rank (ARD and the evidence keep fewer; "
+    f"default {DEFAULT_K}, cut to min(pixels, channels) - 1; required with --no-ard).",
 )
 @click.option(
     "--level",
@@ -94,8 +98,20 @@ def _draws(value: int) -> int:
     show_default=True,
     help="Gibbs sweeps (--bands gibbs; the first fifth is dropped).",
 )
-@click.option("--n-init", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--max-iter", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option(
+    "--n-init",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Starts of the variational fit (the others random); the highest bound is kept.",
+)
+@click.option(
+    "--max-iter",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Most iterations of each variational fit.",
+)
 @click.option("--seed", "random_state", type=int, default=0, show_default=True)
 @with_options(IMAGE_OPTIONS)
 @click.option("-o", "--outdir", default="unmix_bayes", show_default=True, help="Output directory.")
@@ -105,11 +121,18 @@ def _draws(value: int) -> int:
 def bayes(file: str, **kw: Any) -> None:
     """Bayesian Poisson NMF of the counts in FILE: posterior means, the rank ARD keeps
     (from K), and model-based credible bands of every endmember channel and map pixel."""
+    if kw["k"] is None and kw["no_ard"]:
+        raise click.UsageError(
+            "--no-ard keeps all K components: give -k K (e.g. the rank `unmix select FILE` "
+            "recommends), or drop --no-ard to let ARD choose from the default."
+        )
     steps, inp = image_input(file, kw)
     cfg = {"input": inp, "preprocess": {"steps": steps}}
     with output_folder(kw["outdir"], force=kw["force"], resume=False) as where:
         image = open_image(cfg, quiet=kw["quiet"], blockers=["unmix bayes"])
         X = _counts(image)
+        if kw["k"] is None:
+            kw["k"] = max(1, min(DEFAULT_K, min(X.shape) - 1))
         result = _fit(X, image, kw)
         if kw["n_boot"]:
             result.compared_bands = [_bootstrap(X, result, kw)]

@@ -264,7 +264,10 @@ def _merge_checked(config, file, cli, outdir, extra_steps, spatial_shape) -> dic
         cfg.setdefault("input", {})["spatial_shape"] = parse_shape(spatial_shape)
     cfg.setdefault("output", {}).setdefault("dir", "unmix_output")
     if "k" not in fac:
-        raise click.UsageError("the number of components is required: -k N (or k in config).")
+        raise click.UsageError(
+            "the number of components is required: -k N (or k in config); "
+            "`unmix select FILE` recommends one from the data."
+        )
     return validate_config(cfg)
 
 
