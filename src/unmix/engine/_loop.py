@@ -207,10 +207,29 @@ def _start(
     A, S = initialize(p_lr if fast else p, init, rng)
     if isinstance(init, str) and init.startswith(("nndsvd", "rand")):
         # factors from an SVD or at random share the scale arbitrarily: put it where the
-        # constraints want it (A @ S unchanged); pixel starts and given factors are kept
-        for c in p.constraints["A"] + p.constraints["S"]:
+        # constraints want it (A @ S unchanged); pixel starts and given factors are kept.
+        # The endmembers' first: a row scaling of S moves scale into the columns of A,
+        # which the maps' own (a simplex's one scale for all pixels) then takes as it is
+        for c in p.constraints["S"] + p.constraints["A"]:
             A, S = c.rescale(A, S)
+        if p.one_per_column("S") and p.simplex("A") and init.startswith("nndsvd"):
+            return _bands_on_simplex(p, p.project("S", S))
     return xp.asarray(p.project("A", A), copy=True), p.project("S", S)
+
+
+def _bands_on_simplex(p: Problem, S: Any) -> tuple[Any, Any]:
+    """Orthogonal endmembers under sum-to-one maps, from the channel bands of the
+    balanced NNDSVDa start ``S`` (each channel in one endmember): equal maps ``total / k`` and
+    each endmember ``k / total`` times the mean spectrum over its band, so ``A S`` is the
+    mean spectrum.  The balanced rows themselves are unit norm: the maps that sum to one
+    fitted to them (the first step) gave one band no pixel (EELS, k 3: two bands, 41 %
+    above the three-band fit this start finds)."""
+    be, xp = p.be, p.be.xp
+    total = next(c.total for c in p.constraints["A"] if c.simplex_rows)
+    mean = p.data.count_sums()[1] / max(p.data.n_total, 1)
+    S = xp.where(S > 0, be.asarray(mean * (p.k / total), dtype=be.dtype)[None, :], 0.0)
+    A = xp.full((p.data.n_pixels, p.k), total / p.k, dtype=be.dtype)
+    return A, p.project("S", S)
 
 
 def _compressed(p: Problem, rank: int, rng: np.random.Generator) -> Problem:

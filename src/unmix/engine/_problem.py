@@ -68,6 +68,10 @@ class Problem:
         """True when a constraint leaves each row of ``target`` one non-zero at most."""
         return any(c.one_per_row for c in self.constraints[target])
 
+    def one_per_column(self, target: str) -> bool:
+        """True when a constraint leaves each column of ``target`` one non-zero at most."""
+        return any(c.one_per_column for c in self.constraints[target])
+
     def projection_terms(self, target: str) -> list[Constraint]:
         """The constraints whose projections, in order, make the projection onto
         ``target``'s set (not those on the model ``A @ S``: see

@@ -95,6 +95,11 @@ class MaxActive(Constraint):
         channel, a column)."""
         return self.m == 1 and self.target == "A"
 
+    @property
+    def one_per_column(self) -> bool:
+        """``m = 1`` on the endmembers: one endmember a channel (orthogonal NMF)."""
+        return self.m == 1 and self.target == "S"
+
     def project(self, M: Any) -> Any:
         """Clip at 0, then keep the ``m`` largest entries of each row of ``A`` (pixels,
         k), or of each column of ``S`` (k, channels)."""

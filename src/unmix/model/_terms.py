@@ -43,6 +43,9 @@ like a built-in one:
 ``one_per_row``               each row holds at most one non-zero (on ``A``: a hard
                               segmentation; endmembers then look like pixels, and a
                               dead one restarts from pixel spectra)
+``one_per_column``            each column holds at most one non-zero (on ``S``: every
+                              channel in one endmember, orthogonal NMF; a start whose
+                              endmembers look alike - pixels - gives one all channels)
 ``rescales``                  the set is reached by moving scale between the factors
                               (:meth:`Constraint.rescale`, ``A @ S`` unchanged)
 ``fixed()``                   the entries the constraint pins, or None
@@ -253,6 +256,12 @@ class Constraint(Term):
     def one_per_row(self) -> bool:
         """True when each row of the target holds at most one non-zero (on ``A``: every
         pixel is one endmember alone, a hard segmentation)."""
+        return False
+
+    @property
+    def one_per_column(self) -> bool:
+        """True when each column of the target holds at most one non-zero (on ``S``: each
+        channel belongs to one endmember, whose rows are then orthogonal)."""
         return False
 
     def project(self, M: Any) -> Any:
