@@ -83,3 +83,36 @@ def test_command_line_min_volume_holds_the_scale_and_converges(tmp_path):
     res = unmix.load_result(str(out / "result.h5"))
     types = [c["type"] for c in res.spec["constraints"]]
     assert "UnitNorm" in types and res.stop_reason == "tol"
+
+
+def _kl_strength(X: np.ndarray) -> float:
+    mv = MinVolume(0.5, scale="residual")
+    res = unmix.factorize(
+        X, 3, loss="kl", constraints=[NonNegative(), SumToOne()], regularizers=[mv], max_iter=1
+    )
+    return res.spec["effective"]["MinVol(S)"]["lam"]
+
+
+def test_residual_scale_is_in_the_units_of_a_divergence():
+    """KL on the EELS map: ``scale="residual"`` took the squared norm of ``X`` outside rank
+    3 (1.7e9 for lam 0.5, against a whole KL objective of 1.1e9: two of three endmembers
+    collapsed), and it grew as ``c^2`` with the data's unit while KL grows as ``c``.  From
+    the Poisson-scaled energies it is on the scale of twice the best rank-3 KL fit's
+    objective, and follows ``c`` as the divergence does."""
+    X = real_pixels("eels")
+    lam = _kl_strength(X) / 0.5
+    best = unmix.factorize(X, 3, loss="kl", random_state=0, tol=1e-7).objective
+    assert 0.25 <= lam / (2 * best) <= 4.0  # measured 0.55
+    assert _kl_strength(1e3 * X) == pytest.approx(1e3 * _kl_strength(X), rel=1e-6)
+
+
+def test_residual_scale_is_refused_for_l21_with_the_fix():
+    with pytest.raises(ValueError, match=r"loss='l21' is a sum of norms: use scale='init'"):
+        unmix.factorize(
+            _planted(),
+            3,
+            loss="l21",
+            constraints=[NonNegative(), UnitNorm()],
+            regularizers=[MinVolume(0.5, scale="residual")],
+            max_iter=2,
+        )

@@ -106,7 +106,7 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
     if flags["graph_smooth"]:  # the same Laplacian on a 10-nearest-neighbour data graph
         cons = _scale_fixed(cons)
         regs.append(GraphSmoothness(flags["graph_smooth"]))
-    if flags["min_volume"]:  # the residual energy is a squared norm: not for l2,1
+    if flags["min_volume"]:  # the residual energy, in the loss's units: not for l2,1
         cons = _scale_fixed(cons)  # or the endmembers shrink and the penalty fades
         regs.append(MinVolume(flags["min_volume"], scale="init" if robust else "residual"))
     if flags["max_active"]:  # at most M endmembers a pixel (exact ANLS, maps polished)
