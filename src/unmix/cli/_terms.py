@@ -75,9 +75,16 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
     # what one unit of a map moves a typical pixel's loss by (the mean pixel norm for
     # Frobenius, ||x||_1 / ||x||_2 for KL), so a strength means the same for every loss;
     # one pass over X, only for the flags that need it
-    unit = 1.0
+    unit = quad = 1.0
     if (flags["sparsity"] or flags["tv"]) and not robust:
         unit = mean_row_scale(X, beta_of(opts.get("loss")))
+    beta = beta_of(opts.get("loss"))
+    if (flags["laplacian"] or flags["graph_smooth"]) and not robust and beta != 2.0:
+        # a quadratic penalty on the maps against the divergence's curvature per unit of
+        # map (Frobenius: 1), sum_c |x_c|^beta / ||x||^2 (KL: ||x||_1 / ||x||_2^2): the same
+        # strength for every loss and unit (KL on the Raman map, counts in the thousands:
+        # as given, --laplacian 0.01 made two of three components copies)
+        quad = mean_row_scale(X, beta) / max(mean_row_scale(X, 2.0), 1e-300)
     cons = list(opts.get("constraints") or [])
     regs = list(opts.get("regularizers") or [])
     if flags["sum_to_one"]:
@@ -99,13 +106,13 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
         regs.append(SpectralSmoothing(method="median", size=flags["median_filter"]))
     if flags["laplacian"]:  # quadratic in the maps as the fit is in the data: with the
         cons = _scale_fixed(cons)  # spectra's scale fixed, the strength is scale-free
-        regs.append(SpatialSmoothness(flags["laplacian"]))
+        regs.append(SpatialSmoothness(flags["laplacian"] * quad))
     if flags["tv"]:  # sharp edges between regions; the maps' scale fixed by the spectra's
         cons = _scale_fixed(cons)  # then map differences are in pixel-norm units, as --sparsity
         regs.append(TotalVariation(flags["tv"] * unit))
     if flags["graph_smooth"]:  # the same Laplacian on a 10-nearest-neighbour data graph
         cons = _scale_fixed(cons)
-        regs.append(GraphSmoothness(flags["graph_smooth"]))
+        regs.append(GraphSmoothness(flags["graph_smooth"] * quad))
     if flags["min_volume"]:  # the residual energy, in the loss's units: not for l2,1
         cons = _scale_fixed(cons)  # or the endmembers shrink and the penalty fades
         regs.append(MinVolume(flags["min_volume"], scale="init" if robust else "residual"))
