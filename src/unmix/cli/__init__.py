@@ -28,6 +28,7 @@ import click
 
 from .._backend import DeviceUnavailableError
 from .._version import __version__
+from ._allocator import keep_heap_top
 from ._bayes import bayes
 from ._common import (
     EXIT_EXISTS,
@@ -94,6 +95,8 @@ def entry(argv: Sequence[str] | None = None) -> int:
     and the tests); every failure is one ``Error:`` line (a traceback with ``--debug``)."""
     args = list(argv) if argv is not None else sys.argv[1:]
     budget = os.environ.get("UNMIX_MEMORY_BUDGET")  # --max-memory sets it for one command
+    if argv is None:  # the command's own process (not a caller's): see cli._allocator
+        keep_heap_top()
     previous = catch_interrupts()
     try:
         with warnings.catch_warnings():
