@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,7 @@ def warn_collapsed(
     k: int,
     revived: list[int],
     *,
-    penalties: list[str] = (),
+    penalties: Sequence[str] = (),
     filters: bool = False,
     kept_without: list[int] | None = None,
 ) -> None:
