@@ -71,8 +71,8 @@ def _from_nmf(opts: dict, nmf: Any) -> dict:
 
 def _fit_all(cfg: dict, kw: dict, stage: str) -> tuple[dict, str | None, dict]:
     """PCA, NMF and constrained NMF, each saved into ``stage``; the results, the
-    report's file name and (data in memory, not quiet) each column's relative residual
-    ``||X - Y||_F / ||X||_F``."""
+    report's file name and (not quiet; from the report's passes over X, or one pass each
+    for data in memory) each column's relative residual ``||X - Y||_F / ||X||_F``."""
     blockers = ["--mask-nonfinite"] if kw["mask_nonfinite"] else []
     image = open_image(cfg, mode=stream_mode(kw), quiet=kw["quiet"], blockers=blockers)
     X = unfolded(image)  # streamed: the fits and the report read it block by block
@@ -104,7 +104,7 @@ def _fit_all(cfg: dict, kw: dict, stage: str) -> tuple[dict, str | None, dict]:
         results[name].save(os.path.join(stage, f"result_{name.replace(' ', '_')}.h5"))
     report = write_html_report(stage, results, X, image, f"unmix compare: {image.title}")
     residuals = {}
-    if not (kw["quiet"] or held):  # in memory: one cheap pass each
+    if not kw["quiet"] and (report or not held):  # the report's passes, kept: no new one
         residuals = {name: relative_residuals(r, X)[1] for name, r in results.items()}
     image.close()
     return results, (os.path.basename(report) if report else None), residuals

@@ -103,7 +103,10 @@ def relative_residuals(result: Result, X: Any) -> tuple[np.ndarray, float]:
     return rel, total
 
 
-_LAST: dict[str, Any] = {}  # the last pass over X: its key and its sums
+#: passes over X kept for the next calls: a report's columns (``unmix compare``: three)
+#: and the summary printed after it read each result's sums once
+KEEP = 4
+_LAST: list[tuple[tuple, Any]] = []  # the last passes, newest first: (key, sums)
 
 
 @dataclass
@@ -137,17 +140,18 @@ def mean_spectra(result: Result, X: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def report_pass(result: Result, X: Any) -> PassSums:
-    """The sums of :class:`PassSums` in one pass over ``X`` in blocks; the last pass is
-    kept (keyed by weak references to ``result`` and ``X``), so the report's figures of
-    one result read a file-backed ``X`` once, not once a figure.
+    """The sums of :class:`PassSums` in one pass over ``X`` in blocks; the last
+    :data:`KEEP` passes are kept (keyed by weak references to ``result`` and ``X``), so
+    the report's figures of one result read a file-backed ``X`` once, not once a figure,
+    and a caller after the report (``unmix compare``'s summary) reads it no more.
 
     When the model is affine in the maps (:func:`affine_model`) each block is multiplied
     once by the endmembers and the residuals come from those products; otherwise from the
     model rows.
     """
-    key = _LAST.get("key")
-    if key and key[0]() is result and key[1]() is X and key[2:] == (id(result.A), id(result.S)):
-        return _LAST["sums"]
+    for key, kept in _LAST:
+        if key[0]() is result and key[1]() is X and key[2:] == (id(result.A), id(result.S)):
+            return kept
     X = check_X(result, X)
     n, m = X.shape
     num, den, sums = np.empty(n), np.empty(n), np.empty(n)
@@ -180,12 +184,12 @@ def report_pass(result: Result, X: Any) -> PassSums:
             num[a:b] = _affine_residuals(xb, result.A[a:b], S_eff, base)
             model_ch += _affine_channel_sums(result.A[a:b], S_eff, base)
     found = PassSums(num, den, sums, data_ch, model_ch)
-    _LAST.clear()
     try:
-        _LAST["key"] = (weakref.ref(result), weakref.ref(X), id(result.A), id(result.S))
-        _LAST["sums"] = found
+        key = (weakref.ref(result), weakref.ref(X), id(result.A), id(result.S))
     except TypeError:  # X without weak references: nothing kept
-        _LAST.clear()
+        return found
+    _LAST.insert(0, (key, found))
+    del _LAST[KEEP:]
     return found
 
 
