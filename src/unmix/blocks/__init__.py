@@ -13,7 +13,7 @@ from __future__ import annotations
 from ..executors.base import Block
 from ._lowrank import LowRankData
 from ._pixels import MeanFilled, PixelData, RowScaled, Weights, default_block_size
-from ._scaled import ScaledData, poisson_scales
+from ._scaled import ScaledData, curvature_scales, poisson_scales
 from ._scanrows import ScanRows, block_ranges, sample_rows
 from ._sources import (
     LAZY_MODULES,
@@ -68,6 +68,7 @@ __all__ = [
     "check_streamed",
     "checked_sparse_rows",
     "compiled_for",
+    "curvature_scales",
     "data_stats",
     "default_block_size",
     "entry_rows",

@@ -18,21 +18,30 @@ import numpy as np
 from ..executors.base import Block
 from ._sparse import entry_rows
 
-__all__ = ["ScaledData", "poisson_scales"]
+__all__ = ["ScaledData", "curvature_scales", "poisson_scales"]
 
 
 def poisson_scales(data: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(d_r, d_c)``: ``1 / sqrt`` of the pixel and channel means of ``X`` (0 where a
     mean is 0; this process's pixels, all channels; float64 NumPy), from the data's
     cached :meth:`~unmix.blocks.PixelData.count_sums` (no pass of its own)."""
+    return curvature_scales(data, 1.0)
+
+
+def curvature_scales(data: Any, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(d_r, d_c)`` for the beta-divergence: the pixel and channel means of ``X`` to the
+    power ``(beta - 2) / 2`` (0 where a mean is 0), so that ``(d_r d_c)^2`` is, up to the
+    overall mean, the divergence's curvature ``y^(beta - 2)`` at the independence model
+    ``y_ij = r_i c_j / T``; KL (``beta = 1``): :func:`poisson_scales`."""
     rows, cols, _ = data.count_sums()
-    return _inv_sqrt(rows / data.n_channels), _inv_sqrt(cols / max(data.n_total, 1))
+    power = 0.5 * (beta - 2.0)
+    return _powered(rows / data.n_channels, power), _powered(cols / max(data.n_total, 1), power)
 
 
-def _inv_sqrt(mean: np.ndarray) -> np.ndarray:
+def _powered(mean: np.ndarray, power: float) -> np.ndarray:
     out = np.zeros_like(mean)
     pos = mean > 0
-    out[pos] = 1.0 / np.sqrt(mean[pos])
+    out[pos] = 1.0 / np.sqrt(mean[pos]) if power == -0.5 else mean[pos] ** power
     return out
 
 

@@ -217,34 +217,20 @@ def _residual_energy(problem: Any) -> tuple[float, float]:
     fit of the EELS map the strength was 1.5x the whole objective (1.7e9 against 1.1e9)
     and two of three endmembers collapsed; it also grew as ``c^2`` with the data's unit.
     """
-    from ..blocks import ScaledData
+    from ..blocks import ScaledData, curvature_scales
 
     data, beta = problem.data, float(problem.loss.beta)
     if problem.loss.is_frobenius:
         view, unit, total = data.weighted_view(), 1.0, data.norm2()
     else:
-        rows, cols, _ = data.count_sums()
-        mean = float(np.sum(cols)) / max(data.n_total * data.n_channels, 1)
-        power = 0.5 * (beta - 2.0)
-        view = ScaledData(
-            data,
-            _powered(rows / data.n_channels, power),
-            _powered(cols / max(data.n_total, 1), power),
-        )
+        view = ScaledData(data, *curvature_scales(data, beta))
+        mean = float(np.sum(data.count_sums()[1])) / max(data.n_total * data.n_channels, 1)
         unit = mean ** (2.0 - beta) if mean > 0 else 0.0
         total = view.norm2()
     _, s, _ = svd_blocks(view, problem.k, problem.be, rng=np.random.default_rng(0), n_iter=4)
     energies = np.sort(_host(s) ** 2)[::-1]
     residual = max(total - float(np.sum(energies)), 0.0)
     return unit * residual, unit * float(np.sum(energies[1:]))
-
-
-def _powered(mean: np.ndarray, power: float) -> np.ndarray:
-    """``mean ** power`` where the mean is positive, 0 elsewhere (an empty row/column)."""
-    out = np.zeros_like(mean, dtype=np.float64)
-    pos = mean > 0
-    out[pos] = mean[pos] ** power
-    return out
 
 
 @dataclass(frozen=True)
