@@ -21,6 +21,7 @@ from ._sources import (
     is_streamable,
     mean_row_norm,
     mean_row_scale,
+    mean_row_scales,
     streamed_backend,
 )
 from ._sparse import (
@@ -77,6 +78,7 @@ __all__ = [
     "is_streamable",
     "mean_row_norm",
     "mean_row_scale",
+    "mean_row_scales",
     "poisson_scales",
     "read_ahead",
     "sample_rows",

@@ -101,17 +101,27 @@ def mean_row_scale(X: Any, beta: float = 2.0, *, rows: int = 4096) -> float:
     ``X`` is read ``rows`` rows at a time, so a file-backed or lazy ``X`` is never loaded
     whole.
     """
+    return mean_row_scales(X, beta, rows=rows)[0]
+
+
+def mean_row_scales(X: Any, beta: float, *, rows: int = 4096) -> tuple[float, float]:
+    """``(mean_row_scale(X, beta), mean_row_norm(X))`` from one read of ``X``: their
+    ratio is the divergence's curvature per unit of a map (Frobenius: 1), what a
+    quadratic penalty on the maps is relative to."""
     n = int(X.shape[0])
-    out = []
+    scales, norms = [], []
     for i in range(0, n, rows):
         b = np.abs(np.asarray(to_numpy(X[i : i + rows]), dtype=float))
         norm = np.sqrt(np.sum(b * b, axis=1))
+        norms.append(norm)
         if beta == 2:
-            out.append(norm)
+            scales.append(norm)
             continue
         power = np.sum(np.where(b > 0, b, 1.0) ** beta * (b > 0), axis=1)  # 0 ** beta: 0
-        out.append(np.where(norm > 0, power / np.where(norm > 0, norm, 1.0), 0.0))
-    return float(np.mean(np.concatenate(out))) if out else 0.0
+        scales.append(np.where(norm > 0, power / np.where(norm > 0, norm, 1.0), 0.0))
+    if not norms:
+        return 0.0, 0.0
+    return float(np.mean(np.concatenate(scales))), float(np.mean(np.concatenate(norms)))
 
 
 def mean_row_norm(X: Any, *, rows: int = 4096) -> float:

@@ -10,7 +10,7 @@ import array_api_compat as aac
 import click
 import numpy as np
 
-from ..blocks import is_streamable, mean_row_scale
+from ..blocks import is_streamable, mean_row_scales
 from ..model import (
     L1,
     GaussianMapFilter,
@@ -73,18 +73,19 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
     flags = {**TERM_FLAGS, **{k: v for k, v in flags.items() if k in TERM_FLAGS}}
     robust = _reweights_pixels(opts.get("loss"))  # l2,1: penalties per unit of norm
     # what one unit of a map moves a typical pixel's loss by (the mean pixel norm for
-    # Frobenius, ||x||_1 / ||x||_2 for KL), so a strength means the same for every loss;
-    # one pass over X, only for the flags that need it
-    unit = quad = 1.0
-    if (flags["sparsity"] or flags["tv"]) and not robust:
-        unit = mean_row_scale(X, beta_of(opts.get("loss")))
+    # Frobenius, ||x||_1 / ||x||_2 for KL), so a strength means the same for every loss,
+    # and for the quadratic penalties (--laplacian, --graph-smooth) the divergence's
+    # curvature per unit of map, that unit over the mean pixel norm (Frobenius: 1; KL:
+    # ||x||_1 / ||x||_2^2; as given, KL + --laplacian 0.01 on the Raman map, counts in
+    # the thousands, made two of three components copies); one pass over X, only for
+    # the flags that need it
     beta = beta_of(opts.get("loss"))
-    if (flags["laplacian"] or flags["graph_smooth"]) and not robust and beta != 2.0:
-        # a quadratic penalty on the maps against the divergence's curvature per unit of
-        # map (Frobenius: 1), sum_c |x_c|^beta / ||x||^2 (KL: ||x||_1 / ||x||_2^2): the same
-        # strength for every loss and unit (KL on the Raman map, counts in the thousands:
-        # as given, --laplacian 0.01 made two of three components copies)
-        quad = mean_row_scale(X, beta) / max(mean_row_scale(X, 2.0), 1e-300)
+    unit = quad = 1.0
+    linear = flags["sparsity"] or flags["tv"]
+    quadratic = (flags["laplacian"] or flags["graph_smooth"]) and beta != 2.0
+    if (linear or quadratic) and not robust:
+        unit, norm = mean_row_scales(X, beta)
+        quad = unit / max(norm, 1e-300)
     cons = list(opts.get("constraints") or [])
     regs = list(opts.get("regularizers") or [])
     if flags["sum_to_one"]:
