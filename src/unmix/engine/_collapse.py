@@ -187,16 +187,15 @@ def killed_by_penalties(
     try:
         A0 = p.be.xp.asarray(A, copy=True)
         S0 = revive(bare, A0, S, dead)
-        state, fits, calm = slv.setup(bare, A0, S0), [], 0
+        state, prev, calm, n = slv.setup(bare, A0, S0), None, 0, 0
         patience = 1 if slv.monotone else PATIENCE  # as the fit's own stopping rule
-        while len(fits) < PROBE_ITER and calm < patience:
+        while n < PROBE_ITER and calm < patience:
             out = slv.step(bare, A0, S0, state, executor)
-            S0 = bare.filtered(A0, out.S)
-            fits.append(out.fit)
+            S0, n = bare.filtered(A0, out.S), n + 1
             if not np.isfinite(out.fit):
                 return None
-            calm = calm + 1 if len(fits) > 1 and converged(fits[-2], fits[-1], tol) else 0
-        n = len(fits)
+            calm = calm + 1 if prev is not None and converged(prev, out.fit, tol) else 0
+            prev = out.fit
         kept = sorted(set(dead) - set(collapsed_components(bare, A0, S0)))
         logger.info("Without the penalties, %d iterations keep components %s", n, kept)
         return kept

@@ -225,7 +225,7 @@ def _bands_on_simplex(p: Problem, S: Any) -> tuple[Any, Any]:
     fitted to them (the first step) gave one band no pixel (EELS, k 3: two bands, 41 %
     above the three-band fit this start finds)."""
     be, xp = p.be, p.be.xp
-    total = next(c.total for c in p.constraints["A"] if c.simplex_rows)
+    total = next(c.row_sum for c in p.constraints["A"] if c.simplex_rows)
     mean = p.data.count_sums()[1] / max(p.data.n_total, 1)
     S = xp.where(S > 0, be.asarray(mean * (p.k / total), dtype=be.dtype)[None, :], 0.0)
     A = xp.full((p.data.n_pixels, p.k), total / p.k, dtype=be.dtype)
