@@ -46,7 +46,9 @@ def test_fewer_iterations_to_no_higher_objective_on_the_raman_map(solver):
 
 def test_minimum_volume_with_sum_to_one_converges_in_a_fraction_of_the_iterations():
     """The slowest fit of the constraint matrix (Raman, sum-to-one + minimum volume):
-    ~600 BPP iterations to tol plain; extrapolated a few dozen, to a lower objective."""
+    ~190 BPP iterations to tol plain (its restart of the two dead components, 400 more,
+    ended higher with them dead again and is given up); extrapolated 70, to a lower
+    objective."""
     X = real_pixels("raman")
     kw = {
         "solver": "bpp",
@@ -57,7 +59,7 @@ def test_minimum_volume_with_sum_to_one_converges_in_a_fraction_of_the_iteration
     }
     plain = unmix.factorize(X, 3, solver_options=OFF, **kw)
     fast = unmix.factorize(X, 3, solver_options=ON, **kw)
-    assert fast.n_iter * 4 <= plain.n_iter
+    assert fast.n_iter * 2 <= plain.n_iter
     assert fast.objective <= plain.objective
     np.testing.assert_allclose(fast.A.sum(axis=1), 1.0, atol=1e-9)
     h = np.asarray(fast.history["objective"])
@@ -307,3 +309,54 @@ def test_float32_kl_does_not_climb_within_the_rounding_noise():
     assert fast.objective <= plain.objective * (1 + 1e-5)
     h = np.asarray(fast.history["objective"])
     assert np.max(np.diff(h) / np.abs(h[:-1])) <= 1e-4
+
+
+def _counts() -> np.ndarray:
+    mix = make_mixture(
+        4, spatial_shape=(20, 20), n_channels=50, noise="poisson", scale=30.0, random_state=5
+    )
+    return mix.X
+
+
+def test_kl_coordinate_descent_extrapolates_by_default_from_iteration_50():
+    """``solver="klcd"`` left to the default: plain for its first 49 iterations (the same
+    iterates as ``extrapolate=False``), extrapolated from the 50th, never above the plain
+    fit; ``spec["extrapolated"]`` is that iteration."""
+    pytest.importorskip("numba")
+    X = _counts()
+    kw = {"loss": "kl", "solver": "klcd", "random_state": 0, "tol": 0, "max_iter": 120}
+    default = unmix.factorize(X, 4, **kw)
+    plain = unmix.factorize(X, 4, **kw, solver_options=OFF)
+    assert default.spec["extrapolated"] == 50 and plain.spec["extrapolated"] is False
+    h, hp = default.history["objective"], plain.history["objective"]
+    np.testing.assert_array_equal(h[:50], hp[:50])
+    assert not np.array_equal(h[50:], hp[50:])
+    assert np.all(np.diff(h) <= 1e-12 * h[:-1])
+    assert default.objective <= plain.objective
+    short = unmix.factorize(X, 4, **{**kw, "max_iter": 40})
+    np.testing.assert_array_equal(
+        short.S, unmix.factorize(X, 4, **{**kw, "max_iter": 40}, solver_options=OFF).S
+    )
+
+
+@pytest.mark.parametrize("stop_at", [30, 70])
+def test_kl_default_resumes_across_the_switch(tmp_path, stop_at):
+    """Interrupted before or after iteration 50, the fit resumes to the uninterrupted
+    iterates (the extrapolation starts, or goes on, where it would have)."""
+    pytest.importorskip("numba")
+    X = _counts()
+    kw = {"loss": "kl", "solver": "klcd", "random_state": 0, "tol": 0, "max_iter": 90}
+    ref = unmix.factorize(X, 4, **kw)
+    calls = {"n": 0}
+
+    def interrupt(info):
+        calls["n"] += 1
+        if calls["n"] == stop_at:
+            raise KeyboardInterrupt
+
+    path = tmp_path / "fit.ckpt.h5"
+    with pytest.raises(KeyboardInterrupt):
+        unmix.factorize(X, 4, **kw, checkpoint=path, checkpoint_every=0, callback=interrupt)
+    res = unmix.factorize(X, 4, **kw, checkpoint=path, resume=True)
+    np.testing.assert_array_equal(res.S, ref.S)
+    np.testing.assert_array_equal(res.history["objective"], ref.history["objective"])

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
 import unmix
-from conftest import RecordingExecutor
+from conftest import RecordingExecutor, real_pixels
 from unmix.datasets import make_mixture
 from unmix.engine import fit_maps
 from unmix.estimators import NMF
@@ -52,6 +52,31 @@ def test_objective_never_increases(planted, sparse_counts, sparse):
     h = np.asarray(r.history["objective"])
     assert np.all(np.diff(h) <= 1e-10 * h[0]), np.diff(h).max()
     assert r.objective == pytest.approx(_kl(X, r.A, r.S), rel=1e-9)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_extrapolated_steps_keep_the_objective_monotone(planted, sparse_counts, sparse):
+    X = sparse_counts.X if sparse else planted.X
+    on = {"sparse": sparse, "extrapolate": True}
+    r = _fit(X, max_iter=60, tol=0, solver_options=on)
+    h = np.asarray(r.history["objective"])
+    assert np.all(np.diff(h) <= 1e-10 * h[0]), np.diff(h).max()
+    assert r.objective == pytest.approx(_kl(X, r.A, r.S), rel=1e-9)
+    plain = _fit(X, max_iter=60, tol=0, solver_options={"sparse": sparse, "extrapolate": False})
+    assert r.objective <= plain.objective * (1 + 1e-12)
+
+
+def test_extrapolation_is_the_default_and_reaches_the_minimum_plain_steps_crawl_to():
+    """XRD (143 patterns), k 3: plain coordinate descent crawls (500 iterations at
+    ``max_iter``, KL 1.5 % above the minimum); extrapolated it stops by ``tol`` in under
+    100, within 0.02 % of the lowest KL found (1820.99: the gradient solver at
+    ``tol=1e-7``, 436 iterations; 3000 plain iterations reach 1821.33)."""
+    X = np.clip(real_pixels("xrd"), 0, None)
+    r = _fit(X)
+    plain = _fit(X, solver_options={"extrapolate": False})
+    assert r.stop_reason == "tol" and r.n_iter < 150
+    assert r.objective <= 1.0002 * 1820.99
+    assert plain.objective >= 1.01 * r.objective
 
 
 def test_recovers_planted_endmembers(planted):

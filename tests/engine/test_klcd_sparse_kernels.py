@@ -102,3 +102,16 @@ def test_csr_float32_stays_float32():
     assert r.A.dtype == np.float32 and r.S.dtype == np.float32
     ref = unmix.factorize(X, 3, **kw)
     assert r.objective == pytest.approx(ref.objective, rel=1e-4)
+
+
+def test_the_fit_of_a_point_is_the_divergence_on_dense_and_csr_blocks(block):
+    """The fits the loop's judge of an extrapolated step asks for: ``sum y - x log y``
+    at ``Y = A S`` (what the maps pass returns before it moves), dense and CSR alike."""
+    X, A, S = block
+    Y = A @ S
+    want = float(np.sum(Y) - np.sum(X[X > 0] * np.log(Y[X > 0])))
+    assert kn.block_fit(X, A, S, 1e-150) == pytest.approx(want, rel=1e-12)
+    B = kn.Sparse.from_csr(sp.csr_array(X), np.float64)
+    assert kn.sparse_fit(B, A, S, 1e-150) == pytest.approx(want, rel=1e-12)
+    fit_d, *_ = kn.block_a_pass(X, A.copy(), S, S.sum(axis=1), np.empty_like(X), 1, 1e-150, 0)
+    assert fit_d == pytest.approx(want, rel=1e-12)

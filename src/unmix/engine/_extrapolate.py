@@ -36,7 +36,13 @@ from typing import Any
 from ._problem import Problem
 from ._stop import NO_NOISE, RoundingNoise
 
-__all__ = ["Extrapolation", "extrapolates", "extrapolation_for", "on_by_default"]
+__all__ = [
+    "Extrapolation",
+    "extrapolates",
+    "extrapolation_for",
+    "extrapolation_start",
+    "on_by_default",
+]
 
 #: checkpoint keys of the state (beside the solver's): scalars, then arrays
 SCALARS = ("extrapolation_beta", "extrapolation_beta_max", "extrapolation_f_acc")
@@ -45,11 +51,14 @@ ARRAYS = ("extrapolation_dA", "extrapolation_dS")
 BETA0, ETA, GAMMA, GAMMA_BAR = 0.5, 1.5, 1.05, 1.01  # Ang & Gillis (2019)
 
 
-def extrapolation_for(slv: Any, p: Problem, noise: RoundingNoise) -> Extrapolation | None:
-    """The extrapolation of a fit that asked for it or leaves it to the default
-    (:func:`extrapolates`), else None.  ``noise``: the objective's rounding noise
-    (:func:`unmix.engine._stop.objective_noise`)."""
-    if not extrapolates(slv, p):
+def extrapolation_for(
+    slv: Any, p: Problem, noise: RoundingNoise, it: int = 1
+) -> Extrapolation | None:
+    """The extrapolation of a fit at iteration ``it`` (1: the first) when it asked for it
+    or the default turns it on by then (:func:`extrapolation_start`), else None.
+    ``noise``: the objective's rounding noise (:func:`unmix.engine._stop.objective_noise`)."""
+    start = extrapolation_start(slv, p)
+    if start is None or it < start:
         return None
     # an entry-wise projection is cheap; a row-wise one (NoDips, UnitNorm, ...) may cost
     # far more than the step, which projects every row it updates anyway
@@ -57,19 +66,30 @@ def extrapolation_for(slv: Any, p: Problem, noise: RoundingNoise) -> Extrapolati
     return Extrapolation(noise=noise, project_S=not rows)
 
 
-def extrapolates(slv: Any, p: Problem) -> bool:
-    """Whether the fit of ``p`` by ``slv`` extrapolates: the solver can, and the fit
-    asked for it (``solver_options={"extrapolate": True}``) or left it to the default
-    (:func:`on_by_default`)."""
+def extrapolation_start(slv: Any, p: Problem) -> int | None:
+    """The iteration from which the fit of ``p`` by ``slv`` extrapolates, None for never:
+    1 when the fit asked for it (``solver_options={"extrapolate": True}``) or left it to
+    the default and :func:`on_by_default` says so; else the solver's
+    ``extrapolates_after`` (a fit still iterating by then is on a slow slope), if any."""
     if slv.extrapolation_refused(p):
-        return False
+        return None
     flag = slv.options.get("extrapolate")
-    return bool(on_by_default(p) if flag is None else flag)
+    if flag is not None:
+        return 1 if flag else None
+    return 1 if on_by_default(p) else slv.extrapolates_after
+
+
+def extrapolates(slv: Any, p: Problem) -> bool | int:
+    """``result.spec["extrapolated"]``: True when the fit extrapolates from its first
+    iteration, False when never, the iteration when the default starts it later."""
+    start = extrapolation_start(slv, p)
+    return False if start is None else True if start == 1 else start
 
 
 def on_by_default(p: Problem) -> bool:
     """Whether a fit that does not say extrapolates (and whose solver does not refuse
-    it, :func:`extrapolates`): when its maps lie on a simplex (sum-to-one).
+    it): when its maps lie on a simplex (sum-to-one).  A solver may also turn it on
+    later by default (``Solver.extrapolates_after``, :func:`extrapolation_start`).
 
     Measured (``benchmarks/results/extrapolate.md``, ``constraints.md``): on every
     sum-to-one set of the constraint matrix, BPP extrapolated needs 1.1-7.8x less CPU and

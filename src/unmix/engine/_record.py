@@ -69,6 +69,14 @@ class History:
         pens = {key: vals[-1] for key, vals in self.values.items() if key not in own}
         return self.values["objective"][-1], self.values["fit"][-1], pens
 
+    def __len__(self) -> int:
+        return len(self.values["objective"])
+
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` rows (a restart of components that was given up)."""
+        for vals in self.values.values():
+            del vals[n:]
+
     @property
     def last(self) -> float:
         return self.values["objective"][-1]

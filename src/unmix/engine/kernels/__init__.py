@@ -27,8 +27,16 @@ __all__ = [
 def klcd_kernels() -> SimpleNamespace:
     """The coordinate-descent KL kernels (numba is imported when a fit runs, not when
     unmix is): ``Sparse`` (a CSR block with its model), ``block_a_pass``, ``block_s_pass``,
-    ``sparse_a_pass``, ``sparse_s_pass``."""
-    from ._klcd import Sparse, block_a_pass, block_s_pass, sparse_a_pass, sparse_s_pass
+    ``sparse_a_pass``, ``sparse_s_pass`` and the fits ``block_fit``, ``sparse_fit``."""
+    from ._klcd import (
+        Sparse,
+        block_a_pass,
+        block_fit,
+        block_s_pass,
+        sparse_a_pass,
+        sparse_fit,
+        sparse_s_pass,
+    )
 
     return SimpleNamespace(
         Sparse=Sparse,
@@ -36,4 +44,6 @@ def klcd_kernels() -> SimpleNamespace:
         block_s_pass=block_s_pass,
         sparse_a_pass=sparse_a_pass,
         sparse_s_pass=sparse_s_pass,
+        block_fit=block_fit,
+        sparse_fit=sparse_fit,
     )

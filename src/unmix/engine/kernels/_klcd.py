@@ -222,6 +222,22 @@ def block_s_pass(X, A, Y, r_apply, delta, r1, r2, tiny):
     return out
 
 
+@_jit
+def fit_pass(X, A, S, y, tiny):
+    """``sum_ij Y_ij - X_ij log Y_ij`` over a dense block at ``Y = A S`` (``y``: one row
+    of scratch), without storing the model: the fit of a point the loop judges."""
+    fit = 0.0
+    for i in range(X.shape[0]):
+        _model_row(A[i], S, y)
+        fit += _row_fit(X[i], y, tiny)
+    return fit
+
+
+def block_fit(X, A, S, tiny):
+    """:func:`fit_pass` on one block."""
+    return fit_pass(X, A, S, np.empty(S.shape[1]), tiny)
+
+
 # ------------------------------------------------------------ sparse blocks (CSR)
 # The same passes over the nonzeros of X alone: the data term needs Y only where X > 0
 # (sum_j Y_ij = sum_r A_ir sum_j S_rj), so each costs O(nnz k) instead of O(n m k).
@@ -388,3 +404,35 @@ def sparse_s_pass(B, A, r_apply, delta, r1, r2, tiny):
     out = [np.zeros(B.m) for _ in range(4)]
     s_pass_sp(B.indptr, B.cols, B.vals, A, B.Y, r_apply, delta, r1, r2, tiny, *out)
     return out
+
+
+@_jit
+def fit_pass_sp(indptr, cols, vals, A, St, ssum, tiny):
+    """:func:`fit_pass` for a block in CSR form: ``sum_r A_ir sum_j S_rj`` per pixel, less
+    ``x log y`` at its nonzeros (``O(nnz k)``)."""
+    n, k = A.shape
+    w = 0
+    for i in range(n):
+        w = max(w, indptr[i + 1] - indptr[i])
+    y = np.empty(w)
+    fit = 0.0
+    for i in range(n):
+        p0, p1 = indptr[i], indptr[i + 1]
+        a = A[i]
+        for r in range(k):
+            fit += float(a[r]) * ssum[r]
+        for p in range(p1 - p0):
+            row = St[cols[p0 + p]]
+            t = 0.0
+            for r in range(k):
+                t += float(a[r]) * row[r]
+            y[p] = t
+        fit -= _xlogy(vals[p0:p1], y[: p1 - p0], tiny)
+    return fit
+
+
+def sparse_fit(B, A, S, tiny):
+    """:func:`fit_pass_sp` on one block."""
+    ssum = S.sum(axis=1, dtype=np.float64)
+    St = np.ascontiguousarray(S.T, dtype=np.float64)
+    return fit_pass_sp(B.indptr, B.cols, B.vals, A, St, ssum, tiny)

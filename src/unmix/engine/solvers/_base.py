@@ -64,6 +64,9 @@ class Solver:
     #: the loop may extrapolate between its steps (``solver_options={"extrapolate":
     #: True}``, unmix.engine._extrapolate): a monotone step from any feasible point
     extrapolates: ClassVar[bool] = False
+    #: ... and, unless the fit says, from this iteration on (a fit still iterating by
+    #: then is on a slow slope); None: only when asked or on a simplex
+    extrapolates_after: ClassVar[int | None] = None
     #: solved in a single step (no iterations)
     one_shot: ClassVar[bool] = False
     #: state keys that carry over between iterations (saved in checkpoints)
@@ -135,6 +138,11 @@ class Solver:
         """Whether the solver applies the bound constraint ``c`` on ``target``."""
         allowed = self.separable_A if target == "A" else self.separable_S
         return c.separable in allowed
+
+    def fit_at(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> float | None:
+        """The data fit at ``(A, S)`` computed the solver's own (faster) way, or None: the
+        loop then evaluates it entry by entry (:func:`unmix.engine._record.evaluate_fit`)."""
+        return None
 
     def extrapolation_refused(self, p: Problem) -> str:
         """Why the loop may not extrapolate between this solver's steps on ``p``, as the
