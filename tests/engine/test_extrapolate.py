@@ -318,13 +318,17 @@ def _counts() -> np.ndarray:
     return mix.X
 
 
-def test_kl_coordinate_descent_extrapolates_by_default_from_iteration_50():
-    """``solver="klcd"`` left to the default: plain for its first 49 iterations (the same
-    iterates as ``extrapolate=False``), extrapolated from the 50th, never above the plain
-    fit; ``spec["extrapolated"]`` is that iteration."""
-    pytest.importorskip("numba")
+@pytest.mark.parametrize(
+    ("solver", "loss"), [("klcd", "kl"), ("gradient", "kl"), ("gradient", "frobenius")]
+)
+def test_slow_solvers_extrapolate_by_default_from_iteration_50(solver, loss):
+    """``solver="klcd"`` and ``"gradient"`` left to the default: plain for their first 49
+    iterations (the same iterates as ``extrapolate=False``), extrapolated from the 50th,
+    never above the plain fit; ``spec["extrapolated"]`` is that iteration."""
+    if solver == "klcd":
+        pytest.importorskip("numba")
     X = _counts()
-    kw = {"loss": "kl", "solver": "klcd", "random_state": 0, "tol": 0, "max_iter": 120}
+    kw = {"loss": loss, "solver": solver, "random_state": 0, "tol": 0, "max_iter": 120}
     default = unmix.factorize(X, 4, **kw)
     plain = unmix.factorize(X, 4, **kw, solver_options=OFF)
     assert default.spec["extrapolated"] == 50 and plain.spec["extrapolated"] is False
@@ -360,3 +364,21 @@ def test_kl_default_resumes_across_the_switch(tmp_path, stop_at):
     res = unmix.factorize(X, 4, **kw, checkpoint=path, resume=True)
     np.testing.assert_array_equal(res.S, ref.S)
     np.testing.assert_array_equal(res.history["objective"], ref.history["objective"])
+
+
+def test_extrapolated_gradient_fit_keeps_unit_norm_endmembers():
+    """The gradient solver's line search may leave a row where it was; an extrapolated
+    endmember is therefore projected before the step (it was not: XRD k 6 + L1, unit-norm
+    rows ended with norms up to 1.21)."""
+    X = real_pixels("xrd")
+    m = float(np.mean(np.linalg.norm(X, axis=1)))
+    kw = {
+        "constraints": [NonNegative(), unmix.UnitNorm()],
+        "regularizers": [unmix.L1(0.05 * m)],
+        "solver": "gradient",
+        "random_state": 0,
+        "max_iter": 80,
+        "solver_options": ON,
+    }
+    r = unmix.factorize(X, 6, **kw)
+    np.testing.assert_allclose(np.linalg.norm(r.S, axis=1), 1.0, atol=1e-9)

@@ -61,9 +61,10 @@ def extrapolation_for(
     if start is None or it < start:
         return None
     # an entry-wise projection is cheap; a row-wise one (NoDips, UnitNorm, ...) may cost
-    # far more than the step, which projects every row it updates anyway
+    # far more than the step, which projects every row it updates anyway - if the step
+    # leaves every row feasible (the gradient solver's line search may not move a row)
     rows = any(c.separable != "entries" for c in p.constraints["S"])
-    return Extrapolation(noise=noise, project_S=not rows)
+    return Extrapolation(noise=noise, project_S=not rows or not slv.step_projects_S)
 
 
 def extrapolation_start(slv: Any, p: Problem) -> int | None:
