@@ -274,7 +274,8 @@ PARAMETERS: dict[str, Param] = table(
             gradient; each solver's docstring lists its own).  A key the chosen solver
             does not take is refused, with the list of those it does.  ``extrapolate``
             (HALS, BPP, ADMM, gradient, klcd): extrapolation between iterations, on by
-            default when the maps sum to one, and for ``klcd`` from its 50th iteration
+            default when the maps sum to one, and for ``klcd`` and ``gradient`` from
+            their 50th iteration
             (``result.spec["extrapolated"]``: True, False or that iteration;
             ``{"extrapolate": False}`` turns it off).""",
         cli="--solver-option",

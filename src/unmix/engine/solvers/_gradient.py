@@ -136,11 +136,11 @@ class Gradient(Solver):
         running.  KL + sum-to-one on the raw Raman map: 500 iterations (max_iter) plain,
         222 to tol extrapolated, at an objective 48 % lower.  The switch at 50, on the
         NMF, NMF + L1 and KL sets of the eleven real maps of
-        ``benchmarks/bench_constraints.py`` (33 fits): 19 end lower (by up to 1.15 %,
-        XRD k 6 + L1), 13 the same, one 0.024 % higher (Raman + L1); CPU 0.35-1.81x the
-        plain fit's (Raman 279 -> 97 iterations, Jasper 424 -> 187; Jasper KL 105 -> 185),
-        80.9 -> 83.4 s in all; ``--loss kl --graph-smooth 0.01`` on the EELS map stopped
-        at ``max_iter`` 500, 1 % above the extrapolated fit.
+        ``benchmarks/bench_constraints.py`` (33 fits): 19 end lower (by up to 0.57 %,
+        Jasper), 14 the same, none higher; CPU 0.34-1.75x the plain fit's (Raman 279 -> 97
+        iterations, Jasper 424 -> 187; Jasper KL 105 -> 185), 59.0 -> 57.8 s in all
+        (``benchmarks/results/kl_extrapolate.md``); ``--loss kl --graph-smooth 0.01`` on
+        the EELS map stopped at ``max_iter`` 500, 1 % above the extrapolated fit.
     """
 
     name = "gradient"
