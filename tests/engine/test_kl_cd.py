@@ -123,11 +123,13 @@ def test_l1_on_both_factors_is_applied_and_monotone(planted):
     assert np.asarray(r.A).sum() < np.asarray(plain.A).sum()
 
 
-def test_float32_stays_float32(planted):
+@pytest.mark.parametrize("extrapolate", [False, True])
+def test_float32_stays_float32(planted, extrapolate):
     X = planted.X.astype(np.float32)
-    r = _fit(X, max_iter=20, tol=0)
+    on = {"extrapolate": extrapolate}
+    r = _fit(X, max_iter=20, tol=0, solver_options=on)
     assert r.A.dtype == np.float32 and r.S.dtype == np.float32
-    ref = _fit(planted.X, max_iter=20, tol=0)
+    ref = _fit(planted.X, max_iter=20, tol=0, solver_options=on)
     assert r.objective == pytest.approx(ref.objective, rel=1e-4)
 
 
