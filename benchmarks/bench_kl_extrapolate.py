@@ -62,6 +62,19 @@ def fit(X, k: int, seed: int, extrapolate, tol: float | None) -> tuple[unmix.Res
     return r, time.process_time() - t
 
 
+def table_row(first: list[str], fits: list[tuple[unmix.Result, float]]) -> str:
+    """One markdown row: ``first``, then each fit's iterations (stop), CPU seconds and
+    objective relative to the lowest of them; printed as it is measured."""
+    best = min(r.objective for r, _ in fits)
+    cells = list(first)
+    cells += [f"{r.n_iter} ({r.stop_reason})" for r, _ in fits]
+    cells += [f"{t:.2f}" for _, t in fits]
+    cells += [f"{100 * (r.objective / best - 1):.3f} %" for r, _ in fits]
+    row = "| " + " | ".join(cells) + " |"
+    print(row, flush=True)
+    return row
+
+
 def gradient_rows() -> list[str]:
     """Plain against default for the gradient solver (the second table)."""
     out = []
@@ -84,13 +97,7 @@ def gradient_rows() -> list[str]:
                         **bc.set_kwargs(name, X),
                     )
                 fits.append((r, time.process_time() - t))
-            best = min(r.objective for r, _ in fits)
-            cells = [e.label, str(e.k), name]
-            cells += [f"{r.n_iter} ({r.stop_reason})" for r, _ in fits]
-            cells += [f"{t:.2f}" for _, t in fits]
-            cells += [f"{100 * (r.objective / best - 1):.3f} %" for r, _ in fits]
-            out.append("| " + " | ".join(cells) + " |")
-            print(out[-1], flush=True)
+            out.append(table_row([e.label, str(e.k), name], fits))
     return out
 
 
@@ -109,13 +116,7 @@ def rows_for(label: str, k: int, X, tol, seeds: int) -> list[str]:
     out = []
     for seed in range(seeds):
         fits = [fit(X, k, seed, flag, tol) for _, flag in WAYS]
-        best = min(r.objective for r, _ in fits)
-        cells = [label, str(k), str(seed)]
-        cells += [f"{r.n_iter} ({r.stop_reason})" for r, _ in fits]
-        cells += [f"{t:.2f}" for _, t in fits]
-        cells += [f"{100 * (r.objective / best - 1):.3f} %" for r, _ in fits]
-        out.append("| " + " | ".join(cells) + " |")
-        print(out[-1], flush=True)
+        out.append(table_row([label, str(k), str(seed)], fits))
     return out
 
 
