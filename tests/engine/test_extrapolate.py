@@ -351,6 +351,7 @@ def test_kl_default_resumes_across_the_switch(tmp_path, stop_at):
     X = _counts()
     kw = {"loss": "kl", "solver": "klcd", "random_state": 0, "tol": 0, "max_iter": 90}
     ref = unmix.factorize(X, 4, **kw)
+    assert ref.spec["extrapolated"] == 50
     calls = {"n": 0}
 
     def interrupt(info):
