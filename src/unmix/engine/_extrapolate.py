@@ -51,15 +51,10 @@ ARRAYS = ("extrapolation_dA", "extrapolation_dS")
 BETA0, ETA, GAMMA, GAMMA_BAR = 0.5, 1.5, 1.05, 1.01  # Ang & Gillis (2019)
 
 
-def extrapolation_for(
-    slv: Any, p: Problem, noise: RoundingNoise, it: int = 1
-) -> Extrapolation | None:
-    """The extrapolation of a fit at iteration ``it`` (1: the first) when it asked for it
-    or the default turns it on by then (:func:`extrapolation_start`), else None.
-    ``noise``: the objective's rounding noise (:func:`unmix.engine._stop.objective_noise`)."""
-    start = extrapolation_start(slv, p)
-    if start is None or it < start:
-        return None
+def extrapolation_for(slv: Any, p: Problem, noise: RoundingNoise) -> Extrapolation:
+    """A fresh extrapolation of the fit of ``p`` by ``slv``, for the loop to start at the
+    iteration :func:`extrapolation_start` names.  ``noise``: the objective's rounding noise
+    (:func:`unmix.engine._stop.objective_noise`)."""
     # an entry-wise projection is cheap; a row-wise one (NoDips, UnitNorm, ...) may cost
     # far more than the step, which projects every row it updates anyway - if the step
     # leaves every row feasible (the gradient solver's line search may not move a row)

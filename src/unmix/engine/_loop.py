@@ -145,16 +145,15 @@ def run_once(
         S, stop, done = _iterate(phase, slv, A, S, rec, n_iter, max(remaining, 1), cfg, prev)
         n_iter += done
         while stop == "tol" and n_iter < cfg.max_iter and not slv.one_shot:
-            before = _Kept(p.be.xp.asarray(A, copy=True), S, n_iter, len(rec.history))
-            S, revived = _revive(p, A, S, rec)
-            if not revived:
+            S, kept = _revive(p, A, S, rec, n_iter)
+            if kept is None:
                 break
             S, stop, done = _iterate(
                 phase, slv, A, S, rec, n_iter, cfg.max_iter - n_iter, cfg, None
             )
             n_iter += done
-            if before.lost(p, A, S, rec, revived):
-                S, n_iter, stop = before.restore(A, rec, revived), before.n_iter, "tol"
+            if kept.lost(p, A, S, rec):
+                S, n_iter, stop = kept.restore(A, rec), kept.n_iter, "tol"
                 break
     p.finish_maps(A, S)  # e.g. an exact polish of sparse maps, a last feasibility step
     t_iter = rec.elapsed0 + time.perf_counter() - t_loop
@@ -263,36 +262,45 @@ class _Kept:
     S: Any
     n_iter: int
     n_history: int
+    objective: float
+    revived: list[int]
 
-    def lost(self, p: Problem, A: Any, S: Any, rec: RestartRecord, revived: list[int]) -> bool:
-        """Whether the restart of ``revived`` ended above the kept point with one of them
+    def lost(self, p: Problem, A: Any, S: Any, rec: RestartRecord) -> bool:
+        """Whether the restart ended above the kept point with a restarted component
         collapsed again."""
-        if rec.history.last <= rec.history.values["objective"][self.n_history - 1]:
+        if rec.history.last <= self.objective:
             return False
-        return bool(set(revived) & set(collapsed_components(p, A, S)))
+        return bool(set(self.revived) & set(collapsed_components(p, A, S)))
 
-    def restore(self, A: Any, rec: RestartRecord, revived: list[int]) -> Any:
+    def restore(self, A: Any, rec: RestartRecord) -> Any:
         """Put the kept maps back into ``A`` (in place), cut the history back; returns S."""
         logger.info(
             "Components %s: the restart ended at objective %.6g, above %.6g where it "
             "began; kept the fit before it",
-            revived,
+            self.revived,
             rec.history.last,
-            rec.history.values["objective"][self.n_history - 1],
+            self.objective,
         )
         A[...] = self.A
         rec.history.truncate(self.n_history)
         return self.S
 
 
-def _revive(p: Problem, A: Any, S: Any, rec: RestartRecord) -> tuple[Any, list[int]]:
-    """Restart, once each, the components that collapsed (see :mod:`._collapse`)."""
+def _revive(
+    p: Problem, A: Any, S: Any, rec: RestartRecord, n_iter: int
+) -> tuple[Any, _Kept | None]:
+    """Restart, once each, the components that collapsed (see :mod:`._collapse`); returns
+    the new ``S`` and the point kept from before the restart (None: nothing restarted)."""
     fresh = [j for j in collapsed_components(p, A, S) if j not in rec.revived]
-    if fresh:
-        logger.info("Components %s collapsed: restarted from the worst-fitted pixels", fresh)
-        S = revive(p, A, S, fresh)
-        rec.revived.extend(fresh)
-    return S, fresh
+    if not fresh:
+        return S, None
+    kept = _Kept(
+        p.be.xp.asarray(A, copy=True), S, n_iter, len(rec.history), rec.history.last, fresh
+    )
+    logger.info("Components %s collapsed: restarted from the worst-fitted pixels", fresh)
+    S = revive(p, A, S, fresh)
+    rec.revived.extend(fresh)
+    return S, kept
 
 
 def _finish(
@@ -379,17 +387,16 @@ def _iterate(
     ph.state = slv.setup(p, A, S)
     ph.calm, ph.noise = 0, objective_noise(p)
     restore_state(ph.state, rec.resume_state, p)
-    ext = ph.ext = extrapolation_for(slv, p, ph.noise, it0 + 1)
-    if ext is not None:
-        ext.restore(p, A, S, rec.resume_state)
-    rec.resume_state = None
+    resumed, rec.resume_state = rec.resume_state, None
+    ext = ph.ext = None
+    start = extrapolation_start(slv, p)
     prev = rec.history.last if prev is None else prev
     done = 0
-    start = extrapolation_start(slv, p)
     for i in range(1, n_max + 1):
         it = it0 + i
-        if ext is None and start is not None and it >= start:  # on by default from here
-            ext = ph.ext = extrapolation_for(slv, p, ph.noise, it)
+        if ext is None and start is not None and it >= start:  # from the start, or later
+            ext = ph.ext = extrapolation_for(slv, p, ph.noise)
+            ext.restore(p, A, S, resumed if i == 1 else None)  # a checkpoint's state
         if ext is not None:
             S = ext.move(p, A, S)
         A_prev, S_prev = xp.asarray(A, copy=True), S

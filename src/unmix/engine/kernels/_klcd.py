@@ -244,6 +244,24 @@ def block_fit(X, A, S, tiny):
 
 
 @_jit
+def _widest_row(indptr):
+    """The most nonzeros of any row of a CSR block (the size of a row's buffers)."""
+    w = 0
+    for i in range(indptr.shape[0] - 1):
+        w = max(w, indptr[i + 1] - indptr[i])
+    return w
+
+
+@_jit
+def _row_total(a, ssum):
+    """``sum_j y_j = sum_r a_r sum_j S_rj``: a pixel's model summed over every channel."""
+    total = 0.0
+    for r in range(a.shape[0]):
+        total += float(a[r]) * ssum[r]
+    return total
+
+
+@_jit
 def _gather(a, St, cl, x, G, xl, y):
     """One pixel's nonzeros in contiguous buffers: ``G[r, p] = S[r, cl[p]]`` (the rows
     of ``S`` at its channels), ``xl`` its counts in float64, ``y`` the model ``a @ S``
@@ -288,9 +306,7 @@ def a_pass_sp(indptr, cols, vals, A, St, ssum, l1, Yv, inner, tiny, r0, q0, h0):
     Each pixel's rows of ``S`` at its nonzeros are gathered once into a contiguous
     buffer, so that the ``k + 2`` walks over them (:func:`_shift`) run without gathers."""
     n, k = A.shape
-    w = 0
-    for i in range(n):
-        w = max(w, indptr[i + 1] - indptr[i])
+    w = _widest_row(indptr)
     G = np.empty((k, w))
     xl = np.empty(w)
     fit = 0.0
@@ -301,9 +317,7 @@ def a_pass_sp(indptr, cols, vals, A, St, ssum, l1, Yv, inner, tiny, r0, q0, h0):
         a = A[i]
         np_ = _gather(a, St, cl, vals[p0:p1], G, xl, y)
         x = xl[:np_]
-        for r in range(k):
-            fit += float(a[r]) * ssum[r]
-        fit -= _xlogy(x, y, tiny)
+        fit += _row_total(a, ssum) - _xlogy(x, y, tiny)
         q, h, _, _ = _shift(x, y, G[0, :np_], 0.0, G[0, :np_], tiny)
         for r in range(k):
             s, nxt = G[r, :np_], G[min(r + 1, k - 1), :np_]
@@ -408,26 +422,20 @@ def sparse_s_pass(B, A, r_apply, delta, r1, r2, tiny):
 
 @_jit
 def fit_pass_sp(indptr, cols, vals, A, St, ssum, tiny):
-    """:func:`fit_pass` for a block in CSR form: ``sum_r A_ir sum_j S_rj`` per pixel, less
-    ``x log y`` at its nonzeros (``O(nnz k)``)."""
+    """:func:`fit_pass` for a block in CSR form: each pixel's model summed over every
+    channel, less ``x log y`` at its nonzeros (``O(nnz k)``; the model at the nonzeros in
+    scratch, as :func:`a_pass_sp` gathers it)."""
     n, k = A.shape
-    w = 0
-    for i in range(n):
-        w = max(w, indptr[i + 1] - indptr[i])
+    w = _widest_row(indptr)
+    G = np.empty((k, w))
+    xl = np.empty(w)
     y = np.empty(w)
     fit = 0.0
     for i in range(n):
         p0, p1 = indptr[i], indptr[i + 1]
         a = A[i]
-        for r in range(k):
-            fit += float(a[r]) * ssum[r]
-        for p in range(p1 - p0):
-            row = St[cols[p0 + p]]
-            t = 0.0
-            for r in range(k):
-                t += float(a[r]) * row[r]
-            y[p] = t
-        fit -= _xlogy(vals[p0:p1], y[: p1 - p0], tiny)
+        np_ = _gather(a, St, cols[p0:p1], vals[p0:p1], G, xl, y)
+        fit += _row_total(a, ssum) - _xlogy(xl[:np_], y[:np_], tiny)
     return fit
 
 

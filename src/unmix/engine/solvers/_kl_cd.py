@@ -153,7 +153,7 @@ class KLCD(Solver):
 
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
         sums = self._update_A(p, A, S, state, executor)
-        fit = max(state["xlogx"] + float(sums["fit"]), 0.0)
+        fit = _divergence(state, sums["fit"])
         S_new = self._update_S(p, A, S, state, executor, sums) if p.update_S else S
         return StepOut(S=S_new, fit=fit, fit_S=S, fit_at_old_A=True)
 
@@ -175,7 +175,7 @@ class KLCD(Solver):
                 return {"fit": kn.block_fit(Xb, Ab, S_, tiny)}
             return {"fit": kn.sparse_fit(Yb, Ab, S_, tiny)}
 
-        return max(state["xlogx"] + float(executor.map_reduce(kernel, p.data.blocks)["fit"]), 0.0)
+        return _divergence(state, executor.map_reduce(kernel, p.data.blocks)["fit"])
 
     # ------------------------------------------------------------------ maps
     def _update_A(self, p: Problem, A: Any, S: Any, state: dict, ex: Executor) -> dict:
@@ -278,6 +278,12 @@ def _held_in_memory(source: Any) -> bool:
             break
         source = source.src
     return isinstance(source, np.ndarray) and not isinstance(source, np.memmap)
+
+
+def _divergence(state: dict, model_part: Any) -> float:
+    """The KL divergence from its part that depends on the model (``sum y - x log y``, as
+    the kernels return it) and the constant ``sum x log x - x`` of :meth:`KLCD.setup`."""
+    return max(state["xlogx"] + float(model_part), 0.0)
 
 
 def _floor(p: Problem) -> float:
