@@ -322,7 +322,8 @@ def table_option(name: str) -> Any:
             metavar="KEY=VALUE",
             callback=lambda ctx, param, pairs: key_value_pairs(pairs, row.cli),
             help=f"{text}, e.g. inner=20 for admm, extrapolate=false (on by default with "
-            f"--sum-to-one) (repeatable; added to the config's [factorize] {name}).",
+            f"--sum-to-one, --laplacian, --graph-smooth, --tv) (repeatable; added to the "
+            f"config's [factorize] {name}).",
         )
     if choices:
         text += f": {', '.join(sorted(choices[0].values))}"

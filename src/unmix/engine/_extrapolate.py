@@ -84,7 +84,10 @@ def extrapolates(slv: Any, p: Problem) -> bool | int:
 
 def on_by_default(p: Problem) -> bool:
     """Whether a fit that does not say extrapolates (and whose solver does not refuse
-    it): when its maps lie on a simplex (sum-to-one).  A solver may also turn it on
+    it): when its maps lie on a simplex (sum-to-one), or a penalty couples the maps of
+    pixels (``couples_pixels``: smoothness on the scan grid or a data graph, total
+    variation), whose model each step majorizes by a diagonal - steps as slow as Jacobi
+    sweeps.  A solver may also turn it on
     later by default (``Solver.extrapolates_after``, :func:`extrapolation_start`).
 
     Measured (``benchmarks/results/extrapolate.md``, ``constraints.md``): on every
@@ -97,7 +100,7 @@ def on_by_default(p: Problem) -> bool:
     fit is already fast, and extrapolation may pick another of several minima of equal
     error.
     """
-    return any(c.simplex_rows for c in p.constraints["A"])
+    return p.simplex("A") or any(t.couples_pixels and t.lam for t in p.penalties["A"])
 
 
 @dataclass

@@ -80,6 +80,7 @@ class _Phase:
     state: dict
     ext: Extrapolation | None = None  # extrapolation between the steps, when on
     calm: int = 0  # iterations in a row with a small change of the objective
+    calm_from: float = 0.0  # the objective before the first of them
     noise: RoundingNoise = NO_NOISE  # the objective's rounding noise (float32 work)
     S_prev: Any = None  # the endmembers before this iteration
 
@@ -523,7 +524,11 @@ def _stop_reason(
     noise (float32) exceeds ``tol`` times it, a change below ``tol`` or below that noise
     counts as small only if the endmembers settled too (unless filters act between
     iterations: they never let the factors settle, and iterating on only drifts further
-    from the unfiltered model).
+    from the unfiltered model), and changes within that noise count only while their
+    sum since the first small one stays within it: a steady descent of a little less
+    than the noise an iteration is progress (float32 XRD, k 3, smoothness on the data
+    graph: stopped at iteration 58, 33 % above the fit's minimum, falling 180 an
+    iteration against a noise bound of 207).
     """
     if cfg.callback is not None and cfg.callback(info):
         return "callback"
@@ -532,8 +537,11 @@ def _stop_reason(
     small = not lagged and converged(prev, info.objective, cfg.tol, abs(prev) + ph.offset)
     filtered = ph.p.filters["A"] or ph.p.filters["S"]  # filters keep the factors moving
     noise = ph.noise.at(prev)
+    if ph.calm == 0:
+        ph.calm_from = prev
     if noise > cfg.tol * abs(prev) and not filtered:  # a change below rounding noise
-        within = not lagged and abs(prev - info.objective) <= noise  # says nothing:
+        # says nothing, unless the changes add up beyond it since the first small one
+        within = not lagged and abs(ph.calm_from - info.objective) <= noise
         small = (small or within) and factor_settled(ph.S_prev, info.S, cfg.tol, ph.p.be)
     ph.calm = ph.calm + 1 if small else 0
     if ph.calm >= (1 if slv.monotone and ph.ext is None else PATIENCE):
