@@ -397,7 +397,15 @@ def test_extrapolated_gradient_fit_keeps_unit_norm_endmembers():
     np.testing.assert_allclose(np.linalg.norm(r.S, axis=1), 1.0, atol=1e-9)
 
 
-XRD_SCAN = (11, 13)
+def _xrd_graph_smoothness(**extra) -> dict:
+    """``unmix run xrd --shape 11x13 --graph-smooth 0.01``'s model, as keywords."""
+    return {
+        "constraints": [NonNegative(), UnitNorm()],
+        "regularizers": [unmix.GraphSmoothness(0.01)],
+        "spatial_shape": (11, 13),
+        "random_state": 0,
+        **extra,
+    }
 
 
 @pytest.mark.parametrize("solver", ["hals", "bpp", "admm"])
@@ -406,14 +414,7 @@ def test_smoothness_on_the_data_graph_is_not_left_on_a_slow_slope(solver):
     plain iteration, whose map steps majorize the graph Laplacian by its diagonal, ran to
     max_iter 500 about 33 % above the fit's minimum (HALS 124,170 against 93,300);
     extrapolated by default, it stops by tol within 0.1 % of it."""
-    X = real_pixels("xrd")
-    kw = {
-        "constraints": [NonNegative(), UnitNorm()],
-        "regularizers": [unmix.GraphSmoothness(0.01)],
-        "spatial_shape": XRD_SCAN,
-        "random_state": 0,
-        "solver": solver,
-    }
+    X, kw = real_pixels("xrd"), _xrd_graph_smoothness(solver=solver)
     default = unmix.factorize(X, 3, **kw)
     assert default.spec["extrapolated"] is True and default.stop_reason == "tol"
     best = unmix.factorize(X, 3, tol=0.0, max_iter=1500, solver_options=ON, **kw)
@@ -425,14 +426,7 @@ def test_float32_does_not_stop_on_a_steady_descent_within_the_rounding_noise():
     by ~180, under the Frobenius objective's noise bound (207), with the endmembers
     moving little, and three in a row stopped the fit at iteration 58, 33 % above float64's
     fit.  Changes within the noise now count only while they add up to less than it."""
-    X = real_pixels("xrd")
-    kw = {
-        "constraints": [NonNegative(), UnitNorm()],
-        "regularizers": [unmix.GraphSmoothness(0.01)],
-        "spatial_shape": XRD_SCAN,
-        "random_state": 0,
-        "solver_options": ON,
-    }
+    X, kw = real_pixels("xrd"), _xrd_graph_smoothness(solver_options=ON)
     f64 = unmix.factorize(X, 3, **kw)
     f32 = unmix.factorize(X.astype(np.float32), 3, **kw)
     assert f32.S.dtype == np.float32 and f32.stop_reason == "tol"
