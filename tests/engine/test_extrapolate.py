@@ -135,7 +135,6 @@ def test_interrupt_and_resume_gives_the_uninterrupted_answer(tmp_path, monkeypat
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"solver": "mu", "solver_options": ON}, ValueError, "has no option 'extrapolate'"),
         (
             {"solver": "hals", "solver_options": ON, "loss": "l21"},
             UnsupportedError,
@@ -231,7 +230,7 @@ SIMPLEX = [NonNegative(), SumToOne()]
         ({"constraints": SIMPLEX, "solver": "admm"}, True),
         ({"constraints": SIMPLEX, "solver": "gradient", "loss": "kl"}, True),
         ({}, False),  # HALS (auto), maps not on a simplex
-        ({"solver": "mu"}, False),
+        ({"solver": "mu"}, 50),  # from its 50th iteration, as klcd and gradient
         ({"constraints": SIMPLEX, "regularizers": [unmix.SpectralSmoothing("median")]}, False),
         ({"constraints": SIMPLEX, "loss": "l21"}, False),
         ({"regularizers": [SpatialSmoothness(0.01)]}, True),  # couples neighbouring pixels
@@ -239,7 +238,7 @@ SIMPLEX = [NonNegative(), SumToOne()]
         ({"regularizers": [unmix.TotalVariation(0.01)]}, True),
         ({"regularizers": [SpatialSmoothness(0.0)]}, False),  # a penalty at strength 0
         ({"regularizers": [unmix.L1(0.01)]}, False),  # pixel by pixel
-        ({"regularizers": [SpatialSmoothness(0.01)], "solver": "mu"}, False),
+        ({"regularizers": [SpatialSmoothness(0.01)], "solver": "mu"}, True),
     ],
 )
 def test_the_default_extrapolates_when_the_maps_sum_to_one_or_a_penalty_couples_pixels(kwargs, on):
@@ -247,7 +246,7 @@ def test_the_default_extrapolates_when_the_maps_sum_to_one_or_a_penalty_couples_
     picks, and ``spec["extrapolated"]`` says which."""
     X = _planted()
     default = unmix.factorize(X, 3, max_iter=60, random_state=0, spatial_shape=(30, 30), **kwargs)
-    assert default.spec["extrapolated"] is on
+    assert default.spec["extrapolated"] == on and type(default.spec["extrapolated"]) is type(on)
     if kwargs.get("solver", "auto") != "mu" and "loss" not in kwargs:
         if "regularizers" in kwargs and not on:  # filters refuse the explicit option
             return
@@ -331,10 +330,17 @@ def _counts() -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    ("solver", "loss"), [("klcd", "kl"), ("gradient", "kl"), ("gradient", "frobenius")]
+    ("solver", "loss"),
+    [
+        ("klcd", "kl"),
+        ("gradient", "kl"),
+        ("gradient", "frobenius"),
+        ("mu", "kl"),
+        ("mu", "frobenius"),
+    ],
 )
 def test_slow_solvers_extrapolate_by_default_from_iteration_50(solver, loss):
-    """``solver="klcd"`` and ``"gradient"`` left to the default: plain for their first 49
+    """``solver="klcd"``, ``"gradient"`` and ``"mu"`` left to the default: plain for their first 49
     iterations (the same iterates as ``extrapolate=False``), extrapolated from the 50th,
     never above the plain fit; ``spec["extrapolated"]`` is that iteration."""
     if solver == "klcd":
@@ -431,3 +437,24 @@ def test_float32_does_not_stop_on_a_steady_descent_within_the_rounding_noise():
     f32 = unmix.factorize(X.astype(np.float32), 3, **kw)
     assert f32.S.dtype == np.float32 and f32.stop_reason == "tol"
     assert f32.objective <= f64.objective * (1 + 1e-3)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_mu_extrapolates_logarithms_and_judges_kl_at_the_new_point(sparse):
+    """MU extrapolated (its factors' logarithms) from the first iteration: the accepted
+    objective never rises, ends below the plain iteration's, and the recorded KL is that
+    of the returned factors (judged by KL-CD's kernels on dense and CSR blocks)."""
+    pytest.importorskip("numba")
+    sp = pytest.importorskip("scipy.sparse")
+    X = _counts()
+    kw = {"loss": "kl", "solver": "mu", "random_state": 0, "tol": 0, "max_iter": 80}
+    res = unmix.factorize(sp.csr_array(X) if sparse else X, 4, solver_options=ON, **kw)
+    assert res.spec["extrapolated"] is True
+    h = np.asarray(res.history["objective"])
+    assert np.all(np.diff(h) <= 1e-12 * h[:-1])
+    M = np.asarray(res.A) @ np.asarray(res.S)
+    pos = X > 0
+    kl = float(np.sum(X[pos] * np.log(X[pos] / M[pos])) - X.sum() + M.sum())
+    assert res.objective == pytest.approx(kl, rel=1e-9)
+    plain = unmix.factorize(X, 4, solver_options=OFF, **kw)
+    assert res.objective < plain.objective

@@ -15,8 +15,11 @@ objectives therefore never increase (float32 work: not by more than the objectiv
 rounding noise, within which a rise cannot be told from none), and slow, zig-zagging
 alternations (minimum volume, smoothing penalties, many components) take far fewer
 passes over ``X``.
-Multiplicative updates do not take it: an entry the projection clips to 0 could never
-grow again.
+Multiplicative updates (MU) extrapolate the logarithms of the factors instead
+(``Solver.extrapolates_geometrically``): ``A_n (A_n / A_{n-1})^beta``, entry by entry
+where both are positive, so an entry keeps its sign and no step clips one to 0, from
+where a multiplicative update could never grow it again (a floor at 10 % of the
+accepted value, tried before, stopped MU early: Raman k 3, 24 % above the plain fit).
 
 Used by :mod:`unmix.engine._loop` for solvers that declare ``extrapolates`` (and do not
 refuse the problem, :meth:`Solver.extrapolation_refused`), when the fit asks for it
@@ -59,7 +62,11 @@ def extrapolation_for(slv: Any, p: Problem, noise: RoundingNoise) -> Extrapolati
     # far more than the step, which projects every row it updates anyway - if the step
     # leaves every row feasible (the gradient solver's line search may not move a row)
     rows = any(c.separable != "entries" for c in p.constraints["S"])
-    return Extrapolation(noise=noise, project_S=not rows or not slv.step_projects_S)
+    return Extrapolation(
+        noise=noise,
+        project_S=not rows or not slv.step_projects_S,
+        geometric=slv.extrapolates_geometrically,
+    )
 
 
 def extrapolation_start(slv: Any, p: Problem) -> int | None:
@@ -117,15 +124,29 @@ class Extrapolation:
     plain: bool = True  # the step now running started from the accepted point
     noise: RoundingNoise = NO_NOISE  # the objective's rounding (float32): no rise within it
     project_S: bool = True  # project the extrapolated endmembers (False: the step does)
+    geometric: bool = False  # extrapolate the logarithms (entries keep their sign and 0s)
 
     def move(self, p: Problem, A: Any, S: Any) -> Any:
         """Put ``A`` (in place) and the returned ``S`` beyond the accepted point."""
         self.plain = self.dA is None
         if self.plain:
             return S
-        A[:, :] = p.project("A", A + self.beta * self.dA)
-        S = S + self.beta * self.dS
+        if self.geometric:
+            exp = p.be.xp.exp
+            A[:, :] = p.project("A", A * exp(self.beta * self.dA))
+            S = S * exp(self.beta * self.dS)
+        else:
+            A[:, :] = p.project("A", A + self.beta * self.dA)
+            S = S + self.beta * self.dS
         return p.project("S", S) if self.project_S else S
+
+    def _change(self, xp: Any, M: Any, M_acc: Any) -> Any:
+        """The change from the accepted ``M_acc`` to ``M``: their difference, or (geometric)
+        the logarithm of their ratio where both are positive, else 0."""
+        if not self.geometric:
+            return M - M_acc
+        both = (M > 0) & (M_acc > 0)
+        return xp.where(both, xp.log(xp.where(both, M, 1.0) / xp.where(both, M_acc, 1.0)), 0.0)
 
     def judge(self, p: Problem, A: Any, S: Any, obj: float) -> tuple[Any, bool]:
         """Keep the step's point or go back to the accepted one: ``(S, kept)``.
@@ -138,7 +159,8 @@ class Extrapolation:
         xp = p.be.xp
         if self.plain or self.f_acc is None or obj <= self.f_acc + self.noise.at(self.f_acc):
             if self.A_acc is not None:
-                self.dA, self.dS = A - self.A_acc, S - self.S_acc
+                self.dA = self._change(xp, A, self.A_acc)
+                self.dS = self._change(xp, S, self.S_acc)
             self.A_acc, self.S_acc = xp.asarray(A, copy=True), S
             if not self.plain:
                 self.beta = min(self.beta_max, GAMMA * self.beta)

@@ -67,6 +67,9 @@ class Solver:
     #: ... and, unless the fit says, from this iteration on (a fit still iterating by
     #: then is on a slow slope); None: only when asked or on a simplex
     extrapolates_after: ClassVar[int | None] = None
+    #: extrapolate the logarithms of the factors (multiplicative steps: an entry the
+    #: clip at 0 reached could never grow again)
+    extrapolates_geometrically: ClassVar[bool] = False
     #: every step returns feasible endmembers from any start (each row projected): an
     #: extrapolated ``S`` need not be projected first
     step_projects_S: ClassVar[bool] = True

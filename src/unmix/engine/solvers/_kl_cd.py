@@ -42,7 +42,7 @@ from .._problem import Problem
 from ..kernels import available, klcd_kernels
 from ._base import Solver, StepOut, register
 
-__all__ = ["KLCD", "SPARSE_BELOW"]
+__all__ = ["KLCD", "SPARSE_BELOW", "kl_fit_at", "kl_views"]
 
 logger = logging.getLogger("unmix")
 
@@ -123,33 +123,11 @@ class KLCD(Solver):
     def setup(self, p: Problem, A: Any, S: Any) -> dict:
         """One read of the blocks: ``sum X log X - X`` and, per block, the model's
         storage (dense, X's dtype) or the block in CSR form with its model."""
-        kn = _kernels()
-        dt = np.dtype(p.be.dtype)
         choice = self.options.get("sparse", "auto")
         if choice not in ("auto", True, False):
             raise ValueError(f"solver_options: sparse={choice!r}; expected 'auto', True or False")
-        Y: dict[int, Any] = {}
-        total = 0.0
-        csr_input = getattr(p.data, "sparse", False) and choice is not False
-        for b in p.data.blocks:
-            if csr_input:  # sparse X: its CSR rows as they are, never densified
-                B = p.data.csr(b)
-                v = np.asarray(B.data, dtype=np.float64)
-                v = v[v > 0]
-                total += float(np.sum(v * np.log(v)) - np.sum(v))
-                Y[b.index] = kn.Sparse.from_csr(B, dt)
-                continue
-            Xb = np.asarray(p.data.x(b), dtype=np.float64)
-            pos = Xb > 0
-            total += float(np.sum(Xb[pos] * np.log(Xb[pos])) - np.sum(Xb))
-            dense = np.count_nonzero(pos) >= SPARSE_BELOW * max(Xb.size, 1)
-            if choice is True or (choice == "auto" and not dense):
-                Y[b.index] = kn.Sparse(np.ascontiguousarray(Xb, dtype=dt))
-            else:
-                Y[b.index] = np.empty(Xb.shape, dt)
-        n_sparse = sum(not isinstance(v, np.ndarray) for v in Y.values())
-        logger.debug("klcd: %d of %d blocks in CSR form", n_sparse, len(Y))
-        return {"Y": Y, "xlogx": float(p.data.reduce(total))}
+        Y, xlogx = kl_views(p, choice=choice)
+        return {"Y": Y, "xlogx": xlogx}
 
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
         sums = self._update_A(p, A, S, state, executor)
@@ -158,24 +136,8 @@ class KLCD(Solver):
         return StepOut(S=S_new, fit=fit, fit_S=S, fit_at_old_A=True)
 
     def fit_at(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> float:
-        """The KL divergence at ``(A, S)`` by the compiled kernels (dense blocks) or at the
-        nonzeros alone (CSR blocks): the loop's judge of an extrapolated step asks for it
-        every iteration, and the entry-by-entry NumPy evaluation cost up to 40 of these
-        solver's iterations (EDS TEM map, 99 % zeros)."""
-        kn = _kernels()
-        dt = np.dtype(p.be.dtype)
-        S_ = np.ascontiguousarray(S, dtype=dt)
-        tiny = _floor(p)
-
-        def kernel(block: Block) -> dict:
-            Ab = np.ascontiguousarray(A[block.slice, :])
-            Yb = state["Y"][block.index]
-            if isinstance(Yb, np.ndarray):
-                Xb = np.ascontiguousarray(p.data.x(block), dtype=dt)
-                return {"fit": kn.block_fit(Xb, Ab, S_, tiny)}
-            return {"fit": kn.sparse_fit(Yb, Ab, S_, tiny)}
-
-        return _divergence(state, executor.map_reduce(kernel, p.data.blocks)["fit"])
+        """The KL divergence at ``(A, S)`` by the compiled kernels (:func:`kl_fit_at`)."""
+        return kl_fit_at(p, A, S, state["Y"], state["xlogx"], executor)
 
     # ------------------------------------------------------------------ maps
     def _update_A(self, p: Problem, A: Any, S: Any, state: dict, ex: Executor) -> dict:
@@ -278,6 +240,58 @@ def _held_in_memory(source: Any) -> bool:
             break
         source = source.src
     return isinstance(source, np.ndarray) and not isinstance(source, np.memmap)
+
+
+def kl_views(p: Problem, *, choice: Any = "auto", model: bool = True) -> tuple[dict, float]:
+    """One read of the blocks: per block its CSR form (sparse ``X``, or below
+    :data:`SPARSE_BELOW` nonzeros with ``choice="auto"``; every block with True, none with
+    False) or, for a dense block, storage for its model (``model``; else None), and the
+    constant ``sum X log X - X`` of the divergence (summed over the processes)."""
+    kn = _kernels()
+    dt = np.dtype(p.be.dtype)
+    Y: dict[int, Any] = {}
+    total = 0.0
+    csr_input = getattr(p.data, "sparse", False) and choice is not False
+    for b in p.data.blocks:
+        if csr_input:  # sparse X: its CSR rows as they are, never densified
+            B = p.data.csr(b)
+            v = np.asarray(B.data, dtype=np.float64)
+            v = v[v > 0]
+            total += float(np.sum(v * np.log(v)) - np.sum(v))
+            Y[b.index] = kn.Sparse.from_csr(B, dt)
+            continue
+        Xb = np.asarray(p.data.x(b), dtype=np.float64)
+        pos = Xb > 0
+        total += float(np.sum(Xb[pos] * np.log(Xb[pos])) - np.sum(Xb))
+        dense = np.count_nonzero(pos) >= SPARSE_BELOW * max(Xb.size, 1)
+        if choice is True or (choice == "auto" and not dense):
+            Y[b.index] = kn.Sparse(np.ascontiguousarray(Xb, dtype=dt))
+        else:
+            Y[b.index] = np.empty(Xb.shape, dt) if model else None
+    n_sparse = sum(isinstance(v, kn.Sparse) for v in Y.values())
+    logger.debug("KL blocks: %d of %d in CSR form", n_sparse, len(Y))
+    return Y, float(p.data.reduce(total))
+
+
+def kl_fit_at(p: Problem, A: Any, S: Any, views: dict, xlogx: float, ex: Executor) -> float:
+    """The KL divergence at ``(A, S)`` by the compiled kernels: dense blocks read from
+    ``X``, CSR blocks (``views``, :func:`kl_views`) at their nonzeros alone.  The loop's
+    judge of an extrapolated step asks for it every iteration, and the entry-by-entry
+    NumPy evaluation cost up to 40 of KL-CD's iterations (EDS TEM map, 99 % zeros)."""
+    kn = _kernels()
+    dt = np.dtype(p.be.dtype)
+    S_ = np.ascontiguousarray(S, dtype=dt)
+    tiny = _floor(p)
+
+    def kernel(block: Block) -> dict:
+        Ab = np.ascontiguousarray(A[block.slice, :])
+        Yb = views[block.index]
+        if isinstance(Yb, kn.Sparse):
+            return {"fit": kn.sparse_fit(Yb, Ab, S_, tiny)}
+        Xb = np.ascontiguousarray(p.data.x(block), dtype=dt)
+        return {"fit": kn.block_fit(Xb, Ab, S_, tiny)}
+
+    return max(xlogx + float(ex.map_reduce(kernel, p.data.blocks)["fit"]), 0.0)
 
 
 def _divergence(state: dict, model_part: Any) -> float:

@@ -29,9 +29,10 @@ from ...executors.base import Block, Executor
 from ...model import PenaltyModel
 from .._problem import Problem
 from .._stop import gains_little
-from ..kernels import kl_mu_pass, kl_resolve, mu_pass, resolve
+from ..kernels import available, kl_mu_pass, kl_resolve, mu_pass, resolve
 from ._base import Solver, StepOut, register
 from ._frobenius import fit_from_sums
+from ._kl_cd import kl_fit_at, kl_views
 from ._kl_sparse import kl_sparse_pass, uses_sparse_kl
 
 __all__ = ["MU"]
@@ -124,10 +125,24 @@ class MU(Solver):
         (default): ``"onepass"`` when numba is installed, the problem qualifies and X has
         at least ``unmix.engine.kernels.AUTO_MIN_ENTRIES`` entries (4 M), else ``"blas"``.
         Both give the same iterates up to rounding.
+    extrapolate : bool
+        Extrapolation with restarts between iterations (:mod:`unmix.engine._extrapolate`),
+        of the factors' logarithms: ``A_n (A_n / A_{n-1})^beta`` entry by entry, so no
+        entry is clipped to 0, where a multiplicative update could never grow it again.
+        Default: on when a penalty couples pixels, else from iteration
+        :attr:`extrapolates_after` (50) on, if the fit is still running.  On the
+        constraint matrix's XRD map (k 3, seed 0) the plain fit ran to ``max_iter`` 500,
+        2.1 % (Frobenius) and 4.0 % (KL) above a converged HALS / KL-CD fit; with the
+        switch it stops by ``tol`` at 240 (0.34 %) and 242 (1.2 %)
+        (``benchmarks/results/kl_extrapolate.md``).  Where the loss is KL on the compiled
+        paths the judge's divergence at the new point comes from KL-CD's kernels.
     """
 
     name = "mu"
-    option_names = frozenset({"inner_max", "inner_delta", "kernel"})
+    option_names = frozenset({"inner_max", "inner_delta", "kernel", "extrapolate"})
+    extrapolates = True
+    extrapolates_geometrically = True
+    extrapolates_after = 50
     betas = "any"
     weights = frozenset({"none", "mask", "separable", "full"})
     needs_nonneg = True
@@ -154,6 +169,20 @@ class MU(Solver):
             "fused_kl": fused_kl,
             "sparse_kl": uses_sparse_kl(p),
         }
+
+    def fit_at(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> float | None:
+        """KL on the compiled paths (fused dense blocks, sparse ``X``) of NumPy data: the
+        divergence at ``(A, S)`` by KL-CD's kernels (:func:`._kl_cd.kl_fit_at`; dense
+        blocks read as they are, sparse ones through CSR views made on the first call);
+        else None (the loop's entry-by-entry evaluation)."""
+        if not (state["fused_kl"] or state["sparse_kl"]) or p.be.name != "numpy":
+            return None
+        if not available():
+            return None
+        if "kl_views" not in state:
+            choice = "auto" if state["sparse_kl"] else False  # no CSR copies of dense X
+            state["kl_views"] = kl_views(p, choice=choice, model=False)
+        return kl_fit_at(p, A, S, *state["kl_views"], executor)
 
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
         if state["fast"]:
