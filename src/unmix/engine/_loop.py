@@ -26,7 +26,7 @@ from ._diagnostics import balance, warn_collapsed, warn_scale_drift
 from ._extrapolate import Extrapolation, extrapolation_for, extrapolation_start
 from ._init import initialize
 from ._problem import Problem
-from ._record import History, RestartRecord, evaluate_fit, restore_state
+from ._record import History, RestartRecord, evaluate_fit, exact_descent, restore_state
 from ._stop import (
     NO_NOISE,
     PATIENCE,
@@ -81,8 +81,10 @@ class _Phase:
     ext: Extrapolation | None = None  # extrapolation between the steps, when on
     calm: int = 0  # iterations in a row with a small change of the objective
     calm_from: float = 0.0  # the objective before the first of them
+    exact: tuple[int, float] | None = None  # the last exact objective (float32 Frobenius)
     noise: RoundingNoise = NO_NOISE  # the objective's rounding noise (float32 work)
     S_prev: Any = None  # the endmembers before this iteration
+    A_prev: Any = None  # ... and the maps
 
 
 # ------------------------------------------------------------------- restarts
@@ -401,7 +403,7 @@ def _iterate(
         if ext is not None:
             S = ext.move(p, A, S)
         A_prev, S_prev = xp.asarray(A, copy=True), S
-        ph.S_prev = S_prev
+        ph.A_prev, ph.S_prev = A_prev, S_prev
         # the solver's state before a step that may be discarded or interrupted
         judged = ext is not None and not ext.plain
         before = _persistent_copy(ph, slv) if judged or cfg.checkpoint is not None else None
@@ -539,16 +541,31 @@ def _stop_reason(
     noise = ph.noise.at(prev)
     if ph.calm == 0:
         ph.calm_from = prev
-    if noise > cfg.tol * abs(prev) and not filtered:  # a change below rounding noise
+    need = 1 if slv.monotone and ph.ext is None else PATIENCE
+    noisy = noise > cfg.tol * abs(prev) and not filtered
+    if noisy:  # a change below rounding noise
         # says nothing, unless the changes add up beyond it since the first small one
         within = not lagged and abs(ph.calm_from - info.objective) <= noise
         small = (small or within) and factor_settled(ph.S_prev, info.S, cfg.tol, ph.p.be)
     ph.calm = ph.calm + 1 if small else 0
-    if ph.calm >= (1 if slv.monotone and ph.ext is None else PATIENCE):
+    if ph.calm >= need and not (noisy and _descends_exactly(cfg, ph, info)):
         return "tol"
     if cfg.time_limit is not None and info.elapsed >= cfg.time_limit:
         return "time_limit"
     return None
+
+
+def _descends_exactly(cfg: Settings, ph: _Phase, info: IterationInfo) -> bool:
+    """Whether a fit about to stop on changes within its objective's rounding noise still
+    descends (:func:`exact_descent`; Frobenius on ``X`` itself only); if so the calm count
+    starts again."""
+    p = ph.p
+    if not (p.loss.is_frobenius and ph.number == 2 and ph.offset == 0):
+        return False
+    now = (info.A, info.S, info.objective - info.fit)
+    falls, ph.exact = exact_descent(p, cfg.tol, ph.exact, info.iteration, now, ph)
+    ph.calm = 0 if falls else ph.calm
+    return falls
 
 
 def _finite(p: Problem, A: Any, S: Any, *, maps: bool) -> bool:

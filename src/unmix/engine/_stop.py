@@ -18,7 +18,9 @@ In float32 the objective of a good fit is a small difference of large sums (the 
 fit by the Gram identity: ``||X||^2 - 2 <A^T X, S> + <A^T A, S S^T>``; a divergence
 summed entry by entry), accurate only to :func:`objective_noise`; where that exceeds
 ``tol`` times the objective, a change below ``tol`` says nothing, and the loop also asks
-the endmembers (:func:`factor_settled`).
+the endmembers (:func:`factor_settled`), the sum of the changes since the first small one,
+and, for Frobenius, the objective evaluated entry by entry before it stops
+(``unmix.engine._loop._descends_exactly``).
 """
 
 from __future__ import annotations
