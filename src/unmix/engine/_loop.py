@@ -26,7 +26,14 @@ from ._diagnostics import balance, warn_collapsed, warn_scale_drift
 from ._extrapolate import Extrapolation, extrapolation_for, extrapolation_start
 from ._init import initialize
 from ._problem import Problem
-from ._record import History, RestartRecord, evaluate_fit, exact_descent, restore_state
+from ._record import (
+    History,
+    RestartRecord,
+    evaluate_fit,
+    exact_descent,
+    objective_at,
+    restore_state,
+)
 from ._stop import (
     NO_NOISE,
     PATIENCE,
@@ -143,7 +150,7 @@ def run_once(
     remaining = cfg.max_iter - n_iter
     if p_lr is None or start_phase == 2 or (stop in ("tol", "max_iter") and remaining > 0):
         if p_lr is not None and prev is None:  # exact objective where phase 1 ended
-            prev = evaluate_fit(p, A, S) + sum(p.penalty_values(A, S).values())
+            prev = objective_at(p, A, S)
         phase = _Phase(p, 2, 0.0, t_loop, {})
         S, stop, done = _iterate(phase, slv, A, S, rec, n_iter, max(remaining, 1), cfg, prev)
         n_iter += done
@@ -327,7 +334,7 @@ def _finish(
         )
     if not slv.one_shot:
         A, S = p.place_dead_endmembers(A, S)
-    final = evaluate_fit(p, A, S) + sum(p.penalty_values(A, S).values())
+    final = objective_at(p, A, S)
     history = rec.history.arrays()
     kept_without = None
     if slv.one_shot:
@@ -562,8 +569,8 @@ def _descends_exactly(cfg: Settings, ph: _Phase, info: IterationInfo) -> bool:
     p = ph.p
     if not (p.loss.is_frobenius and ph.number == 2 and ph.offset == 0):
         return False
-    now = (info.A, info.S, info.objective - info.fit)
-    falls, ph.exact = exact_descent(p, cfg.tol, ph.exact, info.iteration, now, ph)
+    before = (ph.A_prev, ph.S_prev)
+    falls, ph.exact = exact_descent(p, cfg.tol, ph.exact, info.iteration, (info.A, info.S), before)
     ph.calm = 0 if falls else ph.calm
     return falls
 

@@ -273,9 +273,10 @@ PARAMETERS: dict[str, Param] = table(
         """Solver-specific options (e.g. ``{"inner": 10}`` for ADMM, ``{"lr": 0.05}`` for
             gradient; each solver's docstring lists its own).  A key the chosen solver
             does not take is refused, with the list of those it does.  ``extrapolate``
-            (HALS, BPP, ADMM, gradient, klcd): extrapolation between iterations, on by
-            default when the maps sum to one, and for ``klcd`` and ``gradient`` from
-            their 50th iteration
+            (HALS, BPP, ADMM, gradient, klcd, MU): extrapolation between iterations, on
+            by default when the maps sum to one or a penalty couples pixels (grid or
+            graph smoothness, total variation), and for ``klcd``, ``gradient`` and ``mu``
+            from their 50th iteration
             (``result.spec["extrapolated"]``: True, False or that iteration;
             ``{"extrapolate": False}`` turns it off).""",
         cli="--solver-option",

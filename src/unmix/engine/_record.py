@@ -11,7 +11,14 @@ from ._problem import Problem
 from ._robust import l21_fit
 from .solvers._kl_sparse import uses_sparse_kl
 
-__all__ = ["History", "RestartRecord", "evaluate_fit", "exact_descent", "restore_state"]
+__all__ = [
+    "History",
+    "RestartRecord",
+    "evaluate_fit",
+    "exact_descent",
+    "objective_at",
+    "restore_state",
+]
 
 
 def evaluate_fit(p: Problem, A: Any, S: Any) -> float:
@@ -47,26 +54,28 @@ def evaluate_fit(p: Problem, A: Any, S: Any) -> float:
     return float(p.data.reduce(total))
 
 
+def objective_at(p: Problem, A: Any, S: Any) -> float:
+    """The full objective at ``(A, S)``: :func:`evaluate_fit` plus every penalty."""
+    return evaluate_fit(p, A, S) + sum(p.penalty_values(A, S).values())
+
+
 def exact_descent(
-    p: Problem, tol: float, ref: tuple[int, float] | None, it: int, now: tuple, before: Any
+    p: Problem, tol: float, ref: tuple[int, float] | None, it: int, now: tuple, before: tuple
 ) -> tuple[bool, tuple[int, float]]:
-    """Whether the objective, evaluated entry by entry at ``now = (A, S, penalties)`` of
-    iteration ``it`` (:func:`evaluate_fit`, accurate far below the rounding noise of a
-    float32 Gram-identity objective), fell by more than ``tol`` times it an iteration, on
+    """Whether the objective at ``now = (A, S)`` of iteration ``it``, evaluated entry by
+    entry (:func:`objective_at`, accurate far below the rounding noise of a float32
+    Gram-identity objective), fell by more than ``tol`` times it an iteration, on
     average, since ``ref = (iteration, objective)``, the last such evaluation; with none,
-    since the iteration before (``before.A_prev``, ``before.S_prev``: one more pass).
-    Returns that and the new reference.
+    since ``before``, the iteration before's ``(A, S)`` (one more pass).  Returns that and
+    the new reference.
 
     A float32 fit stopping on changes within the noise asks it first: MU on the EELS map
     (Gram noise ~2e6, up and down, against true changes of ~1e6 an iteration) stopped
     after 26 iterations 4 % above float64's fit, and the CLI's HALS fit of the Raman map
     at 40, 1 % above float64's 359 (now 358, the same objective to 1e-5).
     """
-    A, S, pen = now
-    f = evaluate_fit(p, A, S) + pen
-    if ref is None:
-        A0, S0 = before.A_prev, before.S_prev
-        ref = (it - 1, evaluate_fit(p, A0, S0) + sum(p.penalty_values(A0, S0).values()))
+    f = objective_at(p, *now)
+    ref = (it - 1, objective_at(p, *before)) if ref is None else ref
     return ref[1] - f > tol * abs(f) * (it - ref[0]), (it, f)
 
 

@@ -131,7 +131,7 @@ class KLCD(Solver):
 
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
         sums = self._update_A(p, A, S, state, executor)
-        fit = _divergence(state, sums["fit"])
+        fit = _divergence(state["xlogx"], sums["fit"])
         S_new = self._update_S(p, A, S, state, executor, sums) if p.update_S else S
         return StepOut(S=S_new, fit=fit, fit_S=S, fit_at_old_A=True)
 
@@ -291,13 +291,13 @@ def kl_fit_at(p: Problem, A: Any, S: Any, views: dict, xlogx: float, ex: Executo
         Xb = np.ascontiguousarray(p.data.x(block), dtype=dt)
         return {"fit": kn.block_fit(Xb, Ab, S_, tiny)}
 
-    return max(xlogx + float(ex.map_reduce(kernel, p.data.blocks)["fit"]), 0.0)
+    return _divergence(xlogx, ex.map_reduce(kernel, p.data.blocks)["fit"])
 
 
-def _divergence(state: dict, model_part: Any) -> float:
+def _divergence(xlogx: float, model_part: Any) -> float:
     """The KL divergence from its part that depends on the model (``sum y - x log y``, as
-    the kernels return it) and the constant ``sum x log x - x`` of :meth:`KLCD.setup`."""
-    return max(state["xlogx"] + float(model_part), 0.0)
+    the kernels return it) and the constant ``sum x log x - x`` (:func:`kl_views`)."""
+    return max(xlogx + float(model_part), 0.0)
 
 
 def _floor(p: Problem) -> float:

@@ -175,9 +175,8 @@ class MU(Solver):
         divergence at ``(A, S)`` by KL-CD's kernels (:func:`._kl_cd.kl_fit_at`; dense
         blocks read as they are, sparse ones through CSR views made on the first call);
         else None (the loop's entry-by-entry evaluation)."""
-        if not (state["fused_kl"] or state["sparse_kl"]) or p.be.name != "numpy":
-            return None
-        if not available():
+        compiled = state["fused_kl"] or state["sparse_kl"]
+        if not compiled or p.be.name != "numpy" or not available():
             return None
         if "kl_views" not in state:
             choice = "auto" if state["sparse_kl"] else False  # no CSR copies of dense X
