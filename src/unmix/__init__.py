@@ -9,7 +9,8 @@ from __future__ import annotations
 from . import datasets, io, metrics
 from ._backend import DeviceUnavailableError
 from ._bands import Bands
-from ._validation import UnsupportedError
+from ._result_load import load_result
+from ._validation import ConvergenceWarning, UnsupportedError
 from ._version import __version__
 from .blocks import Weights
 from .engine import IterationInfo, OnlineNMF, factorize, fit_maps, online_factorize
@@ -42,7 +43,7 @@ from .model import (
     knn_graph,
 )
 from .preprocessing import Center, NormalizePixels, PoissonScaling
-from .result import Result, load_result
+from .result import Result
 from .spectral_image import Axis, SpectralImage
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "Beta",
     "Bounds",
     "Center",
+    "ConvergenceWarning",
     "DeviceUnavailableError",
     "FixedEndmembers",
     "Frobenius",

@@ -12,6 +12,7 @@ import numpy as np
 logger = logging.getLogger("unmix")
 
 __all__ = [
+    "ConvergenceWarning",
     "UnsupportedError",
     "check_k",
     "check_lam",
@@ -25,6 +26,11 @@ __all__ = [
 
 class UnsupportedError(ValueError):
     """A combination of knobs that the chosen solver cannot handle."""
+
+
+class ConvergenceWarning(RuntimeWarning):
+    """A fit stopped by its iteration budget while its objective was still falling: the
+    result is not a converged one (raise ``max_iter``, or continue from it)."""
 
 
 def _where(mask_np: np.ndarray, limit: int = 3) -> str:

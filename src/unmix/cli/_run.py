@@ -81,7 +81,7 @@ def _run(file: str | None, kw: dict, executor: Any = None) -> None:
         result, names = written
         click.echo(
             f"{result.spec['solver']}: {result.n_iter} iterations, stopped by "
-            f"{result.stop_reason}, objective {result.objective:.6g}, "
+            f"{result.stop_summary}, objective {result.objective:.6g}, "
             f"{result.timings['total']:.1f} s, seed {result.spec.get('random_state')}"
         )
         for label, name in names.items():

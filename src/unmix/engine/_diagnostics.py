@@ -1,4 +1,4 @@
-"""Warnings about a finished restart: collapsed components, drifting scale."""
+"""Warnings about a finished fit: collapsed components, drifting scale, no convergence."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import ConvergenceWarning
 from ._problem import Problem
 
-__all__ = ["balance", "warn_collapsed", "warn_scale_drift"]
+__all__ = ["balance", "still_falling", "warn_collapsed", "warn_not_converged", "warn_scale_drift"]
+
+#: most iterations of the window that measures the objective's final slope
+SLOPE_WINDOW = 50
 
 
 def balance(p: Problem, A: Any, S: Any) -> float:
@@ -75,3 +79,42 @@ def warn_collapsed(
     else:
         why = f" (k larger than the data support: try k={fewer})."
     warnings.warn(head + why, RuntimeWarning, stacklevel=6)
+
+
+def still_falling(objective: Any, tol: float) -> tuple[float, int] | None:
+    """The objective's mean relative fall an iteration over the fit's last iterations
+    (``SLOPE_WINDOW``, at most a tenth of them) and that window, when it is above ``tol``
+    (the stop rule would have counted it as progress); None otherwise.
+
+    ``objective``: the history, entry 0 the start.  The fall is relative to the larger
+    of the window's two ends (in absolute value).
+    """
+    h = np.asarray(objective, dtype=float)
+    n = h.size - 1
+    if n < 1 or not tol > 0:  # tol 0: the fit was asked to run max_iter iterations
+        return None
+    w = max(1, min(SLOPE_WINDOW, n // 10))
+    first, last = h[-1 - w], h[-1]
+    if not (np.isfinite(first) and np.isfinite(last)):
+        return None
+    rate = (first - last) / max(abs(first), abs(last), 1e-300) / w
+    return (float(rate), w) if rate > tol else None
+
+
+def warn_not_converged(objective: Any, *, max_iter: int, tol: float) -> float | None:
+    """Warn (:class:`~unmix.ConvergenceWarning`) that a fit stopped at ``max_iter`` is
+    not converged when its objective was still falling (:func:`still_falling`); return
+    that mean relative fall an iteration (None when it was not falling)."""
+    found = still_falling(objective, tol)
+    if found is None:
+        return None
+    rate, w = found
+    warnings.warn(
+        f"The fit reached max_iter={max_iter} with its objective still falling: "
+        f"{100 * rate * w:.3g} % over the last {w} iterations ({rate:.2g} an iteration, "
+        f"tol={tol:g}); it has not converged.  Raise max_iter (CLI: --max-iter "
+        f"{4 * max_iter}), or continue from this fit with init=(result.A, result.S).",
+        ConvergenceWarning,
+        stacklevel=4,
+    )
+    return rate

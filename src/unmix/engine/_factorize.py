@@ -32,6 +32,7 @@ from ._assemble import (
     choose_solver,
 )
 from ._checkpoint import Checkpointer, DistributedCheckpointer, data_signature, fingerprint
+from ._diagnostics import warn_not_converged
 from ._extrapolate import extrapolates
 from ._init import default_init
 from ._inputs import Input, prepare_input
@@ -230,6 +231,13 @@ def _wrap(
     spec["effective"] = {t.label: t.effective() for t in p.penalties["A"] + p.penalties["S"]}
     spec["diagnostics"] = {key: best.get(key, []) for key in ("collapsed", "revived")}
     spec["diagnostics"]["kept_without_penalties"] = best.get("kept_without_penalties")
+    spec["diagnostics"]["still_falling"] = (
+        warn_not_converged(
+            best["history"]["objective"], max_iter=spec["max_iter"], tol=spec["tol"]
+        )
+        if best["stop_reason"] == "max_iter"
+        else None
+    )
     rows = p.rows
     A, S = best["A"], best["S"]
     for step in reversed(inp.steps):

@@ -181,7 +181,7 @@ def _convergence_rows(res: Result, residual: tuple[np.ndarray, float] | None) ->
     t = res.timings or {}
     rows = [
         ("iterations", _esc(res.n_iter)),
-        ("stop reason", _esc(res.stop_reason) + (" (converged)" if res.converged else "")),
+        ("stop reason", _esc(res.stop_summary)),
         ("final objective", _esc(_fmt(float(res.objective)))),
     ]
     for key, values in res.history.items():
@@ -441,7 +441,7 @@ def _comparison_section(
                 _esc(_fmt(float(res.objective))),
                 _esc("n/a" if resid is None else f"{resid[1]:.4g}"),
                 _esc(res.n_iter),
-                _esc(res.stop_reason),
+                _esc(res.stop_summary),
                 _esc(f"{res.timings.get('total', math.nan):.3g}"),
             )
         )
