@@ -196,7 +196,8 @@ TERM_OPTIONS = [
         "--graph-smooth",
         type=float,
         help="Laplacian smoothness on a 10-nearest-neighbour graph of the spectra "
-        "(pixels alike anywhere on the map), strength as --laplacian (e.g. 0.01).",
+        "(pixels of one spectral shape anywhere on the map, maps compared relative to "
+        "each pixel's brightness), strength as --laplacian (e.g. 0.01).",
     ),
     click.option(
         "--min-volume",
