@@ -10,7 +10,7 @@ import array_api_compat as aac
 import click
 import numpy as np
 
-from ..blocks import is_streamable, mean_row_scales
+from ..blocks import is_sparse, is_streamable, mean_row_scales
 from ..model import (
     L1,
     GaussianMapFilter,
@@ -146,17 +146,29 @@ def _scale_fixed(cons: list) -> list:
 
 
 def _fit_fractions(opts: dict, X: Any) -> None:
-    """``--sum-to-one``: abundances are fractions of each pixel's spectrum, fitted on pixels
-    of unit norm weighted by their norms (the blind-unmixing preset's recipe; undone in
-    the result), so a pixel far brighter than the rest (hot pixels, a streak) needs no
-    component of its own.  Frobenius on dense in-memory X, unless preprocessing is named."""
+    """``--sum-to-one``: abundances are fractions of each pixel's spectrum, unless
+    preprocessing is named (undone in the result).
+
+    - Frobenius, dense in-memory X: pixels of unit norm weighted by their norms (the
+      blind-unmixing preset's recipe), so a pixel far brighter than the rest (hot pixels,
+      a streak) needs no component of its own.
+    - KL, in memory (dense or sparse): pixels divided by their sums and weighted by them,
+      which is exactly the Poisson model ``E[x_i] = n_i (A S)_i`` with ``n_i`` the
+      pixel's counts (``KL(x | n y) = n KL(x / n | y)``).  Without it the simplex's
+      vertices must carry the brightness: on the EELS map (4x brighter over its first 12
+      lines) two endmembers were the dim and bright background, 4.3 deg apart, and the
+      divergence 2.8 % higher (Raman: 2.5x).
+    """
     try:
         loss = make_loss(opts.get("loss"))
     except (TypeError, ValueError):
         return  # reported by the checks later
-    dense = aac.is_array_api_obj(X) and not is_streamable(X)  # not a file or memory map
+    in_memory = not is_streamable(X)  # not a file or memory map
+    dense = aac.is_array_api_obj(X) and in_memory
     if loss.is_frobenius and not loss.reweights_pixels and dense:
         opts["preprocessing"] = opts.get("preprocessing") or [NormalizePixels("l2", weights=True)]
+    elif loss.beta == 1.0 and not loss.reweights_pixels and (dense or is_sparse(X)):
+        opts["preprocessing"] = opts.get("preprocessing") or [NormalizePixels("l1", weights=True)]
 
 
 def _reweights_pixels(loss: Any) -> bool:

@@ -1,7 +1,8 @@
 """The gradient solver's KL terms at the cost of the nonzeros of ``X``.
 
 Counts at low dose are mostly zeros (the TEM EDS map: 99.7 %).  With the KL divergence
-(``beta = 1``), the identity link and no weights, every zero entry of ``X`` adds to the
+(``beta = 1``), the identity link and no weights but pixel weights ``w`` (each pixel's
+sums below times its weight), every zero entry of ``X`` adds to the
 divergence only the model's own value ``y`` (``d(0 | y) = y``), to its gradient in ``y``
 the constant 1 and nothing to its curvature ``x / y^2``.  So each sum the solver needs
 splits into a dense part that is a plain reduction of the model (``sum y``, ``sum of the
@@ -47,13 +48,29 @@ MAX_DENSITY = 0.1
 
 def _kl_counts(beta: float, identity: bool, W: Any, trust: Any) -> bool:
     """Whether the model's terms may be summed over the nonzeros of ``X``: KL, the
-    identity link, no weights, no trust region."""
-    return beta == 1 and identity and W is None and trust is None
+    identity link, no weights but pixel weights (a column), no trust region."""
+    return beta == 1 and identity and _pixel_column(W) and trust is None
+
+
+def _pixel_column(W: Any) -> bool:
+    """Whether ``W`` is None or pixel weights alone: a (pixels, 1) NumPy column."""
+    return W is None or (isinstance(W, np.ndarray) and W.ndim == 2 and W.shape[1] == 1)
+
+
+def _w(W: Any, dtype: Any) -> Any:
+    """The pixel weights of a CSR block's ``W`` as a vector of ``dtype`` (the block's:
+    float32 stays float32; None: all ones)."""
+    return None if W is None else np.asarray(W[:, 0], dtype=dtype)
+
+
+def _per_row(values: Any, w: Any) -> Any:
+    """Per-pixel sums ``values`` times the pixel weights ``w`` (None: as they are)."""
+    return values if w is None else values * w
 
 
 def counts_view(X: Any, *, beta: float, identity: bool, W: Any, trust: Any) -> Any:
     """``X`` as a CSR array when the KL terms may be summed over its nonzeros (KL, the
-    identity link, no weights, no trust region, a NumPy block at most
+    identity link, no weights but pixel weights, no trust region, a NumPy block at most
     :data:`MAX_DENSITY` nonzero); else ``X`` itself."""
     if not _kl_counts(beta, identity, W, trust):
         return X
@@ -92,10 +109,12 @@ def divergence_sums(beta: float, X: Any, Y: Any, W: Any, axis: int, *, be: Any) 
             return divergence_rows(beta, X, Y, W, be=be, tiny=be.tiny)
         return divergence_rows(beta, X.T, Y.T, None if W is None else W.T, be=be, tiny=be.tiny)
     Yc = np.maximum(Y, be.tiny)
-    rows, x = entry_rows(X), X.data
+    rows, x, w = entry_rows(X), X.data, _w(W, Y.dtype)
     logs = x * np.log(np.maximum(x, be.tiny) / Yc[rows, X.indices])
-    dense = np.sum(Yc, axis=axis, dtype=np.float64)
-    return dense + _by(X, rows, axis, logs - x)
+    if axis == 1:
+        return _per_row(np.sum(Yc, axis=1, dtype=np.float64) + _by(X, rows, 1, logs - x), w)
+    dense = np.sum(Yc if w is None else w[:, None] * Yc, axis=0, dtype=np.float64)
+    return dense + _by(X, rows, 0, _per_row(logs - x, None if w is None else w[rows]))
 
 
 def change_sums(
@@ -103,8 +122,9 @@ def change_sums(
 ) -> Any:
     """``sum (d_beta(X | Y1) - d_beta(X | Y0))`` over ``axis``, formed as a difference
     (:func:`divergence_change`).  For CSR ``X``, ``step`` may give the sums of
-    ``Y1 - Y0`` over ``axis`` from the factors (e.g. ``(A1 - A0) S 1`` for the rows of a
-    model ``A S``: exact, without a pass over the block)."""
+    ``w (Y1 - Y0)`` over ``axis`` from the factors (``w`` the pixel weights, 1 without;
+    e.g. ``(A1 - A0) S 1`` for the rows of an unweighted model ``A S``: exact, without a
+    pass over the block)."""
     if not sp.issparse(X):
         D = divergence_change(beta, X, Y0, Y1, W, be=be, tiny=be.tiny)
         return be.acc(be.xp.sum(D, axis=axis))
@@ -114,23 +134,28 @@ def change_sums(
     fi = np.finfo(y0.dtype)
     low, big = -1.0 + 4.0 * float(fi.eps), float(fi.max) ** 0.5
     r = np.log1p(np.maximum((y1 - y0) / np.maximum(y0, y1 / big), low))  # log(Y1 / Y0)
+    w = _w(W, Y1.dtype)
     if step is None:
-        step = np.sum(np.maximum(Y1, be.tiny) - np.maximum(Y0, be.tiny), axis=axis)
-    return np.asarray(step, dtype=np.float64) - _by(X, rows, axis, X.data * r)
+        dY = _per_row((np.maximum(Y1, be.tiny) - np.maximum(Y0, be.tiny)).T, w).T
+        step = np.sum(dY, axis=axis)
+    logs = X.data * r if w is None else X.data * r * w[rows]
+    return np.asarray(step, dtype=np.float64) - _by(X, rows, axis, logs)
 
 
 def grad_maps(beta: float, X: Any, Y: Any, W: Any, fp: Any, S: Any, *, be: Any, floor: float):
     """The data term's gradient in the maps, ``(d'_beta(X | Y) f'(Z)) @ S^T``."""
     if not sp.issparse(X):
         return (gradient_Y(beta, X, Y, W, be=be, floor=floor) * fp) @ S.T
-    return np.sum(S, axis=1)[None, :] - _ratio(X, Y, floor, 1) @ S.T
+    ones = np.sum(S, axis=1)[None, :]
+    return (ones if W is None else W * ones) - _ratio(X, Y, floor, 1, W) @ S.T
 
 
 def grad_S(beta: float, X: Any, Y: Any, W: Any, fp: Any, A: Any, *, be: Any, floor: float):
     """The data term's gradient in the endmembers, ``A^T (d'_beta(X | Y) f'(Z))``."""
     if not sp.issparse(X):
         return A.T @ (gradient_Y(beta, X, Y, W, be=be, floor=floor) * fp)
-    return np.sum(A, axis=0)[:, None] - (_ratio(X, Y, floor, 1).T @ A).T
+    ones = np.sum(A if W is None else W * A, axis=0)[:, None]
+    return ones - (_ratio(X, Y, floor, 1, W).T @ A).T
 
 
 def curvature(beta: float, X: Any, Y: Any, W: Any, *, be: Any, floor: float) -> Any:
@@ -138,7 +163,7 @@ def curvature(beta: float, X: Any, Y: Any, W: Any, *, be: Any, floor: float) -> 
     CSR ``X`` the sparse ``X / Y^2``."""
     if not sp.issparse(X):
         return curvature_Y(beta, X, Y, W, be=be, floor=floor)
-    return _ratio(X, Y, floor, 2)
+    return _ratio(X, Y, floor, 2, W)
 
 
 def curvature_Z(p: Any, X: Any, Y: Any, W: Any, fp: Any, floor: float) -> Any:
@@ -158,10 +183,13 @@ def left_times(M: Any, h: Any) -> Any:
     return (h.T @ M).T if sp.issparse(h) else M.T @ h
 
 
-def _ratio(X: Any, Y: Any, floor: float, power: int) -> Any:
-    """``X / max(Y, floor)^power`` on the nonzeros of CSR ``X`` (its pattern)."""
-    y = np.maximum(Y[entry_rows(X), X.indices], floor)
-    return with_data(X, X.data / (y if power == 1 else y**power))
+def _ratio(X: Any, Y: Any, floor: float, power: int, W: Any = None) -> Any:
+    """``W X / max(Y, floor)^power`` on the nonzeros of CSR ``X`` (its pattern; ``W``
+    pixel weights, a column, or None)."""
+    rows = entry_rows(X)
+    y = np.maximum(Y[rows, X.indices], floor)
+    values = X.data / (y if power == 1 else y**power)
+    return with_data(X, values if W is None else values * _w(W, values.dtype)[rows])
 
 
 def _by(X: Any, rows: Any, axis: int, values: Any) -> Any:

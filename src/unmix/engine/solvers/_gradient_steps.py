@@ -243,7 +243,9 @@ def simplex_newton_direction(
     Hm = xp.where(keep, Hn, 0.0) + ridge[:, None, None] * xp.astype(eye, Hn.dtype)
     uv = _solve(Hm, xp.stack([g * freef, freef], axis=2), xp)
     u, v = uv[:, :, 0], uv[:, :, 1]
-    lam = xp.sum(u * freef, axis=1, keepdims=True) / xp.sum(v * freef, axis=1, keepdims=True)
+    den = xp.sum(v * freef, axis=1, keepdims=True)  # 0: no Newton step (d0 below)
+    lam = xp.sum(u * freef, axis=1, keepdims=True) / xp.where(den != 0, den, 1.0)
+    lam = xp.where(den != 0, lam, xp.nan)
     d = -(u - lam * v) * freef
     return xp.where(xp.isfinite(d), d, d0)
 
