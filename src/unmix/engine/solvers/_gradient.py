@@ -532,8 +532,9 @@ class Gradient(Solver):
             return out
         Zt = A1 @ trial
         Yt = link.forward(Zt, xp)
-        weighted = A1 if Wb is None else Wb * A1  # (pixel weights: a column)
-        step = xp.sum(weighted, axis=0) @ (trial - S) if is_sparse(Xb) else None
+        step = None
+        if is_sparse(Xb):  # the channels' sums of w (Yt - Y), w the pixel weights (a column)
+            step = xp.sum(A1 if Wb is None else Wb * A1, axis=0) @ (trial - S)
         out["dt"] = change_sums(beta, Xb, Y, Yt, Wb, 0, be=be, step=step)
         if state["trust"] is not None:  # entries moved beyond the trust region
             far = xp.abs(Zt - Z) > state["trust"]
