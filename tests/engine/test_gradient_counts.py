@@ -169,3 +169,22 @@ def test_sparse_input_is_fitted_from_its_csr_rows_never_densified(monkeypatch):
     calls.clear()
     unmix.factorize(sp.csr_array(X), 3, **(kw | {"max_iter": 1}))
     assert n_six == len(calls)
+
+
+def test_a_model_entry_falling_to_the_floor_changes_the_divergence_in_full(block):
+    """The change of ``x log(x / y)`` when ``y`` falls by more than 1e16 (a trial that
+    zeroes a model entry under a count): ``log1p`` of the relative change clipped above
+    -1 stopped at ``log(4 eps)``, -35, and judged the trial ~20x too cheap."""
+    from unmix.engine.solvers._gradient_steps import divergence_change
+
+    X, Y, _, be = block
+    Y1 = Y.copy()
+    Y1[X > 0] = 1e-30  # every counted entry's model at (nearly) nothing
+    tiny = be.tiny
+    exact = (Y1 - Y) - X * (np.log(np.maximum(Y1, tiny)) - np.log(Y))
+    np.testing.assert_allclose(divergence_change(1.0, X, Y, Y1, None, be=be, tiny=tiny), exact)
+    C = gc.counts_view(X, beta=1.0, identity=True, W=None, trust=None)
+    for axis in (0, 1):
+        np.testing.assert_allclose(
+            gc.change_sums(1.0, C, Y, Y1, None, axis, be=be), exact.sum(axis=axis), rtol=1e-12
+        )

@@ -63,11 +63,9 @@ from ._gradient_counts import (
     grad_S,
     left_times,
 )
+from ._gradient_endmembers import choose_S, free_scale_terms
 from ._gradient_steps import (
-    GROW,
-    SIGMA,
     T_MAX,
-    T_MIN,
     Majorizer,
     curv_S,
     direction,
@@ -174,6 +172,8 @@ class Gradient(Solver):
         sepA, sepS = separability(p.constraints["A"]), separability(p.constraints["S"])
         scale = float(getattr(p.link, "scale", 1.0) or 1.0)
         projA = p.projection_terms("A")
+        freeS = None if quad else free_scale_terms(p)
+        sepS = "entries" if freeS is not None else sepS
         return {
             "tA": be.ones((A.shape[0], 1)) * lr,  # each pixel's first step
             "tS": be.ones((1, S.shape[1])) * lr,  # each channel's
@@ -194,6 +194,9 @@ class Gradient(Solver):
             "newtonS": sepS == "entries" and small,
             # each channel of S alone: constraints entry by entry, no penalty on S
             "by_channel": sepS == "entries" and not any(t.lam for t in p.penalties["S"]),
+            # endmembers held at a scale (unit norm) and otherwise only non-negative:
+            # steps free in scale, then the scale moved into the maps (rescaled)
+            "freeS": freeS,
         }
 
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
@@ -361,7 +364,8 @@ class Gradient(Solver):
         model = p.model("A", A)
         trial = None
         if p.update_S and state["has_d"]:  # the endmembers' trial point of this pass
-            trial = project_all(state["projS"], S + state["tS"] * state["dS"])
+            terms = state["projS"] if state["freeS"] is None else state["freeS"]
+            trial = project_all(terms, S + state["tS"] * state["dS"])
 
         first = p.update_S and trial is None
         be = p.be
@@ -378,7 +382,7 @@ class Gradient(Solver):
         sums = executor.map_reduce(kernel, p.data.blocks)
         if not p.update_S:
             return StepOut(S=S, fit=float(be.xp.sum(sums["cols"])), fit_S=S)
-        S_new, fit = self._choose(p, S, sums, trial, state)
+        S_new, fit = choose_S(p, S, sums, trial, state, A)
         if first:
             # the endmembers have not moved yet: report the fit before the step, so that
             # the loop does not take an unchanged start (maps already fitted to S) for
@@ -542,58 +546,3 @@ class Gradient(Solver):
         fpt = link.derivative(Zt, Yt, xp)
         out["gt"] = be.acc(grad_S(beta, Xb, Yt, Wb, fpt, A1, be=be, floor=floor))
         return out
-
-    def _choose(self, p: Problem, S: Any, sums: dict, trial: Any, state: dict) -> tuple:
-        """Each channel (or all of ``S``) takes the trial point if it passes Armijo's
-        test; the next direction from the gradient there.  Returns ``(S, fit)``."""
-        be, xp = p.be, p.be.xp
-        grad, S_new, gain = be.work(sums["g"]), S, 0.0
-        if trial is not None:
-            df = sums["dt"]
-            if "far" in sums:
-                df = xp.where(sums["far"] > 0, xp.inf, df)
-            slope = be.acc(xp.sum(grad * (trial - S), axis=0))
-            if state["by_channel"]:
-                ok = df <= SIGMA * xp.clip(slope, max=0.0)
-                gain = float(xp.sum(xp.where(ok, df, 0.0)))
-            else:
-                pg = pen_grad(p, "S", S)
-                slope = float(xp.sum(slope)) + (
-                    0.0 if pg is None else float(xp.sum(pg * (trial - S)))
-                )
-                total = float(xp.sum(df)) + pen_value_S(p, trial) - pen_value_S(p, S)
-                good = total <= SIGMA * min(slope, 0.0)
-                ok = xp.full(df.shape, good, dtype=xp.bool, device=getattr(df, "device", None))
-                gain = float(xp.sum(df)) if good else 0.0
-            row = xp.reshape(ok, (1, -1))
-            S_new = xp.where(row, trial, S)
-            grad = xp.where(row, be.work(sums["gt"]), grad)
-            t = state["tS"]
-            t_max = 1.0 if state["newtonS"] else T_MAX
-            state["tS"] = xp.where(row, xp.clip(t * GROW, max=t_max), xp.clip(t / 8.0, min=T_MIN))
-        self._direction_S(p, S_new, grad, be.work(sums["H"]), state)
-        return S_new, float(xp.sum(sums["cols"])) + gain
-
-    def _direction_S(self, p: Problem, S: Any, grad: Any, H: Any, state: dict) -> None:
-        """The endmembers' direction for the next pass, at ``S`` with the data term's
-        gradient ``grad`` and curvature sums ``H``."""
-        xp = p.be.xp
-        pg = pen_grad(p, "S", S)
-        full = grad if pg is None else grad + pg
-        model = p.model("S", S)
-        if state["newtonS"]:
-            k = S.shape[0]
-            Hc = xp.permute_dims(xp.reshape(H, (k, k, -1)), (2, 0, 1))  # (channels, k, k)
-            every = xp.arange(S.shape[1], device=getattr(S, "device", None))
-            terms = state["projS"]
-            state["dS"] = newton_direction(
-                full.T,
-                hessian_S(Hc, model, p.be),
-                S.T,
-                lambda T: project_cols(terms, T, every),
-                xp=xp,
-            ).T
-        else:
-            sep = "entries" if state["by_channel"] else state["sepS"]
-            state["dS"] = direction(full, H + curv_S(model, xp), sep, xp=xp)
-        state["has_d"] = 1

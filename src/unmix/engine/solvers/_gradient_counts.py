@@ -27,7 +27,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from ...blocks import StreamedData, entry_rows, with_data
-from ._gradient_steps import curvature_Y, divergence_change, divergence_rows, gradient_Y
+from ._gradient_steps import (
+    curvature_Y,
+    divergence_change,
+    divergence_rows,
+    gradient_Y,
+    log_ratio,
+)
 
 __all__ = [
     "MAX_DENSITY",
@@ -131,9 +137,7 @@ def change_sums(
     rows = entry_rows(X)
     y0 = np.maximum(Y0[rows, X.indices], be.tiny)
     y1 = np.maximum(Y1[rows, X.indices], be.tiny)
-    fi = np.finfo(y0.dtype)
-    low, big = -1.0 + 4.0 * float(fi.eps), float(fi.max) ** 0.5
-    r = np.log1p(np.maximum((y1 - y0) / np.maximum(y0, y1 / big), low))  # log(Y1 / Y0)
+    r = log_ratio(y1 - y0, y0, y1, xp=np)  # log(Y1 / Y0)
     w = _w(W, Y1.dtype)
     if step is None:
         dY = _per_row((np.maximum(Y1, be.tiny) - np.maximum(Y0, be.tiny)).T, w).T
