@@ -4,7 +4,8 @@ X is (pixels, channels).  The stop rule ends a fit when the objective's relative
 falls below ``tol``; a fit that runs out of iterations first is not a converged one.
 Before, ``unmix run FILE --loss kl --graph-smooth 0.01`` on the XRD map ended at
 ``max_iter`` 500, 26 % above the minimum the same model reaches in ~1,400 iterations, and
-said only "stopped by max_iter".  Now a :class:`unmix.ConvergenceWarning` gives the
+said only "stopped by max_iter" (that fit now converges in 58: the gradient solver's
+unit-norm endmembers step free in scale).  Now a :class:`unmix.ConvergenceWarning` gives the
 objective's fall over the last iterations and the fix, ``Result.stop_summary`` and the
 report say "not converged", and ``spec["diagnostics"]["still_falling"]`` keeps the
 measured fall.
@@ -64,15 +65,16 @@ def test_saved_result_keeps_the_verdict(mixture, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_says_kl_graph_smoothness_on_xrd_has_not_converged(tmp_path, capsys):
-    """The case that showed it: KL + smoothness on the data graph, XRD map, defaults."""
+def test_cli_says_a_fit_cut_short_has_not_converged(tmp_path, capsys):
+    """A real map whose budget ends mid-descent (``--max-iter 30``; the defaults converge
+    in 302 iterations): the warning gives the fix and the summary line says so."""
     from unmix.cli import entry
 
     path = shared_path("xrd", "xrd_aps34ide_143x2000.npz")
-    args = ["run", path, "--shape", "11x13", "-k", "3", "--loss", "kl"]
-    args += ["--graph-smooth", "0.01", "--seed", "0", "--no-report", "-o", str(tmp_path)]
-    with pytest.warns(unmix.ConvergenceWarning, match=r"--max-iter 2000"):
+    args = ["run", path, "--shape", "11x13", "-k", "3", "--max-iter", "30"]
+    args += ["--seed", "0", "--no-report", "-o", str(tmp_path)]
+    with pytest.warns(unmix.ConvergenceWarning, match=r"--max-iter 120"):
         assert entry(args) == 0
     assert "stopped by max_iter (not converged" in capsys.readouterr().out
     res = unmix.load_result(tmp_path)
-    assert res.spec["diagnostics"]["still_falling"] > 1e-4  # measured 1.9e-4
+    assert res.spec["diagnostics"]["still_falling"] > 1e-5

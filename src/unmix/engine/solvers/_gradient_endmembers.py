@@ -28,7 +28,7 @@ from ._gradient_steps import (
     project_cols,
 )
 
-__all__ = ["choose_S", "direction_S", "free_scale_terms", "rescaled"]
+__all__ = ["choose_S", "direction_S", "free_scale_terms", "rescaled", "scale_pull"]
 
 
 def free_scale_terms(p: Problem) -> list | None:
@@ -40,7 +40,20 @@ def free_scale_terms(p: Problem) -> list | None:
     rest = [c for c in terms if not c.rescales]
     if not fixing or not all(c.is_orthant for c in rest) or any(t.lam for t in p.penalties["S"]):
         return None
-    return rest
+    return None if p.data.executor.distributed else rest
+
+
+def scale_pull(p: Problem, A: Any, S: Any) -> Any:
+    """The penalties on ``A`` as the endmembers' scale moves them: with each row's norm
+    moved into its map, ``d pen(A D) / d s_j = (sum_i dpen/dA_ij A_ij) s_j / ||s_j||``;
+    returns that gradient (k, channels) at unit-norm ``S``, or None without penalties."""
+    if not any(t.lam for t in p.penalties["A"]):
+        return None
+    g = pen_grad(p, "A", A)
+    if g is None:
+        return None
+    xp = p.be.xp
+    return xp.reshape(xp.sum(g * A, axis=0), (-1, 1)) * S
 
 
 def rescaled(
@@ -89,7 +102,9 @@ def choose_S(p: Problem, S: Any, sums: dict, trial: Any, state: dict, A: Any = N
             df = xp.where(sums["far"] > 0, xp.inf, df)
         slope = be.acc(xp.sum(grad * (trial - S), axis=0))
         if state["by_channel"]:
-            ok = df <= SIGMA * xp.clip(slope, max=0.0)
+            pull = state.get("pullS")  # the penalties on A, to first order (freeS)
+            lin = 0.0 if pull is None else xp.sum(pull * (trial - S), axis=0)
+            ok = df + lin <= SIGMA * xp.clip(slope + lin, max=0.0)
             gain = float(xp.sum(xp.where(ok, df, 0.0)))
         else:
             pg = pen_grad(p, "S", S)
@@ -108,15 +123,17 @@ def choose_S(p: Problem, S: Any, sums: dict, trial: Any, state: dict, A: Any = N
     if trial is not None and state["freeS"] is not None:
         S_new, grad, H, gain = rescaled(p, S, S_new, grad, H, gain, A, state)
         grad = be.work(sums["g"]) if S_new is S else grad  # S stayed: its gradient
-    direction_S(p, S_new, grad, H, state)
+    direction_S(p, S_new, grad, H, state, A)
     return S_new, float(xp.sum(sums["cols"])) + gain
 
 
-def direction_S(p: Problem, S: Any, grad: Any, H: Any, state: dict) -> None:
+def direction_S(p: Problem, S: Any, grad: Any, H: Any, state: dict, A: Any = None) -> None:
     """The endmembers' direction for the next pass, at ``S`` with the data term's
     gradient ``grad`` and curvature sums ``H``."""
     xp = p.be.xp
     pg = pen_grad(p, "S", S)
+    if state["freeS"] is not None and A is not None:  # free in scale: the maps' penalties
+        pg = state["pullS"] = scale_pull(p, A, S)
     full = grad if pg is None else grad + pg
     model = p.model("S", S)
     if state["newtonS"]:
