@@ -49,17 +49,18 @@ NOTES = """
   of pixels of one spectral shape but different brightness (thickness in EELS, focus and
   fluorescence in Raman) to one value: at the CLI's strength it was 2.0x (EELS) and 9.2x
   (Raman) the data fit, and the fits split the bright component into near-copies (EELS
-  7.6 deg, KL 4.3 deg; Raman 5.4 and 6.7 deg; shares ~1/3 each).  Halving one map into
+  7.6 deg, KL 5.2 deg; Raman 5.4 and 6.0 deg; shares ~1/3 each).  Halving one map into
   two copies halves a quadratic penalty, and the penalty then costs less than the fit
   gains.  The Raman data fit was 25.7x (Frobenius) and 133x (KL) plain NMF's.
 - **Relative to brightness** (the default since 2026-12-05): no near-copies (smallest
-  angles 38.9-79.3 deg, XRD 13-14 deg in both versions), the penalty 0-13 % of the fit,
-  the data fit within 0.04-4.2 % of plain NMF's where the fit converged.  The two maps
+  angles 49.7-79.3 deg), the penalty 0.1-14 % of the fit, the data fit within 0.04-3.1 %
+  of plain NMF's.  The two maps
   of nearly even brightness (XRD, EDS SEM) fit as before (scales near 1).
-- Left: **KL with graph smoothness is slow** (Raman and XRD reach `max_iter` and say so
-  with a `ConvergenceWarning`; XRD needs ~1,400-1,800 iterations), and on EDS SEM the
-  gradient solver stops by `tol` 4.2 % (2.2 % compared as they are) above plain KL's fit
-  with the penalty near 0: a slow slope, not the penalty.
+- **KL** (the gradient solver, unit-norm endmembers): since the endmembers step free in
+  scale (2026-12-05, `engine/solvers/_gradient_endmembers.py`) every row stops by `tol`
+  (before: Raman and XRD at `max_iter` 500 with the data fit 3 % and 27 % above plain
+  KL's, EDS SEM stopped 4.2 % above it with the penalty near 0); the data fits are now
+  within 1.4 % of plain KL's on every map but XRD (3.1 %, the penalty 14 % of the fit).
 """
 MAPS = [  # name, file, k, scan shape (None: the file's)
     ("EELS Cu/ZnO", "eels/CuZn_EELS_mapping_tutorial.hspy", 3, None),
