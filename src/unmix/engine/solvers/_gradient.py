@@ -151,7 +151,7 @@ class Gradient(Solver):
     links = True
     weights = frozenset({"none", "mask", "separable", "full"})
     monotone = True
-    persistent = ("tA", "tS", "dS", "has_d", "y_floor")
+    persistent = ("tA", "tS", "dS", "has_d", "y_floor", "pullS")
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -178,6 +178,7 @@ class Gradient(Solver):
             "tA": be.ones((A.shape[0], 1)) * lr,  # each pixel's first step
             "tS": be.ones((1, S.shape[1])) * lr,  # each channel's
             "dS": be.zeros(S.shape),  # the endmembers' direction for the next pass
+            "pullS": be.zeros(S.shape),  # the maps' penalties on the scale (freeS)
             "has_d": 0,
             "y_floor": floor,
             "by_block": {},  # each block's CSR view of X, or None (dense): block_x

@@ -102,8 +102,7 @@ def choose_S(p: Problem, S: Any, sums: dict, trial: Any, state: dict, A: Any = N
             df = xp.where(sums["far"] > 0, xp.inf, df)
         slope = be.acc(xp.sum(grad * (trial - S), axis=0))
         if state["by_channel"]:
-            pull = state.get("pullS")  # the penalties on A, to first order (freeS)
-            lin = 0.0 if pull is None else xp.sum(pull * (trial - S), axis=0)
+            lin = xp.sum(state["pullS"] * (trial - S), axis=0)  # the maps' penalties (freeS)
             ok = df + lin <= SIGMA * xp.clip(slope + lin, max=0.0)
             gain = float(xp.sum(xp.where(ok, df, 0.0)))
         else:
@@ -133,7 +132,8 @@ def direction_S(p: Problem, S: Any, grad: Any, H: Any, state: dict, A: Any = Non
     xp = p.be.xp
     pg = pen_grad(p, "S", S)
     if state["freeS"] is not None and A is not None:  # free in scale: the maps' penalties
-        pg = state["pullS"] = scale_pull(p, A, S)
+        pg = scale_pull(p, A, S)
+        state["pullS"] = p.be.zeros(S.shape) if pg is None else pg
     full = grad if pg is None else grad + pg
     model = p.model("S", S)
     if state["newtonS"]:
