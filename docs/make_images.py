@@ -13,11 +13,11 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from unmix import load_result
 from unmix.cli import entry
 from unmix.io import load
 from unmix.preprocessing import pipeline_from_config
 from unmix.report import plot_comparison
-from unmix import load_result
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = ("eels_cuzn", "eds_jeol", "raman", "stm", "xrd")
