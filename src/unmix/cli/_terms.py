@@ -163,11 +163,11 @@ def _fit_fractions(opts: dict, X: Any) -> None:
         loss = make_loss(opts.get("loss"))
     except (TypeError, ValueError):
         return  # reported by the checks later
-    in_memory = not is_streamable(X)  # not a file or memory map
-    dense = aac.is_array_api_obj(X) and in_memory
-    if loss.is_frobenius and not loss.reweights_pixels and dense:
+    if loss.reweights_pixels or is_streamable(X):  # l2,1; a file or memory map
+        return
+    if loss.is_frobenius and aac.is_array_api_obj(X):
         opts["preprocessing"] = opts.get("preprocessing") or [NormalizePixels("l2", weights=True)]
-    elif loss.beta == 1.0 and not loss.reweights_pixels and (dense or is_sparse(X)):
+    elif loss.beta == 1.0 and (aac.is_array_api_obj(X) or is_sparse(X)):
         opts["preprocessing"] = opts.get("preprocessing") or [NormalizePixels("l1", weights=True)]
 
 

@@ -171,8 +171,8 @@ class Gradient(Solver):
         small = p.k <= (NEWTON_K_QUAD if quad else NEWTON_K)
         sepA, sepS = separability(p.constraints["A"]), separability(p.constraints["S"])
         scale = float(getattr(p.link, "scale", 1.0) or 1.0)
-        projA = p.projection_terms("A")
-        freeS = None if quad else free_scale_terms(p)
+        projA, projS = p.projection_terms("A"), p.projection_terms("S")
+        freeS = None if quad else free_scale_terms(p, projS)
         sepS = "entries" if freeS is not None else sepS
         return {
             "tA": be.ones((A.shape[0], 1)) * lr,  # each pixel's first step
@@ -186,7 +186,7 @@ class Gradient(Solver):
             "quad": quad,
             "xx": p.data.norm2() if (quad and p.data.mask is None) else 0.0,
             "projA": projA,
-            "projS": p.projection_terms("S"),
+            "projS": projS,
             "sepA": sepA,
             "sepS": sepS,
             "newtonA": sepA == "entries" and small,
@@ -198,6 +198,7 @@ class Gradient(Solver):
             # endmembers held at a scale (unit norm) and otherwise only non-negative:
             # steps free in scale, then the scale moved into the maps (rescaled)
             "freeS": freeS,
+            "stepS": projS if freeS is None else freeS,  # the set each step is projected on
         }
 
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
@@ -365,8 +366,7 @@ class Gradient(Solver):
         model = p.model("A", A)
         trial = None
         if p.update_S and state["has_d"]:  # the endmembers' trial point of this pass
-            terms = state["projS"] if state["freeS"] is None else state["freeS"]
-            trial = project_all(terms, S + state["tS"] * state["dS"])
+            trial = project_all(state["stepS"], S + state["tS"] * state["dS"])
 
         first = p.update_S and trial is None
         be = p.be

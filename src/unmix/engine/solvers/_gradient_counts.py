@@ -140,8 +140,8 @@ def change_sums(
     r = log_ratio(y1 - y0, y0, y1, xp=np)  # log(Y1 / Y0)
     w = _w(W, Y1.dtype)
     if step is None:
-        dY = _per_row((np.maximum(Y1, be.tiny) - np.maximum(Y0, be.tiny)).T, w).T
-        step = np.sum(dY, axis=axis)
+        dY = np.maximum(Y1, be.tiny) - np.maximum(Y0, be.tiny)
+        step = np.sum(dY if w is None else w[:, None] * dY, axis=axis)
     logs = X.data * r if w is None else X.data * r * w[rows]
     return np.asarray(step, dtype=np.float64) - _by(X, rows, axis, logs)
 

@@ -31,11 +31,11 @@ from ._gradient_steps import (
 __all__ = ["choose_S", "direction_S", "free_scale_terms", "rescaled", "scale_pull"]
 
 
-def free_scale_terms(p: Problem) -> list | None:
-    """The projection onto ``S``'s set without the constraints that fix the endmembers'
-    scale (``rescales``, e.g. unit norm), when the rest is only non-negativity and no
-    penalty is on ``S`` (the scale can then be moved into the maps); None otherwise."""
-    terms = p.projection_terms("S")
+def free_scale_terms(p: Problem, terms: list) -> list | None:
+    """The projection onto ``S``'s set (``terms``, :meth:`Problem.projection_terms`)
+    without the constraints that fix the endmembers' scale (``rescales``, e.g. unit
+    norm), when the rest is only non-negativity and no penalty is on ``S`` (the scale
+    can then be moved into the maps); None otherwise."""
     fixing = [c for c in terms if c.rescales]
     rest = [c for c in terms if not c.rescales]
     if not fixing or not all(c.is_orthant for c in rest) or any(t.lam for t in p.penalties["S"]):
@@ -61,7 +61,8 @@ def rescaled(
 ) -> tuple:
     """The endmembers taken free in scale (``state["freeS"]``: each channel by its own
     Armijo test, non-negative only) put back on their scale: ``(A, S_new)`` has the
-    model of ``(A D, D^-1 S_new)``, ``D`` the rows' norms, so the fit is unchanged and
+    model of ``(A D, D^-1 S_new)``, ``D`` the scales the constraints' ``rescale`` moves
+    into the maps (unit norm: the rows' norms), so the fit is unchanged and
     only the penalties on ``A`` move; the step is kept if the objective still falls
     (else ``S`` stays).  Returns ``(S, grad, H, gain)`` (``gain``: the fit's change) at
     the rescaled point (``A`` rescaled in place; the gradient ``D (A^T G)`` and the
@@ -71,9 +72,8 @@ def rescaled(
     the model by 5 % and failed: KL with unit-norm endmembers on the EDS SEM map
     crawled (2,000 iterations, 1.2 % above the minimum that the same model without the
     norm reaches in 129)."""
-    be, xp = p.be, p.be.xp
-    norms = xp.sqrt(xp.sum(S_new * S_new, axis=1))
-    norms = xp.where(norms > be.tiny, norms, 1.0)
+    xp = p.be.xp
+    norms, S_set = _moved_scale(p, S_new)
     if any(t.lam for t in p.penalties["A"]):
         rise = sum(p.penalty_values(A * norms[None, :], S).values())
         rise -= sum(p.penalty_values(A, S).values())
@@ -86,10 +86,21 @@ def rescaled(
         scale = xp.reshape(norms[:, None] * norms[None, :], (k * k, 1))
     else:
         scale = xp.reshape(norms * norms, (k, 1))
-    return S_new / norms[:, None], norms[:, None] * grad, H * scale, gain
+    return S_set, norms[:, None] * grad, H * scale, gain
 
 
-def choose_S(p: Problem, S: Any, sums: dict, trial: Any, state: dict, A: Any = None) -> tuple:
+def _moved_scale(p: Problem, S: Any) -> tuple[Any, Any]:
+    """``(d, S')``: the scale of each endmember (k,) that the constraints' own
+    :meth:`~unmix.model.Constraint.rescale` moves into the maps, and ``S`` on their set
+    (``A S = (A diag(d)) S'``; unit norm: ``d`` the rows' norms)."""
+    d = p.be.ones((1, S.shape[0]))
+    for c in p.constraints["S"]:
+        if c.rescales:
+            d, S = c.rescale(d, S)
+    return d[0], S
+
+
+def choose_S(p: Problem, S: Any, sums: dict, trial: Any, state: dict, A: Any) -> tuple:
     """Each channel (or all of ``S``) takes the trial point if it passes Armijo's
     test; the next direction from the gradient there.  Returns ``(S, fit)``.  A trial
     free in scale (``state["freeS"]``) is judged and taken rescaled
@@ -126,12 +137,13 @@ def choose_S(p: Problem, S: Any, sums: dict, trial: Any, state: dict, A: Any = N
     return S_new, float(xp.sum(sums["cols"])) + gain
 
 
-def direction_S(p: Problem, S: Any, grad: Any, H: Any, state: dict, A: Any = None) -> None:
+def direction_S(p: Problem, S: Any, grad: Any, H: Any, state: dict, A: Any) -> None:
     """The endmembers' direction for the next pass, at ``S`` with the data term's
     gradient ``grad`` and curvature sums ``H``."""
     xp = p.be.xp
-    pg = pen_grad(p, "S", S)
-    if state["freeS"] is not None and A is not None:  # free in scale: the maps' penalties
+    if state["freeS"] is None:
+        pg = pen_grad(p, "S", S)
+    else:  # free in scale (no penalty on S): the maps' penalties pull on the scale
         pg = scale_pull(p, A, S)
         state["pullS"] = p.be.zeros(S.shape) if pg is None else pg
     full = grad if pg is None else grad + pg
@@ -140,7 +152,7 @@ def direction_S(p: Problem, S: Any, grad: Any, H: Any, state: dict, A: Any = Non
         k = S.shape[0]
         Hc = xp.permute_dims(xp.reshape(H, (k, k, -1)), (2, 0, 1))  # (channels, k, k)
         every = xp.arange(S.shape[1], device=getattr(S, "device", None))
-        terms = state["projS"] if state["freeS"] is None else state["freeS"]
+        terms = state["stepS"]
         state["dS"] = newton_direction(
             full.T,
             hessian_S(Hc, model, p.be),
