@@ -368,8 +368,7 @@ class GraphSmoothness(Penalty):
         Passed to :func:`knn_graph` (``random_state=0``) when ``graph`` is None.
     normalize : {"auto", "l2", "none"}
         The pixel scales ``c``: ``"l2"`` relative to each pixel's norm (of ``X`` as the
-        fit sees it, entry weights and mask inside: ``PixelData.row_norm2``), ``"none"``
-        1; ``"auto"`` (default) is ``"l2"`` for the data graph
+        fit sees it), ``"none"`` 1; ``"auto"`` (default) is ``"l2"`` for the data graph
         by the cosine metric and ``"none"`` otherwise (a Euclidean graph joins pixels of
         similar brightness too; a user's graph is used as given).
 
@@ -436,20 +435,20 @@ class GraphSmoothness(Penalty):
         return self.normalize == "l2"
 
     def on_data(self, problem: Any) -> None:
+        rows = None
         if self.graph is None:
-            self._build(problem.data)
-        if self.by_brightness:  # the data's cached pixel norms (one pass over X, shared)
-            norm2 = np.asarray(to_numpy(problem.data.row_norm2()), dtype=np.float64)
-            self._use_scales(np.sqrt(norm2.ravel()))
+            rows = _data_rows(problem.data)
+            self._build(rows, int(problem.data.n_pixels))
+        if self.by_brightness:
+            self._use_scales(_pixel_norms(_data_rows(problem.data) if rows is None else rows))
 
-    def _build(self, data: Any) -> None:
+    def _build(self, rows: Any, n_pixels: int) -> None:
         tic = time.perf_counter()
-        n_pixels = int(data.n_pixels)
         k = min(int(self.n_neighbors), n_pixels - 1)  # a small map: every other pixel
         if k < self.n_neighbors:
             _logger.info("GraphSmoothness: %d pixels, %d neighbours each", n_pixels, k)
         W = knn_graph(
-            _data_rows(data),
+            rows,
             k,
             metric=self.metric,
             weights=self.weights,
@@ -466,18 +465,16 @@ class GraphSmoothness(Penalty):
         be = self.ctx.backend
         deg = np.asarray(W.sum(axis=1), dtype=np.float64).reshape(-1, 1)
         self._state.update(adjacency=W, W=_on_backend(W, be), deg_host=deg, scale=1.0)
-        self._state["deg"] = self._state["curv"] = be.asarray(deg)
+        self._state["deg"] = be.asarray(deg)
         self._state["max_curv"] = float(deg.max()) if deg.size else 0.0
 
     def _use_scales(self, norms: np.ndarray) -> None:
-        """The pixel scales ``c`` (see the class) from the pixels' norms, and the
-        majorizer's diagonal ``c^2 D`` they give."""
+        """The pixel scales ``c`` (see the class) from the pixels' norms."""
         rms = float(np.sqrt(np.mean(norms**2))) if norms.size else 0.0
         c = rms / np.maximum(norms, DARK * rms) if rms > 0 else np.ones_like(norms)
         c = c.reshape(-1, 1)
+        self._state["scale"] = self.ctx.backend.asarray(c)
         curv = self._state["deg_host"] * c * c
-        be = self.ctx.backend
-        self._state.update(scale=be.asarray(c), curv=be.asarray(curv))
         self._state["max_curv"] = float(curv.max()) if curv.size else 0.0
 
     @property
@@ -518,7 +515,7 @@ class GraphSmoothness(Penalty):
         lam = self.lam
         return PenaltyModel(
             grad=lam * c * (DB - WB),
-            curv=2.0 * lam * op["curv"],
+            curv=2.0 * lam * op["deg"] * (c * c),
             lipschitz=2.0 * lam * op["max_curv"],
             mu_pos=lam * c * DB,
             mu_neg=lam * c * WB,
@@ -541,6 +538,13 @@ def _on_backend(W: sp.csr_array, be: Any) -> Any:
             size=W.shape,
             check_invariants=False,
         )
+
+
+def _pixel_norms(rows: Any) -> np.ndarray:
+    """The Euclidean norm of each row of ``rows`` (NumPy array or SciPy CSR)."""
+    if sp.issparse(rows):
+        return np.sqrt(np.asarray(rows.multiply(rows).sum(axis=1), dtype=np.float64).ravel())
+    return np.linalg.norm(np.asarray(rows, dtype=np.float64), axis=1)
 
 
 def _data_rows(data: Any) -> Any:
