@@ -11,13 +11,14 @@ from __future__ import annotations
 import functools
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from .._validation import check_k
+from .._validation import ConvergenceWarning, check_k
 from .._version import __version__
 from ..blocks import is_device_sparse, is_sparse
 from ..model import Constraint, Term, resolve_preset
@@ -34,13 +35,14 @@ from ._assemble import (
 from ._checkpoint import Checkpointer, DistributedCheckpointer, data_signature, fingerprint
 from ._diagnostics import warn_not_converged
 from ._extrapolate import extrapolates
+from ._fractions import SOLVED_AS, PlainKLForm, fit_as_plain_kl, plain_kl_form
 from ._init import default_init
 from ._inputs import Input, prepare_input
 from ._loop import IterationInfo, Settings, run_restarts
 from ._params import check_factorize_params, document_factorize
 from ._problem import Problem
 from ._seed import resolve_seed, restart_seeds
-from .solvers import Solver
+from .solvers import Solver, get_solver
 
 __all__ = ["IterationInfo", "factorize"]
 
@@ -140,6 +142,9 @@ def factorize(
     slv = choose_solver(opts["solver"], problem, opts["solver_options"] or {})
     init, cfg = opts["init"] or default_init(problem), _settings(opts, problem, slv, given)
     seed = resolve_seed(random_state, checkpoint=checkpoint, resume=resume, executor=executor)
+    form = plain_kl_form(opts["solver"], given, inp, problem)
+    if form is not None:  # KL with simplex maps: exactly the plain KL fit (see _fractions)
+        return _as_plain_kl(form, problem, model, slv, opts, given, inp, cfg, seed, t_start)
     seeds = restart_seeds(seed, n_restarts)
     spec = _problem_spec(problem, slv, cfg, **_provenance(init, inp, problem, given, seed))
     cfg = replace(cfg, checkpoint=_checkpointer(given, spec, seeds, problem))
@@ -148,6 +153,31 @@ def factorize(
 
 
 # --------------------------------------------------------------------- steps
+def _as_plain_kl(
+    form: PlainKLForm,
+    p: Problem,
+    model: Model,
+    slv: Solver,
+    opts: dict,
+    given: dict,
+    inp: Input,
+    cfg: Settings,
+    seed: int,
+    t_start: float,
+) -> Result:
+    """The fit of ``p`` run as its plain KL form (:mod:`unmix.engine._fractions`); the
+    spec names the solver that ran, ``fit_maps`` keeps the solver chosen for ``p``."""
+    with warnings.catch_warnings():  # the plain fit's own warning: said once, below
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        best, runs, plain = fit_as_plain_kl(form, p.k, given, opts["init"], seed, factorize)
+    spec = _problem_spec(
+        p, get_solver(plain["solver"]), cfg, **_provenance(plain["init"], inp, p, given, seed)
+    )
+    spec.update({key: plain[key] for key in ("solver_options", "extrapolated", "compress")})
+    spec["solved_as"] = SOLVED_AS
+    return _wrap(best, runs, p, model, slv, opts, spec, inp, time.perf_counter() - t_start)
+
+
 def _on_workers(X: Any, k: Any, executor: Any, given: dict) -> Result:
     """The fit run by an executor that drives its own workers (Dask): dense X only."""
     if is_sparse(X) or is_device_sparse(X):

@@ -191,7 +191,7 @@ class NormalizePixels(Step):
             s = _mean(xp.abs(X), mask, axis=1) * m
         else:
             s = xp.sqrt(_mean(X * X, mask, axis=1) * m)
-        return X / self._keep(xp.where(s > 0, s, 1.0)[:, None])
+        return X / self._keep(s, xp.where(s > 0, s, 1.0)[:, None])
 
     def fit_transform_sparse(self, X: Any, mask: Any = None) -> Any:
         return self.transform_sparse(X, mask)
@@ -202,15 +202,18 @@ class NormalizePixels(Step):
             s = _sparse_mean(X, mask, axis=1, absolute=True) * m
         else:
             s = np.sqrt(_sparse_mean(X, mask, axis=1, square=True) * m)
-        scale = self._keep(np.where(s > 0, s, 1.0).astype(X.dtype)[:, None])
+        scale = self._keep(s, np.where(s > 0, s, 1.0).astype(X.dtype)[:, None])
         return _scaled_rows_cols(X, 1.0 / scale[:, 0], None)
 
-    def _keep(self, scale: Any) -> Any:
-        """Record the pixels' scales (pixels, 1) and, with ``weights``, their weights."""
+    def _keep(self, s: Any, scale: Any) -> Any:
+        """Record the pixels' scales ``scale`` (pixels, 1; 1 where the measured scale ``s``
+        is 0) and, with ``weights``, their weights: 0 for an empty pixel, which has no say
+        (its zeros are no evidence of any mixture; weighted 1 / mean, it pulled the
+        endmembers towards 0 under sum-to-one maps)."""
         self.state["scale"] = scale
         if self.weights:
             xp = aac.array_namespace(scale)
-            self.state["pixel_weights"] = scale[:, 0] / xp.mean(scale)
+            self.state["pixel_weights"] = xp.where(s > 0, scale[:, 0], 0.0) / xp.mean(scale)
         return scale
 
     def undo_model(self, Y: Any, rows: slice | None = None) -> Any:

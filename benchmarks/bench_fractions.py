@@ -1,0 +1,153 @@
+"""KL fractions of each pixel's counts (``--loss kl --sum-to-one``): the constrained
+iteration against the exact plain-KL form (``unmix.engine._fractions``), on the real maps.
+
+Model: ``sum_i w_i KL(x_i / n_i | a_i S)``, ``a_i`` on the simplex, ``n_i`` the pixel's sum,
+``w_i = n_i / mean(n)`` (``NormalizePixels("l1", weights=True)`` + ``[NonNegative(),
+SumToOne()]``, X float64, the default init, ``max_iter`` and ``tol``, seed 0).  Rows: the
+gradient solver on the constrained problem (``solver="gradient"``, the only one that
+iterates it) and ``solver="auto"`` (the plain KL fit by ``klcd`` from the Poisson start,
+each pixel's maps then scaled onto the simplex).  CPU seconds of the call
+(``time.process_time``, one BLAS thread), iterations and stop, the objective (the same
+function for both rows), max |sum_j A_ij - 1|, and the largest endmember angle between
+the two fits after Hungarian matching.
+
+Run: ``.venv/bin/python benchmarks/bench_fractions.py`` (writes
+``benchmarks/results/fractions.md``; ``--only eels,xrd`` prints only).
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import datetime as dt  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from scipy.optimize import linear_sum_assignment  # noqa: E402
+
+import unmix  # noqa: E402
+from _machine import cpu_model, cpu_timed  # noqa: E402
+from unmix.model import NonNegative, SumToOne  # noqa: E402
+from unmix.preprocessing import NormalizePixels  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent.parent / "shared" / "data"
+OUT = HERE / "results" / "fractions.md"
+
+
+def _npz(rel: str, crop: tuple[float, float] | None = None):
+    def load() -> np.ndarray:
+        d = np.load(DATA / rel)
+        X = np.asarray(d["data"], dtype=np.float64)
+        if crop is not None:
+            axis = np.asarray(d["axis"], dtype=float)
+            X = X[..., (axis >= crop[0]) & (axis <= crop[1])]
+        return X.reshape(-1, X.shape[-1])
+
+    return load
+
+
+def _eels() -> np.ndarray:
+    img = unmix.load(DATA / "eels" / "CuZn_EELS_mapping_tutorial.hspy")
+    return np.asarray(img.unfold(), dtype=np.float64)
+
+
+#: key: (label, loader, k)
+FILES = {
+    "eels": ("EELS Cu/ZnO 50x40x162", _eels, 3),
+    "eds-sem": ("EDS SEM Bruker P45 75x100x2048", _npz("eds/eds_sem_bruker_P45_75x100.npz"), 4),
+    "eds-tem": ("EDS TEM Bruker 64x64x2048", _npz("eds/eds_tem_bruker_64x64.npz"), 4),
+    "eds-jeol": (
+        "EDS TEM JEOL 64x64 (0.2-12 keV)",
+        _npz("eds/eds_tem_jeol_64x64_ds8.npz", (0.2, 12.0)),
+        3,
+    ),
+    "raman": ("Raman 49x45x394", _npz("raman/raman_renishaw_streamline_49x45.npz"), 3),
+    "xrd3": ("XRD 143x2000", _npz("xrd/xrd_aps34ide_143x2000.npz"), 3),
+    "xrd6": ("XRD 143x2000", _npz("xrd/xrd_aps34ide_143x2000.npz"), 6),
+}
+
+MODEL = {
+    "loss": "kl",
+    "constraints": [NonNegative(), SumToOne()],
+    "preprocessing": [NormalizePixels("l1", weights=True)],
+}
+
+
+def worst_angle(S1: np.ndarray, S2: np.ndarray) -> float:
+    """The largest angle (deg) between matched endmembers (Hungarian on the angles)."""
+    U1 = S1 / np.maximum(np.linalg.norm(S1, axis=1, keepdims=True), 1e-300)
+    U2 = S2 / np.maximum(np.linalg.norm(S2, axis=1, keepdims=True), 1e-300)
+    ang = np.degrees(np.arccos(np.clip(U1 @ U2.T, -1.0, 1.0)))
+    r, c = linear_sum_assignment(ang)
+    return float(ang[r, c].max())
+
+
+def fit(X: np.ndarray, k: int, solver: str):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return cpu_timed(unmix.factorize, X, k, solver=solver, random_state=0, **MODEL)
+
+
+def rows_for(key: str) -> list[str]:
+    label, load, k = FILES[key]
+    X = np.maximum(load(), 0.0)
+    (g, t_g), (a, t_a) = fit(X, k, "gradient"), fit(X, k, "auto")
+    out = []
+    for name, r, t in (("gradient (constrained)", g, t_g), ("auto", a, t_a)):
+        viol = float(np.abs(np.asarray(r.A).sum(axis=1) - 1.0).max())
+        solved = "plain KL + scaling" if r.spec.get("solved_as") else "constrained"
+        out.append(
+            f"| {label} | {k} | {name}: {r.spec['solver']} ({solved}) | "
+            f"{r.n_iter} ({r.stop_reason}) | {t:.2f} | {r.objective:,.1f} | "
+            f"{r.objective / g.objective - 1:+.3%} | {viol:.1e} | "
+            f"{'' if r is g else f'{worst_angle(np.asarray(g.S), np.asarray(r.S)):.1f}'} |"
+        )
+        print(out[-1], flush=True)
+    out.append(f"| | | speed-up | | **{t_g / t_a:.1f}x** | | | | |")
+    return out
+
+
+HEAD = [
+    "| map | k | fit | iterations (stop) | CPU s | objective | vs constrained | "
+    "max abs(row sum - 1) | worst angle to the constrained fit (deg) |",
+    "|---|---|---|---|---|---|---|---|---|",
+]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", help="comma-separated keys: " + ", ".join(FILES))
+    args = ap.parse_args()
+    keys = args.only.split(",") if args.only else list(FILES)
+    rows = [line for key in keys for line in rows_for(key)]
+    if args.only:
+        return 0
+    when = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    text = [
+        "# KL fractions of the pixels' counts: constrained iteration vs the exact plain-KL form",
+        "",
+        f"Measured {when} on {cpu_model()}, Python {platform.python_version()}, NumPy "
+        f"{np.__version__}, unmix {unmix.__version__}; one BLAS thread, float64, seed 0.  "
+        "Protocol: `benchmarks/bench_fractions.py` docstring.",
+        "",
+        *HEAD,
+        *rows,
+        "",
+        "Run: `.venv/bin/python benchmarks/bench_fractions.py`.",
+        "",
+    ]
+    OUT.write_text("\n".join(text))
+    print(f"wrote {OUT}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""KL fits with maps on the simplex, solved exactly as the plain KL fit.
+
+For the generalized Kullback-Leibler divergence, maps on a scaled simplex (each row of
+``A`` non-negative with sum ``r``) and pixels ``y_i`` (rows of ``Y``, pixels x channels)
+that all sum to the same ``c`` - e.g. counts divided by their sums,
+``NormalizePixels("l1", weights=True)``, the CLI's ``--loss kl --sum-to-one`` - the
+problem::
+
+    min  sum_i w_i KL(y_i | a_i S)   over  a_i >= 0, sum_r a_ir = r,  S >= 0
+
+is the plain KL-NMF of ``X' = diag(w) Y`` (the counts themselves for that recipe), put on
+the simplex afterwards.  ``w_i KL(y_i | v) = KL(w_i y_i | w_i v)``, so the objective is
+``KL(X' | A' S)`` with ``A' = diag(w) A`` (the same value at corresponding points).  For
+any ``S`` with rows of unit sum, the best scale of a pixel's maps ``t a'_i`` is
+``t = sum_j x'_ij / sum_r a'_ir`` (the derivative of ``KL(x | t v)`` in ``t`` is
+``sum v - sum x / t``), so at the plain fit's optimum every ``a'_i`` sums to
+``w_i c``: ``a_i = r a'_i / (w_i c)`` lies on the simplex and ``S`` scaled by ``c / r``
+gives the same model.  The plain optimum is therefore feasible for the constrained
+problem, and no feasible point can do better (every feasible point is a plain one).
+
+:func:`plain_kl_form` says when a fit qualifies (``solver="auto"``, nothing else on the
+model, data in memory on NumPy); :func:`fit_as_plain_kl` runs the plain fit - KL
+coordinate descent from the Poisson start, where the constrained iteration needed the
+gradient solver (EDS SEM map, k 4: 1.4 s instead of 38 s, divergence 0.08 % lower;
+``benchmarks/results/constraints.md``) - and maps it back: each pixel's maps are scaled to
+their best scale (which can only lower the divergence) and so land on the simplex exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..blocks import is_sparse
+from ._inputs import Input
+from ._problem import Problem
+
+__all__ = ["PlainKLForm", "fit_as_plain_kl", "plain_kl_form"]
+
+logger = logging.getLogger("unmix")
+
+#: how far (relative) the pixels' sums may spread and still count as equal
+SPREAD = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-8}
+
+#: pixels a block when the divergence is summed
+ROWS = 4096
+
+#: ``factorize``'s options that the plain fit takes over unchanged
+PASSED = (
+    "max_iter",
+    "tol",
+    "time_limit",
+    "n_restarts",
+    "spatial_shape",
+    "signal_shape",
+    "block_size",
+    "compress",
+    "checkpoint",
+    "checkpoint_every",
+    "resume",
+)
+
+#: what the spec says about the fit (``spec["solved_as"]``)
+SOLVED_AS = (
+    "the plain KL fit of the weighted pixels, each pixel's maps then scaled onto the "
+    "simplex (exact for KL with pixels of equal sum: unmix.engine._fractions)"
+)
+
+
+@dataclass
+class PlainKLForm:
+    """The plain problem: ``X' = diag(w) Y`` (pixels, channels), the pixels' common sum
+    ``c``, the weights ``w`` (pixels,) and the simplex's row sum ``r``."""
+
+    X: Any
+    c: float
+    w: np.ndarray
+    r: float
+
+
+def plain_kl_form(solver: Any, given: dict, inp: Input, p: Problem) -> PlainKLForm | None:
+    """The plain KL problem equivalent to ``p`` (module docstring), or None when ``p`` is not
+    one: ``solver="auto"`` with no solver options; KL loss, identity link; the maps'
+    constraints a simplex (and non-negativity), the endmembers' non-negativity alone, no
+    pinned entries, penalties or filters; no mask, per-pixel weights at most; NumPy data in
+    memory (dense or SciPy sparse) fitted in this process (no executor); every pixel with a
+    positive weight sums to the same positive value."""
+    if not _model_qualifies(p) or not _run_qualifies(solver, given, inp):
+        return None
+    w = _pixel_weights(inp)
+    sums = _row_sums(inp.X)
+    full = sums > 0
+    if not np.any(full) or np.any(~full & (w > 0)):  # an empty pixel with a say: not exact
+        return None
+    c = float(np.median(sums[full]))
+    if np.max(np.abs(sums[full] / c - 1.0)) > SPREAD.get(np.dtype(inp.X.dtype), 1e-8):
+        return None
+    r = {float(t.row_sum) for t in p.constraints["A"] if t.simplex_rows}
+    X = _scale_rows(inp.X, w)
+    return PlainKLForm(X=X, c=c, w=w, r=r.pop())
+
+
+def _model_qualifies(p: Problem) -> bool:
+    """KL, identity link, simplex maps and non-negative endmembers and nothing else."""
+    cons_A, cons_S = p.constraints["A"], p.constraints["S"]
+    return (
+        p.loss.beta == 1.0
+        and not p.loss.reweights_pixels
+        and p.link.is_identity
+        and all(c.is_orthant or c.simplex_rows for c in cons_A)
+        and len({float(c.row_sum) for c in cons_A if c.simplex_rows}) == 1
+        and all(c.is_orthant for c in cons_S)
+        and all(c.fixed() is None for c in cons_A + cons_S)
+        and not any(p.penalties[t] or p.filters[t] for t in ("A", "S"))
+    )
+
+
+def _run_qualifies(solver: Any, given: dict, inp: Input) -> bool:
+    """Auto solver, in memory on NumPy, fitted here in one piece."""
+    w = inp.weights
+    return (
+        solver in (None, "auto")
+        and not given.get("solver_options")
+        and given.get("executor") is None
+        and not inp.streamed
+        and inp.be.name == "numpy"
+        and inp.mask is None
+        and (w is None or (w.channels is None and w.full is None))
+        and (is_sparse(inp.X) or isinstance(inp.X, np.ndarray))
+    )
+
+
+def _pixel_weights(inp: Input) -> np.ndarray:
+    n = int(inp.X.shape[0])
+    if inp.weights is None or inp.weights.pixels is None:
+        return np.ones(n)
+    return np.asarray(inp.weights.pixels, dtype=np.float64).reshape(n)
+
+
+def _row_sums(X: Any) -> np.ndarray:
+    return np.asarray(X.sum(axis=1, dtype=np.float64)).reshape(-1)
+
+
+def _scale_rows(X: Any, w: np.ndarray) -> Any:
+    """``diag(w) X`` in ``X``'s dtype and format (CSR stays CSR)."""
+    if is_sparse(X):
+        return sp.csr_matrix(sp.diags(w.astype(X.dtype)) @ X)
+    return X * w.astype(X.dtype)[:, None]
+
+
+def fit_as_plain_kl(
+    form: PlainKLForm, k: int, given: dict, init: Any, seed: int, fit: Callable[..., Any]
+) -> tuple[dict, list, dict]:
+    """Run ``fit`` (:func:`unmix.factorize`) on the plain problem and map the answer onto the
+    simplex.  Returns the best run as the restart loop does (``A``, ``S``, ``objective``,
+    history, stop, timings, diagnostics), the restarts' summaries, and the plain fit's spec."""
+    t0 = time.perf_counter()
+    plain = fit(
+        form.X,
+        k,
+        loss="kl",
+        init=_plain_init(init, form.w),
+        random_state=seed,
+        callback=_on_simplex_callback(form, given["callback"]),
+        **{name: given[name] for name in PASSED},
+    )
+    A, S, objective = _on_simplex(form, np.asarray(plain.A), np.asarray(plain.S))
+    logger.info(
+        "KL with maps on the simplex, pixels of equal sum: fitted as plain KL (%s, %d "
+        "iterations), maps scaled onto the simplex: divergence %.6g -> %.6g.",
+        plain.spec["solver"],
+        plain.n_iter,
+        plain.objective,
+        objective,
+    )
+    diag = plain.spec["diagnostics"]
+    best = {
+        "A": A,
+        "S": S,
+        "objective": objective,
+        "history": plain.history,
+        "n_iter": plain.n_iter,
+        "stop_reason": plain.stop_reason,
+        "t_init": plain.timings["init"],
+        "t_iter": plain.timings["iterations"]
+        + (time.perf_counter() - t0 - plain.timings["total"]),
+        "collapsed": diag["collapsed"],
+        "revived": diag["revived"],
+        "kept_without_penalties": diag["kept_without_penalties"],
+    }
+    return best, plain.restarts, plain.spec
+
+
+def _plain_init(init: Any, w: np.ndarray) -> Any:
+    """A start given as factors moves to the plain problem's maps ``diag(w) A``."""
+    if not isinstance(init, tuple):
+        return init
+    A0, S0 = init
+    return (None if A0 is None else np.asarray(A0) * w[:, None], S0)
+
+
+def _on_simplex_callback(form: PlainKLForm, callback: Any) -> Any:
+    """The user's callback, shown each iteration's factors as simplex maps and endmembers
+    (the objective is the same function in both problems)."""
+    if callback is None:
+        return None
+
+    def shown(info: Any) -> Any:
+        A, S, _ = _on_simplex(form, np.asarray(info.A), np.asarray(info.S), divergence=False)
+        return callback(replace(info, A=A, S=S))
+
+    return shown
+
+
+def _on_simplex(
+    form: PlainKLForm, A: np.ndarray, S: np.ndarray, *, divergence: bool = True
+) -> tuple[Any, Any, float]:
+    """The plain fit's ``(A', S')`` as simplex maps and endmembers (module docstring), and
+    the divergence there (in the plain problem's units, which are the constrained one's;
+    NaN without ``divergence``)."""
+    dtype, k = S.dtype, S.shape[0]
+    sigma = S.astype(np.float64).sum(axis=1)
+    sigma = np.where(sigma > 0, sigma, 1.0)
+    S_unit = S / sigma[:, None]
+    B = A.astype(np.float64) * sigma[None, :]
+    target = form.w * form.c  # each pixel's sum in X'
+    have = B.sum(axis=1)
+    ok = (have > 0) & (target > 0)
+    B[ok] *= (target[ok] / have[ok])[:, None]  # the best scale: lowers the divergence
+    A_out = np.full(B.shape, form.r / k)  # pixels with no weight or no counts: even shares
+    A_out[ok] = form.r * B[ok] / target[ok][:, None]
+    objective = _divergence(form.X, B, S_unit.astype(np.float64)) if divergence else np.nan
+    return A_out.astype(dtype), (S_unit * (form.c / form.r)).astype(dtype), objective
+
+
+def _divergence(X: Any, B: np.ndarray, S: np.ndarray) -> float:
+    """``KL(X | B S)`` (float64), computed at the nonzeros of ``X`` for sparse input."""
+    total = float(B.sum(axis=0) @ S.sum(axis=1))
+    fit = 0.0
+    for start in range(0, int(X.shape[0]), ROWS):  # blocks of pixels: no n x m temporary
+        block = X[start : start + ROWS]
+        if is_sparse(block):
+            C = sp.coo_matrix(block)
+            x = C.data.astype(np.float64)
+            y = np.einsum("ij,ji->i", B[start + C.row], S[:, C.col])
+        else:
+            nz = block > 0
+            x, y = block[nz].astype(np.float64), (B[start : start + ROWS] @ S)[nz]
+        fit += float(np.sum(x * np.log(x / np.maximum(y, 1e-300))) - x.sum())
+    return fit + total
