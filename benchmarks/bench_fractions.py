@@ -101,12 +101,12 @@ def rows_for(key: str) -> list[str]:
     X = np.maximum(load(), 0.0)
     (g, t_g), (a, t_a) = fit(X, k, "gradient"), fit(X, k, "auto")
     out = []
-    for name, r, t in (("gradient (constrained)", g, t_g), ("auto", a, t_a)):
+    for name, r, t in (("solver=\"gradient\"", g, t_g), ("solver=\"auto\"", a, t_a)):
         viol = float(np.abs(np.asarray(r.A).sum(axis=1) - 1.0).max())
         solved = "plain KL + scaling" if r.spec.get("solved_as") else "constrained"
         out.append(
-            f"| {label} | {k} | {name}: {r.spec['solver']} ({solved}) | "
-            f"{r.n_iter} ({r.stop_reason}) | {t:.2f} | {r.objective:,.1f} | "
+            f"| {label} | {k} | {name} -> {r.spec['solver']} ({solved}) | "
+            f"{r.n_iter} ({r.stop_reason}) | {t:.2f} | {r.objective:.7g} | "
             f"{r.objective / g.objective - 1:+.3%} | {viol:.1e} | "
             f"{'' if r is g else f'{worst_angle(np.asarray(g.S), np.asarray(r.S)):.1f}'} |"
         )
