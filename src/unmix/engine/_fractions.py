@@ -21,8 +21,8 @@ problem, and no feasible point can do better (every feasible point is a plain on
 :func:`plain_kl_form` says when a fit qualifies (``solver="auto"``, nothing else on the
 model, data in memory on NumPy); :func:`fit_as_plain_kl` runs the plain fit - KL
 coordinate descent from the Poisson start, where the constrained iteration needed the
-gradient solver (EDS SEM map, k 4: 1.4 s instead of 38 s, divergence 0.08 % lower;
-``benchmarks/results/constraints.md``) - and maps it back: each pixel's maps are scaled to
+gradient solver (EDS SEM map, k 4: 2.3 s instead of 36 s, divergence 0.08 % lower;
+``benchmarks/results/fractions.md``) - and maps it back: each pixel's maps are scaled to
 their best scale (which can only lower the divergence) and so land on the simplex exactly.
 """
 
