@@ -149,3 +149,11 @@ def test_interrupted_and_resumed_gives_the_same_answer_and_callbacks_see_the_sim
     np.testing.assert_array_equal(res.A, ref.A)
     assert res.objective == ref.objective and res.n_iter == ref.n_iter
     assert not path.exists()
+
+
+def test_maps_of_new_pixels_from_a_fractions_fit_lie_on_the_simplex():
+    X, _, _ = planted()
+    r = unmix.factorize(X, 3, random_state=0, **FRACTIONS)
+    A = np.asarray(unmix.fit_maps(X[:50], r))
+    np.testing.assert_allclose(A.sum(axis=1), 1.0, atol=1e-6)
+    assert np.abs(A - np.asarray(r.A)[:50]).max() < 0.02

@@ -142,17 +142,31 @@ def factorize(
     slv = choose_solver(opts["solver"], problem, opts["solver_options"] or {})
     init, cfg = opts["init"] or default_init(problem), _settings(opts, problem, slv, given)
     seed = resolve_seed(random_state, checkpoint=checkpoint, resume=resume, executor=executor)
-    form = plain_kl_form(opts["solver"], given, inp, problem)
-    if form is not None:  # KL with simplex maps: exactly the plain KL fit (see _fractions)
+    if (form := plain_kl_form(opts["solver"], given, inp, problem)) is not None:  # _fractions
         return _as_plain_kl(form, problem, model, slv, opts, given, inp, cfg, seed, t_start)
-    seeds = restart_seeds(seed, n_restarts)
-    spec = _problem_spec(problem, slv, cfg, **_provenance(init, inp, problem, given, seed))
-    cfg = replace(cfg, checkpoint=_checkpointer(given, spec, seeds, problem))
-    best, runs = run_restarts(problem, slv, init, seeds, cfg, resume)
-    return _wrap(best, runs, problem, model, slv, opts, spec, inp, time.perf_counter() - t_start)
+    return _run_model(problem, model, slv, opts, given, inp, (init, cfg, seed), t_start)
 
 
 # --------------------------------------------------------------------- steps
+def _run_model(
+    p: Problem,
+    model: Model,
+    slv: Solver,
+    opts: dict,
+    given: dict,
+    inp: Input,
+    start: tuple[Any, Settings, int],
+    t_start: float,
+) -> Result:
+    """Run the restarts of ``p`` with ``slv`` from ``start = (init, settings, seed)``."""
+    init, cfg, seed = start
+    seeds = restart_seeds(seed, given["n_restarts"])
+    spec = _problem_spec(p, slv, cfg, **_provenance(init, inp, p, given, seed))
+    cfg = replace(cfg, checkpoint=_checkpointer(given, spec, seeds, p))
+    best, runs = run_restarts(p, slv, init, seeds, cfg, given["resume"])
+    return _wrap(best, runs, p, model, slv, opts, spec, inp, time.perf_counter() - t_start)
+
+
 def _as_plain_kl(
     form: PlainKLForm,
     p: Problem,
