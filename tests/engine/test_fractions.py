@@ -117,8 +117,16 @@ def test_a_start_given_as_factors_moves_to_the_plain_problem():
         {"regularizers": [L1(0.01)]},
         {"mask": "half"},
         {"loss": "frobenius", "preprocessing": [NormalizePixels("l2", weights=True)]},
+        {"constraints": [SumToOne()]},  # S free in sign: the plain fit's S >= 0 is a restriction
     ],
-    ids=["solver named", "pixels of unequal sums", "a penalty", "a mask", "Frobenius"],
+    ids=[
+        "solver named",
+        "pixels of unequal sums",
+        "a penalty",
+        "a mask",
+        "Frobenius",
+        "endmembers free in sign",
+    ],
 )
 def test_other_models_keep_their_own_iteration(change):
     X, _, _ = planted()

@@ -115,6 +115,7 @@ def _model_qualifies(p: Problem) -> bool:
         and p.link.is_identity
         and all(c.is_orthant or c.simplex_rows for c in cons_A)
         and len({float(c.row_sum) for c in cons_A if c.simplex_rows}) == 1
+        and bool(cons_S)
         and all(c.is_orthant for c in cons_S)
         and all(c.fixed() is None for c in cons_A + cons_S)
         and not any(p.penalties[t] or p.filters[t] for t in ("A", "S"))
