@@ -101,7 +101,7 @@ def rows_for(key: str) -> list[str]:
     X = np.maximum(load(), 0.0)
     (g, t_g), (a, t_a) = fit(X, k, "gradient"), fit(X, k, "auto")
     out = []
-    for name, r, t in (("solver=\"gradient\"", g, t_g), ("solver=\"auto\"", a, t_a)):
+    for name, r, t in (('solver="gradient"', g, t_g), ('solver="auto"', a, t_a)):
         viol = float(np.abs(np.asarray(r.A).sum(axis=1) - 1.0).max())
         solved = "plain KL + scaling" if r.spec.get("solved_as") else "constrained"
         out.append(
