@@ -123,6 +123,21 @@ class Result:
             )
         return str(self.stop_reason)
 
+    @property
+    def start_summary(self) -> str:
+        """The start the fit came from, and why it is not the default one when another
+        start replaced a fit whose components collapsed (``spec["diagnostics"]
+        ["other_start"]``, :mod:`unmix.engine._other_starts`)."""
+        spec = self.spec or {}
+        other = (spec.get("diagnostics") or {}).get("other_start")
+        if not other:
+            return str(spec.get("init", "?"))
+        return (
+            f"{other['other_init']} (seed {other['other_seed']}): the default "
+            f"{other['init']} start left components {other['collapsed']} collapsed at "
+            f"objective {other['objective']:.6g}"
+        )
+
     def reconstruct(self, rows: slice | None = None) -> Any:
         """The model ``f(A @ S)`` of ``X`` (pixels, channels) in the input's units.
 

@@ -18,11 +18,13 @@ def _run(monkeypatch, capsys, args: list[str]) -> tuple[int, str]:
 
 
 def test_a_collapse_warning_is_one_line(tmp_path, monkeypatch, capsys):
-    """XRD at k 6 keeps a collapsed component; the warning printed
+    """XRD at k 6 with MU keeps a collapsed component (the default solver's other starts
+    keep all six, ``unmix.engine._other_starts``); the warning printed
     ``.../cli/_common.py:151: RuntimeWarning: Components [4] collapsed ...`` and then the
     library's source line ``return factorize(X, k, ...)``."""
     path = shared_path("xrd", "xrd_aps34ide_143x2000.npz")
     args = ["run", path, "-k", "6", "--shape", "11x13", "--seed", "0", "-q", "--no-report"]
+    args += ["--solver", "mu"]
     code, err = _run(monkeypatch, capsys, [*args, "-o", str(tmp_path / "out")])
     assert code == 0
     lines = [line for line in err.splitlines() if "collapsed" in line]
@@ -35,6 +37,7 @@ def test_debug_leaves_warnings_to_python(tmp_path, monkeypatch, capsys):
     """With ``--debug`` the warning is Python's (its category, file and line)."""
     path = shared_path("xrd", "xrd_aps34ide_143x2000.npz")
     args = ["--debug", "run", path, "-k", "6", "--shape", "11x13", "--seed", "0", "-q"]
+    args += ["--solver", "mu"]
     with pytest.warns(RuntimeWarning, match=r"Components \[\d\] collapsed"):
         code, err = _run(monkeypatch, capsys, [*args, "--no-report", "-o", str(tmp_path / "d")])
     assert code == 0

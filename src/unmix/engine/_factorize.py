@@ -39,6 +39,7 @@ from ._fractions import SOLVED_AS, PlainKLForm, fit_as_plain_kl, plain_kl_form
 from ._init import default_init
 from ._inputs import Input, prepare_input
 from ._loop import IterationInfo, Settings, run_restarts
+from ._other_starts import run_with_other_starts, tries_other_starts
 from ._params import check_factorize_params, document_factorize
 from ._problem import Problem
 from ._seed import resolve_seed, restart_seeds
@@ -163,7 +164,13 @@ def _run_model(
     seeds = restart_seeds(seed, given["n_restarts"])
     spec = _problem_spec(p, slv, cfg, **_provenance(init, inp, p, given, seed))
     cfg = replace(cfg, checkpoint=_checkpointer(given, spec, seeds, p))
-    best, runs = run_restarts(p, slv, init, seeds, cfg, given["resume"])
+    if tries_other_starts(opts["init"], p, slv, cfg):  # a collapse may be the start's
+        run = functools.partial(run_restarts, p, slv)
+        best, runs, replaced = run_with_other_starts(run, init, seeds, cfg, given["resume"])
+        if replaced is not None:
+            spec["init"], best["other_start"] = replaced["other_init"], replaced
+    else:
+        best, runs = run_restarts(p, slv, init, seeds, cfg, given["resume"])
     return _wrap(best, runs, p, model, slv, opts, spec, inp, time.perf_counter() - t_start)
 
 
@@ -275,6 +282,7 @@ def _wrap(
     spec["effective"] = {t.label: t.effective() for t in p.penalties["A"] + p.penalties["S"]}
     spec["diagnostics"] = {key: best.get(key, []) for key in ("collapsed", "revived")}
     spec["diagnostics"]["kept_without_penalties"] = best.get("kept_without_penalties")
+    spec["diagnostics"]["other_start"] = best.get("other_start")
     spec["diagnostics"]["still_falling"] = (
         warn_not_converged(
             best["history"]["objective"], max_iter=spec["max_iter"], tol=spec["tol"]

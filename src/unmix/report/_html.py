@@ -183,6 +183,7 @@ def _convergence_rows(res: Result, residual: tuple[np.ndarray, float] | None) ->
         ("iterations", _esc(res.n_iter)),
         ("stop reason", _esc(res.stop_summary)),
         ("final objective", _esc(_fmt(float(res.objective)))),
+        ("start", _esc(res.start_summary)),
     ]
     for key, values in res.history.items():
         if key not in ("objective", "time", "phase") and len(values):
