@@ -13,7 +13,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -143,60 +143,59 @@ def factorize(
     slv = choose_solver(opts["solver"], problem, opts["solver_options"] or {})
     init, cfg = opts["init"] or default_init(problem), _settings(opts, problem, slv, given)
     seed = resolve_seed(random_state, checkpoint=checkpoint, resume=resume, executor=executor)
+    run = _Run(problem, model, slv, opts, given, inp, t_start)
     if (form := plain_kl_form(opts["solver"], given, inp, problem)) is not None:  # _fractions
-        return _as_plain_kl(form, problem, model, slv, opts, given, inp, cfg, seed, t_start)
-    return _run_model(problem, model, slv, opts, given, inp, (init, cfg, seed), t_start)
+        return _as_plain_kl(run, form, cfg, seed)
+    return _run_model(run, init, cfg, seed)
 
 
 # --------------------------------------------------------------------- steps
-def _run_model(
-    p: Problem,
-    model: Model,
-    slv: Solver,
-    opts: dict,
-    given: dict,
-    inp: Input,
-    start: tuple[Any, Settings, int],
-    t_start: float,
-) -> Result:
-    """Run the restarts of ``p`` with ``slv`` from ``start = (init, settings, seed)``."""
-    init, cfg, seed = start
+@dataclass
+class _Run:
+    """What the last steps of a fit share: the bound problem, its model and solver, the
+    resolved options, the arguments as passed, the input and the time the fit began."""
+
+    p: Problem
+    model: Model
+    slv: Solver
+    opts: dict
+    given: dict
+    inp: Input
+    t_start: float
+
+    def wrap(self, best: dict, runs: list, spec: dict) -> Result:
+        total = time.perf_counter() - self.t_start
+        return _wrap(best, runs, self.p, self.model, self.slv, self.opts, spec, self.inp, total)
+
+
+def _run_model(run: _Run, init: Any, cfg: Settings, seed: int) -> Result:
+    """Run the restarts of ``run.p`` with its solver from ``init`` (seeded by ``seed``)."""
+    p, given = run.p, run.given
     seeds = restart_seeds(seed, given["n_restarts"])
-    spec = _problem_spec(p, slv, cfg, **_provenance(init, inp, p, given, seed))
+    spec = _problem_spec(p, run.slv, cfg, **_provenance(init, run.inp, p, given, seed))
     cfg = replace(cfg, checkpoint=_checkpointer(given, spec, seeds, p))
-    if tries_other_starts(opts["init"], p, slv, cfg):  # a collapse may be the start's
-        run = functools.partial(run_restarts, p, slv)
-        best, runs, replaced = run_with_other_starts(run, init, seeds, cfg, given["resume"])
+    if tries_other_starts(run.opts["init"], p, run.slv, cfg):  # a collapse may be the start's
+        restarts = functools.partial(run_restarts, p, run.slv)
+        best, runs, replaced = run_with_other_starts(restarts, init, seeds, cfg, given["resume"])
         if replaced is not None:
             spec["init"], best["other_start"] = replaced["other_init"], replaced
     else:
-        best, runs = run_restarts(p, slv, init, seeds, cfg, given["resume"])
-    return _wrap(best, runs, p, model, slv, opts, spec, inp, time.perf_counter() - t_start)
+        best, runs = run_restarts(p, run.slv, init, seeds, cfg, given["resume"])
+    return run.wrap(best, runs, spec)
 
 
-def _as_plain_kl(
-    form: PlainKLForm,
-    p: Problem,
-    model: Model,
-    slv: Solver,
-    opts: dict,
-    given: dict,
-    inp: Input,
-    cfg: Settings,
-    seed: int,
-    t_start: float,
-) -> Result:
-    """The fit of ``p`` run as its plain KL form (:mod:`unmix.engine._fractions`); the
-    spec names the solver that ran, ``fit_maps`` keeps the solver chosen for ``p``."""
+def _as_plain_kl(run: _Run, form: PlainKLForm, cfg: Settings, seed: int) -> Result:
+    """The fit of ``run.p`` run as its plain KL form (:mod:`unmix.engine._fractions`); the
+    spec names the solver that ran, ``fit_maps`` keeps the solver chosen for ``run.p``."""
+    p, given = run.p, run.given
     with warnings.catch_warnings():  # the plain fit's own warning: said once, below
         warnings.simplefilter("ignore", ConvergenceWarning)
-        best, runs, plain = fit_as_plain_kl(form, p.k, given, opts["init"], seed, factorize)
-    spec = _problem_spec(
-        p, get_solver(plain["solver"]), cfg, **_provenance(plain["init"], inp, p, given, seed)
-    )
+        best, runs, plain = fit_as_plain_kl(form, p.k, given, run.opts["init"], seed, factorize)
+    provenance = _provenance(plain["init"], run.inp, p, given, seed)
+    spec = _problem_spec(p, get_solver(plain["solver"]), cfg, **provenance)
     spec.update({key: plain[key] for key in ("solver_options", "extrapolated", "compress")})
     spec["solved_as"] = SOLVED_AS
-    return _wrap(best, runs, p, model, slv, opts, spec, inp, time.perf_counter() - t_start)
+    return run.wrap(best, runs, spec)
 
 
 def _on_workers(X: Any, k: Any, executor: Any, given: dict) -> Result:
