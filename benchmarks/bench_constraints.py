@@ -199,6 +199,7 @@ SET_NAMES = (
     "NMF + sum-to-one + min-volume",
     "KL",
     "KL + sum-to-one",
+    "KL fractions",
 )
 
 
@@ -227,6 +228,9 @@ def set_kwargs(name: str, X: np.ndarray) -> dict:
         return {"loss": "kl"}
     if name == "KL + sum-to-one":
         return {"loss": "kl", "constraints": _simplex()}
+    if name == "KL fractions":  # the CLI's --loss kl --sum-to-one
+        steps = [unmix.preprocessing.NormalizePixels("l1", weights=True)]
+        return {"loss": "kl", "constraints": _simplex(), "preprocessing": steps}
     raise KeyError(name)
 
 
@@ -610,7 +614,10 @@ def report(rows, infos, args, meta) -> str:
         "pixel norm: the penalty is on sum-to-one maps, so this makes it scale-free); "
         '**+ min-volume** = sum-to-one plus `MinVolume(0.5, scale="residual")`; **KL** = '
         '`loss="kl"` (default constraints); **KL + sum-to-one** = `loss="kl"` with the '
-        "sum-to-one constraints.",
+        "sum-to-one constraints (on the raw pixels: the vertices carry the brightness); "
+        "**KL fractions** = the same on pixels divided by their sums and weighted by them "
+        '(`NormalizePixels("l1", weights=True)`, the CLI\'s `--loss kl --sum-to-one`; '
+        "`auto` fits it as the plain KL fit put on the simplex, exactly).",
         "* Solvers: each of hals, klcd (runs saved before it existed: only as the auto row), "
         "mu, bpp, admm, gradient that accepts the set (a "
         '`max_iter=1` fit does not raise `unmix.UnsupportedError`). `solver="auto"` is '
