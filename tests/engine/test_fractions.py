@@ -165,3 +165,12 @@ def test_maps_of_new_pixels_from_a_fractions_fit_lie_on_the_simplex():
     A = np.asarray(unmix.fit_maps(X[:50], r))
     np.testing.assert_allclose(A.sum(axis=1), 1.0, atol=1e-6)
     assert np.abs(A - np.asarray(r.A)[:50]).max() < 0.02
+
+
+def test_naming_klcd_runs_the_plain_form_and_the_gradient_solver_the_constrained_one():
+    X, _, _ = planted()
+    auto = unmix.factorize(X, 3, random_state=0, **FRACTIONS)
+    named = unmix.factorize(X, 3, random_state=0, solver="klcd", **FRACTIONS)
+    assert named.spec["solved_as"] == SOLVED_AS and named.objective == auto.objective
+    with pytest.raises(unmix.UnsupportedError, match="solver='klcd' does not support"):
+        unmix.factorize(X, 3, solver="klcd", loss="kl", constraints=[NonNegative(), SumToOne()])

@@ -140,11 +140,12 @@ def factorize(
     model = build_model(opts, link, opts["solver"], constraints)
     check_data(inp, model)
     problem = build_problem(inp, model, check_k(k, *inp.shape), given, init=opts["init"])
-    slv = choose_solver(opts["solver"], problem, opts["solver_options"] or {})
+    form = plain_kl_form(opts["solver"], given, inp, problem)  # KL fractions: run by klcd
+    slv = choose_solver("auto" if form else opts["solver"], problem, opts["solver_options"] or {})
     init, cfg = opts["init"] or default_init(problem), _settings(opts, problem, slv, given)
     seed = resolve_seed(random_state, checkpoint=checkpoint, resume=resume, executor=executor)
     run = _Run(problem, model, slv, opts, given, inp, t_start)
-    if (form := plain_kl_form(opts["solver"], given, inp, problem)) is not None:  # _fractions
+    if form is not None:
         return _as_plain_kl(run, form, cfg, seed)
     return _run_model(run, init, cfg, seed)
 

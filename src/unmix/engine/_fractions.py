@@ -18,8 +18,8 @@ any ``S`` with rows of unit sum, the best scale of a pixel's maps ``t a'_i`` is
 gives the same model.  The plain optimum is therefore feasible for the constrained
 problem, and no feasible point can do better (every feasible point is a plain one).
 
-:func:`plain_kl_form` says when a fit qualifies (``solver="auto"``, nothing else on the
-model, data in memory on NumPy); :func:`fit_as_plain_kl` runs the plain fit - KL
+:func:`plain_kl_form` says when a fit qualifies (``solver="auto"`` or ``"klcd"``, nothing
+else on the model, data in memory on NumPy); :func:`fit_as_plain_kl` runs the plain fit - KL
 coordinate descent from the Poisson start, where the constrained iteration needed the
 gradient solver (EDS SEM map, k 4: 2.3 s instead of 36 s, divergence 0.08 % lower;
 ``benchmarks/results/fractions.md``) - and maps it back: each pixel's maps are scaled to
@@ -86,11 +86,11 @@ class PlainKLForm:
 
 def plain_kl_form(solver: Any, given: dict, inp: Input, p: Problem) -> PlainKLForm | None:
     """The plain KL problem equivalent to ``p`` (module docstring), or None when ``p`` is not
-    one: ``solver="auto"`` with no solver options; KL loss, identity link; the maps'
-    constraints a simplex (and non-negativity), the endmembers' non-negativity alone, no
-    pinned entries, penalties or filters; no mask, per-pixel weights at most; NumPy data in
-    memory (dense or SciPy sparse) fitted in this process (no executor); every pixel with a
-    positive weight sums to the same positive value."""
+    one: ``solver="auto"`` (or ``"klcd"``, which runs it) with no solver options; KL loss,
+    identity link; the maps' constraints a simplex (and non-negativity), the endmembers'
+    non-negativity alone, no pinned entries, penalties or filters; no mask, per-pixel
+    weights at most; NumPy data in memory (dense or SciPy sparse) fitted in this process
+    (no executor); every pixel with a positive weight sums to the same positive value."""
     if not _model_qualifies(p) or not _run_qualifies(solver, given, inp):
         return None
     w = _pixel_weights(inp)
@@ -126,7 +126,7 @@ def _run_qualifies(solver: Any, given: dict, inp: Input) -> bool:
     """Auto solver, in memory on NumPy, fitted here in one piece."""
     w = inp.weights
     return (
-        solver in (None, "auto")
+        solver in (None, "auto", "klcd")
         and not given.get("solver_options")
         and given.get("executor") is None
         and not inp.streamed
