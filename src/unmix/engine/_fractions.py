@@ -48,9 +48,6 @@ logger = logging.getLogger("unmix")
 #: how far (relative) the pixels' sums may spread and still count as equal
 SPREAD = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-8}
 
-#: pixels a block when the divergence is summed
-ROWS = 4096
-
 #: ``factorize``'s options that the plain fit takes over unchanged
 PASSED = (
     "max_iter",
@@ -65,6 +62,9 @@ PASSED = (
     "checkpoint_every",
     "resume",
 )
+
+#: the plain fit's diagnostics that are the fit's own (``spec["diagnostics"]``)
+DIAGNOSTICS = ("collapsed", "revived", "kept_without_penalties", "other_start")
 
 #: what the spec says about the fit (``spec["solved_as"]``)
 SOLVED_AS = (
@@ -91,7 +91,8 @@ def plain_kl_form(solver: Any, given: dict, inp: Input, p: Problem) -> PlainKLFo
     non-negativity alone, no pinned entries, penalties or filters; no mask, per-pixel
     weights at most; NumPy data in memory (dense or SciPy sparse) fitted in this process
     (no executor); every pixel with a positive weight sums to the same positive value."""
-    if not _model_qualifies(p) or not _run_qualifies(solver, given, inp):
+    r = _simplex_row_sum(p)
+    if r is None or not _model_qualifies(p) or not _run_qualifies(solver, given, inp):
         return None
     w = _pixel_weights(inp)
     sums = _row_sums(inp.X)
@@ -101,20 +102,24 @@ def plain_kl_form(solver: Any, given: dict, inp: Input, p: Problem) -> PlainKLFo
     c = float(np.median(sums[full]))
     if np.max(np.abs(sums[full] / c - 1.0)) > SPREAD.get(np.dtype(inp.X.dtype), 1e-8):
         return None
-    r = {float(t.row_sum) for t in p.constraints["A"] if t.simplex_rows}
-    X = _scale_rows(inp.X, w)
-    return PlainKLForm(X=X, c=c, w=w, r=r.pop())
+    return PlainKLForm(X=_scale_rows(inp.X, w), c=c, w=w, r=r)
+
+
+def _simplex_row_sum(p: Problem) -> float | None:
+    """The one row sum of the maps' simplex constraints (None: none, or several)."""
+    sums = {float(c.row_sum) for c in p.constraints["A"] if c.simplex_rows}
+    return sums.pop() if len(sums) == 1 else None
 
 
 def _model_qualifies(p: Problem) -> bool:
-    """KL, identity link, simplex maps and non-negative endmembers and nothing else."""
+    """KL, identity link, simplex maps (one row sum: :func:`_simplex_row_sum`) and
+    non-negative endmembers, nothing else."""
     cons_A, cons_S = p.constraints["A"], p.constraints["S"]
     return (
         p.loss.beta == 1.0
         and not p.loss.reweights_pixels
         and p.link.is_identity
         and all(c.is_orthant or c.simplex_rows for c in cons_A)
-        and len({float(c.row_sum) for c in cons_A if c.simplex_rows}) == 1
         and bool(cons_S)
         and all(c.is_orthant for c in cons_S)
         and all(c.fixed() is None for c in cons_A + cons_S)
@@ -149,7 +154,10 @@ def _row_sums(X: Any) -> np.ndarray:
 
 
 def _scale_rows(X: Any, w: np.ndarray) -> Any:
-    """``diag(w) X`` in ``X``'s dtype and format (CSR stays CSR)."""
+    """``diag(w) X`` in ``X``'s dtype and format (CSR stays CSR; ``X`` itself, not a copy,
+    when no pixel is weighted)."""
+    if np.all(w == 1.0):
+        return X
     if is_sparse(X):
         return sp.csr_matrix(sp.diags(w.astype(X.dtype)) @ X)
     return X * w.astype(X.dtype)[:, None]
@@ -171,7 +179,8 @@ def fit_as_plain_kl(
         callback=_on_simplex_callback(form, given["callback"]),
         **{name: given[name] for name in PASSED},
     )
-    A, S, objective = _on_simplex(form, np.asarray(plain.A), np.asarray(plain.S))
+    A, S, change = _on_simplex(form, np.asarray(plain.A), np.asarray(plain.S))
+    objective = plain.objective + float(change.sum())
     logger.info(
         "KL with maps on the simplex, pixels of equal sum: fitted as plain KL (%s, %d "
         "iterations), maps scaled onto the simplex: divergence %.6g -> %.6g.",
@@ -191,9 +200,7 @@ def fit_as_plain_kl(
         "t_init": plain.timings["init"],
         "t_iter": plain.timings["iterations"]
         + (time.perf_counter() - t0 - plain.timings["total"]),
-        "collapsed": diag["collapsed"],
-        "revived": diag["revived"],
-        "kept_without_penalties": diag["kept_without_penalties"],
+        **{key: diag[key] for key in DIAGNOSTICS},
     }
     return best, plain.restarts, plain.spec
 
@@ -213,45 +220,28 @@ def _on_simplex_callback(form: PlainKLForm, callback: Any) -> Any:
         return None
 
     def shown(info: Any) -> Any:
-        A, S, _ = _on_simplex(form, np.asarray(info.A), np.asarray(info.S), divergence=False)
+        A, S, _ = _on_simplex(form, np.asarray(info.A), np.asarray(info.S))
         return callback(replace(info, A=A, S=S))
 
     return shown
 
 
-def _on_simplex(
-    form: PlainKLForm, A: np.ndarray, S: np.ndarray, *, divergence: bool = True
-) -> tuple[Any, Any, float]:
+def _on_simplex(form: PlainKLForm, A: np.ndarray, S: np.ndarray) -> tuple[Any, Any, np.ndarray]:
     """The plain fit's ``(A', S')`` as simplex maps and endmembers (module docstring), and
-    the divergence there (in the plain problem's units, which are the constrained one's;
-    NaN without ``divergence``)."""
+    each pixel's change of the divergence that its best scale ``t`` makes: with ``h`` the
+    pixel's model sum and ``n`` its data sum (``t = n / h``), ``KL(x | t y) - KL(x | y) =
+    n - h - n log(n / h)`` (never positive); a pixel with no data (weight 0) drops its
+    model, ``-h``."""
     dtype, k = S.dtype, S.shape[0]
     sigma = S.astype(np.float64).sum(axis=1)
     sigma = np.where(sigma > 0, sigma, 1.0)
-    S_unit = S / sigma[:, None]
     B = A.astype(np.float64) * sigma[None, :]
     target = form.w * form.c  # each pixel's sum in X'
     have = B.sum(axis=1)
     ok = (have > 0) & (target > 0)
-    B[ok] *= (target[ok] / have[ok])[:, None]  # the best scale: lowers the divergence
+    change = np.where(target > 0, 0.0, -have)
+    change[ok] = target[ok] - have[ok] - target[ok] * np.log(target[ok] / have[ok])
     A_out = np.full(B.shape, form.r / k)  # pixels with no weight or no counts: even shares
-    A_out[ok] = form.r * B[ok] / target[ok][:, None]
-    objective = _divergence(form.X, B, S_unit.astype(np.float64)) if divergence else np.nan
-    return A_out.astype(dtype), (S_unit * (form.c / form.r)).astype(dtype), objective
-
-
-def _divergence(X: Any, B: np.ndarray, S: np.ndarray) -> float:
-    """``KL(X | B S)`` (float64), computed at the nonzeros of ``X`` for sparse input."""
-    total = float(B.sum(axis=0) @ S.sum(axis=1))
-    fit = 0.0
-    for start in range(0, int(X.shape[0]), ROWS):  # blocks of pixels: no n x m temporary
-        block = X[start : start + ROWS]
-        if is_sparse(block):
-            C = sp.coo_matrix(block)
-            x = C.data.astype(np.float64)
-            y = np.einsum("ij,ji->i", B[start + C.row], S[:, C.col])
-        else:
-            nz = block > 0
-            x, y = block[nz].astype(np.float64), (B[start : start + ROWS] @ S)[nz]
-        fit += float(np.sum(x * np.log(x / np.maximum(y, 1e-300))) - x.sum())
-    return fit + total
+    A_out[ok] = form.r * B[ok] / have[ok][:, None]
+    S_out = S / sigma[:, None] * (form.c / form.r)
+    return A_out.astype(dtype), S_out.astype(dtype), change
