@@ -124,14 +124,19 @@ class Result:
         return str(self.stop_reason)
 
     @property
+    def other_start(self) -> dict | None:
+        """What the default start gave when another start replaced a fit whose components
+        collapsed (``spec["diagnostics"]["other_start"]``,
+        :mod:`unmix.engine._other_starts`); None when the default start's fit stands."""
+        return ((self.spec or {}).get("diagnostics") or {}).get("other_start")
+
+    @property
     def start_summary(self) -> str:
-        """The start the fit came from, and why it is not the default one when another
-        start replaced a fit whose components collapsed (``spec["diagnostics"]
-        ["other_start"]``, :mod:`unmix.engine._other_starts`)."""
-        spec = self.spec or {}
-        other = (spec.get("diagnostics") or {}).get("other_start")
+        """The start the fit came from, and why it is not the default one
+        (:attr:`other_start`)."""
+        other = self.other_start
         if not other:
-            return str(spec.get("init", "?"))
+            return str((self.spec or {}).get("init", "?"))
         return (
             f"{other['other_init']} (seed {other['other_seed']}): the default "
             f"{other['init']} start left components {other['collapsed']} collapsed at "

@@ -95,3 +95,15 @@ def test_the_command_line_and_the_report_say_which_start(tmp_path, monkeypatch, 
     res = unmix.load_result(out / "result.h5")
     assert res.start_summary in line[0] and res.spec["diagnostics"]["other_start"]["collapsed"]
     assert f"<td>{res.start_summary}</td>" in (out / "report.html").read_text()
+
+
+def test_a_kl_fractions_fit_keeps_the_record_of_its_plain_fits_other_start(xrd):
+    """The fractions form runs a plain KL fit; the start that replaced its Poisson start
+    is recorded in the fit's own spec (it was dropped: ``init`` said NNDSVDa, with no
+    record of why)."""
+    cons = [unmix.NonNegative(), unmix.SumToOne()]
+    steps = [unmix.preprocessing.NormalizePixels("l1", weights=True)]
+    r, said = fit(xrd, loss="kl", constraints=cons, preprocessing=steps)
+    assert r.spec["solved_as"] and r.spec["init"] == "nndsvda" and not said
+    assert r.other_start["init"] == "poisson" and r.other_start["collapsed"]
+    assert r.start_summary.startswith("nndsvda (seed ")

@@ -84,7 +84,7 @@ def _run(file: str | None, kw: dict, executor: Any = None) -> None:
             f"{result.stop_summary}, objective {result.objective:.6g}, "
             f"{result.timings['total']:.1f} s, seed {result.spec.get('random_state')}"
         )
-        if (result.spec.get("diagnostics") or {}).get("other_start"):
+        if result.other_start:
             click.echo(f"  start   {result.start_summary}")
         for label, name in names.items():
             click.echo(f"  {label:<7} {os.path.abspath(os.path.join(where.dir, name))}")

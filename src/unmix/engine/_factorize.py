@@ -175,7 +175,7 @@ def _run_model(run: _Run, init: Any, cfg: Settings, seed: int) -> Result:
     seeds = restart_seeds(seed, given["n_restarts"])
     spec = _problem_spec(p, run.slv, cfg, **_provenance(init, run.inp, p, given, seed))
     cfg = replace(cfg, checkpoint=_checkpointer(given, spec, seeds, p))
-    if tries_other_starts(run.opts["init"], p, run.slv, cfg):  # a collapse may be the start's
+    if tries_other_starts(run.opts["init"], run.slv, cfg):  # a collapse may be the start's
         restarts = functools.partial(run_restarts, p, run.slv)
         best, runs, replaced = run_with_other_starts(restarts, init, seeds, cfg, given["resume"])
         if replaced is not None:

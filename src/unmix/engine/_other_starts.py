@@ -44,8 +44,8 @@ logger = logging.getLogger("unmix")
 SLACK = 1e-3
 
 
-def tries_other_starts(init_given: Any, p: Any, slv: Any, cfg: Any) -> bool:
-    """Whether a collapsed fit of ``p`` may be tried from other starts (module docstring)."""
+def tries_other_starts(init_given: Any, slv: Any, cfg: Any) -> bool:
+    """Whether a collapsed fit may be tried from other starts (module docstring)."""
     return init_given is None and not slv.one_shot and cfg.time_limit is None
 
 
