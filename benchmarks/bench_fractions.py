@@ -12,7 +12,8 @@ function for both rows), max |sum_j A_ij - 1|, and the largest endmember angle b
 the two fits after Hungarian matching.
 
 Run: ``.venv/bin/python benchmarks/bench_fractions.py`` (writes
-``benchmarks/results/fractions.md``; ``--only eels,xrd`` prints only).
+``benchmarks/results/fractions.md``; ``--only eels,xrd`` prints only).  The maps, their
+loaders and k are ``bench_constraints.py``'s.
 """
 
 from __future__ import annotations
@@ -34,45 +35,16 @@ from scipy.optimize import linear_sum_assignment  # noqa: E402
 
 import unmix  # noqa: E402
 from _machine import cpu_model, cpu_timed  # noqa: E402
+from bench_constraints import ENTRIES  # noqa: E402
 from unmix.model import NonNegative, SumToOne  # noqa: E402
 from unmix.preprocessing import NormalizePixels  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parent.parent / "shared" / "data"
 OUT = HERE / "results" / "fractions.md"
 
-
-def _npz(rel: str, crop: tuple[float, float] | None = None):
-    def load() -> np.ndarray:
-        d = np.load(DATA / rel)
-        X = np.asarray(d["data"], dtype=np.float64)
-        if crop is not None:
-            axis = np.asarray(d["axis"], dtype=float)
-            X = X[..., (axis >= crop[0]) & (axis <= crop[1])]
-        return X.reshape(-1, X.shape[-1])
-
-    return load
-
-
-def _eels() -> np.ndarray:
-    img = unmix.load(DATA / "eels" / "CuZn_EELS_mapping_tutorial.hspy")
-    return np.asarray(img.unfold(), dtype=np.float64)
-
-
-#: key: (label, loader, k)
-FILES = {
-    "eels": ("EELS Cu/ZnO 50x40x162", _eels, 3),
-    "eds-sem": ("EDS SEM Bruker P45 75x100x2048", _npz("eds/eds_sem_bruker_P45_75x100.npz"), 4),
-    "eds-tem": ("EDS TEM Bruker 64x64x2048", _npz("eds/eds_tem_bruker_64x64.npz"), 4),
-    "eds-jeol": (
-        "EDS TEM JEOL 64x64 (0.2-12 keV)",
-        _npz("eds/eds_tem_jeol_64x64_ds8.npz", (0.2, 12.0)),
-        3,
-    ),
-    "raman": ("Raman 49x45x394", _npz("raman/raman_renishaw_streamline_49x45.npz"), 3),
-    "xrd3": ("XRD 143x2000", _npz("xrd/xrd_aps34ide_143x2000.npz"), 3),
-    "xrd6": ("XRD 143x2000", _npz("xrd/xrd_aps34ide_143x2000.npz"), 6),
-}
+#: the real maps of ``bench_constraints.py`` (its loaders, files and k) fitted here
+KEYS = ("eels", "eds-sem", "eds-tem", "eds-jeol", "raman", "xrd")
+FILES = [e for e in ENTRIES if e.key in KEYS]
 
 MODEL = {
     "loss": "kl",
@@ -96,9 +68,9 @@ def fit(X: np.ndarray, k: int, solver: str):
         return cpu_timed(unmix.factorize, X, k, solver=solver, random_state=0, **MODEL)
 
 
-def rows_for(key: str) -> list[str]:
-    label, load, k = FILES[key]
-    X = np.maximum(load(), 0.0)
+def rows_for(entry) -> list[str]:
+    label, k = entry.label, entry.k
+    X = np.maximum(entry.load()[0], 0.0)
     (g, t_g), (a, t_a) = fit(X, k, "gradient"), fit(X, k, "auto")
     out = []
     for name, r, t in (('solver="gradient"', g, t_g), ('solver="auto"', a, t_a)):
@@ -124,10 +96,10 @@ HEAD = [
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", help="comma-separated keys: " + ", ".join(FILES))
+    ap.add_argument("--only", help="comma-separated keys: " + ", ".join(KEYS))
     args = ap.parse_args()
-    keys = args.only.split(",") if args.only else list(FILES)
-    rows = [line for key in keys for line in rows_for(key)]
+    keys = args.only.split(",") if args.only else KEYS
+    rows = [line for e in FILES if e.key in keys for line in rows_for(e)]
     if args.only:
         return 0
     when = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
