@@ -79,15 +79,16 @@ def test_a_restart_that_ends_higher_is_given_up():
     """XRD, KL, k 6, MU: the fit stops by ``tol`` at 895 with two components collapsed;
     restarted from the worst-fitted pixels they jumped the objective to 1366 and MU ended
     at 1134 (34 % above the best KL fit) - that was returned.  A restart is a second
-    chance, never a loss: the fit before it comes back, history cut to it."""
+    chance, never a loss: the fit before it comes back, history cut to it.  (Since MU
+    stops by the fall still to come, it stops at 894.4 after 113 iterations.)"""
     X = real_pixels("xrd")
     with pytest.warns(RuntimeWarning, match=r"collapsed \(again"):
-        r = unmix.factorize(X, 6, loss="kl", solver="mu", random_state=0, max_iter=100)
+        r = unmix.factorize(X, 6, loss="kl", solver="mu", random_state=0, max_iter=300)
     h = r.history["objective"]
     assert r.spec["diagnostics"]["revived"]
     assert r.objective <= h[0] and np.all(np.diff(h) <= 1e-12 * h[0])
     assert r.objective <= h[-1] and len(h) == r.n_iter + 1
-    assert r.stop_reason == "tol" and r.n_iter < 100
+    assert r.stop_reason == "tol" and r.n_iter < 300
 
 
 def test_restart_groups_are_disjoint_and_start_from_the_worst_pixel_left():

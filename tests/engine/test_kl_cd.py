@@ -68,13 +68,14 @@ def test_extrapolated_steps_keep_the_objective_monotone(planted, sparse_counts, 
 
 def test_extrapolation_is_the_default_and_reaches_the_minimum_plain_steps_crawl_to():
     """XRD (143 patterns), k 3: plain coordinate descent crawls (500 iterations at
-    ``max_iter``, KL 1.5 % above the minimum); extrapolated it stops by ``tol`` in under
-    100, within 0.02 % of the lowest KL found (1820.99: the gradient solver at
-    ``tol=1e-7``, 436 iterations; 3000 plain iterations reach 1821.33)."""
+    ``max_iter``, KL 1.5 % above the minimum); extrapolated it stops by ``tol`` (150
+    iterations since the stop waits for the fall still to come; 129 before), within
+    0.02 % of the lowest KL found (1820.99: the gradient solver at ``tol=1e-7``, 436
+    iterations; 3000 plain iterations reach 1821.33)."""
     X = np.clip(real_pixels("xrd"), 0, None)
     r = _fit(X)
     plain = _fit(X, solver_options={"extrapolate": False})
-    assert r.stop_reason == "tol" and r.n_iter < 150
+    assert r.stop_reason == "tol" and r.n_iter <= 200
     assert r.objective <= 1.0002 * 1820.99
     assert plain.objective >= 1.01 * r.objective
 
@@ -248,8 +249,9 @@ def test_mu_kl_takes_pixel_or_channel_weights(which):
 
 def test_auto_on_masked_counts_reaches_a_lower_kl_than_mu():
     """The EELS map with 5 % of its entries masked (KLCD takes no mask): auto now picks
-    the gradient solver, which stops by tol about 4 % below where MU, auto's choice
-    before, ends."""
+    the gradient solver, which stops by tol below where MU, auto's choice before, ends
+    (0.53 % below MU at ``max_iter`` 500; 4 % below MU's stop by the last fall alone,
+    before MU's stop waited for the fall still to come)."""
     from conftest import real_pixels
 
     X = real_pixels("eels")
@@ -258,4 +260,4 @@ def test_auto_on_masked_counts_reaches_a_lower_kl_than_mu():
     auto = unmix.factorize(X, 3, **kw)
     mu = unmix.factorize(X, 3, solver="mu", **kw)
     assert auto.spec["solver"] == "gradient" and auto.stop_reason == "tol"
-    assert auto.objective < 0.98 * mu.objective
+    assert auto.objective < 0.997 * mu.objective

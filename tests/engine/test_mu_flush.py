@@ -71,9 +71,11 @@ def test_flush_keeps_nan_for_the_loops_check():
 
 def test_real_eds_tem_float32_kl_mu_has_no_subnormal_factors():
     """The TEM EDS map (~6 counts a pixel, float32, default KL MU): 544 entries of the maps
-    and 155 of the endmembers ended subnormal before the flush; the objective is the same."""
+    and 155 of the endmembers ended subnormal before the flush; the objective is no
+    higher than float64's (the same to 1e-5 before MU's stop waited for the fall still
+    to come; since then float32 goes on to 192 iterations, 0.02 % lower, float64 121)."""
     X = real_pixels("eds-tem").astype(np.float32)
     r = unmix.factorize(X, 4, loss="kl", solver="mu", random_state=0)
     assert _below_tiny(r.A) == 0 and _below_tiny(r.S) == 0
     r64 = unmix.factorize(X.astype(np.float64), 4, loss="kl", solver="mu", random_state=0)
-    assert r.objective == pytest.approx(r64.objective, rel=1e-5)
+    assert r.objective <= r64.objective * (1 + 1e-5)

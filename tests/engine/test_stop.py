@@ -49,16 +49,21 @@ def test_float32_kl_of_high_counts_stops_with_float64(solver, seed):
     """~1e4 counts an entry: the old noise (``||X||^2`` scale) stopped MU after 2
     iterations, 3.4 % above float64's fit, and KL-CD after 11 (1.4 %).
 
-    MU's plain iteration: extrapolated (its default from iteration 50) both fits end
-    0.5 % lower, but seed 1 in float32 stops on a lull of the extrapolation at
-    iteration 200, 0.14 % above float64's, which went on past the same lull to 262 (the
-    paths part there; both stop by the same rule) - not the noise model tested here."""
+    MU's plain iteration: extrapolated (its default from iteration 50) the paths of the
+    two fits part on its lulls (seed 2: float32 stops at 200, 0.1 % above float64's
+    391) - not the noise model tested here.  Plain MU crawls: since its stop waits for
+    the fall still to come, float64 runs to 3000 iterations (falls of ~0.03 an
+    iteration); float32, whose objective's rounding noise is ~0.2, stops by ``tol`` at
+    1071 and 567, 0.22 % above it - where it can no longer tell a fall from the noise."""
     X = _counts(1e4, seed)
-    opts = {"extrapolate": False} if solver == "mu" else {}
-    f32, f64 = _fits(X, 3, solver=solver, solver_options=opts)
+    if solver == "mu":
+        kw, close, share = {"solver_options": {"extrapolate": False}, "max_iter": 3000}, 3e-3, 0.15
+    else:
+        kw, close, share = {}, 1e-3, 0.8
+    f32, f64 = _fits(X, 3, solver=solver, **kw)
     assert f32.S.dtype == np.float32 and f32.stop_reason == "tol"
-    assert f32.objective <= f64.objective * (1 + 1e-3)
-    assert f32.n_iter >= 0.8 * f64.n_iter
+    assert f32.objective <= f64.objective * (1 + close)
+    assert f32.n_iter >= share * f64.n_iter
 
 
 @pytest.mark.parametrize(("name", "solver"), [("xrd", "klcd"), ("raman", "mu")])
@@ -170,3 +175,45 @@ def test_float32_frobenius_does_not_stop_within_the_gram_noise_while_it_descends
     assert f32.objective <= f64.objective * (1 + rel)
     if solver == "hals":
         assert f32.n_iter >= 0.9 * f64.n_iter
+
+
+# ---------------------------------------------------------------- the fall to come
+@pytest.mark.parametrize(
+    ("last", "fall", "left"),
+    [(8.0, 4.0, 4.0), (4.0, 1.0, 1.0 / 3.0), (1.0, 0.0, 0.0), (1.0, -0.5, 0.0)],
+)
+def test_remaining_fall_is_the_geometric_tail(last, fall, left):
+    from unmix.engine._stop import remaining_fall
+
+    assert remaining_fall(last, fall) == pytest.approx(left)
+
+
+@pytest.mark.parametrize(("last", "fall"), [(1.0, 1.0), (1.0, 2.0), (0.0, 1.0)])
+def test_a_fall_that_does_not_shrink_has_no_end_in_sight(last, fall):
+    from unmix.engine._stop import remaining_fall
+
+    assert remaining_fall(last, fall) == np.inf
+
+
+def _angles_to(S, ref) -> np.ndarray:
+    from unmix.metrics import match_components, spectral_angles
+
+    rows, cols = match_components(np.asarray(S), np.asarray(ref))
+    return spectral_angles(np.asarray(S), np.asarray(ref))[rows, cols]
+
+
+@pytest.mark.parametrize("solver", ["auto", "gradient"])
+def test_kl_on_the_eels_map_does_not_stop_on_the_slope_next_to_its_start(solver):
+    """The bundled EELS map, KL, k 3, the Poisson start: KL-CD fell 10.7, 7.5, 5.4 and
+    stopped at iteration 4 (a change of 8e-6 < tol), 0.19 % above where it goes when run
+    on (``tol=1e-9``: 245 iterations), its Zn endmember 23 deg away; the gradient solver
+    stopped at 31, 0.018 %.  Stopped by the fall still to come: 185 iterations, 0.0005 %
+    and 0.9 deg (gradient: 54, 0.009 %, 0.3 deg)."""
+    cube = unmix.datasets.load_cuzn_eels()["data"].astype(np.float64)
+    X = cube.reshape(-1, cube.shape[-1])
+    kw = {"loss": "kl", "solver": solver, "random_state": 0}
+    r = unmix.factorize(X, 3, **kw)
+    far = unmix.factorize(X, 3, tol=1e-9, max_iter=3000, **kw)
+    assert r.stop_reason == "tol" and far.n_iter > r.n_iter
+    assert r.objective <= far.objective * (1 + 1e-4)
+    assert _angles_to(r.S, far.S).max() < 2.0

@@ -4,7 +4,9 @@ Two rules decide when iterating stops:
 
 - the **outer rule** (:func:`converged`): a fit (or each of a batch of fits) has converged
   when its objective changed by at most ``tol`` times its scale since the last iteration,
-  ``|f_prev - f| <= tol * max(scale, 1e-300)`` with ``scale = |f_prev|`` by default;
+  ``|f_prev - f| <= tol * max(scale, 1e-300)`` with ``scale = |f_prev|`` by default; for
+  the solvers that crawl (``Solver.extrapolates_after``) the fall still to come,
+  estimated from the last two (:func:`remaining_fall`), must be within it too;
 - the **inner rule** (:func:`gains_little`) of accelerated HALS and MU (Gillis & Glineur
   2012): the cheap inner updates that reuse one pass's products are repeated while they
   still gain, i.e. until a repeat changes the factor by at most ``delta`` times the first
@@ -25,12 +27,14 @@ and, for Frobenius, the objective evaluated entry by entry before it stops
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "FALL_WINDOW",
     "NO_NOISE",
     "PATIENCE",
     "RoundingNoise",
@@ -38,11 +42,14 @@ __all__ = [
     "factor_settled",
     "gains_little",
     "objective_noise",
+    "remaining_fall",
 ]
 
 _FLOOR = 1e-300
 #: small changes in a row that stop a solver that is not monotone
 PATIENCE = 3
+#: iterations a window of :func:`remaining_fall`'s falls spans in float32 work
+FALL_WINDOW = 4
 #: a factor has settled when it moved by at most this times sqrt(tol) (relative)
 SETTLED = 0.1
 
@@ -56,6 +63,30 @@ def converged(prev: Any, obj: Any, tol: float, scale: Any = None) -> Any:
         scale = np.abs(prev)
     out = np.abs(np.asarray(prev) - np.asarray(obj)) <= tol * np.maximum(scale, _FLOOR)
     return bool(out) if np.ndim(out) == 0 else out
+
+
+def remaining_fall(last: float, fall: float) -> float:
+    """The objective's fall still to come if its falls keep shrinking as they did,
+    ``fall * q / (1 - q)`` with ``q = fall / last`` (a geometric series, as Aitken's
+    estimate of a linearly converging sequence); 0 when it did not fall, ``inf`` when the
+    fall did not shrink.  ``last`` and ``fall``: the falls over two windows of equal
+    length, the earlier first (one iteration each, or :data:`FALL_WINDOW`).
+
+    A relative change below ``tol`` does not tell a minimum from a slope: KL coordinate
+    descent on the EELS map (k 3, the Poisson start) fell 10.7, 7.5, 5.4, ... from
+    685,907 and stopped after 4 iterations (a change of 8e-6), 0.19 % above the fit
+    it reaches when run on (684,609; the Zn endmember 23 deg away); with this estimate
+    (5.4 * 0.72 / 0.28 = 14, 2e-5 of it) it goes on, to within 0.001 %.  On the STM grid
+    (25 iterations, 0.27 %, 11 deg) likewise.  Where the fit has converged the falls
+    shrink fast and the estimate is about the last fall (planted counts, 16384 x 1024:
+    4 iterations either way).
+    """
+    if fall <= 0:
+        return 0.0
+    if not 0 < fall < last:
+        return math.inf
+    q = fall / last
+    return fall * q / (1.0 - q)
 
 
 def gains_little(change: float, first: float, delta: float) -> bool:
