@@ -114,3 +114,30 @@ def test_killed_process_resumes(mixture, tmp_path):
     ref = unmix.factorize(mixture.X, 3, solver="hals", random_state=2, max_iter=n, tol=0)
     np.testing.assert_array_equal(res.S, ref.S)
     assert res.n_iter == ref.n_iter > 30
+
+
+@pytest.mark.parametrize("solver", ["klcd", "mu", "gradient"])
+def test_a_fit_resumed_just_before_its_stop_stops_there(mixture, tmp_path, solver):
+    """The stop rule's own state (the calm count, the recent objectives the fall still to
+    come is estimated from) goes into the checkpoint: resumed one or two iterations before
+    the uninterrupted fit stopped by ``tol``, the fit stops at the same iteration with
+    the same answer (without it, the resumed fit needed its windows filled again)."""
+    X = np.clip(mixture.X, 0, None)
+    kw = {"loss": "kl", "solver": solver, "random_state": 1}
+    ref = unmix.factorize(X, 3, **kw)
+    assert ref.stop_reason == "tol" and ref.n_iter > 5
+    for at in (ref.n_iter - 2, ref.n_iter - 1):
+        path = tmp_path / f"fit{at}.ckpt.h5"
+        calls = {"n": 0}
+
+        def interrupt(info, at=at, calls=calls):
+            calls["n"] += 1
+            if calls["n"] == at:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            unmix.factorize(X, 3, **kw, checkpoint=path, checkpoint_every=0, callback=interrupt)
+        res = unmix.factorize(X, 3, **kw, checkpoint=path, resume=True)
+        assert res.n_iter == ref.n_iter and res.stop_reason == "tol"
+        assert res.objective == ref.objective
+        np.testing.assert_array_equal(res.S, ref.S)

@@ -100,7 +100,7 @@ def test_an_extrapolated_fit_stops_on_a_run_of_small_changes(solver, loss, scale
     """One small gain of an extrapolated step (an overshoot to about the same objective,
     or the plain step after a discarded one) says nothing about convergence: an
     extrapolated fit stops only after PATIENCE small changes in a row."""
-    from unmix.engine._loop import PATIENCE
+    from unmix.engine._stop import PATIENCE
 
     X = _counts(scale, seed=3)
     r = unmix.factorize(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -24,28 +23,19 @@ import numpy as np
 from ..blocks import LowRankData
 from ._collapse import collapsed_components, killed_by_penalties
 from ._diagnostics import balance, warn_collapsed, warn_scale_drift
-from ._extrapolate import Extrapolation, extrapolation_for, extrapolation_start
+from ._extrapolate import extrapolation_for, extrapolation_start
 from ._init import initialize
+from ._judge import Phase, resume_stop_state, stop_reason, stop_state
 from ._problem import Problem
 from ._record import (
     History,
     RestartRecord,
     evaluate_fit,
-    exact_descent,
     objective_at,
     restore_state,
 )
 from ._restart_collapsed import restart_collapsed
-from ._stop import (
-    FALL_WINDOW,
-    NO_NOISE,
-    PATIENCE,
-    RoundingNoise,
-    converged,
-    factor_settled,
-    objective_noise,
-    remaining_fall,
-)
+from ._stop import objective_noise
 from .solvers import Solver, StepOut
 
 logger = logging.getLogger("unmix")
@@ -78,25 +68,6 @@ class Settings:
     executor: Any
     compress: int | None = None
     checkpoint: Any = None
-
-
-@dataclass
-class _Phase:
-    """One phase of a restart: the problem it iterates on and where its clock started."""
-
-    p: Problem
-    number: int  # 1 compressed, 2 exact
-    offset: float  # energy of X outside the compressed subspace (0 for phase 2)
-    t_loop: float
-    state: dict
-    ext: Extrapolation | None = None  # extrapolation between the steps, when on
-    calm: int = 0  # iterations in a row with a small change of the objective
-    calm_from: float = 0.0  # the objective before the first of them
-    exact: tuple[int, float] | None = None  # the last exact objective (float32 Frobenius)
-    noise: RoundingNoise = NO_NOISE  # the objective's rounding noise (float32 work)
-    recent: list = dataclasses.field(default_factory=list)  # the last objectives
-    S_prev: Any = None  # the endmembers before this iteration
-    A_prev: Any = None  # ... and the maps
 
 
 # ------------------------------------------------------------------- restarts
@@ -149,14 +120,14 @@ def run_once(
     stop = "max_iter"
     if p_lr is not None and start_phase <= 1:
         outside = 0.5 * max(p.data.norm2() - p_lr.data.norm2(), 0.0)
-        phase = _Phase(p_lr, 1, outside, t_loop, {})
+        phase = Phase(p_lr, 1, outside, t_loop, {})
         S, stop, done = _iterate(phase, slv, A, S, rec, n_iter, cfg.max_iter - n_iter, cfg, prev)
         n_iter, prev = n_iter + done, None
     remaining = cfg.max_iter - n_iter
     if p_lr is None or start_phase == 2 or (stop in ("tol", "max_iter") and remaining > 0):
         if p_lr is not None and prev is None:  # exact objective where phase 1 ended
             prev = objective_at(p, A, S)
-        phase = _Phase(p, 2, 0.0, t_loop, {})
+        phase = Phase(p, 2, 0.0, t_loop, {})
         S, stop, done = _iterate(phase, slv, A, S, rec, n_iter, max(remaining, 1), cfg, prev)
         n_iter += done
         while stop == "tol" and n_iter < cfg.max_iter and not slv.one_shot:
@@ -328,7 +299,7 @@ def _strength(term: Any) -> str:
 
 # ------------------------------------------------------------------ iterating
 def _iterate(
-    ph: _Phase,
+    ph: Phase,
     slv: Solver,
     A: Any,
     S: Any,
@@ -354,6 +325,7 @@ def _iterate(
     start = extrapolation_start(slv, p)
     prev = rec.history.last if prev is None else prev
     ph.recent = [prev]
+    resume_stop_state(ph, resumed)
     done = 0
     for i in range(1, n_max + 1):
         it = it0 + i
@@ -396,7 +368,7 @@ def _iterate(
         info = IterationInfo(it, obj, fit, pens, elapsed, A, S, ph.number)
         lagged = (out.fit_at_old_A and i == 1) or not kept
         try:
-            stop = _stop_reason(cfg, slv, info, prev, ph, lagged=lagged)
+            stop = stop_reason(cfg, slv, info, prev, ph, lagged=lagged)
         except KeyboardInterrupt:  # raised by the callback (e.g. a Ctrl-C it noticed)
             _checkpoint_now(cfg, rec, slv, ph, A, S, (ph.number, it, obj, elapsed), True)
             raise
@@ -412,7 +384,7 @@ def _checkpoint_now(
     cfg: Settings,
     rec: RestartRecord,
     slv: Solver,
-    ph: _Phase,
+    ph: Phase,
     A: Any,
     S: Any,
     at: tuple,
@@ -424,15 +396,16 @@ def _checkpoint_now(
     if ckpt is None or (interrupted and not ckpt.on_interrupt):
         return
     state, keys = ph.state, slv.persistent
+    more = stop_state(ph)
     if ph.ext is not None:  # its state too; the iterate saved is its accepted point
-        more = ph.ext.to_state()
-        state, keys = {**state, **more}, (*keys, *more)
+        more.update(ph.ext.to_state())
+    state, keys = {**state, **more}, (*keys, *more)
     ckpt.save(rec.snapshot(A, S, state, keys, at))
     if interrupted:
         logger.warning("Interrupted: checkpoint at iteration %d in %s", at[1], ckpt.path)
 
 
-def _persistent_copy(ph: _Phase, slv: Solver) -> dict:
+def _persistent_copy(ph: Phase, slv: Solver) -> dict:
     """A copy of the solver's persistent state (step sizes, duals, directions)."""
     xp = ph.p.be.xp
     return {
@@ -442,7 +415,7 @@ def _persistent_copy(ph: _Phase, slv: Solver) -> dict:
 
 
 def _guarded_step(
-    ph: _Phase,
+    ph: Phase,
     slv: Solver,
     A: Any,
     S: Any,
@@ -469,95 +442,6 @@ def _guarded_step(
             elapsed = rec.elapsed0 + time.perf_counter() - ph.t_loop
             _checkpoint_now(cfg, rec, slv, ph, A, S, (ph.number, it - 1, prev, elapsed), True)
         raise
-
-
-def _stop_reason(
-    cfg: Settings, slv: Solver, info: IterationInfo, prev: float, ph: _Phase, lagged: bool
-) -> str | None:
-    """Why to stop after this iteration (None: go on).  ``lagged``: the first iteration of
-    a solver whose fit is one step behind, which cannot be judged yet.
-
-    A monotone solver stops at the first small change; any other (ADMM, gradient), whose
-    objective may stall for a step and move again, when the change stayed small for
-    :data:`PATIENCE` iterations in a row, and so does an extrapolated fit: the gain of an
-    extrapolated step that overshot to about the same objective, or of the plain step
-    after a discarded one, says nothing about convergence (float32 KL + sum-to-one on
-    Moffett stopped 67 % above float64 on one such step).  Where the objective's rounding
-    noise (float32) exceeds ``tol`` times it, a change below ``tol`` or below that noise
-    counts as small only if the endmembers settled too (unless filters act between
-    iterations: they never let the factors settle, and iterating on only drifts further
-    from the unfiltered model), and changes within that noise count only while their
-    sum since the first small one stays within it: a steady descent of a little less
-    than the noise an iteration is progress (float32 XRD, k 3, smoothness on the data
-    graph: stopped at iteration 58, 33 % above the fit's minimum, falling 180 an
-    iteration against a noise bound of 207).
-
-    For the solvers that crawl (those that extrapolate a long fit by default,
-    ``Solver.extrapolates_after``: KL coordinate descent, MU, the gradient solver) a
-    change counts as small only when the fall still to come, estimated from the last two
-    falls (:func:`~unmix.engine._stop.remaining_fall`), is within ``tol`` too: a fall
-    that shrinks slowly is a slope, not a minimum.
-    """
-    if cfg.callback is not None and cfg.callback(info):
-        return "callback"
-    if slv.one_shot:
-        return "tol"
-    small = not lagged and converged(prev, info.objective, cfg.tol, abs(prev) + ph.offset)
-    crawls = slv.extrapolates_after is not None
-    filtered = ph.p.filters["A"] or ph.p.filters["S"]  # filters keep the factors moving
-    noise = ph.noise.at(prev)
-    left = 0.0  # the fall still to come, for a solver that crawls
-    if crawls:
-        left = _left_to_fall(ph, info.objective, lagged)  # every iteration: the windows
-        small = small and left <= cfg.tol * (abs(prev) + ph.offset)
-    if ph.calm == 0:
-        ph.calm_from = prev
-    need = 1 if slv.monotone and ph.ext is None and not crawls else PATIENCE
-    noisy = noise > cfg.tol * abs(prev) and not filtered
-    if noisy:  # a change below rounding noise
-        # says nothing, unless the changes add up beyond it since the first small one
-        within = not lagged and abs(ph.calm_from - info.objective) <= noise and left <= noise
-        small = (small or within) and factor_settled(ph.S_prev, info.S, cfg.tol, ph.p.be)
-    ph.calm = ph.calm + 1 if small else 0
-    if ph.calm >= need and not (noisy and _descends_exactly(cfg, ph, info)):
-        return "tol"
-    if cfg.time_limit is not None and info.elapsed >= cfg.time_limit:
-        return "time_limit"
-    return None
-
-
-def _left_to_fall(ph: _Phase, objective: float, lagged: bool) -> float:
-    """The fall still to come (:func:`remaining_fall`) from the falls over the last two
-    windows of iterations: one iteration each in float64; :data:`FALL_WINDOW` in float32
-    work, whose objective's rounding makes single falls too noisy to compare (float32
-    MU on the Raman map: falls 0.94 then 0.58 where float64 fell 0.62 then 0.59 - the
-    estimate stopped it at 45 iterations, 0.13 % above float64's 207).  ``inf`` until
-    two windows have passed since the phase began or since the last step that cannot be
-    judged (``lagged``: a discarded extrapolated step, after which the falls start
-    afresh)."""
-    m = 1 if ph.noise is NO_NOISE else FALL_WINDOW
-    if lagged:
-        ph.recent = [objective]
-        return math.inf
-    h = ph.recent
-    h.append(objective)
-    del h[: max(len(h) - 2 * m - 1, 0)]
-    if len(h) < 2 * m + 1:
-        return math.inf
-    return remaining_fall(h[0] - h[m], h[m] - h[2 * m])
-
-
-def _descends_exactly(cfg: Settings, ph: _Phase, info: IterationInfo) -> bool:
-    """Whether a fit about to stop on changes within its objective's rounding noise still
-    descends (:func:`exact_descent`; Frobenius on ``X`` itself only); if so the calm count
-    starts again."""
-    p = ph.p
-    if not (p.loss.is_frobenius and ph.number == 2 and ph.offset == 0):
-        return False
-    before = (ph.A_prev, ph.S_prev)
-    falls, ph.exact = exact_descent(p, cfg.tol, ph.exact, info.iteration, (info.A, info.S), before)
-    ph.calm = 0 if falls else ph.calm
-    return falls
 
 
 def _finite(p: Problem, A: Any, S: Any, *, maps: bool) -> bool:

@@ -22,7 +22,7 @@ summed entry by entry), accurate only to :func:`objective_noise`; where that exc
 ``tol`` times the objective, a change below ``tol`` says nothing, and the loop also asks
 the endmembers (:func:`factor_settled`), the sum of the changes since the first small one,
 and, for Frobenius, the objective evaluated entry by entry before it stops
-(``unmix.engine._loop._descends_exactly``).
+(``unmix.engine._judge._descends_exactly``).
 """
 
 from __future__ import annotations
