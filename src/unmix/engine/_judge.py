@@ -44,7 +44,7 @@ class Phase:
     calm_from: float = 0.0  # the objective before the first of them
     exact: tuple[int, float] | None = None  # the last exact objective (float32 Frobenius)
     noise: RoundingNoise = NO_NOISE  # the objective's rounding noise (float32 work)
-    recent: list = field(default_factory=list)  # the last objectives
+    recent: list[float] = field(default_factory=list)  # the last objectives judged
     S_prev: Any = None  # the endmembers before this iteration
     A_prev: Any = None  # ... and the maps
 
