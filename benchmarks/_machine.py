@@ -1,4 +1,5 @@
-"""What the benchmark reports say about the machine they ran on."""
+"""What the benchmark reports say about the machine they ran on, and the small measures
+several benchmarks share."""
 
 from __future__ import annotations
 
@@ -35,3 +36,12 @@ def cpu_timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
     t = time.process_time()
     out = fn(*args, **kwargs)
     return out, time.process_time() - t
+
+
+def worst_angle(S: Any, ref: Any) -> float:
+    """The largest angle (deg) between the endmembers ``S`` and ``ref`` (k, channels) after
+    Hungarian matching on the angles (:func:`unmix.metrics.match_components`)."""
+    from unmix.metrics import match_components, spectral_angles
+
+    rows, cols = match_components(S, ref)
+    return float(spectral_angles(S, ref)[rows, cols].max())

@@ -29,9 +29,8 @@ import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 import unmix  # noqa: E402
-from _machine import cpu_model, cpu_timed, table_rows  # noqa: E402
+from _machine import cpu_model, cpu_timed, table_rows, worst_angle  # noqa: E402
 from bench_constraints import ENTRIES, collapse, set_kwargs  # noqa: E402
-from unmix.metrics import match_components, spectral_angles  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "extrapolate.md"
 NOTES = "## Notes (written by hand)"  # kept when the table is rewritten
@@ -58,11 +57,6 @@ def fit(X, k, spatial, set_name, solver, extrapolate):
             solver_options=opts,
             **set_kwargs(set_name, X),
         )
-
-
-def worst_angle(S1, S2) -> float:
-    rows, cols = match_components(S1, S2)
-    return float(np.max(spectral_angles(S1, S2)[rows, cols]))
 
 
 def rows_of(entry) -> list[str]:

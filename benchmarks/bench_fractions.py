@@ -31,10 +31,9 @@ import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-from scipy.optimize import linear_sum_assignment  # noqa: E402
 
 import unmix  # noqa: E402
-from _machine import cpu_model, cpu_timed  # noqa: E402
+from _machine import cpu_model, cpu_timed, worst_angle  # noqa: E402
 from bench_constraints import ENTRIES  # noqa: E402
 from unmix.model import NonNegative, SumToOne  # noqa: E402
 from unmix.preprocessing import NormalizePixels  # noqa: E402
@@ -51,15 +50,6 @@ MODEL = {
     "constraints": [NonNegative(), SumToOne()],
     "preprocessing": [NormalizePixels("l1", weights=True)],
 }
-
-
-def worst_angle(S1: np.ndarray, S2: np.ndarray) -> float:
-    """The largest angle (deg) between matched endmembers (Hungarian on the angles)."""
-    U1 = S1 / np.maximum(np.linalg.norm(S1, axis=1, keepdims=True), 1e-300)
-    U2 = S2 / np.maximum(np.linalg.norm(S2, axis=1, keepdims=True), 1e-300)
-    ang = np.degrees(np.arccos(np.clip(U1 @ U2.T, -1.0, 1.0)))
-    r, c = linear_sum_assignment(ang)
-    return float(ang[r, c].max())
 
 
 def fit(X: np.ndarray, k: int, solver: str):

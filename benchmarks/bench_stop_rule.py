@@ -33,17 +33,14 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
-import subprocess  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 import unmix  # noqa: E402
-from _machine import cpu_model, cpu_timed  # noqa: E402
-from bench_constraints import ENTRIES, set_kwargs  # noqa: E402
-from unmix.metrics import match_components, spectral_angles  # noqa: E402
+from _machine import cpu_timed, worst_angle  # noqa: E402
+from bench_constraints import ENTRIES, machine_info, set_kwargs  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "stop_rule.md"
@@ -59,12 +56,6 @@ CASES = (
 RUN_ON = {"tol": 1e-9, "max_iter": 3000}
 
 
-def worst_angle(S: np.ndarray, ref: np.ndarray) -> float:
-    """The largest angle (deg) between matched endmembers."""
-    rows, cols = match_components(S, ref)
-    return float(spectral_angles(S, ref)[rows, cols].max())
-
-
 def fit(X, shape: tuple, k: int, setname: str, solver: str, **extra) -> tuple:
     """One fit and its CPU seconds."""
     kw = {**set_kwargs(setname, X), **extra}
@@ -77,10 +68,12 @@ def fit(X, shape: tuple, k: int, setname: str, solver: str, **extra) -> tuple:
 
 def measure(reference: dict) -> dict:
     """Every case's default fit (and run-on fit, unless in ``reference``)."""
-    out = {}
+    out, loaded = {}, {}
     for setname, solver, keys in CASES:
         for e in [e for e in ENTRIES if e.key in keys]:
-            X, shape = e.load()
+            if e.path not in loaded:  # each file read once (XRD serves k 3 and k 6)
+                loaded[e.path] = e.load()
+            X, shape = loaded[e.path]
             key = f"{setname}|{solver}|{e.key}|{e.k}"
             r, cpu = fit(X, shape, e.k, setname, solver)
             ref = reference.get(key, {}).get("run_on")
@@ -114,15 +107,6 @@ def measure(reference: dict) -> dict:
                 flush=True,
             )
     return out
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
-        ).stdout.strip()
-    except OSError:
-        return "?"
 
 
 def table(before: dict, after: dict) -> list[str]:
@@ -199,9 +183,10 @@ def main() -> None:
         return
     reference = json.loads(Path(a.reference).read_text())["runs"] if a.reference else {}
     runs = measure(reference)
+    m = machine_info()
     meta = (
-        f"unmix from {Path(unmix.__file__).parent} (HEAD {commit()}), {cpu_model()}, "
-        f"Python {platform.python_version()}, NumPy {np.__version__}"
+        f"unmix from {m['unmix_path']}{m['copy']} (the checkout at {m['commit']}), "
+        f"{m['cpu']}, Python {m['python']}, NumPy {m['numpy']}"
     )
     if a.save:
         Path(a.save).write_text(json.dumps({"meta": meta, "runs": runs}))
