@@ -131,6 +131,16 @@ REAL_FILES = {
 }
 
 
+def matched_angles(S, ref) -> np.ndarray:
+    """The angles (deg) between the endmembers ``S`` and ``ref`` (k, channels), matched by
+    the Hungarian assignment on the angles (:func:`unmix.metrics.match_components`)."""
+    from unmix.metrics import match_components, spectral_angles
+
+    S, ref = np.asarray(S, dtype=float), np.asarray(ref, dtype=float)
+    rows, cols = match_components(S, ref)
+    return spectral_angles(S, ref)[rows, cols]
+
+
 def real_pixels(name: str) -> np.ndarray:
     """A shared real map as float64 (pixels, channels): ``"eels"`` (Cu/ZnO EELS, counts),
     ``"raman"`` (raw Raman map), ``"xrd"`` (143 XRD patterns) or ``"eds-tem"`` (TEM EDS

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 import unmix
+from conftest import matched_angles
 from unmix.cli import EXIT_INPUT, EXIT_INTERRUPTED, entry
 from unmix.cli._watch import Stream
 from unmix.datasets import load_cuzn_eels
-from unmix.metrics import match_components, spectral_angles
 
 
 def _rel(X, A, S) -> float:
@@ -56,8 +56,7 @@ def test_watch_matches_a_batch_run(tmp_path, capsys):
     batch = unmix.load_result(tmp_path / "batch" / "result.h5")
     A, S = online.A.astype(float), online.S.astype(float)
     assert _rel(X, A, S) <= 1.02 * _rel(X, batch.A.astype(float), batch.S)
-    rows, cols = match_components(S, batch.S)
-    assert np.max(spectral_angles(S, batch.S)[rows, cols]) < 3.0
+    assert np.max(matched_angles(S, batch.S)) < 3.0
     assert "10 files, 2000 pixels" in capsys.readouterr().out
 
 

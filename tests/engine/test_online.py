@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import unmix
+from conftest import matched_angles
 from unmix import (
     KL,
     L1,
@@ -20,7 +21,6 @@ from unmix import (
 )
 from unmix.datasets import load_cuzn_eels, make_mixture
 from unmix.estimators import NMF
-from unmix.metrics import match_components, spectral_angles
 
 
 def _eels() -> np.ndarray:
@@ -29,11 +29,6 @@ def _eels() -> np.ndarray:
 
 def _rel(X: np.ndarray, A, S) -> float:
     return float(np.linalg.norm(X - np.asarray(A) @ np.asarray(S)) / np.linalg.norm(X))
-
-
-def _angles(S, S_ref) -> np.ndarray:
-    rows, cols = match_components(S, S_ref)
-    return spectral_angles(S, S_ref)[rows, cols]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +44,7 @@ def test_eels_line_by_line_matches_the_batch_fit(eels_lines):
     online = online_factorize(lines, 2, random_state=0, spatial_shape=(50, 40))
     assert online.A.shape == (2000, 2) and online.maps().shape == (50, 40, 2)
     assert _rel(X, online.A, online.S) <= 1.02 * _rel(X, batch.A, batch.S)
-    assert np.max(_angles(online.S, batch.S)) < 3.0
+    assert np.max(matched_angles(online.S, batch.S)) < 3.0
     fit = 0.5 * np.linalg.norm(X - online.A @ online.S) ** 2
     assert online.objective == pytest.approx(fit, rel=1e-9)
 

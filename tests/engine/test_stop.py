@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import unmix
-from conftest import real_pixels
+from conftest import matched_angles, real_pixels
 from unmix.engine.solvers import Gradient
 from unmix.model import make_loss
 
@@ -195,13 +195,6 @@ def test_a_fall_that_does_not_shrink_has_no_end_in_sight(last, fall):
     assert remaining_fall(last, fall) == np.inf
 
 
-def _angles_to(S, ref) -> np.ndarray:
-    from unmix.metrics import match_components, spectral_angles
-
-    rows, cols = match_components(np.asarray(S), np.asarray(ref))
-    return spectral_angles(np.asarray(S), np.asarray(ref))[rows, cols]
-
-
 @pytest.mark.parametrize("solver", ["auto", "gradient"])
 def test_kl_on_the_eels_map_does_not_stop_on_the_slope_next_to_its_start(solver):
     """The bundled EELS map, KL, k 3, the Poisson start: KL-CD fell 10.7, 7.5, 5.4 and
@@ -216,4 +209,4 @@ def test_kl_on_the_eels_map_does_not_stop_on_the_slope_next_to_its_start(solver)
     far = unmix.factorize(X, 3, tol=1e-9, max_iter=3000, **kw)
     assert r.stop_reason == "tol" and far.n_iter > r.n_iter
     assert r.objective <= far.objective * (1 + 1e-4)
-    assert _angles_to(r.S, far.S).max() < 2.0
+    assert matched_angles(r.S, far.S).max() < 2.0
