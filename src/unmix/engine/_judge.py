@@ -32,7 +32,8 @@ __all__ = ["STOP_KEYS", "Phase", "resume_stop_state", "stop_reason", "stop_state
 
 @dataclass
 class Phase:
-    """One phase of a restart: the problem it iterates on and where its clock started."""
+    """One phase of a restart: the problem it iterates on, where its clock started, and
+    what the stop rule keeps between iterations (carried by checkpoints: :func:`stop_state`)."""
 
     p: Problem
     number: int  # 1 compressed, 2 exact

@@ -83,7 +83,7 @@ def remaining_fall(last: float, fall: float) -> float:
     """
     if fall <= 0:
         return 0.0
-    if not 0 < fall < last:
+    if fall >= last:
         return math.inf
     q = fall / last
     return fall * q / (1.0 - q)
