@@ -126,7 +126,8 @@ class Result:
     @property
     def other_start(self) -> dict | None:
         """What the default start gave when another start replaced a fit whose components
-        collapsed (``spec["diagnostics"]["other_start"]``,
+        collapsed - one that keeps them all, or failing that a lower one (``alive``
+        False) (``spec["diagnostics"]["other_start"]``,
         :mod:`unmix.engine._other_starts`); None when the default start's fit stands."""
         return ((self.spec or {}).get("diagnostics") or {}).get("other_start")
 
@@ -137,11 +138,14 @@ class Result:
         other = self.other_start
         if not other:
             return str((self.spec or {}).get("init", "?"))
-        return (
+        said = (
             f"{other['other_init']} (seed {other['other_seed']}): the default "
             f"{other['init']} start left components {other['collapsed']} collapsed at "
             f"objective {other['objective']:.6g}"
         )
+        if other.get("alive", True):
+            return said
+        return f"{said}; this start ends lower, with collapsed components of its own"
 
     def reconstruct(self, rows: slice | None = None) -> Any:
         """The model ``f(A @ S)`` of ``X`` (pixels, channels) in the input's units.

@@ -39,7 +39,7 @@ from ._fractions import SOLVED_AS, PlainKLForm, fit_as_plain_kl, plain_kl_form
 from ._init import default_init
 from ._inputs import Input, prepare_input
 from ._loop import IterationInfo, Settings, run_restarts
-from ._other_starts import run_with_other_starts, tries_other_starts
+from ._other_starts import other_starts, run_with_other_starts, tries_other_starts
 from ._params import check_factorize_params, document_factorize
 from ._problem import Problem
 from ._seed import resolve_seed, restart_seeds
@@ -177,7 +177,11 @@ def _run_model(run: _Run, init: Any, cfg: Settings, seed: int) -> Result:
     cfg = replace(cfg, checkpoint=_checkpointer(given, spec, seeds, p))
     if tries_other_starts(run.opts["init"], run.slv, cfg):  # a collapse may be the start's
         restarts = functools.partial(run_restarts, p, run.slv)
-        best, runs, replaced = run_with_other_starts(restarts, init, seeds, cfg, given["resume"])
+        pixels = p.simplex("A") and p.data.mask is None  # pure pixels are a start
+        starts = other_starts(init, seeds[0], pixels=pixels)
+        best, runs, replaced = run_with_other_starts(
+            restarts, init, seeds, cfg, given["resume"], starts
+        )
         if replaced is not None:
             spec["init"], best["other_start"] = replaced["other_init"], replaced
     else:
