@@ -98,6 +98,7 @@ PENALTIES = {
     "TotalVariation": unmix.TotalVariation(0.1),
     "GraphSmoothness": unmix.GraphSmoothness(0.1, graph=grid_graph(N_ROWS, 8)),
     "MinVolume": unmix.MinVolume(0.2),
+    "Orthogonality": unmix.Orthogonality(max_cosine=0.05),
     "user NearTarget(S)": NearTarget(0.4),
 }
 FILTERS = {
@@ -197,6 +198,8 @@ def _prepared(name):
     p, shape = _bind(PENALTIES[name])
     A, S = _factors()
     p.on_init(A, S, 10.0)
+    if p.tightens:  # it starts at strength 0 (the plain fit): test it at a real one
+        p.resume_schedule(10.0)
     return p, shape
 
 

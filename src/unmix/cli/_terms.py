@@ -19,6 +19,7 @@ from ..model import (
     MinVolume,
     NoDips,
     NonNegative,
+    Orthogonality,
     SpatialSmoothness,
     SpectralSmoothing,
     SumToOne,
@@ -49,8 +50,18 @@ TERM_FLAGS = {
     "max_active": None,
     "no_dips": None,
     "unimodal": False,
-    "orthogonal": False,
+    "orthogonal": None,
 }
+
+
+def _orthogonal(max_cosine: float, regs: list) -> list:
+    """``--orthogonal [COS]``: alone (0), one endmember a channel - ``S S^T`` diagonal,
+    exact ANLS - returned as a constraint; with a bound, the cosines held below it by a
+    growing penalty, appended to ``regs``."""
+    if max_cosine == 0.0:
+        return [MaxActive(1, target="S")]
+    regs.append(Orthogonality(max_cosine=max_cosine))
+    return []
 
 
 def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
@@ -120,9 +131,8 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
     if flags["max_active"]:  # at most M endmembers a pixel (exact ANLS, maps polished)
         cons = cons or [NonNegative()]
         cons.append(MaxActive(flags["max_active"]))
-    if flags["orthogonal"]:  # one endmember a channel: S S^T diagonal (exact ANLS)
-        cons = cons or [NonNegative()]
-        cons.append(MaxActive(1, target="S"))
+    if flags["orthogonal"] is not None:
+        cons = (cons or [NonNegative()]) + _orthogonal(flags["orthogonal"], regs)
     if flags["no_dips"] is not None or flags["unimodal"]:  # in place of S >= 0 (held by them)
         nonneg_S = NonNegative(target="S")
         cons = [p for c in cons or [NonNegative()] for p in c.parts() if p != nonneg_S]
@@ -248,8 +258,14 @@ FIT_TERM_OPTIONS = [
     click.option("--unimodal", is_flag=True, help="Each endmember rises to one peak, then falls."),
     click.option(
         "--orthogonal",
-        is_flag=True,
-        help="Orthogonal NMF: each channel in one endmember (S S^T diagonal; exact ANLS).",
+        type=click.FloatRange(0, 1, max_open=True),
+        is_flag=False,
+        flag_value=0.0,
+        metavar="[COS]",
+        help="Orthogonal NMF: alone, each channel in one endmember (S S^T diagonal; exact "
+        "ANLS); with COS (e.g. 0.05), nearly orthogonal endmembers - the cosine between "
+        "any two at most COS, held by a penalty that grows until it holds (a background "
+        "may run under other endmembers' peaks).",
     ),
     *TERM_OPTIONS,
 ]

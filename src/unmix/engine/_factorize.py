@@ -245,10 +245,21 @@ def _provenance(init: Any, inp: Input, p: Problem, given: dict, seed: int) -> di
     }
 
 
+#: the default ``max_iter``; with a penalty that tightens (a bound held by a growing
+#: strength: one converged fit per strength, 10-20 of them) the larger one (nearly
+#: orthogonal endmembers on XRD k 6: 1,200-1,700 iterations from every start)
+MAX_ITER, MAX_ITER_TIGHTENING = 500, 5000
+
+
+def _max_iter(p: Problem) -> int:
+    tightens = any(t.tightens and t.lam for t in p.penalties["A"] + p.penalties["S"])
+    return MAX_ITER_TIGHTENING if tightens else MAX_ITER
+
+
 def _settings(opts: dict, p: Problem, slv: Solver, given: dict) -> Settings:
     """The stopping rules and plumbing shared by the restarts."""
     return Settings(
-        max_iter=int(opts["max_iter"] if opts["max_iter"] is not None else 500),
+        max_iter=int(opts["max_iter"] if opts["max_iter"] is not None else _max_iter(p)),
         tol=float(opts["tol"] if opts["tol"] is not None else 1e-5),
         time_limit=given["time_limit"],
         callback=given["callback"],

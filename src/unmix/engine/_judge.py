@@ -62,7 +62,9 @@ def stop_state(ph: Phase) -> dict:
 
 
 def resume_stop_state(ph: Phase, saved: dict | None) -> None:
-    """Put a checkpoint's stop-rule state back (none in a checkpoint that has none)."""
+    """Put a checkpoint's stop-rule state back (none in a checkpoint that has none), and
+    the strengths its tightening penalties had reached (they decide when it stops too)."""
+    ph.p.resume_schedules(saved)
     if saved and STOP_KEYS[0] in saved:
         ph.calm, ph.calm_from = int(saved["stop_calm"]), float(saved["stop_calm_from"])
         ph.recent = [float(v) for v in np.asarray(saved["stop_recent"]).ravel()]

@@ -131,16 +131,17 @@ def run_once(
         S, stop, done = _iterate(phase, slv, A, S, rec, n_iter, max(remaining, 1), cfg, prev)
         n_iter += done
         while stop == "tol" and n_iter < cfg.max_iter and not slv.one_shot:
+            # converged: collapsed components restart (once each), else a penalty that
+            # holds a bound may tighten; either way the fit goes on from here
             S, kept = restart_collapsed(p, A, S, rec, n_iter)
-            if kept is None:
+            if kept is None and not p.tighten(A, S):
                 break
             S, stop, done = _iterate(
                 phase, slv, A, S, rec, n_iter, cfg.max_iter - n_iter, cfg, None
             )
             n_iter += done
-            if kept.lost(p, A, S, rec):
+            if kept is not None and kept.lost(p, A, S, rec):
                 S, n_iter, stop = kept.restore(A, rec), kept.n_iter, "tol"
-                break
     p.finish_maps(A, S)  # e.g. an exact polish of sparse maps, a last feasibility step
     t_iter = rec.elapsed0 + time.perf_counter() - t_loop
     return _finish(p, slv, A, S, rec, n_iter, stop, t_iter, balance0, cfg)
@@ -275,6 +276,8 @@ def _finish(
             kept_without=kept_without,
         )
         warn_scale_drift(balance0, balance(p, A, S))
+        for said in p.unmet_bounds(A, S):
+            warnings.warn(said, RuntimeWarning, stacklevel=4)
     logger.info("%s: %d iterations, objective %.6g (%s)", slv.name, n_iter, final, stop)
     return {
         "A": A,
@@ -396,7 +399,7 @@ def _checkpoint_now(
     if ckpt is None or (interrupted and not ckpt.on_interrupt):
         return
     state, keys = ph.state, slv.persistent
-    more = stop_state(ph)
+    more = {**stop_state(ph), **ph.p.schedules()}
     if ph.ext is not None:  # its state too; the iterate saved is its accepted point
         more.update(ph.ext.to_state())
     state, keys = {**state, **more}, (*keys, *more)

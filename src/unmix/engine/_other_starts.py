@@ -15,8 +15,9 @@ abundances that sum to one - then random ones, seeded from the fit's seed).  The
 whose components all live and whose objective is at most ``1 + SLACK`` times the collapsed
 fit's replaces it, and the result's spec says so (``spec["init"]``, the start used;
 ``spec["diagnostics"]["other_start"]``, what the default start gave).  When none does, the
-fit with the lowest objective is kept if it is more than ``SLACK`` below the default's -
-a better fit of the same model, whose own collapsed components are reported
+fit with the lowest objective among those with no more collapsed components than the
+default's is kept if it is more than ``SLACK`` below the default's - a better fit of the
+same model, whose own collapsed components are reported
 (``other_start["alive"]`` False) - else the default's collapsed fit stands.  Either way
 the warnings, with the advice to fit fewer components, are those of the fit kept: a ``k``
 the data do not support is not hidden.  (Orthogonal endmembers with sum-to-one maps on the
@@ -96,7 +97,8 @@ def run_with_other_starts(
         runs = runs + [dict(summary, init=other) for summary in more]
         if not fit["collapsed"] and fit["objective"] <= bound:
             return fit, runs, _replaced(best, init, fit, seen, other, seed)
-        if lowest is None or fit["objective"] < lowest[0]["objective"]:
+        fewer = len(fit["collapsed"]) <= len(best["collapsed"])  # no more dead than before
+        if fewer and (lowest is None or fit["objective"] < lowest[0]["objective"]):
             lowest = (fit, seen, other, seed)
     if lowest is not None and lowest[0]["objective"] < best["objective"] - SLACK * abs(
         best["objective"]

@@ -21,6 +21,7 @@ from ._constraints import (
 from ._graph import GraphSmoothness, knn_graph
 from ._links import LINK_NAMES, Identity, Link, Logistic, make_link
 from ._losses import BETA_RANGE, KL, LOSS_NAMES, Beta, Frobenius, Loss, beta_of, make_loss
+from ._orthogonality import Orthogonality
 from ._presets import PRESETS, resolve_preset
 from ._product import ProductBounds
 from ._regularizers import (
@@ -62,6 +63,7 @@ __all__ = [
     "NoDips",
     "NonNegative",
     "Orthogonal",
+    "Orthogonality",
     "Penalty",
     "PenaltyModel",
     "ProductBounds",

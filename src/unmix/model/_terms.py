@@ -59,6 +59,11 @@ like a built-in one:
                               and a constant gradient: exact ANLS solves it)
 ``scale_free``                the term acts the same on ``c * X`` as on ``X`` (otherwise its
                               absolute strengths carry the data's units)
+``tightens``                  a penalty that holds a bound: where the fit converged with
+                              the bound unmet it raises its strength and the fit goes on
+                              (:meth:`Penalty.tighten`; the strength is checkpointed;
+                              extrapolation is on by default, each strength's fit being
+                              a slow slope)
 ============================  ==========================================================
 
 Terms are frozen descriptions; :meth:`Term.bind` returns a copy bound to one problem
@@ -311,6 +316,8 @@ class Penalty(Term):
     quadratic: ClassVar[bool] = False
     #: differentiable (a non-smooth penalty is best applied through its prox)
     smooth: ClassVar[bool] = True
+    #: holds a bound by a growing strength (:meth:`tighten`)
+    tightens: ClassVar[bool] = False
 
     @property
     def scale_free(self) -> bool:
@@ -340,6 +347,26 @@ class Penalty(Term):
     def prox(self, V: Any, step: float) -> Any | None:
         """Proximal operator of ``step * lam * r`` if it has a cheap one, else None."""
         return None
+
+    def tighten(self, A: Any, S: Any) -> bool:
+        """For a penalty that holds a bound (the quadratic penalty method): at a point
+        where the fit converged, raise the strength if the bound is not met and return
+        True - the fit goes on from there; False otherwise (the default: a fixed
+        strength)."""
+        return False
+
+    def unmet(self, A: Any, S: Any) -> str | None:
+        """For a penalty that tightens: what of its bound the final point misses (a
+        sentence for a warning), or None."""
+        return None
+
+    @property
+    def schedule(self) -> float | None:
+        """The strength a tightening penalty has reached (for a checkpoint), or None."""
+        return None
+
+    def resume_schedule(self, value: float) -> None:
+        """Put back the strength a checkpoint saved (:attr:`schedule`)."""
 
 
 @dataclass(frozen=True)
