@@ -151,7 +151,7 @@ NOTES = """
 
 Nearly orthogonal endmembers (second table, new 2026-12-06):
 
-- **XRD k 6: 1.10x plain NMF's error at cosines <= 0.05** (1.094-1.099x from the default
+- **XRD k 6: 1.09x plain NMF's error at cosines <= 0.05** (1.094-1.095x from the default
   and 4 random starts), against 1.6-1.75x for exact orthogonality: the background may
   run under the Bragg peaks at most of its height.  One component, though, is weak from
   every start: its 99th-percentile share is 0.033 (0.131 in its strongest pattern), below
@@ -162,16 +162,21 @@ Nearly orthogonal endmembers (second table, new 2026-12-06):
   STM 1.014x (exact 1.03x).
 - Raman k 3: 2.33x, no better than exact orthogonality (2.29x): the continuation ends in
   another local minimum there.
-- How: `Orthogonality(max_cosine)` is a penalty `rho / 2 sum_{i<j} max(0, cos(s_i, s_j) -
-  max_cosine)^2` that starts at 0 (the plain fit), then at `1e-3 ||X||^2 / 2`, and is
-  doubled each time the fit converges (`tol`) with a cosine above the bound (the fit goes
-  on from there); extrapolation is on by default (without it one strength's fit on XRD
-  k 6 did not converge in 5,000 HALS iterations) and `max_iter` defaults to 5,000.  A
-  prototype that started the penalty at once from NNDSVDa ended at 2.0x on XRD k 6, one
-  that doubled the strength every 150 iterations whether converged or not at 1.29x:
-  the path must be followed slowly from the plain fit.  MU takes the term but crawls
-  (planted data: 5,000 iterations, bound unmet, warned); HALS, the gradient solver and
-  ADMM meet it.
+- How: `Orthogonality(max_cosine)` is a penalty
+  `rho / 2 sum_{i<j} max(0, cos(s_i, s_j) - max_cosine)^2` that starts at 0 (the plain
+  fit), then at `1e-3 ||X||^2 / 2`, and is multiplied by 4 (`growth`; 2 and 8 end
+  within 0.4 % of it) each time the fit converges (`tol`) with a cosine above the
+  bound (the fit goes on from there); extrapolation is on by default (without it one
+  strength's fit on XRD k 6 did not converge in 5,000 HALS iterations) and `max_iter`
+  defaults to 5,000.  A prototype that started the penalty at once from NNDSVDa ended
+  at 2.0x on XRD k 6, one that doubled the strength every 150 iterations whether
+  converged or not at 1.29x: the path must be followed from the plain fit, each
+  strength's fit converged.  MU takes the term but crawls (planted data: 5,000
+  iterations, bound unmet, warned); HALS, the gradient solver and ADMM meet it.
+- KL (`--loss kl --orthogonal 0.05`) runs on the gradient solver (KL coordinate
+  descent takes no such penalty) and is slow: TEM EDS map, k 4, 1,500-1,700 iterations,
+  157-160 CPU s (growth 8 or 2) against 1.3 s for plain KL, divergence 1.004x plain's
+  at cosines <= 0.05; the realdata runs of the three EDS maps took 3-6 minutes each.
 """
 
 

@@ -55,7 +55,7 @@ def test_the_strength_starts_at_zero_and_grows_only_while_the_bound_is_unmet(mix
     pen = np.asarray(hist["penalties"]["Orthogonality(S)"] if "penalties" in hist else [])
     assert largest_cosine(r.S) <= BOUND * (1 + 1e-3) + 1e-12
     term = unmix.Orthogonality()
-    assert term.lam == 1e-3 and term.growth == 2.0 and term.max_cosine == BOUND
+    assert term.lam == 1e-3 and term.growth == 4.0 and term.max_cosine == BOUND
     assert pen.size == 0 or pen[0] == 0.0  # the path starts at the plain fit
     assert np.all(np.asarray(r.S) >= 0) and np.all(np.asarray(r.A) >= 0)
 

@@ -96,7 +96,7 @@ def on_by_default(p: Problem) -> bool:
     variation), whose model each step majorizes by a diagonal - steps as slow as Jacobi
     sweeps, or a penalty tightens (``tightens``: each strength's fit is a slow slope;
     nearly orthogonal endmembers on XRD k 6 did not converge in 5,000 HALS iterations,
-    and took 2,250 extrapolated).  A solver may also turn it on
+    and took 1,000-2,250 extrapolated).  A solver may also turn it on
     later by default (``Solver.extrapolates_after``, :func:`extrapolation_start`).
 
     Measured (``benchmarks/results/extrapolate.md``, ``constraints.md``): on every
