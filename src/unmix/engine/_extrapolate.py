@@ -110,8 +110,7 @@ def on_by_default(p: Problem) -> bool:
     error.
     """
     coupled = any(t.couples_pixels and t.lam for t in p.penalties["A"])
-    tightening = any(t.tightens and t.lam for t in p.penalties["A"] + p.penalties["S"])
-    return p.simplex("A") or coupled or tightening
+    return p.simplex("A") or coupled or bool(p.tightening())
 
 
 @dataclass

@@ -252,8 +252,7 @@ MAX_ITER, MAX_ITER_TIGHTENING = 500, 5000
 
 
 def _max_iter(p: Problem) -> int:
-    tightens = any(t.tightens and t.lam for t in p.penalties["A"] + p.penalties["S"])
-    return MAX_ITER_TIGHTENING if tightens else MAX_ITER
+    return MAX_ITER_TIGHTENING if p.tightening() else MAX_ITER
 
 
 def _settings(opts: dict, p: Problem, slv: Solver, given: dict) -> Settings:

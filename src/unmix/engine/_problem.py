@@ -238,26 +238,27 @@ class Problem:
         del xp
         return pos, neg
 
+    def tightening(self) -> list[Penalty]:
+        """The penalties that hold a bound by a growing strength (``tightens``)."""
+        return [t for t in self.penalties["A"] + self.penalties["S"] if t.tightens and t.lam]
+
     def tighten(self, A: Any, S: Any) -> bool:
         """Ask every penalty that holds a bound to tighten at this converged point
         (:meth:`~unmix.model.Penalty.tighten`); True when one did (the fit goes on)."""
-        terms = self.penalties["A"] + self.penalties["S"]
-        return any([t.tighten(A, S) for t in terms if t.tightens and t.lam])
+        return any([t.tighten(A, S) for t in self.tightening()])
 
     def unmet_bounds(self, A: Any, S: Any) -> list[str]:
         """What the tightening penalties' bounds miss at ``(A, S)`` (sentences)."""
-        terms = self.penalties["A"] + self.penalties["S"]
-        said = [t.unmet(A, S) for t in terms if t.tightens and t.lam]
+        said = [t.unmet(A, S) for t in self.tightening()]
         return [s for s in said if s]
 
     def schedules(self) -> dict[str, float]:
         """The strengths the tightening penalties have reached, for a checkpoint."""
-        terms = self.penalties["A"] + self.penalties["S"]
-        return {f"penalty_schedule_{i}": t.schedule for i, t in enumerate(terms) if t.schedule}
+        return {f"penalty_schedule_{i}": t.schedule for i, t in enumerate(self.tightening())}
 
     def resume_schedules(self, saved: dict | None) -> None:
         """Put a checkpoint's strengths back (:meth:`schedules`)."""
-        for i, t in enumerate(self.penalties["A"] + self.penalties["S"]):
+        for i, t in enumerate(self.tightening()):
             value = (saved or {}).get(f"penalty_schedule_{i}")
             if value is not None:
                 t.resume_schedule(float(np.asarray(value)))
