@@ -51,8 +51,7 @@ def test_real_maps_meet_the_bound_close_to_plain_nmf(name, k, ratio):
 
 def test_the_strength_starts_at_zero_and_grows_only_while_the_bound_is_unmet(mixture):
     r = nearly_orthogonal(mixture.X, 3)
-    hist = r.history
-    pen = np.asarray(hist["penalties"]["Orthogonality(S)"] if "penalties" in hist else [])
+    pen = np.asarray(r.history["Orthogonality(S)"])  # the penalty's value each iteration
     assert largest_cosine(r.S) <= BOUND * (1 + 1e-3) + 1e-12
     term = unmix.Orthogonality()
     assert term.lam == 1e-3 and term.growth == 4.0 and term.max_cosine == BOUND
