@@ -65,3 +65,29 @@ def test_tree_refuses_terms_with_stability_ranks(scan4d):
     res = CliRunner().invoke(main, [*args, "-o", str(folder / "bad"), "-q", "--no-report"])
     assert res.exit_code == 2
     assert 'node_rank="stability"' in res.output and "use node_rank=2" in res.output
+
+
+@pytest.mark.parametrize(("flag", "term"), [("0.05", "Orthogonality"), (None, "MaxActive")])
+def test_tree_takes_the_orthogonal_flag(scan4d, flag, term):
+    """``--orthogonal COS``: every split's endmembers at most COS apart in cosine (the
+    bound held by the growing penalty, the splits given the engine's budget for it);
+    ``--orthogonal`` alone: each channel in one endmember of a split (exact)."""
+    folder, path, region = scan4d
+    out = folder / f"orthogonal_{term}"
+    args = ["tree", path, "--leaves", "3", "--orthogonal", *([flag] if flag else [])]
+    res = CliRunner().invoke(main, [*args, "-o", str(out), "-q", "--no-report"])
+    assert res.exit_code == 0, res.output
+    assert "Warning" not in res.output
+    model = json.loads((out / "tree.json").read_text())["params"]["model"]
+    terms = [t["type"] for t in model["constraints"] or []] + [
+        t["type"] for t in model["regularizers"]
+    ]
+    assert term in terms
+    tree = load_tree(out / "result.h5")
+    assert tree.n_leaves == 3
+    for split in tree.splits.values():
+        S = np.asarray(split["S"], dtype=float)
+        cos = S[0] @ S[1] / np.linalg.norm(S[0]) / np.linalg.norm(S[1])
+        assert cos <= (0.05 * (1 + 1e-3) if flag else 1e-12)
+    purity = [np.bincount(region[tree.assignment == leaf], minlength=3) for leaf in tree.leaves]
+    assert sorted(int(np.argmax(p)) for p in purity) == [0, 1, 2]

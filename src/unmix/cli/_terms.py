@@ -34,7 +34,7 @@ from ..preprocessing import NormalizePixels
 from ._config import factorize_options
 from ._errors import EXIT_USAGE, Fail
 
-__all__ = ["FIT_TERM_OPTIONS", "TERM_FLAGS", "TERM_OPTIONS", "flag_terms"]
+__all__ = ["FIT_TERM_OPTIONS", "ORTHOGONAL_OPTION", "TERM_FLAGS", "TERM_OPTIONS", "flag_terms"]
 
 
 #: the convenience flags that add terms (``flag_terms``), and their defaults (off)
@@ -238,9 +238,24 @@ TERM_OPTIONS = [
     ),
 ]
 
-#: the term flags of the fitting commands (run, compare) beyond :data:`TERM_OPTIONS`
-FIT_TERM_OPTIONS = [
-    click.option("--sum-to-one", is_flag=True, help="Abundances on the simplex."),
+#: ``--orthogonal [COS]``: a flag of run, compare and tree
+ORTHOGONAL_OPTION = click.option(
+    "--orthogonal",
+    type=click.FloatRange(0, 1, max_open=True),
+    is_flag=False,
+    flag_value=0.0,
+    metavar="[COS]",
+    help="Orthogonal NMF: alone, each channel in one endmember (S S^T diagonal; exact "
+    "ANLS); with COS (e.g. 0.05), nearly orthogonal endmembers - the cosine between "
+    "any two at most COS, held by a penalty that grows until it holds (a background "
+    "may run under other endmembers' peaks).",
+)
+
+#: the constraint flags of run and compare beyond :data:`TERM_OPTIONS` (the tree takes
+#: only ``--orthogonal`` of them: with ``--max-active 1`` a rank-2 split's two endmembers
+#: are near-copies deep in the tree and ``--unimodal`` splits of the XRD map did not
+#: converge in the splits' 300 iterations; both stay open to ``hierarchical_nmf``)
+CONSTRAINT_OPTIONS = [
     click.option(
         "--max-active",
         type=click.IntRange(min=1),
@@ -256,16 +271,12 @@ FIT_TERM_OPTIONS = [
         help="No endmember channel below (1 - DEPTH) x its neighbours' mean (default 0.005).",
     ),
     click.option("--unimodal", is_flag=True, help="Each endmember rises to one peak, then falls."),
-    click.option(
-        "--orthogonal",
-        type=click.FloatRange(0, 1, max_open=True),
-        is_flag=False,
-        flag_value=0.0,
-        metavar="[COS]",
-        help="Orthogonal NMF: alone, each channel in one endmember (S S^T diagonal; exact "
-        "ANLS); with COS (e.g. 0.05), nearly orthogonal endmembers - the cosine between "
-        "any two at most COS, held by a penalty that grows until it holds (a background "
-        "may run under other endmembers' peaks).",
-    ),
+]
+
+#: the term flags of run and compare (tree's --sum-to-one is its levels' simplex)
+FIT_TERM_OPTIONS = [
+    click.option("--sum-to-one", is_flag=True, help="Abundances on the simplex."),
+    *CONSTRAINT_OPTIONS,
+    ORTHOGONAL_OPTION,
     *TERM_OPTIONS,
 ]

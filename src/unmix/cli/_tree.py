@@ -31,7 +31,7 @@ from ._load import is_streamed, open_image, stream_mode, unfolded
 from ._mpi import mpi_executor, mpi_options
 from ._outdir import output_folder
 from ._subsample import draw_pixels, map_tree
-from ._terms import TERM_FLAGS, TERM_OPTIONS, flag_terms
+from ._terms import ORTHOGONAL_OPTION, TERM_FLAGS, TERM_OPTIONS, flag_terms
 
 if TYPE_CHECKING:
     from ..hierarchy import Tree
@@ -101,12 +101,12 @@ __all__ = ["tree"]
 @mpi_options("tree", "Grow the tree", "splits")
 @table_option("loss")
 @table_option("solver")
-@with_options(TERM_OPTIONS)
+@with_options([ORTHOGONAL_OPTION, *TERM_OPTIONS])
 def tree(file: str, **kw: Any) -> None:
     """Grow a tree of endmembers on FILE by rank-2 NMF splits (HierNMF2) and map every level.
 
-    The model flags of unmix run (--loss, --solver, --smooth, --median-filter, ...) make
-    every split a rank-2 fit of that model.
+    The model flags of unmix run (--loss, --solver, --smooth, --median-filter,
+    --orthogonal, ...) make every split a rank-2 fit of that model.
     """
     steps, inp = image_input(file, kw)
     executor = mpi_executor(kw["mpi"], kw["groups"], command="tree")

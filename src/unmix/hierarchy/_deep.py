@@ -218,7 +218,7 @@ def deep_nmf(
     sum_to_one: bool = False,
     finetune_iter: int = 100,
     weights: Sequence[float] | None = None,
-    max_iter: int = 500,
+    max_iter: int | None = None,
     tol: float = 1e-6,
     random_state: int | None = 0,
     loss: Any = None,
@@ -245,8 +245,8 @@ def deep_nmf(
         Iterations of the joint fine-tuning (0: layer by layer only).
     weights : sequence of float, optional
         Weight ``w_l`` of every layer's error in the fine-tuned total (default all 1).
-    max_iter, tol, random_state : int, float, int or None
-        Options and seed of the layer-by-layer :func:`unmix.factorize` fits.
+    max_iter, tol, random_state : int or None, float, int or None
+        Of the layer-by-layer :func:`unmix.factorize` fits (None: the engine's default).
     loss, constraints, regularizers, solver : optional
         The model of the first layer, as for :func:`unmix.factorize` (see "Terms" in the
         module docstring); with any of them ``finetune_iter`` must be 0.

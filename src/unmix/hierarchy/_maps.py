@@ -157,7 +157,7 @@ def refit_level(
     *,
     mode: str = "maps",
     sum_to_one: bool = False,
-    max_iter: int = 300,
+    max_iter: int | None = 300,
     tol: float = 1e-6,
     random_state: int | None = 0,
     model: SplitModel | None = None,

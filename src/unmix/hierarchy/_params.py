@@ -153,11 +153,13 @@ TREE_PARAMETERS: dict[str, Param] = table(
     ),
     Param(
         "max_iter",
-        (_COUNT,),
-        300,
-        "ANLS iterations of every rank-2 NMF",
-        "int",
-        "ANLS iterations of every rank-2 NMF.",
+        (_NONE, _COUNT),
+        None,
+        "iterations of every rank-2 NMF",
+        "int, optional",
+        """Iterations of every rank-2 NMF (default 300; with a term that tightens a bound,
+            ``Orthogonality``, the engine's default, 5000: each strength's fit converges
+            before the next).""",
     ),
     Param(
         "tol",
@@ -169,11 +171,12 @@ TREE_PARAMETERS: dict[str, Param] = table(
     ),
     Param(
         "refit_iter",
-        (_COUNT,),
-        300,
+        (_NONE, _COUNT),
+        None,
         "iterations of the engine's refits",
-        "int",
-        """Iterations of the engine's refits (``sum_to_one`` or ``"joint"``).""",
+        "int, optional",
+        """Iterations of the engine's refits (``sum_to_one`` or ``"joint"``; default 300,
+            or the engine's default for a term that tightens a bound, as ``max_iter``).""",
     ),
     Param(
         "stability",

@@ -36,7 +36,7 @@ class Options:
     score: str
     node_rank: Any
     max_rank: int
-    max_iter: int
+    max_iter: int | None  # None: the engine's default (a model that tightens a bound)
     tol: float
     stability: dict
     seed: int

@@ -46,7 +46,7 @@ from ._parallel import propose_mpi, refit_levels_mpi
 from ._params import TREE_PARAMETERS, check_tree
 from ._sparse import checked_sparse, col_mean, is_sparse, unit_rows
 from ._split import Candidate, Options, propose
-from ._terms import check_split_model, split_model
+from ._terms import check_split_model, fit_iterations, split_model
 
 logger = logging.getLogger("unmix")
 
@@ -68,9 +68,9 @@ def hierarchical_nmf(
     strategy: str = "greedy",
     refit: str | bool = "maps",
     sum_to_one: bool = False,
-    max_iter: int = 300,
+    max_iter: int | None = None,
     tol: float = 1e-7,
-    refit_iter: int = 300,
+    refit_iter: int | None = None,
     stability: dict | None = None,
     endmember: str = "core",
     core_fraction: float = 0.4,
@@ -166,7 +166,7 @@ def _refit_levels(
             d,
             mode=p["refit"],
             sum_to_one=p["sum_to_one"],
-            max_iter=p["refit_iter"],
+            max_iter=fit_iterations(p["refit_iter"], split_model(p), 300),
             random_state=p["random_state"],
             model=split_model(p),
         )
@@ -376,7 +376,7 @@ def _options(n: int, p: dict[str, Any]) -> Options:
         score=p["score"],
         node_rank=p["node_rank"] if p["node_rank"] == "stability" else 2,
         max_rank=int(p["max_rank"]),
-        max_iter=int(p["max_iter"]),
+        max_iter=fit_iterations(p["max_iter"], model, 300),
         tol=float(p["tol"]),
         stability=dict(p["stability"] or {}),
         seed=0 if p["random_state"] is None else p["random_state"],
