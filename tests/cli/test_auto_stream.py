@@ -78,8 +78,11 @@ def _image(path):
 def test_a_step_that_needs_the_whole_image_keeps_it_in_memory_and_says_why(tmp_path, capsys):
     step = ["--step", '{op="sliding_window_fft", window=32, step=16}']
     image = _image(tmp_path / "image.h5")
-    code = entry(["run", image, "-k", "2", "--max-memory", "3M", "--max-iter", "1", *step])
+    out = tmp_path / "out"
+    args = ["run", image, "-k", "2", "--max-memory", "3M", "--max-iter", "1", "-o", str(out)]
+    code = entry([*args, *step])
     assert code != 0  # too large to load, and this step cannot stream
+    assert not out.exists()  # the folder the run created is gone again
     err = capsys.readouterr().err
     assert "--step sliding_window_fft need it" in err
     assert "needs 4.0 MiB in memory but the budget is 3.0 MiB" in err

@@ -138,6 +138,7 @@ def test_fit_flag_mistake(small, tmp_path, capsys, command, flag, value):
         args += ["-k", "3"]
     code, err = _call(capsys, [*args, flag, value])
     _assert_clear(code, err, {USAGE})
+    assert not (tmp_path / "out").exists()  # a mistake leaves no (empty) output folder
     assert not (tmp_path / "out" / "result.h5").exists()
 
 
@@ -190,6 +191,7 @@ def test_select_mistake(small, tmp_path, capsys, flag, value):
     args += ["--restarts", "3", "--cv-repeats", "1", "--max-iter", "5", flag, *value.split()]
     code, err = _call(capsys, args)
     _assert_clear(code, err, {USAGE})
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(("flag", "value"), TREE_MISTAKES)
@@ -197,6 +199,7 @@ def test_tree_mistake(small, tmp_path, capsys, flag, value):
     _, path = small
     code, err = _call(capsys, ["tree", path, "-o", str(tmp_path / "out"), "-q", flag, value])
     _assert_clear(code, err, {USAGE, INPUT} if flag == "--dataset" else {USAGE})
+    assert not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------- files and folders
@@ -248,7 +251,7 @@ def test_unreadable_input(tmp_path, capsys, command, name):
         args += ["-o", str(tmp_path / "out"), "-q"]
     code, err = _call(capsys, args)
     _assert_clear(code, err, {USAGE, INPUT})
-    assert not (tmp_path / "out" / "result.h5").exists()
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("command", ["run", "compare", "select", "tree", "demo"])

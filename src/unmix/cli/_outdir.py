@@ -9,7 +9,9 @@ A command that writes results takes the folder with :func:`output_folder`:
   after the files of the previous run (listed in ``.unmix-files``) are removed, so the
   result, the figures and the report in the folder always come from one run;
 - **stale temporaries** (staging folders and ``*.tmp`` files of runs that were killed)
-  are removed when the folder is taken.
+  are removed when the folder is taken;
+- a folder the command **created** and that is still empty when it fails (bad input, a
+  memory budget too small) is removed: a mistake leaves nothing behind.
 
 Checkpoints stay in the folder itself (``--resume`` finds them after a kill).
 """
@@ -61,17 +63,23 @@ def output_folder(path: str, *, force: bool, resume: bool, lead: bool = True) ->
     if not lead:
         yield Output(path, path)
         return
+    created = not os.path.exists(path)
     _check_target(path, force=force, resume=resume)
     _lock(path)
     stage = os.path.join(path, f"{_STAGE}{os.getpid()}")
+    published = False
     try:
         _clean_stale(path)
         os.makedirs(stage)
         yield Output(path, stage)
         _publish(stage, path)
+        published = True
     finally:
         shutil.rmtree(stage, ignore_errors=True)
         _unlock(path)
+        if created and not published:  # a failed command leaves no empty folder behind
+            with contextlib.suppress(OSError):  # (one with a checkpoint in it stays)
+                os.rmdir(path)
 
 
 # ------------------------------------------------------------------- checks
