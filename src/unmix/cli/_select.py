@@ -184,8 +184,14 @@ def _choose(
 ) -> tuple[Any, Any]:
     """The rank selection (fits recorded in ``OUTDIR/checkpoint``) and, with --lambdas,
     the strength search at its recommended rank (else None)."""
-    from ..selection import select_lambdas, select_rank
+    from ..selection import check_lambda_search, select_lambdas, select_rank
 
+    names = [p.strip() for p in (kw["lambdas"] or "").split(",") if p.strip()]
+    if kw["lambdas"]:  # its mistakes found now, not after the rank selection's fits
+        lam_opts = {"method": kw["lambda_method"], "n_trials": kw["lambda_trials"]}
+        check_lambda_search(
+            names, spatial_shape=shape, plausibility=kw["plausibility"], **lam_opts
+        )
     sel = select_rank(
         X,
         ks,
@@ -204,7 +210,6 @@ def _choose(
     )
     if not kw["lambdas"]:
         return sel, None
-    names = [p.strip() for p in kw["lambdas"].split(",") if p.strip()]
     lam = select_lambdas(
         X,
         sel.recommended,

@@ -11,7 +11,7 @@ See ``docs/selection.md``.
 
 from __future__ import annotations
 
-from ._lambdas import PLAUSIBILITY, LambdaSearch, select_lambdas
+from ._lambdas import PLAUSIBILITY, LambdaSearch, check_lambda_search, select_lambdas
 from ._rank import CRITERIA, RULES, RankSelection, select_rank
 from ._report import run_config, write_selection_report
 from ._uncertainty import Uncertainty, uncertainty_from_runs
@@ -23,6 +23,7 @@ __all__ = [
     "LambdaSearch",
     "RankSelection",
     "Uncertainty",
+    "check_lambda_search",
     "run_config",
     "select_lambdas",
     "select_rank",

@@ -49,7 +49,7 @@ from ._plan import HoldoutSpec, holdout_entries
 
 logger = logging.getLogger("unmix")
 
-__all__ = ["PLAUSIBILITY", "LambdaSearch", "select_lambdas"]
+__all__ = ["PLAUSIBILITY", "LambdaSearch", "check_lambda_search", "select_lambdas"]
 
 DEFAULT_RANGES = {"sparsity": (1e-3, 1.0), "smoothness": (1e-3, 10.0)}
 
@@ -207,6 +207,25 @@ def _ranges(params: Any, spatial_shape: Any) -> dict[str, tuple[float, float]]:
     if "smoothness" in ranges and spatial_shape is None:
         raise ValueError("searching 'smoothness' needs spatial_shape (the scan grid).")
     return ranges
+
+
+def check_lambda_search(
+    params: Any, *, spatial_shape: tuple[int, ...] | None = None, **options: Any
+) -> None:
+    """Refuse a strength search's mistakes before anything is fitted: the strengths'
+    names and ranges (``params``, as :func:`select_lambdas` takes them) and any of its
+    other options given as keywords (``method=``, ``n_trials=``, ...).  The CLI checks
+    ``--lambdas`` with it before its rank selection, which would otherwise run first;
+    :func:`select_lambdas` makes the same checks.
+
+    Raises
+    ------
+    ValueError
+        An unknown strength, a bad range, ``smoothness`` without ``spatial_shape``, or an
+        option outside its values (the message names it and what it accepts).
+    """
+    check_selection_params(options, LAMBDA_PARAMETERS, where="select_lambdas")
+    _ranges(params, spatial_shape)
 
 
 @document_parameters(LAMBDA_PARAMETERS)
