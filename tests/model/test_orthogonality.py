@@ -135,3 +135,27 @@ def test_the_command_line_takes_a_bound_and_alone_stays_exact(tmp_path):
     assert entry([*args, "--orthogonal", "-o", str(tmp_path / "exact")]) == 0
     exact = unmix.load_result(str(tmp_path / "exact" / "result.h5"))
     assert largest_cosine(exact.S) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize(("flags", "length"), [(["--orthogonal", "0.05"], 5000), ([], 500)])
+def test_the_progress_bar_runs_to_the_fits_max_iter(tmp_path, monkeypatch, flags, length):
+    """The CLI's bar is as long as the fit may run: 5000 iterations for a bound that
+    tightens (it was 500, and a fit of 1,000 iterations ran past its end)."""
+    import unmix.cli._common as common
+    from unmix.cli import entry
+
+    seen = []
+    bar = common.progress_bar
+
+    def recorded(max_iter, quiet):
+        seen.append(max_iter)
+        return bar(max_iter, quiet)
+
+    monkeypatch.setattr(common, "progress_bar", recorded)
+    X = unmix.datasets.make_mixture(3, spatial_shape=(12, 10), n_channels=30, random_state=0).X
+    path = tmp_path / "scan.npy"
+    np.save(path, np.clip(X, 0, None).reshape(12, 10, 30))
+    out = tmp_path / "out"
+    assert entry(["run", str(path), "-k", "3", "--no-report", "-o", str(out), *flags]) == 0
+    assert seen == [length] == [unmix.load_result(str(out / "result.h5")).spec["max_iter"]]
+    assert unmix.engine.default_max_iter([unmix.Orthogonality()] if flags else []) == length

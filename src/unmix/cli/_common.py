@@ -19,7 +19,7 @@ import numpy as np
 
 from .._params import Instance, Interval, Options, Param
 from ..blocks import Weights
-from ..engine import PARAMETERS, check_factorize_params, factorize
+from ..engine import PARAMETERS, check_factorize_params, default_max_iter, factorize
 from ..preprocessing import OPS
 from ._config import load_config, tomllib, validate_config
 from ._errors import EXIT_EXISTS, EXIT_FIT, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_USAGE, Fail
@@ -142,7 +142,8 @@ def fit_with_progress(
         kw.update(
             checkpoint=os.path.join(outdir, CHECKPOINT), checkpoint_every=every, resume=resume
         )
-    bar, callback = progress_bar(int(opts.get("max_iter") or 500), quiet)
+    length = opts.get("max_iter") or default_max_iter(opts.get("regularizers") or ())
+    bar, callback = progress_bar(int(length), quiet)
     try:
         if bar is None:
             return factorize(X, k, callback=callback, **opts, **kw)

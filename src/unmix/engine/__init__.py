@@ -10,7 +10,7 @@ kernels in :mod:`unmix.engine.kernels`.
 from __future__ import annotations
 
 from ._checkpoint import fingerprint
-from ._factorize import factorize
+from ._factorize import default_max_iter, factorize
 from ._fit_maps import fit_maps
 from ._inputs import check_mask, check_weights
 from ._loop import IterationInfo
@@ -27,6 +27,7 @@ __all__ = [
     "check_factorize_params",
     "check_mask",
     "check_weights",
+    "default_max_iter",
     "factorize",
     "fingerprint",
     "fit_maps",

@@ -45,7 +45,7 @@ from ._problem import Problem
 from ._seed import resolve_seed, restart_seeds
 from .solvers import Solver, get_solver
 
-__all__ = ["IterationInfo", "factorize"]
+__all__ = ["IterationInfo", "default_max_iter", "factorize"]
 
 
 def _accepts_images(fn: Callable[..., Result]) -> Callable[..., Result]:
@@ -253,6 +253,18 @@ MAX_ITER, MAX_ITER_TIGHTENING = 500, 5000
 
 def _max_iter(p: Problem) -> int:
     return MAX_ITER_TIGHTENING if p.tightening() else MAX_ITER
+
+
+def default_max_iter(regularizers: Sequence[Term] = ()) -> int:
+    """The ``max_iter`` :func:`factorize` takes when none is given: 500, or 5000 when a
+    penalty holds a bound that it tightens each time the fit converges (``tightens``:
+    ``Orthogonality``), whose every strength's fit must converge (e.g. the length of a
+    progress bar)."""
+    return (
+        MAX_ITER_TIGHTENING
+        if any(getattr(t, "tightens", False) for t in regularizers)
+        else MAX_ITER
+    )
 
 
 def _settings(opts: dict, p: Problem, slv: Solver, given: dict) -> Settings:
