@@ -164,6 +164,19 @@ def test_planted_other_seeds_scores_and_strategies(seed, options):
     assert m["sad"] < 2.0
 
 
+@pytest.mark.parametrize("options", [{}, {"strategy": "breadth"}])
+def test_the_callback_follows_the_leaves_as_they_grow(options):
+    """``callback(n_leaves)`` after the root's candidate and after every round of splits
+    (the CLI's bar of ``unmix tree``): non-decreasing, ending at the tree's leaves."""
+    h = make_hierarchy(random_state=1, spatial_shape=(30, 30))
+    seen: list[int] = []
+    t = hierarchical_nmf(h.X, 6, callback=seen.append, **options)
+    assert seen[0] == 1 and seen[-1] == t.n_leaves == 6
+    assert all(b > a for a, b in itertools.pairwise(seen))
+    if not options:  # greedy: one split a round
+        assert len(seen) == 1 + len(t.history)
+
+
 def test_stability_rank_gives_the_planted_tree():
     h = make_hierarchy(random_state=0, spatial_shape=(20, 20), n_channels=80)
     t = hierarchical_nmf(

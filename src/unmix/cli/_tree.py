@@ -12,7 +12,9 @@ Registered in the main group of :mod:`unmix.cli` (``unmix tree``).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -168,7 +170,9 @@ def _grow(
     from ..hierarchy import hierarchical_nmf
 
     refit = ("joint" if kw["joint"] else "maps") if kw["refit"] else "none"
-    with warnings.catch_warnings(record=True) as caught:
+    lead = executor is None or executor.rank == 0
+    bar = _leaves_bar(kw["n_leaves"] if lead and not kw["quiet"] else None)
+    with warnings.catch_warnings(record=True) as caught, bar or contextlib.nullcontext():
         warnings.simplefilter("always")
         try:
             t = hierarchical_nmf(
@@ -190,11 +194,22 @@ def _grow(
                 signal_shape=image.signal_shape,
                 executor=executor,
                 groups=kw["groups"],
+                callback=None if bar is None else (lambda n: bar.update(n - bar.pos)),
                 **_model(kw, X),
             )
         except (ValueError, TypeError) as err:
             raise Fail(str(err), EXIT_USAGE) from err
     return t, caught
+
+
+def _leaves_bar(n_leaves: int | None) -> Any:
+    """A bar of the leaves grown so far, up to ``n_leaves`` (None - quiet, another MPI
+    rank, or no leaf count: no bar)."""
+    if n_leaves is None:
+        return None
+    return click.progressbar(
+        length=n_leaves, label="growing", show_eta=True, show_pos=True, file=sys.stderr
+    )
 
 
 def _model(kw: dict[str, Any], X: Any) -> dict[str, Any]:

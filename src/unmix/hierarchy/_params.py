@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .._params import (
+    Callback,
     Instance,
     Interval,
     IsNone,
@@ -283,6 +284,16 @@ TREE_PARAMETERS: dict[str, Param] = table(
         details=PARAMETERS["solver"].details
         + """
         The solver of every split (``"auto"`` with no other term: the rank-2 ANLS).""",
+    ),
+    Param(
+        "callback",
+        (_NONE, Callback()),
+        None,
+        "called as the tree grows",
+        "callable, optional",
+        """``callback(n_leaves)`` once the root's candidate split is fitted, then after every
+            split once the new leaves' candidate splits are fitted, with the number of
+            leaves so far (e.g. a progress bar's position).""",
     ),
     replace(
         EXECUTOR,

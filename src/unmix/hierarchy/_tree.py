@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -85,6 +85,7 @@ def hierarchical_nmf(
     solver: Any = "auto",
     executor: Any = None,
     groups: int | None = None,
+    callback: Callable[[int], Any] | None = None,
 ) -> Tree:
     """Grow a tree of endmembers by rank-2 NMF splits and map every level.
 
@@ -195,7 +196,8 @@ def _build(X: Any, be: Backend, opts: Options, p: dict[str, Any], ranks: Groups 
     """The grown tree: nodes, endmembers, leaf of every pixel (no maps yet)."""
     n, n_leaves, strategy, internal = int(X.shape[0]), p["n_leaves"], p["strategy"], p["internal"]
     xp = be.xp
-    nodes, spectra, sets, cands, history, stop = _grow(X, be, opts, n_leaves, strategy, ranks)
+    grown = _grow(X, be, opts, n_leaves, strategy, ranks, p["callback"])
+    nodes, spectra, sets, cands, history, stop = grown
     for nd in nodes:
         c = cands.get(nd.id)
         if c is not None:
@@ -250,18 +252,30 @@ def _build(X: Any, be: Backend, opts: Options, p: dict[str, Any], ranks: Groups 
 
 
 def _grow(
-    X: Any, be: Backend, opts: Options, n_leaves: int | None, strategy: str, ranks: Any = None
+    X: Any,
+    be: Backend,
+    opts: Options,
+    n_leaves: int | None,
+    strategy: str,
+    ranks: Any = None,
+    callback: Callable[[int], Any] | None = None,
 ) -> tuple:
     """Split leaves best score first until a stopping rule holds (the HierNMF2 loop).
 
     With ``ranks`` (:class:`~unmix.hierarchy._parallel.Groups`) the candidate splits of
-    each round's new leaves are fitted over groups of MPI ranks.
+    each round's new leaves are fitted over groups of MPI ranks.  ``callback(leaves)``
+    follows every round's candidate fits.
     """
 
     def candidates(items: list[tuple[int, np.ndarray]]) -> dict:
-        if ranks is None:
-            return propose(X, be, items, opts)
-        return propose_mpi(X, be, items, opts, ranks)
+        found = (
+            propose(X, be, items, opts)
+            if ranks is None
+            else propose_mpi(X, be, items, opts, ranks)
+        )
+        if callback is not None:
+            callback(sum(1 for nd in nodes if nd.is_leaf))
+        return found
 
     n = int(X.shape[0])
     root_S = col_mean(X, be)[None, :]
