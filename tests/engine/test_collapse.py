@@ -270,6 +270,22 @@ def test_a_k_too_large_for_the_data_is_reported_with_or_without_penalties():
     assert r.spec["diagnostics"]["kept_without_penalties"] == []
 
 
+def test_a_penalty_at_strength_zero_is_not_blamed():
+    """A penalty that weighs nothing (``L1(0)``; ``Orthogonality`` before its strength is
+    first raised) leaves the bare model: the advice is fewer components, and no check
+    "without the penalties" runs - it blamed ``Orthogonality(S) 0`` for a collapse in the
+    joint refit of ``unmix tree --orthogonal 0.05 --sum-to-one --joint`` on the EELS map."""
+    mx = unmix.datasets.make_mixture(2, spatial_shape=(20, 20), n_channels=30, random_state=3)
+    X = np.clip(mx.X, 0, None)
+    kw = {"constraints": [unmix.NonNegative(), unmix.UnitNorm()], "regularizers": [unmix.L1(0)]}
+    with pytest.warns(RuntimeWarning, match=r"collapsed") as caught:
+        r = unmix.factorize(X, 6, solver="hals", random_state=0, **kw)
+    text = str(caught[0].message)
+    assert "(k larger than the data support: try k=" in text, text
+    assert "L1" not in text and "penalties" not in text
+    assert r.spec["diagnostics"]["kept_without_penalties"] is None
+
+
 def test_without_penalties_the_advice_is_fewer_components():
     mx = unmix.datasets.make_mixture(2, spatial_shape=(20, 20), n_channels=30, random_state=3)
     with pytest.warns(RuntimeWarning, match=r"collapsed") as caught:

@@ -266,12 +266,16 @@ def _finish(
         history["fit"][0] = history["fit"][-1]
     else:
         dead = collapsed_components(p, A, S)
-        kept_without = killed_by_penalties(p, slv, A, S, dead, cfg.executor, cfg.tol)
+        # penalties at strength 0 (a tightening one not yet raised, L1(0)) change nothing:
+        # the fit is the bare model's, there is nothing to blame or to check without them
+        active = [t for t in p.penalties["A"] + p.penalties["S"] if _lam(t) != 0]
+        if active:
+            kept_without = killed_by_penalties(p, slv, A, S, dead, cfg.executor, cfg.tol)
         warn_collapsed(
             dead,
             p.k,
             rec.revived,
-            penalties=[_strength(t) for t in p.penalties["A"] + p.penalties["S"]],
+            penalties=[_strength(t) for t in active],
             filters=bool(p.filters["A"] or p.filters["S"]),
             kept_without=kept_without,
         )
@@ -294,9 +298,14 @@ def _finish(
     }
 
 
+def _lam(term: Any) -> float | None:
+    """A penalty's strength in use (None: it has none to report)."""
+    return term.effective().get("lam")
+
+
 def _strength(term: Any) -> str:
     """A penalty's label and strength in use, e.g. ``'MinVol(S) 0.405'``."""
-    lam = term.effective().get("lam")
+    lam = _lam(term)
     return term.label if lam is None else f"{term.label} {lam:.3g}"
 
 
