@@ -159,3 +159,29 @@ def test_the_progress_bar_runs_to_the_fits_max_iter(tmp_path, monkeypatch, flags
     assert entry(["run", str(path), "-k", "3", "--no-report", "-o", str(out), *flags]) == 0
     assert seen == [length] == [unmix.load_result(str(out / "result.h5")).spec["max_iter"]]
     assert unmix.engine.default_max_iter([unmix.Orthogonality()] if flags else []) == length
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_dying_endmember_does_not_overflow_the_penalty(dtype):
+    """EELS, k 3, sum-to-one maps and nearly orthogonal endmembers: one endmember dies
+    (every pixel holds the background, which orthogonal vertices cannot share).  Its
+    cosines' gradient was divided by its vanishing norm: "overflow encountered in
+    multiply" and the strength grown to 1e16; rows below 1e-3 of the largest norm are now
+    normalized by that floor, and the death is reported as a collapse."""
+    cube = unmix.datasets.load_cuzn_eels()["data"]
+    X = cube.reshape(-1, cube.shape[-1]).astype(dtype)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = unmix.factorize(
+            X,
+            3,
+            constraints=[unmix.NonNegative(), unmix.SumToOne()],
+            regularizers=[unmix.Orthogonality()],
+            random_state=0,
+        )
+    said = [str(w.message) for w in caught]
+    assert not [m for m in said if "overflow" in m or "invalid value" in m], said
+    assert np.all(np.isfinite(np.asarray(r.S))) and r.S.dtype == dtype
+    assert r.spec["diagnostics"]["collapsed"] and any("collapsed" in m for m in said)
+    live = [j for j in range(3) if j not in r.spec["diagnostics"]["collapsed"]]
+    assert largest_cosine(np.asarray(r.S)[live]) <= BOUND * (1 + 1e-3) + 1e-12

@@ -44,6 +44,9 @@ MARGIN = 3.0  # the model stays a majorizer for rows down to 1/sqrt(MARGIN) of t
 MAX_STRENGTH = 1e12
 #: a cosine counts as within the bound up to this much above it (relative)
 SLACK = 1e-3
+#: rows of S are normalized by at least this fraction of the largest row's norm (the
+#: engine's floor of a collapsed endmember)
+NORM_FLOOR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -130,30 +133,39 @@ class Orthogonality(Penalty):
     def effective(self) -> dict[str, float]:
         return {"lam": self.strength, "max_cosine": float(self.max_cosine)}
 
-    def _cosines(self, M: Any) -> tuple[Any, Any, Any]:
-        """``(C, U, norms)``: the cosines (zero diagonal), the unit rows and their norms."""
+    def _cosines(self, M: Any) -> tuple[Any, Any, Any, Any]:
+        """``(C, U, norms, live)``: the cosines (zero diagonal), the unit rows, their norms
+        (each at least :data:`NORM_FLOOR` of the largest) and 1 where a row's own norm is
+        above that floor (0 elsewhere).  A row below that floor (a
+        collapsed endmember) is divided by the floor, so its "cosines" fade with it and
+        its gradient stays bounded: divided by its own vanishing norm, the gradient of a
+        dying endmember overflowed float32 (EELS, k 3, with ``SumToOne``)."""
         be = self.ctx.backend
         xp = be.xp
         norms = xp.sqrt(xp.sum(M * M, axis=1, keepdims=True))
-        U = M / be.clip_min(norms, be.tiny)
+        floor = max(NORM_FLOOR * float(xp.max(norms)), be.tiny) if norms.shape[0] else be.tiny
+        live = xp.astype(norms > floor, norms.dtype)  # rows normalized by their own norm
+        norms = be.clip_min(norms, floor)
+        U = M / norms
         C = U @ U.T
         C = C * (1.0 - be.eye(C.shape[0], dtype=C.dtype))
-        return C, U, norms
+        return C, U, norms, live
 
     def value(self, M: Any) -> float:
-        C, _, _ = self._cosines(M)
+        C = self._cosines(M)[0]
         H = self.ctx.backend.clip_min(C - self.max_cosine, 0.0)
         return 0.25 * self.strength * float(self.ctx.backend.xp.sum(H * H))
 
     def model(self, M: Any) -> PenaltyModel:
         be = self.ctx.backend
         xp = be.xp
-        C, U, norms = self._cosines(M)
+        C, U, norms, live = self._cosines(M)
         H = be.clip_min(C - self.max_cosine, 0.0)
         rho = self.strength
-        inv = 1.0 / be.clip_min(norms, be.tiny)
+        inv = 1.0 / norms  # at least the floor (see _cosines)
         pos = rho * (H @ U) * inv  # the gradient, split into non-negative parts for MU
-        neg = rho * xp.sum(H * C, axis=1, keepdims=True) * U * inv
+        # the normalization's part, for the rows divided by their own norm only
+        neg = rho * xp.sum(H * C, axis=1, keepdims=True) * U * inv * live
         k = M.shape[0]
         curv = rho * CURVATURE * MARGIN * max(k - 1, 1) * inv * inv
         return PenaltyModel(
@@ -166,7 +178,7 @@ class Orthogonality(Penalty):
 
     def largest_cosine(self, S: Any) -> float:
         """The largest cosine between two endmembers of ``S``."""
-        C, _, _ = self._cosines(S)
+        C = self._cosines(S)[0]
         return float(np.max(to_numpy(C))) if C.shape[0] > 1 else 0.0
 
     def _met(self, worst: float) -> bool:
