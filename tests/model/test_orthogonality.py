@@ -159,6 +159,7 @@ def test_the_progress_bar_runs_to_the_fits_max_iter(tmp_path, monkeypatch, flags
     assert entry(["run", str(path), "-k", "3", "--no-report", "-o", str(out), *flags]) == 0
     assert seen == [length] == [unmix.load_result(str(out / "result.h5")).spec["max_iter"]]
     assert unmix.engine.default_max_iter([unmix.Orthogonality()] if flags else []) == length
+    assert unmix.engine.default_max_iter([unmix.Orthogonality(lam=0)]) == 500  # holds nothing
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -252,19 +252,16 @@ MAX_ITER, MAX_ITER_TIGHTENING = 500, 5000
 
 
 def _max_iter(p: Problem) -> int:
-    return MAX_ITER_TIGHTENING if p.tightening() else MAX_ITER
+    return default_max_iter(p.tightening())
 
 
 def default_max_iter(regularizers: Sequence[Term] = ()) -> int:
     """The ``max_iter`` :func:`factorize` takes when none is given: 500, or 5000 when a
     penalty holds a bound that it tightens each time the fit converges (``tightens``:
     ``Orthogonality``), whose every strength's fit must converge (e.g. the length of a
-    progress bar)."""
-    return (
-        MAX_ITER_TIGHTENING
-        if any(getattr(t, "tightens", False) for t in regularizers)
-        else MAX_ITER
-    )
+    progress bar).  A penalty of strength 0 (``lam=0``) holds nothing."""
+    tightening = [t for t in regularizers if getattr(t, "tightens", False) and t.lam]
+    return MAX_ITER_TIGHTENING if tightening else MAX_ITER
 
 
 def _settings(opts: dict, p: Problem, slv: Solver, given: dict) -> Settings:

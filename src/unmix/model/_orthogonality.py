@@ -136,10 +136,10 @@ class Orthogonality(Penalty):
     def _cosines(self, M: Any) -> tuple[Any, Any, Any, Any]:
         """``(C, U, norms, live)``: the cosines (zero diagonal), the unit rows, their norms
         (each at least :data:`NORM_FLOOR` of the largest) and 1 where a row's own norm is
-        above that floor (0 elsewhere).  A row below that floor (a
-        collapsed endmember) is divided by the floor, so its "cosines" fade with it and
-        its gradient stays bounded: divided by its own vanishing norm, the gradient of a
-        dying endmember overflowed float32 (EELS, k 3, with ``SumToOne``)."""
+        above that floor (0 elsewhere).  A row below the floor (a collapsed endmember) is
+        divided by the floor, so its "cosines" fade with it and its gradient stays
+        bounded: divided by its own vanishing norm, the gradient of a dying endmember
+        overflowed (EELS, k 3, with ``SumToOne``, float32 and float64)."""
         be = self.ctx.backend
         xp = be.xp
         norms = xp.sqrt(xp.sum(M * M, axis=1, keepdims=True))
