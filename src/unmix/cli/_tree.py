@@ -218,6 +218,14 @@ def _model(kw: dict[str, Any], X: Any) -> dict[str, Any]:
     ``--sum-to-one`` is the levels' simplex, not a term of the splits)."""
     fac = {key: kw[key] for key in ("loss", "solver") if kw.get(key) is not None}
     flags = {key: kw.get(key) for key in TERM_FLAGS if key != "sum_to_one"}
+    given = [k for k, v in {**fac, **flags}.items() if v is not None and v is not False]
+    if given and kw.get("stability"):
+        named = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise Fail(
+            f"--stability chooses each node's rank from its own perturbed plain NMF fits "
+            f"and takes no model flags ({named}): drop --stability, or the model flags.",
+            EXIT_USAGE,
+        )
     opts = flag_terms(fac, flags, X)
     return {k: opts[k] for k in ("loss", "solver", "constraints", "regularizers") if k in opts}
 
