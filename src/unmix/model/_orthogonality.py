@@ -143,9 +143,9 @@ class Orthogonality(Penalty):
         be = self.ctx.backend
         xp = be.xp
         norms = xp.sqrt(xp.sum(M * M, axis=1, keepdims=True))
-        floor = max(NORM_FLOOR * float(xp.max(norms)), be.tiny) if norms.shape[0] else be.tiny
+        floor = be.clip_min(NORM_FLOOR * xp.max(norms), be.tiny)  # on the device: no sync
         live = xp.astype(norms > floor, norms.dtype)  # rows normalized by their own norm
-        norms = be.clip_min(norms, floor)
+        norms = xp.maximum(norms, floor)
         U = M / norms
         C = U @ U.T
         C = C * (1.0 - be.eye(C.shape[0], dtype=C.dtype))
