@@ -23,7 +23,7 @@ from ._common import (
 )
 from ._load import is_streamed, open_image, stream_mode, unfolded
 from ._outdir import output_folder
-from ._terms import TERM_FLAGS, flag_terms
+from ._terms import flag_terms, given_flags
 
 __all__ = ["CONSTRAINED", "compare"]
 
@@ -78,7 +78,7 @@ def _fit_all(cfg: dict, kw: dict, stage: str) -> tuple[dict, str | None, dict]:
     X = unfolded(image)  # streamed: the fits and the report read it block by block
     fac = cfg["factorize"]
     base = {k: v for k, v in fac.items() if k in ("k", "random_state", "max_iter", "tol")}
-    given = {name: kw[name] for name in TERM_FLAGS if kw[name] not in (None, False)}
+    given = given_flags(kw)
     pca = ("PCA", dict(base, preset="pca"))
     held = "streamed" if is_streamed(image) else "sparse" if image.is_sparse else None
     if held:  # centering needs X dense in memory: the column is a plain (uncentered) SVD

@@ -34,7 +34,14 @@ from ..preprocessing import NormalizePixels
 from ._config import factorize_options
 from ._errors import EXIT_USAGE, Fail
 
-__all__ = ["FIT_TERM_OPTIONS", "ORTHOGONAL_OPTION", "TERM_FLAGS", "TERM_OPTIONS", "flag_terms"]
+__all__ = [
+    "FIT_TERM_OPTIONS",
+    "ORTHOGONAL_OPTION",
+    "TERM_FLAGS",
+    "TERM_OPTIONS",
+    "flag_terms",
+    "given_flags",
+]
 
 
 #: the convenience flags that add terms (``flag_terms``), and their defaults (off)
@@ -52,6 +59,12 @@ TERM_FLAGS = {
     "unimodal": False,
     "orthogonal": None,
 }
+
+
+def given_flags(kw: dict, names: Any = TERM_FLAGS) -> dict:
+    """The flags among ``names`` that the command line set (off is None or False; a value
+    of 0, e.g. ``--orthogonal`` alone, is set)."""
+    return {name: kw[name] for name in names if kw.get(name) not in (None, False)}
 
 
 def _orthogonal(max_cosine: float, regs: list) -> list:

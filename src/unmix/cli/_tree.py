@@ -33,7 +33,7 @@ from ._load import is_streamed, open_image, stream_mode, unfolded
 from ._mpi import mpi_executor, mpi_options
 from ._outdir import output_folder
 from ._subsample import draw_pixels, map_tree
-from ._terms import ORTHOGONAL_OPTION, TERM_FLAGS, TERM_OPTIONS, flag_terms
+from ._terms import ORTHOGONAL_OPTION, TERM_FLAGS, TERM_OPTIONS, flag_terms, given_flags
 
 if TYPE_CHECKING:
     from ..hierarchy import Tree
@@ -218,7 +218,7 @@ def _model(kw: dict[str, Any], X: Any) -> dict[str, Any]:
     ``--sum-to-one`` is the levels' simplex, not a term of the splits)."""
     fac = {key: kw[key] for key in ("loss", "solver") if kw.get(key) is not None}
     flags = {key: kw.get(key) for key in TERM_FLAGS if key != "sum_to_one"}
-    given = [k for k, v in {**fac, **flags}.items() if v is not None and v is not False]
+    given = [*fac, *given_flags(flags)]
     if given and kw.get("stability"):
         named = ", ".join("--" + k.replace("_", "-") for k in given)
         raise Fail(
