@@ -196,10 +196,11 @@ def killed_by_penalties(
     ``(A, S)`` (copies) with ``dead`` restarted (:func:`revive`), up to :data:`PROBE_ITER`
     iterations of ``slv`` (stopped by ``tol`` on the relative change of the fit) on ``p``
     without its penalties, then the collapse check.  None when the check does not apply:
-    no penalties, fixed endmembers, a loss that reweights the pixels between iterations
-    (l2,1), or a check that failed (it never fails the fit it reports on)."""
-    has_penalties = bool(p.penalties["A"] or p.penalties["S"])
-    if not (dead and has_penalties and p.update_S) or p.loss.reweights_pixels:
+    no penalty with a strength in use (:meth:`Problem.active_penalties`: at strength 0 the
+    fit is the bare model's, nothing to blame), fixed endmembers, a loss that reweights
+    the pixels between iterations (l2,1), or a check that failed (it never fails the fit
+    it reports on)."""
+    if not (dead and p.active_penalties() and p.update_S) or p.loss.reweights_pixels:
         return None
     bare = dataclasses.replace(p, penalties={"A": [], "S": []})
     try:

@@ -21,7 +21,7 @@ import numpy as np
 from .._validation import ConvergenceWarning, check_k
 from .._version import __version__
 from ..blocks import is_device_sparse, is_sparse
-from ..model import Constraint, Term, resolve_preset
+from ..model import Constraint, Term, resolve_preset, tightening
 from ..result import Result
 from ..spectral_image import SpectralImage
 from ._assemble import (
@@ -260,8 +260,7 @@ def default_max_iter(regularizers: Sequence[Term] = ()) -> int:
     penalty holds a bound that it tightens each time the fit converges (``tightens``:
     ``Orthogonality``), whose every strength's fit must converge (e.g. the length of a
     progress bar).  A penalty of strength 0 (``lam=0``) holds nothing."""
-    tightening = [t for t in regularizers if getattr(t, "tightens", False) and t.lam]
-    return MAX_ITER_TIGHTENING if tightening else MAX_ITER
+    return MAX_ITER_TIGHTENING if tightening(regularizers) else MAX_ITER
 
 
 def _settings(opts: dict, p: Problem, slv: Solver, given: dict) -> Settings:

@@ -266,16 +266,12 @@ def _finish(
         history["fit"][0] = history["fit"][-1]
     else:
         dead = collapsed_components(p, A, S)
-        # penalties at strength 0 (a tightening one not yet raised, L1(0)) change nothing:
-        # the fit is the bare model's, there is nothing to blame or to check without them
-        active = [t for t in p.penalties["A"] + p.penalties["S"] if _lam(t) != 0]
-        if active:
-            kept_without = killed_by_penalties(p, slv, A, S, dead, cfg.executor, cfg.tol)
+        kept_without = killed_by_penalties(p, slv, A, S, dead, cfg.executor, cfg.tol)
         warn_collapsed(
             dead,
             p.k,
             rec.revived,
-            penalties=[_strength(t) for t in active],
+            penalties=[_strength(t) for t in p.active_penalties()],
             filters=bool(p.filters["A"] or p.filters["S"]),
             kept_without=kept_without,
         )
@@ -298,14 +294,9 @@ def _finish(
     }
 
 
-def _lam(term: Any) -> float | None:
-    """A penalty's strength in use (None: it has none to report)."""
-    return term.effective().get("lam")
-
-
 def _strength(term: Any) -> str:
     """A penalty's label and strength in use, e.g. ``'MinVol(S) 0.405'``."""
-    lam = _lam(term)
+    lam = term.effective().get("lam")
     return term.label if lam is None else f"{term.label} {lam:.3g}"
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._backend import Backend, to_numpy
 from ..blocks import PixelData
-from ..model import Constraint, Filter, Link, Loss, Penalty, PenaltyModel
+from ..model import Constraint, Filter, Link, Loss, Penalty, PenaltyModel, tightening
 
 __all__ = ["Problem"]
 
@@ -238,9 +238,15 @@ class Problem:
         del xp
         return pos, neg
 
+    def active_penalties(self) -> list[Penalty]:
+        """The penalties with a strength in use (``effective()["lam"]`` not 0: ``L1(0)``,
+        or a tightening penalty not yet raised, leaves the bare model)."""
+        terms = self.penalties["A"] + self.penalties["S"]
+        return [t for t in terms if t.effective().get("lam") != 0]
+
     def tightening(self) -> list[Penalty]:
         """The penalties that hold a bound by a growing strength (``tightens``)."""
-        return [t for t in self.penalties["A"] + self.penalties["S"] if t.tightens and t.lam]
+        return tightening(self.penalties["A"] + self.penalties["S"])
 
     def tighten(self, A: Any, S: Any) -> bool:
         """Ask every penalty that holds a bound to tighten at this converged point

@@ -40,7 +40,7 @@ import numpy as np
 from .._backend import Backend, to_numpy
 from ..blocks import Weights, entry_rows
 from ..engine import factorize
-from ..model import make_loss
+from ..model import make_loss, tightening
 from ._rank2 import group_rank1, spa_start
 from ._sparse import is_sparse, loss_value
 
@@ -96,7 +96,7 @@ class SplitModel:
     def tightens(self) -> bool:
         """Whether a term holds a bound by a penalty that grows each time the fit converges
         (``Orthogonality``): its fit needs the engine's longer iteration budget."""
-        return any(getattr(t, "tightens", False) for t in self.regularizers)
+        return bool(tightening(self.regularizers))
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly description (recorded in the tree's ``params["model"]``)."""

@@ -34,7 +34,7 @@ from ._regularizers import (
 )
 from ._shape import NoDips, Unimodal
 from ._sparsity import MaxActive
-from ._terms import BindContext, Constraint, Filter, Penalty, PenaltyModel, Term
+from ._terms import BindContext, Constraint, Filter, Penalty, PenaltyModel, Term, tightening
 from ._tv import TotalVariation
 
 __all__ = [
@@ -80,4 +80,5 @@ __all__ = [
     "make_link",
     "make_loss",
     "resolve_preset",
+    "tightening",
 ]

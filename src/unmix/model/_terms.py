@@ -79,7 +79,15 @@ from typing import Any, ClassVar
 from .._backend import Backend
 from .._validation import check_lam
 
-__all__ = ["BindContext", "Constraint", "Filter", "Penalty", "PenaltyModel", "Term"]
+__all__ = [
+    "BindContext",
+    "Constraint",
+    "Filter",
+    "Penalty",
+    "PenaltyModel",
+    "Term",
+    "tightening",
+]
 
 TARGETS = ("A", "S")
 
@@ -375,3 +383,10 @@ class Filter(Term):
 
     def apply(self, M: Any) -> Any:
         raise NotImplementedError
+
+
+def tightening(terms: Any) -> list[Any]:
+    """The terms of ``terms`` that hold a bound by a growing strength (``tightens``, with a
+    strength: ``lam=0`` holds nothing) - the rule of the engine's loop, of the default
+    ``max_iter`` and of the tree's split budget."""
+    return [t for t in terms if getattr(t, "tightens", False) and t.lam]
