@@ -186,12 +186,15 @@ def _choose(
     the strength search at its recommended rank (else None)."""
     from ..selection import check_lambda_search, select_lambdas, select_rank
 
-    names = [p.strip() for p in (kw["lambdas"] or "").split(",") if p.strip()]
+    search = {
+        "params": [p.strip() for p in (kw["lambdas"] or "").split(",") if p.strip()],
+        "method": kw["lambda_method"],
+        "n_trials": kw["lambda_trials"],
+        "plausibility": kw["plausibility"],
+        "spatial_shape": shape,
+    }
     if kw["lambdas"]:  # its mistakes found now, not after the rank selection's fits
-        lam_opts = {"method": kw["lambda_method"], "n_trials": kw["lambda_trials"]}
-        check_lambda_search(
-            names, spatial_shape=shape, plausibility=kw["plausibility"], **lam_opts
-        )
+        check_lambda_search(**search)
     sel = select_rank(
         X,
         ks,
@@ -213,11 +216,7 @@ def _choose(
     lam = select_lambdas(
         X,
         sel.recommended,
-        params=names,
-        method=kw["lambda_method"],
-        n_trials=kw["lambda_trials"],
-        plausibility=kw["plausibility"],
-        spatial_shape=shape,
+        **search,
         random_state=kw["random_state"],
         **({} if kw["lambda_method"] == "bayes" else parallel),
     )

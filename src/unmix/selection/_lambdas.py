@@ -211,12 +211,13 @@ def _ranges(params: Any, spatial_shape: Any) -> dict[str, tuple[float, float]]:
 
 def check_lambda_search(
     params: Any, *, spatial_shape: tuple[int, ...] | None = None, **options: Any
-) -> None:
+) -> dict[str, tuple[float, float]]:
     """Refuse a strength search's mistakes before anything is fitted: the strengths'
     names and ranges (``params``, as :func:`select_lambdas` takes them) and any of its
     other options given as keywords (``method=``, ``n_trials=``, ...).  The CLI checks
     ``--lambdas`` with it before its rank selection, which would otherwise run first;
-    :func:`select_lambdas` makes the same checks.
+    :func:`select_lambdas` makes its checks with it.  Returns the log-scale range of each
+    strength to search.
 
     Raises
     ------
@@ -225,7 +226,7 @@ def check_lambda_search(
         option outside its values (the message names it and what it accepts).
     """
     check_selection_params(options, LAMBDA_PARAMETERS, where="select_lambdas")
-    _ranges(params, spatial_shape)
+    return _ranges(params, spatial_shape)
 
 
 @document_parameters(LAMBDA_PARAMETERS)
@@ -278,7 +279,7 @@ def select_lambdas(
     given = {name: value for name, value in locals().items() if name != "X"}
     check_executor(executor, groups, task=_TEAM_TASK)  # first: its messages name the MPI setup
     opt = check_selection_params(given, LAMBDA_PARAMETERS, where="select_lambdas")
-    ranges = _ranges(params, spatial_shape)
+    ranges = check_lambda_search(params, spatial_shape=spatial_shape)  # options: above
     team = _Team.make(executor, groups, opt["method"])
     if opt["method"] == "bayes":
         _quiet_optuna()
