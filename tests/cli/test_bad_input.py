@@ -54,6 +54,8 @@ FIT_FLAG_MISTAKES = [
     ("--step", "{op='crop', signal=[5]}"),
     ("--step", "{op='crop', signal=['a', 'b']}"),
     ("--step", "{op='bin', spatial=0}"),
+    ("--step", "{op='bin'}"),  # bins by 1: changed nothing, silently
+    ("--step", "{op='crop'}"),  # no range: kept everything, silently
     ("--step", "{op='crop', banana=1}"),
     ("--shape", "7x7"),
     ("--shape", "0x30"),
@@ -140,6 +142,47 @@ def test_fit_flag_mistake(small, tmp_path, capsys, command, flag, value):
     _assert_clear(code, err, {USAGE})
     assert not (tmp_path / "out").exists()  # a mistake leaves no (empty) output folder
     assert not (tmp_path / "out" / "result.h5").exists()
+
+
+STRENGTH_FLAGS = ["--sparsity", "--smooth", "--laplacian", "--tv", "--graph-smooth"]
+STRENGTH_FLAGS += ["--min-volume"]
+
+
+@pytest.mark.parametrize("flag", STRENGTH_FLAGS)
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_strength_mistake_names_the_flag_and_the_value_typed(small, tmp_path, capsys, flag, value):
+    """Refused as typed, before the file is read: ``--sparsity -1`` was refused by the
+    model as ``L1: lam ... got -63022.87`` (the strength times the data's pixel norm)."""
+    _, path = small
+    args = ["run", path, "-k", "3", "-o", str(tmp_path / "out"), "-q", flag, value]
+    code, err = _call(capsys, args)
+    _assert_clear(code, err, {USAGE})
+    last = err.strip().splitlines()[-1]
+    assert f"'{flag}'" in last and f"{value} is not a finite number >= 0" in last, last
+
+
+#: ``unmix target``'s own numbers: the method's error named neither the flag nor, for
+#: ``--targets 0``, the option at all ("k=0 is out of range")
+TARGET_MISTAKES = [
+    ("--threshold", "-1"),
+    ("--threshold", "nan"),
+    ("--threshold", "0"),
+    ("--rounds", "0"),
+    ("--targets", "0"),
+    ("--smooth", "-1"),
+    ("--max-iter", "0"),
+    ("--seed", "-1"),
+]
+
+
+@pytest.mark.parametrize(("flag", "value"), TARGET_MISTAKES)
+def test_target_flag_mistake_names_the_flag(small, tmp_path, capsys, flag, value):
+    _, path = small
+    args = ["target", path, "-k", "2", "-o", str(tmp_path / "out"), "-q", flag, value]
+    code, err = _call(capsys, args)
+    _assert_clear(code, err, {USAGE})
+    assert f"'{flag}'" in err.strip().splitlines()[-1], err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("command", ["run", "compare"])

@@ -50,5 +50,5 @@ def test_target_command_refuses_bad_arguments_with_the_fix(planted, tmp_path, ca
     path, _ = planted
     args = ["target", path, "-k", "3", "--no-report", "-o"]
     assert entry([*args, str(tmp_path / "a"), "--threshold", "-1"]) == EXIT_USAGE
-    assert "threshold must be > 0" in capsys.readouterr().err
+    assert "'--threshold': -1 is not a finite number > 0" in capsys.readouterr().err
     assert entry([*args, str(tmp_path / "b"), "--rounds", "0"]) == EXIT_USAGE

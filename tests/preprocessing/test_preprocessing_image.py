@@ -118,7 +118,20 @@ def test_crop_errors_name_the_axis_and_the_fix():
     with pytest.raises(ValueError, match=r"unknown axes \['z'\]"):
         Crop(spatial={"z": [0, 1]}).apply(im)
     with pytest.raises(TypeError, match="takes a SpectralImage"):
-        Crop().apply(im.data)
+        Crop(signal=[110, 150]).apply(im.data)
+
+
+def test_crop_and_bin_that_change_nothing_are_refused():
+    """``{op="crop"}`` without a range (a forgotten ``signal=``) and a bin by 1 kept the
+    data as it was, silently."""
+    with pytest.raises(ValueError, match=r"Crop: no range given.*signal=\[lo, hi\]"):
+        Crop()
+    with pytest.raises(ValueError, match=r"Bin: every factor is 1.*spatial=2"):
+        Bin()
+    with pytest.raises(ValueError, match="Bin: every factor is 1"):
+        Bin(spatial=[1, 1], signal=1)
+    assert Bin(spatial=[1, 2]).spatial == [1, 2]
+    assert Crop(spatial=[None, [0, 3]]).signal is None
 
 
 @pytest.mark.slow
@@ -588,7 +601,9 @@ def test_config_errors_name_the_valid_ops_and_keys():
     with pytest.raises(ValueError, match="a list of dicts"):
         pipeline_from_config({"op": "crop"})
     with pytest.raises(ValueError, match=r"valid keys: \['op', 'fit_range', 'clip'"):
-        pipeline_from_config([{"op": "crop"}, {"op": "power_law_background", "window": [1, 2]}])
+        pipeline_from_config(
+            [{"op": "crop", "signal": [1, 2]}, {"op": "power_law_background", "window": [1, 2]}]
+        )
 
 
 OPS_AND_IMAGES = [

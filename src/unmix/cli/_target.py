@@ -33,38 +33,39 @@ from ._common import (
 )
 from ._load import open_image
 from ._outdir import output_folder
+from ._terms import STRENGTH, FiniteNumber
 
 __all__ = ["target"]
 
 
 @click.command("target")
 @click.argument("file")
-@click.option("-k", "k", type=int, required=True, help="Background components.")
+@click.option("-k", "k", type=click.IntRange(min=1), required=True, help="Background components.")
 @click.option(
     "--threshold",
-    type=float,
+    type=FiniteNumber(positive=True),
     default=5.0,
     show_default=True,
     help="Robust z-score of a pixel's residual norm above which it is a target pixel.",
 )
 @click.option(
     "--rounds",
-    type=int,
+    type=click.IntRange(min=1),
     default=3,
     show_default=True,
     help="Background fits, each without the previous one's target pixels.",
 )
 @click.option(
     "--smooth",
-    type=float,
+    type=STRENGTH,
     default=1.5,
     show_default=True,
     help="Gaussian width (channels) on the background endmembers between iterations; 0: none.",
 )
-@click.option("--targets", "n_targets", type=int, default=1, show_default=True)
-@click.option("--max-iter", type=int, default=300, show_default=True)
+@click.option("--targets", "n_targets", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--max-iter", type=click.IntRange(min=1), default=300, show_default=True)
 @with_options(IMAGE_OPTIONS)
-@click.option("--seed", "random_state", type=int, default=0, show_default=True)
+@click.option("--seed", "random_state", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(
     "-o", "--outdir", default="unmix_target", show_default=True, help="Output directory."
 )

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import array_api_compat as aac
@@ -37,8 +38,10 @@ from ._errors import EXIT_USAGE, Fail
 __all__ = [
     "FIT_TERM_OPTIONS",
     "ORTHOGONAL_OPTION",
+    "STRENGTH",
     "TERM_FLAGS",
     "TERM_OPTIONS",
+    "FiniteNumber",
     "flag_terms",
     "given_flags",
 ]
@@ -202,26 +205,49 @@ def _reweights_pixels(loss: Any) -> bool:
         return False
 
 
+class FiniteNumber(click.ParamType):
+    """A finite number ``>= 0`` (a term's strength, 0 meaning the term is off), or ``> 0``
+    with ``positive=True``.  Checked as typed: the fit scales some strengths by the data
+    (the model refused ``--sparsity -1`` as ``lam=-63022.87``, a number the user never
+    gave, after the file was read), and ``click.FloatRange`` lets ``nan`` through."""
+
+    name = "float"
+
+    def __init__(self, *, positive: bool = False) -> None:
+        self.positive = positive
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        x = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(x) or x < 0 or (self.positive and x == 0):
+            what = "> 0" if self.positive else ">= 0 (0: the term is off)"
+            self.fail(f"{value} is not a finite number {what}.", param, ctx)
+        return x
+
+
+#: a term's strength or width as typed (0: off)
+STRENGTH = FiniteNumber()
+
+
 #: the flags that add terms to the model (:data:`TERM_FLAGS` but ``--sum-to-one``), shared
 #: by the fitting commands and ``unmix tree``
 TERM_OPTIONS = [
     click.option(
         "--sparsity",
-        type=float,
+        type=STRENGTH,
         help="L1 on the maps, relative to how much a unit of map moves a typical pixel's "
         "loss (Frobenius: the pixel norm; KL: ||x||_1 / ||x||_2; --loss l21: the L1 weight "
         "itself).",
     ),
-    click.option("--smooth", type=float, help="Gaussian smoothing of maps, sigma in pixels."),
+    click.option("--smooth", type=STRENGTH, help="Gaussian smoothing of maps, sigma in pixels."),
     click.option(
         "--laplacian",
-        type=float,
+        type=STRENGTH,
         help="Smoothness of the maps on the scan grid (graph Laplacian), a strength free of "
         "the data's units: the endmembers get unit norm, as with --sparsity (e.g. 0.01).",
     ),
     click.option(
         "--tv",
-        type=float,
+        type=STRENGTH,
         metavar="LAM",
         help="Total variation of the maps on the scan grid, strength LAM relative to pixel "
         "norms as --sparsity (piecewise-constant maps: sharp edges between regions, noise "
@@ -229,14 +255,14 @@ TERM_OPTIONS = [
     ),
     click.option(
         "--graph-smooth",
-        type=float,
+        type=STRENGTH,
         help="Laplacian smoothness on a 10-nearest-neighbour graph of the spectra "
         "(pixels of one spectral shape anywhere on the map, maps compared relative to "
         "each pixel's brightness), strength as --laplacian (e.g. 0.01).",
     ),
     click.option(
         "--min-volume",
-        type=float,
+        type=STRENGTH,
         help="Minimum-volume endmembers, strength relative to the residual energy (e.g. "
         "0.5); without --sum-to-one the endmembers are held at unit norm (else they shrink "
         "and the penalty fades).",

@@ -115,6 +115,14 @@ class Crop(ImageOp):
     signal: Any = None
     units: bool = True
 
+    def __post_init__(self) -> None:
+        if self.spatial is None and self.signal is None:
+            raise ValueError(
+                "Crop: no range given, so it would keep everything; give signal=[lo, hi] "
+                'and/or spatial=[lo, hi] (e.g. {op="crop", signal=[0.2, 12]}), or drop '
+                "the step."
+            )
+
     def _indices(self, image: SpectralImage) -> list[np.ndarray]:
         idx = []
         for what, spec, axes in (
@@ -189,6 +197,11 @@ class Bin(ImageOp):
     def __post_init__(self) -> None:
         if self.method not in ("sum", "mean"):
             raise ValueError(f"Bin: method must be 'sum' or 'mean', got {self.method!r}")
+        if _all_ones(self.spatial) and _all_ones(self.signal):
+            raise ValueError(
+                "Bin: every factor is 1, so it would change nothing; give spatial= and/or "
+                'signal= factors above 1 (e.g. {op="bin", spatial=2}), or drop the step.'
+            )
 
     def _transform(self, image: SpectralImage) -> Out:
         return _bin(self, image, self._factors(image), self.method)
@@ -207,6 +220,13 @@ class Bin(ImageOp):
         probe = bin_array(np.asarray(image.data[:f0]), factors, self.method)
         shape = (image.spatial_shape[0] // f0, *probe.shape[1:])
         return _bin(self, image, factors, self.method, data=LineArray(shape, probe.dtype, compute))
+
+
+def _all_ones(factors: Any) -> bool:
+    """Whether a bin factor (an int, or one per axis) is 1 everywhere (a value of another
+    kind: False, for :func:`factors_for` to report)."""
+    values = factors if isinstance(factors, (list, tuple)) else [factors]
+    return all(isinstance(f, int) and not isinstance(f, bool) and f == 1 for f in values)
 
 
 def _bin(
