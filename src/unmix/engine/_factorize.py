@@ -35,7 +35,13 @@ from ._assemble import (
 from ._checkpoint import Checkpointer, DistributedCheckpointer, data_signature, fingerprint
 from ._diagnostics import warn_not_converged
 from ._extrapolate import extrapolates
-from ._fractions import SOLVED_AS, PlainKLForm, fit_as_plain_kl, plain_kl_form
+from ._fractions import (
+    SOLVED_AS,
+    PlainKLForm,
+    fit_as_plain_kl,
+    fractions_form,
+    runs_as_plain_kl,
+)
 from ._init import default_init
 from ._inputs import Input, prepare_input
 from ._loop import IterationInfo, Settings, run_restarts
@@ -140,9 +146,11 @@ def factorize(
     model = build_model(opts, link, opts["solver"], constraints)
     check_data(inp, model)
     problem = build_problem(inp, model, check_k(k, *inp.shape), given, init=opts["init"])
-    form = plain_kl_form(opts["solver"], given, inp, problem)  # KL fractions: run by klcd
+    fractions = fractions_form(inp, problem)  # KL fractions: the plain KL fit, exactly
+    form = fractions if fractions and runs_as_plain_kl(opts["solver"], given) else None
     slv = choose_solver("auto" if form else opts["solver"], problem, opts["solver_options"] or {})
-    init, cfg = opts["init"] or default_init(problem), _settings(opts, problem, slv, given)
+    init = opts["init"] or default_init(problem, fractions=fractions is not None)
+    cfg = _settings(opts, problem, slv, given)
     seed = resolve_seed(random_state, checkpoint=checkpoint, resume=resume, executor=executor)
     run = _Run(problem, model, slv, opts, given, inp, t_start)
     if form is not None:

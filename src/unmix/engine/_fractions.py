@@ -18,8 +18,9 @@ any ``S`` with rows of unit sum, the best scale of a pixel's maps ``t a'_i`` is
 gives the same model.  The plain optimum is therefore feasible for the constrained
 problem, and no feasible point can do better (every feasible point is a plain one).
 
-:func:`plain_kl_form` says when a fit qualifies (``solver="auto"`` or ``"klcd"``, nothing
-else on the model, data in memory on NumPy); :func:`fit_as_plain_kl` runs the plain fit - KL
+:func:`fractions_form` says when a problem is one (nothing else on the model, data in
+memory on NumPy) and :func:`runs_as_plain_kl` when its fit runs as the plain one
+(``solver="auto"`` or ``"klcd"``); :func:`fit_as_plain_kl` runs the plain fit - KL
 coordinate descent from the Poisson start, where the constrained iteration needed the
 gradient solver (EDS SEM map, k 4: 2.3 s instead of 36 s, divergence 0.08 % lower;
 ``benchmarks/results/fractions.md``) - and maps it back: each pixel's maps are scaled to
@@ -41,7 +42,7 @@ from ..blocks import is_sparse
 from ._inputs import Input
 from ._problem import Problem
 
-__all__ = ["PlainKLForm", "fit_as_plain_kl", "plain_kl_form"]
+__all__ = ["PlainKLForm", "fit_as_plain_kl", "fractions_form", "runs_as_plain_kl"]
 
 logger = logging.getLogger("unmix")
 
@@ -84,15 +85,25 @@ class PlainKLForm:
     r: float
 
 
-def plain_kl_form(solver: Any, given: dict, inp: Input, p: Problem) -> PlainKLForm | None:
-    """The plain KL problem equivalent to ``p`` (module docstring), or None when ``p`` is not
-    one: ``solver="auto"`` (or ``"klcd"``, which runs it) with no solver options; KL loss,
-    identity link; the maps' constraints a simplex (and non-negativity), the endmembers'
-    non-negativity alone, no pinned entries, penalties or filters; no mask, per-pixel
-    weights at most; NumPy data in memory (dense or SciPy sparse) fitted in this process
-    (no executor); every pixel with a positive weight sums to the same positive value."""
+def runs_as_plain_kl(solver: Any, given: dict) -> bool:
+    """Whether a fit of a :func:`fractions_form` problem runs as the plain KL fit:
+    ``solver="auto"`` (or ``"klcd"``, which runs it) with no solver options, fitted in this
+    process (no executor).  Other solvers fit the constrained problem itself."""
+    return (
+        solver in (None, "auto", "klcd")
+        and not given.get("solver_options")
+        and given.get("executor") is None
+    )
+
+
+def fractions_form(inp: Input, p: Problem) -> PlainKLForm | None:
+    """The plain KL problem equivalent to ``p`` whatever the solver, or None when ``p`` is
+    not one: KL loss, identity link; the maps' constraints a simplex (and non-negativity),
+    the endmembers' non-negativity alone, no pinned entries, penalties or filters; no mask,
+    per-pixel weights at most; NumPy data in memory (dense or SciPy sparse); every pixel
+    with a positive weight sums to the same positive value."""
     r = _simplex_row_sum(p)
-    if r is None or not _model_qualifies(p) or not _run_qualifies(solver, given, inp):
+    if r is None or not _model_qualifies(p) or not _data_qualifies(inp):
         return None
     w = _pixel_weights(inp)
     sums = _row_sums(inp.X)
@@ -127,14 +138,11 @@ def _model_qualifies(p: Problem) -> bool:
     )
 
 
-def _run_qualifies(solver: Any, given: dict, inp: Input) -> bool:
-    """Auto solver, in memory on NumPy, fitted here in one piece."""
+def _data_qualifies(inp: Input) -> bool:
+    """In memory on NumPy (dense or SciPy sparse), no mask, per-pixel weights at most."""
     w = inp.weights
     return (
-        solver in (None, "auto", "klcd")
-        and not given.get("solver_options")
-        and given.get("executor") is None
-        and not inp.streamed
+        not inp.streamed
         and inp.be.name == "numpy"
         and inp.mask is None
         and (w is None or (w.channels is None and w.full is None))
