@@ -41,6 +41,22 @@ def test_default_start_follows_the_model(counts):
     assert init_of(sparse_counts, loss="kl") == "nndsvda"  # two thirds zeros
 
 
+@pytest.mark.parametrize(
+    ("loss", "constraints", "named"),
+    [
+        ("kl", [unmix.NonNegative(), unmix.SumToOne()], r"SumToOne\(A\)"),
+        ("frobenius", [unmix.NonNegative(), unmix.MaxActive(1)], r"MaxActive\(A\)"),
+    ],
+)
+def test_asked_start_that_cannot_hold_the_model_names_it(counts, loss, constraints, named):
+    """``unmix run --sum-to-one --init poisson`` ended in "unexpected NotImplementedError:
+    SumToOne does not project entries alone" (the start's HALS met the simplex)."""
+    with pytest.raises(ValueError, match=rf"init='poisson' starts from plain NMF.*{named}"):
+        unmix.factorize(counts, 3, loss=loss, init="poisson", constraints=constraints)
+    plain = unmix.factorize(counts, 3, init="poisson", constraints=[unmix.NonNegative()])
+    assert plain.spec["init"] == "poisson"
+
+
 @pytest.mark.parametrize("solver", ["klcd", "mu"])
 def test_start_is_closer_to_the_kl_optimum(counts, solver):
     """After the same iterations, the Poisson start's fit has a lower KL than NNDSVDa's."""

@@ -318,13 +318,27 @@ def initialize(p: Problem, init: Any, rng: np.random.Generator) -> tuple[Any, An
     elif init in ("nndsvd", "nndsvda", "nndsvdar"):
         A, S = _nndsvd(p, rng, init)
     elif init == "poisson":
-        if p.data.mask is not None:
-            raise ValueError("init='poisson' scales every entry of X and needs no mask.")
+        _check_poisson_start(p)
         start = poisson_start(p, lambda sub: _nndsvd(sub, rng, "nndsvda"), rng)
         A, S = _nndsvd(p, rng, "nndsvda") if start is None else start
     else:
         raise ValueError(f"init={init!r} is unknown; use one of {METHODS} or a tuple (A0, S0).")
     return _rescale(p, A, S), S
+
+
+def _check_poisson_start(p: Problem) -> None:
+    """``init="poisson"`` fits plain NMF to the scaled data: every entry of ``X``, and no
+    constraint beyond the orthant (HALS met ``SumToOne`` there and stopped with "does not
+    project entries alone", an unexpected error in the CLI)."""
+    if p.data.mask is not None:
+        raise ValueError("init='poisson' scales every entry of X and needs no mask.")
+    shaped = [c.label for t in ("A", "S") for c in p.constraints[t] if not c.is_orthant]
+    if shaped:
+        raise ValueError(
+            f"init='poisson' starts from plain NMF (non-negative factors, nothing else) "
+            f"and cannot hold {', '.join(shaped)}; leave init out (the model's own start) "
+            "or use init='nndsvda'."
+        )
 
 
 def _custom(p: Problem, init: Any) -> tuple[Any, Any]:
