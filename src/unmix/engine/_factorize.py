@@ -146,10 +146,8 @@ def factorize(
     model = build_model(opts, link, opts["solver"], constraints)
     check_data(inp, model)
     problem = build_problem(inp, model, check_k(k, *inp.shape), given, init=opts["init"])
-    fractions = fractions_form(inp, problem)  # KL fractions: the plain KL fit, exactly
-    form = fractions if fractions and runs_as_plain_kl(opts["solver"], given) else None
+    form, init = _form_and_start(opts, given, inp, problem)  # form: KL fractions as plain KL
     slv = choose_solver("auto" if form else opts["solver"], problem, opts["solver_options"] or {})
-    init = opts["init"] or default_init(problem, fractions=fractions is not None)
     cfg = _settings(opts, problem, slv, given)
     seed = resolve_seed(random_state, checkpoint=checkpoint, resume=resume, executor=executor)
     run = _Run(problem, model, slv, opts, given, inp, t_start)
@@ -159,6 +157,15 @@ def factorize(
 
 
 # --------------------------------------------------------------------- steps
+def _form_and_start(opts: dict, given: dict, inp: Input, p: Problem) -> tuple[Any, Any]:
+    """The plain KL problem the fit runs as (KL fractions fitted by ``auto`` or ``klcd``:
+    :mod:`unmix.engine._fractions`; else None) and the start: the caller's, or the model's
+    own (:func:`unmix.engine._init.default_init`)."""
+    fractions = fractions_form(inp, p)
+    form = fractions if fractions and runs_as_plain_kl(opts["solver"], given) else None
+    return form, opts["init"] or default_init(p, fractions=fractions is not None)
+
+
 @dataclass
 class _Run:
     """What the last steps of a fit share: the bound problem, its model and solver, the
