@@ -148,9 +148,10 @@ PARAMETERS: dict[str, Param] = table(
         "str or tuple, optional",
         """``"nndsvda"``, ``"poisson"``, ``"nndsvd"``, ``"nndsvdar"``, ``"random"``,
             ``"spa"``, ``"vca"`` or ``(A0, S0)``.  Default (None): the model's own start -
-            ``"spa"`` for abundances on a simplex, ``"poisson"`` (HALS on Poisson-scaled
-            ``X``) for plain KL NMF on counts that are at most half zeros, else
-            ``"nndsvda"``.""",
+            ``"spa"`` for abundances on a simplex (but ``"nndsvda"`` for KL maps on a
+            simplex over pixels of one sum, the plain KL fit put on the simplex),
+            ``"poisson"`` (HALS on Poisson-scaled ``X``; plain NMF, no other constraint)
+            for plain KL NMF on counts that are at most half zeros, else ``"nndsvda"``.""",
         cli="--init",
     ),
     Param(
