@@ -29,6 +29,7 @@ their best scale (which can only lower the divergence) and so land on the simple
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -76,13 +77,20 @@ SOLVED_AS = (
 
 @dataclass
 class PlainKLForm:
-    """The plain problem: ``X' = diag(w) Y`` (pixels, channels), the pixels' common sum
-    ``c``, the weights ``w`` (pixels,) and the simplex's row sum ``r``."""
+    """The plain problem of the data ``Y`` (pixels, channels): ``X' = diag(w) Y``, the
+    pixels' common sum ``c``, the weights ``w`` (pixels,) and the simplex's row sum ``r``.
+    ``X'`` is made when first asked for (a copy of ``Y`` when pixels are weighted: a
+    solver that fits the constrained problem itself never asks)."""
 
-    X: Any
+    Y: Any
     c: float
     w: np.ndarray
     r: float
+
+    @functools.cached_property
+    def X(self) -> Any:
+        """``diag(w) Y`` in ``Y``'s dtype and format."""
+        return _scale_rows(self.Y, self.w)
 
 
 def runs_as_plain_kl(solver: Any, given: dict) -> bool:
@@ -113,7 +121,7 @@ def fractions_form(inp: Input, p: Problem) -> PlainKLForm | None:
     c = float(np.median(sums[full]))
     if np.max(np.abs(sums[full] / c - 1.0)) > SPREAD.get(np.dtype(inp.X.dtype), 1e-8):
         return None
-    return PlainKLForm(X=_scale_rows(inp.X, w), c=c, w=w, r=r)
+    return PlainKLForm(Y=inp.X, c=c, w=w, r=r)
 
 
 def _simplex_row_sum(p: Problem) -> float | None:
