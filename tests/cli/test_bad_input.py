@@ -215,6 +215,7 @@ SELECT_MISTAKES = [
     ("--seed", "-1"),
 ]
 TREE_MISTAKES = [
+    ("--max-iter", "0"),
     ("--min-size", "-1"),
     ("--max-depth", "-1"),
     ("--max-rank", "0"),

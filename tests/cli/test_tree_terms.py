@@ -103,3 +103,15 @@ def test_tree_shows_its_leaves_growing_unless_quiet(scan4d, capsys):
     assert "growing" in capsys.readouterr().err
     assert entry([*args, "-o", str(folder / "quiet"), "-q"]) == 0
     assert "growing" not in capsys.readouterr().err
+
+
+def test_tree_takes_the_max_iter_its_warnings_advise(scan4d, capsys):
+    """A split fit at its iteration limit warns "Raise max_iter (CLI: --max-iter ...)";
+    ``unmix tree`` had no such flag (300 iterations a split, 5000 with --orthogonal)."""
+    folder, path, _ = scan4d
+    out = folder / "short_tree"
+    args = ["tree", path, "--leaves", "3", "--smooth", "1", "--max-iter", "3"]
+    assert entry([*args, "-o", str(out), "--no-report"]) == 0
+    err = capsys.readouterr().err
+    assert "reached max_iter=3 " in err and "max_iter=300" not in err, err
+    assert json.loads((out / "tree.json").read_text())["params"]["max_iter"] == 3

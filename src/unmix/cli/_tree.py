@@ -81,6 +81,12 @@ __all__ = ["tree"]
     help="Refit every level's endmembers to all pixels (else nested tree maps).",
 )
 @click.option("--joint", is_flag=True, help="Refine each level's maps and endmembers together.")
+@click.option(
+    "--max-iter",
+    type=click.IntRange(min=1),
+    help="Most iterations of each split's fit and each level's refit (default 300; with "
+    "--orthogonal 5000: its bound tightens each time a fit converges).",
+)
 @click.option("--sum-to-one", is_flag=True, help="Abundances on the simplex.")
 @click.option(
     "--normalize",
@@ -190,6 +196,8 @@ def _grow(
                 normalize=kw["normalize"],
                 endmember=kw["endmember"],
                 random_state=kw["random_state"],
+                max_iter=kw["max_iter"],
+                refit_iter=kw["max_iter"],
                 spatial_shape=spatial_shape,
                 signal_shape=image.signal_shape,
                 executor=executor,
