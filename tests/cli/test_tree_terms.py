@@ -114,4 +114,6 @@ def test_tree_takes_the_max_iter_its_warnings_advise(scan4d, capsys):
     assert entry([*args, "-o", str(out), "--no-report"]) == 0
     err = capsys.readouterr().err
     assert "reached max_iter=3 " in err and "max_iter=300" not in err, err
+    # each split's warning names its node (the root holds all 144 pixels)
+    assert "node 0 (144 pixels), its rank-2 split: The fit reached max_iter=3 " in err, err
     assert json.loads((out / "tree.json").read_text())["params"]["max_iter"] == 3

@@ -22,7 +22,7 @@ from ._rank2 import group_rank1, rank2_nmf
 from ._scores import ndcg_score, split_gain
 from ._sparse import col_mean, row_sq, sq_error, take_rows, unit_rows
 from ._stability import rank_stability
-from ._terms import SplitModel, model_split
+from ._terms import SplitModel, model_split, node_warnings
 
 __all__ = ["Candidate", "Options", "node_ranks", "propose", "screen", "split_fit"]
 
@@ -71,9 +71,17 @@ def propose(X: Any, be: Backend, items: list[tuple[int, np.ndarray]], opts: Opti
             if nid in out:
                 continue
             Xb = Xs[int(offsets[b]) : int(offsets[b + 1])]
-            A_b, S_b, e_1, e_r = model_split(
-                X, idx, Xb, opts.model, be, max_iter=opts.max_iter, tol=opts.tol, seed=opts.seed
-            )
+            with node_warnings(nid, int(idx.size)):
+                A_b, S_b, e_1, e_r = model_split(
+                    X,
+                    idx,
+                    Xb,
+                    opts.model,
+                    be,
+                    max_iter=opts.max_iter,
+                    tol=opts.tol,
+                    seed=opts.seed,
+                )
             if nid == 0:  # the gain in the model's loss, relative to the root's rank one
                 opts.root_err = e_1
             out[nid] = _finish(nid, idx, Xb, A_b, S_b, e_1, e_r, be, opts)

@@ -31,7 +31,9 @@ worse than its best rank-one model (KL 2.84e6 against 1.56e6; 1.07e6 with ``OUTS
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +56,7 @@ __all__ = [
     "check_split_model",
     "fit_iterations",
     "model_split",
+    "node_warnings",
     "split_losses",
     "split_model",
 ]
@@ -170,6 +173,19 @@ def check_split_model(model: SplitModel | None, p: dict[str, Any], n_pixels: int
             f"{got}; pass spatial_shape=(rows, cols) of all of X's pixels, or drop "
             f"{', '.join(coupled)} (e.g. a tree grown on a pixel subsample has no grid)."
         )
+
+
+@contextlib.contextmanager
+def node_warnings(nid: int, n_pixels: int) -> Iterator[None]:
+    """Warnings raised inside, shown again naming the node whose split raised them (a
+    split's "Components [0] collapsed ... try k=1" or "reached max_iter=300" said neither
+    which node nor that the fit was a rank-2 split)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        message = f"node {nid} ({n_pixels} pixels), its rank-2 split: {w.message}"
+        warnings.warn_explicit(message, w.category, w.filename, w.lineno)
 
 
 def model_split(
