@@ -48,6 +48,7 @@ FIT_FLAG_MISTAKES = [
     ("--smooth", "inf"),
     ("--laplacian", "-1"),
     ("--min-volume", "-0.5"),
+    ("--max-active", "3"),  # with -k 3: restricts nothing (and ran a slower solver)
     ("--step", "{op='nope'}"),
     ("--step", "{op=crop}"),
     ("--step", "[1, 2]"),
