@@ -235,6 +235,23 @@ def test_inspect_suggests(capsys):
 
 
 @pytest.mark.slow
+def test_inspect_shows_the_data_after_the_steps_it_suggests(capsys):
+    """``inspect`` takes the ``--step`` and ``--shape`` flags of run and tree (it refused
+    them: "No such option '--step'"), so a suggestion can be checked by adding it."""
+    stm = shared_path("stm", "Bias_spectroscopy.3ds")
+    steps = ["--step", '{op="derivative"}', "--step", '{op="clip", lower=0.0}']
+    assert entry(["inspect", stm, *steps]) == 0
+    out = capsys.readouterr().out
+    assert "values  min 0 " in out and "negative values" not in out, out
+    xrd = shared_path("xrd", "xrd_aps34ide_143x2000.npz")
+    assert entry(["inspect", xrd]) == 0
+    assert "give --shape ROWSxCOLS" in capsys.readouterr().out
+    assert entry(["inspect", xrd, "--shape", "11x13"]) == 0
+    out = capsys.readouterr().out
+    assert "spatial y                    11 points" in out and "--shape" not in out, out
+
+
+@pytest.mark.slow
 def test_kill_and_resume_gives_uninterrupted_answer(tmp_path):
     """SIGKILL an `unmix run` mid-fit; `--resume` finishes with the same factors."""
     path = shared_path("eels", "CuZn_EELS_mapping_tutorial.hspy")

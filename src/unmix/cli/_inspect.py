@@ -15,7 +15,7 @@ import numpy as np
 
 from ..blocks import DataStats, data_stats
 from ..preprocessing import is_counts
-from ._common import INPUT_OPTIONS, input_flags, with_options
+from ._common import IMAGE_OPTIONS, image_input, with_options
 from ._load import block_bytes, is_streamed, open_image, read_progress, stream_mode, unfolded
 
 __all__ = ["inspect", "suggestions"]
@@ -23,10 +23,12 @@ __all__ = ["inspect", "suggestions"]
 
 @click.command()
 @click.argument("file")
-@with_options(INPUT_OPTIONS)
+@with_options(IMAGE_OPTIONS)
 def inspect(file: str, **kw: Any) -> None:
-    """Axes, shape, counts and suggested preprocessing of FILE."""
-    image = open_image({"input": input_flags({"file": file}, kw)}, mode=stream_mode(kw))
+    """Axes, shape, counts and suggested preprocessing of FILE (after the --step ops and
+    --shape given, as run and tree would fit it: check a suggestion by adding it)."""
+    steps, inp = image_input(file, kw)
+    image = open_image({"input": inp, "preprocess": {"steps": steps}}, mode=stream_mode(kw))
     click.echo(repr(image))
     for ax in image.spatial_axes + image.signal_axes:
         v = ax.values
