@@ -228,7 +228,10 @@ AUTO_COMPRESS_ENTRIES = 1 << 22
 def check_compress(compress: Any, p: Problem, slv: Solver) -> int | None:
     if compress is None or compress is False:
         return None
-    if compress == "auto":
+    if compress == "auto":  # not when every endmember is pinned: the maps of X itself are
+        # one exact solve (fit_maps: max_iter=1), which a rank-(k + 10) stand-in of X spoils
+        if not p.free_rows():
+            return None
         big = p.data.n_total * p.data.n_channels >= AUTO_COMPRESS_ENTRIES
         small_k = p.k + 10 <= min(p.data.n_total, p.data.n_channels) // 4
         fits = slv.name in ("hals", "mu", "bpp", "admm") and p.loss.is_frobenius

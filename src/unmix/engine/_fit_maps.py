@@ -92,7 +92,6 @@ def fit_maps(
         max_iter=max_iter,
         tol=tol,
         solver_options=args["solver_options"],
-        compress=None,  # the maps of X itself: a compressed phase fits a rank-(k + 10) X
     )
     A = res.A
     for step in reversed(steps):
