@@ -30,6 +30,7 @@ from ._common import (
     write_html_report,
 )
 from ._load import open_image
+from ._numbers import FiniteRange
 from ._outdir import output_folder
 
 __all__ = ["bayes"]
@@ -57,7 +58,7 @@ def _draws(value: int) -> int:
 )
 @click.option(
     "--level",
-    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    type=FiniteRange(0.0, 1.0, min_open=True, max_open=True),
     default=0.9,
     show_default=True,
     help="Probability of the central credible intervals.",

@@ -32,8 +32,8 @@ from ._common import (
     write_html_report,
 )
 from ._load import open_image
+from ._numbers import STRENGTH, FiniteRange
 from ._outdir import output_folder
-from ._terms import STRENGTH, FiniteNumber
 
 __all__ = ["target"]
 
@@ -43,7 +43,7 @@ __all__ = ["target"]
 @click.option("-k", "k", type=click.IntRange(min=1), required=True, help="Background components.")
 @click.option(
     "--threshold",
-    type=FiniteNumber(positive=True),
+    type=FiniteRange(0.0, min_open=True),
     default=5.0,
     show_default=True,
     help="Robust z-score of a pixel's residual norm above which it is a target pixel.",

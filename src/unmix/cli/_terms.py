@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import array_api_compat as aac
@@ -34,14 +33,13 @@ from ..model import (
 from ..preprocessing import NormalizePixels
 from ._config import factorize_options
 from ._errors import EXIT_USAGE, Fail
+from ._numbers import STRENGTH, FiniteRange
 
 __all__ = [
     "FIT_TERM_OPTIONS",
     "ORTHOGONAL_OPTION",
-    "STRENGTH",
     "TERM_FLAGS",
     "TERM_OPTIONS",
-    "FiniteNumber",
     "flag_terms",
     "given_flags",
 ]
@@ -218,29 +216,6 @@ def _reweights_pixels(loss: Any) -> bool:
         return False
 
 
-class FiniteNumber(click.ParamType):
-    """A finite number ``>= 0`` (a term's strength, 0 meaning the term is off), or ``> 0``
-    with ``positive=True``.  Checked as typed: the fit scales some strengths by the data
-    (the model refused ``--sparsity -1`` as ``lam=-63022.87``, a number the user never
-    gave, after the file was read), and ``click.FloatRange`` lets ``nan`` through."""
-
-    name = "float"
-
-    def __init__(self, *, positive: bool = False) -> None:
-        self.positive = positive
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> float:
-        x = click.FLOAT.convert(value, param, ctx)
-        if not math.isfinite(x) or x < 0 or (self.positive and x == 0):
-            what = "> 0" if self.positive else ">= 0 (0: the term is off)"
-            self.fail(f"{value} is not a finite number {what}.", param, ctx)
-        return x
-
-
-#: a term's strength or width as typed (0: off)
-STRENGTH = FiniteNumber()
-
-
 #: the flags that add terms to the model (:data:`TERM_FLAGS` but ``--sum-to-one``), shared
 #: by the fitting commands and ``unmix tree``
 TERM_OPTIONS = [
@@ -293,7 +268,7 @@ TERM_OPTIONS = [
 #: ``--orthogonal [COS]``: a flag of run, compare and tree
 ORTHOGONAL_OPTION = click.option(
     "--orthogonal",
-    type=click.FloatRange(0, 1, max_open=True),
+    type=FiniteRange(0, 1, max_open=True),
     is_flag=False,
     flag_value=0.0,
     metavar="[COS]",
@@ -316,7 +291,7 @@ CONSTRAINT_OPTIONS = [
     ),
     click.option(
         "--no-dips",
-        type=click.FloatRange(0, 1, min_open=True),
+        type=FiniteRange(0, 1, min_open=True),
         is_flag=False,
         flag_value=NoDips.depth,
         metavar="[DEPTH]",

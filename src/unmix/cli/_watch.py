@@ -39,6 +39,7 @@ from ..io import load
 from ..model import NonNegative, SumToOne
 from ..report import write_report
 from ._errors import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_USAGE, Fail
+from ._numbers import FiniteRange
 from ._outdir import output_folder
 
 __all__ = ["watch"]
@@ -172,7 +173,7 @@ def poll(state: OnlineNMF, stream: Stream, kw: dict, where: str) -> str:
 @click.option("--pattern", default="*.npy", show_default=True, help="Files to take (glob).")
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.0),
+    type=FiniteRange(0.0),
     default=1.0,
     show_default=True,
     help="Seconds between polls.",
@@ -180,7 +181,7 @@ def poll(state: OnlineNMF, stream: Stream, kw: dict, where: str) -> str:
 @click.option("--max-files", type=click.IntRange(min=1), help="Stop after this many files.")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0.0),
+    type=FiniteRange(0.0),
     default=600.0,
     show_default=True,
     help="Stop after this many seconds without a new file.",
@@ -194,7 +195,7 @@ def poll(state: OnlineNMF, stream: Stream, kw: dict, where: str) -> str:
 )
 @click.option(
     "--forget",
-    type=click.FloatRange(min=0.0, max=1.0, min_open=True),
+    type=FiniteRange(0.0, 1.0, min_open=True),
     default=0.95,
     show_default=True,
     help="Forgetting factor of the online statistics.",
