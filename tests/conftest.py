@@ -141,6 +141,25 @@ def matched_angles(S, ref) -> np.ndarray:
     return spectral_angles(S, ref)[rows, cols]
 
 
+def issue_collapsed(A, S) -> list[int]:
+    """The collapsed components by the constraint issue's definition (norm below 1e-3 of
+    the largest, 99th-percentile abundance share below 0.05, or within 3 deg of another),
+    computed here independently of the engine."""
+    A, S = np.abs(np.asarray(A, float)), np.asarray(S, float)
+    norms = np.linalg.norm(S, axis=1)
+    contrib = A * norms[None, :]
+    share = contrib / np.maximum(contrib.sum(axis=1, keepdims=True), 1e-300)
+    p99 = np.percentile(share, 99, axis=0)
+    unit = S / np.maximum(norms[:, None], 1e-300)
+    ang = np.degrees(np.arccos(np.clip(unit @ unit.T, -1, 1)))
+    np.fill_diagonal(ang, 180)
+    return [
+        j
+        for j in range(len(S))
+        if norms[j] < 1e-3 * norms.max() or p99[j] < 0.05 or ang[j].min() < 3
+    ]
+
+
 def real_pixels(name: str) -> np.ndarray:
     """A shared real map as float64 (pixels, channels): ``"eels"`` (Cu/ZnO EELS, counts),
     ``"raman"`` (raw Raman map), ``"xrd"`` (143 XRD patterns) or ``"eds-tem"`` (TEM EDS

@@ -9,28 +9,12 @@ import numpy as np
 import pytest
 
 import unmix
+from conftest import issue_collapsed as _collapsed
 from conftest import real_pixels, shared_path
 from unmix.cli import entry
 from unmix.engine._collapse import collapsed_components
 
 SUM_TO_ONE = [unmix.NonNegative(), unmix.SumToOne()]
-
-
-def _collapsed(A, S):
-    """The issue's definition, computed here independently of the engine."""
-    A, S = np.abs(np.asarray(A, float)), np.asarray(S, float)
-    norms = np.linalg.norm(S, axis=1)
-    contrib = A * norms[None, :]
-    share = contrib / np.maximum(contrib.sum(axis=1, keepdims=True), 1e-300)
-    p99 = np.percentile(share, 99, axis=0)
-    unit = S / np.maximum(norms[:, None], 1e-300)
-    ang = np.degrees(np.arccos(np.clip(unit @ unit.T, -1, 1)))
-    np.fill_diagonal(ang, 180)
-    return [
-        j
-        for j in range(len(S))
-        if norms[j] < 1e-3 * norms.max() or p99[j] < 0.05 or ang[j].min() < 3
-    ]
 
 
 def test_simplex_model_starts_from_pure_pixels(mixture):

@@ -48,6 +48,7 @@ class Phase:
     recent: list[float] = field(default_factory=list)  # the last objectives judged
     S_prev: Any = None  # the endmembers before this iteration
     A_prev: Any = None  # ... and the maps
+    gauge: bool = False  # the loop holds the endmembers' norms (Problem.gauge_floats)
 
 
 #: checkpoint keys of the stop rule's state (beside the solver's)

@@ -162,6 +162,34 @@ class Problem:
             S = self.project("S", self.filter("S", S))
         return S
 
+    def gauge_floats(self) -> bool:
+        """True when nothing but the filters holds the endmembers' scale: a model whose
+        every term leaves ``(A D, D^-1 S)`` (``D`` a positive diagonal) as good as
+        ``(A, S)`` - the loss (on ``A @ S``), non-negativity, no penalty with a strength in
+        use - with a filter between iterations.  Such a fit has no scale of its own, and
+        the filter can walk it: a map the filter blurs each iteration is fitted back by a
+        larger endmember, by the same factor every time (KL with Gaussian map smoothing on
+        the XRD map: one endmember's norm 1.2x an iteration, 1e16 after 200, overflow
+        after 420).  The loop then holds each endmember's norm (:meth:`hold_gauge`)."""
+        if not (self.update_S and (self.filters["A"] or self.filters["S"])):
+            return False
+        terms = self.constraints["A"] + self.constraints["S"]
+        return all(c.is_orthant for c in terms) and not self.active_penalties()
+
+    def hold_gauge(self, A: Any, S: Any, S_ref: Any) -> tuple[Any, Any]:
+        """Rescale each component so that its endmember has the norm of that row of
+        ``S_ref`` (``A`` in place, ``A @ S`` unchanged); returns ``(S, d)``: the new
+        endmembers and the factors ``d`` (k,) the maps' columns were multiplied by (1
+        for a component whose endmember, then or now, is zero).  The factors come from
+        ``S`` alone, the same on every process when the pixels are split."""
+        xp = self.be.xp
+        now = xp.sqrt(xp.sum(S * S, axis=1))
+        ref = xp.sqrt(xp.sum(S_ref * S_ref, axis=1))
+        ok = (now > 0) & (ref > 0) & xp.isfinite(now)
+        d = xp.where(ok, now / xp.where(ok, ref, 1.0), 1.0)
+        A[...] = A * d[None, :]
+        return S / d[:, None], d
+
     def fixed(self) -> tuple[Any, Any] | None:
         """``(mask, values)`` of the endmember entries pinned by constraints, or None."""
         pins = [c.fixed() for c in self.constraints["S"] if c.fixed() is not None]

@@ -234,6 +234,9 @@ class Reweighted(Solver):
         self._reweight(p, A, S, state, floor_of(p), p.data.executor)
         return state
 
+    def regauge(self, state: dict, d: Any) -> None:
+        self.inner.regauge(state, d)
+
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
         eps = state[_KEY].eps
         if p.filters["A"] or p.filters["S"]:  # filters moved the iterate since the weights

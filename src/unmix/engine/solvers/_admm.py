@@ -216,6 +216,12 @@ class ADMM(Solver):
             self.persistent = (*ADMM.persistent, "Z", "W")
         return state
 
+    def regauge(self, state: dict, d: Any) -> None:
+        """The scaled duals carry their factor's scale: ``U`` the maps', ``V`` the
+        endmembers' (the model's split ``Z``, ``W`` is unchanged)."""
+        state["U"] = state["U"] * d[None, :]
+        state["V"] = state["V"] / d[:, None]
+
     def _check_options(self, options: dict) -> None:
         super()._check_options(options)
         relax = float(options.get("relax", RELAX))

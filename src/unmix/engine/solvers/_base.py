@@ -197,6 +197,12 @@ class Solver:
         """One iteration: update ``A`` in place block by block, return the new ``S``."""
         raise NotImplementedError
 
+    def regauge(self, state: dict, d: Any) -> None:
+        """The loop multiplied the maps' columns by ``d`` (k,) and divided the endmembers'
+        rows by it, ``A @ S`` unchanged (:meth:`Problem.hold_gauge`): bring the state
+        that carries a factor's scale along (duals, directions).  Nothing by default: a
+        state of products (``A @ S``) or of the data is unchanged."""
+
 
 def _weight_kind(p: Problem, *, loss: bool = True) -> str:
     """The weights the fit needs; ``loss=False``: those of the data alone (not counting

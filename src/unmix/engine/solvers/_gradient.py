@@ -201,6 +201,13 @@ class Gradient(Solver):
             "stepS": projS if freeS is None else freeS,  # the set each step is projected on
         }
 
+    def regauge(self, state: dict, d: Any) -> None:
+        """The endmembers' direction (and pull) follow their rows; the step sizes, one per
+        pixel and one per channel over all components, cannot follow a scaling per
+        component and are left to the line search (the loop's factors are near 1)."""
+        state["dS"] = state["dS"] / d[:, None]
+        state["pullS"] = state["pullS"] / d[:, None]
+
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
         # maps off their set (a component the loop restarted, a filter) are put back on it
         # first: a pixel whose steps all fail keeps its maps
