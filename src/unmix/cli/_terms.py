@@ -125,10 +125,9 @@ def flag_terms(fac: dict, flags: dict, X: Any) -> dict:
         regs.append(L1(flags["sparsity"] * unit))
     if flags["smooth"]:
         regs.append(GaussianMapFilter(flags["smooth"]))
-    if flags["median_filter"]:  # each spectrum, or each 2-D pattern (signal_shape)
-        # a median lowers peaks: the spectra's scale is fixed, as for --sparsity, or the
-        # maps grow without bound to make up for it
-        cons = _scale_fixed(cons)
+    if flags["median_filter"]:  # each spectrum, or each 2-D pattern (signal_shape);
+        # a median lowers peaks and the maps make up for it, but the fit holds the
+        # spectra's norms itself where only filters would move them (gauge_floats)
         regs.append(SpectralSmoothing(method="median", size=flags["median_filter"]))
     if flags["laplacian"]:  # quadratic in the maps as the fit is in the data: with the
         cons = _scale_fixed(cons)  # spectra's scale fixed, the strength is scale-free
