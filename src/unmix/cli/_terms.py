@@ -259,8 +259,7 @@ TERM_OPTIONS = [
         type=click.IntRange(min=1),
         metavar="SIZE",
         help="Median filter of every endmember between iterations (each 2-D pattern of a "
-        "4D-STEM scan), window in channels: removes isolated spikes and dips (endmembers "
-        "then of unit norm, as with --sparsity).",
+        "4D-STEM scan), window in channels: removes isolated spikes and dips.",
     ),
 ]
 
