@@ -28,26 +28,29 @@ def _starts(record: list):
     return callback
 
 
-@pytest.mark.parametrize("solver", ["klcd", "mu", "gradient"])
-def test_kl_map_smoothing_on_xrd_keeps_its_scale(solver):
-    """KL with Gaussian map smoothing on the XRD map (k 3): before, one endmember grew
-    1.2x an iteration (1e16 after 200 klcd iterations, its map 1e-14) until the fit
-    overflowed; the norm-based collapse rule then called the other two dead."""
-    X = real_pixels("xrd")
-    first: list = []
+def _xrd_kl_smoothed(solver: str, **kw):
+    """KL with Gaussian map smoothing on the XRD map (11 x 13 scan, k 3), seed 0."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", unmix.ConvergenceWarning)
-        r = unmix.factorize(
-            X,
+        return unmix.factorize(
+            real_pixels("xrd"),
             3,
             loss="kl",
             solver=solver,
             regularizers=SMOOTH_MAPS,
             spatial_shape=(11, 13),
-            max_iter=500,
             random_state=0,
-            callback=_starts(first),
+            **kw,
         )
+
+
+@pytest.mark.parametrize("solver", ["klcd", "mu", "gradient"])
+def test_kl_map_smoothing_on_xrd_keeps_its_scale(solver):
+    """KL with Gaussian map smoothing on the XRD map (k 3): before, one endmember grew
+    1.2x an iteration (1e16 after 200 klcd iterations, its map 1e-14) until the fit
+    overflowed; the norm-based collapse rule then called the other two dead."""
+    first: list = []
+    r = _xrd_kl_smoothed(solver, max_iter=500, callback=_starts(first))
     A, S = np.asarray(r.A), np.asarray(r.S)
     assert r.stop_reason in ("tol", "max_iter")
     assert np.all(np.isfinite(A)) and np.all(np.isfinite(S))
@@ -62,30 +65,16 @@ def test_holding_the_gauge_changes_no_model(solver, monkeypatch):
     free one in another gauge: the same ``A @ S`` at every iteration (50 iterations,
     before the free fit's scale has run away; the free klcd fit then takes two of its
     components for dead by their norms and goes on to other starts)."""
-    X = real_pixels("xrd")
 
     def fit():
         models: list = []
-        r = unmix.factorize(
-            X,
-            3,
-            loss="kl",
-            solver=solver,
-            regularizers=SMOOTH_MAPS,
-            spatial_shape=(11, 13),
-            max_iter=50,
-            tol=0.0,
-            n_restarts=1,
-            random_state=0,
-            callback=lambda info: models.append(np.asarray(info.A) @ np.asarray(info.S)),
-        )
+        add = lambda info: models.append(np.asarray(info.A) @ np.asarray(info.S))  # noqa: E731
+        r = _xrd_kl_smoothed(solver, max_iter=50, tol=0.0, n_restarts=1, callback=add)
         return r, models
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", unmix.ConvergenceWarning)
-        held, held_models = fit()
-        monkeypatch.setattr(Problem, "gauge_floats", lambda self: False)
-        free, free_models = fit()
+    held, held_models = fit()
+    monkeypatch.setattr(Problem, "gauge_floats", lambda self: False)
+    free, free_models = fit()
     assert len(held_models) == 50  # the free fit may go on to other starts (below)
     for a, b in zip(held_models, free_models[:50], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9 * np.abs(b).max())
