@@ -327,7 +327,7 @@ def _iterate(
     ext = ph.ext = None
     start = extrapolation_start(slv, p)
     prev = rec.history.last if prev is None else prev
-    ph.recent = [prev]
+    ph.recent, ph.trend = [prev], []
     resume_stop_state(ph, resumed)
     done = 0
     for i in range(1, n_max + 1):
