@@ -208,9 +208,13 @@ def killed_by_penalties(
         S0 = revive(bare, A0, S, dead)
         state, prev, calm, n = slv.setup(bare, A0, S0), None, 0, 0
         patience = 1 if slv.monotone else PATIENCE  # as the fit's own stopping rule
+        gauge = bare.gauge_floats()  # filters alone: the loop's held norms (no drift)
         while n < PROBE_ITER and calm < patience:
             out = slv.step(bare, A0, S0, state, executor)
-            S0, n = bare.filtered(A0, out.S), n + 1
+            S_prev, S0, n = S0, bare.filtered(A0, out.S), n + 1
+            if gauge:
+                S0, d = bare.hold_gauge(A0, S0, S_prev)
+                slv.regauge(state, d)
             if not np.isfinite(out.fit):
                 return None
             calm = calm + 1 if prev is not None and converged(prev, out.fit, tol) else 0
