@@ -324,3 +324,35 @@ def test_the_share_rule_is_the_99th_percentile_also_split_over_processes(n):
     split = SimpleNamespace(n_total=n, executor=Split())
     got = percentile_share(SimpleNamespace(data=split), parts[0])
     np.testing.assert_allclose(got, want)
+
+
+def test_the_check_without_penalties_holds_the_gauge_of_a_filtered_model(mixture, monkeypatch):
+    """Without its penalties a model with a filter is held by nothing but the loop's
+    gauge (``Problem.gauge_floats``): the check's up to 50 iterations hold each
+    endmember's norm as the fit does, or the filter could walk the scale and fool the
+    norm test."""
+    from unmix.engine._assemble import build_model, build_problem
+    from unmix.engine._collapse import killed_by_penalties
+    from unmix.engine._inputs import prepare_input
+    from unmix.engine._problem import Problem
+    from unmix.engine.solvers import get_solver
+
+    held = []
+    hold = Problem.hold_gauge
+    monkeypatch.setattr(Problem, "hold_gauge", lambda self, *a: held.append(1) or hold(self, *a))
+    inp = prepare_input(mixture.X, mask=None, weights=None, device=None, steps=[])
+    terms = [unmix.L1(0.1), unmix.model.GaussianMapFilter(1.0)]
+    opts = {"loss": "kl", "constraints": None, "regularizers": terms}
+    given = {
+        "executor": None,
+        "block_size": None,
+        "spatial_shape": mixture.spatial_shape,
+        "signal_shape": None,
+    }
+    p = build_problem(inp, build_model(opts, None, "mu", None), 3, given, init=None)
+    assert not p.gauge_floats()  # the L1 holds the fit's scale
+    A = np.asarray(mixture.A, dtype=float).copy()
+    S = np.asarray(mixture.S, dtype=float).copy()
+    A[:, 2] = 0.0
+    kept = killed_by_penalties(p, get_solver("mu"), A, S, [2], p.data.executor, 1e-5)
+    assert kept == [2] and held  # the check's iterations held the gauge
