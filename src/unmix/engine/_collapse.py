@@ -211,10 +211,7 @@ def killed_by_penalties(
         gauge = bare.gauge_floats()  # filters alone: the loop's held norms (no drift)
         while n < PROBE_ITER and calm < patience:
             out = slv.step(bare, A0, S0, state, executor)
-            S_prev, S0, n = S0, bare.filtered(A0, out.S), n + 1
-            if gauge:
-                S0, d = bare.hold_gauge(A0, S0, S_prev)
-                slv.regauge(state, d)
+            S0, n = slv.filtered(bare, A0, out.S, S0, state, hold=gauge), n + 1
             if not np.isfinite(out.fit):
                 return None
             calm = calm + 1 if prev is not None and converged(prev, out.fit, tol) else 0

@@ -348,7 +348,7 @@ def _iterate(
             fit = slv.fit_at(p, A, out.S, ph.state, cfg.executor)
             fit = evaluate_fit(p, A, out.S) if fit is None else fit
             out = StepOut(S=out.S, fit=fit, fit_S=out.S)
-        S = _filtered(ph, slv, A, out.S, S_prev)
+        S = slv.filtered(p, A, out.S, S_prev, ph.state, hold=ph.gauge)
         pens = p.penalty_values(A_prev if out.fit_at_old_A else A, out.fit_S)
         obj = out.fit + sum(pens.values())
         if not (np.isfinite(obj) and _finite(p, A, S, maps=out.fit_at_old_A)):
@@ -381,16 +381,6 @@ def _iterate(
         if cfg.checkpoint is not None and cfg.checkpoint.due():
             _checkpoint_now(cfg, rec, slv, ph, A, S, (ph.number, it, prev, elapsed), False)
     return S, "max_iter", done
-
-
-def _filtered(ph: Phase, slv: Solver, A: Any, S: Any, S_prev: Any) -> Any:
-    """The filters between iterations (``A`` in place, the new ``S``); where nothing else
-    holds the factors' scale, each endmember then keeps its norm before the step."""
-    S = ph.p.filtered(A, S)
-    if ph.gauge:
-        S, d = ph.p.hold_gauge(A, S, S_prev)
-        slv.regauge(ph.state, d)
-    return S
 
 
 def _checkpoint_now(

@@ -197,6 +197,17 @@ class Solver:
         """One iteration: update ``A`` in place block by block, return the new ``S``."""
         raise NotImplementedError
 
+    def filtered(self, p: Problem, A: Any, S: Any, S_prev: Any, state: dict, *, hold: bool) -> Any:
+        """After a step: the filters between iterations (``A`` in place, the new ``S``);
+        with ``hold`` (:meth:`Problem.gauge_floats`: nothing else holds the factors'
+        scale), each endmember then keeps its norm in ``S_prev`` and the state follows
+        (:meth:`regauge`)."""
+        S = p.filtered(A, S)
+        if hold:
+            S, d = p.hold_gauge(A, S, S_prev)
+            self.regauge(state, d)
+        return S
+
     def regauge(self, state: dict, d: Any) -> None:
         """The loop multiplied the maps' columns by ``d`` (k,) and divided the endmembers'
         rows by it, ``A @ S`` unchanged (:meth:`Problem.hold_gauge`): bring the state
