@@ -29,10 +29,10 @@ def write_section(section: str, text: str, out: Path = OUT) -> None:
     out.write_text(new)
 
 
-def measured(script: str) -> str:
+def measured(script: str, dtype: str = "float64") -> str:
     """The line under a section's heading: when, where, and the protocol's script."""
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (
-        f"Measured {stamp} on {platform.machine()}, one BLAS thread, float64.  Protocol: "
+        f"Measured {stamp} on {platform.machine()}, one BLAS thread, {dtype}.  Protocol: "
         f"`benchmarks/{script}` docstring."
     )
