@@ -26,31 +26,71 @@ def block():
     return X, A, S
 
 
-def test_sparse_maps_pass_equals_the_dense_one(block):
+def _weights(kind, n):
+    """Pixel weights: all ones (an unweighted fit) or uneven with zeros."""
+    if kind == "ones":
+        return np.ones(n)
+    w = np.random.default_rng(5).uniform(0.2, 3.0, n)
+    w[::7] = 0.0
+    return w
+
+
+@pytest.mark.parametrize("weights", ["ones", "uneven"])
+@pytest.mark.parametrize("l1", [0.0, 0.3])
+def test_sparse_maps_pass_equals_the_dense_one(block, weights, l1):
     X, A, S = block
+    w = _weights(weights, X.shape[0])
     Ad, As = A.copy(), A.copy()
-    csum = S.sum(axis=1)
-    fit_d, q_d, h_d, _ = kn.block_a_pass(X, Ad, S, csum, np.empty_like(X), 2, 1e-150, 1)
+    fit_d, q_d, h_d, c_d = kn.block_a_pass(X, Ad, S, l1, w, np.empty_like(X), 2, 1e-150, 1)
     B = kn.Sparse.from_csr(sp.csr_array(X), np.float64)
-    fit_s, q_s, h_s, _ = kn.sparse_a_pass(B, As, S, 0.0, 2, 1e-150, 1)
+    fit_s, q_s, h_s, c_s = kn.sparse_a_pass(B, As, S, l1, w, 2, 1e-150, 1)
     np.testing.assert_allclose(As, Ad, rtol=1e-10, atol=1e-14)
     assert fit_s == pytest.approx(fit_d, rel=1e-12)
     np.testing.assert_allclose(q_s, q_d, rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(h_s, h_d, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(c_s, w @ As, rtol=1e-12)
+    np.testing.assert_allclose(c_d, w @ Ad, rtol=1e-12)
+    # a pixel of weight 0 keeps its maps, or under L1 takes their minimum, 0
+    np.testing.assert_array_equal(Ad[w == 0], A[w == 0] if l1 == 0 else 0.0)
 
 
-@pytest.mark.parametrize("rows", [(1, 2), (-1, 2), (1, -1), (-1, -1)])
-def test_sparse_endmember_pass_equals_the_dense_one(block, rows):
+def test_weighted_maps_pass_is_the_unweighted_one_with_l1_over_the_weight(block):
+    """A pixel's map update minimizes ``w_i KL_i + l1 sum_r a_r``: the unweighted update
+    with ``l1 / w_i``; the returned fit and sums take ``w_i`` in each pixel's term."""
     X, A, S = block
+    w = _weights("uneven", X.shape[0])
+    Aw = A.copy()
+    fit_w, *_ = kn.block_a_pass(X, Aw, S, 0.4, w, np.empty_like(X), 2, 1e-150, 0)
+    for i in np.flatnonzero(w > 0)[:5]:
+        a1 = A[i : i + 1].copy()
+        one = np.empty((1, X.shape[1]))
+        kn.block_a_pass(X[i : i + 1], a1, S, 0.4 / w[i], np.ones(1), one, 2, 1e-150, 0)
+        np.testing.assert_allclose(Aw[i], a1[0], rtol=1e-12)
+    Y = A @ S
+    rows = np.sum(Y, axis=1) - np.sum(np.where(X > 0, X * np.log(Y), 0.0), axis=1)
+    assert fit_w == pytest.approx(float(w @ rows), rel=1e-12)
+
+
+@pytest.mark.parametrize("weights", ["ones", "uneven"])
+@pytest.mark.parametrize("rows", [(1, 2), (-1, 2), (1, -1), (-1, -1)])
+def test_sparse_endmember_pass_equals_the_dense_one(block, rows, weights):
+    X, A, S = block
+    w = _weights(weights, X.shape[0])
     delta = np.linspace(-0.01, 0.02, X.shape[1])
     Yd = A @ S
     B = kn.Sparse.from_csr(sp.csr_array(X), np.float64)
     B.Y[:] = Yd[X > 0]
-    dense = kn.block_s_pass(X, A, Yd, 0, delta, *rows, 1e-150)
-    sparse = kn.sparse_s_pass(B, A, 0, delta, *rows, 1e-150)
+    dense = kn.block_s_pass(X, A, w, Yd, 0, delta, *rows, 1e-150)
+    sparse = kn.sparse_s_pass(B, A, w, 0, delta, *rows, 1e-150)
     np.testing.assert_allclose(B.Y, Yd[X > 0], rtol=1e-14)
     for a, b in zip(sparse, dense, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    if rows[0] >= 0:  # the sums over pixels take each pixel's weight
+        Y1 = A @ S + np.outer(A[:, 0], delta)
+        ratio = np.where(X > 0, X / Y1, 0.0)
+        np.testing.assert_allclose(dense[0], (w * A[:, rows[0]]) @ ratio, rtol=1e-10)
+        want_h = (w * A[:, rows[0]] ** 2) @ (ratio / Y1)
+        np.testing.assert_allclose(dense[1], want_h, rtol=1e-10)
 
 
 def test_fit_log_term_matches_the_plain_sum():
@@ -110,8 +150,13 @@ def test_the_fit_of_a_point_is_the_divergence_on_dense_and_csr_blocks(block):
     X, A, S = block
     Y = A @ S
     want = float(np.sum(Y) - np.sum(X[X > 0] * np.log(Y[X > 0])))
-    assert kn.block_fit(X, A, S, 1e-150) == pytest.approx(want, rel=1e-12)
+    ones = np.ones(X.shape[0])
+    assert kn.block_fit(X, A, S, ones, 1e-150) == pytest.approx(want, rel=1e-12)
     B = kn.Sparse.from_csr(sp.csr_array(X), np.float64)
-    assert kn.sparse_fit(B, A, S, 1e-150) == pytest.approx(want, rel=1e-12)
-    fit_d, *_ = kn.block_a_pass(X, A.copy(), S, S.sum(axis=1), np.empty_like(X), 1, 1e-150, 0)
+    assert kn.sparse_fit(B, A, S, ones, 1e-150) == pytest.approx(want, rel=1e-12)
+    fit_d, *_ = kn.block_a_pass(X, A.copy(), S, 0.0, ones, np.empty_like(X), 1, 1e-150, 0)
     assert fit_d == pytest.approx(want, rel=1e-12)
+    w = _weights("uneven", X.shape[0])
+    rows = np.sum(Y, axis=1) - np.sum(np.where(X > 0, X * np.log(Y), 0.0), axis=1)
+    assert kn.block_fit(X, A, S, w, 1e-150) == pytest.approx(float(w @ rows), rel=1e-12)
+    assert kn.sparse_fit(B, A, S, w, 1e-150) == pytest.approx(float(w @ rows), rel=1e-12)

@@ -340,7 +340,8 @@ def warn_useless(p: Problem) -> None:
 #: other divergences, exact ANLS for abundances on a simplex, then the proximal and
 #: gradient solvers that take any projection)
 AUTO_ORDER = ("hals", "klcd", "mu", "bpp", "admm", "gradient")
-#: the order for KL on dense data in memory (where KLCD cannot run: weights, a mask,
+#: the order for KL on dense data in memory (where KLCD cannot run: channel or full
+#: weights, a mask,
 #: data not in NumPy): the gradient solver before MU.  On the real maps with 5 % of the
 #: entries masked, KL MU ended 0.04-68 % above the gradient solver's objective (XRD
 #: +68 %, Raman +11 %, EELS +4 %), four of five at max_iter, while the gradient solver

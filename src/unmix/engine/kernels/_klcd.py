@@ -20,6 +20,11 @@ The same 1-D problem, summed over pixels, holds for one entry ``S[r, j]``; the e
 a row of ``S`` are independent, so a whole row takes its Newton step at once from sums
 over all pixel blocks (:func:`s_pass`).
 
+With pixel weights ``w_i`` (the divergence of pixel ``i`` counted ``w_i`` times) a map
+entry's 1-D problem is ``w_i f(a)`` with ``l1`` replaced by ``l1 / w_i`` (the same step),
+and an endmember entry's sums over pixels take ``w_i`` in each term; a pixel of weight 0
+keeps its maps (set to 0 under an L1 penalty, their minimum then).  Unweighted fits pass ``w = 1``.
+
 Sums over channels and pixels are accumulated in float64; ``Y`` is kept in ``X``'s dtype
 (dense blocks) or in float64 at the nonzeros of ``X`` (CSR blocks).
 Where the model vanishes at a count (``Y_ij < tiny``) the curvature is infinite (never
@@ -146,13 +151,14 @@ def _entry(x, y, s, s2, a, c, q, h, inner, tiny):
 
 
 @_jit
-def a_pass(X, A, S, csum, Y, inner, tiny, r0, q0, h0):
+def a_pass(X, A, S, ssum, l1, w, Y, inner, tiny, r0, q0, h0):
     """Update the block's maps in place; return the fit at the maps before the update.
 
-    Per pixel: ``Y_i = A_i S`` afresh, its fit ``sum_j Y_ij - X_ij log Y_ij``, then the
-    coordinate Newton steps on ``A[i, 0..k-1]`` in turn (``csum[r] = sum_j S_rj + l1``).
-    ``Y`` gets the new model; ``q0``, ``h0`` get the sums of row ``r0`` of ``S``, the first
-    row the endmember update steps (``sum_i A_ir0 X_ij / Y_ij``, ``sum_i A_ir0^2 X_ij / Y_ij^2``).
+    Per pixel: ``Y_i = A_i S`` afresh, its fit ``w_i sum_j Y_ij - X_ij log Y_ij``, then
+    the coordinate Newton steps on ``A[i, 0..k-1]`` in turn (``ssum[r] = sum_j S_rj``,
+    plus ``l1 / w_i``).  ``Y`` gets the new model; ``q0``, ``h0`` get the sums of row
+    ``r0`` of ``S``, the first row the endmember update steps (``sum_i w_i A_ir0 X_ij /
+    Y_ij``, ``sum_i w_i A_ir0^2 X_ij / Y_ij^2``).
     """
     n, m = X.shape
     k = S.shape[0]
@@ -161,28 +167,35 @@ def a_pass(X, A, S, csum, Y, inner, tiny, r0, q0, h0):
         x = X[i]
         y = Y[i]
         a = A[i]
+        wi = w[i]
+        if wi == 0 and l1 > 0:  # the pixel does not count: only the penalty, least at 0
+            a[:] = 0
         _model_row(a, S, y)
-        fit += _row_fit(x, y, tiny)
+        if wi == 0:  # else its maps stay (any is a minimum)
+            continue
+        fit += wi * _row_fit(x, y, tiny)
         q, h, _, _ = _shift(x, y, S[0], 0.0, S[0], tiny)
         for r in range(k):
             nxt = S[r + 1] if r + 1 < k else S[r]
-            ar, q, h = _entry(x, y, S[r], nxt, float(a[r]), csum[r], q, h, inner, tiny)
+            c = ssum[r] + l1 / wi
+            ar, q, h = _entry(x, y, S[r], nxt, float(a[r]), c, q, h, inner, tiny)
             a[r] = ar
         b = float(a[r0])
         if b != 0:
+            bw = wi * b
             for j in range(m):
                 inv = 1.0 / max(float(y[j]), tiny)
                 t = float(x[j]) * inv
-                q0[j] += b * t
-                h0[j] += (b * t) * (b * inv)
+                q0[j] += bw * t
+                h0[j] += (bw * t) * (b * inv)
     return fit
 
 
 @_jit
-def s_pass(X, A, Y, r_apply, delta, r1, r2, tiny, q1, h1, q2, h2):
+def s_pass(X, A, w, Y, r_apply, delta, r1, r2, tiny, q1, h1, q2, h2):
     """``Y += A[:, r_apply] delta`` (a change of row ``r_apply`` of ``S``), then the sums
-    ``q = sum_i A_ir X_ij / Y_ij`` and ``h = sum_i A_ir^2 X_ij / Y_ij^2`` for rows ``r1``
-    and ``r2`` (a row < 0: none) at the new model."""
+    ``q = sum_i w_i A_ir X_ij / Y_ij`` and ``h = sum_i w_i A_ir^2 X_ij / Y_ij^2`` for rows
+    ``r1`` and ``r2`` (a row < 0: none) at the new model."""
     n, m = X.shape
     for i in range(n):
         x = X[i]
@@ -194,48 +207,58 @@ def s_pass(X, A, Y, r_apply, delta, r1, r2, tiny, q1, h1, q2, h2):
                     y[j] = max(float(y[j]) + ar * delta[j], 0.0)
         b1 = float(A[i, r1]) if r1 >= 0 else 0.0
         b2 = float(A[i, r2]) if r2 >= 0 else 0.0
-        if b1 == 0 and b2 == 0:
+        bw1 = w[i] * b1
+        bw2 = w[i] * b2
+        if bw1 == 0 and bw2 == 0:
             continue
         for j in range(m):
             inv = 1.0 / max(float(y[j]), tiny)
             t = float(x[j]) * inv
-            q1[j] += b1 * t
-            h1[j] += (b1 * t) * (b1 * inv)
-            q2[j] += b2 * t
-            h2[j] += (b2 * t) * (b2 * inv)
+            q1[j] += bw1 * t
+            h1[j] += (bw1 * t) * (b1 * inv)
+            q2[j] += bw2 * t
+            h2[j] += (bw2 * t) * (b2 * inv)
 
 
-def block_a_pass(X, A, S, csum, Y, inner, tiny, r0):
-    """:func:`a_pass` on one block; returns ``(fit, q0, h0, column sums of A)``."""
+def weighted_sums(A, w):
+    """``sum_i w_i A_ir`` (float64): the column sums of the maps, each pixel ``w_i`` times."""
+    return w @ A.astype(np.float64, copy=False)
+
+
+def block_a_pass(X, A, S, l1, w, Y, inner, tiny, r0):
+    """:func:`a_pass` on one block (``w``: its pixel weights, float64); returns ``(fit,
+    q0, h0, weighted column sums of A)``."""
     m = X.shape[1]
     q0 = np.zeros(m)
     h0 = np.zeros(m)
-    fit = a_pass(X, A, S, csum, Y, inner, tiny, r0, q0, h0)
-    return fit, q0, h0, A.sum(axis=0, dtype=np.float64)
+    ssum = S.sum(axis=1, dtype=np.float64)
+    fit = a_pass(X, A, S, ssum, l1, w, Y, inner, tiny, r0, q0, h0)
+    return fit, q0, h0, weighted_sums(A, w)
 
 
-def block_s_pass(X, A, Y, r_apply, delta, r1, r2, tiny):
+def block_s_pass(X, A, w, Y, r_apply, delta, r1, r2, tiny):
     """:func:`s_pass` on one block; returns ``(q1, h1, q2, h2)`` (float64)."""
     m = X.shape[1]
     out = [np.zeros(m) for _ in range(4)]
-    s_pass(X, A, Y, r_apply, delta, r1, r2, tiny, *out)
+    s_pass(X, A, w, Y, r_apply, delta, r1, r2, tiny, *out)
     return out
 
 
 @_jit
-def fit_pass(X, A, S, y, tiny):
-    """``sum_ij Y_ij - X_ij log Y_ij`` over a dense block at ``Y = A S`` (``y``: one row
-    of scratch), without storing the model: the fit of a point the loop judges."""
+def fit_pass(X, A, S, w, y, tiny):
+    """``sum_i w_i sum_j Y_ij - X_ij log Y_ij`` over a dense block at ``Y = A S`` (``y``:
+    one row of scratch), without storing the model: the fit of a point the loop judges."""
     fit = 0.0
     for i in range(X.shape[0]):
-        _model_row(A[i], S, y)
-        fit += _row_fit(X[i], y, tiny)
+        if w[i] != 0:
+            _model_row(A[i], S, y)
+            fit += w[i] * _row_fit(X[i], y, tiny)
     return fit
 
 
-def block_fit(X, A, S, tiny):
+def block_fit(X, A, S, w, tiny):
     """:func:`fit_pass` on one block."""
-    return fit_pass(X, A, S, np.empty(S.shape[1]), tiny)
+    return fit_pass(X, A, S, w, np.empty(S.shape[1]), tiny)
 
 
 # ------------------------------------------------------------ sparse blocks (CSR)
@@ -300,36 +323,43 @@ def _xlogy(x, y, tiny):
 
 
 @_jit
-def a_pass_sp(indptr, cols, vals, A, St, ssum, l1, Yv, inner, tiny, r0, q0, h0):
+def a_pass_sp(indptr, cols, vals, A, St, ssum, l1, w, Yv, inner, tiny, r0, q0, h0):
     """:func:`a_pass` for a block in CSR form (``Yv``: the model at the nonzeros).
 
     Each pixel's rows of ``S`` at its nonzeros are gathered once into a contiguous
     buffer, so that the ``k + 2`` walks over them (:func:`_shift`) run without gathers."""
     n, k = A.shape
-    w = _widest_row(indptr)
-    G = np.empty((k, w))
-    xl = np.empty(w)
+    width = _widest_row(indptr)
+    G = np.empty((k, width))
+    xl = np.empty(width)
     fit = 0.0
     for i in range(n):
         p0, p1 = indptr[i], indptr[i + 1]
         y = Yv[p0:p1]
         cl = cols[p0:p1]
         a = A[i]
+        wi = w[i]
+        if wi == 0 and l1 > 0:  # the pixel does not count: only the penalty, least at 0
+            a[:] = 0
         np_ = _gather(a, St, cl, vals[p0:p1], G, xl, y)
+        if wi == 0:  # else its maps stay (any is a minimum)
+            continue
         x = xl[:np_]
-        fit += _row_total(a, ssum) - _xlogy(x, y, tiny)
+        fit += wi * (_row_total(a, ssum) - _xlogy(x, y, tiny))
         q, h, _, _ = _shift(x, y, G[0, :np_], 0.0, G[0, :np_], tiny)
         for r in range(k):
             s, nxt = G[r, :np_], G[min(r + 1, k - 1), :np_]
-            ar, q, h = _entry(x, y, s, nxt, float(a[r]), ssum[r] + l1, q, h, inner, tiny)
+            c = ssum[r] + l1 / wi
+            ar, q, h = _entry(x, y, s, nxt, float(a[r]), c, q, h, inner, tiny)
             a[r] = ar
         b = float(a[r0])
         if b != 0:
+            bw = wi * b
             for p in range(np_):
                 inv = 1.0 / max(y[p], tiny)
                 t = x[p] * inv
-                q0[cl[p]] += b * t
-                h0[cl[p]] += (b * t) * (b * inv)
+                q0[cl[p]] += bw * t
+                h0[cl[p]] += (bw * t) * (b * inv)
     return fit
 
 
@@ -344,7 +374,7 @@ def _moved(Yv, p, change, x, tiny):
 
 
 @_jit
-def s_pass_sp(indptr, cols, vals, A, Yv, r_apply, delta, r1, r2, tiny, q1, h1, q2, h2):
+def s_pass_sp(indptr, cols, vals, A, w, Yv, r_apply, delta, r1, r2, tiny, q1, h1, q2, h2):
     """:func:`s_pass` for a block in CSR form: one walk over the nonzeros that applies
     the change and adds the sums (of one row alone when ``r1`` or ``r2`` < 0: half the
     scattered adds)."""
@@ -357,16 +387,19 @@ def s_pass_sp(indptr, cols, vals, A, Yv, r_apply, delta, r1, r2, tiny, q1, h1, q
         if two:
             b1 = float(A[i, r1])
             b2 = float(A[i, r2])
+            bw1 = w[i] * b1
+            bw2 = w[i] * b2
             for p in range(p0, p1):
                 c = cols[p]
                 inv, t = _moved(Yv, p, ar * delta[c], float(vals[p]), tiny)
-                q1[c] += b1 * t
-                h1[c] += (b1 * t) * (b1 * inv)
-                q2[c] += b2 * t
-                h2[c] += (b2 * t) * (b2 * inv)
+                q1[c] += bw1 * t
+                h1[c] += (bw1 * t) * (b1 * inv)
+                q2[c] += bw2 * t
+                h2[c] += (bw2 * t) * (b2 * inv)
             continue
         b = float(A[i, ro]) if ro >= 0 else 0.0
-        if b == 0:
+        bw = w[i] * b
+        if bw == 0:
             if ar != 0:
                 for p in range(p0, p1):
                     Yv[p] = max(Yv[p] + ar * delta[cols[p]], 0.0)
@@ -374,8 +407,8 @@ def s_pass_sp(indptr, cols, vals, A, Yv, r_apply, delta, r1, r2, tiny, q1, h1, q
         for p in range(p0, p1):
             c = cols[p]
             inv, t = _moved(Yv, p, ar * delta[c], float(vals[p]), tiny)
-            qo[c] += b * t
-            ho[c] += (b * t) * (b * inv)
+            qo[c] += bw * t
+            ho[c] += (bw * t) * (b * inv)
 
 
 class Sparse:
@@ -402,45 +435,48 @@ class Sparse:
         return out
 
 
-def sparse_a_pass(B, A, S, l1, inner, tiny, r0):
-    """:func:`a_pass_sp` on one block; returns ``(fit, q0, h0, column sums of A)``."""
+def sparse_a_pass(B, A, S, l1, w, inner, tiny, r0):
+    """:func:`a_pass_sp` on one block; returns ``(fit, q0, h0, weighted column sums of
+    A)``."""
     q0 = np.zeros(B.m)
     h0 = np.zeros(B.m)
     ssum = S.sum(axis=1, dtype=np.float64)
     St = np.ascontiguousarray(S.T)
-    args = (B.indptr, B.cols, B.vals, A, St, ssum, l1, B.Y, inner, tiny, r0, q0, h0)
+    args = (B.indptr, B.cols, B.vals, A, St, ssum, l1, w, B.Y, inner, tiny, r0, q0, h0)
     fit = a_pass_sp(*args)
-    return fit, q0, h0, A.sum(axis=0, dtype=np.float64)
+    return fit, q0, h0, weighted_sums(A, w)
 
 
-def sparse_s_pass(B, A, r_apply, delta, r1, r2, tiny):
+def sparse_s_pass(B, A, w, r_apply, delta, r1, r2, tiny):
     """:func:`s_pass_sp` on one block; returns ``(q1, h1, q2, h2)`` (float64)."""
     out = [np.zeros(B.m) for _ in range(4)]
-    s_pass_sp(B.indptr, B.cols, B.vals, A, B.Y, r_apply, delta, r1, r2, tiny, *out)
+    s_pass_sp(B.indptr, B.cols, B.vals, A, w, B.Y, r_apply, delta, r1, r2, tiny, *out)
     return out
 
 
 @_jit
-def fit_pass_sp(indptr, cols, vals, A, St, ssum, tiny):
+def fit_pass_sp(indptr, cols, vals, A, St, ssum, w, tiny):
     """:func:`fit_pass` for a block in CSR form: each pixel's model summed over every
     channel, less ``x log y`` at its nonzeros (``O(nnz k)``; the model at the nonzeros in
     scratch, as :func:`a_pass_sp` gathers it)."""
     n, k = A.shape
-    w = _widest_row(indptr)
-    G = np.empty((k, w))
-    xl = np.empty(w)
-    y = np.empty(w)
+    width = _widest_row(indptr)
+    G = np.empty((k, width))
+    xl = np.empty(width)
+    y = np.empty(width)
     fit = 0.0
     for i in range(n):
+        if w[i] == 0:
+            continue
         p0, p1 = indptr[i], indptr[i + 1]
         a = A[i]
         np_ = _gather(a, St, cols[p0:p1], vals[p0:p1], G, xl, y)
-        fit += _row_total(a, ssum) - _xlogy(xl[:np_], y[:np_], tiny)
+        fit += w[i] * (_row_total(a, ssum) - _xlogy(xl[:np_], y[:np_], tiny))
     return fit
 
 
-def sparse_fit(B, A, S, tiny):
+def sparse_fit(B, A, S, w, tiny):
     """:func:`fit_pass_sp` on one block."""
     ssum = S.sum(axis=1, dtype=np.float64)
     St = np.ascontiguousarray(S.T, dtype=np.float64)
-    return fit_pass_sp(B.indptr, B.cols, B.vals, A, St, ssum, tiny)
+    return fit_pass_sp(B.indptr, B.cols, B.vals, A, St, ssum, w, tiny)

@@ -51,7 +51,8 @@ class Solver:
     #: penalties are applied (every Penalty through its local model)
     takes_penalties: ClassVar[bool] = True
     links: ClassVar[bool] = False
-    #: "none", "mask" (binary mask only), "separable", "full"
+    #: "none", "mask" (binary mask only), "pixels" (pixel weights alone), "separable"
+    #: (pixel and channel weights; takes "pixels" too), "full"
     weights: ClassVar[frozenset] = frozenset({"none"})
     #: the step lowers (ADMM: approximately) a weighted Frobenius objective whose pixel
     #: weights may change between iterations, each change followed by :meth:`setup`:
@@ -120,9 +121,10 @@ class Solver:
                 if not self.takes_penalties:
                     out.append(f"{type(pen).__name__} on {target}")
         need = _weight_kind(p, loss=takes_loss)  # a refused loss's weights: said already
-        if need not in self.weights:
+        if not self.takes_weights(need):
             why = {
                 "mask": "a mask",
+                "pixels": "pixel weights",
                 "separable": "pixel/channel weights",
                 "full": "full (n_pixels, n_channels) weights",
             }[need]
@@ -132,6 +134,12 @@ class Solver:
         if self.needs_nonneg and not (p.nonneg_A and p.nonneg_S):
             out.append("factors that may be negative")
         return out
+
+    def takes_weights(self, kind: str) -> bool:
+        """Whether the solver fits data weighted as ``kind`` (``"none"``, ``"mask"``,
+        ``"pixels"``, ``"separable"`` or ``"full"``, :attr:`weights`): pixel weights alone
+        are a case of separable ones."""
+        return kind in self.weights or (kind == "pixels" and "separable" in self.weights)
 
     def takes_loss(self, loss: Any) -> bool:
         """Whether the solver minimizes ``loss``: a beta it declares in :attr:`betas`; a
@@ -222,6 +230,8 @@ def _weight_kind(p: Problem, *, loss: bool = True) -> str:
     if d.full_w is not None:
         return "full"
     pixels = p.pixel_weighted if loss else d.pixel_w is not None
+    if pixels and d.channel_w is None and d.mask is None:
+        return "pixels"
     if pixels or d.channel_w is not None:
         return "separable" if d.mask is None else "full"
     if d.mask is not None:

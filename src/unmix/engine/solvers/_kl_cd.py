@@ -1,8 +1,9 @@
 """Cyclic coordinate descent for KL NMF (Hsieh & Dhillon 2011), compiled per pixel block.
 
-Objective (generalized Kullback-Leibler, Poisson counts, ``Y = A S``)::
+Objective (generalized Kullback-Leibler, Poisson counts, ``Y = A S``; ``X`` is
+(pixels, channels); ``w_i`` the pixel weights, 1 when none are given)::
 
-    sum_ij X_ij log(X_ij / Y_ij) - X_ij + Y_ij  +  l1_A sum A  +  l1_S sum S
+    sum_i w_i sum_j (X_ij log(X_ij / Y_ij) - X_ij + Y_ij)  +  l1_A sum A  +  l1_S sum S
     subject to A >= 0, S >= 0
 
 One iteration:
@@ -86,7 +87,7 @@ class KLCD(Solver):
     name = "klcd"
     option_names = frozenset({"inner_A", "inner_S", "sparse", "extrapolate"})
     betas = (1.0,)
-    weights = frozenset({"none"})
+    weights = frozenset({"none", "pixels"})
     needs_nonneg = True
     monotone = True
     extrapolates = True
@@ -144,8 +145,7 @@ class KLCD(Solver):
         kn = _kernels()
         dt = np.dtype(p.be.dtype)
         S_ = np.ascontiguousarray(S, dtype=dt)
-        l1 = p.constant_penalty_gradient("A") or 0.0
-        csum = S_.sum(axis=1, dtype=np.float64) + l1
+        l1 = float(p.constant_penalty_gradient("A") or 0.0)
         inner = max(1, int(self.options.get("inner_A", 1)))
         tiny = _floor(p)
         r0 = (p.free_rows() or [0])[0]  # the first endmember row the S update steps
@@ -153,11 +153,12 @@ class KLCD(Solver):
         def kernel(block: Block) -> dict:
             Ab = np.ascontiguousarray(A[block.slice, :])
             Yb = state["Y"][block.index]
+            w = pixel_weights(p, block)
             if isinstance(Yb, np.ndarray):
                 Xb = np.ascontiguousarray(p.data.x(block), dtype=dt)
-                fit, q0, h0, asum = kn.block_a_pass(Xb, Ab, S_, csum, Yb, inner, tiny, r0)
+                fit, q0, h0, asum = kn.block_a_pass(Xb, Ab, S_, l1, w, Yb, inner, tiny, r0)
             else:
-                fit, q0, h0, asum = kn.sparse_a_pass(Yb, Ab, S_, l1, inner, tiny, r0)
+                fit, q0, h0, asum = kn.sparse_a_pass(Yb, Ab, S_, l1, w, inner, tiny, r0)
             A[block.slice, :] = Ab
             return {"fit": fit, "q": q0, "h": h0, "asum": asum}
 
@@ -177,11 +178,12 @@ class KLCD(Solver):
             def kernel(block: Block) -> dict:
                 Ab = np.ascontiguousarray(A[block.slice, :])
                 Yb = state["Y"][block.index]
+                w = pixel_weights(p, block)
                 if isinstance(Yb, np.ndarray):
                     Xb = np.ascontiguousarray(p.data.x(block), dtype=Yb.dtype)
-                    out = kn.block_s_pass(Xb, Ab, Yb, r_apply, delta, r1, r2, tiny)
+                    out = kn.block_s_pass(Xb, Ab, w, Yb, r_apply, delta, r1, r2, tiny)
                 else:
-                    out = kn.sparse_s_pass(Yb, Ab, r_apply, delta, r1, r2, tiny)
+                    out = kn.sparse_s_pass(Yb, Ab, w, r_apply, delta, r1, r2, tiny)
                 return dict(zip(("q1", "h1", "q2", "h2"), out, strict=True))
 
             s = ex.map_reduce(kernel, p.data.blocks)
@@ -253,16 +255,16 @@ def kl_views(p: Problem, *, choice: Any = "auto", model: bool = True) -> tuple[d
     total = 0.0
     csr_input = getattr(p.data, "sparse", False) and choice is not False
     for b in p.data.blocks:
+        w = pixel_weights(p, b)
         if csr_input:  # sparse X: its CSR rows as they are, never densified
             B = p.data.csr(b)
-            v = np.asarray(B.data, dtype=np.float64)
-            v = v[v > 0]
-            total += float(np.sum(v * np.log(v)) - np.sum(v))
+            total += float(w @ _xlogx_rows(B))
             Y[b.index] = kn.Sparse.from_csr(B, dt)
             continue
         Xb = np.asarray(p.data.x(b), dtype=np.float64)
         pos = Xb > 0
-        total += float(np.sum(Xb[pos] * np.log(Xb[pos])) - np.sum(Xb))
+        xlogx = np.where(pos, Xb * np.log(np.where(pos, Xb, 1.0)), 0.0) - Xb
+        total += float(w @ xlogx.sum(axis=1))
         dense = np.count_nonzero(pos) >= SPARSE_BELOW * max(Xb.size, 1)
         if choice is True or (choice == "auto" and not dense):
             Y[b.index] = kn.Sparse(np.ascontiguousarray(Xb, dtype=dt))
@@ -286,12 +288,31 @@ def kl_fit_at(p: Problem, A: Any, S: Any, views: dict, xlogx: float, ex: Executo
     def kernel(block: Block) -> dict:
         Ab = np.ascontiguousarray(A[block.slice, :])
         Yb = views[block.index]
+        w = pixel_weights(p, block)
         if isinstance(Yb, kn.Sparse):
-            return {"fit": kn.sparse_fit(Yb, Ab, S_, tiny)}
+            return {"fit": kn.sparse_fit(Yb, Ab, S_, w, tiny)}
         Xb = np.ascontiguousarray(p.data.x(block), dtype=dt)
-        return {"fit": kn.block_fit(Xb, Ab, S_, tiny)}
+        return {"fit": kn.block_fit(Xb, Ab, S_, w, tiny)}
 
     return _divergence(xlogx, ex.map_reduce(kernel, p.data.blocks)["fit"])
+
+
+def pixel_weights(p: Problem, block: Block) -> np.ndarray:
+    """The block's pixel weights ``w_i`` for the kernels (float64, contiguous; ones when
+    the fit has none)."""
+    pw = p.data.pw(block)
+    if pw is None:
+        return np.ones(block.stop - block.start)
+    return np.ascontiguousarray(np.asarray(pw, dtype=np.float64).reshape(-1))
+
+
+def _xlogx_rows(B: Any) -> np.ndarray:
+    """``sum_j x log x - x`` of each row of a CSR block (float64; its entries >= 0)."""
+    v = np.asarray(B.data, dtype=np.float64)
+    pos = v > 0
+    per_entry = np.where(pos, v * np.log(np.where(pos, v, 1.0)), 0.0) - v
+    rows = np.repeat(np.arange(B.shape[0]), np.diff(B.indptr))
+    return np.bincount(rows, weights=per_entry, minlength=B.shape[0])
 
 
 def _divergence(xlogx: float, model_part: Any) -> float:
