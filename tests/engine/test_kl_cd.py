@@ -187,16 +187,20 @@ def test_two_dask_workers_give_the_serial_answer():
 
     mx = make_mixture(3, spatial_shape=(7, 6), n_channels=30, noise="poisson", scale=5.0)
     kw = {"loss": "kl", "solver": "klcd", "max_iter": 40, "tol": 0, "random_state": 0}
-    ser = unmix.factorize(mx.X, 3, block_size=6, **kw)
+    pixel_w = unmix.Weights(pixels=np.linspace(0.0, 2.0, mx.X.shape[0]))
     cluster = distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
     )
     with distributed.Client(cluster) as client:
-        par = unmix.factorize(mx.X, 3, block_size=6, executor=DaskExecutor(client), **kw)
+        for weights in (None, pixel_w):  # each worker's rows take their own weights
+            ser = unmix.factorize(mx.X, 3, block_size=6, weights=weights, **kw)
+            ex = DaskExecutor(client)
+            par = unmix.factorize(mx.X, 3, block_size=6, executor=ex, weights=weights, **kw)
+            atol_S, atol_A = 1e-9 * np.abs(ser.S).max(), 1e-9 * np.abs(ser.A).max()
+            np.testing.assert_allclose(par.S, ser.S, rtol=1e-6, atol=atol_S)
+            np.testing.assert_allclose(par.A, ser.A, rtol=1e-6, atol=atol_A)
+            assert par.objective == pytest.approx(ser.objective, rel=1e-9)
     cluster.close()
-    np.testing.assert_allclose(par.S, ser.S, rtol=1e-6, atol=1e-9 * np.abs(ser.S).max())
-    np.testing.assert_allclose(par.A, ser.A, rtol=1e-6, atol=1e-9 * np.abs(ser.A).max())
-    assert par.objective == pytest.approx(ser.objective, rel=1e-9)
 
 
 def test_pinned_endmembers_stay_and_fit_maps_works(planted):
