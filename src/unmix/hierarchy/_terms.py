@@ -229,7 +229,8 @@ def model_split(
         n, n_b = int(X.shape[0]), int(idx.size)
         member = np.full(n, OUTSIDE * n_b / max(n - n_b, 1))
         member[idx] = 1.0
-        grid = {"weights": Weights(pixels=be.asarray(member)), "spatial_shape": model.spatial_shape}
+        weights = Weights(pixels=be.asarray(member))
+        grid = {"weights": weights, "spatial_shape": model.spatial_shape}
         rows = xp.asarray(idx, device=be.device)
         res = factorize(X, 2, **grid, **options)
         A = xp.take(res.A, rows, axis=0)
