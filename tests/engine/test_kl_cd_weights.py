@@ -1,9 +1,11 @@
-"""Pixel weights in the KL coordinate-descent solver (``solver="klcd"``).
+"""Pixel weights and masks in the KL coordinate-descent solver (``solver="klcd"``).
 
-The objective is ``sum_i w_i KL(x_i | a_i S)`` (``X`` is (pixels, channels)): a pixel of
-integer weight ``w`` counts as ``w`` copies of it, a pixel of weight 0 does not count.
-What a tree split on the whole grid (terms that couple pixels) and a masked pixel set
-(``MaskPixels``) fit; before, KL-CD refused them and ``auto`` took the gradient solver.
+The objective is ``sum_ij w_i M_ij KL(x_ij | (A S)_ij)`` (``X`` is (pixels, channels)): a
+pixel of integer weight ``w`` counts as ``w`` copies of it, a pixel of weight 0 or an
+entry the mask ``M`` leaves out does not count.  What a tree split on the whole grid
+(terms that couple pixels), a masked pixel set (``MaskPixels``) and ``mask=`` /
+``--mask-nonfinite`` fit; before, KL-CD refused them and ``auto`` took the gradient
+solver (dense ``X``) or MU (sparse ``X``).
 """
 
 from __future__ import annotations
@@ -149,3 +151,71 @@ def test_a_coupled_tree_split_runs_on_klcd(counts, monkeypatch):
         max_iter=30,
     )
     assert solvers and all(s == ("klcd", True) for s in solvers)
+
+
+def _masked_kl(X, A, S, mask, w=None):
+    Y = np.asarray(A, float) @ np.asarray(S, float)
+    pos = X > 0
+    terms = np.where(pos, X * np.log(np.where(pos, X, 1.0) / Y), 0.0) - X + Y
+    w = np.ones(X.shape[0]) if w is None else w
+    return float(np.sum((w[:, None] * terms)[mask]))
+
+
+def _mask(shape, seed=0):
+    mask = np.random.default_rng(seed).random(shape) > 0.08
+    mask[:, 7] = False  # a dead channel
+    return mask
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_masked_objective_is_the_divergence_of_the_observed_entries(counts, sparse, weighted):
+    mask = _mask(counts.shape)
+    w = _weights(counts.shape[0]) if weighted else None
+    kw = {"loss": "kl", "solver": "klcd", "random_state": 0, "max_iter": 40, "tol": 0}
+    weights = None if w is None else unmix.Weights(pixels=w)
+    r = unmix.factorize(
+        counts, 3, mask=mask, weights=weights, solver_options={"sparse": sparse}, **kw
+    )
+    assert r.objective == pytest.approx(_masked_kl(counts, r.A, r.S, mask, w), rel=1e-9)
+    h = np.asarray(r.history["objective"])
+    assert np.all(np.diff(h) <= 1e-10 * h[0])
+
+
+def test_a_masked_pixel_is_a_pixel_of_weight_zero(counts):
+    rng = np.random.default_rng(3)
+    A0 = rng.uniform(0.1, 1.0, (counts.shape[0], 3))
+    S0 = rng.uniform(0.1, 1.0, (3, counts.shape[1]))
+    gone = np.zeros(counts.shape[0], bool)
+    gone[::5] = True
+    kw = {"loss": "kl", "solver": "klcd", "init": (A0, S0), "max_iter": 25, "tol": 0}
+    masked = unmix.factorize(counts, 3, mask=np.repeat(~gone[:, None], counts.shape[1], 1), **kw)
+    weighted = unmix.factorize(counts, 3, weights=unmix.Weights(pixels=(~gone) * 1.0), **kw)
+    np.testing.assert_allclose(masked.S, weighted.S, rtol=1e-9)
+    np.testing.assert_allclose(masked.A, weighted.A, rtol=1e-9, atol=1e-14)
+    assert masked.objective == pytest.approx(weighted.objective, rel=1e-10)
+
+
+def test_csr_input_leaves_its_masked_stored_entries_out(counts):
+    """A mask over stored entries of sparse ``X`` (their counts must not count): the fit
+    of the CSR matrix is the fit of the dense array."""
+    mask = _mask(counts.shape, seed=1)
+    rng = np.random.default_rng(6)
+    start = (rng.uniform(0.1, 1.0, (counts.shape[0], 3)), rng.uniform(0.1, 1.0, (3, 50)))
+    kw = {"loss": "kl", "solver": "klcd", "init": start, "max_iter": 30, "tol": 0}
+    dense = unmix.factorize(counts, 3, mask=mask, **kw)
+    csr = unmix.factorize(sp.csr_array(counts), 3, mask=mask, **kw)
+    assert np.count_nonzero(counts[~mask]) > 0
+    np.testing.assert_allclose(csr.S, dense.S, rtol=1e-7, atol=1e-12)
+    assert csr.objective == pytest.approx(dense.objective, rel=1e-9)
+    assert csr.objective == pytest.approx(_masked_kl(counts, csr.A, csr.S, mask), rel=1e-9)
+
+
+def test_masked_fit_reaches_the_gradient_solvers_minimum(counts):
+    mask = _mask(counts.shape)
+    kw = {"loss": "kl", "mask": mask, "random_state": 0, "max_iter": 3000, "tol": 1e-9}
+    cd = unmix.factorize(counts, 3, solver="klcd", **kw)
+    grad = unmix.factorize(counts, 3, solver="gradient", **kw)
+    assert cd.stop_reason == "tol"
+    assert cd.objective <= grad.objective * (1 + 1e-5)
+    assert unmix.factorize(counts, 3, **{**kw, "max_iter": 2}).spec["solver"] == "klcd"

@@ -15,6 +15,9 @@ pytest.importorskip("numba")
 
 from unmix.engine.kernels import _klcd as kn
 
+NONE = kn.Holes.none(40)  # the block's 40 pixels, no entry missing
+ONE = kn.Holes.none(1)
+
 
 @pytest.fixture(scope="module")
 def block():
@@ -41,15 +44,15 @@ def test_sparse_maps_pass_equals_the_dense_one(block, weights, l1):
     X, A, S = block
     w = _weights(weights, X.shape[0])
     Ad, As = A.copy(), A.copy()
-    fit_d, q_d, h_d, c_d = kn.block_a_pass(X, Ad, S, l1, w, np.empty_like(X), 2, 1e-150, 1)
+    fit_d, q_d, h_d, c_d = kn.block_a_pass(X, Ad, S, l1, w, np.empty_like(X), 2, 1e-150, 1, NONE)
     B = kn.Sparse.from_csr(sp.csr_array(X), np.float64)
-    fit_s, q_s, h_s, c_s = kn.sparse_a_pass(B, As, S, l1, w, 2, 1e-150, 1)
+    fit_s, q_s, h_s, c_s = kn.sparse_a_pass(B, As, S, l1, w, 2, 1e-150, 1, NONE)
     np.testing.assert_allclose(As, Ad, rtol=1e-10, atol=1e-14)
     assert fit_s == pytest.approx(fit_d, rel=1e-12)
     np.testing.assert_allclose(q_s, q_d, rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(h_s, h_d, rtol=1e-10, atol=1e-14)
-    np.testing.assert_allclose(c_s, w @ As, rtol=1e-12)
-    np.testing.assert_allclose(c_d, w @ Ad, rtol=1e-12)
+    np.testing.assert_allclose(c_s[:, 0], w @ As, rtol=1e-12)  # (k, 1): no entry missing
+    np.testing.assert_allclose(c_d[:, 0], w @ Ad, rtol=1e-12)
     # a pixel of weight 0 keeps its maps, or under L1 takes their minimum, 0
     np.testing.assert_array_equal(Ad[w == 0], A[w == 0] if l1 == 0 else 0.0)
 
@@ -60,11 +63,11 @@ def test_weighted_maps_pass_is_the_unweighted_one_with_l1_over_the_weight(block)
     X, A, S = block
     w = _weights("uneven", X.shape[0])
     Aw = A.copy()
-    fit_w, *_ = kn.block_a_pass(X, Aw, S, 0.4, w, np.empty_like(X), 2, 1e-150, 0)
+    fit_w, *_ = kn.block_a_pass(X, Aw, S, 0.4, w, np.empty_like(X), 2, 1e-150, 0, NONE)
     for i in np.flatnonzero(w > 0)[:5]:
         a1 = A[i : i + 1].copy()
         one = np.empty((1, X.shape[1]))
-        kn.block_a_pass(X[i : i + 1], a1, S, 0.4 / w[i], np.ones(1), one, 2, 1e-150, 0)
+        kn.block_a_pass(X[i : i + 1], a1, S, 0.4 / w[i], np.ones(1), one, 2, 1e-150, 0, ONE)
         np.testing.assert_allclose(Aw[i], a1[0], rtol=1e-12)
     Y = A @ S
     rows = np.sum(Y, axis=1) - np.sum(np.where(X > 0, X * np.log(Y), 0.0), axis=1)
@@ -151,12 +154,12 @@ def test_the_fit_of_a_point_is_the_divergence_on_dense_and_csr_blocks(block):
     Y = A @ S
     want = float(np.sum(Y) - np.sum(X[X > 0] * np.log(Y[X > 0])))
     ones = np.ones(X.shape[0])
-    assert kn.block_fit(X, A, S, ones, 1e-150) == pytest.approx(want, rel=1e-12)
+    assert kn.block_fit(X, A, S, ones, 1e-150, NONE) == pytest.approx(want, rel=1e-12)
     B = kn.Sparse.from_csr(sp.csr_array(X), np.float64)
-    assert kn.sparse_fit(B, A, S, ones, 1e-150) == pytest.approx(want, rel=1e-12)
-    fit_d, *_ = kn.block_a_pass(X, A.copy(), S, 0.0, ones, np.empty_like(X), 1, 1e-150, 0)
+    assert kn.sparse_fit(B, A, S, ones, 1e-150, NONE) == pytest.approx(want, rel=1e-12)
+    fit_d, *_ = kn.block_a_pass(X, A.copy(), S, 0.0, ones, np.empty_like(X), 1, 1e-150, 0, NONE)
     assert fit_d == pytest.approx(want, rel=1e-12)
     w = _weights("uneven", X.shape[0])
     rows = np.sum(Y, axis=1) - np.sum(np.where(X > 0, X * np.log(Y), 0.0), axis=1)
-    assert kn.block_fit(X, A, S, w, 1e-150) == pytest.approx(float(w @ rows), rel=1e-12)
-    assert kn.sparse_fit(B, A, S, w, 1e-150) == pytest.approx(float(w @ rows), rel=1e-12)
+    assert kn.block_fit(X, A, S, w, 1e-150, NONE) == pytest.approx(float(w @ rows), rel=1e-12)
+    assert kn.sparse_fit(B, A, S, w, 1e-150, NONE) == pytest.approx(float(w @ rows), rel=1e-12)

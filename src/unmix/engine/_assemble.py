@@ -341,8 +341,8 @@ def warn_useless(p: Problem) -> None:
 #: gradient solvers that take any projection)
 AUTO_ORDER = ("hals", "klcd", "mu", "bpp", "admm", "gradient")
 #: the order for KL on dense data in memory (where KLCD cannot run: channel or full
-#: weights, a mask,
-#: data not in NumPy): the gradient solver before MU.  On the real maps with 5 % of the
+#: weights, data not in NumPy): the gradient solver before MU.  Measured when masked KL
+#: went to one of the two (KL-CD takes masks since): on the real maps with 5 % of the
 #: entries masked, KL MU ended 0.04-68 % above the gradient solver's objective (XRD
 #: +68 %, Raman +11 %, EELS +4 %), four of five at max_iter, while the gradient solver
 #: stopped by tol in 0.5-1.3x MU's CPU time.  Sparse X keeps MU (its pass works on the

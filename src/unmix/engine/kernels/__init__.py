@@ -26,9 +26,11 @@ __all__ = [
 
 def klcd_kernels() -> SimpleNamespace:
     """The coordinate-descent KL kernels (numba is imported when a fit runs, not when
-    unmix is): ``Sparse`` (a CSR block with its model), ``block_a_pass``, ``block_s_pass``,
+    unmix is): ``Sparse`` (a CSR block with its model), ``Holes`` (a block's missing
+    entries), ``block_a_pass``, ``block_s_pass``,
     ``sparse_a_pass``, ``sparse_s_pass`` and the fits ``block_fit``, ``sparse_fit``."""
     from ._klcd import (
+        Holes,
         Sparse,
         block_a_pass,
         block_fit,
@@ -40,6 +42,7 @@ def klcd_kernels() -> SimpleNamespace:
 
     return SimpleNamespace(
         Sparse=Sparse,
+        Holes=Holes,
         block_a_pass=block_a_pass,
         block_s_pass=block_s_pass,
         sparse_a_pass=sparse_a_pass,

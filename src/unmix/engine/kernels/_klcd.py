@@ -23,7 +23,11 @@ over all pixel blocks (:func:`s_pass`).
 With pixel weights ``w_i`` (the divergence of pixel ``i`` counted ``w_i`` times) a map
 entry's 1-D problem is ``w_i f(a)`` with ``l1`` replaced by ``l1 / w_i`` (the same step),
 and an endmember entry's sums over pixels take ``w_i`` in each term; a pixel of weight 0
-keeps its maps (set to 0 under an L1 penalty, their minimum then).  Unweighted fits pass ``w = 1``.
+keeps its maps (set to 0 under an L1 penalty, their minimum then).  A mask's missing
+entries (its *holes*, a few per pixel: in CSR form ``hp``, ``hc``) hold ``X = 0``, so they
+add nothing to ``q`` and ``h``; only the sums of ``S`` and of ``A`` leave them out:
+``c_ir = sum_{j observed} S_rj`` per pixel, ``sum_{i observed} w_i A_ir`` per channel
+(the passes accumulate the holes' share ``hsum``).  Unweighted fits pass ``w = 1``.
 
 Sums over channels and pixels are accumulated in float64; ``Y`` is kept in ``X``'s dtype
 (dense blocks) or in float64 at the nonzeros of ``X`` (CSR blocks).
@@ -151,17 +155,46 @@ def _entry(x, y, s, s2, a, c, q, h, inner, tiny):
 
 
 @_jit
-def a_pass(X, A, S, ssum, l1, w, Y, inner, tiny, r0, q0, h0):
+def _holes_out(a, S, ssum, l1, wi, holes, c):
+    """``c_r = sum_j S_rj`` over the pixel's observed channels ``+ l1 / w_i`` (its map
+    entries' constant gradients); returns the model summed over its ``holes``
+    (``sum_{j in holes} (a S)_j``, to leave out of its fit)."""
+    k = S.shape[0]
+    missing = 0.0
+    for r in range(k):
+        out = 0.0
+        for p in range(holes.shape[0]):
+            out += float(S[r, holes[p]])
+        observed = ssum[r] - out
+        if observed <= 1e-12 * ssum[r]:  # every channel of S_r missing (up to rounding)
+            observed = 0.0
+        c[r] = observed + l1 / wi
+        missing += float(a[r]) * out
+    return missing
+
+
+@_jit
+def _add_holes(a, wi, holes, hsum):
+    """``hsum[r, j] += w_i a_r`` at the pixel's holes ``j`` (the maps' sums leave them out)."""
+    for p in range(holes.shape[0]):
+        for r in range(a.shape[0]):
+            hsum[r, holes[p]] += wi * float(a[r])
+
+
+@_jit
+def a_pass(X, A, S, ssum, l1, w, Y, inner, tiny, r0, q0, h0, hp, hc, hsum):
     """Update the block's maps in place; return the fit at the maps before the update.
 
-    Per pixel: ``Y_i = A_i S`` afresh, its fit ``w_i sum_j Y_ij - X_ij log Y_ij``, then
-    the coordinate Newton steps on ``A[i, 0..k-1]`` in turn (``ssum[r] = sum_j S_rj``,
-    plus ``l1 / w_i``).  ``Y`` gets the new model; ``q0``, ``h0`` get the sums of row
-    ``r0`` of ``S``, the first row the endmember update steps (``sum_i w_i A_ir0 X_ij /
-    Y_ij``, ``sum_i w_i A_ir0^2 X_ij / Y_ij^2``).
+    Per pixel: ``Y_i = A_i S`` afresh, its fit ``w_i sum_j Y_ij - X_ij log Y_ij`` over its
+    observed channels, then the coordinate Newton steps on ``A[i, 0..k-1]`` in turn (from
+    ``ssum[r] = sum_j S_rj`` less the holes, plus ``l1 / w_i``).  ``Y`` gets the new model;
+    ``q0``, ``h0`` get the sums of row ``r0`` of ``S``, the first row the endmember update
+    steps (``sum_i w_i A_ir0 X_ij / Y_ij``, ``sum_i w_i A_ir0^2 X_ij / Y_ij^2``), and
+    ``hsum`` the new maps' share at the holes (``hp``, ``hc``: the block's holes in CSR).
     """
     n, m = X.shape
     k = S.shape[0]
+    c = np.empty(k)
     fit = 0.0
     for i in range(n):
         x = X[i]
@@ -173,13 +206,15 @@ def a_pass(X, A, S, ssum, l1, w, Y, inner, tiny, r0, q0, h0):
         _model_row(a, S, y)
         if wi == 0:  # else its maps stay (any is a minimum)
             continue
-        fit += wi * _row_fit(x, y, tiny)
+        holes = hc[hp[i] : hp[i + 1]]
+        missing = _holes_out(a, S, ssum, l1, wi, holes, c)
+        fit += wi * (_row_fit(x, y, tiny) - missing)
         q, h, _, _ = _shift(x, y, S[0], 0.0, S[0], tiny)
         for r in range(k):
             nxt = S[r + 1] if r + 1 < k else S[r]
-            c = ssum[r] + l1 / wi
-            ar, q, h = _entry(x, y, S[r], nxt, float(a[r]), c, q, h, inner, tiny)
+            ar, q, h = _entry(x, y, S[r], nxt, float(a[r]), c[r], q, h, inner, tiny)
             a[r] = ar
+        _add_holes(a, wi, holes, hsum)
         b = float(a[r0])
         if b != 0:
             bw = wi * b
@@ -225,15 +260,46 @@ def weighted_sums(A, w):
     return w @ A.astype(np.float64, copy=False)
 
 
-def block_a_pass(X, A, S, l1, w, Y, inner, tiny, r0):
-    """:func:`a_pass` on one block (``w``: its pixel weights, float64); returns ``(fit,
-    q0, h0, weighted column sums of A)``."""
+class Holes:
+    """A block's missing entries (mask False) in CSR form: row pointers ``hp`` and
+    channels ``hc`` (none: :meth:`none`)."""
+
+    def __init__(self, observed: np.ndarray) -> None:
+        rows, cols = np.nonzero(~np.asarray(observed, dtype=bool))
+        self.hp = np.zeros(observed.shape[0] + 1, np.int64)
+        np.cumsum(np.bincount(rows, minlength=observed.shape[0]), out=self.hp[1:])
+        self.hc = cols.astype(np.int32)
+
+    @classmethod
+    def none(cls, n: int) -> Holes:
+        out = cls.__new__(cls)
+        out.hp = np.zeros(n + 1, np.int64)
+        out.hc = np.zeros(0, np.int32)
+        return out
+
+
+def map_sums(A, w, hsum):
+    """``sum_i w_i A_ir`` over each channel's observed pixels, (k, m), or (k, 1) when
+    no entry is missing (``hsum`` all 0: one sum a row)."""
+    total = weighted_sums(A, w)[:, None]
+    if not np.any(hsum):
+        return total
+    observed = total - hsum
+    observed[observed <= 1e-12 * total] = 0.0  # a channel missing in every pixel
+    return observed
+
+
+def block_a_pass(X, A, S, l1, w, Y, inner, tiny, r0, holes):
+    """:func:`a_pass` on one block (``w``: its pixel weights, float64; ``holes``: its
+    :class:`Holes`); returns ``(fit, q0, h0, weighted sums of A over each channel's
+    observed pixels, (k, m) or (k, 1))``."""
     m = X.shape[1]
     q0 = np.zeros(m)
     h0 = np.zeros(m)
+    hsum = np.zeros((A.shape[1], m))
     ssum = S.sum(axis=1, dtype=np.float64)
-    fit = a_pass(X, A, S, ssum, l1, w, Y, inner, tiny, r0, q0, h0)
-    return fit, q0, h0, weighted_sums(A, w)
+    fit = a_pass(X, A, S, ssum, l1, w, Y, inner, tiny, r0, q0, h0, holes.hp, holes.hc, hsum)
+    return fit, q0, h0, map_sums(A, w, hsum)
 
 
 def block_s_pass(X, A, w, Y, r_apply, delta, r1, r2, tiny):
@@ -245,20 +311,24 @@ def block_s_pass(X, A, w, Y, r_apply, delta, r1, r2, tiny):
 
 
 @_jit
-def fit_pass(X, A, S, w, y, tiny):
-    """``sum_i w_i sum_j Y_ij - X_ij log Y_ij`` over a dense block at ``Y = A S`` (``y``:
-    one row of scratch), without storing the model: the fit of a point the loop judges."""
+def fit_pass(X, A, S, w, y, tiny, hp, hc):
+    """``sum_i w_i sum_j Y_ij - X_ij log Y_ij`` over a dense block's observed entries at
+    ``Y = A S`` (``y``: one row of scratch), without storing the model: the fit of a point
+    the loop judges."""
     fit = 0.0
     for i in range(X.shape[0]):
         if w[i] != 0:
             _model_row(A[i], S, y)
-            fit += w[i] * _row_fit(X[i], y, tiny)
+            missing = 0.0
+            for p in range(hp[i], hp[i + 1]):
+                missing += float(y[hc[p]])
+            fit += w[i] * (_row_fit(X[i], y, tiny) - missing)
     return fit
 
 
-def block_fit(X, A, S, w, tiny):
+def block_fit(X, A, S, w, tiny, holes):
     """:func:`fit_pass` on one block."""
-    return fit_pass(X, A, S, w, np.empty(S.shape[1]), tiny)
+    return fit_pass(X, A, S, w, np.empty(S.shape[1]), tiny, holes.hp, holes.hc)
 
 
 # ------------------------------------------------------------ sparse blocks (CSR)
@@ -323,7 +393,7 @@ def _xlogy(x, y, tiny):
 
 
 @_jit
-def a_pass_sp(indptr, cols, vals, A, St, ssum, l1, w, Yv, inner, tiny, r0, q0, h0):
+def a_pass_sp(indptr, cols, vals, A, St, ssum, l1, w, Yv, inner, tiny, r0, q0, h0, hp, hc, hsum):
     """:func:`a_pass` for a block in CSR form (``Yv``: the model at the nonzeros).
 
     Each pixel's rows of ``S`` at its nonzeros are gathered once into a contiguous
@@ -332,6 +402,8 @@ def a_pass_sp(indptr, cols, vals, A, St, ssum, l1, w, Yv, inner, tiny, r0, q0, h
     width = _widest_row(indptr)
     G = np.empty((k, width))
     xl = np.empty(width)
+    c = np.empty(k)
+    S = St.T
     fit = 0.0
     for i in range(n):
         p0, p1 = indptr[i], indptr[i + 1]
@@ -345,13 +417,15 @@ def a_pass_sp(indptr, cols, vals, A, St, ssum, l1, w, Yv, inner, tiny, r0, q0, h
         if wi == 0:  # else its maps stay (any is a minimum)
             continue
         x = xl[:np_]
-        fit += wi * (_row_total(a, ssum) - _xlogy(x, y, tiny))
+        holes = hc[hp[i] : hp[i + 1]]
+        missing = _holes_out(a, S, ssum, l1, wi, holes, c)
+        fit += wi * (_row_total(a, ssum) - missing - _xlogy(x, y, tiny))
         q, h, _, _ = _shift(x, y, G[0, :np_], 0.0, G[0, :np_], tiny)
         for r in range(k):
             s, nxt = G[r, :np_], G[min(r + 1, k - 1), :np_]
-            c = ssum[r] + l1 / wi
-            ar, q, h = _entry(x, y, s, nxt, float(a[r]), c, q, h, inner, tiny)
+            ar, q, h = _entry(x, y, s, nxt, float(a[r]), c[r], q, h, inner, tiny)
             a[r] = ar
+        _add_holes(a, wi, holes, hsum)
         b = float(a[r0])
         if b != 0:
             bw = wi * b
@@ -435,16 +509,16 @@ class Sparse:
         return out
 
 
-def sparse_a_pass(B, A, S, l1, w, inner, tiny, r0):
-    """:func:`a_pass_sp` on one block; returns ``(fit, q0, h0, weighted column sums of
-    A)``."""
+def sparse_a_pass(B, A, S, l1, w, inner, tiny, r0, holes):
+    """:func:`a_pass_sp` on one block; returns what :func:`block_a_pass` returns."""
     q0 = np.zeros(B.m)
     h0 = np.zeros(B.m)
+    hsum = np.zeros((A.shape[1], B.m))
     ssum = S.sum(axis=1, dtype=np.float64)
     St = np.ascontiguousarray(S.T)
     args = (B.indptr, B.cols, B.vals, A, St, ssum, l1, w, B.Y, inner, tiny, r0, q0, h0)
-    fit = a_pass_sp(*args)
-    return fit, q0, h0, weighted_sums(A, w)
+    fit = a_pass_sp(*args, holes.hp, holes.hc, hsum)
+    return fit, q0, h0, map_sums(A, w, hsum)
 
 
 def sparse_s_pass(B, A, w, r_apply, delta, r1, r2, tiny):
@@ -455,7 +529,7 @@ def sparse_s_pass(B, A, w, r_apply, delta, r1, r2, tiny):
 
 
 @_jit
-def fit_pass_sp(indptr, cols, vals, A, St, ssum, w, tiny):
+def fit_pass_sp(indptr, cols, vals, A, St, ssum, w, tiny, hp, hc):
     """:func:`fit_pass` for a block in CSR form: each pixel's model summed over every
     channel, less ``x log y`` at its nonzeros (``O(nnz k)``; the model at the nonzeros in
     scratch, as :func:`a_pass_sp` gathers it)."""
@@ -471,12 +545,16 @@ def fit_pass_sp(indptr, cols, vals, A, St, ssum, w, tiny):
         p0, p1 = indptr[i], indptr[i + 1]
         a = A[i]
         np_ = _gather(a, St, cols[p0:p1], vals[p0:p1], G, xl, y)
-        fit += w[i] * (_row_total(a, ssum) - _xlogy(xl[:np_], y[:np_], tiny))
+        missing = 0.0
+        for p in range(hp[i], hp[i + 1]):
+            for r in range(k):
+                missing += float(a[r]) * St[hc[p], r]
+        fit += w[i] * (_row_total(a, ssum) - missing - _xlogy(xl[:np_], y[:np_], tiny))
     return fit
 
 
-def sparse_fit(B, A, S, w, tiny):
+def sparse_fit(B, A, S, w, tiny, holes):
     """:func:`fit_pass_sp` on one block."""
     ssum = S.sum(axis=1, dtype=np.float64)
     St = np.ascontiguousarray(S.T, dtype=np.float64)
-    return fit_pass_sp(B.indptr, B.cols, B.vals, A, St, ssum, w, tiny)
+    return fit_pass_sp(B.indptr, B.cols, B.vals, A, St, ssum, w, tiny, holes.hp, holes.hc)

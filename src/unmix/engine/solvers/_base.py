@@ -51,8 +51,8 @@ class Solver:
     #: penalties are applied (every Penalty through its local model)
     takes_penalties: ClassVar[bool] = True
     links: ClassVar[bool] = False
-    #: "none", "mask" (binary mask only), "pixels" (pixel weights alone), "separable"
-    #: (pixel and channel weights; takes "pixels" too), "full"
+    #: "none", "mask" (binary mask only), "pixels" (pixel weights alone), "pixels+mask",
+    #: "separable" (pixel and channel weights; takes "pixels" too), "full" (takes all)
     weights: ClassVar[frozenset] = frozenset({"none"})
     #: the step lowers (ADMM: approximately) a weighted Frobenius objective whose pixel
     #: weights may change between iterations, each change followed by :meth:`setup`:
@@ -125,6 +125,7 @@ class Solver:
             why = {
                 "mask": "a mask",
                 "pixels": "pixel weights",
+                "pixels+mask": "pixel weights and a mask",
                 "separable": "pixel/channel weights",
                 "full": "full (n_pixels, n_channels) weights",
             }[need]
@@ -137,9 +138,10 @@ class Solver:
 
     def takes_weights(self, kind: str) -> bool:
         """Whether the solver fits data weighted as ``kind`` (``"none"``, ``"mask"``,
-        ``"pixels"``, ``"separable"`` or ``"full"``, :attr:`weights`): pixel weights alone
-        are a case of separable ones."""
-        return kind in self.weights or (kind == "pixels" and "separable" in self.weights)
+        ``"pixels"``, ``"pixels+mask"``, ``"separable"`` or ``"full"``, :attr:`weights`):
+        pixel weights alone are a case of separable ones, with a mask of full ones."""
+        broader = {"pixels": "separable", "pixels+mask": "full"}.get(kind)
+        return kind in self.weights or broader in self.weights
 
     def takes_loss(self, loss: Any) -> bool:
         """Whether the solver minimizes ``loss``: a beta it declares in :attr:`betas`; a
@@ -230,8 +232,8 @@ def _weight_kind(p: Problem, *, loss: bool = True) -> str:
     if d.full_w is not None:
         return "full"
     pixels = p.pixel_weighted if loss else d.pixel_w is not None
-    if pixels and d.channel_w is None and d.mask is None:
-        return "pixels"
+    if pixels and d.channel_w is None:
+        return "pixels" if d.mask is None else "pixels+mask"
     if pixels or d.channel_w is not None:
         return "separable" if d.mask is None else "full"
     if d.mask is not None:

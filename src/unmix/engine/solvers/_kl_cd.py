@@ -1,9 +1,10 @@
 """Cyclic coordinate descent for KL NMF (Hsieh & Dhillon 2011), compiled per pixel block.
 
 Objective (generalized Kullback-Leibler, Poisson counts, ``Y = A S``; ``X`` is
-(pixels, channels); ``w_i`` the pixel weights, 1 when none are given)::
+(pixels, channels); ``w_i`` the pixel weights, 1 when none are given; ``M`` the mask,
+1 at the observed entries)::
 
-    sum_i w_i sum_j (X_ij log(X_ij / Y_ij) - X_ij + Y_ij)  +  l1_A sum A  +  l1_S sum S
+    sum_ij w_i M_ij (X_ij log(X_ij / Y_ij) - X_ij + Y_ij)  +  l1_A sum A  +  l1_S sum S
     subject to A >= 0, S >= 0
 
 One iteration:
@@ -87,7 +88,7 @@ class KLCD(Solver):
     name = "klcd"
     option_names = frozenset({"inner_A", "inner_S", "sparse", "extrapolate"})
     betas = (1.0,)
-    weights = frozenset({"none", "pixels"})
+    weights = frozenset({"none", "pixels", "mask", "pixels+mask"})
     needs_nonneg = True
     monotone = True
     extrapolates = True
@@ -128,7 +129,7 @@ class KLCD(Solver):
         if choice not in ("auto", True, False):
             raise ValueError(f"solver_options: sparse={choice!r}; expected 'auto', True or False")
         Y, xlogx = kl_views(p, choice=choice)
-        return {"Y": Y, "xlogx": xlogx}
+        return {"Y": Y, "xlogx": xlogx, "holes": holes_of(p)}
 
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
         sums = self._update_A(p, A, S, state, executor)
@@ -138,7 +139,7 @@ class KLCD(Solver):
 
     def fit_at(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> float:
         """The KL divergence at ``(A, S)`` by the compiled kernels (:func:`kl_fit_at`)."""
-        return kl_fit_at(p, A, S, state["Y"], state["xlogx"], executor)
+        return kl_fit_at(p, A, S, state["Y"], state["xlogx"], executor, holes=state["holes"])
 
     # ------------------------------------------------------------------ maps
     def _update_A(self, p: Problem, A: Any, S: Any, state: dict, ex: Executor) -> dict:
@@ -154,11 +155,13 @@ class KLCD(Solver):
             Ab = np.ascontiguousarray(A[block.slice, :])
             Yb = state["Y"][block.index]
             w = pixel_weights(p, block)
+            args = (Ab, S_, l1, w)
+            rest = (inner, tiny, r0, state["holes"][block.index])
             if isinstance(Yb, np.ndarray):
                 Xb = np.ascontiguousarray(p.data.x(block), dtype=dt)
-                fit, q0, h0, asum = kn.block_a_pass(Xb, Ab, S_, l1, w, Yb, inner, tiny, r0)
+                fit, q0, h0, asum = kn.block_a_pass(Xb, *args, Yb, *rest)
             else:
-                fit, q0, h0, asum = kn.sparse_a_pass(Yb, Ab, S_, l1, w, inner, tiny, r0)
+                fit, q0, h0, asum = kn.sparse_a_pass(Yb, *args, *rest)
             A[block.slice, :] = Ab
             return {"fit": fit, "q": q0, "h": h0, "asum": asum}
 
@@ -169,7 +172,7 @@ class KLCD(Solver):
         kn = _kernels()
         S64 = np.array(S, dtype=np.float64)
         l1 = p.constant_penalty_gradient("S") or 0.0
-        c = np.asarray(sums["asum"], dtype=np.float64) + l1
+        c = np.asarray(sums["asum"], dtype=np.float64) + l1  # (k, channels) or (k, 1)
         q, h = sums["q"], sums["h"]
         inner = max(1, int(self.options.get("inner_S", 1)))
         tiny = _floor(p)
@@ -196,9 +199,10 @@ class KLCD(Solver):
             q, h = self._row(S64[r], c[r], q, h, r, nxt, ctx)
         return p.be.asarray(S64)
 
-    def _row(self, s: Any, c: float, q: Any, h: Any, r: int, nxt: int, ctx: dict) -> tuple:
+    def _row(self, s: Any, c: Any, q: Any, h: Any, r: int, nxt: int, ctx: dict) -> tuple:
         """Newton steps on row ``r`` of ``S`` (``s``, float64, in place) from the sums
-        ``q``, ``h`` at the current model; returns the sums of row ``nxt`` afterwards.
+        ``q``, ``h`` at the current model and the constant gradient ``c`` (per channel, or
+        one for all); returns the sums of row ``nxt`` afterwards.
 
         Each pass applies the steps to the blocks' model and returns the sums at the new
         point.  A step to the right (Newton, or the multiplicative update where it goes
@@ -215,7 +219,7 @@ class KLCD(Solver):
             g = c - q
             last = t == inner - 1
             newton = _newton(s, g, h)
-            mu = s * q / c - s if c > 0 else newton  # majorize-minimize: certified
+            mu = np.where(c > 0, s * q / np.where(c > 0, c, 1.0) - s, newton)  # MM: certified
             d = np.where(newton > 0, np.maximum(newton, mu), newton)
             # the last step goes left by MU (certified, nothing to undo); earlier ones by
             # Newton, checked after the pass and halved in the next one if need be
@@ -257,7 +261,7 @@ def kl_views(p: Problem, *, choice: Any = "auto", model: bool = True) -> tuple[d
     for b in p.data.blocks:
         w = pixel_weights(p, b)
         if csr_input:  # sparse X: its CSR rows as they are, never densified
-            B = p.data.csr(b)
+            B = _observed(p.data.csr(b), p.data.mask, b)
             total += float(w @ _xlogx_rows(B))
             Y[b.index] = kn.Sparse.from_csr(B, dt)
             continue
@@ -275,7 +279,9 @@ def kl_views(p: Problem, *, choice: Any = "auto", model: bool = True) -> tuple[d
     return Y, float(p.data.reduce(total))
 
 
-def kl_fit_at(p: Problem, A: Any, S: Any, views: dict, xlogx: float, ex: Executor) -> float:
+def kl_fit_at(
+    p: Problem, A: Any, S: Any, views: dict, xlogx: float, ex: Executor, *, holes: Any = None
+) -> float:
     """The KL divergence at ``(A, S)`` by the compiled kernels: dense blocks read from
     ``X``, CSR blocks (``views``, :func:`kl_views`) at their nonzeros alone.  The loop's
     judge of an extrapolated step asks for it every iteration, and the entry-by-entry
@@ -289,12 +295,25 @@ def kl_fit_at(p: Problem, A: Any, S: Any, views: dict, xlogx: float, ex: Executo
         Ab = np.ascontiguousarray(A[block.slice, :])
         Yb = views[block.index]
         w = pixel_weights(p, block)
+        hb = holes_of(p, block) if holes is None else holes[block.index]
         if isinstance(Yb, kn.Sparse):
-            return {"fit": kn.sparse_fit(Yb, Ab, S_, w, tiny)}
+            return {"fit": kn.sparse_fit(Yb, Ab, S_, w, tiny, hb)}
         Xb = np.ascontiguousarray(p.data.x(block), dtype=dt)
-        return {"fit": kn.block_fit(Xb, Ab, S_, w, tiny)}
+        return {"fit": kn.block_fit(Xb, Ab, S_, w, tiny, hb)}
 
     return _divergence(xlogx, ex.map_reduce(kernel, p.data.blocks)["fit"])
+
+
+def holes_of(p: Problem, block: Block | None = None) -> Any:
+    """The missing entries (mask False) of ``block`` as kernel :class:`Holes` (none without
+    a mask); without ``block``, a dict of every block's."""
+    kn = _kernels()
+    if block is None:
+        return {b.index: holes_of(p, b) for b in p.data.blocks}
+    mask = p.data.mask
+    if mask is None:
+        return kn.Holes.none(block.size)
+    return kn.Holes(np.asarray(mask[block.slice, :]))
 
 
 def pixel_weights(p: Problem, block: Block) -> np.ndarray:
@@ -304,6 +323,21 @@ def pixel_weights(p: Problem, block: Block) -> np.ndarray:
     if pw is None:
         return np.ones(block.stop - block.start)
     return np.ascontiguousarray(np.asarray(pw, dtype=np.float64).reshape(-1))
+
+
+def _observed(B: Any, mask: Any, block: Block) -> Any:
+    """A CSR block without its stored entries that ``mask`` marks missing (as given
+    without a mask)."""
+    if mask is None:
+        return B
+    rows = np.repeat(np.arange(B.shape[0]), np.diff(B.indptr))
+    keep = np.asarray(mask[block.slice, :])[rows, B.indices]
+    if keep.all():
+        return B
+    out = B.copy()
+    out.data = np.where(keep, B.data, 0)
+    out.eliminate_zeros()
+    return out
 
 
 def _xlogx_rows(B: Any) -> np.ndarray:
