@@ -256,3 +256,21 @@ def test_finding_10_a_dropped_ctrl_c_still_stops_the_fit(scan, tmp_path, capsys,
     monkeypatch.setattr(common, "factorize", real)
     code, _, err = _run([*args, "--max-iter", "30", "--resume"], capsys)
     assert code == 0, err
+
+
+def test_mask_nonfinite_report_of_a_dead_band_in_every_pixel(tmp_path, capsys):
+    """Counts with a dead band (NaN in every pixel) fitted by KL with --mask-nonfinite:
+    the report's residuals leave the band out, where every pixel's residual was NaN
+    (an empty residual map, "All-NaN slice encountered" printed)."""
+    rng = np.random.default_rng(4)
+    A = rng.gamma(1.0, size=(48, 2))
+    X = rng.poisson(A @ rng.gamma(2.0, size=(2, 30)) * 4).astype(float).reshape(8, 6, 30)
+    X[..., 12:15] = np.nan
+    path = tmp_path / "band.npy"
+    np.save(path, X)
+    out = tmp_path / "o"
+    args = ["run", str(path), "-k", "2", "--loss", "kl", "--mask-nonfinite", "-o", str(out)]
+    code, printed, err = _run(args, capsys)
+    assert code == 0, err
+    assert "All-NaN" not in err and "klcd" in printed + err  # KL-CD takes the mask
+    assert (out / "report.html").exists()

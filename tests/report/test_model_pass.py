@@ -54,6 +54,24 @@ def test_residual_pass_equals_the_model_rows(counts, kw, kernels):
     np.testing.assert_allclose(sums, counts.sum(axis=1))
 
 
+def test_residual_pass_leaves_out_the_entries_a_mask_left_out(counts, kernels):
+    """NaN entries that ``mask=`` (``--mask-nonfinite``) left out of the fit are left out
+    of the report's sums, of the data and of the model alike: every residual was NaN
+    (a dead band in every pixel), the residual map empty and ``nanmedian`` warned."""
+    X = counts.copy()
+    X[:, 10:13] = np.nan  # a dead band
+    X[7] = np.nan  # a pixel never read
+    ok = np.isfinite(X)
+    r = unmix.factorize(X, 3, mask=ok, loss="kl", random_state=0, max_iter=30)
+    _model._LAST.clear()
+    num, den, sums = pixel_pass(r, X)
+    R = np.where(ok, np.nan_to_num(X) - np.asarray(r.reconstruct()), 0.0)
+    np.testing.assert_allclose(num, np.sum(R * R, axis=1), rtol=1e-8, atol=1e-8 * den.max())
+    np.testing.assert_allclose(den, np.sum(np.nan_to_num(X) ** 2, axis=1))
+    rel, total = _model.relative_residuals(r, X)
+    assert np.isnan(rel[7]) and np.all(np.isfinite(np.delete(rel, 7))) and np.isfinite(total)
+
+
 def test_residual_pass_reads_float32_in_its_dtype(counts, kernels):
     X = counts.astype(np.float32)
     r = unmix.factorize(X, 3, random_state=0, max_iter=30)

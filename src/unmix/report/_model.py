@@ -146,8 +146,9 @@ def report_pass(result: Result, X: Any) -> PassSums:
     and a caller after the report (``unmix compare``'s summary) reads it no more.
 
     When the model is affine in the maps (:func:`affine_model`) each block is multiplied
-    once by the endmembers and the residuals come from those products; otherwise from the
-    model rows.
+    once by the endmembers and the residuals come from those products; otherwise, and in
+    a block holding NaN or Inf (entries the fit left out, ``--mask-nonfinite``), from the
+    model rows, the non-finite entries left out of every sum (of the data and the model).
     """
     for key, kept in _LAST:
         if key[0]() is result and key[1]() is X and key[2:] == (id(result.A), id(result.S)):
@@ -163,17 +164,20 @@ def report_pass(result: Result, X: Any) -> PassSums:
     W = None if affine is None else _stacked(*affine)
 
     def read(a: int, b: int) -> Any:  # in the reading threads
-        if affine is None:
-            return np.asarray(to_numpy(X[a:b]), dtype=float)
-        return block_products(np.asarray(to_numpy(X[a:b])), W, compiled=compiled)
+        xb = np.asarray(to_numpy(X[a:b]))
+        if affine is None or not np.isfinite(xb).all():
+            return np.asarray(xb, dtype=float)
+        return block_products(xb, W, compiled=compiled)
 
     ranges = block_ranges(X, block_bytes=4 * BLOCK_VALUES)  # whole scan lines, as stored
     for a, b, xb in read_ahead(X, ranges, read, depth=2):  # blocks read ahead meanwhile
-        if affine is None:
+        if isinstance(xb, np.ndarray):
+            ok = np.isfinite(xb)
+            xb = np.where(ok, xb, 0.0)
             den[a:b] = np.einsum("ij,ij->i", xb, xb)
             sums[a:b] = xb.sum(axis=1)
             data_ch += xb.sum(axis=0)
-            model = model_rows(result, a, b)
+            model = np.where(ok, model_rows(result, a, b), 0.0)
             model_ch += model.sum(axis=0)
             r = xb - model
             num[a:b] = np.einsum("ij,ij->i", r, r)
