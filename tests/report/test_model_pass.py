@@ -65,6 +65,7 @@ def test_residual_pass_leaves_out_the_entries_a_mask_left_out(counts, kernels):
     r = unmix.factorize(X, 3, mask=ok, loss="kl", random_state=0, max_iter=30)
     _model._LAST.clear()
     num, den, sums = pixel_pass(r, X)
+    np.testing.assert_allclose(sums, np.nansum(X, axis=1))
     R = np.where(ok, np.nan_to_num(X) - np.asarray(r.reconstruct()), 0.0)
     np.testing.assert_allclose(num, np.sum(R * R, axis=1), rtol=1e-8, atol=1e-8 * den.max())
     np.testing.assert_allclose(den, np.sum(np.nan_to_num(X) ** 2, axis=1))
