@@ -259,7 +259,9 @@ def test_mu_kl_takes_pixel_or_channel_weights(which):
 def test_auto_on_masked_counts_reaches_a_lower_kl_than_mu():
     """The EELS map with 5 % of its entries masked: auto picks KL-CD (which takes masks:
     their entries leave its sums), which stops by tol below where MU, auto's choice
-    before the gradient solver, ends (0.53 % below MU at ``max_iter`` 500)."""
+    before the gradient solver, ends (both from the Poisson start on the filled holes:
+    0.23 % below MU; from NNDSVDa, the masked start before, 0.53 % below MU at
+    ``max_iter`` 500)."""
     from conftest import real_pixels
 
     X = real_pixels("eels")
@@ -268,4 +270,4 @@ def test_auto_on_masked_counts_reaches_a_lower_kl_than_mu():
     auto = unmix.factorize(X, 3, **kw)
     mu = unmix.factorize(X, 3, solver="mu", **kw)
     assert auto.spec["solver"] == "klcd" and auto.stop_reason == "tol"
-    assert auto.objective < 0.997 * mu.objective
+    assert auto.objective < 0.999 * mu.objective

@@ -36,7 +36,7 @@ import numpy as np
 
 from .._backend import to_numpy
 from .._linalg import nnls_bpp
-from ._poisson_start import poisson_start, starts_dense_counts
+from ._poisson_start import fillable, poisson_start, starts_dense_counts
 from ._problem import Problem
 from ._robust import trimmed_svd
 
@@ -330,8 +330,11 @@ def _check_poisson_start(p: Problem) -> None:
     """``init="poisson"`` fits plain NMF to the scaled data: every entry of ``X``, and no
     constraint beyond the orthant (HALS met ``SumToOne`` there and stopped with "does not
     project entries alone", an unexpected error in the CLI)."""
-    if p.data.mask is not None:
-        raise ValueError("init='poisson' scales every entry of X and needs no mask.")
+    if p.data.mask is not None and not fillable(p.data):
+        raise ValueError(
+            "init='poisson' fills a mask's missing entries for the start, which needs X "
+            "held in memory as a dense array; leave init out or use init='nndsvda'."
+        )
     shaped = [c.label for t in ("A", "S") for c in p.constraints[t] if not c.is_orthant]
     if shaped:
         raise ValueError(

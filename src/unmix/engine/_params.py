@@ -150,8 +150,9 @@ PARAMETERS: dict[str, Param] = table(
             ``"spa"``, ``"vca"`` or ``(A0, S0)``.  Default (None): the model's own start -
             ``"spa"`` for abundances on a simplex (but ``"nndsvda"`` for KL maps on a
             simplex over pixels of one sum, the plain KL fit put on the simplex),
-            ``"poisson"`` (HALS on Poisson-scaled ``X``; plain NMF, no other constraint)
-            for plain KL NMF on counts that are at most half zeros, else ``"nndsvda"``.""",
+            ``"poisson"`` (HALS on Poisson-scaled ``X``; plain NMF, no other constraint;
+            a mask's holes filled for it, dense ``X`` in memory) for plain KL NMF on
+            counts that are at most half zeros, else ``"nndsvda"``.""",
         cli="--init",
     ),
     Param(

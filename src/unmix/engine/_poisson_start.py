@@ -8,6 +8,12 @@ which starts the KL solver close to its optimum: on a 16384 x 1024 planted count
 the start alone has a lower KL divergence than scikit-learn's KL MU reaches
 (``benchmarks/results/counts.md``).
 
+A mask's missing entries are filled for the start alone by the independence model of the
+observed ones (pixel mean x channel mean / overall mean, :func:`hole_filled`; data held
+in memory, dense): with them read as 0 counts the scaled fit would model holes, and
+NNDSVDa, the start before, was far worse for KL (EELS map, 5 % of entries masked: a
+divergence of 3.1e7 at the start against 1.5e6 from the zero-filled scaled fit).
+
 Mostly-zero data (more than :data:`ZERO_LIMIT` of the entries) start from NNDSVDa
 instead.  The scaled fit starts from NNDSVDa of ``X'`` and runs HALS (ten inner sweeps a
 pass, so the answer does not depend on the block grid) until its endmembers move by less
@@ -26,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import to_numpy
-from ..blocks import LowRankData, ScaledData, poisson_scales
+from ..blocks import LowRankData, PixelData, ScaledData, poisson_scales
 from ..model import Frobenius, make_link
 from ._problem import Problem
 from .solvers import get_solver
@@ -39,6 +45,7 @@ __all__ = [
     "START_STEP",
     "ZERO_FILL",
     "ZERO_LIMIT",
+    "hole_filled",
     "poisson_start",
     "starts_dense_counts",
     "takes_poisson_start",
@@ -58,7 +65,8 @@ ZERO_FILL = 1e-6
 
 def takes_poisson_start(p: Problem) -> bool:
     """True for KL on non-negative factors with nothing else that shapes them: no
-    constraint beyond the orthant, no mask, identity link."""
+    constraint beyond the orthant, identity link, no mask or one whose holes can be
+    filled (:func:`fillable`)."""
     plain = all(c.is_orthant for t in ("A", "S") for c in p.constraints[t])
     return (
         p.loss.beta == 1
@@ -66,8 +74,41 @@ def takes_poisson_start(p: Problem) -> bool:
         and plain
         and p.nonneg_A
         and p.nonneg_S
-        and p.data.mask is None
+        and (p.data.mask is None or fillable(p.data))
         and p.update_S
+    )
+
+
+def fillable(data: Any) -> bool:
+    """Whether the start can fill ``data``'s holes: a dense array held in memory."""
+    return bool(data.in_memory) and not getattr(data, "sparse", False)
+
+
+def hole_filled(data: PixelData) -> PixelData:
+    """``data`` (dense, in memory) without its mask: each missing entry ``(i, j)`` set to
+    ``xbar_i cbar_j / mu`` - the means of pixel ``i`` and of channel ``j`` over their
+    observed entries, over the mean of all observed entries (the independence model, the
+    maximum-likelihood rank one of Poisson counts); 0 where a pixel or a channel has no
+    observed entry.  A copy of ``X``; only sums leave the device (channel sums and the
+    total reduced over the processes)."""
+    be, xp, M = data.be, data.be.xp, data.mask
+    observed = xp.astype(M, be.dtype)
+    Xz = xp.where(M, data.X, xp.zeros_like(data.X))
+
+    def host_sums(Z: Any, axis: int) -> np.ndarray:
+        return np.asarray(to_numpy(be.acc(xp.sum(Z, axis=axis))), dtype=np.float64)
+
+    rows, row_obs = host_sums(Xz, 1), host_sums(observed, 1)
+    m = data.n_channels
+    cols = np.asarray(data.reduce(np.concatenate([host_sums(Xz, 0), host_sums(observed, 0)])))
+    total, count = np.asarray(data.reduce(np.array([rows.sum(), row_obs.sum()])))
+    mu = float(total) / max(float(count), 1.0)
+    xbar = np.where(row_obs > 0, rows / np.maximum(row_obs, 1.0), 0.0) / (mu if mu > 0 else 1.0)
+    cbar = np.where(cols[m:] > 0, cols[:m] / np.maximum(cols[m:], 1.0), 0.0)
+    fill = be.asarray(xbar[:, None]) * be.asarray(cbar[None, :])
+    X = xp.where(M, data.X, xp.astype(fill, data.X.dtype))
+    return PixelData(
+        X, be, block_size=data.block_size, executor=data.executor, n_total=data.n_total
     )
 
 
@@ -87,6 +128,8 @@ def poisson_start(
     map, 99.7 % zeros, it starts MU far from where NNDSVDa does), and the caller starts
     from NNDSVDa instead.
     """
+    if p.data.mask is not None:
+        p = replace(p, data=hole_filled(p.data))
     zeros = p.data.zero_share()
     if zeros > ZERO_LIMIT:
         logger.info("init='poisson': %.1f %% of X is zero; NNDSVDa instead", 100 * zeros)
