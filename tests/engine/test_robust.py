@@ -205,7 +205,7 @@ def test_mask_needs_full_weights_for_l21(spiked):
     mask[0, 0] = False
     with pytest.raises(
         unmix.UnsupportedError,
-        match=r"full \(n_pixels, n_channels\) weights \(loss='l21' weights the pixels\)",
+        match=r"pixel weights and a mask \(loss='l21' weights the pixels\)",
     ):
         _fit(spiked.X, solver="hals", mask=mask)
 

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 import unmix
 from unmix.executors.mpi import MPIExecutor
 
-CASES = [("klcd", "kl"), ("mu", "kl"), ("hals", "frobenius")]
+CASES = [("klcd", "kl"), ("mu", "kl"), ("hals", "frobenius"), ("klcd", "kl")]
 
 
 def main() -> None:
@@ -23,9 +23,17 @@ def main() -> None:
     S = rng.gamma(1.0, 1.0, (3, 40)) * (rng.random((3, 40)) < 0.5)
     X = sp.csr_array(rng.poisson(A @ S * 0.02).astype(np.float64))
     ex = MPIExecutor()
-    for solver, loss in CASES:
+    # the last case: a mask over stored entries and pixel weights, from a fixed start
+    masked = {
+        "mask": np.random.default_rng(4).random(X.shape) > 0.1,
+        "weights": unmix.Weights(pixels=np.linspace(0.0, 2.0, X.shape[0])),
+        "init": (np.full((X.shape[0], 3), 0.5), rng.uniform(0.1, 1.0, (3, X.shape[1]))),
+    }
+    for case, (solver, loss) in enumerate(CASES):
         kw = {"solver": solver, "loss": loss, "random_state": 0, "max_iter": 30, "tol": 0}
         kw.update(block_size=20, spatial_shape=(6, 20))
+        if case == len(CASES) - 1:
+            kw.update(masked)
         par = unmix.factorize(X, 3, executor=ex, **kw)
         A_all = ex.gather_rows(par.A)
         start, stop = ex.rows

@@ -96,6 +96,23 @@ def split_by_factorize(X: np.ndarray, idx: np.ndarray, terms: dict, coupled: boo
     return A[:, order], S[order]
 
 
+def rank_one_with_terms(X: np.ndarray, grid: tuple, **terms) -> object:
+    """The root's rank-one fit under terms that couple pixels, as a tree scores a split
+    against it: the whole grid (weights 1), from the mean spectrum, the split's options."""
+    return factorize(
+        X,
+        1,
+        weights=Weights(pixels=np.ones(X.shape[0])),
+        spatial_shape=grid,
+        init=(None, X.mean(axis=0, keepdims=True)),
+        max_iter=300,
+        tol=1e-7,
+        random_state=0,
+        compress=None,
+        **terms,
+    )
+
+
 def model_losses(X: np.ndarray, Y: np.ndarray, loss: str) -> tuple[float, float]:
     """The loss of ``X`` under its best rank-one model and under ``Y``."""
     if loss == "kl":  # rank one: pixel sums x channel sums / total (Poisson likelihood)
@@ -149,19 +166,7 @@ def test_every_split_is_factorize_with_the_same_terms_on_the_nodes_pixels(
     # under terms that couple pixels, against the rank-one fit with those terms
     e_1, e_2 = model_losses(X, tree.splits[0]["A"] @ tree.splits[0]["S"], terms["loss"])
     if coupled:
-        one = factorize(
-            X,
-            1,
-            weights=Weights(pixels=np.ones(X.shape[0])),
-            spatial_shape=GRID,
-            init=(None, X.mean(axis=0, keepdims=True)),
-            max_iter=300,
-            tol=1e-7,
-            random_state=0,
-            compress=None,
-            signal_shape=PATTERN,
-            **terms,
-        )
+        one = rank_one_with_terms(X, GRID, signal_shape=PATTERN, **terms)
         _, e_1 = model_losses(X, one.A @ one.S, terms["loss"])
     assert tree.nodes[0].gain == pytest.approx((e_1 - e_2) / e_1, rel=1e-9)
     assert all(tree.nodes[nid].gain > 0 for nid in internal)
@@ -276,18 +281,7 @@ def test_smoothed_splits_of_a_noisy_map_are_scored_against_a_smoothed_rank_one()
     assert len(internal) == 2 and all(nd.gain > 0 for nd in internal)
     gains = sorted(nd.gain for nd in tree.nodes if not nd.children)
     assert gains[-1] > 0  # the leaves' splits are ranked too
-    one = factorize(
-        X,
-        1,
-        weights=Weights(pixels=np.ones(X.shape[0])),
-        spatial_shape=(64, 64),
-        regularizers=smooth,
-        init=(None, X.mean(axis=0, keepdims=True)),
-        max_iter=300,
-        tol=1e-7,
-        random_state=0,
-        compress=None,
-    )
+    one = rank_one_with_terms(X, (64, 64), regularizers=smooth)
     split = tree.splits[0]
     e_1 = 0.5 * float(np.sum((X - one.A @ one.S) ** 2))
     e_2 = 0.5 * float(np.sum((X - split["A"] @ split["S"]) ** 2))

@@ -262,27 +262,30 @@ def weighted_sums(A, w):
 
 class Holes:
     """A block's missing entries (mask False) in CSR form: row pointers ``hp`` and
-    channels ``hc`` (none: :meth:`none`)."""
+    channels ``hc``; ``masked``: whether the fit has a mask (:meth:`none`: it has not)."""
 
     def __init__(self, observed: np.ndarray) -> None:
         rows, cols = np.nonzero(~np.asarray(observed, dtype=bool))
         self.hp = np.zeros(observed.shape[0] + 1, np.int64)
         np.cumsum(np.bincount(rows, minlength=observed.shape[0]), out=self.hp[1:])
         self.hc = cols.astype(np.int32)
+        self.masked = True
 
     @classmethod
     def none(cls, n: int) -> Holes:
         out = cls.__new__(cls)
         out.hp = np.zeros(n + 1, np.int64)
         out.hc = np.zeros(0, np.int32)
+        out.masked = False
         return out
 
 
-def map_sums(A, w, hsum):
-    """``sum_i w_i A_ir`` over each channel's observed pixels, (k, m), or (k, 1) when
-    no entry is missing (``hsum`` all 0: one sum a row)."""
+def map_sums(A, w, hsum, masked):
+    """``sum_i w_i A_ir`` over each channel's observed pixels: (k, m) in a masked fit,
+    else (k, 1), one sum a row (the same shape on every block and process: the sums are
+    reduced over them)."""
     total = weighted_sums(A, w)[:, None]
-    if not np.any(hsum):
+    if not masked:
         return total
     observed = total - hsum
     observed[observed <= 1e-12 * total] = 0.0  # a channel missing in every pixel
@@ -299,7 +302,7 @@ def block_a_pass(X, A, S, l1, w, Y, inner, tiny, r0, holes):
     hsum = np.zeros((A.shape[1], m))
     ssum = S.sum(axis=1, dtype=np.float64)
     fit = a_pass(X, A, S, ssum, l1, w, Y, inner, tiny, r0, q0, h0, holes.hp, holes.hc, hsum)
-    return fit, q0, h0, map_sums(A, w, hsum)
+    return fit, q0, h0, map_sums(A, w, hsum, holes.masked)
 
 
 def block_s_pass(X, A, w, Y, r_apply, delta, r1, r2, tiny):
@@ -518,7 +521,7 @@ def sparse_a_pass(B, A, S, l1, w, inner, tiny, r0, holes):
     St = np.ascontiguousarray(S.T)
     args = (B.indptr, B.cols, B.vals, A, St, ssum, l1, w, B.Y, inner, tiny, r0, q0, h0)
     fit = a_pass_sp(*args, holes.hp, holes.hc, hsum)
-    return fit, q0, h0, map_sums(A, w, hsum)
+    return fit, q0, h0, map_sums(A, w, hsum, holes.masked)
 
 
 def sparse_s_pass(B, A, w, r_apply, delta, r1, r2, tiny):
