@@ -130,9 +130,10 @@ NOTES = """## Notes (written by hand, kept in the script)
   gradient solver, 1.1-129x less than MU**, and within 0.041 % of the lowest objective of
   the three in every row (the largest gaps: EDS SEM 3 masked pixels +0.041 %, masked
   entries +0.0092 %; elsewhere <= 0.003 %).  On the Bruker SEM and TEM EDS maps it
-  takes 0.7-3.2 s where the gradient solver takes 17-189 s, and the gradient solver ends
-  up to 0.43 % higher on the TEM map (0.27 % with 3 masked pixels).  MU ends 0.01-1.4 % above the best
-  everywhere (Raman masked entries: 500 iterations at `max_iter`).
+  takes 0.7-3.2 s where the gradient solver takes 17-189 s, and the gradient solver
+  ends up to 0.43 % higher on the TEM map (0.27 % with 3 masked pixels).  MU ends
+  0.01-1.4 % above the best everywhere (Raman masked entries: 500 iterations at
+  `max_iter`).
 - Before this change KL-CD refused pixel weights and masks: `solver="auto"` took the
   gradient solver for these fits (dense `X`) and MU for sparse `X`.
 - The masked rows start from the Poisson start on the holes filled by the independence

@@ -237,6 +237,36 @@ def test_engine_path_fits_with_mask_and_weights(planted):
     assert sel.picks["cv"] == 3
 
 
+@pytest.mark.parametrize(
+    "fit_options",
+    [{"loss": "kl"}, {"constraints": [unmix.NonNegative(), unmix.SumToOne()]}],
+    ids=["kl", "sum-to-one"],
+)
+def test_fit_options_take_the_models_own_solver(fit_options, monkeypatch):
+    """``fit_options`` are keywords of ``factorize``: a model HALS cannot fit gets its own
+    solver (KL-CD, BPP), where every fit raised "solver='hals' does not support ...".
+    Held-out and bootstrap fits included (a mask, pixel weights)."""
+    import unmix.selection._runner as runner
+
+    seen = []
+    real = runner.factorize
+
+    def spy(*args, **kw):
+        res = real(*args, **kw)
+        seen.append(res.spec["solver"])
+        return res
+
+    monkeypatch.setattr(runner, "factorize", spy)
+    mx = make_mixture(
+        3, spatial_shape=(12, 12), n_channels=40, noise="poisson", scale=20.0, random_state=1
+    )
+    sel = select_rank(
+        mx.X, [2, 3, 4], n_restarts=3, criteria=["cv", "bic"], fit_options=fit_options
+    )
+    assert set(seen) == ({"klcd"} if "loss" in fit_options else {"bpp"})
+    assert sel.picks["cv"] == 3
+
+
 def test_torch_input_runs_the_same_batched_fits(planted):
     torch = pytest.importorskip("torch")
     kw = dict(n_restarts=3, criteria=["cv", "bic", "silhouette"], max_iter=200)

@@ -85,7 +85,9 @@ FIT_OPTIONS = Param(
     None,
     "keywords of unmix.factorize for each fit",
     "dict, optional",
-    "Keywords of :func:`unmix.factorize` for each fit.",
+    "Keywords of :func:`unmix.factorize` for each fit (``solver`` left out: the "
+    "model's own, e.g. HALS for plain NMF, KL-CD for ``loss='kl'``, BPP for sum-to-one "
+    "maps).",
 )
 PROGRESS = Param(
     "progress",
