@@ -187,8 +187,8 @@ def test_two_dask_workers_give_the_serial_answer():
 
     mx = make_mixture(3, spatial_shape=(7, 6), n_channels=30, noise="poisson", scale=5.0)
     kw = {"loss": "kl", "solver": "klcd", "max_iter": 40, "tol": 0, "random_state": 0}
-    # (a masked NNDSVDa start is computed another way in memory than over processes,
-    # svd_topk against svd_blocks: 4e-4 apart; the masked fit starts from a fixed point)
+    # (a masked NNDSVDa start is an exact SVD in memory, a randomized one over processes:
+    # 4e-4 apart on this map; the masked fit starts from a fixed point)
     pixel_w = unmix.Weights(pixels=np.linspace(0.0, 2.0, mx.X.shape[0]))
     mask = np.random.default_rng(1).random(mx.X.shape) > 0.1
     start = (np.full((mx.X.shape[0], 3), 0.5), np.random.default_rng(2).uniform(0.1, 1, (3, 30)))
