@@ -34,17 +34,18 @@ model), and a row's last step, certified, needs the sums of the next row alone.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ...blocks import LowRankData, StreamedData
+from ...blocks import LowRankData, StreamedData, entry_rows
 from ...executors.base import Block, Executor
 from .._problem import Problem
 from ..kernels import available, klcd_kernels
 from ._base import Solver, StepOut, register
 
-__all__ = ["KLCD", "SPARSE_BELOW", "kl_fit_at", "kl_views"]
+__all__ = ["KLCD", "SPARSE_BELOW", "KLViews", "kl_fit_at", "kl_views"]
 
 logger = logging.getLogger("unmix")
 
@@ -123,23 +124,23 @@ class KLCD(Solver):
         return out
 
     def setup(self, p: Problem, A: Any, S: Any) -> dict:
-        """One read of the blocks: ``sum X log X - X`` and, per block, the model's
-        storage (dense, X's dtype) or the block in CSR form with its model."""
+        """One read of the blocks (:func:`kl_views`): ``sum X log X - X`` and, per block,
+        the model's storage (dense, X's dtype) or the block in CSR form with its model,
+        its pixel weights and its holes."""
         choice = self.options.get("sparse", "auto")
         if choice not in ("auto", True, False):
             raise ValueError(f"solver_options: sparse={choice!r}; expected 'auto', True or False")
-        Y, xlogx = kl_views(p, choice=choice)
-        return {"Y": Y, "xlogx": xlogx, "holes": holes_of(p)}
+        return {"views": kl_views(p, choice=choice)}
 
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
         sums = self._update_A(p, A, S, state, executor)
-        fit = _divergence(state["xlogx"], sums["fit"])
+        fit = _divergence(state["views"].xlogx, sums["fit"])
         S_new = self._update_S(p, A, S, state, executor, sums) if p.update_S else S
         return StepOut(S=S_new, fit=fit, fit_S=S, fit_at_old_A=True)
 
     def fit_at(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> float:
         """The KL divergence at ``(A, S)`` by the compiled kernels (:func:`kl_fit_at`)."""
-        return kl_fit_at(p, A, S, state["Y"], state["xlogx"], executor, holes=state["holes"])
+        return kl_fit_at(p, A, S, state["views"], executor)
 
     # ------------------------------------------------------------------ maps
     def _update_A(self, p: Problem, A: Any, S: Any, state: dict, ex: Executor) -> dict:
@@ -151,12 +152,13 @@ class KLCD(Solver):
         tiny = _floor(p)
         r0 = (p.free_rows() or [0])[0]  # the first endmember row the S update steps
 
+        views = state["views"]
+
         def kernel(block: Block) -> dict:
             Ab = np.ascontiguousarray(A[block.slice, :])
-            Yb = state["Y"][block.index]
-            w = pixel_weights(p, block)
-            args = (Ab, S_, l1, w)
-            rest = (inner, tiny, r0, state["holes"][block.index])
+            Yb = views.Y[block.index]
+            args = (Ab, S_, l1, views.w[block.index])
+            rest = (inner, tiny, r0, views.holes[block.index])
             if isinstance(Yb, np.ndarray):
                 Xb = np.ascontiguousarray(p.data.x(block), dtype=dt)
                 fit, q0, h0, asum = kn.block_a_pass(Xb, *args, Yb, *rest)
@@ -177,11 +179,12 @@ class KLCD(Solver):
         inner = max(1, int(self.options.get("inner_S", 1)))
         tiny = _floor(p)
 
+        views = state["views"]
+
         def run_pass(r_apply: int, delta: Any, r1: int, r2: int) -> tuple:
             def kernel(block: Block) -> dict:
                 Ab = np.ascontiguousarray(A[block.slice, :])
-                Yb = state["Y"][block.index]
-                w = pixel_weights(p, block)
+                Yb, w = views.Y[block.index], views.w[block.index]
                 if isinstance(Yb, np.ndarray):
                     Xb = np.ascontiguousarray(p.data.x(block), dtype=Yb.dtype)
                     out = kn.block_s_pass(Xb, Ab, w, Yb, r_apply, delta, r1, r2, tiny)
@@ -248,22 +251,35 @@ def _held_in_memory(source: Any) -> bool:
     return isinstance(source, np.ndarray) and not isinstance(source, np.memmap)
 
 
-def kl_views(p: Problem, *, choice: Any = "auto", model: bool = True) -> tuple[dict, float]:
+@dataclass
+class KLViews:
+    """What the compiled KL passes read besides ``X`` itself, per block (by its index),
+    made in one read of the blocks by :func:`kl_views`."""
+
+    Y: dict  # the model's storage (dense, X's dtype), None, or the block in CSR form
+    w: dict  # the pixel weights (float64; ones without them)
+    holes: dict  # the missing entries (kernel ``Holes``)
+    xlogx: float  # ``sum w_i (x log x - x)`` over the observed entries, all processes
+
+
+def kl_views(p: Problem, *, choice: Any = "auto", model: bool = True) -> KLViews:
     """One read of the blocks: per block its CSR form (sparse ``X``, or below
     :data:`SPARSE_BELOW` nonzeros with ``choice="auto"``; every block with True, none with
-    False) or, for a dense block, storage for its model (``model``; else None), and the
-    constant ``sum X log X - X`` of the divergence (summed over the processes)."""
+    False) or, for a dense block, storage for its model (``model``; else None); its pixel
+    weights and holes; and the constant ``sum X log X - X`` of the divergence (summed over
+    the processes)."""
     kn = _kernels()
     dt = np.dtype(p.be.dtype)
-    Y: dict[int, Any] = {}
+    views = KLViews(Y={}, w={}, holes={}, xlogx=0.0)
     total = 0.0
     csr_input = getattr(p.data, "sparse", False) and choice is not False
     for b in p.data.blocks:
-        w = pixel_weights(p, b)
+        w = views.w[b.index] = pixel_weights(p, b)
+        views.holes[b.index] = _holes(p, b)
         if csr_input:  # sparse X: its CSR rows as they are, never densified
             B = _observed(p.data.csr(b), p.data.mask, b)
             total += float(w @ _xlogx_rows(B))
-            Y[b.index] = kn.Sparse.from_csr(B, dt)
+            views.Y[b.index] = kn.Sparse.from_csr(B, dt)
             continue
         Xb = np.asarray(p.data.x(b), dtype=np.float64)
         pos = Xb > 0
@@ -271,17 +287,16 @@ def kl_views(p: Problem, *, choice: Any = "auto", model: bool = True) -> tuple[d
         total += float(w @ xlogx.sum(axis=1))
         dense = np.count_nonzero(pos) >= SPARSE_BELOW * max(Xb.size, 1)
         if choice is True or (choice == "auto" and not dense):
-            Y[b.index] = kn.Sparse(np.ascontiguousarray(Xb, dtype=dt))
+            views.Y[b.index] = kn.Sparse(np.ascontiguousarray(Xb, dtype=dt))
         else:
-            Y[b.index] = np.empty(Xb.shape, dt) if model else None
-    n_sparse = sum(isinstance(v, kn.Sparse) for v in Y.values())
-    logger.debug("KL blocks: %d of %d in CSR form", n_sparse, len(Y))
-    return Y, float(p.data.reduce(total))
+            views.Y[b.index] = np.empty(Xb.shape, dt) if model else None
+    n_sparse = sum(isinstance(v, kn.Sparse) for v in views.Y.values())
+    logger.debug("KL blocks: %d of %d in CSR form", n_sparse, len(views.Y))
+    views.xlogx = float(p.data.reduce(total))
+    return views
 
 
-def kl_fit_at(
-    p: Problem, A: Any, S: Any, views: dict, xlogx: float, ex: Executor, *, holes: Any = None
-) -> float:
+def kl_fit_at(p: Problem, A: Any, S: Any, views: KLViews, ex: Executor) -> float:
     """The KL divergence at ``(A, S)`` by the compiled kernels: dense blocks read from
     ``X``, CSR blocks (``views``, :func:`kl_views`) at their nonzeros alone.  The loop's
     judge of an extrapolated step asks for it every iteration, and the entry-by-entry
@@ -293,23 +308,18 @@ def kl_fit_at(
 
     def kernel(block: Block) -> dict:
         Ab = np.ascontiguousarray(A[block.slice, :])
-        Yb = views[block.index]
-        w = pixel_weights(p, block)
-        hb = holes_of(p, block) if holes is None else holes[block.index]
+        Yb, w, holes = (getattr(views, f)[block.index] for f in ("Y", "w", "holes"))
         if isinstance(Yb, kn.Sparse):
-            return {"fit": kn.sparse_fit(Yb, Ab, S_, w, tiny, hb)}
+            return {"fit": kn.sparse_fit(Yb, Ab, S_, w, tiny, holes)}
         Xb = np.ascontiguousarray(p.data.x(block), dtype=dt)
-        return {"fit": kn.block_fit(Xb, Ab, S_, w, tiny, hb)}
+        return {"fit": kn.block_fit(Xb, Ab, S_, w, tiny, holes)}
 
-    return _divergence(xlogx, ex.map_reduce(kernel, p.data.blocks)["fit"])
+    return _divergence(views.xlogx, ex.map_reduce(kernel, p.data.blocks)["fit"])
 
 
-def holes_of(p: Problem, block: Block | None = None) -> Any:
-    """The missing entries (mask False) of ``block`` as kernel :class:`Holes` (none without
-    a mask); without ``block``, a dict of every block's."""
+def _holes(p: Problem, block: Block) -> Any:
+    """The block's missing entries (mask False) as kernel ``Holes`` (none without a mask)."""
     kn = _kernels()
-    if block is None:
-        return {b.index: holes_of(p, b) for b in p.data.blocks}
     mask = p.data.mask
     if mask is None:
         return kn.Holes.none(block.size)
@@ -330,8 +340,7 @@ def _observed(B: Any, mask: Any, block: Block) -> Any:
     without a mask)."""
     if mask is None:
         return B
-    rows = np.repeat(np.arange(B.shape[0]), np.diff(B.indptr))
-    keep = np.asarray(mask[block.slice, :])[rows, B.indices]
+    keep = np.asarray(mask[block.slice, :])[entry_rows(B), B.indices]
     if keep.all():
         return B
     out = B.copy()
@@ -345,8 +354,7 @@ def _xlogx_rows(B: Any) -> np.ndarray:
     v = np.asarray(B.data, dtype=np.float64)
     pos = v > 0
     per_entry = np.where(pos, v * np.log(np.where(pos, v, 1.0)), 0.0) - v
-    rows = np.repeat(np.arange(B.shape[0]), np.diff(B.indptr))
-    return np.bincount(rows, weights=per_entry, minlength=B.shape[0])
+    return np.bincount(entry_rows(B), weights=per_entry, minlength=B.shape[0])
 
 
 def _divergence(xlogx: float, model_part: Any) -> float:

@@ -181,7 +181,7 @@ class MU(Solver):
         if "kl_views" not in state:
             choice = "auto" if state["sparse_kl"] else False  # no CSR copies of dense X
             state["kl_views"] = kl_views(p, choice=choice, model=False)
-        return kl_fit_at(p, A, S, *state["kl_views"], executor)
+        return kl_fit_at(p, A, S, state["kl_views"], executor)
 
     def step(self, p: Problem, A: Any, S: Any, state: dict, executor: Executor) -> StepOut:
         if state["fast"]:
