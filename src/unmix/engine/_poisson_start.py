@@ -89,22 +89,17 @@ def hole_filled(data: PixelData) -> PixelData:
     ``xbar_i cbar_j / mu`` - the means of pixel ``i`` and of channel ``j`` over their
     observed entries, over the mean of all observed entries (the independence model, the
     maximum-likelihood rank one of Poisson counts); 0 where a pixel or a channel has no
-    observed entry.  A copy of ``X``; only sums leave the device (channel sums and the
-    total reduced over the processes)."""
+    observed entry.  A copy of ``X``; the sums of ``X`` are the data's cached
+    :meth:`~unmix.blocks.PixelData.count_sums` (masked entries read as 0), those of the
+    mask are reduced over the processes; only sums leave the device."""
     be, xp, M = data.be, data.be.xp, data.mask
+    rows, cols, _ = data.count_sums()  # of the observed entries; cached, no pass of its own
     observed = xp.astype(M, be.dtype)
-    Xz = xp.where(M, data.X, xp.zeros_like(data.X))
-
-    def host_sums(Z: Any, axis: int) -> np.ndarray:
-        return np.asarray(to_numpy(be.acc(xp.sum(Z, axis=axis))), dtype=np.float64)
-
-    rows, row_obs = host_sums(Xz, 1), host_sums(observed, 1)
-    m = data.n_channels
-    cols = np.asarray(data.reduce(np.concatenate([host_sums(Xz, 0), host_sums(observed, 0)])))
-    total, count = np.asarray(data.reduce(np.array([rows.sum(), row_obs.sum()])))
-    mu = float(total) / max(float(count), 1.0)
+    row_obs = np.asarray(to_numpy(be.acc(xp.sum(observed, axis=1))), dtype=np.float64)
+    col_obs = np.asarray(data.reduce(to_numpy(be.acc(xp.sum(observed, axis=0)))))
+    mu = float(cols.sum()) / max(float(col_obs.sum()), 1.0)
     xbar = np.where(row_obs > 0, rows / np.maximum(row_obs, 1.0), 0.0) / (mu if mu > 0 else 1.0)
-    cbar = np.where(cols[m:] > 0, cols[:m] / np.maximum(cols[m:], 1.0), 0.0)
+    cbar = np.where(col_obs > 0, cols / np.maximum(col_obs, 1.0), 0.0)
     fill = be.asarray(xbar[:, None]) * be.asarray(cbar[None, :])
     X = xp.where(M, data.X, xp.astype(fill, data.X.dtype))
     return PixelData(
