@@ -147,8 +147,9 @@ def report_pass(result: Result, X: Any) -> PassSums:
 
     When the model is affine in the maps (:func:`affine_model`) each block is multiplied
     once by the endmembers and the residuals come from those products; otherwise, and in
-    a block holding NaN or Inf (entries the fit left out, ``--mask-nonfinite``), from the
-    model rows, the non-finite entries left out of every sum (of the data and the model).
+    a block holding NaN or Inf (entries a masked fit left out, ``--mask-nonfinite``; only
+    a fit with a mask is looked at for them), from the model rows, the non-finite entries
+    left out of every sum (of the data and the model).
     """
     for key, kept in _LAST:
         if key[0]() is result and key[1]() is X and key[2:] == (id(result.A), id(result.S)):
@@ -162,22 +163,24 @@ def report_pass(result: Result, X: Any) -> PassSums:
     compiled = affine is not None and compiled_for(X)
 
     W = None if affine is None else _stacked(*affine)
+    masked = (result.spec or {}).get("mask") is not None  # X may hold NaN or Inf
 
     def read(a: int, b: int) -> Any:  # in the reading threads
         xb = np.asarray(to_numpy(X[a:b]))
-        if affine is None or not np.isfinite(xb).all():
+        if affine is None or (masked and not np.isfinite(xb).all()):
             return np.asarray(xb, dtype=float)
         return block_products(xb, W, compiled=compiled)
 
     ranges = block_ranges(X, block_bytes=4 * BLOCK_VALUES)  # whole scan lines, as stored
     for a, b, xb in read_ahead(X, ranges, read, depth=2):  # blocks read ahead meanwhile
         if isinstance(xb, np.ndarray):
-            ok = np.isfinite(xb)
-            xb = np.where(ok, xb, 0.0)
+            model = model_rows(result, a, b)
+            if masked:  # the entries the fit left out count in neither
+                ok = np.isfinite(xb)
+                xb, model = np.where(ok, xb, 0.0), np.where(ok, model, 0.0)
             den[a:b] = np.einsum("ij,ij->i", xb, xb)
             sums[a:b] = xb.sum(axis=1)
             data_ch += xb.sum(axis=0)
-            model = np.where(ok, model_rows(result, a, b), 0.0)
             model_ch += model.sum(axis=0)
             r = xb - model
             num[a:b] = np.einsum("ij,ij->i", r, r)
