@@ -174,6 +174,17 @@ def _holes_out(a, S, ssum, l1, wi, holes, c):
 
 
 @_jit
+def _model_at(a, S, holes):
+    """``sum_{j in holes} (a S)_j``: a pixel's model summed over its holes (left out of
+    its fit)."""
+    total = 0.0
+    for p in range(holes.shape[0]):
+        for r in range(a.shape[0]):
+            total += float(a[r]) * float(S[r, holes[p]])
+    return total
+
+
+@_jit
 def _add_holes(a, wi, holes, hsum):
     """``hsum[r, j] += w_i a_r`` at the pixel's holes ``j`` (the maps' sums leave them out)."""
     for p in range(holes.shape[0]):
@@ -322,9 +333,7 @@ def fit_pass(X, A, S, w, y, tiny, hp, hc):
     for i in range(X.shape[0]):
         if w[i] != 0:
             _model_row(A[i], S, y)
-            missing = 0.0
-            for p in range(hp[i], hp[i + 1]):
-                missing += float(y[hc[p]])
+            missing = _model_at(A[i], S, hc[hp[i] : hp[i + 1]])
             fit += w[i] * (_row_fit(X[i], y, tiny) - missing)
     return fit
 
@@ -548,10 +557,7 @@ def fit_pass_sp(indptr, cols, vals, A, St, ssum, w, tiny, hp, hc):
         p0, p1 = indptr[i], indptr[i + 1]
         a = A[i]
         np_ = _gather(a, St, cols[p0:p1], vals[p0:p1], G, xl, y)
-        missing = 0.0
-        for p in range(hp[i], hp[i + 1]):
-            for r in range(k):
-                missing += float(a[r]) * St[hc[p], r]
+        missing = _model_at(a, St.T, hc[hp[i] : hp[i + 1]])
         fit += w[i] * (_row_total(a, ssum) - missing - _xlogy(xl[:np_], y[:np_], tiny))
     return fit
 
