@@ -45,3 +45,21 @@ def worst_angle(S: Any, ref: Any) -> float:
 
     rows, cols = match_components(S, ref)
     return float(spectral_angles(S, ref)[rows, cols].max())
+
+
+def measured_line(script: str) -> str:
+    """The line under a results file's title: when and on what (CPU, Python, NumPy,
+    unmix), one BLAS thread, float64, seed 0, and the script whose docstring is the
+    protocol."""
+    import datetime
+
+    import numpy as np
+
+    import unmix
+
+    when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    return (
+        f"Measured {when} on {cpu_model()}, Python {platform.python_version()}, NumPy "
+        f"{np.__version__}, unmix {unmix.__version__}; one BLAS thread, float64, seed 0.  "
+        f"Protocol: `benchmarks/{script}` docstring."
+    )

@@ -24,8 +24,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import datetime as dt  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -33,7 +31,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 import unmix  # noqa: E402
-from _machine import cpu_model, cpu_timed, worst_angle  # noqa: E402
+from _machine import cpu_timed, measured_line, worst_angle  # noqa: E402
 from bench_constraints import ENTRIES  # noqa: E402
 from unmix.model import NonNegative, SumToOne  # noqa: E402
 from unmix.preprocessing import NormalizePixels  # noqa: E402
@@ -92,13 +90,10 @@ def main() -> int:
     rows = [line for e in FILES if e.key in keys for line in rows_for(e)]
     if args.only:
         return 0
-    when = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     text = [
         "# KL fractions of the pixels' counts: constrained iteration vs the exact plain-KL form",
         "",
-        f"Measured {when} on {cpu_model()}, Python {platform.python_version()}, NumPy "
-        f"{np.__version__}, unmix {unmix.__version__}; one BLAS thread, float64, seed 0.  "
-        "Protocol: `benchmarks/bench_fractions.py` docstring.",
+        measured_line("bench_fractions.py"),
         "",
         *HEAD,
         *rows,

@@ -33,8 +33,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import datetime as dt  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -42,7 +40,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 import unmix  # noqa: E402
-from _machine import cpu_model, cpu_timed  # noqa: E402
+from _machine import cpu_timed, measured_line  # noqa: E402
 from bench_constraints import ENTRIES  # noqa: E402
 from unmix.hierarchy._terms import OUTSIDE  # noqa: E402
 
@@ -175,14 +173,11 @@ def main() -> int:
     trees = [line for e in FILES if e.key in keys and e.key in TREE_KEYS for line in tree_rows(e)]
     if args.only:
         return 0
-    when = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     text = [
         "# KL with pixel weights or a mask: KL coordinate descent against the gradient "
         "solver and MU",
         "",
-        f"Measured {when} on {cpu_model()}, Python {platform.python_version()}, NumPy "
-        f"{np.__version__}, unmix {unmix.__version__}; one BLAS thread, float64, seed 0.  "
-        "Protocol: `benchmarks/bench_weighted_kl.py` docstring.",
+        measured_line("bench_weighted_kl.py"),
         "",
         "## One weighted fit",
         "",
