@@ -94,9 +94,9 @@ def stop_reason(cfg: Any, slv: Any, info: Any, prev: float, ph: Phase, lagged: b
     objective at the returned factors 0.02 % above to 4 % below the first-small-change
     rule's on EELS and Raman, 5-6 % above it on XRD, where that rule ran to 500).
     Otherwise a monotone solver stops at the first small change; any other (ADMM,
-    gradient), whose
-    objective may stall for a step and move again, when the change stayed small for
-    :data:`PATIENCE` iterations in a row, and so does an extrapolated fit: the gain of an
+    gradient), whose objective may stall for a step and move again, when the change
+    stayed small for :data:`PATIENCE` iterations in a row, and so does an extrapolated
+    fit: the gain of an
     extrapolated step that overshot to about the same objective, or of the plain step
     after a discarded one, says nothing about convergence (float32 KL + sum-to-one on
     Moffett stopped 67 % above float64 on one such step).  Where the objective's rounding
