@@ -142,7 +142,8 @@ def fit_with_progress(
         kw.update(
             checkpoint=os.path.join(outdir, CHECKPOINT), checkpoint_every=every, resume=resume
         )
-    length = opts.get("max_iter") or default_max_iter(opts.get("regularizers") or ())
+    regs = opts.get("regularizers") or ()
+    length = opts.get("max_iter") or default_max_iter(regs, solver=opts.get("solver"))
     bar, callback = progress_bar(int(length), quiet)
     try:
         if bar is None:

@@ -268,22 +268,37 @@ def _provenance(init: Any, inp: Input, p: Problem, given: dict, seed: int) -> di
 MAX_ITER, MAX_ITER_TIGHTENING = 500, 5000
 
 
-def _max_iter(p: Problem) -> int:
-    return default_max_iter(p.tightening())
+def _max_iter(p: Problem, slv: Solver) -> int:
+    return default_max_iter(p.tightening(), solver=slv)
 
 
-def default_max_iter(regularizers: Sequence[Term] = ()) -> int:
-    """The ``max_iter`` :func:`factorize` takes when none is given: 500, or 5000 when a
-    penalty holds a bound that it tightens each time the fit converges (``tightens``:
-    ``Orthogonality``), whose every strength's fit must converge (e.g. the length of a
-    progress bar).  A penalty of strength 0 (``lam=0``) holds nothing."""
-    return MAX_ITER_TIGHTENING if tightening(regularizers) else MAX_ITER
+def default_max_iter(regularizers: Sequence[Term] = (), *, solver: Any = None) -> int:
+    """The ``max_iter`` :func:`factorize` takes when none is given: the solver's own
+    (``Solver.default_max_iter``: 500, MU 2000; ``solver`` a name or an instance, None
+    or ``"auto"`` for 500), or 5000 when a penalty holds a bound that it tightens each
+    time the fit converges (``tightens``: ``Orthogonality``), whose every strength's fit
+    must converge (e.g. the length of a progress bar).  A penalty of strength 0
+    (``lam=0``) holds nothing."""
+    if tightening(regularizers):
+        return max(MAX_ITER_TIGHTENING, _solver_max_iter(solver))
+    return _solver_max_iter(solver)
+
+
+def _solver_max_iter(solver: Any) -> int:
+    """A solver's default ``max_iter``; 500 for ``"auto"`` (not resolved yet) and for a
+    name that is not a solver (:func:`factorize` says what is wrong with it)."""
+    if solver is None or solver == "auto":
+        return MAX_ITER
+    try:
+        return int(get_solver(solver).default_max_iter)
+    except (ValueError, TypeError):
+        return MAX_ITER
 
 
 def _settings(opts: dict, p: Problem, slv: Solver, given: dict) -> Settings:
     """The stopping rules and plumbing shared by the restarts."""
     return Settings(
-        max_iter=int(opts["max_iter"] if opts["max_iter"] is not None else _max_iter(p)),
+        max_iter=int(opts["max_iter"] if opts["max_iter"] is not None else _max_iter(p, slv)),
         tol=float(opts["tol"] if opts["tol"] is not None else 1e-5),
         time_limit=given["time_limit"],
         callback=given["callback"],

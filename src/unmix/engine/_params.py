@@ -161,7 +161,8 @@ PARAMETERS: dict[str, Param] = table(
         None,
         "most iterations",
         "int, optional",
-        "Most iterations (default 500).",
+        "Most iterations (default 500; 2000 for MU, whose steps are short; 5000 with a "
+        "penalty that tightens a bound, such as Orthogonality).",
         cli="--max-iter",
     ),
     Param(

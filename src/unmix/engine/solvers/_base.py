@@ -78,6 +78,8 @@ class Solver:
     one_shot: ClassVar[bool] = False
     #: state keys that carry over between iterations (saved in checkpoints)
     persistent: ClassVar[tuple] = ()
+    #: the ``max_iter`` a fit takes when none is given (a slow solver takes more)
+    default_max_iter: ClassVar[int] = 500
     #: the keys of ``solver_options`` the solver takes (its docstring's "Options"); None
     #: (a user's solver that does not declare them): any
     option_names: ClassVar[frozenset | None] = None
