@@ -63,7 +63,9 @@ def gibbs_summary(
     """Run the chain (module docstring) from ``A0`` (pixels, k), ``S0`` (k, channels) with
     relevances ``theta`` (k,) and return the sample means and central ``level`` bands of
     ``A``, ``S`` and the unit-sum endmembers (keys ``A_mean``, ``A_lower``, ...,
-    ``S_unit_upper``)."""
+    ``S_unit_upper``), and the kept samples (``A_samples`` (samples, pixels, k),
+    ``S_samples`` (samples, k, channels)) for the bands of derived quantities such as the
+    model ``A @ S`` (:meth:`unmix.bayes.BayesResult.model_intervals`)."""
     rows, cols, x = _entries(data)
     n, m, k = data.n, data.m, A0.shape[1]
     if x.size * k > MAX_ENTRIES or n * k * N_KEEP > MAX_ENTRIES:
@@ -94,4 +96,5 @@ def gibbs_summary(
     for name, D in (("A", DA), ("S", DS), ("S_unit", DU)):
         out[f"{name}_mean"] = D.mean(axis=0)
         out[f"{name}_lower"], out[f"{name}_upper"] = np.quantile(D, q, axis=0)
+    out["A_samples"], out["S_samples"] = DA, DS
     return out

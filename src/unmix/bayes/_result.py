@@ -95,6 +95,9 @@ class BayesResult:
     A_shape, A_rate, S_shape, S_rate : arrays
         Parameters of the Gamma posteriors of the kept components: shapes as ``A``/``S``,
         one rate per component (k_effective,).
+    A_samples, S_samples : arrays or None
+        With ``bands='gibbs'``: the chain's kept samples, (samples, pixels, k_effective)
+        and (samples, k_effective, channels); None for the variational bands.
     """
 
     A_mean: np.ndarray
@@ -121,6 +124,8 @@ class BayesResult:
     A_rate: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     S_shape: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     S_rate: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    A_samples: np.ndarray | None = field(default=None, repr=False)
+    S_samples: np.ndarray | None = field(default=None, repr=False)
 
     def to_result(self, **kw: Any) -> Result:
         """This fit as a :class:`unmix.Result` with its credible bands (``result.bands``):
@@ -166,6 +171,60 @@ class BayesResult:
             lower[a : a + block_rows], upper[a : a + block_rows] = np.quantile(draws, q, axis=0)
         dt = self.A_mean.dtype
         return mean.astype(dt), lower.astype(dt), upper.astype(dt)
+
+    def model_intervals(
+        self,
+        pixels: Any = None,
+        level: float | None = None,
+        *,
+        n_draws: int = 400,
+        random_state: int | np.random.Generator | None = 0,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Mean and interval of the model ``(A @ S)_ij``, the expected counts of pixel
+        ``i`` in channel ``j``, for the ``pixels`` given (indices or a boolean mask over
+        the pixels; default all): arrays (len(pixels), channels).
+
+        Unlike the factors, the model is identifiable: whichever way the counts split
+        between components, ``A @ S`` is what the data pin down, so these bands can be
+        checked against planted expected counts (``benchmarks/results/bayes.md``).  From
+        the Gibbs chain's kept samples when ``bands='gibbs'``; else from ``n_draws``
+        independent draws of ``A`` and ``S`` from the mean-field ``q`` (seeded by
+        ``random_state``), which ignores their correlation and so tends to be narrow.
+        The mean is the sample mean; the interval the central ``level`` quantiles.
+        """
+        level = self.level if level is None else float(level)
+        if not 0.0 < level < 1.0:
+            raise ValueError(f"level must be in (0, 1); got {level!r}.")
+        rows = np.arange(self.A_mean.shape[0])[slice(None) if pixels is None else pixels]
+        q = [(1.0 - level) / 2.0, (1.0 + level) / 2.0]
+        if self.A_samples is not None and self.S_samples is not None:
+            DS = self.S_samples
+
+            def draw_A(sel: np.ndarray) -> np.ndarray:
+                return self.A_samples[:, sel, :]
+        else:
+            rng = np.random.default_rng(random_state)
+            DS = rng.gamma(
+                self.S_shape, 1.0 / self.S_rate[:, None], size=(n_draws, *self.S_shape.shape)
+            )
+
+            def draw_A(sel: np.ndarray) -> np.ndarray:
+                sh = self.A_shape[sel]
+                return rng.gamma(sh, 1.0 / self.A_rate, size=(n_draws, *sh.shape))
+
+        m = DS.shape[2]
+        block = max(1, MODEL_ENTRIES // max(DS.shape[0] * m, 1))
+        out = [np.empty((rows.size, m)) for _ in range(3)]
+        for a in range(0, rows.size, block):
+            M = np.einsum("tik,tkj->tij", draw_A(rows[a : a + block]), DS)
+            out[0][a : a + block] = M.mean(axis=0)
+            out[1][a : a + block], out[2][a : a + block] = np.quantile(M, q, axis=0)
+        dt = self.A_mean.dtype
+        return out[0].astype(dt), out[1].astype(dt), out[2].astype(dt)
+
+
+#: most sampled model entries held at once by :meth:`BayesResult.model_intervals`
+MODEL_ENTRIES = 8_000_000
 
 
 def _gamma_interval(shape: np.ndarray, rate: np.ndarray, level: float) -> tuple:
