@@ -53,6 +53,7 @@ def test_model_bands_of_chosen_pixels_are_those_rows():
     full = res.model_intervals()
     mask = np.zeros(X.shape[0], dtype=bool)
     mask[[3, 700]] = True
+    assert res.model_intervals(700)[1].shape == (1, X.shape[1])
     for pixels in ([3, 700], mask):
         part = res.model_intervals(pixels)
         for a, b in zip(part, full, strict=True):

@@ -195,7 +195,8 @@ class BayesResult:
         level = self.level if level is None else float(level)
         if not 0.0 < level < 1.0:
             raise ValueError(f"level must be in (0, 1); got {level!r}.")
-        rows = np.arange(self.A_mean.shape[0])[slice(None) if pixels is None else pixels]
+        rows = np.arange(self.A_mean.shape[0])
+        rows = rows if pixels is None else np.atleast_1d(rows[pixels])
         q = [(1.0 - level) / 2.0, (1.0 + level) / 2.0]
         if self.A_samples is not None and self.S_samples is not None:
             DS = self.S_samples
