@@ -23,6 +23,7 @@ from .io import check_dataset
 __all__ = ["Bands", "read_bands", "read_compared_bands", "write_compared_bands"]
 
 _ARRAYS = ("S_lower", "S_upper", "A_lower", "A_upper")
+_MODEL = ("model_pixels", "model_lower", "model_upper")
 
 
 @dataclass
@@ -42,6 +43,11 @@ class Bands:
         What made them, e.g. ``"model-based: mean-field variational Bayes (Poisson)"``.
     note : str
         What the intervals hold and what they leave out (shown in the report).
+    model_pixels : int array (p,) or None
+        Flat indices of a few pixels with bands of the model ``(A @ S)_i`` (e.g. the ones
+        the report's pixel figure shows; None: no model bands).
+    model_lower, model_upper : arrays (p, channels) or None
+        Bounds of the model at those pixels, in the units of ``A @ S``.
     """
 
     S_lower: np.ndarray
@@ -51,6 +57,19 @@ class Bands:
     level: float
     method: str
     note: str = ""
+    model_pixels: np.ndarray | None = None
+    model_lower: np.ndarray | None = None
+    model_upper: np.ndarray | None = None
+
+    def model_band(self, pixel: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(lower, upper)`` of the model at the flat pixel index ``pixel``, or None
+        when these bands hold none there."""
+        if self.model_pixels is None or self.model_lower is None or self.model_upper is None:
+            return None
+        hit = np.flatnonzero(np.asarray(self.model_pixels) == int(pixel))
+        if not hit.size:
+            return None
+        return self.model_lower[hit[0]], self.model_upper[hit[0]]
 
     def check(self, n: int, k: int, m: int) -> None:
         """Raise ``ValueError`` unless the arrays fit a result of ``n`` pixels, ``k``
@@ -72,11 +91,32 @@ class Bands:
             raise ValueError("bands have lower bounds above their upper bounds")
         if not 0.0 < float(self.level) < 1.0:
             raise ValueError(f"bands level must be in (0, 1); got {self.level!r}")
+        self._check_model(n, m)
+
+    def _check_model(self, n: int, m: int) -> None:
+        """The model bands: all three arrays or none, shapes, pixels in range, finite,
+        ordered."""
+        given = [getattr(self, key) is not None for key in _MODEL]
+        if not any(given):
+            return
+        if not all(given):
+            raise ValueError("bands give model_pixels, model_lower and model_upper together")
+        pix = np.asarray(self.model_pixels)
+        lo, hi = np.asarray(self.model_lower), np.asarray(self.model_upper)
+        if pix.ndim != 1 or pix.dtype.kind not in "iu" or np.any((pix < 0) | (pix >= n)):
+            raise ValueError(f"bands model_pixels must be flat pixel indices in [0, {n})")
+        for name, v in (("model_lower", lo), ("model_upper", hi)):
+            if v.shape != (pix.size, m):
+                raise ValueError(f"bands {name} is {v.shape}; the result needs {(pix.size, m)}")
+            if not np.all(np.isfinite(v)):
+                raise ValueError(f"bands {name} has non-finite entries")
+        if np.any(lo > hi):
+            raise ValueError("bands have model lower bounds above their upper bounds")
 
     def write(self, f: Any, name: str = "bands") -> None:
         """Write the group ``name`` into the open HDF5 file (or group) ``f``."""
         g = f.create_group(name)
-        for key in _ARRAYS:
+        for key in (*_ARRAYS, *_MODEL):
             v = getattr(self, key)
             if v is not None:
                 g.create_dataset(key, data=np.asarray(v), compression="gzip")
@@ -98,6 +138,10 @@ def _read_group(g: Any, where: str, path: str, n: int, k: int, m: int) -> Bands:
         if v.dtype.kind != "f":
             raise ValueError(f"{path}: {where} {key} is {v.dtype}, not floating point")
         arrays[key] = v
+    for key in _MODEL:  # optional (files written before them have none)
+        if key in g:
+            check_dataset(g[key], path)
+            arrays[key] = np.asarray(g[key][()])
     try:
         bands = Bands(
             **arrays,

@@ -82,6 +82,62 @@ def test_damaged_bands_are_refused(fitted, tmp_path, damage, message):
         unmix.load_result(path)
 
 
+def test_model_bands_at_chosen_pixels_survive_the_result_file(fitted, tmp_path):
+    """``to_result(model_pixels=...)``: the bands of the model ``A @ S`` at those pixels
+    (:meth:`BayesResult.model_intervals`) are saved, read back and looked up by pixel."""
+    _, res = fitted
+    r = res.to_result(spatial_shape=(32, 32), model_pixels=[700, 3, 700])
+    b = r.bands
+    np.testing.assert_array_equal(b.model_pixels, [3, 700])
+    _, lo, hi = res.model_intervals([3, 700])
+    np.testing.assert_array_equal(b.model_lower, lo)
+    np.testing.assert_array_equal(b.model_band(700)[1], hi[1])
+    assert b.model_band(5) is None and res.to_result().bands.model_band(3) is None
+    back = unmix.load_result(r.save(tmp_path / "result.h5")).bands
+    for name in ("model_pixels", "model_lower", "model_upper"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(b, name))
+
+
+def test_report_shades_the_model_band_at_the_pixels_it_shows(fitted, tmp_path):
+    from matplotlib.figure import Figure
+
+    from unmix.report import default_pixels
+    from unmix.report._figures import _model_band
+
+    X, res = fitted
+    plain = res.to_result(spatial_shape=(32, 32))
+    shown = [i for _, i in default_pixels(plain, X)]
+    r = res.to_result(spatial_shape=(32, 32), model_pixels=shown)
+    text = write_report(tmp_path, {"Bayesian NMF": r}, X=X).read_text()
+    assert "Shaded: the 90 % band of the model" in text
+    assert "Shaded: the" not in write_report(tmp_path / "p", {"B": plain}, X=X).read_text()
+    ax = Figure().subplots()
+    xs = np.arange(X.shape[1])
+    _model_band(ax, r, shown[0], xs)
+    assert len(ax.collections) == 1 and "band of the model" in ax.collections[0].get_label()
+    _model_band(ax, r, next(i for i in range(X.shape[0]) if i not in shown), xs)
+    _model_band(ax, plain, shown[0], xs)
+    assert len(ax.collections) == 1
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda g: g.__delitem__("model_upper"), "model_pixels, model_lower and model_upper"),
+        (lambda g: _replace(g, "model_pixels", lambda v: v + 5000), "flat pixel indices"),
+        (lambda g: _replace(g, "model_lower", lambda v: v[:, :-1]), r"model_lower is \(2, 63\)"),
+        (lambda g: _replace(g, "model_upper", lambda v: v - 1e6), "model lower bounds above"),
+    ],
+)
+def test_damaged_model_bands_are_refused(fitted, tmp_path, damage, message):
+    _, res = fitted
+    path = res.to_result(model_pixels=[3, 700]).save(tmp_path / "result.h5")
+    with h5py.File(path, "r+") as f:
+        damage(f["bands"])
+    with pytest.raises(ValueError, match=message):
+        unmix.load_result(path)
+
+
 def _replace(group, name, change):
     v = change(group[name][()])
     del group[name]

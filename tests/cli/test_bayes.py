@@ -139,6 +139,12 @@ def test_gibbs_bands_from_the_command_line(counts_file, tmp_path):
     lib = unmix.bayes.bayes_nmf(X, 3, ard=False, random_state=0, bands="gibbs", sweeps=60)
     np.testing.assert_allclose(res.bands.S_upper, lib.S_upper, rtol=1e-10)
     assert "Gibbs chain started at the variational fit" in (out / "report.html").read_text()
+    # the pixels the report shows carry bands of the model A @ S, from the same chain
+    shown = [i for _, i in unmix.report.default_pixels(res, X)]
+    np.testing.assert_array_equal(res.bands.model_pixels, np.unique(shown))
+    _, lo, hi = lib.model_intervals(res.bands.model_pixels)
+    np.testing.assert_allclose(res.bands.model_lower, lo, rtol=1e-10)
+    np.testing.assert_allclose(res.bands.model_upper, hi, rtol=1e-10)
 
 
 def test_without_k_ard_starts_from_the_selection_default(counts_file, tmp_path, capsys):

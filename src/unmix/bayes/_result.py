@@ -321,13 +321,16 @@ def as_result(
     spatial_shape: tuple[int, ...] | None = None,
     signal_shape: tuple[int, ...] | None = None,
     spec: dict[str, Any] | None = None,
+    model_pixels: Any = None,
 ) -> Result:
     """The fit ``res`` of ``X`` (pixels, channels) as a :class:`unmix.Result`.
 
     ``A`` and ``S`` are the posterior means of the kept components, ``result.bands`` the
     credible intervals of every entry (``res.level``), the objective the negative ELBO.
     ``spec`` adds to the recorded specification (``solver="bayes-vb"``, ``loss="kl"``,
-    the ranks, relevance and the rank path of the evidence check).
+    the ranks, relevance and the rank path of the evidence check).  ``model_pixels``
+    (flat pixel indices): the bands also hold the model ``A @ S`` at those pixels
+    (:meth:`BayesResult.model_intervals`; the report shades them in its pixel figure).
     """
     elbo = np.asarray(res.elbo, dtype=np.float64)
     full = {
@@ -354,6 +357,7 @@ def as_result(
         level=float(res.level),
         method=METHOD if res.bands_method == "vb" else METHOD_GIBBS.format(res.sweeps),
         note=NOTE if res.bands_method == "vb" else NOTE_GIBBS,
+        **_model_bands(res, model_pixels),
     )
     return Result(
         A=res.A_mean,
@@ -369,3 +373,12 @@ def as_result(
         signal_shape=tuple(signal_shape) if signal_shape else None,
         bands=bands,
     )
+
+
+def _model_bands(res: BayesResult, pixels: Any) -> dict[str, Any]:
+    """The :class:`unmix.Bands` fields of the model bands at ``pixels`` (none: {})."""
+    if pixels is None:
+        return {}
+    pix = np.unique(np.asarray(pixels, dtype=np.int64).reshape(-1))
+    _, lo, hi = res.model_intervals(pix)
+    return {"model_pixels": pix, "model_lower": lo, "model_upper": hi}

@@ -413,15 +413,12 @@ def bayes_nmf(
         keeps what ARD keeps (more than ``max(1e-3 sum X, 10)`` counts).
     bands, sweeps : {'vb', 'gibbs'}, int
         Intervals (and means) from the variational posterior, or from ``sweeps`` sweeps
-        of a Gibbs sampler started at it (:mod:`unmix.bayes._gibbs`; whole counts; its
-        kept samples stay in the result, ``A_samples`` and ``S_samples``).  Either way
-        :meth:`BayesResult.model_intervals` gives the bands of the model ``A @ S``, the
-        expected counts, which the data identify where the factors are not.
+        of a Gibbs sampler started at it (:mod:`unmix.bayes._gibbs`; whole counts).
 
     Returns
     -------
     BayesResult
-        Means, intervals, relevance, ELBO history (X's float dtype); ``.to_result()``.
+        Means, intervals (``.model_intervals()``: of A @ S), relevance, ELBO; X's dtype.
 
     Raises
     ------

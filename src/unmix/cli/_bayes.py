@@ -20,6 +20,7 @@ from typing import Any
 import click
 import numpy as np
 
+from ..report import default_pixels
 from ._common import (
     EXIT_USAGE,
     IMAGE_OPTIONS,
@@ -192,11 +193,13 @@ def _fit(X: Any, image: Any, kw: dict) -> Any:
         "spatial_shape": list(image.spatial_shape),
         "signal_shape": list(image.signal_shape),
     }
-    return res.to_result(
-        spatial_shape=tuple(image.spatial_shape),
-        signal_shape=tuple(image.signal_shape),
-        spec=spec,
-    )
+    shape = {
+        "spatial_shape": tuple(image.spatial_shape),
+        "signal_shape": tuple(image.signal_shape),
+    }
+    # the pixels the report's pixel figure shows get bands of the model A @ S
+    shown = [i for _, i in default_pixels(res.to_result(**shape), X)]
+    return res.to_result(**shape, spec=spec, model_pixels=shown)
 
 
 def _bootstrap(X: Any, result: Any, kw: dict) -> Any:

@@ -18,6 +18,7 @@ from ._figures import (
 )
 from ._html import write_report
 from ._interactive import VIEWER_BYTES, Viewer, new_viewer, viewer_section
+from ._model import default_pixels
 from ._panels import HtmlFigure, figure_html
 from ._template import CSS, PAGE
 
@@ -27,6 +28,7 @@ __all__ = [
     "VIEWER_BYTES",
     "HtmlFigure",
     "Viewer",
+    "default_pixels",
     "figure_html",
     "new_viewer",
     "plot_comparison",

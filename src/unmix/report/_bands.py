@@ -23,6 +23,7 @@ from ._panels import SEQ_MAPS, geometry, image_grid, names_for, save, spatial_pa
 __all__ = [
     "bands_caption",
     "bands_summary",
+    "model_band_caption",
     "plot_endmember_band_widths",
     "plot_map_band_widths",
     "relative_widths",
@@ -133,3 +134,15 @@ def plot_endmember_band_widths(
     axes[len(axes) // 2].set_ylabel("(upper - lower) / mean")
     fig.suptitle(f"Relative width of the {100 * b.level:g} % endmember bands", fontsize=11)
     return save(fig, path)
+
+
+def model_band_caption(res: Result) -> str:
+    """The pixel figure's sentence on the shaded band of the model, when there is one."""
+    bands = getattr(res, "bands", None)
+    if bands is None or bands.model_pixels is None:
+        return ""
+    return (
+        f" Shaded: the {100 * bands.level:g} % band of the model (the expected counts "
+        f"A S, {bands.method.split(':')[0]}); the data scatter around it with their own "
+        "counting noise, which the band does not hold."
+    )

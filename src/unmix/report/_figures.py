@@ -418,6 +418,7 @@ def plot_pixel_fits(
                 ax.plot(xs, base, color="0.5", lw=1, ls=":", label="added back (mean)")
         ax.plot(xs, x, color="black", lw=0.7, marker=".", ms=2.5, label="data")
         ax.plot(xs, y, color="crimson", lw=1.3, label="model")
+        _model_band(ax, result, i, xs)
         ax.set_title(title, fontsize=9)
         ax.set_ylabel(_data_label(image), fontsize=8)
         ax.set_xlim(float(xs.min()), float(xs.max()))
@@ -427,6 +428,17 @@ def plot_pixel_fits(
         axes[-1, 0].set_xlabel(axis_label(g.signal[0]))
     fig.suptitle("Data and model at selected pixels", fontsize=11)
     return save(fig, path)
+
+
+def _model_band(ax: Any, result: Result, i: int, xs: np.ndarray) -> None:
+    """Shade the band of the model at pixel ``i`` when the result's bands hold one
+    (:meth:`unmix.Bands.model_band`, e.g. a Bayesian fit's credible band of ``A @ S``)."""
+    bands = getattr(result, "bands", None)
+    band = None if bands is None else bands.model_band(i)
+    if band is None:
+        return
+    label = f"{100 * bands.level:g} % band of the model ({bands.method.split(':')[0]})"
+    ax.fill_between(xs, band[0], band[1], color="crimson", alpha=0.25, lw=0, label=label)
 
 
 def _match(S: np.ndarray, ref: np.ndarray) -> list[int]:

@@ -27,6 +27,7 @@ from ..spectral_image import SpectralImage
 from ._bands import (
     bands_caption,
     bands_summary,
+    model_band_caption,
     plot_endmember_band_widths,
     plot_map_band_widths,
 )
@@ -336,7 +337,7 @@ def _result_section(
                 Path(plot_pixel_fits(res, X, f"{stem}_pixels.png", image=image)),
                 f"Data and model at selected pixels for {name}",
                 "Data, model and each component's contribution at the brightest, "
-                "the worst-fitted and a median pixel.",
+                "the worst-fitted and a median pixel." + model_band_caption(res),
             )
         )
     body = [
