@@ -223,6 +223,13 @@ class BayesResult:
         dt = self.A_mean.dtype
         return out[0].astype(dt), out[1].astype(dt), out[2].astype(dt)
 
+    def model_band_fields(self, pixels: Any) -> dict[str, Any]:
+        """The :class:`unmix.Bands` fields of the bands of the model at ``pixels`` (flat
+        indices; sorted, each once): ``model_pixels``, ``model_lower``, ``model_upper``."""
+        pix = np.unique(np.asarray(pixels, dtype=np.int64).reshape(-1))
+        _, lo, hi = self.model_intervals(pix)
+        return {"model_pixels": pix, "model_lower": lo, "model_upper": hi}
+
 
 #: most sampled model entries held at once by :meth:`BayesResult.model_intervals`
 MODEL_ENTRIES = 8_000_000
@@ -357,7 +364,7 @@ def as_result(
         level=float(res.level),
         method=METHOD if res.bands_method == "vb" else METHOD_GIBBS.format(res.sweeps),
         note=NOTE if res.bands_method == "vb" else NOTE_GIBBS,
-        **_model_bands(res, model_pixels),
+        **({} if model_pixels is None else res.model_band_fields(model_pixels)),
     )
     return Result(
         A=res.A_mean,
@@ -373,12 +380,3 @@ def as_result(
         signal_shape=tuple(signal_shape) if signal_shape else None,
         bands=bands,
     )
-
-
-def _model_bands(res: BayesResult, pixels: Any) -> dict[str, Any]:
-    """The :class:`unmix.Bands` fields of the model bands at ``pixels`` (none: {})."""
-    if pixels is None:
-        return {}
-    pix = np.unique(np.asarray(pixels, dtype=np.int64).reshape(-1))
-    _, lo, hi = res.model_intervals(pix)
-    return {"model_pixels": pix, "model_lower": lo, "model_upper": hi}

@@ -14,6 +14,7 @@ Exit codes as for ``unmix run``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -193,13 +194,16 @@ def _fit(X: Any, image: Any, kw: dict) -> Any:
         "spatial_shape": list(image.spatial_shape),
         "signal_shape": list(image.signal_shape),
     }
-    shape = {
-        "spatial_shape": tuple(image.spatial_shape),
-        "signal_shape": tuple(image.signal_shape),
-    }
-    # the pixels the report's pixel figure shows get bands of the model A @ S
-    shown = [i for _, i in default_pixels(res.to_result(**shape), X)]
-    return res.to_result(**shape, spec=spec, model_pixels=shown)
+    result = res.to_result(
+        spatial_shape=tuple(image.spatial_shape),
+        signal_shape=tuple(image.signal_shape),
+        spec=spec,
+    )
+    # the pixels the report's pixel figure shows get bands of the model A @ S (their
+    # pass over X is kept with this result for the report)
+    shown = [i for _, i in default_pixels(result, X)]
+    result.bands = dataclasses.replace(result.bands, **res.model_band_fields(shown))
+    return result
 
 
 def _bootstrap(X: Any, result: Any, kw: dict) -> Any:

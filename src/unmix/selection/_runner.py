@@ -104,10 +104,9 @@ def fit_with_engine(
         Xi = np.array(X_np, dtype=float)
         Xi[rows, cols] = np.nan
         Xi = np.where(np.isnan(Xi), np.nanmean(Xi, axis=0)[None, :], Xi)
+    # no solver set: the model's own (HALS for plain NMF, held-out mask included; KL-CD
+    # for loss="kl"); a fixed "hals" refused loss="kl" and sum-to-one maps
     opts = dict(settings.fit_options or {})
-    # the model's own solver (HALS for plain NMF, held-out mask included; KL-CD for
-    # loss="kl"): "hals" for every model refused loss="kl" and sum-to-one maps
-    opts.setdefault("solver", "auto")
     if executor is not None:
         opts.setdefault("executor", executor)
         if block_size is not None:
