@@ -282,10 +282,8 @@ def kl_views(p: Problem, *, choice: Any = "auto", model: bool = True) -> KLViews
             views.Y[b.index] = kn.Sparse.from_csr(B, dt)
             continue
         Xb = np.asarray(p.data.x(b), dtype=np.float64)
-        pos = Xb > 0
-        xlogx = np.where(pos, Xb * np.log(np.where(pos, Xb, 1.0)), 0.0) - Xb
-        total += float(w @ xlogx.sum(axis=1))
-        dense = np.count_nonzero(pos) >= SPARSE_BELOW * max(Xb.size, 1)
+        total += float(w @ _xlogx(Xb).sum(axis=1))
+        dense = np.count_nonzero(Xb) >= SPARSE_BELOW * max(Xb.size, 1)
         if choice is True or (choice == "auto" and not dense):
             views.Y[b.index] = kn.Sparse(np.ascontiguousarray(Xb, dtype=dt))
         else:
@@ -308,7 +306,8 @@ def kl_fit_at(p: Problem, A: Any, S: Any, views: KLViews, ex: Executor) -> float
 
     def kernel(block: Block) -> dict:
         Ab = np.ascontiguousarray(A[block.slice, :])
-        Yb, w, holes = (getattr(views, f)[block.index] for f in ("Y", "w", "holes"))
+        i = block.index
+        Yb, w, holes = views.Y[i], views.w[i], views.holes[i]
         if isinstance(Yb, kn.Sparse):
             return {"fit": kn.sparse_fit(Yb, Ab, S_, w, tiny, holes)}
         Xb = np.ascontiguousarray(p.data.x(block), dtype=dt)
@@ -349,11 +348,15 @@ def _observed(B: Any, mask: Any, block: Block) -> Any:
     return out
 
 
+def _xlogx(v: np.ndarray) -> np.ndarray:
+    """``x log x - x`` entry by entry (float64, entries >= 0; ``0 log 0 = 0``)."""
+    pos = v > 0
+    return np.where(pos, v * np.log(np.where(pos, v, 1.0)), 0.0) - v
+
+
 def _xlogx_rows(B: Any) -> np.ndarray:
     """``sum_j x log x - x`` of each row of a CSR block (float64; its entries >= 0)."""
-    v = np.asarray(B.data, dtype=np.float64)
-    pos = v > 0
-    per_entry = np.where(pos, v * np.log(np.where(pos, v, 1.0)), 0.0) - v
+    per_entry = _xlogx(np.asarray(B.data, dtype=np.float64))
     return np.bincount(entry_rows(B), weights=per_entry, minlength=B.shape[0])
 
 
