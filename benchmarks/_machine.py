@@ -38,6 +38,16 @@ def cpu_timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
     return out, time.process_time() - t
 
 
+def quiet_cpu_timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """:func:`cpu_timed` with the fit's warnings held back (the table reports what they
+    would say: stop reasons, iterations)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return cpu_timed(fn, *args, **kwargs)
+
+
 def worst_angle(S: Any, ref: Any) -> float:
     """The largest angle (deg) between the endmembers ``S`` and ``ref`` (k, channels) after
     Hungarian matching on the angles (:func:`unmix.metrics.match_components`)."""

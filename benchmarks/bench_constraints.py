@@ -184,6 +184,9 @@ ENTRIES = [
     Entry("jasper", "Jasper Ridge", "hsi/jasper_ridge.mat", 4, _hsi("jasper_ridge")),
     Entry("moffett", "Moffett", "hsi/moffett.mat", 3, _hsi("moffett")),
 ]
+#: the spectroscopy maps (counts or count-like), without the scan-only STM grid and the
+#: remote-sensing scenes: what the KL benchmarks fit
+SPECTRAL_MAPS = ("eels", "eds-sem", "eds-tem", "eds-jeol", "raman", "xrd")
 
 
 # ------------------------------------------------------------ constraint sets

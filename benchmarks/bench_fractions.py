@@ -25,14 +25,13 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
-import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 import unmix  # noqa: E402
-from _machine import cpu_timed, measured_line, worst_angle  # noqa: E402
-from bench_constraints import ENTRIES  # noqa: E402
+from _machine import measured_line, quiet_cpu_timed, worst_angle  # noqa: E402
+from bench_constraints import ENTRIES, SPECTRAL_MAPS  # noqa: E402
 from unmix.model import NonNegative, SumToOne  # noqa: E402
 from unmix.preprocessing import NormalizePixels  # noqa: E402
 
@@ -40,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "fractions.md"
 
 #: the real maps of ``bench_constraints.py`` (its loaders, files and k) fitted here
-KEYS = ("eels", "eds-sem", "eds-tem", "eds-jeol", "raman", "xrd")
+KEYS = SPECTRAL_MAPS
 FILES = [e for e in ENTRIES if e.key in KEYS]
 
 MODEL = {
@@ -51,9 +50,7 @@ MODEL = {
 
 
 def fit(X: np.ndarray, k: int, solver: str):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return cpu_timed(unmix.factorize, X, k, solver=solver, random_state=0, **MODEL)
+    return quiet_cpu_timed(unmix.factorize, X, k, solver=solver, random_state=0, **MODEL)
 
 
 def rows_for(entry) -> list[str]:

@@ -34,20 +34,19 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
-import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 import unmix  # noqa: E402
-from _machine import cpu_timed, measured_line  # noqa: E402
-from bench_constraints import ENTRIES  # noqa: E402
+from _machine import measured_line, quiet_cpu_timed  # noqa: E402
+from bench_constraints import ENTRIES, SPECTRAL_MAPS  # noqa: E402
 from unmix.hierarchy._terms import OUTSIDE  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "weighted_kl.md"
 
-KEYS = ("eels", "eds-sem", "eds-tem", "eds-jeol", "raman", "xrd")
+KEYS = SPECTRAL_MAPS
 FILES = [e for e in ENTRIES if e.key in KEYS and (e.key, e.k) != ("xrd", 6)]
 SOLVERS = ("klcd", "gradient", "mu")
 TREE_KEYS = ("eels", "eds-tem", "raman")
@@ -70,18 +69,14 @@ def weight_cases(X: np.ndarray) -> dict[str, dict]:
     }
 
 
-def quiet(fn, *args, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return cpu_timed(fn, *args, **kwargs)
-
-
 def rows_for(entry) -> list[str]:
     X = np.maximum(entry.load()[0], 0.0)
     out = []
     for case, weighting in weight_cases(X).items():
         fits = {
-            s: quiet(unmix.factorize, X, entry.k, loss="kl", solver=s, random_state=0, **weighting)
+            s: quiet_cpu_timed(
+                unmix.factorize, X, entry.k, loss="kl", solver=s, random_state=0, **weighting
+            )
             for s in SOLVERS
         }
         best = min(r.objective for r, _ in fits.values())
@@ -102,7 +97,7 @@ def tree_rows(entry) -> list[str]:
     out = []
     times = {}
     for s in ("klcd", "gradient"):
-        tree, t = quiet(
+        tree, t = quiet_cpu_timed(
             unmix.hierarchical_nmf,
             X,
             4,
