@@ -274,7 +274,7 @@ def kl_views(p: Problem, *, choice: Any = "auto", model: bool = True) -> KLViews
     total = 0.0
     csr_input = getattr(p.data, "sparse", False) and choice is not False
     for b in p.data.blocks:
-        w = views.w[b.index] = pixel_weights(p, b)
+        w = views.w[b.index] = _pixel_weights(p, b)
         views.holes[b.index] = _holes(p, b)
         if csr_input:  # sparse X: its CSR rows as they are, never densified
             B = _observed(p.data.csr(b), p.data.mask, b)
@@ -325,12 +325,12 @@ def _holes(p: Problem, block: Block) -> Any:
     return kn.Holes(np.asarray(mask[block.slice, :]))
 
 
-def pixel_weights(p: Problem, block: Block) -> np.ndarray:
+def _pixel_weights(p: Problem, block: Block) -> np.ndarray:
     """The block's pixel weights ``w_i`` for the kernels (float64, contiguous; ones when
     the fit has none)."""
     pw = p.data.pw(block)
     if pw is None:
-        return np.ones(block.stop - block.start)
+        return np.ones(block.size)
     return np.ascontiguousarray(np.asarray(pw, dtype=np.float64).reshape(-1))
 
 
