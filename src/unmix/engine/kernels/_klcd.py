@@ -266,11 +266,6 @@ def s_pass(X, A, w, Y, r_apply, delta, r1, r2, tiny, q1, h1, q2, h2):
             h2[j] += (bw2 * t) * (b2 * inv)
 
 
-def weighted_sums(A, w):
-    """``sum_i w_i A_ir`` (float64): the column sums of the maps, each pixel ``w_i`` times."""
-    return w @ A.astype(np.float64, copy=False)
-
-
 class Holes:
     """A block's missing entries (mask False) in CSR form: row pointers ``hp`` and
     channels ``hc``; ``masked``: whether the fit has a mask (:meth:`none`: it has not)."""
@@ -284,9 +279,8 @@ class Holes:
 
     @classmethod
     def none(cls, n: int) -> Holes:
-        out = cls.__new__(cls)
-        out.hp = np.zeros(n + 1, np.int64)
-        out.hc = np.zeros(0, np.int32)
+        """The holes of ``n`` pixels of a fit without a mask."""
+        out = cls(np.ones((n, 0), dtype=bool))
         out.masked = False
         return out
 
@@ -295,7 +289,7 @@ def map_sums(A, w, hsum, masked):
     """``sum_i w_i A_ir`` over each channel's observed pixels: (k, m) in a masked fit,
     else (k, 1), one sum a row (the same shape on every block and process: the sums are
     reduced over them)."""
-    total = weighted_sums(A, w)[:, None]
+    total = (w @ A.astype(np.float64, copy=False))[:, None]
     if not masked:
         return total
     observed = total - hsum
