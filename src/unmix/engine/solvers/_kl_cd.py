@@ -45,7 +45,7 @@ from .._problem import Problem
 from ..kernels import available, klcd_kernels
 from ._base import Solver, StepOut, register
 
-__all__ = ["KLCD", "SPARSE_BELOW", "KLViews", "kl_fit_at", "kl_views"]
+__all__ = ["KLCD", "SPARSE_BELOW", "KLViews", "kl_fit_at", "kl_views", "views_weigh"]
 
 logger = logging.getLogger("unmix")
 
@@ -260,6 +260,13 @@ class KLViews:
     w: dict  # the pixel weights (float64; ones without them)
     holes: dict  # the missing entries (kernel ``Holes``)
     xlogx: float  # ``sum w_i (x log x - x)`` over the observed entries, all processes
+
+
+def views_weigh(data: Any) -> bool:
+    """Whether the compiled KL passes (:func:`kl_views`, :func:`kl_fit_at`) weigh ``data``
+    as its objective does: pixel weights and a mask's holes, not channel or full weights
+    (:attr:`KLCD.weights`)."""
+    return getattr(data, "channel_w", None) is None and getattr(data, "full_w", None) is None
 
 
 def kl_views(p: Problem, *, choice: Any = "auto", model: bool = True) -> KLViews:

@@ -32,7 +32,7 @@ from .._stop import gains_little
 from ..kernels import available, kl_mu_pass, kl_resolve, mu_pass, resolve
 from ._base import Solver, StepOut, register
 from ._frobenius import fit_from_sums
-from ._kl_cd import kl_fit_at, kl_views
+from ._kl_cd import kl_fit_at, kl_views, views_weigh
 from ._kl_sparse import kl_sparse_pass, uses_sparse_kl
 
 __all__ = ["MU"]
@@ -185,7 +185,7 @@ class MU(Solver):
         compiled = state["fused_kl"] or state["sparse_kl"]
         if not compiled or p.be.name != "numpy" or not available():
             return None
-        if p.data.channel_w is not None:  # the kernels weigh pixels only
+        if not views_weigh(p.data):  # the kernels weigh pixels and holes only
             return None
         if "kl_views" not in state:
             choice = "auto" if state["sparse_kl"] else False  # no CSR copies of dense X
